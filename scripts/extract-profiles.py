@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Derive the compact tables Huimin reads from the official FHIR R4B core package.
+
+Usage:  npm pack hl7.fhir.r4b.core && tar xzf hl7.fhir.r4b.core-4.3.0.tgz
+        scripts/extract-profiles.py package/ fhir-profiles/
+
+Writes fhir-profiles/r4b-elements.json: for every base resource, complex and primitive type
+(specialisations only, no constraint profiles) the snapshot elements in definition order with
+their cardinality, types, content references and XML representation. The XML <-> JSON
+converter and the validator are driven by this table.
+"""
+import glob
+import json
+import os
+import sys
+
+SYSTEM_TYPES = {
+    "http://hl7.org/fhirpath/System.String": "string",
+    "http://hl7.org/fhirpath/System.Boolean": "boolean",
+    "http://hl7.org/fhirpath/System.Integer": "integer",
+    "http://hl7.org/fhirpath/System.Decimal": "decimal",
+    "http://hl7.org/fhirpath/System.Date": "date",
+    "http://hl7.org/fhirpath/System.DateTime": "dateTime",
+    "http://hl7.org/fhirpath/System.Time": "time",
+}
+
+
+def type_code(t):
+    code = t.get("code", "")
+    if code in SYSTEM_TYPES:
+        for ext in t.get("extension", []):
+            if ext.get("url", "").endswith("structuredefinition-fhir-type"):
+                return ext.get("valueUrl") or ext.get("valueUri") or SYSTEM_TYPES[code]
+        return SYSTEM_TYPES[code]
+    return code
+
+
+def main(src, out):
+    types = {}
+    for f in sorted(glob.glob(os.path.join(src, "StructureDefinition-*.json"))):
+        sd = json.load(open(f, encoding="utf-8"))
+        if sd.get("kind") not in ("resource", "complex-type", "primitive-type"):
+            continue
+        if sd.get("derivation") == "constraint":
+            continue
+        name = sd["type"]
+        elements = []
+        for e in sd["snapshot"]["element"][1:]:
+            entry = {"p": e["path"], "m": 0 if e.get("max") == "1" or e.get("max") == "0" else 1}
+            ts = [type_code(t) for t in e.get("type", [])]
+            if ts:
+                entry["t"] = ts
+            if e.get("contentReference"):
+                entry["r"] = e["contentReference"].split("#", 1)[1]
+            rep = e.get("representation")
+            if rep:
+                entry["x"] = rep[0]
+            if e.get("max") == "0":
+                entry["z"] = 1
+            elements.append(entry)
+        types[name] = {
+            "kind": sd["kind"],
+            "abstract": bool(sd.get("abstract")),
+            "base": (sd.get("baseDefinition") or "").rsplit("/", 1)[-1] or None,
+            "elements": elements,
+        }
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "r4b-elements.json"), "w", encoding="utf-8") as fh:
+        json.dump({"fhirVersion": "4.3.0", "types": types}, fh, separators=(",", ":"), sort_keys=True)
+    print(f"{len(types)} types written")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,58 @@
+//! HTTP: routes, content negotiation, authentication extraction, error → OperationOutcome,
+//! paging links. No SQL and no business rules here: handlers parse, authorise, call one service
+//! function and render its result.
+
+pub mod format;
+pub mod metadata;
+pub mod middleware;
+pub mod ops;
+pub mod rest;
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub settings: Settings,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Register every route of the application.
+pub fn configure(cfg: &mut web::ServiceConfig, auth: Arc<Authenticator>, max_body: usize) {
+    cfg.app_data(web::Data::new(auth))
+        .app_data(web::PayloadConfig::new(max_body))
+        .configure(ops::configure)
+        .service(
+            web::scope("/fhir")
+                .configure(metadata::configure)
+                .service(
+                    web::resource(["", "/"])
+                        .name("system")
+                        .post(not_yet)
+                        .get(not_yet),
+                )
+                .configure(rest::configure)
+                .default_service(web::to(not_found)),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+}
+
+/// Transactions, batches and system search arrive with later capabilities.
+async fn not_yet(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotImplemented(format!(
+        "{} on the system endpoint (transaction, batch, system search) is not supported yet",
+        req.method()
+    )))
+}

@@ -1,0 +1,508 @@
+//! The FHIR RESTful interactions: read, vread, create, update, patch, delete, history (instance,
+//! type, system), conditional create/update/delete and the basic type search.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::format::{self, Negotiated};
+use super::AppState;
+use crate::auth::{Caller, Perm};
+use crate::clock;
+use crate::error::ApiError;
+use crate::fhir::bundle::{self, Link};
+use crate::fhir::criteria::{self, Criterion};
+use crate::fhir::json::Json;
+use crate::fhir::outcome::{Issue, OperationOutcome};
+use crate::fhir::validate::is_valid_id;
+use crate::services::record::{self, Record, Written};
+use crate::store::resources::HistoryScope;
+
+/// Register the resource routes (under `/fhir`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/_history").name("history-system").get(history_system))
+        .service(
+            web::resource("/{type}")
+                .name("type")
+                .get(search)
+                .post(create)
+                .put(conditional_update)
+                .delete(conditional_delete),
+        )
+        .service(web::resource("/{type}/_search").name("search-post").post(search_post))
+        .service(web::resource("/{type}/_history").name("history-type").get(history_type))
+        .service(
+            web::resource("/{type}/{id}")
+                .name("instance")
+                .get(read)
+                .put(update)
+                .patch(patch)
+                .delete(delete),
+        )
+        .service(web::resource("/{type}/{id}/_history").name("history-instance").get(history_instance))
+        .service(web::resource("/{type}/{id}/_history/{vid}").name("vread").get(vread));
+}
+
+/// A resource type from the URL: 404 when FHIR R4B has no such type.
+fn resource_type(t: &str) -> Result<&str, ApiError> {
+    if huimin_model::is_resource_type(t) {
+        Ok(t)
+    } else {
+        Err(ApiError::NotFound(format!("'{t}' is not a resource type this server knows")))
+    }
+}
+
+fn resource_id(id: &str) -> Result<&str, ApiError> {
+    if is_valid_id(id) {
+        Ok(id)
+    } else {
+        Err(ApiError::bad_request(format!("'{id}' is not a valid resource id")))
+    }
+}
+
+/// The public base URL of the FHIR endpoint, without a trailing slash.
+pub fn base_url(req: &HttpRequest, state: &AppState) -> String {
+    match &state.settings.base_url {
+        Some(b) => b.trim_end_matches('/').to_owned(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}/fhir", info.scheme(), info.host())
+        }
+    }
+}
+
+fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `If-Match: W/"3"` → 3.
+fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(v) = header_str(req, "if-match") else {
+        return Ok(None);
+    };
+    let t = v.trim();
+    let t = t.strip_prefix("W/").unwrap_or(t).trim_matches('"');
+    t.parse::<i64>()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request(format!("If-Match '{v}' is not a version ETag such as W/\"3\"")))
+}
+
+/// What `Prefer: return=…` asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Return {
+    Minimal,
+    Representation,
+    Outcome,
+}
+
+fn prefer_return(req: &HttpRequest) -> Return {
+    let prefer = header_str(req, "prefer").unwrap_or("");
+    for p in prefer.split([',', ';']) {
+        match p.trim() {
+            "return=minimal" => return Return::Minimal,
+            "return=OperationOutcome" => return Return::Outcome,
+            "return=representation" => return Return::Representation,
+            _ => {}
+        }
+    }
+    Return::Representation
+}
+
+fn page_size(pairs: &[(String, String)], state: &AppState) -> Result<i64, ApiError> {
+    match pairs.iter().find(|(k, _)| k == "_count") {
+        None => Ok(i64::from(state.settings.page_size_default)),
+        Some((_, v)) => {
+            let n: i64 = v
+                .parse()
+                .map_err(|_| ApiError::invalid("invalid", "_count", format!("_count '{v}' is not a number")))?;
+            if n < 0 {
+                return Err(ApiError::invalid("invalid", "_count", "_count must not be negative"));
+            }
+            Ok(n.min(i64::from(state.settings.page_size_max)))
+        }
+    }
+}
+
+/// Headers and body of a single-resource response.
+fn resource_response(
+    req: &HttpRequest,
+    state: &AppState,
+    neg: Negotiated,
+    status: StatusCode,
+    rec: Record,
+    ret: Return,
+    location: bool,
+) -> Result<HttpResponse, ApiError> {
+    let mut b = format::respond(neg, status);
+    b.insert_header((header::ETAG, format!("W/\"{}\"", rec.version_id)));
+    b.insert_header((header::LAST_MODIFIED, clock::http_date(rec.last_updated)));
+    if location {
+        let loc = format!(
+            "{}/{}/{}/_history/{}",
+            base_url(req, state),
+            rec.res_type,
+            rec.id,
+            rec.version_id
+        );
+        if let Ok(v) = HeaderValue::from_str(&loc) {
+            b.insert_header((header::LOCATION, v.clone()));
+            b.insert_header((header::CONTENT_LOCATION, v));
+        }
+    }
+    match ret {
+        Return::Representation => Ok(b.body(format::encode_stored(neg, rec.content)?)),
+        Return::Minimal => Ok(b.finish()),
+        Return::Outcome => {
+            let text = match status {
+                StatusCode::CREATED => "created",
+                _ => "ok",
+            };
+            let oo = OperationOutcome {
+                issues: vec![Issue::information("informational", format!("{}/{} {text}", rec.res_type, rec.id))],
+            };
+            Ok(b.body(format::encode(neg, &oo.to_json())?))
+        }
+    }
+}
+
+fn write_status(w: Written) -> StatusCode {
+    match w {
+        Written::Created => StatusCode::CREATED,
+        Written::Updated | Written::Matched => StatusCode::OK,
+    }
+}
+
+async fn read(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let (t, id) = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Read, Some(&t))?;
+    resource_id(&id)?;
+    let store = state.store.clone();
+    let rec = web::block(move || record::read(&store, &t, &id)).await??;
+    if let Some(inm) = header_str(&req, "if-none-match")
+        && inm.trim() == format!("W/\"{}\"", rec.version_id)
+    {
+        return Ok(HttpResponse::NotModified().finish());
+    }
+    if let Some(ims) = header_str(&req, "if-modified-since").and_then(clock::parse_http_date)
+        && rec.last_updated / 1000 <= ims / 1000
+    {
+        return Ok(HttpResponse::NotModified().finish());
+    }
+    resource_response(&req, &state, neg, StatusCode::OK, rec, Return::Representation, false)
+}
+
+async fn vread(req: HttpRequest, caller: Caller, path: web::Path<(String, String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let (t, id, vid) = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Read, Some(&t))?;
+    resource_id(&id)?;
+    let vid: i64 = vid
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("'{vid}' is not a version of {t}/{id}")))?;
+    let store = state.store.clone();
+    let rec = web::block(move || record::vread(&store, &t, &id, vid)).await??;
+    resource_response(&req, &state, neg, StatusCode::OK, rec, Return::Representation, false)
+}
+
+async fn create(req: HttpRequest, caller: Caller, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let t = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Create, Some(&t))?;
+    let tree = format::read_resource(&req, &body, Some(&t))?;
+    let criteria = match header_str(&req, "if-none-exist") {
+        Some(q) => {
+            caller.require(Perm::Search, Some(&t))?;
+            let q = q.trim_start_matches('?');
+            let q = q.rsplit_once('?').map_or(q, |(_, after)| after);
+            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            Some(criteria::parse(&pairs).map_err(|i| ApiError::Invalid(vec![i]))?)
+        }
+        None => None,
+    };
+    let store = state.store.clone();
+    let tt = t.clone();
+    let (rec, w) = web::block(move || record::create(&store, &tt, tree, criteria.as_deref())).await??;
+    resource_response(&req, &state, neg, write_status(w), rec, prefer_return(&req), true)
+}
+
+async fn update(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let (t, id) = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Update, Some(&t))?;
+    resource_id(&id)?;
+    let tree = format::read_resource(&req, &body, Some(&t))?;
+    let im = if_match(&req)?;
+    let store = state.store.clone();
+    let (rec, w) = web::block(move || record::update(&store, &t, &id, tree, im)).await??;
+    if w == Written::Created {
+        caller.require(Perm::Create, Some(&rec.res_type))?;
+    }
+    resource_response(&req, &state, neg, write_status(w), rec, prefer_return(&req), true)
+}
+
+fn criteria_of(req: &HttpRequest) -> Result<Vec<Criterion>, ApiError> {
+    criteria::parse(&query_pairs(req)).map_err(|i| ApiError::Invalid(vec![i]))
+}
+
+async fn conditional_update(req: HttpRequest, caller: Caller, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let t = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Update, Some(&t))?;
+    caller.require(Perm::Search, Some(&t))?;
+    let criteria = criteria_of(&req)?;
+    let tree = format::read_resource(&req, &body, Some(&t))?;
+    let im = if_match(&req)?;
+    let store = state.store.clone();
+    let (rec, w) = web::block(move || record::conditional_update(&store, &t, &criteria, tree, im)).await??;
+    resource_response(&req, &state, neg, write_status(w), rec, prefer_return(&req), true)
+}
+
+async fn patch(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let (t, id) = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Update, Some(&t))?;
+    resource_id(&id)?;
+    let ct = header_str(&req, "content-type").unwrap_or("");
+    if !ct.starts_with("application/json-patch+json") {
+        return Err(ApiError::UnsupportedMediaType(
+            "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)".to_owned(),
+        ));
+    }
+    let patch: json_patch::Patch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a JSON Patch document: {e}")))?;
+    let im = if_match(&req)?;
+    let store = state.store.clone();
+    let rec = web::block(move || record::patch(&store, &t, &id, &patch, im)).await??;
+    resource_response(&req, &state, neg, StatusCode::OK, rec, prefer_return(&req), true)
+}
+
+fn delete_response(req: &HttpRequest, neg: Negotiated, version: Option<i64>, what: &str) -> Result<HttpResponse, ApiError> {
+    let ret = prefer_return(req);
+    let mut b = if ret == Return::Outcome {
+        format::respond(neg, StatusCode::OK)
+    } else {
+        HttpResponse::build(StatusCode::NO_CONTENT)
+    };
+    if let Some(v) = version {
+        b.insert_header((header::ETAG, format!("W/\"{v}\"")));
+    }
+    if ret == Return::Outcome {
+        let text = match version {
+            Some(_) => format!("{what} deleted"),
+            None => format!("{what}: nothing to delete"),
+        };
+        let oo = OperationOutcome {
+            issues: vec![Issue::information("informational", text)],
+        };
+        return Ok(b.body(format::encode(neg, &oo.to_json())?));
+    }
+    Ok(b.finish())
+}
+
+async fn delete(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let (t, id) = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Delete, Some(&t))?;
+    resource_id(&id)?;
+    let what = format!("{t}/{id}");
+    let store = state.store.clone();
+    let v = web::block(move || record::delete(&store, &t, &id)).await??;
+    delete_response(&req, neg, v, &what)
+}
+
+async fn conditional_delete(req: HttpRequest, caller: Caller, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let t = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Delete, Some(&t))?;
+    caller.require(Perm::Search, Some(&t))?;
+    let criteria = criteria_of(&req)?;
+    let what = t.clone();
+    let store = state.store.clone();
+    let v = web::block(move || record::conditional_delete(&store, &t, &criteria)).await??;
+    delete_response(&req, neg, v, &what)
+}
+
+/// Rebuild the request URL with `_cursor` replaced, for paging links.
+fn page_url(req: &HttpRequest, state: &AppState, pairs: &[(String, String)], cursor: Option<&str>) -> String {
+    let base = base_url(req, state);
+    let path = req.path().strip_prefix("/fhir").unwrap_or(req.path());
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if k != "_cursor" {
+            ser.append_pair(k, v);
+        }
+    }
+    if let Some(c) = cursor {
+        ser.append_pair("_cursor", c);
+    }
+    let q = ser.finish();
+    if q.is_empty() {
+        format!("{base}{path}")
+    } else {
+        format!("{base}{path}?{q}")
+    }
+}
+
+/// The scope of a history request, owned so it can move to the blocking pool.
+enum Scope {
+    System,
+    Type(String),
+    Instance(String, String),
+}
+
+async fn history_response(req: HttpRequest, state: web::Data<AppState>, scope: Scope) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let pairs = query_pairs(&req);
+    for (k, _) in &pairs {
+        if !matches!(k.as_str(), "_count" | "_since" | "_at" | "_cursor" | "_format" | "_pretty" | "_list" | "_sort") {
+            return Err(ApiError::invalid("not-supported", k.as_str(), format!("'{k}' is not a history parameter")));
+        }
+        if matches!(k.as_str(), "_at" | "_list" | "_sort") {
+            return Err(ApiError::invalid("not-supported", k.as_str(), format!("'{k}' is not supported on history yet")));
+        }
+    }
+    let count = page_size(&pairs, &state)?;
+    let since = match pairs.iter().find(|(k, _)| k == "_since") {
+        None => None,
+        Some((_, v)) => Some(clock::parse_fhir_datetime(v).ok_or_else(|| {
+            ApiError::invalid("invalid", "_since", format!("_since '{v}' is not a FHIR instant"))
+        })?),
+    };
+    let cursor = match pairs.iter().find(|(k, _)| k == "_cursor") {
+        None => None,
+        Some((_, v)) => Some(v.parse::<i64>().map_err(|_| ApiError::invalid("invalid", "_cursor", "invalid paging cursor"))?),
+    };
+    let store = state.store.clone();
+    let (rows, more) = web::block(move || {
+        let scope = match &scope {
+            Scope::System => HistoryScope::System,
+            Scope::Type(t) => HistoryScope::Type(t),
+            Scope::Instance(t, id) => HistoryScope::Instance(t, id),
+        };
+        record::history(&store, scope, since, cursor, count)
+    })
+    .await??;
+    let base = base_url(&req, &state);
+    let mut links = vec![Link {
+        relation: "self",
+        url: page_url(&req, &state, &pairs, cursor.map(|c| c.to_string()).as_deref()),
+    }];
+    if cursor.is_some() {
+        links.push(Link {
+            relation: "first",
+            url: page_url(&req, &state, &pairs, None),
+        });
+    }
+    if more && let Some(last) = rows.last() {
+        links.push(Link {
+            relation: "next",
+            url: page_url(&req, &state, &pairs, Some(&last.seq.to_string())),
+        });
+    }
+    let entries = rows
+        .into_iter()
+        .map(|v| {
+            let full = format!("{base}/{}/{}", v.res_type, v.res_id);
+            let (request_url, status) = match v.method.as_str() {
+                "POST" => (v.res_type.clone(), "201 Created"),
+                "DELETE" => (format!("{}/{}", v.res_type, v.res_id), "204 No Content"),
+                _ => (format!("{}/{}", v.res_type, v.res_id), "200 OK"),
+            };
+            let created = v.version_id == 1 && v.method != "POST";
+            let etag = format!("W/\"{}\"", v.version_id);
+            let content = (!v.deleted).then_some(v.content);
+            bundle::history_entry(&full, content, &v.method, &request_url, status, &etag, &clock::instant(v.last_updated), created)
+        })
+        .collect();
+    let b = bundle::bundle("history", &record::new_id(), &clock::instant(clock::now_millis()), None, links, entries);
+    Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
+}
+
+async fn history_system(req: HttpRequest, caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require(Perm::Read, None)?;
+    history_response(req, state, Scope::System).await
+}
+
+async fn history_type(req: HttpRequest, caller: Caller, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let t = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Read, Some(&t))?;
+    history_response(req, state, Scope::Type(t)).await
+}
+
+async fn history_instance(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (t, id) = path.into_inner();
+    resource_type(&t)?;
+    caller.require(Perm::Read, Some(&t))?;
+    resource_id(&id)?;
+    history_response(req, state, Scope::Instance(t, id)).await
+}
+
+async fn search_with(req: HttpRequest, caller: Caller, t: String, pairs: Vec<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    resource_type(&t)?;
+    caller.require(Perm::Search, Some(&t))?;
+    let criteria = criteria::parse(&pairs).map_err(|i| ApiError::Invalid(vec![i]))?;
+    let count = page_size(&pairs, &state)?;
+    let cursor = pairs.iter().find(|(k, _)| k == "_cursor").map(|(_, v)| v.clone());
+    if let Some(c) = &cursor
+        && !is_valid_id(c)
+    {
+        return Err(ApiError::invalid("invalid", "_cursor", "invalid paging cursor"));
+    }
+    let store = state.store.clone();
+    let tt = t.clone();
+    let cur = cursor.clone();
+    let (rows, more) = web::block(move || record::search(&store, &tt, &criteria, cur.as_deref(), count)).await??;
+    let base = base_url(&req, &state);
+    let mut links = vec![Link {
+        relation: "self",
+        url: page_url(&req, &state, &pairs, cursor.as_deref()),
+    }];
+    if more && let Some((last, _)) = rows.last() {
+        links.push(Link {
+            relation: "next",
+            url: page_url(&req, &state, &pairs, Some(last)),
+        });
+    }
+    let entries: Vec<Json> = rows
+        .into_iter()
+        .map(|(id, content)| bundle::search_entry(&format!("{base}/{t}/{id}"), content))
+        .collect();
+    let b = bundle::bundle("searchset", &record::new_id(), &clock::instant(clock::now_millis()), None, links, entries);
+    Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
+}
+
+async fn search(req: HttpRequest, caller: Caller, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pairs = query_pairs(&req);
+    search_with(req, caller, path.into_inner(), pairs, state).await
+}
+
+async fn search_post(req: HttpRequest, caller: Caller, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let ct = header_str(&req, "content-type").unwrap_or("");
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return Err(ApiError::UnsupportedMediaType(
+            "_search takes a form body (application/x-www-form-urlencoded)".to_owned(),
+        ));
+    }
+    let mut pairs = query_pairs(&req);
+    pairs.extend(url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+    search_with(req, caller, path.into_inner(), pairs, state).await
+}

@@ -1,0 +1,101 @@
+//! Time: the clock, FHIR instants and HTTP dates.
+
+use time::format_description::well_known::{Rfc2822, Rfc3339};
+use time::macros::format_description;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> i64 {
+    let now = OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn at(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A FHIR instant with millisecond precision in UTC: `2026-11-23T09:30:00.123Z`.
+pub fn instant(ms: i64) -> String {
+    let f = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at(ms).format(&f).unwrap_or_default()
+}
+
+/// An HTTP date for `Last-Modified`: `Mon, 23 Nov 2026 09:30:00 GMT`.
+pub fn http_date(ms: i64) -> String {
+    let f = format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    at(ms).format(&f).unwrap_or_default()
+}
+
+/// Parse a FHIR `instant`, `dateTime` or `date` (as the start of the period it names) to
+/// milliseconds since the epoch. Partial dates without a time are taken in UTC.
+pub fn parse_fhir_datetime(s: &str) -> Option<i64> {
+    let dt = if s.len() > 10 {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .ok()
+            .or_else(|| {
+                // dateTime without seconds or with a time but no zone is not valid FHIR.
+                PrimitiveDateTime::parse(s, &format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"))
+                    .ok()
+                    .map(|p| p.assume_offset(UtcOffset::UTC))
+            })?
+    } else {
+        let mut parts = s.split('-');
+        let year: i32 = parts.next()?.parse().ok()?;
+        if s.len() < 4 {
+            return None;
+        }
+        let month = match parts.next() {
+            Some(m) if m.len() == 2 => Month::try_from(m.parse::<u8>().ok()?).ok()?,
+            Some(_) => return None,
+            None => Month::January,
+        };
+        let day = match parts.next() {
+            Some(d) if d.len() == 2 => d.parse::<u8>().ok()?,
+            Some(_) => return None,
+            None => 1,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Date::from_calendar_date(year, month, day)
+            .ok()?
+            .midnight()
+            .assume_offset(UtcOffset::UTC)
+    };
+    i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Parse an HTTP date (`If-Modified-Since` style).
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let dt = OffsetDateTime::parse(s, &Rfc2822).ok()?;
+    i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(instant(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(instant(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(http_date(1_700_000_000_123), "Tue, 14 Nov 2023 22:13:20 GMT");
+    }
+
+    #[test]
+    fn parses() {
+        assert_eq!(parse_fhir_datetime("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_fhir_datetime("1970-01-01T08:00:00+08:00"), Some(0));
+        assert_eq!(parse_fhir_datetime("1970"), Some(0));
+        assert_eq!(parse_fhir_datetime("1970-02"), Some(31 * 86_400_000));
+        assert_eq!(parse_fhir_datetime("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
+        assert_eq!(parse_fhir_datetime("yesterday"), None);
+        assert_eq!(parse_fhir_datetime("2023-13-01"), None);
+        assert!(parse_http_date("Tue, 14 Nov 2023 22:13:20 GMT").is_some());
+    }
+}

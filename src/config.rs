@@ -1,0 +1,273 @@
+//! Settings: defaults, then an optional TOML file, then `HUIMIN_*` environment variables.
+//!
+//! The file is `huimin.toml` in the working directory when present, or the path in
+//! `HUIMIN_CONFIG`. Keys are the lower-case variable names without the prefix
+//! (`HUIMIN_LISTEN` ↔ `listen`). An unknown key, an unknown `HUIMIN_*` variable or a bad value
+//! stops start-up with a message that names it; nothing falls back silently.
+//! The README lists every setting in one table.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use figment::Figment;
+use figment::providers::{Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::store::DatabaseUrl;
+
+/// Environment variables with the `HUIMIN_` prefix that are not settings.
+const NOT_SETTINGS: &[&str] = &["CONFIG"];
+/// Prefix of variables reserved for the test suites.
+const TEST_PREFIX: &str = "TEST_";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Directory for the SQLite database and development keys.
+    pub data_dir: PathBuf,
+    /// `sqlite://path` or `postgres://…`; default: SQLite at `<data_dir>/huimin.db`.
+    pub database_url: Option<String>,
+    /// Connections in the database pool.
+    pub db_pool_size: u32,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Public base URL of the FHIR endpoint (e.g. `https://hie.example.cn/fhir`); default: from
+    /// the request's Host header.
+    pub base_url: Option<String>,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// A tracing filter, e.g. `info` or `huimin=debug,info`.
+    pub log_level: String,
+    /// `dev` (HS256 secret generated in `data_dir`) or `jwt` (RS256/ES256 public keys).
+    pub auth_mode: String,
+    /// Expected `iss` claim (default `huimin-dev` in dev mode; required in jwt mode).
+    pub auth_issuer: Option<String>,
+    /// Expected `aud` claim (default `huimin`).
+    pub auth_audience: String,
+    /// PEM public key or JWKS file with the keys that sign tokens (jwt mode).
+    pub auth_keys_file: Option<PathBuf>,
+    /// Page size when `_count` is not given.
+    pub page_size_default: u32,
+    /// Largest `_count` honoured.
+    pub page_size_max: u32,
+    /// Worker threads of the HTTP server (0 = one per core).
+    pub workers: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            db_pool_size: 16,
+            max_body_bytes: 16 * 1024 * 1024,
+            base_url: None,
+            log_format: "text".to_owned(),
+            log_level: "info".to_owned(),
+            auth_mode: "dev".to_owned(),
+            auth_issuer: None,
+            auth_audience: "huimin".to_owned(),
+            auth_keys_file: None,
+            page_size_default: 50,
+            page_size_max: 1000,
+            workers: 0,
+        }
+    }
+}
+
+/// The development issuer used for tokens printed by `huimin token`.
+pub const DEV_ISSUER: &str = "huimin-dev";
+
+impl Settings {
+    /// Load from the default file locations and the process environment.
+    pub fn load() -> anyhow::Result<Settings> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let file = std::env::var_os("HUIMIN_CONFIG").map(PathBuf::from);
+        Settings::load_from(file.as_deref(), &vars)
+    }
+
+    /// Load from an explicit file (or `huimin.toml` when present) and a list of variables.
+    pub fn load_from(file: Option<&Path>, vars: &[(String, String)]) -> anyhow::Result<Settings> {
+        for (k, _) in vars {
+            if let Some(rest) = k.strip_prefix("HUIMIN_")
+                && !NOT_SETTINGS.contains(&rest)
+                && !rest.starts_with(TEST_PREFIX)
+                && !KNOWN.contains(&rest.to_ascii_lowercase().as_str())
+            {
+                bail!("unknown setting {k}: see the settings table in README.md");
+            }
+        }
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(f) => {
+                if !f.exists() {
+                    bail!("configuration file {} (HUIMIN_CONFIG) does not exist", f.display());
+                }
+                fig = fig.merge(Toml::file_exact(f));
+            }
+            None if Path::new("huimin.toml").exists() => {
+                fig = fig.merge(Toml::file_exact("huimin.toml"));
+            }
+            None => {}
+        }
+        // Variables are merged one by one, typed as figment's Env provider types them.
+        let explicit: Vec<(String, String)> = vars
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("HUIMIN_")?.to_ascii_lowercase();
+                KNOWN.contains(&rest.as_str()).then_some((rest, v.clone()))
+            })
+            .collect();
+        for (k, v) in explicit {
+            let value: figment::value::Value = parse_env_value(&v);
+            fig = fig.merge((k, value));
+        }
+        let settings: Settings = fig
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid setting: {}", describe(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.listen
+            .parse::<SocketAddr>()
+            .with_context(|| format!("invalid setting listen (HUIMIN_LISTEN): '{}' is not address:port", self.listen))?;
+        self.database()?;
+        if self.db_pool_size == 0 {
+            bail!("invalid setting db_pool_size (HUIMIN_DB_POOL_SIZE): must be at least 1");
+        }
+        if self.max_body_bytes < 1024 {
+            bail!("invalid setting max_body_bytes (HUIMIN_MAX_BODY_BYTES): must be at least 1024");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("invalid setting log_format (HUIMIN_LOG_FORMAT): '{}' is not text or json", self.log_format);
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .with_context(|| format!("invalid setting log_level (HUIMIN_LOG_LEVEL): '{}'", self.log_level))?;
+        match self.auth_mode.as_str() {
+            "dev" => {}
+            "jwt" => {
+                if self.auth_keys_file.is_none() {
+                    bail!("invalid setting auth_keys_file (HUIMIN_AUTH_KEYS_FILE): required when auth_mode is jwt");
+                }
+                if self.auth_issuer.is_none() {
+                    bail!("invalid setting auth_issuer (HUIMIN_AUTH_ISSUER): required when auth_mode is jwt");
+                }
+            }
+            other => bail!("invalid setting auth_mode (HUIMIN_AUTH_MODE): '{other}' is not dev or jwt"),
+        }
+        if let Some(b) = &self.base_url {
+            let u = url::Url::parse(b)
+                .with_context(|| format!("invalid setting base_url (HUIMIN_BASE_URL): '{b}' is not a URL"))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                bail!("invalid setting base_url (HUIMIN_BASE_URL): '{b}' is not an http(s) URL");
+            }
+        }
+        if self.page_size_default == 0 || self.page_size_max < self.page_size_default {
+            bail!("invalid setting page_size_default / page_size_max: need 0 < default <= max");
+        }
+        Ok(())
+    }
+
+    /// The database to use.
+    pub fn database(&self) -> anyhow::Result<DatabaseUrl> {
+        match &self.database_url {
+            Some(u) => DatabaseUrl::parse(u).map_err(|e| {
+                anyhow::anyhow!("invalid setting database_url (HUIMIN_DATABASE_URL): {e}")
+            }),
+            None => Ok(DatabaseUrl::Sqlite(
+                self.data_dir.join("huimin.db").to_string_lossy().into_owned(),
+            )),
+        }
+    }
+
+    /// The issuer tokens must carry.
+    pub fn issuer(&self) -> &str {
+        self.auth_issuer.as_deref().unwrap_or(DEV_ISSUER)
+    }
+}
+
+/// Every setting name (lower case), for recognising variables.
+const KNOWN: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "db_pool_size",
+    "max_body_bytes",
+    "base_url",
+    "log_format",
+    "log_level",
+    "auth_mode",
+    "auth_issuer",
+    "auth_audience",
+    "auth_keys_file",
+    "page_size_default",
+    "page_size_max",
+    "workers",
+];
+
+/// Environment values are typed the way figment's `Env` provider types them.
+fn parse_env_value(v: &str) -> figment::value::Value {
+    v.parse::<figment::value::Value>()
+        .unwrap_or_else(|_| figment::value::Value::from(v.to_owned()))
+}
+
+fn describe(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let var = if key.is_empty() {
+        String::new()
+    } else {
+        format!(" (HUIMIN_{})", key.to_ascii_uppercase())
+    };
+    format!("{key}{var}: {}", e.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = Settings::load_from(None, &vars(&[("HUIMIN_LISTEN", "0.0.0.0:9000"), ("PATH", "/bin")])).unwrap();
+        assert_eq!(s.listen, "0.0.0.0:9000");
+        assert_eq!(s.database().unwrap(), DatabaseUrl::Sqlite("./data/huimin.db".into()));
+        let s = Settings::load_from(None, &vars(&[("HUIMIN_DB_POOL_SIZE", "4")])).unwrap();
+        assert_eq!(s.db_pool_size, 4);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = Settings::load_from(None, &vars(&[("HUIMIN_DB_POOL_SIZE", "many")])).unwrap_err();
+        assert!(e.to_string().contains("HUIMIN_DB_POOL_SIZE"), "{e}");
+        let e = Settings::load_from(None, &vars(&[("HUIMIN_LISTN", "x")])).unwrap_err();
+        assert!(e.to_string().contains("HUIMIN_LISTN"), "{e}");
+        let e = Settings::load_from(None, &vars(&[("HUIMIN_LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.to_string().contains("HUIMIN_LISTEN"), "{e}");
+        let e = Settings::load_from(None, &vars(&[("HUIMIN_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(e.to_string().contains("HUIMIN_DATABASE_URL"), "{e}");
+        let e = Settings::load_from(None, &vars(&[("HUIMIN_AUTH_MODE", "jwt")])).unwrap_err();
+        assert!(e.to_string().contains("HUIMIN_AUTH_KEYS_FILE"), "{e}");
+    }
+
+    #[test]
+    fn toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("h.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9999\"\npage_size_default = 20\n").unwrap();
+        let s = Settings::load_from(Some(&f), &[]).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9999");
+        assert_eq!(s.page_size_default, 20);
+        std::fs::write(&f, "lisen = \"x\"\n").unwrap();
+        let e = Settings::load_from(Some(&f), &[]).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+    }
+}

@@ -1,0 +1,10 @@
+//! FHIR mechanics with no HTTP and no SQL: the JSON tree, R4B definitions, XML conversion,
+//! validation, OperationOutcome and Bundle building.
+
+pub mod bundle;
+pub mod criteria;
+pub mod definitions;
+pub mod json;
+pub mod outcome;
+pub mod validate;
+pub mod xml;

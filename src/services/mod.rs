@@ -1,0 +1,4 @@
+//! Business rules, one module per capability. Services take the store, run transactions and
+//! return domain results or [`crate::error::ApiError`].
+
+pub mod record;

@@ -1,0 +1,458 @@
+//! The resource record: create, read, update, patch, delete and history, with versions,
+//! conditional interactions and optimistic locking. Every write is one database transaction
+//! that stores the version, updates the current row and rewrites the search index together.
+
+use std::collections::BTreeSet;
+
+use crate::clock;
+use crate::error::ApiError;
+use crate::fhir::criteria::{Criterion, TokenValue};
+use crate::fhir::json::Json;
+use crate::fhir::validate;
+use crate::store::resources::{self as repo, HistoryScope, NewVersion, Token, Version};
+use crate::store::{DbConn, Store, is_unique_violation};
+
+/// A stored resource version as the API returns it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub res_type: String,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: i64,
+    /// The stored JSON (with `id` and `meta` set by the server).
+    pub content: String,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Updated,
+    /// A conditional create matched an existing resource; nothing was written.
+    Matched,
+}
+
+/// Set the server-owned parts of a resource: `id`, `meta.versionId`, `meta.lastUpdated`.
+fn stamp(tree: &mut Json, id: &str, version_id: i64, last_updated: i64) {
+    tree.set_at("id", Json::String(id.to_owned()), 1);
+    let mut meta = tree.remove("meta").unwrap_or(Json::Object(Vec::new()));
+    if !matches!(meta, Json::Object(_)) {
+        meta = Json::Object(Vec::new());
+    }
+    meta.set_at("versionId", Json::String(version_id.to_string()), 0);
+    meta.set_at("lastUpdated", Json::String(clock::instant(last_updated)), 1);
+    tree.set_at("meta", meta, 2);
+}
+
+/// Index rows of a resource: its identifiers.
+fn tokens(tree: &Json) -> Vec<Token> {
+    let mut out = BTreeSet::new();
+    let items: Vec<&Json> = match tree.get("identifier") {
+        Some(Json::Array(a)) => a.iter().collect(),
+        Some(o @ Json::Object(_)) => vec![o],
+        _ => Vec::new(),
+    };
+    for i in items {
+        if let Some(code) = i.get("value").and_then(Json::as_str) {
+            out.insert(Token {
+                param: "identifier".to_owned(),
+                system: i.get("system").and_then(Json::as_str).unwrap_or("").to_owned(),
+                code: code.to_owned(),
+            });
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// A new server-assigned id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Write one new version (`is_new` when no row exists yet).
+fn put_version(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    mut tree: Json,
+    version_id: i64,
+    method: &str,
+    is_new: bool,
+) -> Result<Record, ApiError> {
+    let now = clock::now_millis();
+    stamp(&mut tree, id, version_id, now);
+    let content = String::from_utf8(tree.to_bytes()).map_err(ApiError::internal)?;
+    repo::write_version(
+        conn,
+        &NewVersion {
+            res_type: t,
+            res_id: id,
+            version_id,
+            last_updated: now,
+            deleted: false,
+            method,
+            content: &content,
+        },
+        is_new,
+    )
+    .map_err(map_write_error)?;
+    repo::replace_tokens(conn, t, id, &tokens(&tree))?;
+    Ok(Record {
+        res_type: t.to_owned(),
+        id: id.to_owned(),
+        version_id,
+        last_updated: now,
+        content,
+    })
+}
+
+/// Ids matching conditional criteria (at most `limit`).
+pub fn matching_ids(
+    conn: &mut DbConn,
+    t: &str,
+    criteria: &[Criterion],
+    limit: i64,
+) -> Result<Vec<String>, ApiError> {
+    let mut result: Option<BTreeSet<String>> = None;
+    for c in criteria {
+        let mut ids = BTreeSet::new();
+        match c {
+            Criterion::Id(values) => {
+                let v: Vec<&str> = values.iter().map(String::as_str).collect();
+                ids.extend(repo::live_ids(conn, t, &v)?);
+            }
+            Criterion::Identifier(values) => {
+                for TokenValue { system, code } in values {
+                    ids.extend(repo::ids_by_token(
+                        conn,
+                        t,
+                        "identifier",
+                        system.as_deref(),
+                        code.as_deref(),
+                        10_000,
+                    )?);
+                }
+            }
+        }
+        result = Some(match result {
+            None => ids,
+            Some(prev) => prev.intersection(&ids).cloned().collect(),
+        });
+    }
+    let all = result.unwrap_or_default();
+    Ok(all.into_iter().take(usize::try_from(limit).unwrap_or(usize::MAX)).collect())
+}
+
+fn require_criteria(criteria: &[Criterion]) -> Result<(), ApiError> {
+    if criteria.is_empty() {
+        return Err(ApiError::bad_request(
+            "a conditional interaction needs at least one search criterion",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST [type]`, optionally conditional (`If-None-Exist`).
+pub fn create(
+    store: &Store,
+    t: &str,
+    tree: Json,
+    if_none_exist: Option<&[Criterion]>,
+) -> Result<(Record, Written), ApiError> {
+    store.write(|conn| {
+        if let Some(criteria) = if_none_exist {
+            require_criteria(criteria)?;
+            let ids = matching_ids(conn, t, criteria, 2)?;
+            match ids.as_slice() {
+                [] => {}
+                [one] => return Ok((read_in(conn, t, one)?, Written::Matched)),
+                _ => {
+                    return Err(ApiError::PreconditionFailed(
+                        "multiple-matches",
+                        "the If-None-Exist criteria match more than one resource".to_owned(),
+                    ));
+                }
+            }
+        }
+        let id = new_id();
+        let rec = put_version(conn, t, &id, tree, 1, "POST", true)?;
+        Ok((rec, Written::Created))
+    })
+}
+
+/// `PUT [type]/[id]`: update, or create with the client's id.
+pub fn update(
+    store: &Store,
+    t: &str,
+    id: &str,
+    tree: Json,
+    if_match: Option<i64>,
+) -> Result<(Record, Written), ApiError> {
+    check_body_id(&tree, t, Some(id))?;
+    let attempt = |tree: Json| {
+        store.write(|conn| {
+            let current = repo::lock_current(conn, t, id)?;
+            check_if_match(current.map(|c| c.0), if_match)?;
+            match current {
+                None => Ok((put_version(conn, t, id, tree, 1, "PUT", true)?, Written::Created)),
+                Some((v, deleted)) => {
+                    let how = if deleted { Written::Created } else { Written::Updated };
+                    Ok((put_version(conn, t, id, tree, v + 1, "PUT", false)?, how))
+                }
+            }
+        })
+    };
+    match attempt(tree.clone()) {
+        // Two clients created the same new id at once: the loser becomes an update.
+        Err(ApiError::Conflict(_)) => attempt(tree),
+        other => other,
+    }
+}
+
+/// `PUT [type]?criteria`: conditional update.
+pub fn conditional_update(
+    store: &Store,
+    t: &str,
+    criteria: &[Criterion],
+    tree: Json,
+    if_match: Option<i64>,
+) -> Result<(Record, Written), ApiError> {
+    require_criteria(criteria)?;
+    let ids = store.read(|conn| matching_ids(conn, t, criteria, 2))?;
+    let body_id = tree.get("id").and_then(Json::as_str).map(str::to_owned);
+    match ids.as_slice() {
+        [] => match body_id {
+            Some(id) => update(store, t, &id, tree, if_match),
+            None => {
+                let (rec, _) = create(store, t, tree, None)?;
+                Ok((rec, Written::Created))
+            }
+        },
+        [one] => {
+            if let Some(b) = &body_id
+                && b != one
+            {
+                return Err(ApiError::invalid(
+                    "invalid",
+                    format!("{t}.id"),
+                    "the resource id does not match the resource found by the criteria",
+                ));
+            }
+            let mut tree = tree;
+            tree.set_at("id", Json::String(one.clone()), 1);
+            update(store, t, one, tree, if_match)
+        }
+        _ => Err(ApiError::PreconditionFailed(
+            "multiple-matches",
+            "the criteria match more than one resource".to_owned(),
+        )),
+    }
+}
+
+/// `PATCH [type]/[id]` with a JSON Patch document.
+pub fn patch(
+    store: &Store,
+    t: &str,
+    id: &str,
+    patch: &json_patch::Patch,
+    if_match: Option<i64>,
+) -> Result<Record, ApiError> {
+    store.write(|conn| {
+        let current = repo::find_current(conn, t, id)?;
+        let current = match current {
+            None => return Err(not_found(t, id)),
+            Some(c) if c.deleted => return Err(gone(t, id)),
+            Some(c) => c,
+        };
+        check_if_match(Some(current.version_id), if_match)?;
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&current.content).map_err(ApiError::internal)?;
+        json_patch::patch(&mut doc, patch).map_err(|e| {
+            ApiError::Unprocessable(format!("the patch cannot be applied: {e}"))
+        })?;
+        let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
+        let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
+        check_body_id(&tree, t, Some(id))?;
+        put_version(conn, t, id, tree, current.version_id + 1, "PATCH", false)
+    })
+}
+
+/// `DELETE [type]/[id]`: writes a tombstone version. Deleting what does not exist or is
+/// already deleted succeeds without a new version.
+pub fn delete(store: &Store, t: &str, id: &str) -> Result<Option<i64>, ApiError> {
+    store.write(|conn| delete_in(conn, t, id))
+}
+
+fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, ApiError> {
+    let Some((v, deleted)) = repo::lock_current(conn, t, id)? else {
+        return Ok(None);
+    };
+    if deleted {
+        return Ok(None);
+    }
+    let now = clock::now_millis();
+    repo::write_version(
+        conn,
+        &NewVersion {
+            res_type: t,
+            res_id: id,
+            version_id: v + 1,
+            last_updated: now,
+            deleted: true,
+            method: "DELETE",
+            content: "",
+        },
+        false,
+    )?;
+    repo::replace_tokens(conn, t, id, &[])?;
+    Ok(Some(v + 1))
+}
+
+/// `DELETE [type]?criteria`: deletes the single match (412 when several match).
+pub fn conditional_delete(
+    store: &Store,
+    t: &str,
+    criteria: &[Criterion],
+) -> Result<Option<i64>, ApiError> {
+    require_criteria(criteria)?;
+    store.write(|conn| {
+        let ids = matching_ids(conn, t, criteria, 2)?;
+        match ids.as_slice() {
+            [] => Ok(None),
+            [one] => delete_in(conn, t, one),
+            _ => Err(ApiError::PreconditionFailed(
+                "multiple-matches",
+                "the criteria match more than one resource".to_owned(),
+            )),
+        }
+    })
+}
+
+/// `GET [type]/[id]`.
+pub fn read(store: &Store, t: &str, id: &str) -> Result<Record, ApiError> {
+    store.read(|conn| read_in(conn, t, id))
+}
+
+fn read_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Record, ApiError> {
+    match repo::find_current(conn, t, id)? {
+        None => Err(not_found(t, id)),
+        Some(c) if c.deleted => Err(gone(t, id)),
+        Some(c) => Ok(Record {
+            res_type: t.to_owned(),
+            id: id.to_owned(),
+            version_id: c.version_id,
+            last_updated: c.last_updated,
+            content: c.content,
+        }),
+    }
+}
+
+/// `GET [type]/[id]/_history/[vid]`.
+pub fn vread(store: &Store, t: &str, id: &str, vid: i64) -> Result<Record, ApiError> {
+    let v = store.read(|conn| repo::find_version(conn, t, id, vid).map_err(ApiError::from))?;
+    match v {
+        None => Err(ApiError::NotFound(format!("{t}/{id} has no version {vid}"))),
+        Some(v) if v.deleted => Err(ApiError::Gone(format!("{t}/{id} was deleted in version {vid}"))),
+        Some(v) => Ok(Record {
+            res_type: v.res_type,
+            id: v.res_id,
+            version_id: v.version_id,
+            last_updated: v.last_updated,
+            content: v.content,
+        }),
+    }
+}
+
+/// A page of history, newest first, plus whether more follows.
+pub fn history(
+    store: &Store,
+    scope: HistoryScope<'_>,
+    since: Option<i64>,
+    before_seq: Option<i64>,
+    count: i64,
+) -> Result<(Vec<Version>, bool), ApiError> {
+    store.read(|conn| {
+        if let HistoryScope::Instance(t, id) = scope
+            && repo::find_current(conn, t, id)?.is_none()
+        {
+            return Err(not_found(t, id));
+        }
+        let mut rows = repo::history(conn, scope, since, before_seq, count + 1)?;
+        let more = rows.len() > usize::try_from(count).unwrap_or(usize::MAX);
+        rows.truncate(usize::try_from(count).unwrap_or(usize::MAX));
+        Ok((rows, more))
+    })
+}
+
+/// Live resources matching criteria (or all of the type), in id order, a page at a time.
+pub fn search(
+    store: &Store,
+    t: &str,
+    criteria: &[Criterion],
+    after: Option<&str>,
+    count: i64,
+) -> Result<(Vec<(String, String)>, bool), ApiError> {
+    store.read(|conn| {
+        let mut rows = if criteria.is_empty() {
+            repo::list_live(conn, t, after, count + 1)?
+        } else {
+            let ids: Vec<String> = matching_ids(conn, t, criteria, i64::MAX)?
+                .into_iter()
+                .filter(|id| after.is_none_or(|a| id.as_str() > a))
+                .take(usize::try_from(count + 1).unwrap_or(usize::MAX))
+                .collect();
+            repo::contents(conn, t, &ids)?
+        };
+        let more = rows.len() > usize::try_from(count).unwrap_or(usize::MAX);
+        rows.truncate(usize::try_from(count).unwrap_or(usize::MAX));
+        Ok((rows, more))
+    })
+}
+
+fn check_body_id(tree: &Json, t: &str, url_id: Option<&str>) -> Result<(), ApiError> {
+    let body_id = tree.get("id").and_then(Json::as_str);
+    match (body_id, url_id) {
+        (None, Some(_)) => Err(ApiError::invalid(
+            "required",
+            format!("{t}.id"),
+            "the resource must have an id matching the URL",
+        )),
+        (Some(b), Some(u)) if b != u => Err(ApiError::invalid(
+            "invalid",
+            format!("{t}.id"),
+            format!("the resource id '{b}' does not match the id '{u}' in the URL"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_if_match(current: Option<i64>, if_match: Option<i64>) -> Result<(), ApiError> {
+    match (if_match, current) {
+        (None, _) => Ok(()),
+        (Some(want), Some(have)) if want == have => Ok(()),
+        (Some(want), have) => Err(ApiError::PreconditionFailed(
+            "conflict",
+            match have {
+                Some(h) => format!("version conflict: If-Match names version {want}, the current version is {h}"),
+                None => format!("version conflict: If-Match names version {want}, the resource does not exist"),
+            },
+        )),
+    }
+}
+
+fn not_found(t: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!("{t}/{id} is not known"))
+}
+
+fn gone(t: &str, id: &str) -> ApiError {
+    ApiError::Gone(format!("{t}/{id} has been deleted"))
+}
+
+/// Map a failed insert of a new current row to a retryable conflict.
+pub fn map_write_error(e: diesel::result::Error) -> ApiError {
+    if is_unique_violation(&e) {
+        ApiError::Conflict("a concurrent write created the same resource".to_owned())
+    } else {
+        ApiError::from(e)
+    }
+}

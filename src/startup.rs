@@ -1,0 +1,75 @@
+//! Building and running the server from a [`Settings`] value, so that tests choose the port
+//! and database.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+
+use crate::api::{self, AppState};
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::store::{self, Store};
+
+/// A bound, migrated, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Migrate the database, bind the listener and build the server.
+    pub fn build(settings: Settings) -> anyhow::Result<Application> {
+        let db = settings.database()?;
+        let applied = store::migrate(&db)?;
+        if !applied.is_empty() {
+            tracing::info!(count = applied.len(), backend = db.backend_name(), "database migrated");
+        }
+        let store = Store::open(&db, settings.db_pool_size)?;
+        let auth = Arc::new(Authenticator::from_settings(&settings)?);
+        if settings.auth_mode == "dev" {
+            tracing::warn!(
+                "DEVELOPMENT MODE: tokens are signed with a generated HS256 secret in the data \
+                 directory; run `huimin token --help` to print one. Use auth_mode=jwt in production."
+            );
+        }
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding {} (HUIMIN_LISTEN)", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let workers = settings.workers;
+        let max_body = settings.max_body_bytes;
+        let state = web::Data::new(AppState {
+            settings,
+            store,
+            metrics: Arc::new(Metrics::new()),
+        });
+        tracing::info!(address = %listener.local_addr()?, backend = db.backend_name(), "huimin listening");
+        let mut server = HttpServer::new(move || {
+            let auth = auth.clone();
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(api::middleware::observe))
+                .configure(|cfg| api::configure(cfg, auth, max_body))
+        })
+        .listen(listener)?;
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,260 @@
+//! The database: one connection type over PostgreSQL and SQLite, a pool, migrations, and the
+//! repository functions that read and write resources.
+//!
+//! Backend-specific statements are isolated in `match` arms on [`DbConn`]. SQLite allows one
+//! writer at a time; write transactions on SQLite are serialised by an in-process lock so that a
+//! deferred transaction never has to upgrade under a competing writer. PostgreSQL writers rely on
+//! row locks and constraints, so any number of server processes may write at once.
+
+pub mod resources;
+pub mod schema;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A file path (created when missing).
+    Sqlite(String),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parse `sqlite://path`, `sqlite:path` or `postgres://…`.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_owned()))
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                Err("sqlite URL has no file path".to_owned())
+            } else {
+                Ok(DatabaseUrl::Sqlite(path.to_owned()))
+            }
+        } else {
+            Err("expected sqlite://<path> or postgres://<user>@<host>/<db>".to_owned())
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Establishes pooled connections for the backend named by the URL, with SQLite tuned for a
+/// concurrent server (WAL, busy timeout).
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16000;";
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map(DbConn::Postgres)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+            DatabaseUrl::Sqlite(path) => {
+                let mut c = SqliteConnection::establish(path)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                c.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConn::Sqlite(c))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        R2D2Connection::ping(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        R2D2Connection::is_broken(conn)
+    }
+}
+
+/// The shared handle to the database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<Manager>,
+    /// Serialises SQLite writers (None on PostgreSQL).
+    write_lock: Option<Arc<Mutex<()>>>,
+    url: DatabaseUrl,
+}
+
+impl Store {
+    /// Connect, reporting the real cause when the database cannot be reached.
+    pub fn open(url: &DatabaseUrl, pool_size: u32) -> anyhow::Result<Store> {
+        check_reachable(url)?;
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(Duration::from_secs(5))
+            .build(Manager { url: url.clone() })
+            .context("creating the database connection pool")?;
+        let write_lock = match url {
+            DatabaseUrl::Sqlite(_) => Some(Arc::new(Mutex::new(()))),
+            DatabaseUrl::Postgres(_) => None,
+        };
+        Ok(Store {
+            pool,
+            write_lock,
+            url: url.clone(),
+        })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.url.backend_name()
+    }
+
+    /// Run `f` on a pooled connection.
+    pub fn read<T, E>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<diesel::r2d2::PoolError>,
+    {
+        let mut conn = self.pool.get()?;
+        f(&mut conn)
+    }
+
+    /// Run `f` inside one database transaction: all of it is committed, or none.
+    pub fn write<T, E>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<diesel::r2d2::PoolError> + From<diesel::result::Error>,
+    {
+        let mut conn = self.pool.get()?;
+        let _guard = self
+            .write_lock
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let conn: &mut DbConn = &mut conn;
+        conn.transaction(f)
+    }
+
+    /// Whether the database answers a trivial query.
+    pub fn ping(&self) -> bool {
+        match self.pool.get() {
+            Ok(mut c) => c.batch_execute("SELECT 1").is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Connect once with the backend's own connection type, so that failures carry their real cause
+/// (the pool reports only a generic error).
+fn check_reachable(url: &DatabaseUrl) -> anyhow::Result<()> {
+    match url {
+        DatabaseUrl::Postgres(u) => {
+            PgConnection::establish(u)
+                .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(u)))?;
+        }
+        DatabaseUrl::Sqlite(path) => {
+            if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the data directory {}", dir.display()))?;
+            }
+            SqliteConnection::establish(path)
+                .with_context(|| format!("cannot open the SQLite database {path}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A URL with any password removed, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Apply every pending migration; returns the versions applied.
+pub fn migrate(url: &DatabaseUrl) -> anyhow::Result<Vec<String>> {
+    check_reachable(url)?;
+    let applied = match url {
+        DatabaseUrl::Postgres(u) => {
+            let mut c = PgConnection::establish(u)?;
+            run_pending(&mut c, POSTGRES_MIGRATIONS)?
+        }
+        DatabaseUrl::Sqlite(p) => {
+            let mut c = SqliteConnection::establish(p)?;
+            c.batch_execute("PRAGMA journal_mode = WAL;")?;
+            run_pending(&mut c, SQLITE_MIGRATIONS)?
+        }
+    };
+    Ok(applied)
+}
+
+/// Revert the most recent migration (for `huimin migrate --revert`).
+pub fn revert_last(url: &DatabaseUrl) -> anyhow::Result<String> {
+    let version = match url {
+        DatabaseUrl::Postgres(u) => {
+            let mut c = PgConnection::establish(u)?;
+            c.revert_last_migration(POSTGRES_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("reverting: {e}"))?
+                .to_string()
+        }
+        DatabaseUrl::Sqlite(p) => {
+            let mut c = SqliteConnection::establish(p)?;
+            c.revert_last_migration(SQLITE_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("reverting: {e}"))?
+                .to_string()
+        }
+    };
+    Ok(version)
+}
+
+fn run_pending<C>(c: &mut C, m: EmbeddedMigrations) -> anyhow::Result<Vec<String>>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    let done = c
+        .run_pending_migrations(m)
+        .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+    Ok(done.iter().map(ToString::to_string).collect())
+}
+
+/// Whether a diesel error is a unique-constraint violation (a concurrent insert won the race).
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _
+        )
+    )
+}

@@ -1,0 +1,267 @@
+//! Repository functions for resources, their versions and the token index.
+
+use diesel::prelude::*;
+use diesel::result::QueryResult;
+
+use super::DbConn;
+use super::schema::{resource_versions, resources, search_token};
+
+/// The current version of a resource.
+#[derive(Debug, Clone, Queryable)]
+pub struct Current {
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    pub content: String,
+}
+
+/// One stored version, as history and vread return it.
+#[derive(Debug, Clone, Queryable)]
+pub struct Version {
+    pub seq: i64,
+    pub res_type: String,
+    pub res_id: String,
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    pub method: String,
+    pub content: String,
+}
+
+/// A version to be written.
+#[derive(Debug, Clone)]
+pub struct NewVersion<'a> {
+    pub res_type: &'a str,
+    pub res_id: &'a str,
+    pub version_id: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+    pub method: &'a str,
+    pub content: &'a str,
+}
+
+/// One token index row: search parameter, system ('' when absent) and code.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Token {
+    pub param: String,
+    pub system: String,
+    pub code: String,
+}
+
+pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Current>> {
+    resources::table
+        .filter(resources::res_type.eq(t))
+        .filter(resources::res_id.eq(id))
+        .select((
+            resources::version_id,
+            resources::last_updated,
+            resources::deleted,
+            resources::content,
+        ))
+        .first(conn)
+        .optional()
+}
+
+/// The current version number and deletion flag, locked for update on PostgreSQL (SQLite
+/// writers are already serialised).
+pub fn lock_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<(i64, bool)>> {
+    let q = resources::table
+        .filter(resources::res_type.eq(t))
+        .filter(resources::res_id.eq(id))
+        .select((resources::version_id, resources::deleted));
+    match conn {
+        DbConn::Postgres(c) => q.for_update().first(c).optional(),
+        DbConn::Sqlite(c) => q.first(c).optional(),
+    }
+}
+
+pub fn find_version(conn: &mut DbConn, t: &str, id: &str, vid: i64) -> QueryResult<Option<Version>> {
+    resource_versions::table
+        .filter(resource_versions::res_type.eq(t))
+        .filter(resource_versions::res_id.eq(id))
+        .filter(resource_versions::version_id.eq(vid))
+        .select(resource_versions::all_columns)
+        .first(conn)
+        .optional()
+}
+
+/// Write a version: the history row, and the current row (inserted for a new resource,
+/// replaced otherwise). A concurrent insert of the same new id fails with a unique violation.
+pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> QueryResult<()> {
+    if is_new {
+        diesel::insert_into(resources::table)
+            .values((
+                resources::res_type.eq(v.res_type),
+                resources::res_id.eq(v.res_id),
+                resources::version_id.eq(v.version_id),
+                resources::last_updated.eq(v.last_updated),
+                resources::deleted.eq(v.deleted),
+                resources::content.eq(v.content),
+            ))
+            .execute(conn)?;
+    } else {
+        diesel::update(
+            resources::table
+                .filter(resources::res_type.eq(v.res_type))
+                .filter(resources::res_id.eq(v.res_id)),
+        )
+        .set((
+            resources::version_id.eq(v.version_id),
+            resources::last_updated.eq(v.last_updated),
+            resources::deleted.eq(v.deleted),
+            resources::content.eq(v.content),
+        ))
+        .execute(conn)?;
+    }
+    diesel::insert_into(resource_versions::table)
+        .values((
+            resource_versions::res_type.eq(v.res_type),
+            resource_versions::res_id.eq(v.res_id),
+            resource_versions::version_id.eq(v.version_id),
+            resource_versions::last_updated.eq(v.last_updated),
+            resource_versions::deleted.eq(v.deleted),
+            resource_versions::method.eq(v.method),
+            resource_versions::content.eq(v.content),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Replace the token index rows of one resource.
+pub fn replace_tokens(conn: &mut DbConn, t: &str, id: &str, tokens: &[Token]) -> QueryResult<()> {
+    diesel::delete(
+        search_token::table
+            .filter(search_token::res_type.eq(t))
+            .filter(search_token::res_id.eq(id)),
+    )
+    .execute(conn)?;
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    // One statement per row: multi-row VALUES is not portable across the two backends here.
+    for k in tokens {
+        diesel::insert_into(search_token::table)
+            .values((
+                search_token::res_type.eq(t),
+                search_token::param.eq(&k.param),
+                search_token::code.eq(&k.code),
+                search_token::system.eq(&k.system),
+                search_token::res_id.eq(id),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Ids of live resources of type `t` with a token of `param` matching `system`/`code`
+/// (`None` = any), at most `limit`.
+pub fn ids_by_token(
+    conn: &mut DbConn,
+    t: &str,
+    param: &str,
+    system: Option<&str>,
+    code: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    let mut q = search_token::table
+        .inner_join(
+            resources::table.on(resources::res_type
+                .eq(search_token::res_type)
+                .and(resources::res_id.eq(search_token::res_id))),
+        )
+        .filter(search_token::res_type.eq(t))
+        .filter(search_token::param.eq(param))
+        .filter(resources::deleted.eq(false))
+        .select(search_token::res_id)
+        .distinct()
+        .limit(limit)
+        .into_boxed::<<DbConn as diesel::Connection>::Backend>();
+    if let Some(s) = system {
+        q = q.filter(search_token::system.eq(s));
+    }
+    if let Some(c) = code {
+        q = q.filter(search_token::code.eq(c));
+    }
+    q.load(conn)
+}
+
+/// Which of `ids` are live resources of type `t`.
+pub fn live_ids(conn: &mut DbConn, t: &str, ids: &[&str]) -> QueryResult<Vec<String>> {
+    resources::table
+        .filter(resources::res_type.eq(t))
+        .filter(resources::res_id.eq_any(ids))
+        .filter(resources::deleted.eq(false))
+        .select(resources::res_id)
+        .load(conn)
+}
+
+/// Live resources of type `t` in id order after `after`, for unfiltered listing.
+pub fn list_live(
+    conn: &mut DbConn,
+    t: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<(String, String)>> {
+    let mut q = resources::table
+        .filter(resources::res_type.eq(t))
+        .filter(resources::deleted.eq(false))
+        .order(resources::res_id.asc())
+        .select((resources::res_id, resources::content))
+        .limit(limit)
+        .into_boxed::<<DbConn as diesel::Connection>::Backend>();
+    if let Some(a) = after {
+        q = q.filter(resources::res_id.gt(a));
+    }
+    q.load(conn)
+}
+
+/// Current content of the given live resources.
+pub fn contents(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    resources::table
+        .filter(resources::res_type.eq(t))
+        .filter(resources::res_id.eq_any(ids))
+        .filter(resources::deleted.eq(false))
+        .order(resources::res_id.asc())
+        .select((resources::res_id, resources::content))
+        .load(conn)
+}
+
+/// What a history request covers.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryScope<'a> {
+    System,
+    Type(&'a str),
+    Instance(&'a str, &'a str),
+}
+
+/// Versions newest first: `since` (ms, inclusive) bounds `last_updated`; `before_seq`
+/// continues a page.
+pub fn history(
+    conn: &mut DbConn,
+    scope: HistoryScope<'_>,
+    since: Option<i64>,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<Version>> {
+    let mut q = resource_versions::table
+        .select(resource_versions::all_columns)
+        .order(resource_versions::seq.desc())
+        .limit(limit)
+        .into_boxed::<<DbConn as diesel::Connection>::Backend>();
+    match scope {
+        HistoryScope::System => {}
+        HistoryScope::Type(t) => q = q.filter(resource_versions::res_type.eq(t)),
+        HistoryScope::Instance(t, id) => {
+            q = q
+                .filter(resource_versions::res_type.eq(t))
+                .filter(resource_versions::res_id.eq(id));
+        }
+    }
+    if let Some(s) = since {
+        q = q.filter(resource_versions::last_updated.ge(s));
+    }
+    if let Some(b) = before_seq {
+        q = q.filter(resource_versions::seq.lt(b));
+    }
+    q.load(conn)
+}
