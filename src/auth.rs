@@ -47,7 +47,9 @@ impl std::str::FromStr for Role {
             "resident" => Ok(Role::Resident),
             "official" => Ok(Role::Official),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role '{other}' (his, doctor, resident, official, admin)")),
+            other => Err(format!(
+                "unknown role '{other}' (his, doctor, resident, official, admin)"
+            )),
         }
     }
 }
@@ -236,8 +238,12 @@ impl Authenticator {
         let key = match &self.keys {
             Keys::Single(k) => k,
             Keys::Set(by_kid, only) => match header.kid.as_deref() {
-                Some(kid) => by_kid.get(kid).ok_or_else(|| unauthorized("unknown key id"))?,
-                None => only.as_ref().ok_or_else(|| unauthorized("the token names no key id"))?,
+                Some(kid) => by_kid
+                    .get(kid)
+                    .ok_or_else(|| unauthorized("unknown key id"))?,
+                None => only
+                    .as_ref()
+                    .ok_or_else(|| unauthorized("the token names no key id"))?,
             },
         };
         let mut validation = self.validation.clone();
@@ -260,7 +266,11 @@ impl Authenticator {
             role: c.role,
             org: c.org,
             fhir_user: c.fhir_user,
-            scopes: c.scope.split_whitespace().filter_map(Scope::parse).collect(),
+            scopes: c
+                .scope
+                .split_whitespace()
+                .filter_map(Scope::parse)
+                .collect(),
         })
     }
 }
@@ -291,10 +301,18 @@ fn load_public_keys(path: &Path) -> anyhow::Result<Keys> {
     } else if text.contains("BEGIN PUBLIC KEY") || text.contains("BEGIN RSA PUBLIC KEY") {
         let key = DecodingKey::from_rsa_pem(&bytes)
             .or_else(|_| DecodingKey::from_ec_pem(&bytes))
-            .with_context(|| format!("auth_keys_file {} is not an RSA or EC public key", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "auth_keys_file {} is not an RSA or EC public key",
+                    path.display()
+                )
+            })?;
         Ok(Keys::Single(key))
     } else {
-        bail!("auth_keys_file {} is neither a PEM public key nor a JWKS", path.display())
+        bail!(
+            "auth_keys_file {} is neither a PEM public key nor a JWKS",
+            path.display()
+        )
     }
 }
 
@@ -311,7 +329,10 @@ pub fn dev_secret(data_dir: &Path, create: bool) -> anyhow::Result<Vec<u8>> {
             .with_context(|| format!("{} is not base64", path.display()));
     }
     if !create {
-        bail!("no development secret at {}: start the server once in dev mode", path.display());
+        bail!(
+            "no development secret at {}: start the server once in dev mode",
+            path.display()
+        );
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -354,7 +375,10 @@ pub struct TokenRequest {
 /// Sign a development token with the dev secret.
 pub fn dev_token(s: &Settings, req: &TokenRequest) -> anyhow::Result<String> {
     if s.auth_mode != "dev" {
-        bail!("huimin token signs development tokens only; auth_mode is {}", s.auth_mode);
+        bail!(
+            "huimin token signs development tokens only; auth_mode is {}",
+            s.auth_mode
+        );
     }
     let secret = dev_secret(&s.data_dir, true)?;
     let now = jsonwebtoken::get_current_timestamp();
@@ -370,8 +394,12 @@ pub fn dev_token(s: &Settings, req: &TokenRequest) -> anyhow::Result<String> {
         org: req.org.clone(),
         fhir_user: req.fhir_user.clone(),
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&secret))
-        .context("signing the token")
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&secret),
+    )
+    .context("signing the token")
 }
 
 impl FromRequest for Caller {
@@ -390,14 +418,18 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized("an Authorization: Bearer token is required".to_owned()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized("an Authorization: Bearer token is required".to_owned())
+        })?;
     let value = header
         .to_str()
         .map_err(|_| ApiError::Unauthorized("malformed Authorization header".to_owned()))?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".to_owned()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".to_owned())
+        })?;
     auth.verify(token.trim())
 }
 

@@ -8,7 +8,11 @@ use crate::startup::Application;
 use crate::{store, telemetry};
 
 #[derive(Parser)]
-#[command(name = "huimin", version, about = "Huimin (惠民) regional health information exchange")]
+#[command(
+    name = "huimin",
+    version,
+    about = "Huimin (惠民) regional health information exchange"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -66,15 +70,33 @@ pub fn run() -> anyhow::Result<()> {
                 println!("reverted {v}");
             } else {
                 let applied = store::migrate(&db)?;
-                println!("{} migration(s) applied on {}", applied.len(), db.backend_name());
+                println!(
+                    "{} migration(s) applied on {}",
+                    applied.len(),
+                    db.backend_name()
+                );
             }
             Ok(())
         }
-        Command::Token { role, scope, org, fhir_user, sub, ttl } => {
+        Command::Token {
+            role,
+            scope,
+            org,
+            fhir_user,
+            sub,
+            ttl,
+        } => {
             let sub = sub.unwrap_or_else(|| format!("{role:?}").to_lowercase());
             let token = auth::dev_token(
                 &settings,
-                &TokenRequest { sub, role, scope, org, fhir_user, ttl_secs: ttl },
+                &TokenRequest {
+                    sub,
+                    role,
+                    scope,
+                    org,
+                    fhir_user,
+                    ttl_secs: ttl,
+                },
             )?;
             println!("{token}");
             Ok(())

@@ -17,9 +17,8 @@ fn at(ms: i64) -> OffsetDateTime {
 
 /// A FHIR instant with millisecond precision in UTC: `2026-11-23T09:30:00.123Z`.
 pub fn instant(ms: i64) -> String {
-    let f = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let f =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     at(ms).format(&f).unwrap_or_default()
 }
 
@@ -35,14 +34,15 @@ pub fn http_date(ms: i64) -> String {
 /// milliseconds since the epoch. Partial dates without a time are taken in UTC.
 pub fn parse_fhir_datetime(s: &str) -> Option<i64> {
     let dt = if s.len() > 10 {
-        OffsetDateTime::parse(s, &Rfc3339)
+        OffsetDateTime::parse(s, &Rfc3339).ok().or_else(|| {
+            // dateTime without seconds or with a time but no zone is not valid FHIR.
+            PrimitiveDateTime::parse(
+                s,
+                &format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+            )
             .ok()
-            .or_else(|| {
-                // dateTime without seconds or with a time but no zone is not valid FHIR.
-                PrimitiveDateTime::parse(s, &format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"))
-                    .ok()
-                    .map(|p| p.assume_offset(UtcOffset::UTC))
-            })?
+            .map(|p| p.assume_offset(UtcOffset::UTC))
+        })?
     } else {
         let mut parts = s.split('-');
         let year: i32 = parts.next()?.parse().ok()?;
@@ -84,7 +84,10 @@ mod tests {
     fn formats() {
         assert_eq!(instant(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(instant(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(http_date(1_700_000_000_123), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(
+            http_date(1_700_000_000_123),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
     }
 
     #[test]
@@ -93,7 +96,10 @@ mod tests {
         assert_eq!(parse_fhir_datetime("1970-01-01T08:00:00+08:00"), Some(0));
         assert_eq!(parse_fhir_datetime("1970"), Some(0));
         assert_eq!(parse_fhir_datetime("1970-02"), Some(31 * 86_400_000));
-        assert_eq!(parse_fhir_datetime("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
+        assert_eq!(
+            parse_fhir_datetime("2023-11-14T22:13:20.123Z"),
+            Some(1_700_000_000_123)
+        );
         assert_eq!(parse_fhir_datetime("yesterday"), None);
         assert_eq!(parse_fhir_datetime("2023-13-01"), None);
         assert!(parse_http_date("Tue, 14 Nov 2023 22:13:20 GMT").is_some());

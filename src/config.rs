@@ -105,7 +105,10 @@ impl Settings {
         match file {
             Some(f) => {
                 if !f.exists() {
-                    bail!("configuration file {} (HUIMIN_CONFIG) does not exist", f.display());
+                    bail!(
+                        "configuration file {} (HUIMIN_CONFIG) does not exist",
+                        f.display()
+                    );
                 }
                 fig = fig.merge(Toml::file_exact(f));
             }
@@ -134,9 +137,12 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        self.listen
-            .parse::<SocketAddr>()
-            .with_context(|| format!("invalid setting listen (HUIMIN_LISTEN): '{}' is not address:port", self.listen))?;
+        self.listen.parse::<SocketAddr>().with_context(|| {
+            format!(
+                "invalid setting listen (HUIMIN_LISTEN): '{}' is not address:port",
+                self.listen
+            )
+        })?;
         self.database()?;
         if self.db_pool_size == 0 {
             bail!("invalid setting db_pool_size (HUIMIN_DB_POOL_SIZE): must be at least 1");
@@ -145,25 +151,39 @@ impl Settings {
             bail!("invalid setting max_body_bytes (HUIMIN_MAX_BODY_BYTES): must be at least 1024");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            bail!("invalid setting log_format (HUIMIN_LOG_FORMAT): '{}' is not text or json", self.log_format);
+            bail!(
+                "invalid setting log_format (HUIMIN_LOG_FORMAT): '{}' is not text or json",
+                self.log_format
+            );
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .with_context(|| format!("invalid setting log_level (HUIMIN_LOG_LEVEL): '{}'", self.log_level))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log_level).with_context(|| {
+            format!(
+                "invalid setting log_level (HUIMIN_LOG_LEVEL): '{}'",
+                self.log_level
+            )
+        })?;
         match self.auth_mode.as_str() {
             "dev" => {}
             "jwt" => {
                 if self.auth_keys_file.is_none() {
-                    bail!("invalid setting auth_keys_file (HUIMIN_AUTH_KEYS_FILE): required when auth_mode is jwt");
+                    bail!(
+                        "invalid setting auth_keys_file (HUIMIN_AUTH_KEYS_FILE): required when auth_mode is jwt"
+                    );
                 }
                 if self.auth_issuer.is_none() {
-                    bail!("invalid setting auth_issuer (HUIMIN_AUTH_ISSUER): required when auth_mode is jwt");
+                    bail!(
+                        "invalid setting auth_issuer (HUIMIN_AUTH_ISSUER): required when auth_mode is jwt"
+                    );
                 }
             }
-            other => bail!("invalid setting auth_mode (HUIMIN_AUTH_MODE): '{other}' is not dev or jwt"),
+            other => {
+                bail!("invalid setting auth_mode (HUIMIN_AUTH_MODE): '{other}' is not dev or jwt")
+            }
         }
         if let Some(b) = &self.base_url {
-            let u = url::Url::parse(b)
-                .with_context(|| format!("invalid setting base_url (HUIMIN_BASE_URL): '{b}' is not a URL"))?;
+            let u = url::Url::parse(b).with_context(|| {
+                format!("invalid setting base_url (HUIMIN_BASE_URL): '{b}' is not a URL")
+            })?;
             if !matches!(u.scheme(), "http" | "https") {
                 bail!("invalid setting base_url (HUIMIN_BASE_URL): '{b}' is not an http(s) URL");
             }
@@ -181,7 +201,10 @@ impl Settings {
                 anyhow::anyhow!("invalid setting database_url (HUIMIN_DATABASE_URL): {e}")
             }),
             None => Ok(DatabaseUrl::Sqlite(
-                self.data_dir.join("huimin.db").to_string_lossy().into_owned(),
+                self.data_dir
+                    .join("huimin.db")
+                    .to_string_lossy()
+                    .into_owned(),
             )),
         }
     }
@@ -232,14 +255,23 @@ mod tests {
     use super::*;
 
     fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_and_overrides() {
-        let s = Settings::load_from(None, &vars(&[("HUIMIN_LISTEN", "0.0.0.0:9000"), ("PATH", "/bin")])).unwrap();
+        let s = Settings::load_from(
+            None,
+            &vars(&[("HUIMIN_LISTEN", "0.0.0.0:9000"), ("PATH", "/bin")]),
+        )
+        .unwrap();
         assert_eq!(s.listen, "0.0.0.0:9000");
-        assert_eq!(s.database().unwrap(), DatabaseUrl::Sqlite("./data/huimin.db".into()));
+        assert_eq!(
+            s.database().unwrap(),
+            DatabaseUrl::Sqlite("./data/huimin.db".into())
+        );
         let s = Settings::load_from(None, &vars(&[("HUIMIN_DB_POOL_SIZE", "4")])).unwrap();
         assert_eq!(s.db_pool_size, 4);
     }
@@ -252,7 +284,8 @@ mod tests {
         assert!(e.to_string().contains("HUIMIN_LISTN"), "{e}");
         let e = Settings::load_from(None, &vars(&[("HUIMIN_LISTEN", "nowhere")])).unwrap_err();
         assert!(e.to_string().contains("HUIMIN_LISTEN"), "{e}");
-        let e = Settings::load_from(None, &vars(&[("HUIMIN_DATABASE_URL", "mysql://x")])).unwrap_err();
+        let e =
+            Settings::load_from(None, &vars(&[("HUIMIN_DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(e.to_string().contains("HUIMIN_DATABASE_URL"), "{e}");
         let e = Settings::load_from(None, &vars(&[("HUIMIN_AUTH_MODE", "jwt")])).unwrap_err();
         assert!(e.to_string().contains("HUIMIN_AUTH_KEYS_FILE"), "{e}");

@@ -65,7 +65,11 @@ pub enum ApiError {
 
 impl ApiError {
     /// A 400 about one element.
-    pub fn invalid(code: &'static str, expression: impl Into<String>, text: impl Into<String>) -> Self {
+    pub fn invalid(
+        code: &'static str,
+        expression: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
         ApiError::Invalid(vec![Issue::error(code, text).at(expression)])
     }
 
@@ -82,7 +86,11 @@ impl ApiError {
 
     pub fn outcome(&self) -> OperationOutcome {
         let issue = match self {
-            ApiError::Invalid(issues) => return OperationOutcome { issues: issues.clone() },
+            ApiError::Invalid(issues) => {
+                return OperationOutcome {
+                    issues: issues.clone(),
+                };
+            }
             ApiError::Unauthorized(t) => Issue::error("login", t),
             ApiError::Forbidden(t) => Issue::error("forbidden", t),
             ApiError::NotFound(t) => Issue::error("not-found", t),

@@ -1,6 +1,8 @@
 //! Prometheus metrics: request counts and latency histograms by interaction.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -9,22 +11,38 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    #[expect(clippy::expect_used, reason = "constant metric definitions, checked at start-up")]
+    #[expect(
+        clippy::expect_used,
+        reason = "constant metric definitions, checked at start-up"
+    )]
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("huimin_http_requests_total", "HTTP requests by interaction and status"),
+            Opts::new(
+                "huimin_http_requests_total",
+                "HTTP requests by interaction and status",
+            ),
             &["interaction", "status"],
         )
         .expect("valid counter");
         let latency = HistogramVec::new(
-            HistogramOpts::new("huimin_http_request_duration_seconds", "HTTP request latency by interaction")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "huimin_http_request_duration_seconds",
+                "HTTP request latency by interaction",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
             &["interaction"],
         )
         .expect("valid histogram");
-        registry.register(Box::new(requests.clone())).expect("register counter");
-        registry.register(Box::new(latency.clone())).expect("register histogram");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("register counter");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("register histogram");
         Metrics {
             registry,
             requests,
@@ -36,7 +54,9 @@ impl Metrics {
         self.requests
             .with_label_values(&[interaction, status_class(status)])
             .inc();
-        self.latency.with_label_values(&[interaction]).observe(seconds);
+        self.latency
+            .with_label_values(&[interaction])
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition.

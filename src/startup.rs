@@ -27,7 +27,11 @@ impl Application {
         let db = settings.database()?;
         let applied = store::migrate(&db)?;
         if !applied.is_empty() {
-            tracing::info!(count = applied.len(), backend = db.backend_name(), "database migrated");
+            tracing::info!(
+                count = applied.len(),
+                backend = db.backend_name(),
+                "database migrated"
+            );
         }
         let store = Store::open(&db, settings.db_pool_size)?;
         let auth = Arc::new(Authenticator::from_settings(&settings)?);

@@ -26,7 +26,7 @@ pub struct Negotiated {
     pub pretty: bool,
 }
 
-fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<String> {
+fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
     url::form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -34,11 +34,22 @@ fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<String> {
 
 /// Map a MIME type (or `_format` shorthand) to a format.
 fn format_of(mime: &str) -> Option<Format> {
-    let m = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let m = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match m.as_str() {
-        "application/fhir+json" | "application/json" | "json" | "application/json+fhir"
+        "application/fhir+json"
+        | "application/json"
+        | "json"
+        | "application/json+fhir"
         | "text/json" => Some(Format::Json),
-        "application/fhir+xml" | "application/xml" | "text/xml" | "xml"
+        "application/fhir+xml"
+        | "application/xml"
+        | "text/xml"
+        | "xml"
         | "application/xml+fhir" => Some(Format::Xml),
         _ => None,
     }
@@ -160,6 +171,9 @@ pub fn content_type(neg: Negotiated) -> &'static str {
 /// A response with the negotiated content type.
 pub fn respond(neg: Negotiated, status: StatusCode) -> HttpResponseBuilder {
     let mut b = HttpResponse::build(status);
-    b.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(content_type(neg))));
+    b.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(neg)),
+    ));
     b
 }

@@ -25,7 +25,12 @@ fn s(v: &str) -> Json {
 }
 
 fn obj(members: Vec<(&str, Json)>) -> Json {
-    Json::Object(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    Json::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 fn arr(items: impl IntoIterator<Item = Json>) -> Json {
@@ -50,10 +55,16 @@ const TYPE_INTERACTIONS: &[&str] = &[
 fn search_param(name: &str, ty: &str, doc: &str) -> Json {
     obj(vec![
         ("name", s(name)),
-        ("definition", s(&format!("http://hl7.org/fhir/SearchParameter/{}", match name {
-            "_id" => "Resource-id",
-            _ => "identifier",
-        }))),
+        (
+            "definition",
+            s(&format!(
+                "http://hl7.org/fhir/SearchParameter/{}",
+                match name {
+                    "_id" => "Resource-id",
+                    _ => "identifier",
+                }
+            )),
+        ),
         ("type", s(ty)),
         ("documentation", s(doc)),
     ])
@@ -63,13 +74,27 @@ fn search_param(name: &str, ty: &str, doc: &str) -> Json {
 pub fn capability_statement(base: &str, backend: &str) -> Json {
     let resources = huimin_model::RESOURCE_TYPES.iter().map(|t| {
         let mut params = vec![search_param("_id", "token", "Logical id")];
-        if DEFINITIONS.children(t).iter().any(|e| e.name == "identifier") {
-            params.push(search_param("identifier", "token", "Business identifier: system|value, |value, value or system|"));
+        if DEFINITIONS
+            .children(t)
+            .iter()
+            .any(|e| e.name == "identifier")
+        {
+            params.push(search_param(
+                "identifier",
+                "token",
+                "Business identifier: system|value, |value, value or system|",
+            ));
         }
         obj(vec![
             ("type", s(t)),
-            ("profile", s(&format!("http://hl7.org/fhir/StructureDefinition/{t}"))),
-            ("interaction", arr(TYPE_INTERACTIONS.iter().map(|i| obj(vec![("code", s(i))])))),
+            (
+                "profile",
+                s(&format!("http://hl7.org/fhir/StructureDefinition/{t}")),
+            ),
+            (
+                "interaction",
+                arr(TYPE_INTERACTIONS.iter().map(|i| obj(vec![("code", s(i))]))),
+            ),
             ("versioning", s("versioned-update")),
             ("readHistory", Json::Bool(true)),
             ("updateCreate", Json::Bool(true)),
@@ -87,16 +112,21 @@ pub fn capability_statement(base: &str, backend: &str) -> Json {
             arr([obj(vec![(
                 "coding",
                 arr([obj(vec![
-                    ("system", s("http://terminology.hl7.org/CodeSystem/restful-security-service")),
+                    (
+                        "system",
+                        s("http://terminology.hl7.org/CodeSystem/restful-security-service"),
+                    ),
                     ("code", s("SMART-on-FHIR")),
                 ])]),
             )])]),
         ),
         (
             "description",
-            s("Bearer JWT required on every request except metadata and smart-configuration. \
+            s(
+                "Bearer JWT required on every request except metadata and smart-configuration. \
                SMART v2 scopes (patient|user|system)/(Type|*).cruds are enforced per interaction \
-               and resource type; claims role, org and fhirUser identify the caller."),
+               and resource type; claims role, org and fhirUser identify the caller.",
+            ),
         ),
     ]);
     obj(vec![
@@ -107,17 +137,34 @@ pub fn capability_statement(base: &str, backend: &str) -> Json {
         ("kind", s("instance")),
         (
             "software",
-            obj(vec![("name", s("Huimin")), ("version", s(env!("CARGO_PKG_VERSION")))]),
+            obj(vec![
+                ("name", s("Huimin")),
+                ("version", s(env!("CARGO_PKG_VERSION"))),
+            ]),
         ),
         (
             "implementation",
             obj(vec![
-                ("description", s(&format!("Huimin regional health information exchange ({backend})"))),
+                (
+                    "description",
+                    s(&format!(
+                        "Huimin regional health information exchange ({backend})"
+                    )),
+                ),
                 ("url", s(base)),
             ]),
         ),
         ("fhirVersion", s("4.3.0")),
-        ("format", arr(["json", "xml", "application/fhir+json", "application/fhir+xml"].map(s))),
+        (
+            "format",
+            arr([
+                "json",
+                "xml",
+                "application/fhir+json",
+                "application/fhir+xml",
+            ]
+            .map(s)),
+        ),
         ("patchFormat", arr([s("application/json-patch+json")])),
         (
             "rest",
@@ -125,7 +172,10 @@ pub fn capability_statement(base: &str, backend: &str) -> Json {
                 ("mode", s("server")),
                 ("security", security),
                 ("resource", Json::Array(resources.collect())),
-                ("interaction", arr([obj(vec![("code", s("history-system"))])])),
+                (
+                    "interaction",
+                    arr([obj(vec![("code", s("history-system"))])]),
+                ),
             ])]),
         ),
     ])
@@ -141,13 +191,26 @@ async fn smart_configuration(req: HttpRequest, state: web::Data<AppState>) -> Ht
     let cfg = obj(vec![
         ("issuer", s(state.settings.issuer())),
         ("fhir_base", s(&base_url(&req, &state))),
-        ("token_endpoint_auth_methods_supported", arr([s("private_key_jwt")])),
+        (
+            "token_endpoint_auth_methods_supported",
+            arr([s("private_key_jwt")]),
+        ),
         ("grant_types_supported", arr([s("client_credentials")])),
         (
             "scopes_supported",
-            arr(["system/*.cruds", "user/*.cruds", "patient/*.rs", "openid", "fhirUser"].map(s)),
+            arr([
+                "system/*.cruds",
+                "user/*.cruds",
+                "patient/*.rs",
+                "openid",
+                "fhirUser",
+            ]
+            .map(s)),
         ),
-        ("capabilities", arr(["permission-v2", "client-confidential-asymmetric"].map(s))),
+        (
+            "capabilities",
+            arr(["permission-v2", "client-confidential-asymmetric"].map(s)),
+        ),
         ("code_challenge_methods_supported", arr([s("S256")])),
     ]);
     HttpResponse::Ok()

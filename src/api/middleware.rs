@@ -60,7 +60,10 @@ pub async fn observe(
     if let Some(s) = state {
         s.metrics.observe(name, status, elapsed.as_secs_f64());
     }
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     tracing::info!(
         method = %method,
         route = %route,
@@ -85,12 +88,17 @@ fn render_error(res: ServiceResponse<BoxBody>, format: Format) -> ServiceRespons
         return res;
     }
     let outcome = api_error.unwrap_or_else(|| generic(status).outcome());
-    let neg = format::Negotiated { format, pretty: false };
+    let neg = format::Negotiated {
+        format,
+        pretty: false,
+    };
     let body = format::encode(neg, &outcome.to_json()).unwrap_or_default();
     let (req, old) = res.into_parts();
     let mut b = HttpResponse::build(status);
     for (k, v) in old.headers() {
-        if k != actix_web::http::header::CONTENT_TYPE && k != actix_web::http::header::CONTENT_LENGTH {
+        if k != actix_web::http::header::CONTENT_TYPE
+            && k != actix_web::http::header::CONTENT_LENGTH
+        {
             b.insert_header((k.clone(), v.clone()));
         }
     }
@@ -101,9 +109,9 @@ fn render_error(res: ServiceResponse<BoxBody>, format: Format) -> ServiceRespons
 /// An ApiError for a status the framework produced on its own.
 fn generic(status: StatusCode) -> ApiError {
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge("the request body is larger than this server accepts".to_owned())
-        }
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(
+            "the request body is larger than this server accepts".to_owned(),
+        ),
         StatusCode::NOT_FOUND => ApiError::NotFound("no such resource or route".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => {
             ApiError::MethodNotAllowed("this method is not allowed on this URL".to_owned())

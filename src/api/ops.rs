@@ -17,7 +17,9 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
     match web::block(move || store.ping()).await {
-        Ok(true) => HttpResponse::Ok().content_type("text/plain").body("ready\n"),
+        Ok(true) => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n"),
         _ => HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body("database unreachable\n"),

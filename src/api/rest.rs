@@ -5,8 +5,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::format::{self, Negotiated};
 use super::AppState;
+use super::format::{self, Negotiated};
 use crate::auth::{Caller, Perm};
 use crate::clock;
 use crate::error::ApiError;
@@ -20,27 +20,47 @@ use crate::store::resources::HistoryScope;
 
 /// Register the resource routes (under `/fhir`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/_history").name("history-system").get(history_system))
-        .service(
-            web::resource("/{type}")
-                .name("type")
-                .get(search)
-                .post(create)
-                .put(conditional_update)
-                .delete(conditional_delete),
-        )
-        .service(web::resource("/{type}/_search").name("search-post").post(search_post))
-        .service(web::resource("/{type}/_history").name("history-type").get(history_type))
-        .service(
-            web::resource("/{type}/{id}")
-                .name("instance")
-                .get(read)
-                .put(update)
-                .patch(patch)
-                .delete(delete),
-        )
-        .service(web::resource("/{type}/{id}/_history").name("history-instance").get(history_instance))
-        .service(web::resource("/{type}/{id}/_history/{vid}").name("vread").get(vread));
+    cfg.service(
+        web::resource("/_history")
+            .name("history-system")
+            .get(history_system),
+    )
+    .service(
+        web::resource("/{type}")
+            .name("type")
+            .get(search)
+            .post(create)
+            .put(conditional_update)
+            .delete(conditional_delete),
+    )
+    .service(
+        web::resource("/{type}/_search")
+            .name("search-post")
+            .post(search_post),
+    )
+    .service(
+        web::resource("/{type}/_history")
+            .name("history-type")
+            .get(history_type),
+    )
+    .service(
+        web::resource("/{type}/{id}")
+            .name("instance")
+            .get(read)
+            .put(update)
+            .patch(patch)
+            .delete(delete),
+    )
+    .service(
+        web::resource("/{type}/{id}/_history")
+            .name("history-instance")
+            .get(history_instance),
+    )
+    .service(
+        web::resource("/{type}/{id}/_history/{vid}")
+            .name("vread")
+            .get(vread),
+    );
 }
 
 /// A resource type from the URL: 404 when FHIR R4B has no such type.
@@ -48,7 +68,9 @@ fn resource_type(t: &str) -> Result<&str, ApiError> {
     if huimin_model::is_resource_type(t) {
         Ok(t)
     } else {
-        Err(ApiError::NotFound(format!("'{t}' is not a resource type this server knows")))
+        Err(ApiError::NotFound(format!(
+            "'{t}' is not a resource type this server knows"
+        )))
     }
 }
 
@@ -56,7 +78,9 @@ fn resource_id(id: &str) -> Result<&str, ApiError> {
     if is_valid_id(id) {
         Ok(id)
     } else {
-        Err(ApiError::bad_request(format!("'{id}' is not a valid resource id")))
+        Err(ApiError::bad_request(format!(
+            "'{id}' is not a valid resource id"
+        )))
     }
 }
 
@@ -88,9 +112,11 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     };
     let t = v.trim();
     let t = t.strip_prefix("W/").unwrap_or(t).trim_matches('"');
-    t.parse::<i64>()
-        .map(Some)
-        .map_err(|_| ApiError::bad_request(format!("If-Match '{v}' is not a version ETag such as W/\"3\"")))
+    t.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::bad_request(format!(
+            "If-Match '{v}' is not a version ETag such as W/\"3\""
+        ))
+    })
 }
 
 /// What `Prefer: return=…` asks for.
@@ -118,11 +144,15 @@ fn page_size(pairs: &[(String, String)], state: &AppState) -> Result<i64, ApiErr
     match pairs.iter().find(|(k, _)| k == "_count") {
         None => Ok(i64::from(state.settings.page_size_default)),
         Some((_, v)) => {
-            let n: i64 = v
-                .parse()
-                .map_err(|_| ApiError::invalid("invalid", "_count", format!("_count '{v}' is not a number")))?;
+            let n: i64 = v.parse().map_err(|_| {
+                ApiError::invalid("invalid", "_count", format!("_count '{v}' is not a number"))
+            })?;
             if n < 0 {
-                return Err(ApiError::invalid("invalid", "_count", "_count must not be negative"));
+                return Err(ApiError::invalid(
+                    "invalid",
+                    "_count",
+                    "_count must not be negative",
+                ));
             }
             Ok(n.min(i64::from(state.settings.page_size_max)))
         }
@@ -164,7 +194,10 @@ fn resource_response(
                 _ => "ok",
             };
             let oo = OperationOutcome {
-                issues: vec![Issue::information("informational", format!("{}/{} {text}", rec.res_type, rec.id))],
+                issues: vec![Issue::information(
+                    "informational",
+                    format!("{}/{} {text}", rec.res_type, rec.id),
+                )],
             };
             Ok(b.body(format::encode(neg, &oo.to_json())?))
         }
@@ -178,7 +211,12 @@ fn write_status(w: Written) -> StatusCode {
     }
 }
 
-async fn read(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn read(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
     resource_type(&t)?;
@@ -196,10 +234,23 @@ async fn read(req: HttpRequest, caller: Caller, path: web::Path<(String, String)
     {
         return Ok(HttpResponse::NotModified().finish());
     }
-    resource_response(&req, &state, neg, StatusCode::OK, rec, Return::Representation, false)
+    resource_response(
+        &req,
+        &state,
+        neg,
+        StatusCode::OK,
+        rec,
+        Return::Representation,
+        false,
+    )
 }
 
-async fn vread(req: HttpRequest, caller: Caller, path: web::Path<(String, String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn vread(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id, vid) = path.into_inner();
     resource_type(&t)?;
@@ -210,10 +261,24 @@ async fn vread(req: HttpRequest, caller: Caller, path: web::Path<(String, String
         .map_err(|_| ApiError::NotFound(format!("'{vid}' is not a version of {t}/{id}")))?;
     let store = state.store.clone();
     let rec = web::block(move || record::vread(&store, &t, &id, vid)).await??;
-    resource_response(&req, &state, neg, StatusCode::OK, rec, Return::Representation, false)
+    resource_response(
+        &req,
+        &state,
+        neg,
+        StatusCode::OK,
+        rec,
+        Return::Representation,
+        false,
+    )
 }
 
-async fn create(req: HttpRequest, caller: Caller, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn create(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let t = path.into_inner();
     resource_type(&t)?;
@@ -233,11 +298,26 @@ async fn create(req: HttpRequest, caller: Caller, path: web::Path<String>, body:
     };
     let store = state.store.clone();
     let tt = t.clone();
-    let (rec, w) = web::block(move || record::create(&store, &tt, tree, criteria.as_deref())).await??;
-    resource_response(&req, &state, neg, write_status(w), rec, prefer_return(&req), true)
+    let (rec, w) =
+        web::block(move || record::create(&store, &tt, tree, criteria.as_deref())).await??;
+    resource_response(
+        &req,
+        &state,
+        neg,
+        write_status(w),
+        rec,
+        prefer_return(&req),
+        true,
+    )
 }
 
-async fn update(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn update(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
     resource_type(&t)?;
@@ -250,14 +330,28 @@ async fn update(req: HttpRequest, caller: Caller, path: web::Path<(String, Strin
     if w == Written::Created {
         caller.require(Perm::Create, Some(&rec.res_type))?;
     }
-    resource_response(&req, &state, neg, write_status(w), rec, prefer_return(&req), true)
+    resource_response(
+        &req,
+        &state,
+        neg,
+        write_status(w),
+        rec,
+        prefer_return(&req),
+        true,
+    )
 }
 
 fn criteria_of(req: &HttpRequest) -> Result<Vec<Criterion>, ApiError> {
     criteria::parse(&query_pairs(req)).map_err(|i| ApiError::Invalid(vec![i]))
 }
 
-async fn conditional_update(req: HttpRequest, caller: Caller, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn conditional_update(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let t = path.into_inner();
     resource_type(&t)?;
@@ -267,11 +361,26 @@ async fn conditional_update(req: HttpRequest, caller: Caller, path: web::Path<St
     let tree = format::read_resource(&req, &body, Some(&t))?;
     let im = if_match(&req)?;
     let store = state.store.clone();
-    let (rec, w) = web::block(move || record::conditional_update(&store, &t, &criteria, tree, im)).await??;
-    resource_response(&req, &state, neg, write_status(w), rec, prefer_return(&req), true)
+    let (rec, w) =
+        web::block(move || record::conditional_update(&store, &t, &criteria, tree, im)).await??;
+    resource_response(
+        &req,
+        &state,
+        neg,
+        write_status(w),
+        rec,
+        prefer_return(&req),
+        true,
+    )
 }
 
-async fn patch(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn patch(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
     resource_type(&t)?;
@@ -280,18 +389,33 @@ async fn patch(req: HttpRequest, caller: Caller, path: web::Path<(String, String
     let ct = header_str(&req, "content-type").unwrap_or("");
     if !ct.starts_with("application/json-patch+json") {
         return Err(ApiError::UnsupportedMediaType(
-            "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)".to_owned(),
+            "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)"
+                .to_owned(),
         ));
     }
-    let patch: json_patch::Patch = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not a JSON Patch document: {e}")))?;
+    let patch: json_patch::Patch = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the body is not a JSON Patch document: {e}"))
+    })?;
     let im = if_match(&req)?;
     let store = state.store.clone();
     let rec = web::block(move || record::patch(&store, &t, &id, &patch, im)).await??;
-    resource_response(&req, &state, neg, StatusCode::OK, rec, prefer_return(&req), true)
+    resource_response(
+        &req,
+        &state,
+        neg,
+        StatusCode::OK,
+        rec,
+        prefer_return(&req),
+        true,
+    )
 }
 
-fn delete_response(req: &HttpRequest, neg: Negotiated, version: Option<i64>, what: &str) -> Result<HttpResponse, ApiError> {
+fn delete_response(
+    req: &HttpRequest,
+    neg: Negotiated,
+    version: Option<i64>,
+    what: &str,
+) -> Result<HttpResponse, ApiError> {
     let ret = prefer_return(req);
     let mut b = if ret == Return::Outcome {
         format::respond(neg, StatusCode::OK)
@@ -314,7 +438,12 @@ fn delete_response(req: &HttpRequest, neg: Negotiated, version: Option<i64>, wha
     Ok(b.finish())
 }
 
-async fn delete(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
     resource_type(&t)?;
@@ -326,7 +455,12 @@ async fn delete(req: HttpRequest, caller: Caller, path: web::Path<(String, Strin
     delete_response(&req, neg, v, &what)
 }
 
-async fn conditional_delete(req: HttpRequest, caller: Caller, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn conditional_delete(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let t = path.into_inner();
     resource_type(&t)?;
@@ -340,7 +474,12 @@ async fn conditional_delete(req: HttpRequest, caller: Caller, path: web::Path<St
 }
 
 /// Rebuild the request URL with `_cursor` replaced, for paging links.
-fn page_url(req: &HttpRequest, state: &AppState, pairs: &[(String, String)], cursor: Option<&str>) -> String {
+fn page_url(
+    req: &HttpRequest,
+    state: &AppState,
+    pairs: &[(String, String)],
+    cursor: Option<&str>,
+) -> String {
     let base = base_url(req, state);
     let path = req.path().strip_prefix("/fhir").unwrap_or(req.path());
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
@@ -367,27 +506,49 @@ enum Scope {
     Instance(String, String),
 }
 
-async fn history_response(req: HttpRequest, state: web::Data<AppState>, scope: Scope) -> Result<HttpResponse, ApiError> {
+async fn history_response(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    scope: Scope,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let pairs = query_pairs(&req);
     for (k, _) in &pairs {
-        if !matches!(k.as_str(), "_count" | "_since" | "_at" | "_cursor" | "_format" | "_pretty" | "_list" | "_sort") {
-            return Err(ApiError::invalid("not-supported", k.as_str(), format!("'{k}' is not a history parameter")));
+        if !matches!(
+            k.as_str(),
+            "_count" | "_since" | "_at" | "_cursor" | "_format" | "_pretty" | "_list" | "_sort"
+        ) {
+            return Err(ApiError::invalid(
+                "not-supported",
+                k.as_str(),
+                format!("'{k}' is not a history parameter"),
+            ));
         }
         if matches!(k.as_str(), "_at" | "_list" | "_sort") {
-            return Err(ApiError::invalid("not-supported", k.as_str(), format!("'{k}' is not supported on history yet")));
+            return Err(ApiError::invalid(
+                "not-supported",
+                k.as_str(),
+                format!("'{k}' is not supported on history yet"),
+            ));
         }
     }
     let count = page_size(&pairs, &state)?;
     let since = match pairs.iter().find(|(k, _)| k == "_since") {
         None => None,
         Some((_, v)) => Some(clock::parse_fhir_datetime(v).ok_or_else(|| {
-            ApiError::invalid("invalid", "_since", format!("_since '{v}' is not a FHIR instant"))
+            ApiError::invalid(
+                "invalid",
+                "_since",
+                format!("_since '{v}' is not a FHIR instant"),
+            )
         })?),
     };
     let cursor = match pairs.iter().find(|(k, _)| k == "_cursor") {
         None => None,
-        Some((_, v)) => Some(v.parse::<i64>().map_err(|_| ApiError::invalid("invalid", "_cursor", "invalid paging cursor"))?),
+        Some((_, v)) => Some(
+            v.parse::<i64>()
+                .map_err(|_| ApiError::invalid("invalid", "_cursor", "invalid paging cursor"))?,
+        ),
     };
     let store = state.store.clone();
     let (rows, more) = web::block(move || {
@@ -402,7 +563,12 @@ async fn history_response(req: HttpRequest, state: web::Data<AppState>, scope: S
     let base = base_url(&req, &state);
     let mut links = vec![Link {
         relation: "self",
-        url: page_url(&req, &state, &pairs, cursor.map(|c| c.to_string()).as_deref()),
+        url: page_url(
+            &req,
+            &state,
+            &pairs,
+            cursor.map(|c| c.to_string()).as_deref(),
+        ),
     }];
     if cursor.is_some() {
         links.push(Link {
@@ -428,26 +594,56 @@ async fn history_response(req: HttpRequest, state: web::Data<AppState>, scope: S
             let created = v.version_id == 1 && v.method != "POST";
             let etag = format!("W/\"{}\"", v.version_id);
             let content = (!v.deleted).then_some(v.content);
-            bundle::history_entry(&full, content, &v.method, &request_url, status, &etag, &clock::instant(v.last_updated), created)
+            bundle::history_entry(
+                &full,
+                content,
+                &v.method,
+                &request_url,
+                status,
+                &etag,
+                &clock::instant(v.last_updated),
+                created,
+            )
         })
         .collect();
-    let b = bundle::bundle("history", &record::new_id(), &clock::instant(clock::now_millis()), None, links, entries);
+    let b = bundle::bundle(
+        "history",
+        &record::new_id(),
+        &clock::instant(clock::now_millis()),
+        None,
+        links,
+        entries,
+    );
     Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
 }
 
-async fn history_system(req: HttpRequest, caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn history_system(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(Perm::Read, None)?;
     history_response(req, state, Scope::System).await
 }
 
-async fn history_type(req: HttpRequest, caller: Caller, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn history_type(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let t = path.into_inner();
     resource_type(&t)?;
     caller.require(Perm::Read, Some(&t))?;
     history_response(req, state, Scope::Type(t)).await
 }
 
-async fn history_instance(req: HttpRequest, caller: Caller, path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn history_instance(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
     resource_type(&t)?;
     caller.require(Perm::Read, Some(&t))?;
@@ -455,22 +651,36 @@ async fn history_instance(req: HttpRequest, caller: Caller, path: web::Path<(Str
     history_response(req, state, Scope::Instance(t, id)).await
 }
 
-async fn search_with(req: HttpRequest, caller: Caller, t: String, pairs: Vec<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn search_with(
+    req: HttpRequest,
+    caller: Caller,
+    t: String,
+    pairs: Vec<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     resource_type(&t)?;
     caller.require(Perm::Search, Some(&t))?;
     let criteria = criteria::parse(&pairs).map_err(|i| ApiError::Invalid(vec![i]))?;
     let count = page_size(&pairs, &state)?;
-    let cursor = pairs.iter().find(|(k, _)| k == "_cursor").map(|(_, v)| v.clone());
+    let cursor = pairs
+        .iter()
+        .find(|(k, _)| k == "_cursor")
+        .map(|(_, v)| v.clone());
     if let Some(c) = &cursor
         && !is_valid_id(c)
     {
-        return Err(ApiError::invalid("invalid", "_cursor", "invalid paging cursor"));
+        return Err(ApiError::invalid(
+            "invalid",
+            "_cursor",
+            "invalid paging cursor",
+        ));
     }
     let store = state.store.clone();
     let tt = t.clone();
     let cur = cursor.clone();
-    let (rows, more) = web::block(move || record::search(&store, &tt, &criteria, cur.as_deref(), count)).await??;
+    let (rows, more) =
+        web::block(move || record::search(&store, &tt, &criteria, cur.as_deref(), count)).await??;
     let base = base_url(&req, &state);
     let mut links = vec![Link {
         relation: "self",
@@ -486,16 +696,34 @@ async fn search_with(req: HttpRequest, caller: Caller, t: String, pairs: Vec<(St
         .into_iter()
         .map(|(id, content)| bundle::search_entry(&format!("{base}/{t}/{id}"), content))
         .collect();
-    let b = bundle::bundle("searchset", &record::new_id(), &clock::instant(clock::now_millis()), None, links, entries);
+    let b = bundle::bundle(
+        "searchset",
+        &record::new_id(),
+        &clock::instant(clock::now_millis()),
+        None,
+        links,
+        entries,
+    );
     Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
 }
 
-async fn search(req: HttpRequest, caller: Caller, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn search(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(&req);
     search_with(req, caller, path.into_inner(), pairs, state).await
 }
 
-async fn search_post(req: HttpRequest, caller: Caller, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn search_post(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let ct = header_str(&req, "content-type").unwrap_or("");
     if !ct.starts_with("application/x-www-form-urlencoded") {
         return Err(ApiError::UnsupportedMediaType(

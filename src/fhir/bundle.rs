@@ -16,11 +16,23 @@ fn s(v: &str) -> Json {
 }
 
 fn obj(members: Vec<(&str, Json)>) -> Json {
-    Json::Object(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    Json::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 /// Build a Bundle of `bundle_type` with links, entries and an optional total.
-pub fn bundle(bundle_type: &str, id: &str, timestamp: &str, total: Option<usize>, links: Vec<Link>, entries: Vec<Json>) -> Json {
+pub fn bundle(
+    bundle_type: &str,
+    id: &str,
+    timestamp: &str,
+    total: Option<usize>,
+    links: Vec<Link>,
+    entries: Vec<Json>,
+) -> Json {
     let mut m = vec![
         ("resourceType", s("Bundle")),
         ("id", s(id)),
@@ -33,7 +45,12 @@ pub fn bundle(bundle_type: &str, id: &str, timestamp: &str, total: Option<usize>
     if !links.is_empty() {
         let links = links
             .into_iter()
-            .map(|l| obj(vec![("relation", s(l.relation)), ("url", Json::String(l.url))]))
+            .map(|l| {
+                obj(vec![
+                    ("relation", s(l.relation)),
+                    ("url", Json::String(l.url)),
+                ])
+            })
             .collect();
         m.push(("link", Json::Array(links)));
     }
@@ -44,16 +61,38 @@ pub fn bundle(bundle_type: &str, id: &str, timestamp: &str, total: Option<usize>
 }
 
 /// A history entry. `content` is the stored JSON (None for a deletion).
-#[expect(clippy::too_many_arguments, reason = "one entry's fields, named at the call site")]
-pub fn history_entry(full_url: &str, content: Option<String>, method: &str, request_url: &str, status: &str, etag: &str, last_modified: &str, created: bool) -> Json {
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one entry's fields, named at the call site"
+)]
+pub fn history_entry(
+    full_url: &str,
+    content: Option<String>,
+    method: &str,
+    request_url: &str,
+    status: &str,
+    etag: &str,
+    last_modified: &str,
+    created: bool,
+) -> Json {
     let mut m = vec![("fullUrl", s(full_url))];
     if let Some(c) = content {
         m.push(("resource", Json::Raw(c)));
     }
     let http_method = if method == "PATCH" { "PATCH" } else { method };
-    m.push(("request", obj(vec![("method", s(http_method)), ("url", s(request_url))])));
+    m.push((
+        "request",
+        obj(vec![("method", s(http_method)), ("url", s(request_url))]),
+    ));
     let status = if created { "201 Created" } else { status };
-    m.push(("response", obj(vec![("status", s(status)), ("etag", s(etag)), ("lastModified", s(last_modified))])));
+    m.push((
+        "response",
+        obj(vec![
+            ("status", s(status)),
+            ("etag", s(etag)),
+            ("lastModified", s(last_modified)),
+        ]),
+    ));
     obj(m)
 }
 

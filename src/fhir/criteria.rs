@@ -21,7 +21,15 @@ pub enum Criterion {
 }
 
 /// Parameters that shape results rather than select them.
-pub const RESULT_PARAMS: &[&str] = &["_count", "_format", "_pretty", "_summary", "_elements", "_total", "_cursor"];
+pub const RESULT_PARAMS: &[&str] = &[
+    "_count",
+    "_format",
+    "_pretty",
+    "_summary",
+    "_elements",
+    "_total",
+    "_cursor",
+];
 
 /// Most values one parameter may OR together.
 const MAX_OR_VALUES: usize = 100;
@@ -35,14 +43,20 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Vec<Criterion>, Issue> {
         }
         let values: Vec<&str> = split_or(v);
         if values.len() > MAX_OR_VALUES {
-            return Err(Issue::error("too-costly", format!("too many values for '{k}' (at most {MAX_OR_VALUES})")).at(k.as_str()));
+            return Err(Issue::error(
+                "too-costly",
+                format!("too many values for '{k}' (at most {MAX_OR_VALUES})"),
+            )
+            .at(k.as_str()));
         }
         if values.iter().any(|s| s.is_empty()) {
             return Err(Issue::error("invalid", format!("empty value for '{k}'")).at(k.as_str()));
         }
         match k.as_str() {
             "_id" => out.push(Criterion::Id(values.iter().map(|s| unescape(s)).collect())),
-            "identifier" => out.push(Criterion::Identifier(values.iter().map(|s| token(s)).collect())),
+            "identifier" => out.push(Criterion::Identifier(
+                values.iter().map(|s| token(s)).collect(),
+            )),
             other => {
                 return Err(Issue::error(
                     "not-supported",
@@ -120,24 +134,62 @@ mod tests {
     use super::*;
 
     fn p(q: &[(&str, &str)]) -> Result<Vec<Criterion>, Issue> {
-        let pairs: Vec<(String, String)> = q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let pairs: Vec<(String, String)> = q
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         parse(&pairs)
     }
 
     #[test]
     fn tokens() {
         let c = p(&[("identifier", "urn:x|1,|2,3,urn:y|,a\\|b")]).unwrap();
-        let Criterion::Identifier(v) = &c[0] else { panic!() };
-        assert_eq!(v[0], TokenValue { system: Some("urn:x".into()), code: Some("1".into()) });
-        assert_eq!(v[1], TokenValue { system: Some(String::new()), code: Some("2".into()) });
-        assert_eq!(v[2], TokenValue { system: None, code: Some("3".into()) });
-        assert_eq!(v[3], TokenValue { system: Some("urn:y".into()), code: None });
-        assert_eq!(v[4], TokenValue { system: None, code: Some("a|b".into()) });
+        let Criterion::Identifier(v) = &c[0] else {
+            panic!()
+        };
+        assert_eq!(
+            v[0],
+            TokenValue {
+                system: Some("urn:x".into()),
+                code: Some("1".into())
+            }
+        );
+        assert_eq!(
+            v[1],
+            TokenValue {
+                system: Some(String::new()),
+                code: Some("2".into())
+            }
+        );
+        assert_eq!(
+            v[2],
+            TokenValue {
+                system: None,
+                code: Some("3".into())
+            }
+        );
+        assert_eq!(
+            v[3],
+            TokenValue {
+                system: Some("urn:y".into()),
+                code: None
+            }
+        );
+        assert_eq!(
+            v[4],
+            TokenValue {
+                system: None,
+                code: Some("a|b".into())
+            }
+        );
     }
 
     #[test]
     fn rejects_unknown_and_empty() {
-        assert_eq!(p(&[("name", "x")]).unwrap_err().expression.as_deref(), Some("name"));
+        assert_eq!(
+            p(&[("name", "x")]).unwrap_err().expression.as_deref(),
+            Some("name")
+        );
         assert!(p(&[("_id", "")]).is_err());
         assert!(p(&[("_count", "5"), ("_id", "a,b")]).is_ok());
     }

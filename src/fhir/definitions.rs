@@ -75,7 +75,10 @@ struct RawElement {
 }
 
 impl Definitions {
-    #[expect(clippy::expect_used, reason = "the embedded table is part of the binary")]
+    #[expect(
+        clippy::expect_used,
+        reason = "the embedded table is part of the binary"
+    )]
     fn load() -> Definitions {
         let raw: RawFile = serde_json::from_str(RAW).expect("embedded r4b-elements.json is valid");
         let mut kinds = HashMap::new();
@@ -101,10 +104,7 @@ impl Definitions {
                     Some(b) => (b.to_owned(), true),
                     None => (last.to_owned(), false),
                 };
-                let backbone = e
-                    .t
-                    .iter()
-                    .any(|t| t == "BackboneElement" || t == "Element");
+                let backbone = e.t.iter().any(|t| t == "BackboneElement" || t == "Element");
                 let children_of = match e.r {
                     Some(r) => Some(r),
                     None if backbone => Some(e.p.clone()),

@@ -453,7 +453,11 @@ mod tests {
             b"{\"a\":1,\"a\":2}",
             b"nul",
         ] {
-            assert!(Json::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Json::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

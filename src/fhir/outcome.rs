@@ -59,16 +59,25 @@ impl OperationOutcome {
                 let mut m = vec![
                     ("severity".to_owned(), Json::String(i.severity.to_owned())),
                     ("code".to_owned(), Json::String(i.code.to_owned())),
-                    ("diagnostics".to_owned(), Json::String(i.diagnostics.clone())),
+                    (
+                        "diagnostics".to_owned(),
+                        Json::String(i.diagnostics.clone()),
+                    ),
                 ];
                 if let Some(e) = &i.expression {
-                    m.push(("expression".to_owned(), Json::Array(vec![Json::String(e.clone())])));
+                    m.push((
+                        "expression".to_owned(),
+                        Json::Array(vec![Json::String(e.clone())]),
+                    ));
                 }
                 Json::Object(m)
             })
             .collect();
         Json::Object(vec![
-            ("resourceType".to_owned(), Json::String("OperationOutcome".to_owned())),
+            (
+                "resourceType".to_owned(),
+                Json::String("OperationOutcome".to_owned()),
+            ),
             ("issue".to_owned(), Json::Array(issues)),
         ])
     }

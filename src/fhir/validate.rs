@@ -8,8 +8,12 @@ use super::outcome::Issue;
 /// `expected_type` is the type named by the URL, when there is one. Every problem is returned
 /// as issues with an `expression` that points at the offending element.
 pub fn resource(bytes: &[u8], expected_type: Option<&str>) -> Result<Json, Vec<Issue>> {
-    let tree = Json::parse(bytes)
-        .map_err(|e| vec![Issue::error("structure", format!("the body is not valid JSON: {e}"))])?;
+    let tree = Json::parse(bytes).map_err(|e| {
+        vec![Issue::error(
+            "structure",
+            format!("the body is not valid JSON: {e}"),
+        )]
+    })?;
     check_tree(&tree, bytes, expected_type)?;
     Ok(tree)
 }
@@ -21,7 +25,10 @@ pub fn tree(tree: &Json, expected_type: Option<&str>) -> Result<(), Vec<Issue>> 
 
 fn check_tree(tree: &Json, bytes: &[u8], expected_type: Option<&str>) -> Result<(), Vec<Issue>> {
     let Json::Object(_) = tree else {
-        return Err(vec![Issue::error("structure", "a resource must be a JSON object")]);
+        return Err(vec![Issue::error(
+            "structure",
+            "a resource must be a JSON object",
+        )]);
     };
     let Some(rt) = tree.get("resourceType").and_then(Json::as_str) else {
         return Err(vec![
@@ -41,8 +48,11 @@ fn check_tree(tree: &Json, bytes: &[u8], expected_type: Option<&str>) -> Result<
     }
     if !huimin_model::is_resource_type(rt) {
         return Err(vec![
-            Issue::error("not-supported", format!("'{rt}' is not a FHIR R4B resource type"))
-                .at("resourceType"),
+            Issue::error(
+                "not-supported",
+                format!("'{rt}' is not a FHIR R4B resource type"),
+            )
+            .at("resourceType"),
         ]);
     }
     if let Some(id) = tree.get("id") {
@@ -57,7 +67,10 @@ fn check_tree(tree: &Json, bytes: &[u8], expected_type: Option<&str>) -> Result<
         }
     }
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        vec![Issue::error("structure", format!("the body is not valid JSON: {e}"))]
+        vec![Issue::error(
+            "structure",
+            format!("the body is not valid JSON: {e}"),
+        )]
     })?;
     huimin_model::check(rt, bytes, &value)
         .map_err(|e| vec![Issue::error(issue_code(&e.message), e.message).at(e.path)])
@@ -77,7 +90,8 @@ fn issue_code(message: &str) -> &'static str {
 pub fn is_valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 #[cfg(test)]
@@ -86,15 +100,21 @@ mod tests {
 
     #[test]
     fn names_the_element() {
-        let e = resource(br#"{"resourceType":"Patient","birthDate":12}"#, Some("Patient"))
-            .unwrap_err();
+        let e = resource(
+            br#"{"resourceType":"Patient","birthDate":12}"#,
+            Some("Patient"),
+        )
+        .unwrap_err();
         assert_eq!(e[0].expression.as_deref(), Some("Patient.birthDate"));
         let e = resource(br#"{"resourceType":"Patient"}"#, Some("Observation")).unwrap_err();
         assert_eq!(e[0].expression.as_deref(), Some("resourceType"));
         let e = resource(br#"{"resourceType":"Patient","id":"a b"}"#, None).unwrap_err();
         assert_eq!(e[0].expression.as_deref(), Some("Patient.id"));
-        let e = resource(br#"{"resourceType":"Patient","name":[{"famly":"x"}]}"#, None)
-            .unwrap_err();
+        let e = resource(
+            br#"{"resourceType":"Patient","name":[{"famly":"x"}]}"#,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e[0].expression.as_deref(), Some("Patient.name[0].famly"));
         assert!(resource(b"{", None).is_err());
     }

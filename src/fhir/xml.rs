@@ -7,10 +7,10 @@
 //! `contained`, `Bundle.entry.resource` and `Parameters.parameter.resource`, and the narrative
 //! `div` carried verbatim as XHTML. Documents with a DTD or entity declarations are refused.
 
-use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
 
-use super::definitions::{json_type, ElementDef, JsonType, Kind, DEFINITIONS};
+use super::definitions::{DEFINITIONS, ElementDef, JsonType, Kind, json_type};
 use super::json::Json;
 
 pub const FHIR_NS: &str = "http://hl7.org/fhir";
@@ -117,7 +117,9 @@ fn push_div(
     reader: &Reader<&[u8]>,
 ) -> Result<(), XmlError> {
     let end = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
-    let raw = text.get(start..end).ok_or_else(|| err("", "malformed XHTML"))?;
+    let raw = text
+        .get(start..end)
+        .ok_or_else(|| err("", "malformed XHTML"))?;
     if raw.contains("<!ENTITY") || raw.contains("<!DOCTYPE") {
         return Err(err("", "DTDs and entity declarations are not allowed"));
     }
@@ -159,7 +161,11 @@ fn start_node(e: &BytesStart<'_>) -> Result<Node, XmlError> {
 /// Convert a FHIR XML resource to its JSON form.
 pub fn xml_to_json(input: &[u8]) -> Result<Json, XmlError> {
     let root = parse_dom(input)?;
-    let ns = root.attrs.iter().find(|(k, _)| k == "xmlns").map(|(_, v)| v);
+    let ns = root
+        .attrs
+        .iter()
+        .find(|(k, _)| k == "xmlns")
+        .map(|(_, v)| v);
     if ns.map(String::as_str) != Some(FHIR_NS) {
         return Err(err(
             &root.name,
@@ -255,7 +261,11 @@ fn resolve<'a>(defs: &'a [ElementDef], name: &str) -> Option<(&'a ElementDef, &'
             continue;
         }
         if !d.choice && d.name == name {
-            let ty = d.types.first().map(String::as_str).unwrap_or("BackboneElement");
+            let ty = d
+                .types
+                .first()
+                .map(String::as_str)
+                .unwrap_or("BackboneElement");
             return Some((d, ty));
         }
         if d.choice
@@ -279,7 +289,10 @@ fn resolve<'a>(defs: &'a [ElementDef], name: &str) -> Option<(&'a ElementDef, &'
 
 fn value_from_xml(node: &Node, def: &ElementDef, ty: &str, path: &str) -> Result<Slot, XmlError> {
     if ty == "xhtml" {
-        let raw = node.raw.clone().ok_or_else(|| err(path, "expected XHTML"))?;
+        let raw = node
+            .raw
+            .clone()
+            .ok_or_else(|| err(path, "expected XHTML"))?;
         return Ok((Some(Json::String(raw)), None));
     }
     if node.raw.is_some() {
@@ -312,14 +325,20 @@ fn value_from_xml(node: &Node, def: &ElementDef, ty: &str, path: &str) -> Result
                 shadow.push(("extension".to_owned(), Json::Array(exts)));
             }
             if value.is_none() && shadow.is_empty() {
-                return Err(err(path, "a primitive element needs a value or an extension"));
+                return Err(err(
+                    path,
+                    "a primitive element needs a value or an extension",
+                ));
             }
             let shadow = (!shadow.is_empty()).then_some(Json::Object(shadow));
             Ok((value, shadow))
         }
         Some(Kind::Resource) | None if ty == "Resource" || DEFINITIONS.is_resource(ty) => {
             let [inner] = node.children.as_slice() else {
-                return Err(err(path, "expected exactly one resource inside this element"));
+                return Err(err(
+                    path,
+                    "expected exactly one resource inside this element",
+                ));
             };
             Ok((Some(resource_from_xml(inner, path)?), None))
         }
@@ -394,7 +413,11 @@ impl Writer {
         if !DEFINITIONS.is_resource(name) {
             return Err(err(at, format!("'{name}' is not a resource type")));
         }
-        let path = if at.is_empty() { name.to_owned() } else { at.to_owned() };
+        let path = if at.is_empty() {
+            name.to_owned()
+        } else {
+            at.to_owned()
+        };
         self.indent(level);
         self.out.push('<');
         self.out.push_str(name);
@@ -431,9 +454,16 @@ impl Writer {
                 continue;
             }
             let candidates: Vec<(String, &str)> = if def.choice {
-                def.types.iter().map(|t| (def.choice_name(t), t.as_str())).collect()
+                def.types
+                    .iter()
+                    .map(|t| (def.choice_name(t), t.as_str()))
+                    .collect()
             } else {
-                let ty = def.types.first().map(String::as_str).unwrap_or("BackboneElement");
+                let ty = def
+                    .types
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("BackboneElement");
                 vec![(def.name.clone(), ty)]
             };
             for (key, ty) in candidates {
@@ -556,7 +586,13 @@ impl Writer {
         } else {
             self.open(key, &attrs);
             for e in exts {
-                self.complex("extension", e, "Extension", level + 1, &format!("{path}.extension"))?;
+                self.complex(
+                    "extension",
+                    e,
+                    "Extension",
+                    level + 1,
+                    &format!("{path}.extension"),
+                )?;
             }
             self.indent(level);
             self.close(key);
@@ -599,7 +635,10 @@ fn check_all_used(
             continue;
         }
         if !used.contains(&k.as_str()) {
-            return Err(err(&format!("{path}.{k}"), format!("unknown element '{k}'")));
+            return Err(err(
+                &format!("{path}.{k}"),
+                format!("unknown element '{k}'"),
+            ));
         }
     }
     Ok(())
@@ -647,7 +686,10 @@ mod tests {
           "gender":"male","_gender":{"id":"g1"},"birthDate":"1949-12-31","deceasedBoolean":false,
           "contact":[{"id":"c1","name":{"text":"李"}}]}"#;
         let (xml, back) = roundtrip(src);
-        assert!(xml.starts_with(r#"<Patient xmlns="http://hl7.org/fhir"><id value="p1"/>"#), "{xml}");
+        assert!(
+            xml.starts_with(r#"<Patient xmlns="http://hl7.org/fhir"><id value="p1"/>"#),
+            "{xml}"
+        );
         assert!(xml.contains(r#"<gender id="g1" value="male"/>"#), "{xml}");
         assert!(xml.contains(r#"<contact id="c1">"#), "{xml}");
         assert!(xml.contains(r#"<valueString value="a&#10;b"/>"#), "{xml}");

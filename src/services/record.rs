@@ -56,7 +56,11 @@ fn tokens(tree: &Json) -> Vec<Token> {
         if let Some(code) = i.get("value").and_then(Json::as_str) {
             out.insert(Token {
                 param: "identifier".to_owned(),
-                system: i.get("system").and_then(Json::as_str).unwrap_or("").to_owned(),
+                system: i
+                    .get("system")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
                 code: code.to_owned(),
             });
         }
@@ -140,7 +144,10 @@ pub fn matching_ids(
         });
     }
     let all = result.unwrap_or_default();
-    Ok(all.into_iter().take(usize::try_from(limit).unwrap_or(usize::MAX)).collect())
+    Ok(all
+        .into_iter()
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect())
 }
 
 fn require_criteria(criteria: &[Criterion]) -> Result<(), ApiError> {
@@ -194,9 +201,16 @@ pub fn update(
             let current = repo::lock_current(conn, t, id)?;
             check_if_match(current.map(|c| c.0), if_match)?;
             match current {
-                None => Ok((put_version(conn, t, id, tree, 1, "PUT", true)?, Written::Created)),
+                None => Ok((
+                    put_version(conn, t, id, tree, 1, "PUT", true)?,
+                    Written::Created,
+                )),
                 Some((v, deleted)) => {
-                    let how = if deleted { Written::Created } else { Written::Updated };
+                    let how = if deleted {
+                        Written::Created
+                    } else {
+                        Written::Updated
+                    };
                     Ok((put_version(conn, t, id, tree, v + 1, "PUT", false)?, how))
                 }
             }
@@ -267,9 +281,8 @@ pub fn patch(
         check_if_match(Some(current.version_id), if_match)?;
         let mut doc: serde_json::Value =
             serde_json::from_str(&current.content).map_err(ApiError::internal)?;
-        json_patch::patch(&mut doc, patch).map_err(|e| {
-            ApiError::Unprocessable(format!("the patch cannot be applied: {e}"))
-        })?;
+        json_patch::patch(&mut doc, patch)
+            .map_err(|e| ApiError::Unprocessable(format!("the patch cannot be applied: {e}")))?;
         let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
         check_body_id(&tree, t, Some(id))?;
@@ -352,7 +365,9 @@ pub fn vread(store: &Store, t: &str, id: &str, vid: i64) -> Result<Record, ApiEr
     let v = store.read(|conn| repo::find_version(conn, t, id, vid).map_err(ApiError::from))?;
     match v {
         None => Err(ApiError::NotFound(format!("{t}/{id} has no version {vid}"))),
-        Some(v) if v.deleted => Err(ApiError::Gone(format!("{t}/{id} was deleted in version {vid}"))),
+        Some(v) if v.deleted => Err(ApiError::Gone(format!(
+            "{t}/{id} was deleted in version {vid}"
+        ))),
         Some(v) => Ok(Record {
             res_type: v.res_type,
             id: v.res_id,
@@ -433,8 +448,12 @@ fn check_if_match(current: Option<i64>, if_match: Option<i64>) -> Result<(), Api
         (Some(want), have) => Err(ApiError::PreconditionFailed(
             "conflict",
             match have {
-                Some(h) => format!("version conflict: If-Match names version {want}, the current version is {h}"),
-                None => format!("version conflict: If-Match names version {want}, the resource does not exist"),
+                Some(h) => format!(
+                    "version conflict: If-Match names version {want}, the current version is {h}"
+                ),
+                None => format!(
+                    "version conflict: If-Match names version {want}, the resource does not exist"
+                ),
             },
         )),
     }

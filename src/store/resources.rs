@@ -75,7 +75,12 @@ pub fn lock_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<
     }
 }
 
-pub fn find_version(conn: &mut DbConn, t: &str, id: &str, vid: i64) -> QueryResult<Option<Version>> {
+pub fn find_version(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    vid: i64,
+) -> QueryResult<Option<Version>> {
     resource_versions::table
         .filter(resource_versions::res_type.eq(t))
         .filter(resource_versions::res_id.eq(id))

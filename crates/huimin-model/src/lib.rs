@@ -253,6 +253,15 @@ fn compare(path: &str, input: &Value, kept: &Value, root: bool) -> Result<(), In
                     continue;
                 }
                 let child = format!("{path}.{k}");
+                match v {
+                    Value::Array(a) if a.is_empty() => {
+                        return Err(invalid(&child, "an array must not be empty"));
+                    }
+                    Value::Object(o) if o.is_empty() => {
+                        return Err(invalid(&child, "an object must not be empty"));
+                    }
+                    _ => {}
+                }
                 match b.get(k) {
                     Some(w) => compare(&child, v, w, false)?,
                     None if v.is_null() => {
@@ -321,8 +330,10 @@ mod tests {
 
     #[test]
     fn accepts_valid_patient() {
-        run(r#"{"resourceType":"Patient","id":"a","gender":"female","birthDate":"1980-02-03",
-            "name":[{"family":"张","given":["伟"]}],"active":true}"#)
+        run(
+            r#"{"resourceType":"Patient","id":"a","gender":"female","birthDate":"1980-02-03",
+            "name":[{"family":"张","given":["伟"]}],"active":true}"#,
+        )
         .unwrap();
     }
 
@@ -352,11 +363,15 @@ mod tests {
 
     #[test]
     fn keeps_decimals_and_choice_values() {
-        run(r#"{"resourceType":"Observation","status":"final","code":{"text":"t"},
-            "valueQuantity":{"value":36.60,"unit":"C"}}"#)
+        run(
+            r#"{"resourceType":"Observation","status":"final","code":{"text":"t"},
+            "valueQuantity":{"value":36.60,"unit":"C"}}"#,
+        )
         .unwrap();
-        let e = run(r#"{"resourceType":"Observation","status":"final","code":{"text":"t"},
-            "valueFoo":{"value":1}}"#)
+        let e = run(
+            r#"{"resourceType":"Observation","status":"final","code":{"text":"t"},
+            "valueFoo":{"value":1}}"#,
+        )
         .unwrap_err();
         assert_eq!(e.path, "Observation.valueFoo");
     }

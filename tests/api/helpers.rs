@@ -1,0 +1,239 @@
+//! Spawning the real application on port 0 with a fresh database per test, and an HTTP client.
+//!
+//! SQLite by default (a temporary file). With `HUIMIN_TEST_POSTGRES_URL` set (for example
+//! `postgres://postgres@127.0.0.1:5432`), every test creates and later drops its own PostgreSQL
+//! database instead; an unreachable server fails the tests rather than skipping them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::http::StatusCode;
+use awc::http::header::HeaderMap;
+use diesel::{Connection, RunQueryDsl, pg::PgConnection};
+use huimin::auth::{Role, TokenRequest, dev_token};
+use huimin::config::Settings;
+use huimin::startup::Application;
+use serde_json::Value;
+
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+pub struct TestApp {
+    pub base: String,
+    pub settings: Settings,
+    /// A token with `system/*.cruds` for an HIS system.
+    pub token: String,
+    client: awc::Client,
+    _dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+/// What a request answered.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// Assert an OperationOutcome with this status and return its first issue.
+    pub fn outcome(&self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        let j = self.json();
+        assert_eq!(j["resourceType"], "OperationOutcome", "{j}");
+        j["issue"][0].clone()
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Spawn with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawn after adjusting the settings.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".to_owned(),
+        data_dir: dir.path().to_path_buf(),
+        db_pool_size: 8,
+        workers: 2,
+        log_level: "warn".to_owned(),
+        ..Settings::default()
+    };
+    let pg = std::env::var("HUIMIN_TEST_POSTGRES_URL")
+        .ok()
+        .map(|server| {
+            let server = server.trim_end_matches('/').to_owned();
+            let name = format!(
+                "huimin_test_{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            );
+            let mut admin =
+                PgConnection::establish(&format!("{server}/postgres")).unwrap_or_else(|e| {
+                    panic!("HUIMIN_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
+                });
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
+                .execute(&mut admin)
+                .unwrap();
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .unwrap();
+            (server, name)
+        });
+    if let Some((server, name)) = &pg {
+        settings.database_url = Some(format!("{server}/{name}"));
+    }
+    adjust(&mut settings);
+    huimin::telemetry::init("text", &settings.log_level);
+    let app = Application::build(settings.clone()).unwrap();
+    let port = app.port();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .finish();
+    let mut t = TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        token: String::new(),
+        settings,
+        client,
+        _dir: dir,
+        pg,
+    };
+    if t.settings.auth_mode == "dev" {
+        t.token = t.token_for(Role::His, "system/*.cruds");
+    }
+    t
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((server, name)) = &self.pg
+            && let Ok(mut admin) = PgConnection::establish(&format!("{server}/postgres"))
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin);
+        }
+    }
+}
+
+impl TestApp {
+    pub fn token_for(&self, role: Role, scope: &str) -> String {
+        dev_token(
+            &self.settings,
+            &TokenRequest {
+                sub: "test-client".to_owned(),
+                role,
+                scope: scope.to_owned(),
+                org: Some("Organization/test".to_owned()),
+                fhir_user: None,
+                ttl_secs: 600,
+            },
+        )
+        .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{}", self.base, path)
+        }
+    }
+
+    /// Send a request with the default token; `headers` may override it.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, self.url(path));
+        let has_auth = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        if !has_auth && !self.token.is_empty() {
+            req = req.insert_header(("Authorization", format!("Bearer {}", self.token)));
+        }
+        for (k, v) in headers {
+            if !(k.eq_ignore_ascii_case("authorization") && v.is_empty()) {
+                req = req.insert_header((*k, *v));
+            }
+        }
+        let mut resp = match body {
+            Some(b) => req.send_body(b.to_vec()).await.unwrap(),
+            None => req.send().await.unwrap(),
+        };
+        let body = resp.body().limit(64 * 1024 * 1024).await.unwrap().to_vec();
+        Reply {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, &[], None).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            "POST",
+            path,
+            &[("Content-Type", FHIR_JSON)],
+            Some(body.to_string().as_bytes()),
+        )
+        .await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            "PUT",
+            path,
+            &[("Content-Type", FHIR_JSON)],
+            Some(body.to_string().as_bytes()),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, &[], None).await
+    }
+
+    /// Create a resource and return its JSON as stored.
+    pub async fn create(&self, body: &Value) -> Value {
+        let t = body["resourceType"].as_str().unwrap();
+        let r = self.post_json(&format!("/fhir/{t}"), body).await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+        r.json()
+    }
+}
+
+/// A synthetic resident (fixed, not a real person).
+pub fn patient(id_number: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:2.16.156.10011.1.3", "value": id_number}],
+        "name": [{"family": "测试", "given": ["甲"]}],
+        "gender": "female",
+        "birthDate": "1980-01-01"
+    })
+}

@@ -1,0 +1,17 @@
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected value"
+)]
+
+//! Integration tests: the real HTTP application on port 0, a fresh database per test.
+//! Run on SQLite by `cargo test`; on PostgreSQL with `HUIMIN_TEST_POSTGRES_URL` set.
+
+mod auth;
+mod cli;
+mod conditional;
+mod crud;
+mod examples;
+mod formats;
+mod helpers;
+mod history;
+mod ops;
