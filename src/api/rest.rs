@@ -95,10 +95,27 @@ pub fn base_url(req: &HttpRequest, state: &AppState) -> String {
     }
 }
 
-fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(req.query_string().as_bytes())
+/// Decode `application/x-www-form-urlencoded` pairs (a query string or a form body).
+fn pairs_of(encoded: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(encoded)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
+}
+
+fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
+    pairs_of(req.query_string().as_bytes())
+}
+
+/// Check the type (404 when unknown), the caller's scope for `perms` on it, and the id syntax.
+fn authorize(caller: &Caller, perms: &[Perm], t: &str, id: Option<&str>) -> Result<(), ApiError> {
+    resource_type(t)?;
+    for p in perms {
+        caller.require(*p, Some(t))?;
+    }
+    if let Some(id) = id {
+        resource_id(id)?;
+    }
+    Ok(())
 }
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -219,9 +236,7 @@ async fn read(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Read, Some(&t))?;
-    resource_id(&id)?;
+    authorize(&caller, &[Perm::Read], &t, Some(&id))?;
     let store = state.store.clone();
     let rec = web::block(move || record::read(&store, &t, &id)).await??;
     if let Some(inm) = header_str(&req, "if-none-match")
@@ -253,9 +268,7 @@ async fn vread(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id, vid) = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Read, Some(&t))?;
-    resource_id(&id)?;
+    authorize(&caller, &[Perm::Read], &t, Some(&id))?;
     let vid: i64 = vid
         .parse()
         .map_err(|_| ApiError::NotFound(format!("'{vid}' is not a version of {t}/{id}")))?;
@@ -281,18 +294,14 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let t = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Create, Some(&t))?;
+    authorize(&caller, &[Perm::Create], &t, None)?;
     let tree = format::read_resource(&req, &body, Some(&t))?;
     let criteria = match header_str(&req, "if-none-exist") {
         Some(q) => {
             caller.require(Perm::Search, Some(&t))?;
             let q = q.trim_start_matches('?');
             let q = q.rsplit_once('?').map_or(q, |(_, after)| after);
-            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            Some(criteria::parse(&pairs).map_err(|i| ApiError::Invalid(vec![i]))?)
+            Some(criteria::parse(&pairs_of(q.as_bytes())).map_err(|i| ApiError::Invalid(vec![i]))?)
         }
         None => None,
     };
@@ -320,9 +329,7 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Update, Some(&t))?;
-    resource_id(&id)?;
+    authorize(&caller, &[Perm::Update], &t, Some(&id))?;
     let tree = format::read_resource(&req, &body, Some(&t))?;
     let im = if_match(&req)?;
     let store = state.store.clone();
@@ -354,9 +361,7 @@ async fn conditional_update(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let t = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Update, Some(&t))?;
-    caller.require(Perm::Search, Some(&t))?;
+    authorize(&caller, &[Perm::Update, Perm::Search], &t, None)?;
     let criteria = criteria_of(&req)?;
     let tree = format::read_resource(&req, &body, Some(&t))?;
     let im = if_match(&req)?;
@@ -383,9 +388,7 @@ async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Update, Some(&t))?;
-    resource_id(&id)?;
+    authorize(&caller, &[Perm::Update], &t, Some(&id))?;
     let ct = header_str(&req, "content-type").unwrap_or("");
     if !ct.starts_with("application/json-patch+json") {
         return Err(ApiError::UnsupportedMediaType(
@@ -446,9 +449,7 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Delete, Some(&t))?;
-    resource_id(&id)?;
+    authorize(&caller, &[Perm::Delete], &t, Some(&id))?;
     let what = format!("{t}/{id}");
     let store = state.store.clone();
     let v = web::block(move || record::delete(&store, &t, &id)).await??;
@@ -463,9 +464,7 @@ async fn conditional_delete(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     let t = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Delete, Some(&t))?;
-    caller.require(Perm::Search, Some(&t))?;
+    authorize(&caller, &[Perm::Delete, Perm::Search], &t, None)?;
     let criteria = criteria_of(&req)?;
     let what = t.clone();
     let store = state.store.clone();
@@ -633,8 +632,7 @@ async fn history_type(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let t = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Read, Some(&t))?;
+    authorize(&caller, &[Perm::Read], &t, None)?;
     history_response(req, state, Scope::Type(t)).await
 }
 
@@ -645,9 +643,7 @@ async fn history_instance(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
-    resource_type(&t)?;
-    caller.require(Perm::Read, Some(&t))?;
-    resource_id(&id)?;
+    authorize(&caller, &[Perm::Read], &t, Some(&id))?;
     history_response(req, state, Scope::Instance(t, id)).await
 }
 
@@ -659,8 +655,7 @@ async fn search_with(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
-    resource_type(&t)?;
-    caller.require(Perm::Search, Some(&t))?;
+    authorize(&caller, &[Perm::Search], &t, None)?;
     let criteria = criteria::parse(&pairs).map_err(|i| ApiError::Invalid(vec![i]))?;
     let count = page_size(&pairs, &state)?;
     let cursor = pairs
@@ -731,6 +726,6 @@ async fn search_post(
         ));
     }
     let mut pairs = query_pairs(&req);
-    pairs.extend(url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+    pairs.extend(pairs_of(&body));
     search_with(req, caller, path.into_inner(), pairs, state).await
 }
