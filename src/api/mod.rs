@@ -45,6 +45,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth: Arc<Authenticator>, max_bod
         .default_service(web::to(not_found));
 }
 
+/// Run a database call off the async workers, except point reads on the embedded SQLite
+/// database: those take microseconds, never wait on a network, and a thread-pool hop would
+/// cost more than the read itself.
+pub async fn run_db<T, F>(store: &Store, point_read: bool, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+{
+    if point_read && store.is_embedded() {
+        f(store)
+    } else {
+        let store = store.clone();
+        web::block(move || f(&store)).await?
+    }
+}
+
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!(
         "no route for {} {}",

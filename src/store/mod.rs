@@ -137,6 +137,11 @@ impl Store {
         self.url.backend_name()
     }
 
+    /// Whether this is the embedded SQLite database (local file, no network).
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.url, DatabaseUrl::Sqlite(_))
+    }
+
     /// Run `f` on a pooled connection.
     pub fn read<T, E>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
     where

@@ -49,7 +49,7 @@ pub struct Token {
 }
 
 pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Current>> {
-    resources::table
+    let q = resources::table
         .filter(resources::res_type.eq(t))
         .filter(resources::res_id.eq(id))
         .select((
@@ -57,9 +57,13 @@ pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<
             resources::last_updated,
             resources::deleted,
             resources::content,
-        ))
-        .first(conn)
-        .optional()
+        ));
+    // Run on the concrete connection: the backend's prepared-statement cache then applies to
+    // the hottest query of the server.
+    match conn {
+        DbConn::Postgres(c) => q.first(c).optional(),
+        DbConn::Sqlite(c) => q.first(c).optional(),
+    }
 }
 
 /// The current version number and deletion flag, locked for update on PostgreSQL (SQLite
