@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Caller};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -70,7 +70,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// Transactions, batches and system search arrive with later capabilities.
-async fn not_yet(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn not_yet(req: HttpRequest, _caller: Caller) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotImplemented(format!(
         "{} on the system endpoint (transaction, batch, system search) is not supported yet",
         req.method()

@@ -5,8 +5,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{AppState, run_db};
 use super::format::{self, Negotiated};
+use super::{AppState, run_db};
 use crate::auth::{Caller, Perm};
 use crate::clock;
 use crate::error::ApiError;
@@ -237,7 +237,10 @@ async fn read(
     let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
     authorize(&caller, &[Perm::Read], &t, Some(&id))?;
-    let rec = run_db(&state.store, true, move |store| record::read(store, &t, &id)).await?;
+    let rec = run_db(&state.store, true, move |store| {
+        record::read(store, &t, &id)
+    })
+    .await?;
     if let Some(inm) = header_str(&req, "if-none-match")
         && inm.trim() == format!("W/\"{}\"", rec.version_id)
     {
@@ -271,7 +274,10 @@ async fn vread(
     let vid: i64 = vid
         .parse()
         .map_err(|_| ApiError::NotFound(format!("'{vid}' is not a version of {t}/{id}")))?;
-    let rec = run_db(&state.store, true, move |store| record::vread(store, &t, &id, vid)).await?;
+    let rec = run_db(&state.store, true, move |store| {
+        record::vread(store, &t, &id, vid)
+    })
+    .await?;
     resource_response(
         &req,
         &state,
