@@ -6,6 +6,20 @@ use diesel::result::QueryResult;
 use super::DbConn;
 use super::schema::{resource_versions, resources, search_token};
 
+/// Run one diesel statement on the concrete connection inside [`DbConn`].
+///
+/// Statements sent through the `MultiConnection` wrapper are prepared again on every call;
+/// on the concrete `SqliteConnection` / `PgConnection` diesel caches their prepared statements.
+/// The hot statements of the read and write paths therefore go through this `match`.
+macro_rules! native {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            DbConn::Postgres($c) => $body,
+            DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+
 /// The current version of a resource.
 #[derive(Debug, Clone, Queryable)]
 pub struct Current {
@@ -60,10 +74,7 @@ pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<
         ));
     // Run on the concrete connection: the backend's prepared-statement cache then applies to
     // the hottest query of the server.
-    match conn {
-        DbConn::Postgres(c) => q.first(c).optional(),
-        DbConn::Sqlite(c) => q.first(c).optional(),
-    }
+    native!(conn, c => q.first(c).optional())
 }
 
 /// The current version number and deletion flag, locked for update on PostgreSQL (SQLite
@@ -98,18 +109,17 @@ pub fn find_version(
 /// replaced otherwise). A concurrent insert of the same new id fails with a unique violation.
 pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> QueryResult<()> {
     if is_new {
-        diesel::insert_into(resources::table)
-            .values((
-                resources::res_type.eq(v.res_type),
-                resources::res_id.eq(v.res_id),
-                resources::version_id.eq(v.version_id),
-                resources::last_updated.eq(v.last_updated),
-                resources::deleted.eq(v.deleted),
-                resources::content.eq(v.content),
-            ))
-            .execute(conn)?;
+        let q = diesel::insert_into(resources::table).values((
+            resources::res_type.eq(v.res_type),
+            resources::res_id.eq(v.res_id),
+            resources::version_id.eq(v.version_id),
+            resources::last_updated.eq(v.last_updated),
+            resources::deleted.eq(v.deleted),
+            resources::content.eq(v.content),
+        ));
+        native!(conn, c => q.execute(c))?;
     } else {
-        diesel::update(
+        let q = diesel::update(
             resources::table
                 .filter(resources::res_type.eq(v.res_type))
                 .filter(resources::res_id.eq(v.res_id)),
@@ -119,45 +129,43 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
             resources::last_updated.eq(v.last_updated),
             resources::deleted.eq(v.deleted),
             resources::content.eq(v.content),
-        ))
-        .execute(conn)?;
+        ));
+        native!(conn, c => q.execute(c))?;
     }
-    diesel::insert_into(resource_versions::table)
-        .values((
-            resource_versions::res_type.eq(v.res_type),
-            resource_versions::res_id.eq(v.res_id),
-            resource_versions::version_id.eq(v.version_id),
-            resource_versions::last_updated.eq(v.last_updated),
-            resource_versions::deleted.eq(v.deleted),
-            resource_versions::method.eq(v.method),
-            resource_versions::content.eq(v.content),
-        ))
-        .execute(conn)?;
+    let q = diesel::insert_into(resource_versions::table).values((
+        resource_versions::res_type.eq(v.res_type),
+        resource_versions::res_id.eq(v.res_id),
+        resource_versions::version_id.eq(v.version_id),
+        resource_versions::last_updated.eq(v.last_updated),
+        resource_versions::deleted.eq(v.deleted),
+        resource_versions::method.eq(v.method),
+        resource_versions::content.eq(v.content),
+    ));
+    native!(conn, c => q.execute(c))?;
     Ok(())
 }
 
 /// Replace the token index rows of one resource.
 pub fn replace_tokens(conn: &mut DbConn, t: &str, id: &str, tokens: &[Token]) -> QueryResult<()> {
-    diesel::delete(
+    let q = diesel::delete(
         search_token::table
             .filter(search_token::res_type.eq(t))
             .filter(search_token::res_id.eq(id)),
-    )
-    .execute(conn)?;
+    );
+    native!(conn, c => q.execute(c))?;
     if tokens.is_empty() {
         return Ok(());
     }
-    // One statement per row: multi-row VALUES is not portable across the two backends here.
+    // One cached statement per row: resources carry a handful of identifiers.
     for k in tokens {
-        diesel::insert_into(search_token::table)
-            .values((
-                search_token::res_type.eq(t),
-                search_token::param.eq(&k.param),
-                search_token::code.eq(&k.code),
-                search_token::system.eq(&k.system),
-                search_token::res_id.eq(id),
-            ))
-            .execute(conn)?;
+        let q = diesel::insert_into(search_token::table).values((
+            search_token::res_type.eq(t),
+            search_token::param.eq(&k.param),
+            search_token::code.eq(&k.code),
+            search_token::system.eq(&k.system),
+            search_token::res_id.eq(id),
+        ));
+        native!(conn, c => q.execute(c))?;
     }
     Ok(())
 }
