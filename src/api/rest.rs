@@ -221,6 +221,24 @@ fn resource_response(
     }
 }
 
+/// A 200 with the resource, for read and vread.
+fn read_response(
+    req: &HttpRequest,
+    state: &AppState,
+    neg: Negotiated,
+    rec: Record,
+) -> Result<HttpResponse, ApiError> {
+    resource_response(
+        req,
+        state,
+        neg,
+        StatusCode::OK,
+        rec,
+        Return::Representation,
+        false,
+    )
+}
+
 fn write_status(w: Written) -> StatusCode {
     match w {
         Written::Created => StatusCode::CREATED,
@@ -251,15 +269,7 @@ async fn read(
     {
         return Ok(HttpResponse::NotModified().finish());
     }
-    resource_response(
-        &req,
-        &state,
-        neg,
-        StatusCode::OK,
-        rec,
-        Return::Representation,
-        false,
-    )
+    read_response(&req, &state, neg, rec)
 }
 
 async fn vread(
@@ -278,15 +288,7 @@ async fn vread(
         record::vread(store, &t, &id, vid)
     })
     .await?;
-    resource_response(
-        &req,
-        &state,
-        neg,
-        StatusCode::OK,
-        rec,
-        Return::Representation,
-        false,
-    )
+    read_response(&req, &state, neg, rec)
 }
 
 async fn create(

@@ -35,17 +35,9 @@ fn migrate_applies_and_reverts() {
     let dir = tempfile::tempdir().unwrap();
     let url = match std::env::var("HUIMIN_TEST_POSTGRES_URL") {
         Ok(server) => {
-            use diesel::{Connection, RunQueryDsl};
             let server = server.trim_end_matches('/').to_owned();
             let name = format!("huimin_test_migrate_{}", std::process::id());
-            let mut admin =
-                diesel::pg::PgConnection::establish(&format!("{server}/postgres")).unwrap();
-            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
-                .execute(&mut admin)
-                .unwrap();
-            diesel::sql_query(format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .unwrap();
+            crate::helpers::create_pg_database(&server, &name);
             format!("{server}/{name}")
         }
         Err(_) => format!("sqlite://{}", dir.path().join("m.db").display()),

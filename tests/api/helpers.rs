@@ -85,16 +85,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
                 std::process::id(),
                 COUNTER.fetch_add(1, Ordering::SeqCst)
             );
-            let mut admin =
-                PgConnection::establish(&format!("{server}/postgres")).unwrap_or_else(|e| {
-                    panic!("HUIMIN_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
-                });
-            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
-                .execute(&mut admin)
-                .unwrap();
-            diesel::sql_query(format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .unwrap();
+            create_pg_database(&server, &name);
             (server, name)
         });
     if let Some((server, name)) = &pg {
@@ -120,6 +111,19 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         t.token = t.token_for(Role::His, "system/*.cruds");
     }
     t
+}
+
+/// Create (or recreate) an empty PostgreSQL database `name` on `server`.
+pub fn create_pg_database(server: &str, name: &str) {
+    let mut admin = PgConnection::establish(&format!("{server}/postgres")).unwrap_or_else(|e| {
+        panic!("HUIMIN_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
+    });
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut admin)
+        .unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .unwrap();
 }
 
 impl Drop for TestApp {
