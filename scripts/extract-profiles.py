@@ -4,6 +4,10 @@
 Usage:  npm pack hl7.fhir.r4b.core && tar xzf hl7.fhir.r4b.core-4.3.0.tgz
         scripts/extract-profiles.py package/ fhir-profiles/
 
+Writes fhir-profiles/r4b-search-parameters.json: every SearchParameter of the package (code,
+base types, type, FHIRPath expression, reference targets, composite components), which the
+search engine indexes and queries.
+
 Writes fhir-profiles/r4b-elements.json: for every base resource, complex and primitive type
 (specialisations only, no constraint profiles) the snapshot elements in definition order with
 their cardinality, types, content references and XML representation. The XML <-> JSON
@@ -68,6 +72,29 @@ def main(src, out):
     with open(os.path.join(out, "r4b-elements.json"), "w", encoding="utf-8") as fh:
         json.dump({"fhirVersion": "4.3.0", "types": types}, fh, separators=(",", ":"), sort_keys=True)
     print(f"{len(types)} types written")
+    params = []
+    for f in sorted(glob.glob(os.path.join(src, "SearchParameter-*.json"))):
+        sp = json.load(open(f, encoding="utf-8"))
+        if not sp.get("base") or sp.get("resourceType") != "SearchParameter":
+            continue
+        entry = {
+            "url": sp["url"],
+            "code": sp["code"],
+            "base": sp["base"],
+            "type": sp["type"],
+        }
+        if sp.get("expression"):
+            entry["expr"] = sp["expression"]
+        if sp.get("target"):
+            entry["target"] = sp["target"]
+        if sp.get("component"):
+            entry["component"] = [
+                {"definition": c["definition"], "expr": c["expression"]} for c in sp["component"]
+            ]
+        params.append(entry)
+    with open(os.path.join(out, "r4b-search-parameters.json"), "w", encoding="utf-8") as fh:
+        json.dump({"fhirVersion": "4.3.0", "parameters": params}, fh, separators=(",", ":"))
+    print(f"{len(params)} search parameters written")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 pub mod bundle;
 pub mod criteria;
 pub mod definitions;
+pub mod fhirpath;
 pub mod json;
 pub mod outcome;
+pub mod search_params;
 pub mod validate;
 pub mod xml;
