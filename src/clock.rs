@@ -70,6 +70,86 @@ pub fn parse_fhir_datetime(s: &str) -> Option<i64> {
     i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// The offset applied to dates and times written without a zone: China Standard Time
+/// (UTC+8, no daylight saving), the local time of every institution the platform serves.
+pub const LOCAL_OFFSET_SECS: i32 = 8 * 3600;
+
+/// The period a FHIR `date`, `dateTime` or `instant` names, as inclusive milliseconds
+/// `[low, high]`: `2020` is the whole year, `2020-03-04T10:00` the whole minute, an instant with
+/// milliseconds a single millisecond. Values without a zone are taken at [`LOCAL_OFFSET_SECS`].
+pub fn period_of(s: &str) -> Option<(i64, i64)> {
+    use time::{Duration, PrimitiveDateTime, Time};
+    let local = UtcOffset::from_whole_seconds(LOCAL_OFFSET_SECS).ok()?;
+    let ms = |dt: OffsetDateTime| i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok();
+    if s.len() <= 10 {
+        let start = parse_fhir_datetime(s)?; // UTC midnight of the first day of the period
+        let first =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(start) * 1_000_000).ok()?;
+        let first = PrimitiveDateTime::new(first.date(), Time::MIDNIGHT).assume_offset(local);
+        let next = match s.len() {
+            4 => first.replace_year(first.year() + 1).ok()?,
+            7 => {
+                let (y, m) = (first.year(), first.month());
+                let (ny, nm) = if m == Month::December {
+                    (y + 1, Month::January)
+                } else {
+                    (y, m.next())
+                };
+                first
+                    .replace_day(1)
+                    .ok()?
+                    .replace_month(nm)
+                    .ok()?
+                    .replace_year(ny)
+                    .ok()?
+            }
+            10 => first + Duration::days(1),
+            _ => return None,
+        };
+        return Some((ms(first)?, ms(next)? - 1));
+    }
+    let (time_part, has_zone) = match s.find('T') {
+        Some(t) => {
+            let rest = &s[t + 1..];
+            (
+                rest,
+                rest.ends_with('Z') || rest.contains('+') || rest.contains('-'),
+            )
+        }
+        None => return None,
+    };
+    let with_zone = if has_zone {
+        s.to_owned()
+    } else {
+        format!("{s}+08:00")
+    };
+    // Precision: minutes, seconds, or fractional seconds.
+    let digits_before_zone = time_part.split(['Z', '+', '-']).next().unwrap_or("");
+    let (parsed, width_ms) = match digits_before_zone.len() {
+        5 => (
+            OffsetDateTime::parse(
+                &with_zone.replacen(digits_before_zone, &format!("{digits_before_zone}:00"), 1),
+                &Rfc3339,
+            )
+            .ok()?,
+            60_000,
+        ),
+        8 => (OffsetDateTime::parse(&with_zone, &Rfc3339).ok()?, 1_000),
+        n if n > 9 => {
+            let frac = n - 9;
+            let width = if frac >= 3 {
+                1
+            } else {
+                10_i64.pow(u32::try_from(3 - frac).ok()?)
+            };
+            (OffsetDateTime::parse(&with_zone, &Rfc3339).ok()?, width)
+        }
+        _ => return None,
+    };
+    let low = ms(parsed)?;
+    Some((low, low + width_ms - 1))
+}
+
 /// Parse an HTTP date (`If-Modified-Since` style).
 pub fn parse_http_date(s: &str) -> Option<i64> {
     let dt = OffsetDateTime::parse(s, &Rfc2822).ok()?;
@@ -88,6 +168,25 @@ mod tests {
             http_date(1_700_000_000_123),
             "Tue, 14 Nov 2023 22:13:20 GMT"
         );
+    }
+
+    #[test]
+    fn periods() {
+        let day = 86_400_000;
+        let cst = 8 * 3_600_000;
+        let (lo, hi) = period_of("1970-01-02").unwrap();
+        assert_eq!((lo, hi), (day - cst, 2 * day - cst - 1));
+        let (lo, hi) = period_of("1970").unwrap();
+        assert_eq!(lo, -cst);
+        assert_eq!(hi, 365 * day - cst - 1);
+        let (lo, hi) = period_of("1970-12").unwrap();
+        assert_eq!(hi - lo + 1, 31 * day);
+        assert_eq!(period_of("1970-01-01T00:00:00Z"), Some((0, 999)));
+        assert_eq!(period_of("1970-01-01T08:00:00"), Some((0, 999)));
+        assert_eq!(period_of("1970-01-01T00:00:00.5Z"), Some((500, 599)));
+        assert_eq!(period_of("1970-01-01T00:00:00.123+00:00"), Some((123, 123)));
+        assert_eq!(period_of("1970-01-01T00:01Z"), Some((60_000, 119_999)));
+        assert_eq!(period_of("nonsense"), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod criteria;
 pub mod definitions;
 pub mod fhirpath;
+pub mod index;
 pub mod json;
 pub mod outcome;
 pub mod search_params;

@@ -1,0 +1,511 @@
+//! Search index extraction: the rows a resource contributes to the index tables, computed from
+//! the search parameter registry (each parameter's FHIRPath expression and type).
+
+use unicode_normalization::UnicodeNormalization as _;
+
+use super::fhirpath::{self, Item};
+use super::json::Json;
+use super::search_params::{ParamType, REGISTRY};
+use crate::clock;
+
+/// One index row (the parameter code is `param`; derived forms use a suffix such as
+/// `code:text` or `subject:identifier`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// `system` is `''` when the value has no system.
+    Token {
+        param: String,
+        system: String,
+        code: String,
+    },
+    /// `value` is normalised (lower case, accents removed) for default and `:contains` search;
+    /// `exact` is the value as written, for `:exact`.
+    String {
+        param: String,
+        value: String,
+        exact: String,
+    },
+    /// Inclusive millisecond bounds; open ends are `i64::MIN` / `i64::MAX`.
+    Date {
+        param: String,
+        low: i64,
+        high: i64,
+    },
+    /// A reference by type and id (`target_type` is `''` when unknown) and as written.
+    Reference {
+        param: String,
+        target_type: String,
+        target_id: String,
+        url: String,
+    },
+    Number {
+        param: String,
+        value: f64,
+    },
+    Quantity {
+        param: String,
+        value: f64,
+        system: String,
+        code: String,
+    },
+    Uri {
+        param: String,
+        uri: String,
+    },
+}
+
+/// Lower case without accents: the comparison form of string search.
+pub fn normalize(s: &str) -> String {
+    s.nfd()
+        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Every index row of `resource` (of type `resource_type`).
+pub fn extract(resource_type: &str, resource: &Json) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for p in REGISTRY.for_type(resource_type) {
+        let Some(expr) = &p.expr else {
+            continue;
+        };
+        let items = fhirpath::evaluate(expr, resource);
+        for item in &items {
+            let Item::Node(node, _) = item else {
+                continue;
+            };
+            match p.kind {
+                ParamType::Token => token_entries(&p.code, node, &mut out),
+                ParamType::String => string_entries(&p.code, node, &mut out),
+                ParamType::Date => date_entries(&p.code, node, &mut out),
+                ParamType::Reference => reference_entries(&p.code, node, &mut out),
+                ParamType::Number => {
+                    if let Some(v) = number(node) {
+                        out.push(Entry::Number {
+                            param: p.code.clone(),
+                            value: v,
+                        });
+                    }
+                }
+                ParamType::Quantity => quantity_entries(&p.code, node, &mut out),
+                ParamType::Uri => {
+                    if let Some(s) = node.as_str() {
+                        out.push(Entry::Uri {
+                            param: p.code.clone(),
+                            uri: s.to_owned(),
+                        });
+                    }
+                }
+                ParamType::Composite | ParamType::Special => {}
+            }
+        }
+    }
+    dedup(&mut out);
+    out
+}
+
+fn dedup(v: &mut Vec<Entry>) {
+    let mut seen: Vec<Entry> = Vec::with_capacity(v.len());
+    v.retain(|e| {
+        if seen.contains(e) {
+            false
+        } else {
+            seen.push(e.clone());
+            true
+        }
+    });
+}
+
+fn s<'a>(j: &'a Json, key: &str) -> Option<&'a str> {
+    j.get(key).and_then(Json::as_str)
+}
+
+fn each<'a>(j: &'a Json, key: &str) -> Vec<&'a Json> {
+    match j.get(key) {
+        Some(Json::Array(a)) => a.iter().collect(),
+        Some(v) => vec![v],
+        None => Vec::new(),
+    }
+}
+
+fn number(j: &Json) -> Option<f64> {
+    match j {
+        Json::Number(n) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+fn token(param: &str, system: &str, code: &str, out: &mut Vec<Entry>) {
+    out.push(Entry::Token {
+        param: param.to_owned(),
+        system: system.to_owned(),
+        code: code.to_owned(),
+    });
+}
+
+fn text(param: &str, value: &str, out: &mut Vec<Entry>) {
+    out.push(Entry::String {
+        param: format!("{param}:text"),
+        value: normalize(value),
+        exact: value.to_owned(),
+    });
+}
+
+fn token_entries(param: &str, node: &Json, out: &mut Vec<Entry>) {
+    match node {
+        Json::String(v) => token(param, "", v, out),
+        Json::Bool(b) => token(param, "", if *b { "true" } else { "false" }, out),
+        Json::Object(_) => {
+            // Coding
+            if let Some(code) = s(node, "code") {
+                token(param, s(node, "system").unwrap_or(""), code, out);
+            }
+            if let Some(d) = s(node, "display") {
+                text(param, d, out);
+            }
+            // CodeableConcept
+            for c in each(node, "coding") {
+                if let Some(code) = s(c, "code") {
+                    token(param, s(c, "system").unwrap_or(""), code, out);
+                }
+                if let Some(d) = s(c, "display") {
+                    text(param, d, out);
+                }
+            }
+            if let Some(t) = s(node, "text") {
+                text(param, t, out);
+            }
+            // Identifier and ContactPoint
+            if let Some(value) = s(node, "value") {
+                token(param, s(node, "system").unwrap_or(""), value, out);
+                if let Some(ty) = node.get("type") {
+                    for c in each(ty, "coding") {
+                        if let Some(code) = s(c, "code") {
+                            token(
+                                &format!("{param}:of-type"),
+                                s(c, "system").unwrap_or(""),
+                                &format!("{code}|{value}"),
+                                out,
+                            );
+                        }
+                    }
+                    if let Some(t) = s(ty, "text") {
+                        text(param, t, out);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn string_entries(param: &str, node: &Json, out: &mut Vec<Entry>) {
+    let mut push = |v: &str| {
+        out.push(Entry::String {
+            param: param.to_owned(),
+            value: normalize(v),
+            exact: v.to_owned(),
+        })
+    };
+    match node {
+        Json::String(v) => push(v),
+        Json::Object(_) => {
+            // HumanName, Address and other structures: their string parts.
+            for key in [
+                "text",
+                "family",
+                "given",
+                "prefix",
+                "suffix",
+                "line",
+                "city",
+                "district",
+                "state",
+                "postalCode",
+                "country",
+            ] {
+                for v in each(node, key) {
+                    if let Some(t) = v.as_str() {
+                        push(t);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn date_entries(param: &str, node: &Json, out: &mut Vec<Entry>) {
+    let mut push = |low: i64, high: i64| {
+        out.push(Entry::Date {
+            param: param.to_owned(),
+            low,
+            high,
+        })
+    };
+    match node {
+        Json::String(v) => {
+            if let Some((lo, hi)) = clock::period_of(v) {
+                push(lo, hi);
+            }
+        }
+        Json::Object(_) => {
+            // Period
+            let start = s(node, "start").and_then(clock::period_of);
+            let end = s(node, "end").and_then(clock::period_of);
+            if start.is_some() || end.is_some() {
+                push(
+                    start.map_or(i64::MIN, |p| p.0),
+                    end.map_or(i64::MAX, |p| p.1),
+                );
+            }
+            // Timing
+            for e in each(node, "event") {
+                if let Some((lo, hi)) = e.as_str().and_then(clock::period_of) {
+                    push(lo, hi);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Split a reference into (type, id): `Patient/1`, `http://host/fhir/Patient/1/_history/2`.
+pub fn split_reference(r: &str) -> Option<(String, String)> {
+    if r.starts_with('#') || r.starts_with("urn:") {
+        return None;
+    }
+    let path = r.split(['?', '#']).next().unwrap_or("");
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let segs = match segs.iter().position(|s| *s == "_history") {
+        Some(h) => &segs[..h],
+        None => &segs[..],
+    };
+    match segs {
+        [.., t, id] if huimin_model::is_resource_type(t) => {
+            Some(((*t).to_owned(), (*id).to_owned()))
+        }
+        _ => None,
+    }
+}
+
+fn reference_entries(param: &str, node: &Json, out: &mut Vec<Entry>) {
+    let (reference, declared_type) = match node {
+        Json::String(v) => (Some(v.as_str()), None),
+        Json::Object(_) => (s(node, "reference"), s(node, "type")),
+        _ => (None, None),
+    };
+    if let Some(r) = reference {
+        // Canonical references may carry a version: url|version.
+        let url = r.split('|').next().unwrap_or(r);
+        let (t, id) = split_reference(url)
+            .unwrap_or_else(|| (declared_type.unwrap_or("").to_owned(), String::new()));
+        out.push(Entry::Reference {
+            param: param.to_owned(),
+            target_type: t,
+            target_id: id,
+            url: url.to_owned(),
+        });
+    }
+    if let Some(ident) = node.get("identifier")
+        && let Some(v) = s(ident, "value")
+    {
+        token(
+            &format!("{param}:identifier"),
+            s(ident, "system").unwrap_or(""),
+            v,
+            out,
+        );
+    }
+}
+
+fn quantity_entries(param: &str, node: &Json, out: &mut Vec<Entry>) {
+    let Some(value) = node.get("value").and_then(number) else {
+        return;
+    };
+    let (system, code) = match (s(node, "currency"), s(node, "code")) {
+        (Some(cur), _) => ("urn:iso:std:iso:4217", cur),
+        (None, Some(c)) => (s(node, "system").unwrap_or(""), c),
+        (None, None) => ("", s(node, "unit").unwrap_or("")),
+    };
+    out.push(Entry::Quantity {
+        param: param.to_owned(),
+        value,
+        system: system.to_owned(),
+        code: code.to_owned(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> Json {
+        let path = format!("{}/fixtures/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        Json::parse(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn has(entries: &[Entry], e: &Entry) -> bool {
+        entries.contains(e)
+    }
+
+    #[test]
+    fn patient_example() {
+        let p = example("Patient-example.json");
+        let e = extract("Patient", &p);
+        assert!(has(
+            &e,
+            &Entry::Token {
+                param: "identifier".into(),
+                system: "urn:oid:1.2.36.146.595.217.0.1".into(),
+                code: "12345".into()
+            }
+        ));
+        assert!(has(
+            &e,
+            &Entry::Token {
+                param: "gender".into(),
+                system: "".into(),
+                code: "male".into()
+            }
+        ));
+        assert!(has(
+            &e,
+            &Entry::Token {
+                param: "_id".into(),
+                system: "".into(),
+                code: "example".into()
+            }
+        ));
+        assert!(has(
+            &e,
+            &Entry::String {
+                param: "family".into(),
+                value: "chalmers".into(),
+                exact: "Chalmers".into()
+            }
+        ));
+        assert!(has(
+            &e,
+            &Entry::String {
+                param: "name".into(),
+                value: "peter".into(),
+                exact: "Peter".into()
+            }
+        ));
+        let birth = clock::period_of("1974-12-25").unwrap();
+        assert!(has(
+            &e,
+            &Entry::Date {
+                param: "birthdate".into(),
+                low: birth.0,
+                high: birth.1
+            }
+        ));
+        assert!(has(
+            &e,
+            &Entry::Reference {
+                param: "organization".into(),
+                target_type: "Organization".into(),
+                target_id: "1".into(),
+                url: "Organization/1".into()
+            }
+        ));
+        assert!(has(
+            &e,
+            &Entry::Token {
+                param: "identifier:of-type".into(),
+                system: "http://terminology.hl7.org/CodeSystem/v2-0203".into(),
+                code: "MR|12345".into()
+            }
+        ));
+    }
+
+    #[test]
+    fn observation_example() {
+        let o = example("Observation-example.json");
+        let e = extract("Observation", &o);
+        assert!(has(
+            &e,
+            &Entry::Token {
+                param: "code".into(),
+                system: "http://loinc.org".into(),
+                code: "29463-7".into()
+            }
+        ));
+        assert!(has(
+            &e,
+            &Entry::Reference {
+                param: "subject".into(),
+                target_type: "Patient".into(),
+                target_id: "example".into(),
+                url: "Patient/example".into()
+            }
+        ));
+        assert!(has(
+            &e,
+            &Entry::Reference {
+                param: "patient".into(),
+                target_type: "Patient".into(),
+                target_id: "example".into(),
+                url: "Patient/example".into()
+            }
+        ));
+        assert!(has(
+            &e,
+            &Entry::Quantity {
+                param: "value-quantity".into(),
+                value: 185.0,
+                system: "http://unitsofmeasure.org".into(),
+                code: "[lb_av]".into()
+            }
+        ));
+        assert!(
+            e.iter()
+                .any(|x| matches!(x, Entry::Date { param, .. } if param == "date"))
+        );
+        assert!(e.iter().any(|x| matches!(x, Entry::String { param, value, .. } if param == "code:text" && value.contains("body weight"))));
+    }
+
+    #[test]
+    fn normalization_and_references() {
+        assert_eq!(normalize("Élodie ZHĀNG 张伟"), "elodie zhang 张伟");
+        assert_eq!(
+            split_reference("Patient/1"),
+            Some(("Patient".into(), "1".into()))
+        );
+        assert_eq!(
+            split_reference("http://h/fhir/Patient/1/_history/2"),
+            Some(("Patient".into(), "1".into()))
+        );
+        assert_eq!(split_reference("#contained"), None);
+        assert_eq!(
+            split_reference("http://hl7.org/fhir/ValueSet/x"),
+            Some(("ValueSet".into(), "x".into()))
+        );
+    }
+
+    #[test]
+    fn every_official_example_indexes() {
+        let dir = format!("{}/fixtures/examples", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let j = Json::parse(&std::fs::read(&path).unwrap()).unwrap();
+            let t = j
+                .get("resourceType")
+                .and_then(Json::as_str)
+                .unwrap()
+                .to_owned();
+            let e = extract(&t, &j);
+            assert!(
+                e.iter()
+                    .any(|x| matches!(x, Entry::Token { param, .. } if param == "_id")),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
