@@ -9,8 +9,8 @@ use crate::error::ApiError;
 use crate::fhir::criteria::{Criterion, TokenValue};
 use crate::fhir::json::Json;
 use crate::fhir::validate;
-use crate::store::resources::{self as repo, HistoryScope, NewVersion, Token, Version};
-use crate::store::{DbConn, Store, is_unique_violation};
+use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
+use crate::store::{DbConn, Store, index, is_unique_violation};
 
 /// A stored resource version as the API returns it.
 #[derive(Debug, Clone)]
@@ -44,28 +44,9 @@ fn stamp(tree: &mut Json, id: &str, version_id: i64, last_updated: i64) {
     tree.set_at("meta", meta, 2);
 }
 
-/// Index rows of a resource: its identifiers.
-fn tokens(tree: &Json) -> Vec<Token> {
-    let mut out = BTreeSet::new();
-    let items: Vec<&Json> = match tree.get("identifier") {
-        Some(Json::Array(a)) => a.iter().collect(),
-        Some(o @ Json::Object(_)) => vec![o],
-        _ => Vec::new(),
-    };
-    for i in items {
-        if let Some(code) = i.get("value").and_then(Json::as_str) {
-            out.insert(Token {
-                param: "identifier".to_owned(),
-                system: i
-                    .get("system")
-                    .and_then(Json::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
-                code: code.to_owned(),
-            });
-        }
-    }
-    out.into_iter().collect()
+/// Index rows of a resource, from the search parameter registry.
+fn index_entries(t: &str, tree: &Json) -> Vec<crate::fhir::index::Entry> {
+    crate::fhir::index::extract(t, tree)
 }
 
 /// A new server-assigned id.
@@ -100,7 +81,7 @@ fn put_version(
         is_new,
     )
     .map_err(map_write_error)?;
-    repo::replace_tokens(conn, t, id, &tokens(&tree))?;
+    index::replace(conn, t, id, &index_entries(t, &tree), is_new)?;
     Ok(Record {
         res_type: t.to_owned(),
         id: id.to_owned(),
@@ -317,7 +298,7 @@ fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, ApiErr
         },
         false,
     )?;
-    repo::replace_tokens(conn, t, id, &[])?;
+    index::clear(conn, t, id)?;
     Ok(Some(v + 1))
 }
 

@@ -6,6 +6,7 @@
 //! deferred transaction never has to upgrade under a competing writer. PostgreSQL writers rely on
 //! row locks and constraints, so any number of server processes may write at once.
 
+pub mod index;
 pub mod resources;
 pub mod schema;
 

@@ -35,3 +35,66 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(resources, resource_versions, search_token);
+
+// The search index tables have no primary key in SQL (a resource may contribute the same row
+// shape several times before de-duplication); diesel needs one declared, so all columns are.
+
+diesel::table! {
+    search_string (res_type, param, value, exact, res_id) {
+        res_type -> Text,
+        param -> Text,
+        value -> Text,
+        exact -> Text,
+        res_id -> Text,
+    }
+}
+
+diesel::table! {
+    search_date (res_type, param, low, high, res_id) {
+        res_type -> Text,
+        param -> Text,
+        low -> BigInt,
+        high -> BigInt,
+        res_id -> Text,
+    }
+}
+
+diesel::table! {
+    search_reference (res_type, param, target_type, target_id, url, res_id) {
+        res_type -> Text,
+        param -> Text,
+        target_type -> Text,
+        target_id -> Text,
+        url -> Text,
+        res_id -> Text,
+    }
+}
+
+diesel::table! {
+    search_number (res_type, param, value, res_id) {
+        res_type -> Text,
+        param -> Text,
+        value -> Double,
+        res_id -> Text,
+    }
+}
+
+diesel::table! {
+    search_quantity (res_type, param, value, system, code, res_id) {
+        res_type -> Text,
+        param -> Text,
+        value -> Double,
+        system -> Text,
+        code -> Text,
+        res_id -> Text,
+    }
+}
+
+diesel::table! {
+    search_uri (res_type, param, uri, res_id) {
+        res_type -> Text,
+        param -> Text,
+        uri -> Text,
+        res_id -> Text,
+    }
+}

@@ -1,0 +1,151 @@
+//! Writing the search index: the rows of one resource, replaced in the resource's transaction.
+
+use diesel::prelude::*;
+use diesel::result::QueryResult;
+
+use super::DbConn;
+use super::schema::{
+    search_date, search_number, search_quantity, search_reference, search_string, search_token,
+    search_uri,
+};
+use crate::fhir::index::Entry;
+
+/// Run one statement on the concrete connection (see `resources::native`).
+macro_rules! native {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            DbConn::Postgres($c) => $body,
+            DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// Delete every index row of one resource.
+pub fn clear(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<()> {
+    macro_rules! clear_table {
+        ($table:ident) => {{
+            let q = diesel::delete(
+                $table::table
+                    .filter($table::res_type.eq(t))
+                    .filter($table::res_id.eq(id)),
+            );
+            native!(conn, c => q.execute(c))?;
+        }};
+    }
+    clear_table!(search_token);
+    clear_table!(search_string);
+    clear_table!(search_date);
+    clear_table!(search_reference);
+    clear_table!(search_number);
+    clear_table!(search_quantity);
+    clear_table!(search_uri);
+    Ok(())
+}
+
+/// Replace the index rows of one resource (`is_new`: nothing to delete first).
+pub fn replace(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    entries: &[Entry],
+    is_new: bool,
+) -> QueryResult<()> {
+    if !is_new {
+        clear(conn, t, id)?;
+    }
+    let mut tokens = Vec::new();
+    let mut strings = Vec::new();
+    let mut dates = Vec::new();
+    let mut refs = Vec::new();
+    let mut numbers = Vec::new();
+    let mut quantities = Vec::new();
+    let mut uris = Vec::new();
+    for e in entries {
+        match e {
+            Entry::Token {
+                param,
+                system,
+                code,
+            } => tokens.push((
+                search_token::res_type.eq(t),
+                search_token::param.eq(param),
+                search_token::code.eq(code),
+                search_token::system.eq(system),
+                search_token::res_id.eq(id),
+            )),
+            Entry::String {
+                param,
+                value,
+                exact,
+            } => strings.push((
+                search_string::res_type.eq(t),
+                search_string::param.eq(param),
+                search_string::value.eq(value),
+                search_string::exact.eq(exact),
+                search_string::res_id.eq(id),
+            )),
+            Entry::Date { param, low, high } => dates.push((
+                search_date::res_type.eq(t),
+                search_date::param.eq(param),
+                search_date::low.eq(*low),
+                search_date::high.eq(*high),
+                search_date::res_id.eq(id),
+            )),
+            Entry::Reference {
+                param,
+                target_type,
+                target_id,
+                url,
+            } => refs.push((
+                search_reference::res_type.eq(t),
+                search_reference::param.eq(param),
+                search_reference::target_type.eq(target_type),
+                search_reference::target_id.eq(target_id),
+                search_reference::url.eq(url),
+                search_reference::res_id.eq(id),
+            )),
+            Entry::Number { param, value } => numbers.push((
+                search_number::res_type.eq(t),
+                search_number::param.eq(param),
+                search_number::value.eq(*value),
+                search_number::res_id.eq(id),
+            )),
+            Entry::Quantity {
+                param,
+                value,
+                system,
+                code,
+            } => quantities.push((
+                search_quantity::res_type.eq(t),
+                search_quantity::param.eq(param),
+                search_quantity::value.eq(*value),
+                search_quantity::system.eq(system),
+                search_quantity::code.eq(code),
+                search_quantity::res_id.eq(id),
+            )),
+            Entry::Uri { param, uri } => uris.push((
+                search_uri::res_type.eq(t),
+                search_uri::param.eq(param),
+                search_uri::uri.eq(uri),
+                search_uri::res_id.eq(id),
+            )),
+        }
+    }
+    // One multi-row INSERT per table, on the concrete connection.
+    macro_rules! insert_rows {
+        ($table:ident, $rows:expr) => {
+            if !$rows.is_empty() {
+                let q = diesel::insert_into($table::table).values(&$rows);
+                native!(conn, c => q.execute(c))?;
+            }
+        };
+    }
+    insert_rows!(search_token, tokens);
+    insert_rows!(search_string, strings);
+    insert_rows!(search_date, dates);
+    insert_rows!(search_reference, refs);
+    insert_rows!(search_number, numbers);
+    insert_rows!(search_quantity, quantities);
+    insert_rows!(search_uri, uris);
+    Ok(())
+}
