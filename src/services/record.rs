@@ -49,9 +49,10 @@ fn index_entries(t: &str, tree: &Json) -> Vec<crate::fhir::index::Entry> {
     crate::fhir::index::extract(t, tree)
 }
 
-/// A new server-assigned id.
+/// A new server-assigned id: a time-ordered UUID (v7), so that new rows land at the end of
+/// every index keyed by id instead of on a random page (far fewer pages written per commit).
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Write one new version (`is_new` when no row exists yet).
@@ -147,8 +148,11 @@ pub fn create(
     tree: Json,
     if_none_exist: Option<&[Criterion]>,
 ) -> Result<(Record, Written), ApiError> {
-    store.write(|conn| {
-        if let Some(criteria) = if_none_exist {
+    let t = t.to_owned();
+    let if_none_exist = if_none_exist.map(<[Criterion]>::to_vec);
+    store.write(move |conn| {
+        let t = t.as_str();
+        if let Some(criteria) = &if_none_exist {
             require_criteria(criteria)?;
             let ids = matching_ids(conn, t, criteria, 2)?;
             match ids.as_slice() {
@@ -178,7 +182,9 @@ pub fn update(
 ) -> Result<(Record, Written), ApiError> {
     check_body_id(&tree, t, Some(id))?;
     let attempt = |tree: Json| {
-        store.write(|conn| {
+        let (t, id) = (t.to_owned(), id.to_owned());
+        store.write(move |conn| {
+            let (t, id) = (t.as_str(), id.as_str());
             let current = repo::lock_current(conn, t, id)?;
             check_if_match(current.map(|c| c.0), if_match)?;
             match current {
@@ -252,7 +258,9 @@ pub fn patch(
     patch: &json_patch::Patch,
     if_match: Option<i64>,
 ) -> Result<Record, ApiError> {
-    store.write(|conn| {
+    let (t, id, patch) = (t.to_owned(), id.to_owned(), patch.clone());
+    store.write(move |conn| {
+        let (t, id) = (t.as_str(), id.as_str());
         let current = repo::find_current(conn, t, id)?;
         let current = match current {
             None => return Err(not_found(t, id)),
@@ -262,7 +270,7 @@ pub fn patch(
         check_if_match(Some(current.version_id), if_match)?;
         let mut doc: serde_json::Value =
             serde_json::from_str(&current.content).map_err(ApiError::internal)?;
-        json_patch::patch(&mut doc, patch)
+        json_patch::patch(&mut doc, &patch)
             .map_err(|e| ApiError::Unprocessable(format!("the patch cannot be applied: {e}")))?;
         let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
@@ -274,7 +282,8 @@ pub fn patch(
 /// `DELETE [type]/[id]`: writes a tombstone version. Deleting what does not exist or is
 /// already deleted succeeds without a new version.
 pub fn delete(store: &Store, t: &str, id: &str) -> Result<Option<i64>, ApiError> {
-    store.write(|conn| delete_in(conn, t, id))
+    let (t, id) = (t.to_owned(), id.to_owned());
+    store.write(move |conn| delete_in(conn, &t, &id))
 }
 
 fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, ApiError> {
@@ -309,11 +318,12 @@ pub fn conditional_delete(
     criteria: &[Criterion],
 ) -> Result<Option<i64>, ApiError> {
     require_criteria(criteria)?;
-    store.write(|conn| {
-        let ids = matching_ids(conn, t, criteria, 2)?;
+    let (t, criteria) = (t.to_owned(), criteria.to_vec());
+    store.write(move |conn| {
+        let ids = matching_ids(conn, &t, &criteria, 2)?;
         match ids.as_slice() {
             [] => Ok(None),
-            [one] => delete_in(conn, t, one),
+            [one] => delete_in(conn, &t, one),
             _ => Err(ApiError::PreconditionFailed(
                 "multiple-matches",
                 "the criteria match more than one resource".to_owned(),

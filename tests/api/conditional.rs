@@ -183,3 +183,32 @@ async fn search_by_identifier_and_id_with_paging() {
     assert_eq!(r.json()["entry"].as_array().unwrap().len(), 1);
     app.get("/fhir/Patient?name=x").await.outcome(400);
 }
+
+#[actix_web::test]
+async fn concurrent_conditional_creates_on_the_embedded_database_make_one_resource() {
+    // On SQLite every write passes the single group-commit writer, so racing If-None-Exist
+    // creates are decided one after another. (PostgreSQL gets a database-enforced match key
+    // with the transaction capability; until then this holds for SQLite only.)
+    if std::env::var_os("HUIMIN_TEST_POSTGRES_URL").is_some() {
+        return;
+    }
+    let app = spawn_app().await;
+    let body = patient("11010519491231002X").to_string();
+    let cond = format!("identifier={SYS}|11010519491231002X");
+    let headers = [
+        ("Content-Type", FHIR_JSON),
+        ("If-None-Exist", cond.as_str()),
+    ];
+    let replies = futures_util::future::join_all(
+        (0..16).map(|_| app.send("POST", "/fhir/Patient", &headers, Some(body.as_bytes()))),
+    )
+    .await;
+    let created = replies.iter().filter(|r| r.status.as_u16() == 201).count();
+    let matched = replies.iter().filter(|r| r.status.as_u16() == 200).count();
+    assert_eq!((created, matched), (1, 15));
+    let ids: std::collections::BTreeSet<String> = replies
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1);
+}
