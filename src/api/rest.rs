@@ -11,9 +11,9 @@ use crate::auth::{Caller, Perm};
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, Link};
-use crate::fhir::criteria::{self, Criterion};
 use crate::fhir::json::Json;
 use crate::fhir::outcome::{Issue, OperationOutcome};
+use crate::fhir::search::{self, Query};
 use crate::fhir::validate::is_valid_id;
 use crate::services::record::{self, Record, Written};
 use crate::store::resources::HistoryScope;
@@ -307,14 +307,13 @@ async fn create(
             caller.require(Perm::Search, Some(&t))?;
             let q = q.trim_start_matches('?');
             let q = q.rsplit_once('?').map_or(q, |(_, after)| after);
-            Some(criteria::parse(&pairs_of(q.as_bytes())).map_err(|i| ApiError::Invalid(vec![i]))?)
+            Some(parse_query(&req, &state, &t, &pairs_of(q.as_bytes()))?)
         }
         None => None,
     };
     let store = state.store.clone();
     let tt = t.clone();
-    let (rec, w) =
-        web::block(move || record::create(&store, &tt, tree, criteria.as_deref())).await??;
+    let (rec, w) = web::block(move || record::create(&store, &tt, tree, criteria)).await??;
     resource_response(
         &req,
         &state,
@@ -354,8 +353,24 @@ async fn update(
     )
 }
 
-fn criteria_of(req: &HttpRequest) -> Result<Vec<Criterion>, ApiError> {
-    criteria::parse(&query_pairs(req)).map_err(|i| ApiError::Invalid(vec![i]))
+/// Whether `Prefer: handling=lenient` asks to ignore unknown search parameters.
+fn lenient(req: &HttpRequest) -> bool {
+    header_str(req, "prefer")
+        .is_some_and(|p| p.split([',', ';']).any(|x| x.trim() == "handling=lenient"))
+}
+
+fn parse_query(
+    req: &HttpRequest,
+    state: &AppState,
+    t: &str,
+    pairs: &[(String, String)],
+) -> Result<Query, ApiError> {
+    search::parse(t, pairs, &base_url(req, state), lenient(req))
+        .map_err(|i| ApiError::Invalid(vec![i]))
+}
+
+fn criteria_of(req: &HttpRequest, state: &AppState, t: &str) -> Result<Query, ApiError> {
+    parse_query(req, state, t, &query_pairs(req))
 }
 
 async fn conditional_update(
@@ -368,7 +383,7 @@ async fn conditional_update(
     let neg = format::negotiate(&req)?;
     let t = path.into_inner();
     authorize(&caller, &[Perm::Update, Perm::Search], &t, None)?;
-    let criteria = criteria_of(&req)?;
+    let criteria = criteria_of(&req, &state, &t)?;
     let tree = format::read_resource(&req, &body, Some(&t))?;
     let im = if_match(&req)?;
     let store = state.store.clone();
@@ -471,10 +486,10 @@ async fn conditional_delete(
     let neg = format::negotiate(&req)?;
     let t = path.into_inner();
     authorize(&caller, &[Perm::Delete, Perm::Search], &t, None)?;
-    let criteria = criteria_of(&req)?;
+    let criteria = criteria_of(&req, &state, &t)?;
     let what = t.clone();
     let store = state.store.clone();
-    let v = web::block(move || record::conditional_delete(&store, &t, &criteria)).await??;
+    let v = web::block(move || record::conditional_delete(&store, &t, criteria)).await??;
     delete_response(&req, neg, v, &what)
 }
 
@@ -662,7 +677,12 @@ async fn search_with(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     authorize(&caller, &[Perm::Search], &t, None)?;
-    let criteria = criteria::parse(&pairs).map_err(|i| ApiError::Invalid(vec![i]))?;
+    let criteria = parse_query(&req, &state, &t, &pairs)?;
+    // The self link shows what was applied: parameters ignored under lenient handling are left out.
+    let pairs: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(k, _)| !criteria.ignored.contains(k))
+        .collect();
     let count = page_size(&pairs, &state)?;
     let cursor = pairs
         .iter()

@@ -2,12 +2,12 @@
 //! validation, OperationOutcome and Bundle building.
 
 pub mod bundle;
-pub mod criteria;
 pub mod definitions;
 pub mod fhirpath;
 pub mod index;
 pub mod json;
 pub mod outcome;
+pub mod search;
 pub mod search_params;
 pub mod validate;
 pub mod xml;

@@ -2,15 +2,13 @@
 //! conditional interactions and optimistic locking. Every write is one database transaction
 //! that stores the version, updates the current row and rewrites the search index together.
 
-use std::collections::BTreeSet;
-
 use crate::clock;
 use crate::error::ApiError;
-use crate::fhir::criteria::{Criterion, TokenValue};
 use crate::fhir::json::Json;
+use crate::fhir::search::Query;
 use crate::fhir::validate;
 use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
-use crate::store::{DbConn, Store, index, is_unique_violation};
+use crate::store::{DbConn, Store, index, is_unique_violation, search as store_search};
 
 /// A stored resource version as the API returns it.
 #[derive(Debug, Clone)]
@@ -96,44 +94,15 @@ fn put_version(
 pub fn matching_ids(
     conn: &mut DbConn,
     t: &str,
-    criteria: &[Criterion],
+    criteria: &Query,
     limit: i64,
 ) -> Result<Vec<String>, ApiError> {
-    let mut result: Option<BTreeSet<String>> = None;
-    for c in criteria {
-        let mut ids = BTreeSet::new();
-        match c {
-            Criterion::Id(values) => {
-                let v: Vec<&str> = values.iter().map(String::as_str).collect();
-                ids.extend(repo::live_ids(conn, t, &v)?);
-            }
-            Criterion::Identifier(values) => {
-                for TokenValue { system, code } in values {
-                    ids.extend(repo::ids_by_token(
-                        conn,
-                        t,
-                        "identifier",
-                        system.as_deref(),
-                        code.as_deref(),
-                        10_000,
-                    )?);
-                }
-            }
-        }
-        result = Some(match result {
-            None => ids,
-            Some(prev) => prev.intersection(&ids).cloned().collect(),
-        });
-    }
-    let all = result.unwrap_or_default();
-    Ok(all
-        .into_iter()
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
-        .collect())
+    let rows = store_search::run(conn, t, criteria, None, limit)?;
+    Ok(rows.into_iter().map(|(id, _)| id).collect())
 }
 
-fn require_criteria(criteria: &[Criterion]) -> Result<(), ApiError> {
-    if criteria.is_empty() {
+fn require_criteria(criteria: &Query) -> Result<(), ApiError> {
+    if criteria.clauses.is_empty() {
         return Err(ApiError::bad_request(
             "a conditional interaction needs at least one search criterion",
         ));
@@ -146,10 +115,9 @@ pub fn create(
     store: &Store,
     t: &str,
     tree: Json,
-    if_none_exist: Option<&[Criterion]>,
+    if_none_exist: Option<Query>,
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
-    let if_none_exist = if_none_exist.map(<[Criterion]>::to_vec);
     store.write(move |conn| {
         let t = t.as_str();
         if let Some(criteria) = &if_none_exist {
@@ -214,7 +182,7 @@ pub fn update(
 pub fn conditional_update(
     store: &Store,
     t: &str,
-    criteria: &[Criterion],
+    criteria: &Query,
     tree: Json,
     if_match: Option<i64>,
 ) -> Result<(Record, Written), ApiError> {
@@ -315,10 +283,10 @@ fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, ApiErr
 pub fn conditional_delete(
     store: &Store,
     t: &str,
-    criteria: &[Criterion],
+    criteria: Query,
 ) -> Result<Option<i64>, ApiError> {
-    require_criteria(criteria)?;
-    let (t, criteria) = (t.to_owned(), criteria.to_vec());
+    require_criteria(&criteria)?;
+    let t = t.to_owned();
     store.write(move |conn| {
         let ids = matching_ids(conn, &t, &criteria, 2)?;
         match ids.as_slice() {
@@ -394,21 +362,12 @@ pub fn history(
 pub fn search(
     store: &Store,
     t: &str,
-    criteria: &[Criterion],
+    criteria: &Query,
     after: Option<&str>,
     count: i64,
 ) -> Result<(Vec<(String, String)>, bool), ApiError> {
     store.read(|conn| {
-        let mut rows = if criteria.is_empty() {
-            repo::list_live(conn, t, after, count + 1)?
-        } else {
-            let ids: Vec<String> = matching_ids(conn, t, criteria, i64::MAX)?
-                .into_iter()
-                .filter(|id| after.is_none_or(|a| id.as_str() > a))
-                .take(usize::try_from(count + 1).unwrap_or(usize::MAX))
-                .collect();
-            repo::contents(conn, t, &ids)?
-        };
+        let mut rows = store_search::run(conn, t, criteria, after, count + 1)?;
         let more = rows.len() > usize::try_from(count).unwrap_or(usize::MAX);
         rows.truncate(usize::try_from(count).unwrap_or(usize::MAX));
         Ok((rows, more))

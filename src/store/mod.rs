@@ -15,6 +15,7 @@
 pub mod index;
 pub mod resources;
 pub mod schema;
+pub mod search;
 
 use std::sync::mpsc;
 use std::time::Duration;

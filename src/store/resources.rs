@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 
 use super::DbConn;
-use super::schema::{resource_versions, resources, search_token};
+use super::schema::{resource_versions, resources};
 
 /// Run one diesel statement on the concrete connection inside [`DbConn`].
 ///
@@ -52,14 +52,6 @@ pub struct NewVersion<'a> {
     pub deleted: bool,
     pub method: &'a str,
     pub content: &'a str,
-}
-
-/// One token index row: search parameter, system ('' when absent) and code.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Token {
-    pub param: String,
-    pub system: String,
-    pub code: String,
 }
 
 pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Current>> {
@@ -143,104 +135,6 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
     ));
     native!(conn, c => q.execute(c))?;
     Ok(())
-}
-
-/// Replace the token index rows of one resource.
-pub fn replace_tokens(conn: &mut DbConn, t: &str, id: &str, tokens: &[Token]) -> QueryResult<()> {
-    let q = diesel::delete(
-        search_token::table
-            .filter(search_token::res_type.eq(t))
-            .filter(search_token::res_id.eq(id)),
-    );
-    native!(conn, c => q.execute(c))?;
-    if tokens.is_empty() {
-        return Ok(());
-    }
-    // One cached statement per row: resources carry a handful of identifiers.
-    for k in tokens {
-        let q = diesel::insert_into(search_token::table).values((
-            search_token::res_type.eq(t),
-            search_token::param.eq(&k.param),
-            search_token::code.eq(&k.code),
-            search_token::system.eq(&k.system),
-            search_token::res_id.eq(id),
-        ));
-        native!(conn, c => q.execute(c))?;
-    }
-    Ok(())
-}
-
-/// Ids of live resources of type `t` with a token of `param` matching `system`/`code`
-/// (`None` = any), at most `limit`.
-pub fn ids_by_token(
-    conn: &mut DbConn,
-    t: &str,
-    param: &str,
-    system: Option<&str>,
-    code: Option<&str>,
-    limit: i64,
-) -> QueryResult<Vec<String>> {
-    let mut q = search_token::table
-        .inner_join(
-            resources::table.on(resources::res_type
-                .eq(search_token::res_type)
-                .and(resources::res_id.eq(search_token::res_id))),
-        )
-        .filter(search_token::res_type.eq(t))
-        .filter(search_token::param.eq(param))
-        .filter(resources::deleted.eq(false))
-        .select(search_token::res_id)
-        .distinct()
-        .limit(limit)
-        .into_boxed::<<DbConn as diesel::Connection>::Backend>();
-    if let Some(s) = system {
-        q = q.filter(search_token::system.eq(s));
-    }
-    if let Some(c) = code {
-        q = q.filter(search_token::code.eq(c));
-    }
-    q.load(conn)
-}
-
-/// Which of `ids` are live resources of type `t`.
-pub fn live_ids(conn: &mut DbConn, t: &str, ids: &[&str]) -> QueryResult<Vec<String>> {
-    resources::table
-        .filter(resources::res_type.eq(t))
-        .filter(resources::res_id.eq_any(ids))
-        .filter(resources::deleted.eq(false))
-        .select(resources::res_id)
-        .load(conn)
-}
-
-/// Live resources of type `t` in id order after `after`, for unfiltered listing.
-pub fn list_live(
-    conn: &mut DbConn,
-    t: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> QueryResult<Vec<(String, String)>> {
-    let mut q = resources::table
-        .filter(resources::res_type.eq(t))
-        .filter(resources::deleted.eq(false))
-        .order(resources::res_id.asc())
-        .select((resources::res_id, resources::content))
-        .limit(limit)
-        .into_boxed::<<DbConn as diesel::Connection>::Backend>();
-    if let Some(a) = after {
-        q = q.filter(resources::res_id.gt(a));
-    }
-    q.load(conn)
-}
-
-/// Current content of the given live resources.
-pub fn contents(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
-    resources::table
-        .filter(resources::res_type.eq(t))
-        .filter(resources::res_id.eq_any(ids))
-        .filter(resources::deleted.eq(false))
-        .order(resources::res_id.asc())
-        .select((resources::res_id, resources::content))
-        .load(conn)
 }
 
 /// What a history request covers.

@@ -34,12 +34,12 @@ async fn if_none_exist_creates_once() {
         .await
         .outcome(412);
     // Unsupported criteria: 400 naming the parameter.
-    let bad = [("Content-Type", FHIR_JSON), ("If-None-Exist", "name=x")];
+    let bad = [("Content-Type", FHIR_JSON), ("If-None-Exist", "nonsense=x")];
     let issue = app
         .send("POST", "/fhir/Patient", &bad, Some(body.as_bytes()))
         .await
         .outcome(400);
-    assert_eq!(issue["expression"][0], "name");
+    assert_eq!(issue["expression"][0], "nonsense");
 }
 
 #[actix_web::test]
@@ -80,9 +80,11 @@ async fn conditional_delete_removes_the_single_match() {
     ))
     .await
     .outcome(412);
+    // Any search parameter selects; several matches refuse, an unknown parameter is a 400.
     app.delete("/fhir/Patient?birthdate=1980")
         .await
-        .outcome(400);
+        .outcome(412);
+    app.delete("/fhir/Patient?nonsense=1980").await.outcome(400);
     app.delete("/fhir/Patient").await.outcome(400);
 }
 
@@ -181,7 +183,7 @@ async fn search_by_identifier_and_id_with_paging() {
         )
         .await;
     assert_eq!(r.json()["entry"].as_array().unwrap().len(), 1);
-    app.get("/fhir/Patient?name=x").await.outcome(400);
+    app.get("/fhir/Patient?nonsense=x").await.outcome(400);
 }
 
 #[actix_web::test]

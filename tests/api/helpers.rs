@@ -153,11 +153,27 @@ impl TestApp {
         .unwrap()
     }
 
+    /// An absolute URL; characters a URI cannot carry as they are (non-ASCII, `|`, `[`, …)
+    /// are percent-encoded, as a client library would.
     pub fn url(&self, path: &str) -> String {
+        const UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+            .add(b' ')
+            .add(b'"')
+            .add(b'<')
+            .add(b'>')
+            .add(b'`')
+            .add(b'{')
+            .add(b'}')
+            .add(b'|')
+            .add(b'[')
+            .add(b']')
+            .add(b'^')
+            .add(b'\\');
+        let encoded = percent_encoding::utf8_percent_encode(path, UNSAFE).to_string();
         if path.starts_with("http") {
-            path.to_owned()
+            encoded
         } else {
-            format!("{}{}", self.base, path)
+            format!("{}{}", self.base, encoded)
         }
     }
 

@@ -15,3 +15,4 @@ mod formats;
 mod helpers;
 mod history;
 mod ops;
+mod search;

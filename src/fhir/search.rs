@@ -1,0 +1,638 @@
+//! Search requests: parameters parsed against the registry into typed conditions (no SQL here;
+//! `store::search` compiles them).
+//!
+//! Values of one parameter separated by `,` are ORed; repeated parameters are ANDed.
+//! Supported: every parameter of type token, string, date, reference, number, quantity and uri,
+//! plus `_id` and `_lastUpdated`; modifiers `:missing`, `:not` (token), `:exact`, `:contains`
+//! (string), `:text`, `:of-type` (token), `:[Type]`, `:identifier` (reference), `:below` (uri);
+//! prefixes `eq ne gt lt ge le sa eb ap` on date, number and quantity.
+
+use super::index::normalize;
+use super::outcome::Issue;
+use super::search_params::{ParamType, REGISTRY};
+use crate::clock;
+
+/// Comparison prefixes of date, number and quantity values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+    Ap,
+}
+
+/// Which index table a clause reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Token,
+    String,
+    Date,
+    Reference,
+    Number,
+    Quantity,
+    Uri,
+}
+
+/// One value condition on an index row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    /// `None` = any.
+    Token {
+        system: Option<String>,
+        code: Option<String>,
+    },
+    StringPrefix(String),
+    StringExact(String),
+    StringContains(String),
+    Date {
+        prefix: Prefix,
+        low: i64,
+        high: i64,
+    },
+    /// A number with the range its precision implies (`[low, high)`).
+    Number {
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+    },
+    Quantity {
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Reference {
+        target_type: Option<String>,
+        target_id: String,
+    },
+    ReferenceUrl(String),
+    Uri(String),
+    UriBelow(String),
+}
+
+/// One parameter of the request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Clause {
+    /// A match on index rows of `param` in `table`: any of `any` (OR); `negate` for `:not`.
+    Index {
+        table: Table,
+        param: String,
+        any: Vec<Cond>,
+        negate: bool,
+    },
+    /// `:missing=true|false`.
+    Missing {
+        table: Table,
+        param: String,
+        missing: bool,
+    },
+    /// `_id`.
+    Id(Vec<String>),
+    /// `_lastUpdated` (each value ORed).
+    LastUpdated(Vec<(Prefix, i64, i64)>),
+}
+
+/// Parameters that shape results rather than select them.
+pub const RESULT_PARAMS: &[&str] = &[
+    "_count",
+    "_format",
+    "_pretty",
+    "_cursor",
+    "_total",
+    "_summary",
+    "_elements",
+    "_sort",
+];
+
+/// Most values one parameter may OR together, and most parameters one search may AND.
+const MAX_OR: usize = 100;
+const MAX_AND: usize = 30;
+
+/// A parsed search: clauses ANDed together, and the parameters ignored under
+/// `Prefer: handling=lenient`.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub clauses: Vec<Clause>,
+    pub ignored: Vec<String>,
+}
+
+fn err(param: &str, code: &'static str, text: impl Into<String>) -> Issue {
+    Issue::error(code, text).at(param)
+}
+
+/// Parse the selection parameters of a search on `resource_type`. `base` is this server's
+/// FHIR base URL (absolute references to it are local); with `lenient`, unknown or unsupported
+/// parameters are ignored and listed instead of refused.
+pub fn parse(
+    resource_type: &str,
+    pairs: &[(String, String)],
+    base: &str,
+    lenient: bool,
+) -> Result<Query, Issue> {
+    let mut q = Query::default();
+    for (key, raw) in pairs {
+        if RESULT_PARAMS.contains(&key.as_str()) {
+            continue;
+        }
+        if q.clauses.len() >= MAX_AND {
+            return Err(err(
+                key,
+                "too-costly",
+                format!("too many search parameters (at most {MAX_AND})"),
+            ));
+        }
+        match parse_one(resource_type, key, raw, base) {
+            Ok(c) => q.clauses.push(c),
+            Err(issue) if lenient && issue.code != "too-costly" && issue.code != "invalid" => {
+                q.ignored.push(key.clone())
+            }
+            Err(issue) => return Err(issue),
+        }
+    }
+    Ok(q)
+}
+
+fn parse_one(resource_type: &str, key: &str, raw: &str, base: &str) -> Result<Clause, Issue> {
+    let (code, modifier) = match key.split_once(':') {
+        Some((c, m)) => (c, Some(m)),
+        None => (key, None),
+    };
+    if code.contains('.') {
+        return Err(err(
+            key,
+            "not-supported",
+            format!("chained parameter '{key}' is not supported yet"),
+        ));
+    }
+    let values = split_or(raw);
+    if values.len() > MAX_OR {
+        return Err(err(
+            key,
+            "too-costly",
+            format!("too many values for '{key}' (at most {MAX_OR})"),
+        ));
+    }
+    if values.iter().any(|v| v.is_empty()) {
+        return Err(err(key, "invalid", format!("empty value in '{key}'")));
+    }
+    let Some(param) = REGISTRY.get(resource_type, code) else {
+        return Err(err(
+            key,
+            "not-supported",
+            format!("'{code}' is not a search parameter of {resource_type}"),
+        ));
+    };
+    let table = match param.kind {
+        ParamType::Token => Table::Token,
+        ParamType::String => Table::String,
+        ParamType::Date => Table::Date,
+        ParamType::Reference => Table::Reference,
+        ParamType::Number => Table::Number,
+        ParamType::Quantity => Table::Quantity,
+        ParamType::Uri => Table::Uri,
+        ParamType::Composite | ParamType::Special => {
+            return Err(err(
+                key,
+                "not-supported",
+                format!(
+                    "{} parameter '{code}' is not supported yet",
+                    param.kind.as_str()
+                ),
+            ));
+        }
+    };
+    if modifier == Some("missing") {
+        let missing = match raw {
+            "true" => true,
+            "false" => false,
+            _ => return Err(err(key, "invalid", ":missing takes true or false")),
+        };
+        if code == "_id" || code == "_lastUpdated" {
+            return Err(err(
+                key,
+                "not-supported",
+                format!(":missing is not supported on {code}"),
+            ));
+        }
+        return Ok(Clause::Missing {
+            table,
+            param: code.to_owned(),
+            missing,
+        });
+    }
+    if code == "_id" && modifier.is_none() {
+        return Ok(Clause::Id(values.iter().map(|v| unescape(v)).collect()));
+    }
+    if code == "_lastUpdated" && modifier.is_none() {
+        let mut ranges = Vec::new();
+        for v in &values {
+            let (prefix, rest) = split_prefix(v);
+            let (lo, hi) = clock::period_of(rest)
+                .ok_or_else(|| err(key, "invalid", format!("'{rest}' is not a date")))?;
+            ranges.push((prefix, lo, hi));
+        }
+        return Ok(Clause::LastUpdated(ranges));
+    }
+    if param.expr.is_none() {
+        return Err(err(
+            key,
+            "not-supported",
+            format!("'{code}' is not supported yet"),
+        ));
+    }
+    let mut table = table;
+    let mut name = code.to_owned();
+    let mut negate = false;
+    let mut any = Vec::new();
+    let bad_modifier = || {
+        err(
+            key,
+            "not-supported",
+            format!(
+                "modifier ':{}' is not supported on {} parameter '{code}'",
+                modifier.unwrap_or(""),
+                param.kind.as_str()
+            ),
+        )
+    };
+    for v in &values {
+        let cond = match (param.kind, modifier) {
+            (ParamType::Token, None | Some("not")) => {
+                negate = modifier == Some("not");
+                token(v)
+            }
+            (ParamType::Token, Some("text")) => {
+                table = Table::String;
+                name = format!("{code}:text");
+                Cond::StringPrefix(normalize(&unescape(v)))
+            }
+            (ParamType::Token, Some("of-type")) => {
+                name = format!("{code}:of-type");
+                let parts: Vec<&str> = v.splitn(3, '|').collect();
+                let [system, type_code, value] = parts.as_slice() else {
+                    return Err(err(key, "invalid", ":of-type takes system|code|value"));
+                };
+                Cond::Token {
+                    system: Some(unescape(system)),
+                    code: Some(format!("{}|{}", unescape(type_code), unescape(value))),
+                }
+            }
+            (ParamType::String, None) => Cond::StringPrefix(normalize(&unescape(v))),
+            (ParamType::String, Some("exact")) => Cond::StringExact(unescape(v)),
+            (ParamType::String, Some("contains")) => Cond::StringContains(normalize(&unescape(v))),
+            (ParamType::Date, None) => {
+                let (prefix, rest) = split_prefix(v);
+                let (low, high) = clock::period_of(rest)
+                    .ok_or_else(|| err(key, "invalid", format!("'{rest}' is not a date")))?;
+                Cond::Date { prefix, low, high }
+            }
+            (ParamType::Number, None) => {
+                let (prefix, rest) = split_prefix(v);
+                let (value, low, high) = number(rest)
+                    .ok_or_else(|| err(key, "invalid", format!("'{rest}' is not a number")))?;
+                Cond::Number {
+                    prefix,
+                    value,
+                    low,
+                    high,
+                }
+            }
+            (ParamType::Quantity, None) => {
+                let (prefix, rest) = split_prefix(v);
+                let mut parts = rest.splitn(3, '|');
+                let num = parts.next().unwrap_or("");
+                let (value, low, high) = number(num)
+                    .ok_or_else(|| err(key, "invalid", format!("'{num}' is not a number")))?;
+                let system = parts.next().filter(|s| !s.is_empty()).map(unescape);
+                let code = parts.next().filter(|s| !s.is_empty()).map(unescape);
+                Cond::Quantity {
+                    prefix,
+                    value,
+                    low,
+                    high,
+                    system,
+                    code,
+                }
+            }
+            (ParamType::Reference, None) => reference(v, base, None),
+            (ParamType::Reference, Some("identifier")) => {
+                table = Table::Token;
+                name = format!("{code}:identifier");
+                token(v)
+            }
+            (ParamType::Reference, Some(t)) if huimin_model::is_resource_type(t) => {
+                if !param.targets.is_empty() && !param.targets.iter().any(|x| x == t) {
+                    return Err(err(key, "invalid", format!("'{code}' cannot refer to {t}")));
+                }
+                reference(v, base, Some(t))
+            }
+            (ParamType::Uri, None) => Cond::Uri(unescape(v)),
+            (ParamType::Uri, Some("below")) => Cond::UriBelow(unescape(v)),
+            _ => return Err(bad_modifier()),
+        };
+        any.push(cond);
+    }
+    Ok(Clause::Index {
+        table,
+        param: name,
+        any,
+        negate,
+    })
+}
+
+/// Split on commas not escaped with a backslash.
+pub fn split_or(v: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let bytes = v.as_bytes();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b',' => {
+                parts.push(&v[start..i]);
+                start = i + 1;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    parts.push(&v[start.min(v.len())..]);
+    parts
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `system|code`, `|code`, `code`, `system|` (the first unescaped `|` separates).
+fn token(s: &str) -> Cond {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'|' => {
+                let code = unescape(&s[i + 1..]);
+                return Cond::Token {
+                    system: Some(unescape(&s[..i])),
+                    code: (!code.is_empty()).then_some(code),
+                };
+            }
+            _ => i += 1,
+        }
+    }
+    Cond::Token {
+        system: None,
+        code: Some(unescape(s)),
+    }
+}
+
+fn reference(v: &str, base: &str, forced_type: Option<&str>) -> Cond {
+    let v = unescape(v);
+    let local = v
+        .strip_prefix(base)
+        .map(|r| r.trim_start_matches('/').to_owned());
+    let candidate = local.as_deref().unwrap_or(&v);
+    let is_url = candidate.contains("://") || candidate.starts_with("urn:");
+    if !is_url {
+        let candidate = candidate.split('|').next().unwrap_or(candidate);
+        if let Some((t, id)) = candidate.split_once('/') {
+            if huimin_model::is_resource_type(t) && !id.contains('/') {
+                return Cond::Reference {
+                    target_type: Some(t.to_owned()),
+                    target_id: id.to_owned(),
+                };
+            }
+        } else {
+            return Cond::Reference {
+                target_type: forced_type.map(str::to_owned),
+                target_id: candidate.to_owned(),
+            };
+        }
+    }
+    Cond::ReferenceUrl(v.split('|').next().unwrap_or(&v).to_owned())
+}
+
+fn split_prefix(v: &str) -> (Prefix, &str) {
+    let p = match v.get(..2) {
+        Some("eq") => Prefix::Eq,
+        Some("ne") => Prefix::Ne,
+        Some("gt") => Prefix::Gt,
+        Some("lt") => Prefix::Lt,
+        Some("ge") => Prefix::Ge,
+        Some("le") => Prefix::Le,
+        Some("sa") => Prefix::Sa,
+        Some("eb") => Prefix::Eb,
+        Some("ap") => Prefix::Ap,
+        _ => return (Prefix::Eq, v),
+    };
+    (p, &v[2..])
+}
+
+/// A number with its implicit precision range: `100` → [99.5, 100.5), `1.50` → [1.495, 1.505).
+fn number(s: &str) -> Option<(f64, f64, f64)> {
+    let value: f64 = s.parse().ok()?;
+    if !value.is_finite() {
+        return None;
+    }
+    let mantissa = s.split(['e', 'E']).next().unwrap_or(s);
+    let exponent: i32 = s
+        .split(['e', 'E'])
+        .nth(1)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len());
+    let half = 0.5 * 10f64.powi(exponent - i32::try_from(decimals).ok()?);
+    Some((value, value - half, value + half))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(t: &str, q: &[(&str, &str)]) -> Result<Query, Issue> {
+        let pairs: Vec<(String, String)> = q
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        parse(t, &pairs, "http://h/fhir", false)
+    }
+
+    #[test]
+    fn tokens_and_modifiers() {
+        let q = p("Patient", &[("identifier", "urn:x|1,|2,3,urn:y|,a\\|b")]).unwrap();
+        let Clause::Index { table, any, .. } = &q.clauses[0] else {
+            panic!()
+        };
+        assert_eq!(*table, Table::Token);
+        assert_eq!(
+            any[0],
+            Cond::Token {
+                system: Some("urn:x".into()),
+                code: Some("1".into())
+            }
+        );
+        assert_eq!(
+            any[1],
+            Cond::Token {
+                system: Some(String::new()),
+                code: Some("2".into())
+            }
+        );
+        assert_eq!(
+            any[2],
+            Cond::Token {
+                system: None,
+                code: Some("3".into())
+            }
+        );
+        assert_eq!(
+            any[3],
+            Cond::Token {
+                system: Some("urn:y".into()),
+                code: None
+            }
+        );
+        assert_eq!(
+            any[4],
+            Cond::Token {
+                system: None,
+                code: Some("a|b".into())
+            }
+        );
+        let q = p("Patient", &[("gender:not", "male")]).unwrap();
+        assert!(matches!(&q.clauses[0], Clause::Index { negate: true, .. }));
+        let q = p("Observation", &[("code:text", "Body Wéight")]).unwrap();
+        assert_eq!(
+            q.clauses[0],
+            Clause::Index {
+                table: Table::String,
+                param: "code:text".into(),
+                any: vec![Cond::StringPrefix("body weight".into())],
+                negate: false
+            }
+        );
+        let q = p("Patient", &[("birthdate:missing", "true")]).unwrap();
+        assert_eq!(
+            q.clauses[0],
+            Clause::Missing {
+                table: Table::Date,
+                param: "birthdate".into(),
+                missing: true
+            }
+        );
+    }
+
+    #[test]
+    fn references() {
+        let q = p(
+            "Observation",
+            &[(
+                "subject",
+                "Patient/1,2,http://h/fhir/Patient/3,http://other/fhir/Patient/4",
+            )],
+        )
+        .unwrap();
+        let Clause::Index { any, .. } = &q.clauses[0] else {
+            panic!()
+        };
+        assert_eq!(
+            any[0],
+            Cond::Reference {
+                target_type: Some("Patient".into()),
+                target_id: "1".into()
+            }
+        );
+        assert_eq!(
+            any[1],
+            Cond::Reference {
+                target_type: None,
+                target_id: "2".into()
+            }
+        );
+        assert_eq!(
+            any[2],
+            Cond::Reference {
+                target_type: Some("Patient".into()),
+                target_id: "3".into()
+            }
+        );
+        assert_eq!(
+            any[3],
+            Cond::ReferenceUrl("http://other/fhir/Patient/4".into())
+        );
+        let q = p("Observation", &[("subject:Patient", "5")]).unwrap();
+        let Clause::Index { any, .. } = &q.clauses[0] else {
+            panic!()
+        };
+        assert_eq!(
+            any[0],
+            Cond::Reference {
+                target_type: Some("Patient".into()),
+                target_id: "5".into()
+            }
+        );
+        assert!(p("Observation", &[("subject:Account", "5")]).is_err());
+    }
+
+    #[test]
+    fn numbers_dates_and_errors() {
+        let (v, lo, hi) = number("100").unwrap();
+        assert_eq!((v, lo, hi), (100.0, 99.5, 100.5));
+        let (_, lo, hi) = number("1.50").unwrap();
+        assert!((lo - 1.495).abs() < 1e-9 && (hi - 1.505).abs() < 1e-9);
+        let q = p("Patient", &[("birthdate", "ge1980-01")]).unwrap();
+        assert!(
+            matches!(&q.clauses[0], Clause::Index { any, .. } if matches!(any[0], Cond::Date { prefix: Prefix::Ge, .. }))
+        );
+        assert_eq!(
+            p("Patient", &[("birthdate", "1980-13")])
+                .unwrap_err()
+                .expression
+                .as_deref(),
+            Some("birthdate")
+        );
+        assert_eq!(
+            p("Patient", &[("nonsense", "x")]).unwrap_err().code,
+            "not-supported"
+        );
+        assert!(p("Patient", &[("name:exactly", "x")]).is_err());
+        assert!(p("Observation", &[("subject.name", "x")]).is_err());
+        let lenient = parse(
+            "Patient",
+            &[
+                ("nonsense".into(), "x".into()),
+                ("gender".into(), "male".into()),
+            ],
+            "",
+            true,
+        )
+        .unwrap();
+        assert_eq!(lenient.ignored, ["nonsense"]);
+        assert_eq!(lenient.clauses.len(), 1);
+        let many = vec!["x"; 101].join(",");
+        assert_eq!(
+            p("Patient", &[("gender", &many)]).unwrap_err().code,
+            "too-costly"
+        );
+    }
+}

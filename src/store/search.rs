@@ -1,0 +1,370 @@
+//! Compiling a search ([`crate::fhir::search::Query`]) to SQL over the index tables.
+//!
+//! Every value reaches the database as a bound parameter; only table and column names, fixed
+//! by this module, are written into the SQL text. Each clause becomes
+//! `r.res_id IN (SELECT res_id FROM <index> WHERE res_type = ? AND param = ? AND (<OR of values>))`
+//! (or `NOT IN` for `:not` and `:missing=true`), driven by the index on (res_type, param, value).
+//! Results are ordered by id and paged by keyset (`res_id > last id`), so pages stay correct while
+//! resources are written.
+
+use diesel::prelude::*;
+use diesel::result::QueryResult;
+use diesel::sql_types::{BigInt, Bool, Double, Text};
+
+use super::DbConn;
+use crate::clock;
+use crate::fhir::search::{Clause, Cond, Prefix, Query, Table};
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq)]
+enum Bind {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+struct Sql {
+    text: String,
+    binds: Vec<Bind>,
+    postgres: bool,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    /// Append a placeholder bound to `b`.
+    fn bind(&mut self, b: Bind) {
+        self.binds.push(b);
+        if self.postgres {
+            self.text.push_str(&format!("${}", self.binds.len()));
+        } else {
+            self.text.push('?');
+        }
+    }
+
+    fn text(&mut self, s: &str) {
+        self.bind(Bind::Text(s.to_owned()));
+    }
+}
+
+fn table_name(t: Table) -> &'static str {
+    match t {
+        Table::Token => "search_token",
+        Table::String => "search_string",
+        Table::Date => "search_date",
+        Table::Reference => "search_reference",
+        Table::Number => "search_number",
+        Table::Quantity => "search_quantity",
+        Table::Uri => "search_uri",
+    }
+}
+
+/// The largest code point: appended to a prefix it bounds every string that starts with it
+/// (byte order on SQLite's BINARY and PostgreSQL's "C" collation).
+const MAX_CHAR: char = '\u{10FFFF}';
+
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `ap`: within 10 % of the distance from now (at least a day) for dates.
+fn approx_margin_ms(low: i64) -> i64 {
+    let now = clock::now_millis();
+    ((now - low).abs() / 10).max(86_400_000)
+}
+
+fn cond_sql(q: &mut Sql, c: &Cond) {
+    match c {
+        Cond::Token { system, code } => {
+            let mut first = true;
+            if let Some(s) = system {
+                q.push("x.system = ");
+                q.text(s);
+                first = false;
+            }
+            if let Some(code) = code {
+                if !first {
+                    q.push(" AND ");
+                }
+                q.push("x.code = ");
+                q.text(code);
+                first = false;
+            }
+            if first {
+                q.push("1 = 1");
+            }
+        }
+        Cond::StringPrefix(p) => {
+            q.push("x.value >= ");
+            q.text(p);
+            q.push(" AND x.value < ");
+            q.text(&format!("{p}{MAX_CHAR}"));
+        }
+        Cond::StringExact(v) => {
+            q.push("x.exact = ");
+            q.text(v);
+        }
+        Cond::StringContains(v) => {
+            q.push("x.value LIKE ");
+            q.text(&format!("%{}%", like_escape(v)));
+            q.push(" ESCAPE '\\'");
+        }
+        Cond::Date { prefix, low, high } => range_sql(q, "x.low", "x.high", *prefix, *low, *high),
+        Cond::Number {
+            prefix,
+            value,
+            low,
+            high,
+        } => number_sql(q, *prefix, *value, *low, *high),
+        Cond::Quantity {
+            prefix,
+            value,
+            low,
+            high,
+            system,
+            code,
+        } => {
+            number_sql(q, *prefix, *value, *low, *high);
+            if let Some(s) = system {
+                q.push(" AND x.system = ");
+                q.text(s);
+            }
+            if let Some(c) = code {
+                q.push(" AND x.code = ");
+                q.text(c);
+            }
+        }
+        Cond::Reference {
+            target_type,
+            target_id,
+        } => {
+            q.push("x.target_id = ");
+            q.text(target_id);
+            if let Some(t) = target_type {
+                q.push(" AND x.target_type = ");
+                q.text(t);
+            }
+        }
+        Cond::ReferenceUrl(u) => {
+            q.push("x.url = ");
+            q.text(u);
+        }
+        Cond::Uri(u) => {
+            q.push("x.uri = ");
+            q.text(u);
+        }
+        Cond::UriBelow(u) => {
+            q.push("x.uri >= ");
+            q.text(u);
+            q.push(" AND x.uri < ");
+            q.text(&format!("{u}{MAX_CHAR}"));
+        }
+    }
+}
+
+/// Period semantics: the stored range [lo, hi] against the searched range [low, high].
+fn range_sql(q: &mut Sql, lo: &str, hi: &str, prefix: Prefix, low: i64, high: i64) {
+    let cmp = |q: &mut Sql, col: &str, op: &str, v: i64| {
+        q.push(col);
+        q.push(op);
+        q.bind(Bind::Int(v));
+    };
+    match prefix {
+        Prefix::Eq => {
+            cmp(q, lo, " >= ", low);
+            q.push(" AND ");
+            cmp(q, hi, " <= ", high);
+        }
+        Prefix::Ne => {
+            q.push("(");
+            cmp(q, lo, " < ", low);
+            q.push(" OR ");
+            cmp(q, hi, " > ", high);
+            q.push(")");
+        }
+        Prefix::Gt => cmp(q, hi, " > ", high),
+        Prefix::Lt => cmp(q, lo, " < ", low),
+        Prefix::Ge => cmp(q, hi, " >= ", low),
+        Prefix::Le => cmp(q, lo, " <= ", high),
+        Prefix::Sa => cmp(q, lo, " > ", high),
+        Prefix::Eb => cmp(q, hi, " < ", low),
+        Prefix::Ap => {
+            let m = approx_margin_ms(low);
+            cmp(q, lo, " <= ", high.saturating_add(m));
+            q.push(" AND ");
+            cmp(q, hi, " >= ", low.saturating_sub(m));
+        }
+    }
+}
+
+fn number_sql(q: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
+    let cmp = |q: &mut Sql, op: &str, v: f64| {
+        q.push("x.value");
+        q.push(op);
+        q.bind(Bind::Float(v));
+    };
+    match prefix {
+        Prefix::Eq => {
+            cmp(q, " >= ", low);
+            q.push(" AND ");
+            cmp(q, " < ", high);
+        }
+        Prefix::Ne => {
+            q.push("(");
+            cmp(q, " < ", low);
+            q.push(" OR ");
+            cmp(q, " >= ", high);
+            q.push(")");
+        }
+        Prefix::Gt | Prefix::Sa => cmp(q, " > ", value),
+        Prefix::Lt | Prefix::Eb => cmp(q, " < ", value),
+        Prefix::Ge => cmp(q, " >= ", value),
+        Prefix::Le => cmp(q, " <= ", value),
+        Prefix::Ap => {
+            let m = (value * 0.1).abs();
+            cmp(q, " >= ", value - m);
+            q.push(" AND ");
+            cmp(q, " <= ", value + m);
+        }
+    }
+}
+
+fn clause_sql(q: &mut Sql, t: &str, c: &Clause) {
+    match c {
+        Clause::Id(ids) => {
+            q.push("r.res_id IN (");
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.text(id);
+            }
+            q.push(")");
+        }
+        Clause::LastUpdated(ranges) => {
+            q.push("(");
+            for (i, (prefix, low, high)) in ranges.iter().enumerate() {
+                if i > 0 {
+                    q.push(" OR ");
+                }
+                q.push("(");
+                range_sql(q, "r.last_updated", "r.last_updated", *prefix, *low, *high);
+                q.push(")");
+            }
+            q.push(")");
+        }
+        Clause::Missing {
+            table,
+            param,
+            missing,
+        } => {
+            q.push(if *missing {
+                "r.res_id NOT IN ("
+            } else {
+                "r.res_id IN ("
+            });
+            q.push("SELECT x.res_id FROM ");
+            q.push(table_name(*table));
+            q.push(" x WHERE x.res_type = ");
+            q.text(t);
+            q.push(" AND x.param = ");
+            q.text(param);
+            q.push(")");
+        }
+        Clause::Index {
+            table,
+            param,
+            any,
+            negate,
+        } => {
+            q.push(if *negate {
+                "r.res_id NOT IN ("
+            } else {
+                "r.res_id IN ("
+            });
+            q.push("SELECT x.res_id FROM ");
+            q.push(table_name(*table));
+            q.push(" x WHERE x.res_type = ");
+            q.text(t);
+            q.push(" AND x.param = ");
+            q.text(param);
+            q.push(" AND (");
+            for (i, cond) in any.iter().enumerate() {
+                if i > 0 {
+                    q.push(" OR ");
+                }
+                q.push("(");
+                cond_sql(q, cond);
+                q.push(")");
+            }
+            q.push("))");
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    res_id: String,
+    #[diesel(sql_type = Text)]
+    content: String,
+}
+
+/// Live resources of type `t` matching `query`, in id order after `after`, at most `limit`.
+pub fn run(
+    conn: &mut DbConn,
+    t: &str,
+    query: &Query,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<(String, String)>> {
+    let mut q = Sql {
+        text: String::with_capacity(256),
+        binds: Vec::new(),
+        postgres: matches!(conn, DbConn::Postgres(_)),
+    };
+    q.push("SELECT r.res_id, r.content FROM resources r WHERE r.res_type = ");
+    q.text(t);
+    q.push(" AND r.deleted = ");
+    q.bind(Bind::Bool(false));
+    for c in &query.clauses {
+        q.push(" AND ");
+        clause_sql(&mut q, t, c);
+    }
+    if let Some(a) = after {
+        q.push(" AND r.res_id > ");
+        q.text(a);
+    }
+    q.push(" ORDER BY r.res_id LIMIT ");
+    q.bind(Bind::Int(limit));
+    let Sql { text, binds, .. } = q;
+    macro_rules! load {
+        ($c:expr, $db:ty) => {{
+            let mut query = diesel::sql_query(text).into_boxed::<$db>();
+            for b in binds {
+                query = match b {
+                    Bind::Text(s) => query.bind::<Text, _>(s),
+                    Bind::Int(i) => query.bind::<BigInt, _>(i),
+                    Bind::Float(f) => query.bind::<Double, _>(f),
+                    Bind::Bool(v) => query.bind::<Bool, _>(v),
+                };
+            }
+            query.load::<Row>($c)?
+        }};
+    }
+    let rows = match conn {
+        DbConn::Postgres(c) => load!(c, diesel::pg::Pg),
+        DbConn::Sqlite(c) => load!(c, diesel::sqlite::Sqlite),
+    };
+    Ok(rows.into_iter().map(|r| (r.res_id, r.content)).collect())
+}
