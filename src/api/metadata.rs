@@ -8,8 +8,8 @@ use super::AppState;
 use super::format;
 use super::rest::base_url;
 use crate::error::ApiError;
-use crate::fhir::definitions::DEFINITIONS;
 use crate::fhir::json::Json;
+use crate::fhir::search_params::{ParamType, REGISTRY, SearchParam};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/metadata").name("metadata").get(metadata))
@@ -52,39 +52,34 @@ const TYPE_INTERACTIONS: &[&str] = &[
     "search-type",
 ];
 
-fn search_param(name: &str, ty: &str, doc: &str) -> Json {
-    obj(vec![
-        ("name", s(name)),
-        (
-            "definition",
-            s(&format!(
-                "http://hl7.org/fhir/SearchParameter/{}",
-                match name {
-                    "_id" => "Resource-id",
-                    _ => "identifier",
-                }
-            )),
-        ),
-        ("type", s(ty)),
-        ("documentation", s(doc)),
-    ])
+/// Whether the search engine answers this parameter (see `fhir::search`).
+pub fn is_searchable(p: &SearchParam) -> bool {
+    !matches!(p.kind, ParamType::Composite | ParamType::Special)
+        && (p.expr.is_some() || p.code == "_id" || p.code == "_lastUpdated")
+}
+
+fn search_params(t: &str) -> Json {
+    let params = REGISTRY
+        .for_type(t)
+        .into_iter()
+        .filter(|p| is_searchable(p))
+        .map(|p| {
+            let mut m = vec![
+                ("name", s(&p.code)),
+                ("definition", s(&p.url)),
+                ("type", s(p.kind.as_str())),
+            ];
+            if let Some(e) = &p.expression {
+                m.push(("documentation", s(&format!("FHIRPath: {e}"))));
+            }
+            obj(m)
+        });
+    arr(params)
 }
 
 /// The CapabilityStatement for this server.
 pub fn capability_statement(base: &str, backend: &str) -> Json {
     let resources = huimin_model::RESOURCE_TYPES.iter().map(|t| {
-        let mut params = vec![search_param("_id", "token", "Logical id")];
-        if DEFINITIONS
-            .children(t)
-            .iter()
-            .any(|e| e.name == "identifier")
-        {
-            params.push(search_param(
-                "identifier",
-                "token",
-                "Business identifier: system|value, |value, value or system|",
-            ));
-        }
         obj(vec![
             ("type", s(t)),
             (
@@ -102,7 +97,7 @@ pub fn capability_statement(base: &str, backend: &str) -> Json {
             ("conditionalRead", s("not-supported")),
             ("conditionalUpdate", Json::Bool(true)),
             ("conditionalDelete", s("single")),
-            ("searchParam", arr(params)),
+            ("searchParam", search_params(t)),
         ])
     });
     let security = obj(vec![

@@ -65,12 +65,34 @@ async fn capability_statement_describes_the_server() {
         assert!(interactions.contains(&i), "{i}");
     }
     assert_eq!(patient["conditionalDelete"], "single");
-    assert!(
-        patient["searchParam"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "identifier")
+    let params: Vec<&str> = patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "_id",
+        "_lastUpdated",
+        "identifier",
+        "birthdate",
+        "name",
+        "family",
+        "gender",
+        "general-practitioner",
+    ] {
+        assert!(params.contains(&p), "{p} in {params:?}");
+    }
+    let birthdate = patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "birthdate")
+        .unwrap();
+    assert_eq!(birthdate["type"], "date");
+    assert_eq!(
+        birthdate["definition"],
+        "http://hl7.org/fhir/SearchParameter/individual-birthdate"
     );
     assert_eq!(
         rest["security"]["service"][0]["coding"][0]["code"],
