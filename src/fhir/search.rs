@@ -98,6 +98,19 @@ pub enum Clause {
     Id(Vec<String>),
     /// `_lastUpdated` (each value ORed).
     LastUpdated(Vec<(Prefix, i64, i64)>),
+    /// A chained parameter (`subject:Patient.name=x`): the reference `param` points at a
+    /// resource of one of the target types that matches that type's inner clause.
+    Chain {
+        param: String,
+        targets: Vec<(String, Clause)>,
+    },
+    /// Reverse chaining (`_has:Observation:patient:code=x`): some `source_type` resource whose
+    /// reference `param` points here matches `inner`.
+    Has {
+        source_type: String,
+        param: String,
+        inner: Box<Clause>,
+    },
 }
 
 /// Parameters that shape results rather than select them.
@@ -115,6 +128,8 @@ pub const RESULT_PARAMS: &[&str] = &[
 /// Most values one parameter may OR together, and most parameters one search may AND.
 const MAX_OR: usize = 100;
 const MAX_AND: usize = 30;
+/// Deepest chain or `_has` nesting.
+const MAX_DEPTH: usize = 3;
 
 /// A parsed search: clauses ANDed together, and the parameters ignored under
 /// `Prefer: handling=lenient`.
@@ -149,7 +164,7 @@ pub fn parse(
                 format!("too many search parameters (at most {MAX_AND})"),
             ));
         }
-        match parse_one(resource_type, key, raw, base) {
+        match parse_one(resource_type, key, raw, base, 0) {
             Ok(c) => q.clauses.push(c),
             Err(issue) if lenient && issue.code != "too-costly" && issue.code != "invalid" => {
                 q.ignored.push(key.clone())
@@ -160,17 +175,42 @@ pub fn parse(
     Ok(q)
 }
 
-fn parse_one(resource_type: &str, key: &str, raw: &str, base: &str) -> Result<Clause, Issue> {
-    let (code, modifier) = match key.split_once(':') {
-        Some((c, m)) => (c, Some(m)),
-        None => (key, None),
-    };
-    if code.contains('.') {
+fn parse_one(
+    resource_type: &str,
+    key: &str,
+    raw: &str,
+    base: &str,
+    depth: usize,
+) -> Result<Clause, Issue> {
+    if depth > MAX_DEPTH {
         return Err(err(
             key,
-            "not-supported",
-            format!("chained parameter '{key}' is not supported yet"),
+            "too-costly",
+            format!("chains and _has nest at most {MAX_DEPTH} levels"),
         ));
+    }
+    if let Some(rest) = key.strip_prefix("_has:") {
+        return parse_has(resource_type, key, rest, raw, base, depth);
+    }
+    let (head, chain) = match key.split_once('.') {
+        Some((h, c)) => (h, Some(c)),
+        None => (key, None),
+    };
+    let (code, modifier) = match head.split_once(':') {
+        Some((c, m)) => (c, Some(m)),
+        None => (head, None),
+    };
+    if let Some(inner_key) = chain {
+        return parse_chain(
+            resource_type,
+            key,
+            code,
+            modifier,
+            inner_key,
+            raw,
+            base,
+            depth,
+        );
     }
     let values = split_or(raw);
     if values.len() > MAX_OR {
@@ -345,6 +385,114 @@ fn parse_one(resource_type: &str, key: &str, raw: &str, base: &str) -> Result<Cl
         param: name,
         any,
         negate,
+    })
+}
+
+fn reference_param<'a>(
+    resource_type: &str,
+    code: &str,
+    key: &str,
+) -> Result<&'a std::sync::Arc<super::search_params::SearchParam>, Issue> {
+    let param = REGISTRY.get(resource_type, code).ok_or_else(|| {
+        err(
+            key,
+            "not-supported",
+            format!("'{code}' is not a search parameter of {resource_type}"),
+        )
+    })?;
+    if param.kind != ParamType::Reference {
+        return Err(err(
+            key,
+            "invalid",
+            format!("'{code}' is not a reference parameter"),
+        ));
+    }
+    Ok(param)
+}
+
+#[expect(clippy::too_many_arguments, reason = "the parts of one chained key")]
+fn parse_chain(
+    resource_type: &str,
+    key: &str,
+    code: &str,
+    type_modifier: Option<&str>,
+    inner_key: &str,
+    raw: &str,
+    base: &str,
+    depth: usize,
+) -> Result<Clause, Issue> {
+    let param = reference_param(resource_type, code, key)?;
+    let inner_code = inner_key.split([':', '.']).next().unwrap_or(inner_key);
+    let candidates: Vec<String> = match type_modifier {
+        Some(t) => {
+            if !huimin_model::is_resource_type(t)
+                || (!param.targets.is_empty() && !param.targets.iter().any(|x| x == t))
+            {
+                return Err(err(key, "invalid", format!("'{code}' cannot refer to {t}")));
+            }
+            vec![t.to_owned()]
+        }
+        None => param
+            .targets
+            .iter()
+            .filter(|t| inner_code == "_has" || REGISTRY.get(t, inner_code).is_some())
+            .cloned()
+            .collect(),
+    };
+    if candidates.is_empty() {
+        return Err(err(
+            key,
+            "not-supported",
+            format!("no target of '{code}' has a parameter '{inner_code}'"),
+        ));
+    }
+    let mut targets = Vec::new();
+    for t in candidates {
+        targets.push((t.clone(), parse_one(&t, inner_key, raw, base, depth + 1)?));
+    }
+    Ok(Clause::Chain {
+        param: code.to_owned(),
+        targets,
+    })
+}
+
+fn parse_has(
+    resource_type: &str,
+    key: &str,
+    rest: &str,
+    raw: &str,
+    base: &str,
+    depth: usize,
+) -> Result<Clause, Issue> {
+    let mut parts = rest.splitn(3, ':');
+    let (Some(source), Some(code), Some(inner_key)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(err(
+            key,
+            "invalid",
+            "_has takes _has:Type:reference-parameter:parameter",
+        ));
+    };
+    if !huimin_model::is_resource_type(source) {
+        return Err(err(
+            key,
+            "invalid",
+            format!("'{source}' is not a resource type"),
+        ));
+    }
+    let param = reference_param(source, code, key)?;
+    if !param.targets.is_empty() && !param.targets.iter().any(|x| x == resource_type) {
+        return Err(err(
+            key,
+            "invalid",
+            format!("{source}.{code} cannot refer to {resource_type}"),
+        ));
+    }
+    let inner = parse_one(source, inner_key, raw, base, depth + 1)?;
+    Ok(Clause::Has {
+        source_type: source.to_owned(),
+        param: code.to_owned(),
+        inner: Box::new(inner),
     })
 }
 
@@ -616,7 +764,7 @@ mod tests {
             "not-supported"
         );
         assert!(p("Patient", &[("name:exactly", "x")]).is_err());
-        assert!(p("Observation", &[("subject.name", "x")]).is_err());
+        assert!(p("Observation", &[("subject.nonsense", "x")]).is_err());
         let lenient = parse(
             "Patient",
             &[

@@ -28,6 +28,8 @@ struct Sql {
     text: String,
     binds: Vec<Bind>,
     postgres: bool,
+    /// Counter for the aliases of nested `resources` scans (chains, `_has`).
+    aliases: usize,
 }
 
 impl Sql {
@@ -47,6 +49,24 @@ impl Sql {
 
     fn text(&mut self, s: &str) {
         self.bind(Bind::Text(s.to_owned()));
+    }
+
+    fn alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("r{}", self.aliases)
+    }
+
+    /// `SELECT <alias>.res_id FROM resources <alias> WHERE` live resources of type `t` matching `c`.
+    fn live_matching(&mut self, t: &str, c: &Clause) {
+        let a = self.alias();
+        self.push(&format!(
+            "SELECT {a}.res_id FROM resources {a} WHERE {a}.res_type = "
+        ));
+        self.text(t);
+        self.push(&format!(" AND {a}.deleted = "));
+        self.bind(Bind::Bool(false));
+        self.push(" AND ");
+        clause_sql(self, t, c, &a);
     }
 }
 
@@ -239,10 +259,10 @@ fn number_sql(q: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
     }
 }
 
-fn clause_sql(q: &mut Sql, t: &str, c: &Clause) {
+fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
     match c {
         Clause::Id(ids) => {
-            q.push("r.res_id IN (");
+            q.push(&format!("{r}.res_id IN ("));
             for (i, id) in ids.iter().enumerate() {
                 if i > 0 {
                     q.push(", ");
@@ -258,7 +278,8 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause) {
                     q.push(" OR ");
                 }
                 q.push("(");
-                range_sql(q, "r.last_updated", "r.last_updated", *prefix, *low, *high);
+                let col = format!("{r}.last_updated");
+                range_sql(q, &col, &col, *prefix, *low, *high);
                 q.push(")");
             }
             q.push(")");
@@ -268,11 +289,10 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause) {
             param,
             missing,
         } => {
-            q.push(if *missing {
-                "r.res_id NOT IN ("
-            } else {
-                "r.res_id IN ("
-            });
+            q.push(&format!(
+                "{r}.res_id {}IN (",
+                if *missing { "NOT " } else { "" }
+            ));
             q.push("SELECT x.res_id FROM ");
             q.push(table_name(*table));
             q.push(" x WHERE x.res_type = ");
@@ -287,11 +307,10 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause) {
             any,
             negate,
         } => {
-            q.push(if *negate {
-                "r.res_id NOT IN ("
-            } else {
-                "r.res_id IN ("
-            });
+            q.push(&format!(
+                "{r}.res_id {}IN (",
+                if *negate { "NOT " } else { "" }
+            ));
             q.push("SELECT x.res_id FROM ");
             q.push(table_name(*table));
             q.push(" x WHERE x.res_type = ");
@@ -307,6 +326,43 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause) {
                 cond_sql(q, cond);
                 q.push(")");
             }
+            q.push("))");
+        }
+        Clause::Chain { param, targets } => {
+            q.push(&format!(
+                "{r}.res_id IN (SELECT x.res_id FROM search_reference x WHERE x.res_type = "
+            ));
+            q.text(t);
+            q.push(" AND x.param = ");
+            q.text(param);
+            q.push(" AND (");
+            for (i, (target, inner)) in targets.iter().enumerate() {
+                if i > 0 {
+                    q.push(" OR ");
+                }
+                q.push("(x.target_type = ");
+                q.text(target);
+                q.push(" AND x.target_id IN (");
+                q.live_matching(target, inner);
+                q.push("))");
+            }
+            q.push("))");
+        }
+        Clause::Has {
+            source_type,
+            param,
+            inner,
+        } => {
+            q.push(&format!(
+                "{r}.res_id IN (SELECT x.target_id FROM search_reference x WHERE x.res_type = "
+            ));
+            q.text(source_type);
+            q.push(" AND x.param = ");
+            q.text(param);
+            q.push(" AND x.target_type = ");
+            q.text(t);
+            q.push(" AND x.res_id IN (");
+            q.live_matching(source_type, inner);
             q.push("))");
         }
     }
@@ -332,6 +388,7 @@ pub fn run(
         text: String::with_capacity(256),
         binds: Vec::new(),
         postgres: matches!(conn, DbConn::Postgres(_)),
+        aliases: 0,
     };
     q.push("SELECT r.res_id, r.content FROM resources r WHERE r.res_type = ");
     q.text(t);
@@ -339,7 +396,7 @@ pub fn run(
     q.bind(Bind::Bool(false));
     for c in &query.clauses {
         q.push(" AND ");
-        clause_sql(&mut q, t, c);
+        clause_sql(&mut q, t, c, "r");
     }
     if let Some(a) = after {
         q.push(" AND r.res_id > ");

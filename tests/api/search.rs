@@ -23,7 +23,13 @@ async fn fixtures(app: &TestApp) {
         "identifier": [{"system": "urn:sys1", "value": "A1"}],
         "name": [{"family": "Zhang", "given": ["Wei"]}, {"text": "张伟"}],
         "telecom": [{"system": "phone", "value": "13800000001"}],
-        "gender": "male", "birthDate": "1980-05-01", "address": [{"city": "成都市"}]}),
+        "gender": "male", "birthDate": "1980-05-01", "address": [{"city": "成都市"}],
+        "managingOrganization": {"reference": "Organization/org-1"}}),
+    )
+    .await;
+    put(
+        app,
+        json!({"resourceType": "Organization", "id": "org-1", "name": "市第一人民医院"}),
     )
     .await;
     put(app, json!({"resourceType": "Patient", "id": "pat-b", "active": false,
@@ -249,6 +255,68 @@ async fn reference_quantity_number_and_uri_search() {
         ],
     )
     .await;
+}
+
+#[actix_web::test]
+async fn chained_and_reverse_chained_search() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    check(
+        &app,
+        &[
+            (
+                "Observation?subject:Patient.family=zhang",
+                &["obs-1", "obs-2", "obs-3"],
+            ),
+            ("Observation?subject.gender=female", &["obs-2"]),
+            (
+                "Observation?subject:Patient.identifier=urn:sys1|A1",
+                &["obs-1", "obs-3"],
+            ),
+            (
+                "Observation?subject:Patient.organization.name=市第一",
+                &["obs-1", "obs-3"],
+            ),
+            ("Observation?subject:Patient.organization.name=省", &[]),
+            (
+                "Observation?patient.birthdate=lt1985&code=8480-6",
+                &["obs-1"],
+            ),
+            ("Patient?_has:Observation:patient:code=8310-5", &["pat-a"]),
+            (
+                "Patient?_has:Observation:subject:value-quantity=gt130",
+                &["pat-b"],
+            ),
+            (
+                "Patient?_has:Observation:patient:code=8480-6&gender=female",
+                &["pat-b"],
+            ),
+            (
+                "Organization?_has:Patient:organization:_has:Observation:patient:code=8480-6",
+                &["org-1"],
+            ),
+            (
+                "Organization?_has:Patient:organization:_has:Observation:patient:code=9999-9",
+                &[],
+            ),
+            ("Patient?_has:Observation:patient:subject.family=wang", &[]),
+        ],
+    )
+    .await;
+    for q in [
+        "Observation?subject:Account.name=x",
+        "Observation?subject.nonsense=x",
+        "Patient?_has:Observation:code=1",
+        "Patient?_has:Observation:nonsense:code=1",
+        "Patient?_has:Unicorn:patient:code=1",
+    ] {
+        app.get(&format!("/fhir/{q}")).await.outcome(400);
+    }
+    let deep = "Observation?subject:Patient.organization.partof.partof.partof.name=x";
+    assert_eq!(
+        app.get(&format!("/fhir/{deep}")).await.outcome(400)["code"],
+        "too-costly"
+    );
 }
 
 #[actix_web::test]
