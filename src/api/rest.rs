@@ -678,6 +678,7 @@ async fn search_with(
     let neg = format::negotiate(&req)?;
     authorize(&caller, &[Perm::Search], &t, None)?;
     let criteria = parse_query(&req, &state, &t, &pairs)?;
+    let includes = search::parse_includes(&pairs).map_err(|i| ApiError::Invalid(vec![i]))?;
     // The self link shows what was applied: parameters ignored under lenient handling are left out.
     let pairs: Vec<(String, String)> = pairs
         .into_iter()
@@ -700,23 +701,31 @@ async fn search_with(
     let store = state.store.clone();
     let tt = t.clone();
     let cur = cursor.clone();
-    let (rows, more) =
-        web::block(move || record::search(&store, &tt, &criteria, cur.as_deref(), count)).await??;
+    let page = web::block(move || {
+        record::search(&store, &tt, &criteria, &includes, cur.as_deref(), count)
+    })
+    .await??;
     let base = base_url(&req, &state);
     let mut links = vec![Link {
         relation: "self",
         url: page_url(&req, &state, &pairs, cursor.as_deref()),
     }];
-    if more && let Some((last, _)) = rows.last() {
+    if page.more
+        && let Some((last, _)) = page.matches.last()
+    {
         links.push(Link {
             relation: "next",
             url: page_url(&req, &state, &pairs, Some(last)),
         });
     }
-    let entries: Vec<Json> = rows
+    let matches = page
+        .matches
         .into_iter()
-        .map(|(id, content)| bundle::search_entry(&format!("{base}/{t}/{id}"), content))
-        .collect();
+        .map(|(id, content)| bundle::search_entry(&format!("{base}/{t}/{id}"), content, "match"));
+    let included = page.included.into_iter().map(|(ty, id, content)| {
+        bundle::search_entry(&format!("{base}/{ty}/{id}"), content, "include")
+    });
+    let entries: Vec<Json> = matches.chain(included).collect();
     let b = bundle::bundle(
         "searchset",
         &record::new_id(),

@@ -96,11 +96,11 @@ pub fn history_entry(
     obj(m)
 }
 
-/// A search entry with `search.mode = match`.
-pub fn search_entry(full_url: &str, content: String) -> Json {
+/// A search entry with `search.mode` `match` or `include`.
+pub fn search_entry(full_url: &str, content: String, mode: &str) -> Json {
     obj(vec![
         ("fullUrl", s(full_url)),
         ("resource", Json::Raw(content)),
-        ("search", obj(vec![("mode", s("match"))])),
+        ("search", obj(vec![("mode", s(mode))])),
     ])
 }

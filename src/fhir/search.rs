@@ -115,6 +115,10 @@ pub enum Clause {
 
 /// Parameters that shape results rather than select them.
 pub const RESULT_PARAMS: &[&str] = &[
+    "_include",
+    "_revinclude",
+    "_include:iterate",
+    "_revinclude:iterate",
     "_count",
     "_format",
     "_pretty",
@@ -494,6 +498,85 @@ fn parse_has(
         param: code.to_owned(),
         inner: Box::new(inner),
     })
+}
+
+/// An `_include` or `_revinclude` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    /// The resource type holding the reference.
+    pub source: String,
+    /// The reference parameter; `None` for `*` (every reference parameter).
+    pub param: Option<String>,
+    /// Only references to this type.
+    pub target: Option<String>,
+    pub iterate: bool,
+    /// `_revinclude`: resources of `source` that refer to the results.
+    pub reverse: bool,
+}
+
+/// Most `_include` and `_revinclude` parameters in one search.
+const MAX_INCLUDES: usize = 10;
+
+/// Parse the `_include` and `_revinclude` parameters.
+pub fn parse_includes(pairs: &[(String, String)]) -> Result<Vec<Include>, Issue> {
+    let mut out = Vec::new();
+    for (key, value) in pairs {
+        let (reverse, iterate) = match key.as_str() {
+            "_include" => (false, false),
+            "_include:iterate" => (false, true),
+            "_revinclude" => (true, false),
+            "_revinclude:iterate" => (true, true),
+            _ => continue,
+        };
+        if out.len() >= MAX_INCLUDES {
+            return Err(err(
+                key,
+                "too-costly",
+                format!("at most {MAX_INCLUDES} includes"),
+            ));
+        }
+        let parts: Vec<&str> = value.split(':').collect();
+        let (source, param, target) = match parts.as_slice() {
+            ["*"] if !reverse => (String::new(), None, None),
+            [s, "*"] => ((*s).to_owned(), None, None),
+            [s, p] => ((*s).to_owned(), Some((*p).to_owned()), None),
+            [s, p, t] => (
+                (*s).to_owned(),
+                Some((*p).to_owned()),
+                Some((*t).to_owned()),
+            ),
+            _ => {
+                return Err(err(
+                    key,
+                    "invalid",
+                    format!("'{value}' is not Type:parameter[:TargetType]"),
+                ));
+            }
+        };
+        if !source.is_empty() && !huimin_model::is_resource_type(&source) {
+            return Err(err(
+                key,
+                "invalid",
+                format!("'{source}' is not a resource type"),
+            ));
+        }
+        if let Some(t) = &target
+            && !huimin_model::is_resource_type(t)
+        {
+            return Err(err(key, "invalid", format!("'{t}' is not a resource type")));
+        }
+        if let Some(p) = &param {
+            reference_param(&source, p, key)?;
+        }
+        out.push(Include {
+            source,
+            param,
+            target,
+            iterate,
+            reverse,
+        });
+    }
+    Ok(out)
 }
 
 /// Split on commas not escaped with a backslash.

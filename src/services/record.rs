@@ -5,7 +5,9 @@
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
-use crate::fhir::search::Query;
+use std::collections::HashSet;
+
+use crate::fhir::search::{Include, Query};
 use crate::fhir::validate;
 use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
 use crate::store::{DbConn, Store, index, is_unique_violation, search as store_search};
@@ -358,20 +360,137 @@ pub fn history(
     })
 }
 
-/// Live resources matching criteria (or all of the type), in id order, a page at a time.
+/// One page of search results.
+pub struct SearchPage {
+    /// Matches as (id, stored JSON), in id order.
+    pub matches: Vec<(String, String)>,
+    /// Resources added by `_include` / `_revinclude`, as (type, id, stored JSON).
+    pub included: Vec<(String, String, String)>,
+    /// Whether another page follows.
+    pub more: bool,
+}
+
+/// Rounds of `:iterate` and resources included at most, per page.
+const INCLUDE_ROUNDS: usize = 3;
+const MAX_INCLUDED: usize = 1000;
+
+/// Live resources matching criteria (or all of the type), in id order, a page at a time,
+/// with the resources `_include` and `_revinclude` ask for (each at most once).
 pub fn search(
     store: &Store,
     t: &str,
     criteria: &Query,
+    includes: &[Include],
     after: Option<&str>,
     count: i64,
-) -> Result<(Vec<(String, String)>, bool), ApiError> {
+) -> Result<SearchPage, ApiError> {
     store.read(|conn| {
-        let mut rows = store_search::run(conn, t, criteria, after, count + 1)?;
-        let more = rows.len() > usize::try_from(count).unwrap_or(usize::MAX);
-        rows.truncate(usize::try_from(count).unwrap_or(usize::MAX));
-        Ok((rows, more))
+        let mut matches = store_search::run(conn, t, criteria, after, count + 1)?;
+        let more = matches.len() > usize::try_from(count).unwrap_or(usize::MAX);
+        matches.truncate(usize::try_from(count).unwrap_or(usize::MAX));
+        let included = if includes.is_empty() || matches.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<String> = matches.iter().map(|(id, _)| id.clone()).collect();
+            include(conn, t, ids, includes)?
+        };
+        Ok(SearchPage {
+            matches,
+            included,
+            more,
+        })
     })
+}
+
+fn include(
+    conn: &mut DbConn,
+    t: &str,
+    ids: Vec<String>,
+    includes: &[Include],
+) -> Result<Vec<(String, String, String)>, ApiError> {
+    let mut seen: HashSet<(String, String)> =
+        ids.iter().map(|id| (t.to_owned(), id.clone())).collect();
+    let mut frontier: Vec<(String, String)> = seen.iter().cloned().collect();
+    let mut out = Vec::new();
+    for round in 0..INCLUDE_ROUNDS {
+        let mut found: Vec<(String, String)> = Vec::new();
+        for inc in includes.iter().filter(|i| round == 0 || i.iterate) {
+            let by_type = |ty: &str| -> Vec<String> {
+                frontier
+                    .iter()
+                    .filter(|(ft, _)| ft == ty)
+                    .map(|(_, id)| id.clone())
+                    .collect()
+            };
+            if inc.reverse {
+                for target_type in frontier
+                    .iter()
+                    .map(|(ft, _)| ft.clone())
+                    .collect::<HashSet<_>>()
+                {
+                    let targets = by_type(&target_type);
+                    for id in store_search::referring(
+                        conn,
+                        &inc.source,
+                        inc.param.as_deref(),
+                        &target_type,
+                        &targets,
+                    )? {
+                        found.push((inc.source.clone(), id));
+                    }
+                }
+            } else {
+                let sources: Vec<String> = if inc.source.is_empty() {
+                    frontier
+                        .iter()
+                        .map(|(ft, _)| ft.clone())
+                        .collect::<HashSet<_>>()
+                        .into_iter()
+                        .collect()
+                } else {
+                    vec![inc.source.clone()]
+                };
+                for src in sources {
+                    let src_ids = by_type(&src);
+                    if src_ids.is_empty() {
+                        continue;
+                    }
+                    found.extend(store_search::references_from(
+                        conn,
+                        &src,
+                        &src_ids,
+                        inc.param.as_deref(),
+                        inc.target.as_deref(),
+                    )?);
+                }
+            }
+        }
+        let fresh: Vec<(String, String)> = found
+            .into_iter()
+            .filter(|k| seen.insert(k.clone()))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        let mut types: Vec<&String> = fresh.iter().map(|(ty, _)| ty).collect();
+        types.sort();
+        types.dedup();
+        for ty in types {
+            let ids: Vec<String> = fresh
+                .iter()
+                .filter(|(ft, _)| ft == ty)
+                .map(|(_, id)| id.clone())
+                .collect();
+            for (id, content) in store_search::load(conn, ty, &ids)? {
+                if out.len() >= MAX_INCLUDED {
+                    return Ok(out);
+                }
+                out.push((ty.clone(), id, content));
+            }
+        }
+        frontier = fresh;
+    }
+    Ok(out)
 }
 
 fn check_body_id(tree: &Json, t: &str, url_id: Option<&str>) -> Result<(), ApiError> {

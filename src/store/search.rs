@@ -425,3 +425,65 @@ pub fn run(
     };
     Ok(rows.into_iter().map(|r| (r.res_id, r.content)).collect())
 }
+
+/// References held by the given resources of type `src_type` (through `param`, or any
+/// reference parameter), as (target type, target id), for `_include`.
+pub fn references_from(
+    conn: &mut DbConn,
+    src_type: &str,
+    src_ids: &[String],
+    param: Option<&str>,
+    target_type: Option<&str>,
+) -> QueryResult<Vec<(String, String)>> {
+    use super::schema::search_reference as x;
+    let mut q = x::table
+        .filter(x::res_type.eq(src_type))
+        .filter(x::res_id.eq_any(src_ids))
+        .filter(x::target_id.ne(""))
+        .filter(x::target_type.ne(""))
+        .select((x::target_type, x::target_id))
+        .distinct()
+        .into_boxed::<<DbConn as diesel::Connection>::Backend>();
+    if let Some(p) = param {
+        q = q.filter(x::param.eq(p));
+    }
+    if let Some(t) = target_type {
+        q = q.filter(x::target_type.eq(t));
+    }
+    q.load(conn)
+}
+
+/// Ids of resources of type `src_type` whose `param` (or any reference parameter) refers to
+/// one of `target_ids` of `target_type`, for `_revinclude`.
+pub fn referring(
+    conn: &mut DbConn,
+    src_type: &str,
+    param: Option<&str>,
+    target_type: &str,
+    target_ids: &[String],
+) -> QueryResult<Vec<String>> {
+    use super::schema::search_reference as x;
+    let mut q = x::table
+        .filter(x::res_type.eq(src_type))
+        .filter(x::target_type.eq(target_type))
+        .filter(x::target_id.eq_any(target_ids))
+        .select(x::res_id)
+        .distinct()
+        .into_boxed::<<DbConn as diesel::Connection>::Backend>();
+    if let Some(p) = param {
+        q = q.filter(x::param.eq(p));
+    }
+    q.load(conn)
+}
+
+/// The live resources of type `t` among `ids`, as (id, content).
+pub fn load(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    use super::schema::resources as r;
+    r::table
+        .filter(r::res_type.eq(t))
+        .filter(r::res_id.eq_any(ids))
+        .filter(r::deleted.eq(false))
+        .order(r::res_id.asc())
+        .select((r::res_id, r::content))
+        .load(conn)
+}

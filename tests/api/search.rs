@@ -319,6 +319,103 @@ async fn chained_and_reverse_chained_search() {
     );
 }
 
+/// (mode, type/id) of every entry of the first page, sorted.
+async fn entries(app: &TestApp, query: &str) -> Vec<(String, String)> {
+    let r = app.get(&format!("/fhir/{query}")).await;
+    assert_eq!(r.status.as_u16(), 200, "{query}: {}", r.text());
+    let mut out: Vec<(String, String)> = r.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let res = &e["resource"];
+            (
+                e["search"]["mode"].as_str().unwrap().to_owned(),
+                format!(
+                    "{}/{}",
+                    res["resourceType"].as_str().unwrap(),
+                    res["id"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn modes(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = v
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[actix_web::test]
+async fn include_and_revinclude() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    assert_eq!(
+        entries(&app, "Observation?code=8480-6&_include=Observation:subject").await,
+        modes(&[
+            ("match", "Observation/obs-1"),
+            ("match", "Observation/obs-2"),
+            ("include", "Patient/pat-a"),
+            ("include", "Patient/pat-b")
+        ])
+    );
+    assert_eq!(
+        entries(
+            &app,
+            "Observation?_id=obs-1,obs-3&_include=Observation:subject:Patient"
+        )
+        .await,
+        modes(&[
+            ("match", "Observation/obs-1"),
+            ("match", "Observation/obs-3"),
+            ("include", "Patient/pat-a")
+        ])
+    );
+    assert_eq!(
+        entries(&app, "Observation?_id=obs-1&_include=*").await,
+        modes(&[("match", "Observation/obs-1"), ("include", "Patient/pat-a")])
+    );
+    assert_eq!(
+        entries(&app, "Patient?_id=pat-a&_revinclude=Observation:subject").await,
+        modes(&[
+            ("match", "Patient/pat-a"),
+            ("include", "Observation/obs-1"),
+            ("include", "Observation/obs-3")
+        ])
+    );
+    assert_eq!(
+        entries(&app, "Observation?_id=obs-1&_include=Observation:subject&_include:iterate=Patient:organization").await,
+        modes(&[("match", "Observation/obs-1"), ("include", "Patient/pat-a"), ("include", "Organization/org-1")])
+    );
+    // Without :iterate the second hop is not taken.
+    assert_eq!(
+        entries(
+            &app,
+            "Observation?_id=obs-1&_include=Observation:subject&_include=Patient:organization"
+        )
+        .await,
+        modes(&[("match", "Observation/obs-1"), ("include", "Patient/pat-a")])
+    );
+    assert_eq!(
+        entries(&app, "Organization?_id=org-1&_revinclude=Patient:organization&_revinclude:iterate=Observation:subject").await,
+        modes(&[("match", "Organization/org-1"), ("include", "Patient/pat-a"), ("include", "Observation/obs-1"), ("include", "Observation/obs-3")])
+    );
+    for q in [
+        "Observation?_include=Observation",
+        "Observation?_include=Observation:nonsense",
+        "Observation?_include=Unicorn:subject",
+    ] {
+        app.get(&format!("/fhir/{q}")).await.outcome(400);
+    }
+}
+
 #[actix_web::test]
 async fn deleted_and_updated_resources_leave_the_index() {
     let app = spawn_app().await;
