@@ -61,6 +61,10 @@ def main(src, out):
                 entry["x"] = rep[0]
             if e.get("max") == "0":
                 entry["z"] = 1
+            if e.get("isSummary"):
+                entry["s"] = 1
+            if e.get("min", 0) > 0:
+                entry["n"] = 1
             elements.append(entry)
         types[name] = {
             "kind": sd["kind"],

@@ -13,10 +13,14 @@ use crate::error::ApiError;
 use crate::fhir::bundle::{self, Link};
 use crate::fhir::json::Json;
 use crate::fhir::outcome::{Issue, OperationOutcome};
-use crate::fhir::search::{self, Query};
+use base64::Engine as _;
+
+use crate::fhir::search::{self, Query, SortKey};
+use crate::fhir::shape::{self, Shape};
 use crate::fhir::validate::is_valid_id;
 use crate::services::record::{self, Record, Written};
 use crate::store::resources::HistoryScope;
+use crate::store::search::{self as store_search, After, SortValue, ValueType};
 
 /// Register the resource routes (under `/fhir`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -668,6 +672,64 @@ async fn history_instance(
     history_response(req, state, Scope::Instance(t, id)).await
 }
 
+/// Encode where the next page starts: the last id, or (sorted) its sort values and id.
+fn encode_cursor(after: &After) -> String {
+    match after {
+        After::Id(id) => id.clone(),
+        After::Sorted(values, id) => {
+            let mut items: Vec<serde_json::Value> = values
+                .iter()
+                .map(|v| match v {
+                    SortValue::Null => serde_json::Value::Null,
+                    SortValue::Text(s) => serde_json::Value::from(s.clone()),
+                    SortValue::Int(i) => serde_json::Value::from(*i),
+                    SortValue::Float(f) => serde_json::Value::from(*f),
+                })
+                .collect();
+            items.push(serde_json::Value::from(id.clone()));
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::Value::Array(items).to_string())
+        }
+    }
+}
+
+fn decode_cursor(raw: &str, sort: &[SortKey]) -> Result<After, ApiError> {
+    let bad = || ApiError::invalid("invalid", "_cursor", "invalid paging cursor");
+    if sort.is_empty() {
+        return if is_valid_id(raw) {
+            Ok(After::Id(raw.to_owned()))
+        } else {
+            Err(bad())
+        };
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| bad())?;
+    let serde_json::Value::Array(mut items) = serde_json::from_slice(&bytes).map_err(|_| bad())?
+    else {
+        return Err(bad());
+    };
+    if items.len() != sort.len() + 1 {
+        return Err(bad());
+    }
+    let id = match items.pop() {
+        Some(serde_json::Value::String(id)) if is_valid_id(&id) => id,
+        _ => return Err(bad()),
+    };
+    let mut values = Vec::with_capacity(sort.len());
+    for (item, key) in items.iter().zip(sort) {
+        let v = match (item, store_search::value_type(key)) {
+            (serde_json::Value::Null, _) => SortValue::Null,
+            (serde_json::Value::String(s), ValueType::Text) => SortValue::Text(s.clone()),
+            (v, ValueType::Int) => SortValue::Int(v.as_i64().ok_or_else(bad)?),
+            (v, ValueType::Float) => SortValue::Float(v.as_f64().ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        values.push(v);
+    }
+    Ok(After::Sorted(values, id))
+}
+
 async fn search_with(
     req: HttpRequest,
     caller: Caller,
@@ -677,60 +739,92 @@ async fn search_with(
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     authorize(&caller, &[Perm::Search], &t, None)?;
+    let invalid = |i| ApiError::Invalid(vec![i]);
     let criteria = parse_query(&req, &state, &t, &pairs)?;
-    let includes = search::parse_includes(&pairs).map_err(|i| ApiError::Invalid(vec![i]))?;
+    let includes = search::parse_includes(&pairs).map_err(invalid)?;
+    let sort = search::parse_sort(&t, &pairs).map_err(invalid)?;
+    let shape = shape::parse(&pairs).map_err(invalid)?;
+    let total = match pairs
+        .iter()
+        .find(|(k, _)| k == "_total")
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("none") => shape == Shape::Count,
+        Some("estimate" | "accurate") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "invalid",
+                "_total",
+                format!("_total '{other}' is not none, estimate or accurate"),
+            ));
+        }
+    };
     // The self link shows what was applied: parameters ignored under lenient handling are left out.
     let pairs: Vec<(String, String)> = pairs
         .into_iter()
         .filter(|(k, _)| !criteria.ignored.contains(k))
         .collect();
-    let count = page_size(&pairs, &state)?;
+    let count = if shape == Shape::Count {
+        0
+    } else {
+        page_size(&pairs, &state)?
+    };
     let cursor = pairs
         .iter()
         .find(|(k, _)| k == "_cursor")
         .map(|(_, v)| v.clone());
-    if let Some(c) = &cursor
-        && !is_valid_id(c)
-    {
-        return Err(ApiError::invalid(
-            "invalid",
-            "_cursor",
-            "invalid paging cursor",
-        ));
-    }
+    let after = cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, &sort))
+        .transpose()?;
+    let request = record::SearchRequest {
+        criteria,
+        sort,
+        includes,
+        after,
+        count,
+        total,
+    };
     let store = state.store.clone();
     let tt = t.clone();
-    let cur = cursor.clone();
-    let page = web::block(move || {
-        record::search(&store, &tt, &criteria, &includes, cur.as_deref(), count)
-    })
-    .await??;
+    let page = web::block(move || record::search(&store, &tt, &request)).await??;
     let base = base_url(&req, &state);
     let mut links = vec![Link {
         relation: "self",
         url: page_url(&req, &state, &pairs, cursor.as_deref()),
     }];
-    if page.more
-        && let Some((last, _)) = page.matches.last()
-    {
+    if cursor.is_some() {
         links.push(Link {
-            relation: "next",
-            url: page_url(&req, &state, &pairs, Some(last)),
+            relation: "first",
+            url: page_url(&req, &state, &pairs, None),
         });
     }
-    let matches = page
-        .matches
-        .into_iter()
-        .map(|(id, content)| bundle::search_entry(&format!("{base}/{t}/{id}"), content, "match"));
+    if let Some(next) = &page.next {
+        links.push(Link {
+            relation: "next",
+            url: page_url(&req, &state, &pairs, Some(&encode_cursor(next))),
+        });
+    }
+    let matches = page.matches.into_iter().map(|(id, content)| {
+        bundle::search_entry(
+            &format!("{base}/{t}/{id}"),
+            shape::apply(&shape, content),
+            "match",
+        )
+    });
     let included = page.included.into_iter().map(|(ty, id, content)| {
-        bundle::search_entry(&format!("{base}/{ty}/{id}"), content, "include")
+        bundle::search_entry(
+            &format!("{base}/{ty}/{id}"),
+            shape::apply(&shape, content),
+            "include",
+        )
     });
     let entries: Vec<Json> = matches.chain(included).collect();
     let b = bundle::bundle(
         "searchset",
         &record::new_id(),
         &clock::instant(clock::now_millis()),
-        None,
+        page.total.and_then(|n| usize::try_from(n).ok()),
         links,
         entries,
     );

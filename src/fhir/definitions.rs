@@ -45,6 +45,10 @@ pub struct ElementDef {
     pub children_of: Option<String>,
     /// Written as an XML attribute (`Element.id`, `Extension.url`).
     pub xml_attr: bool,
+    /// Part of the summary view (`_summary=true`).
+    pub summary: bool,
+    /// Mandatory (minimum cardinality above zero).
+    pub required: bool,
 }
 
 pub struct Definitions {
@@ -72,6 +76,8 @@ struct RawElement {
     r: Option<String>,
     x: Option<String>,
     z: Option<u8>,
+    s: Option<u8>,
+    n: Option<u8>,
 }
 
 impl Definitions {
@@ -120,6 +126,8 @@ impl Definitions {
                         types: e.t,
                         children_of,
                         xml_attr: e.x.as_deref() == Some("xmlAttr"),
+                        summary: e.s == Some(1),
+                        required: e.n == Some(1),
                     });
             }
         }
@@ -146,6 +154,16 @@ impl ElementDef {
     /// The context whose children apply to a complex value of this element of type `ty`.
     pub fn context_for<'a>(&'a self, ty: &'a str) -> &'a str {
         self.children_of.as_deref().unwrap_or(ty)
+    }
+
+    /// Whether JSON member `key` (or its `_key` shadow) holds this element.
+    pub fn holds(&self, key: &str) -> bool {
+        let key = key.strip_prefix('_').unwrap_or(key);
+        if self.choice {
+            self.types.iter().any(|t| self.choice_name(t) == key)
+        } else {
+            self.name == key
+        }
     }
 
     /// JSON member name for a choice element of type `ty`: `value` + `Quantity`.

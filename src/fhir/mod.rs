@@ -9,5 +9,6 @@ pub mod json;
 pub mod outcome;
 pub mod search;
 pub mod search_params;
+pub mod shape;
 pub mod validate;
 pub mod xml;

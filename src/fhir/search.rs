@@ -500,6 +500,84 @@ fn parse_has(
     })
 }
 
+/// What one `_sort` key orders by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortBy {
+    Id,
+    LastUpdated,
+    /// The lowest (ascending) or highest (descending) indexed value of a parameter.
+    Index {
+        table: Table,
+        param: String,
+    },
+}
+
+/// One `_sort` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub by: SortBy,
+    pub desc: bool,
+}
+
+/// Most `_sort` keys.
+const MAX_SORT: usize = 5;
+
+/// Parse `_sort=-date,name`: any parameter of a sortable type, `_id`, `_lastUpdated`.
+pub fn parse_sort(resource_type: &str, pairs: &[(String, String)]) -> Result<Vec<SortKey>, Issue> {
+    let Some((_, v)) = pairs.iter().find(|(k, _)| k == "_sort") else {
+        return Ok(Vec::new());
+    };
+    let mut keys = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (desc, code) = match item.strip_prefix('-') {
+            Some(c) => (true, c),
+            None => (false, item),
+        };
+        let by = match code {
+            "_id" => SortBy::Id,
+            "_lastUpdated" => SortBy::LastUpdated,
+            _ => {
+                let param = REGISTRY.get(resource_type, code).ok_or_else(|| {
+                    err(
+                        "_sort",
+                        "not-supported",
+                        format!("'{code}' is not a search parameter of {resource_type}"),
+                    )
+                })?;
+                let table = match param.kind {
+                    ParamType::Token => Table::Token,
+                    ParamType::String => Table::String,
+                    ParamType::Date => Table::Date,
+                    ParamType::Reference => Table::Reference,
+                    ParamType::Number => Table::Number,
+                    ParamType::Quantity => Table::Quantity,
+                    ParamType::Uri => Table::Uri,
+                    _ => {
+                        return Err(err(
+                            "_sort",
+                            "not-supported",
+                            format!("cannot sort by '{code}'"),
+                        ));
+                    }
+                };
+                SortBy::Index {
+                    table,
+                    param: code.to_owned(),
+                }
+            }
+        };
+        keys.push(SortKey { by, desc });
+    }
+    if keys.len() > MAX_SORT {
+        return Err(err(
+            "_sort",
+            "too-costly",
+            format!("at most {MAX_SORT} sort keys"),
+        ));
+    }
+    Ok(keys)
+}
+
 /// An `_include` or `_revinclude` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Include {

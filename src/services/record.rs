@@ -7,9 +7,10 @@ use crate::error::ApiError;
 use crate::fhir::json::Json;
 use std::collections::HashSet;
 
-use crate::fhir::search::{Include, Query};
+use crate::fhir::search::{Include, Query, SortKey};
 use crate::fhir::validate;
 use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
+use crate::store::search::After;
 use crate::store::{DbConn, Store, index, is_unique_violation, search as store_search};
 
 /// A stored resource version as the API returns it.
@@ -99,7 +100,7 @@ pub fn matching_ids(
     criteria: &Query,
     limit: i64,
 ) -> Result<Vec<String>, ApiError> {
-    let rows = store_search::run(conn, t, criteria, None, limit)?;
+    let rows = store_search::run(conn, t, criteria, &[], None, limit)?;
     Ok(rows.into_iter().map(|(id, _)| id).collect())
 }
 
@@ -362,42 +363,72 @@ pub fn history(
 
 /// One page of search results.
 pub struct SearchPage {
-    /// Matches as (id, stored JSON), in id order.
+    /// Matches as (id, stored JSON), in the requested order.
     pub matches: Vec<(String, String)>,
     /// Resources added by `_include` / `_revinclude`, as (type, id, stored JSON).
     pub included: Vec<(String, String, String)>,
-    /// Whether another page follows.
-    pub more: bool,
+    /// Where the next page starts, when there is one.
+    pub next: Option<After>,
+    /// The number of matches, when asked for.
+    pub total: Option<i64>,
+}
+
+/// What a search asks for beyond its selection criteria.
+pub struct SearchRequest {
+    pub criteria: Query,
+    pub sort: Vec<SortKey>,
+    pub includes: Vec<Include>,
+    pub after: Option<After>,
+    pub count: i64,
+    pub total: bool,
 }
 
 /// Rounds of `:iterate` and resources included at most, per page.
 const INCLUDE_ROUNDS: usize = 3;
 const MAX_INCLUDED: usize = 1000;
 
-/// Live resources matching criteria (or all of the type), in id order, a page at a time,
-/// with the resources `_include` and `_revinclude` ask for (each at most once).
-pub fn search(
-    store: &Store,
-    t: &str,
-    criteria: &Query,
-    includes: &[Include],
-    after: Option<&str>,
-    count: i64,
-) -> Result<SearchPage, ApiError> {
+/// Live resources matching the criteria, a page at a time in the requested order (keyset
+/// paging), with the resources `_include` and `_revinclude` ask for (each at most once).
+pub fn search(store: &Store, t: &str, req: &SearchRequest) -> Result<SearchPage, ApiError> {
     store.read(|conn| {
-        let mut matches = store_search::run(conn, t, criteria, after, count + 1)?;
-        let more = matches.len() > usize::try_from(count).unwrap_or(usize::MAX);
-        matches.truncate(usize::try_from(count).unwrap_or(usize::MAX));
-        let included = if includes.is_empty() || matches.is_empty() {
+        let limit = usize::try_from(req.count).unwrap_or(usize::MAX);
+        let mut matches = store_search::run(
+            conn,
+            t,
+            &req.criteria,
+            &req.sort,
+            req.after.as_ref(),
+            req.count + 1,
+        )?;
+        let more = matches.len() > limit;
+        matches.truncate(limit);
+        let next = match matches.last() {
+            Some((last, _)) if more => Some(if req.sort.is_empty() {
+                After::Id(last.clone())
+            } else {
+                After::Sorted(
+                    store_search::sort_values(conn, t, &req.sort, last)?,
+                    last.clone(),
+                )
+            }),
+            _ => None,
+        };
+        let total = if req.total {
+            Some(store_search::count(conn, t, &req.criteria)?)
+        } else {
+            None
+        };
+        let included = if req.includes.is_empty() || matches.is_empty() {
             Vec::new()
         } else {
             let ids: Vec<String> = matches.iter().map(|(id, _)| id.clone()).collect();
-            include(conn, t, ids, includes)?
+            include(conn, t, ids, &req.includes)?
         };
         Ok(SearchPage {
             matches,
             included,
-            more,
+            next,
+            total,
         })
     })
 }

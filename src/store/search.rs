@@ -13,7 +13,7 @@ use diesel::sql_types::{BigInt, Bool, Double, Text};
 
 use super::DbConn;
 use crate::clock;
-use crate::fhir::search::{Clause, Cond, Prefix, Query, Table};
+use crate::fhir::search::{Clause, Cond, Prefix, Query, SortBy, SortKey, Table};
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -376,54 +376,282 @@ struct Row {
     content: String,
 }
 
-/// Live resources of type `t` matching `query`, in id order after `after`, at most `limit`.
-pub fn run(
-    conn: &mut DbConn,
-    t: &str,
-    query: &Query,
-    after: Option<&str>,
-    limit: i64,
-) -> QueryResult<Vec<(String, String)>> {
-    let mut q = Sql {
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct TextValue {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    v: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct IntValue {
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    v: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct FloatValue {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Double>)]
+    v: Option<f64>,
+}
+
+/// A sort key's value in a paging cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortValue {
+    Null,
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+/// Where the next page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum After {
+    /// After this id (default order).
+    Id(String),
+    /// After the row with these sort values and this id.
+    Sorted(Vec<SortValue>, String),
+}
+
+/// The type of value a sort key produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    Text,
+    Int,
+    Float,
+}
+
+pub fn value_type(key: &SortKey) -> ValueType {
+    match &key.by {
+        SortBy::LastUpdated
+        | SortBy::Index {
+            table: Table::Date, ..
+        } => ValueType::Int,
+        SortBy::Index {
+            table: Table::Number | Table::Quantity,
+            ..
+        } => ValueType::Float,
+        SortBy::Id | SortBy::Index { .. } => ValueType::Text,
+    }
+}
+
+fn sort_column(table: Table, desc: bool) -> &'static str {
+    match table {
+        Table::Token => "code",
+        Table::String => "value",
+        Table::Date if desc => "high",
+        Table::Date => "low",
+        Table::Reference => "target_id",
+        Table::Number | Table::Quantity => "value",
+        Table::Uri => "uri",
+    }
+}
+
+/// The expression of one sort key over resource alias `r`.
+fn sort_expr(q: &mut Sql, t: &str, key: &SortKey) {
+    match &key.by {
+        SortBy::Id => q.push("r.res_id"),
+        SortBy::LastUpdated => q.push("r.last_updated"),
+        SortBy::Index { table, param } => {
+            let agg = if key.desc { "MAX" } else { "MIN" };
+            q.push(&format!(
+                "(SELECT {agg}(x.{}) FROM {} x WHERE x.res_type = ",
+                sort_column(*table, key.desc),
+                table_name(*table)
+            ));
+            q.text(t);
+            q.push(" AND x.res_id = r.res_id AND x.param = ");
+            q.text(param);
+            q.push(")");
+        }
+    }
+}
+
+fn new_sql(conn: &DbConn) -> Sql {
+    Sql {
         text: String::with_capacity(256),
         binds: Vec::new(),
         postgres: matches!(conn, DbConn::Postgres(_)),
         aliases: 0,
-    };
-    q.push("SELECT r.res_id, r.content FROM resources r WHERE r.res_type = ");
+    }
+}
+
+/// `FROM resources r WHERE` live resources of type `t` matching every clause.
+fn from_where(q: &mut Sql, t: &str, query: &Query) {
+    q.push(" FROM resources r WHERE r.res_type = ");
     q.text(t);
     q.push(" AND r.deleted = ");
     q.bind(Bind::Bool(false));
     for c in &query.clauses {
         q.push(" AND ");
-        clause_sql(&mut q, t, c, "r");
+        clause_sql(q, t, c, "r");
     }
-    if let Some(a) = after {
-        q.push(" AND r.res_id > ");
-        q.text(a);
+}
+
+fn bind_value(q: &mut Sql, v: &SortValue) {
+    match v {
+        SortValue::Null => q.push("NULL"),
+        SortValue::Text(s) => q.text(s),
+        SortValue::Int(i) => q.bind(Bind::Int(*i)),
+        SortValue::Float(f) => q.bind(Bind::Float(*f)),
     }
-    q.push(" ORDER BY r.res_id LIMIT ");
-    q.bind(Bind::Int(limit));
-    let Sql { text, binds, .. } = q;
-    macro_rules! load {
-        ($c:expr, $db:ty) => {{
-            let mut query = diesel::sql_query(text).into_boxed::<$db>();
-            for b in binds {
-                query = match b {
-                    Bind::Text(s) => query.bind::<Text, _>(s),
-                    Bind::Int(i) => query.bind::<BigInt, _>(i),
-                    Bind::Float(f) => query.bind::<Double, _>(f),
-                    Bind::Bool(v) => query.bind::<Bool, _>(v),
-                };
+}
+
+/// Keyset condition: rows after (values, id) in the order of `keys` (NULLs last).
+fn keyset(q: &mut Sql, keys: &[SortKey], values: &[SortValue], id: &str) {
+    q.push(" WHERE (");
+    for i in 0..=keys.len() {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        q.push("(1 = 1");
+        for (j, v) in values.iter().enumerate().take(i) {
+            match v {
+                SortValue::Null => q.push(&format!(" AND s.k{j} IS NULL")),
+                v => {
+                    q.push(&format!(" AND s.k{j} = "));
+                    bind_value(q, v);
+                }
             }
-            query.load::<Row>($c)?
-        }};
+        }
+        if i < keys.len() {
+            let v = &values[i];
+            match v {
+                SortValue::Null => q.push(" AND 1 = 0"),
+                v => {
+                    let op = if keys[i].desc { "<" } else { ">" };
+                    q.push(&format!(" AND (s.k{i} {op} "));
+                    bind_value(q, v);
+                    q.push(&format!(" OR s.k{i} IS NULL)"));
+                }
+            }
+        } else {
+            q.push(" AND s.res_id > ");
+            q.text(id);
+        }
+        q.push(")");
     }
-    let rows = match conn {
-        DbConn::Postgres(c) => load!(c, diesel::pg::Pg),
-        DbConn::Sqlite(c) => load!(c, diesel::sqlite::Sqlite),
-    };
+    q.push(")");
+}
+
+macro_rules! load_rows {
+    ($conn:expr, $q:expr, $row:ty) => {{
+        let Sql { text, binds, .. } = $q;
+        macro_rules! load {
+            ($c:expr, $db:ty) => {{
+                let mut query = diesel::sql_query(text).into_boxed::<$db>();
+                for b in binds {
+                    query = match b {
+                        Bind::Text(s) => query.bind::<Text, _>(s),
+                        Bind::Int(i) => query.bind::<BigInt, _>(i),
+                        Bind::Float(f) => query.bind::<Double, _>(f),
+                        Bind::Bool(v) => query.bind::<Bool, _>(v),
+                    };
+                }
+                query.load::<$row>($c)?
+            }};
+        }
+        match $conn {
+            DbConn::Postgres(c) => load!(c, diesel::pg::Pg),
+            DbConn::Sqlite(c) => load!(c, diesel::sqlite::Sqlite),
+        }
+    }};
+}
+
+/// Live resources of type `t` matching `query`, ordered by `sort` (then id), after `after`,
+/// at most `limit`, as (id, stored JSON).
+pub fn run(
+    conn: &mut DbConn,
+    t: &str,
+    query: &Query,
+    sort: &[SortKey],
+    after: Option<&After>,
+    limit: i64,
+) -> QueryResult<Vec<(String, String)>> {
+    let mut q = new_sql(conn);
+    if sort.is_empty() {
+        q.push("SELECT r.res_id, r.content");
+        from_where(&mut q, t, query);
+        if let Some(After::Id(a) | After::Sorted(_, a)) = after {
+            q.push(" AND r.res_id > ");
+            q.text(a);
+        }
+        q.push(" ORDER BY r.res_id");
+    } else {
+        q.push("SELECT s.res_id, s.content FROM (SELECT r.res_id, r.content");
+        for (i, key) in sort.iter().enumerate() {
+            q.push(", ");
+            sort_expr(&mut q, t, key);
+            q.push(&format!(" AS k{i}"));
+        }
+        from_where(&mut q, t, query);
+        q.push(") s");
+        if let Some(After::Sorted(values, id)) = after {
+            keyset(&mut q, sort, values, id);
+        }
+        q.push(" ORDER BY ");
+        for (i, key) in sort.iter().enumerate() {
+            let dir = if key.desc { "DESC" } else { "ASC" };
+            q.push(&format!("s.k{i} {dir} NULLS LAST, "));
+        }
+        q.push("s.res_id");
+    }
+    q.push(" LIMIT ");
+    q.bind(Bind::Int(limit));
+    let rows = load_rows!(conn, q, Row);
     Ok(rows.into_iter().map(|r| (r.res_id, r.content)).collect())
+}
+
+/// How many live resources of type `t` match `query` (`_total=accurate`).
+pub fn count(conn: &mut DbConn, t: &str, query: &Query) -> QueryResult<i64> {
+    let mut q = new_sql(conn);
+    q.push("SELECT COUNT(*) AS n");
+    from_where(&mut q, t, query);
+    let rows = load_rows!(conn, q, CountRow);
+    Ok(rows.first().map_or(0, |r| r.n))
+}
+
+/// The sort values of one resource, for the cursor of the page it ends.
+pub fn sort_values(
+    conn: &mut DbConn,
+    t: &str,
+    sort: &[SortKey],
+    id: &str,
+) -> QueryResult<Vec<SortValue>> {
+    let mut out = Vec::with_capacity(sort.len());
+    for key in sort {
+        let mut q = new_sql(conn);
+        q.push("SELECT ");
+        sort_expr(&mut q, t, key);
+        q.push(" AS v FROM resources r WHERE r.res_type = ");
+        q.text(t);
+        q.push(" AND r.res_id = ");
+        q.text(id);
+        let value = match value_type(key) {
+            ValueType::Int => load_rows!(conn, q, IntValue)
+                .into_iter()
+                .next()
+                .and_then(|r| r.v)
+                .map(SortValue::Int),
+            ValueType::Float => load_rows!(conn, q, FloatValue)
+                .into_iter()
+                .next()
+                .and_then(|r| r.v)
+                .map(SortValue::Float),
+            ValueType::Text => load_rows!(conn, q, TextValue)
+                .into_iter()
+                .next()
+                .and_then(|r| r.v)
+                .map(SortValue::Text),
+        };
+        out.push(value.unwrap_or(SortValue::Null));
+    }
+    Ok(out)
 }
 
 /// References held by the given resources of type `src_type` (through `param`, or any

@@ -496,3 +496,169 @@ async fn bad_searches_are_400_unless_lenient() {
     .await;
     let _ = FHIR_JSON;
 }
+
+/// The ids of every page in order (not sorted).
+async fn ordered(app: &TestApp, query: &str) -> Vec<String> {
+    let mut url = if query.starts_with("http") {
+        query.to_owned()
+    } else {
+        format!("/fhir/{query}")
+    };
+    let mut out = Vec::new();
+    loop {
+        let r = app.get(&url).await;
+        assert_eq!(r.status.as_u16(), 200, "{query}: {}", r.text());
+        let b = r.json();
+        out.extend(
+            b["entry"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_owned()),
+        );
+        match b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(l) => url = l["url"].as_str().unwrap().to_owned(),
+            None => return out,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn sorting_with_keyset_paging() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    for (q, want) in [
+        ("Patient?_sort=birthdate", vec!["pat-a", "pat-b", "pat-c"]),
+        ("Patient?_sort=-birthdate", vec!["pat-c", "pat-b", "pat-a"]),
+        ("Patient?_sort=family", vec!["pat-c", "pat-a", "pat-b"]),
+        ("Patient?_sort=-family", vec!["pat-a", "pat-b", "pat-c"]),
+        (
+            "Patient?_sort=gender,-birthdate",
+            vec!["pat-c", "pat-b", "pat-a"],
+        ),
+        ("Patient?_sort=active", vec!["pat-b", "pat-a", "pat-c"]),
+        ("Patient?_sort=-active", vec!["pat-a", "pat-b", "pat-c"]),
+        ("Patient?_sort=-_id", vec!["pat-c", "pat-b", "pat-a"]),
+        ("Observation?_sort=-date", vec!["obs-2", "obs-1", "obs-3"]),
+        (
+            "Observation?_sort=value-quantity",
+            vec!["obs-3", "obs-1", "obs-2"],
+        ),
+        (
+            "Observation?_sort=subject,-value-quantity",
+            vec!["obs-1", "obs-3", "obs-2"],
+        ),
+    ] {
+        assert_eq!(ordered(&app, q).await, want, "{q}");
+        // The same order one resource per page, following the next links.
+        assert_eq!(
+            ordered(&app, &format!("{q}&_count=1")).await,
+            want,
+            "{q} paged"
+        );
+    }
+    app.get("/fhir/Patient?_sort=nonsense").await.outcome(400);
+    app.get("/fhir/Patient?_sort=birthdate&_cursor=garbage")
+        .await
+        .outcome(400);
+}
+
+#[actix_web::test]
+async fn sorted_paging_stays_correct_while_resources_are_written() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    let first = app
+        .get("/fhir/Patient?_sort=birthdate&_count=2")
+        .await
+        .json();
+    let page1: Vec<&str> = first["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page1, ["pat-a", "pat-b"]);
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Written between the pages: one sorts before the cursor, one after it.
+    put(
+        &app,
+        json!({"resourceType": "Patient", "id": "pat-early", "birthDate": "1970-01-01"}),
+    )
+    .await;
+    put(
+        &app,
+        json!({"resourceType": "Patient", "id": "pat-late", "birthDate": "2010-01-01"}),
+    )
+    .await;
+    let rest = ordered(&app, &next).await;
+    assert_eq!(
+        rest,
+        ["pat-c", "pat-late"],
+        "no repeats, no skips, new rows after the cursor appear"
+    );
+}
+
+#[actix_web::test]
+async fn totals_summaries_and_elements() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    let b = app
+        .get("/fhir/Patient?_total=accurate&_count=1")
+        .await
+        .json();
+    assert_eq!(b["total"], 3);
+    assert_eq!(b["entry"].as_array().unwrap().len(), 1);
+    assert!(
+        app.get("/fhir/Patient?_count=1")
+            .await
+            .json()
+            .get("total")
+            .is_none(),
+        "no total unless asked"
+    );
+    let b = app
+        .get("/fhir/Patient?gender=female&_summary=count")
+        .await
+        .json();
+    assert_eq!(b["total"], 2);
+    assert!(b.get("entry").is_none());
+    let b = app
+        .get("/fhir/Patient?_id=pat-a&_elements=gender")
+        .await
+        .json();
+    let res = &b["entry"][0]["resource"];
+    let mut keys: Vec<&str> = res
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["gender", "id", "meta", "resourceType"]);
+    assert_eq!(res["meta"]["tag"][0]["code"], "SUBSETTED");
+    let b = app
+        .get("/fhir/Patient?_id=pat-a&_summary=true")
+        .await
+        .json();
+    let res = &b["entry"][0]["resource"];
+    assert_eq!(res["gender"], "male");
+    assert_eq!(res["meta"]["tag"][0]["code"], "SUBSETTED");
+    let full = app.get("/fhir/Patient?_id=pat-a").await.json();
+    assert!(full["entry"][0]["resource"]["meta"].get("tag").is_none());
+    app.get("/fhir/Patient?_summary=maybe").await.outcome(400);
+    app.get("/fhir/Patient?_total=some").await.outcome(400);
+}
