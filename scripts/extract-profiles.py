@@ -8,6 +8,9 @@ Writes fhir-profiles/r4b-search-parameters.json: every SearchParameter of the pa
 base types, type, FHIRPath expression, reference targets, composite components), which the
 search engine indexes and queries.
 
+Writes fhir-profiles/r4b-compartments.json: the Patient, Encounter, Practitioner, RelatedPerson
+and Device compartments (for each resource type, the parameters that place it in one).
+
 Writes fhir-profiles/r4b-elements.json: for every base resource, complex and primitive type
 (specialisations only, no constraint profiles) the snapshot elements in definition order with
 their cardinality, types, content references and XML representation. The XML <-> JSON
@@ -99,6 +102,15 @@ def main(src, out):
     with open(os.path.join(out, "r4b-search-parameters.json"), "w", encoding="utf-8") as fh:
         json.dump({"fhirVersion": "4.3.0", "parameters": params}, fh, separators=(",", ":"))
     print(f"{len(params)} search parameters written")
+    compartments = {}
+    for name in ("patient", "encounter", "practitioner", "relatedPerson", "device"):
+        cd = json.load(open(os.path.join(src, f"CompartmentDefinition-{name}.json"), encoding="utf-8"))
+        compartments[cd["code"]] = {
+            r["code"]: r["param"] for r in cd.get("resource", []) if r.get("param")
+        }
+    with open(os.path.join(out, "r4b-compartments.json"), "w", encoding="utf-8") as fh:
+        json.dump({"fhirVersion": "4.3.0", "compartments": compartments}, fh, separators=(",", ":"), sort_keys=True)
+    print(f"{len(compartments)} compartments written")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ pub fn interaction(route: Option<&str>, method: &Method) -> &'static str {
         (Some("system"), "POST") => "transaction",
         (Some("system"), _) => "search-system",
         (Some("type"), "GET") | (Some("search-post"), _) => "search-type",
+        (Some("search-compartment"), _) => "search-compartment",
         (Some("type"), "POST") => "create",
         (Some("type"), "PUT") => "conditional-update",
         (Some("type"), "DELETE") => "conditional-delete",

@@ -37,7 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth: Arc<Authenticator>, max_bod
                     web::resource(["", "/"])
                         .name("system")
                         .post(not_yet)
-                        .get(not_yet),
+                        .get(rest::search_system),
                 )
                 .configure(rest::configure)
                 .default_service(web::to(not_found)),
@@ -69,10 +69,10 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// Transactions, batches and system search arrive with later capabilities.
+/// Transactions and batches arrive with a later capability.
 async fn not_yet(req: HttpRequest, _caller: Caller) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotImplemented(format!(
-        "{} on the system endpoint (transaction, batch, system search) is not supported yet",
+        "{} on the system endpoint (transaction, batch) is not supported yet",
         req.method()
     )))
 }

@@ -64,6 +64,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/{type}/{id}/_history/{vid}")
             .name("vread")
             .get(vread),
+    )
+    .service(
+        web::resource("/{compartment}/{id}/{type}")
+            .name("search-compartment")
+            .get(search_compartment),
     );
 }
 
@@ -736,11 +741,13 @@ async fn search_with(
     t: String,
     pairs: Vec<(String, String)>,
     state: web::Data<AppState>,
+    within: Option<search::Clause>,
 ) -> Result<HttpResponse, ApiError> {
     let neg = format::negotiate(&req)?;
     authorize(&caller, &[Perm::Search], &t, None)?;
     let invalid = |i| ApiError::Invalid(vec![i]);
-    let criteria = parse_query(&req, &state, &t, &pairs)?;
+    let mut criteria = parse_query(&req, &state, &t, &pairs)?;
+    criteria.clauses.extend(within);
     let includes = search::parse_includes(&pairs).map_err(invalid)?;
     let sort = search::parse_sort(&t, &pairs).map_err(invalid)?;
     let shape = shape::parse(&pairs).map_err(invalid)?;
@@ -838,7 +845,7 @@ async fn search(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(&req);
-    search_with(req, caller, path.into_inner(), pairs, state).await
+    search_with(req, caller, path.into_inner(), pairs, state, None).await
 }
 
 async fn search_post(
@@ -856,5 +863,122 @@ async fn search_post(
     }
     let mut pairs = query_pairs(&req);
     pairs.extend(pairs_of(&body));
-    search_with(req, caller, path.into_inner(), pairs, state).await
+    search_with(req, caller, path.into_inner(), pairs, state, None).await
+}
+
+/// `GET [base]/Patient/123/Observation?…`: a search within a compartment.
+async fn search_compartment(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (compartment, id, t) = path.into_inner();
+    if !matches!(
+        compartment.as_str(),
+        "Patient" | "Encounter" | "Practitioner" | "RelatedPerson" | "Device"
+    ) {
+        return Err(ApiError::NotFound(format!(
+            "'{compartment}' is not a compartment"
+        )));
+    }
+    resource_type(&t)?;
+    resource_id(&id)?;
+    let within =
+        search::compartment(&compartment, &id, &t).map_err(|i| ApiError::Invalid(vec![i]))?;
+    let pairs = query_pairs(&req);
+    search_with(req, caller, t, pairs, state, Some(within)).await
+}
+
+/// `GET [base]?_type=A,B&…`: search across resource types (all of them without `_type`), with
+/// the parameters every listed type shares (for example `_id`, `_lastUpdated`, `_tag`).
+pub async fn search_system(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(&req)?;
+    let pairs = query_pairs(&req);
+    for (k, _) in &pairs {
+        if k.starts_with("_include") || k.starts_with("_revinclude") || k == "_sort" {
+            return Err(ApiError::invalid(
+                "not-supported",
+                k.as_str(),
+                format!("'{k}' is not supported on system search yet"),
+            ));
+        }
+    }
+    let mut types: Vec<String> = match pairs.iter().find(|(k, _)| k == "_type") {
+        Some((_, v)) => v.split(',').map(|s| s.trim().to_owned()).collect(),
+        None => huimin_model::RESOURCE_TYPES
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect(),
+    };
+    types.sort();
+    types.dedup();
+    let selection: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k != "_type")
+        .cloned()
+        .collect();
+    let mut per_type = Vec::with_capacity(types.len());
+    for t in &types {
+        if !huimin_model::is_resource_type(t) {
+            return Err(ApiError::invalid(
+                "invalid",
+                "_type",
+                format!("'{t}' is not a resource type"),
+            ));
+        }
+        caller.require(Perm::Search, Some(t))?;
+        per_type.push((t.clone(), parse_query(&req, &state, t, &selection)?));
+    }
+    let count = page_size(&pairs, &state)?;
+    let cursor = pairs
+        .iter()
+        .find(|(k, _)| k == "_cursor")
+        .map(|(_, v)| v.clone());
+    let after = match cursor.as_deref() {
+        None => None,
+        Some(c) => match c.split_once('/') {
+            Some((t, id)) if huimin_model::is_resource_type(t) && is_valid_id(id) => {
+                Some((t.to_owned(), id.to_owned()))
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid",
+                    "_cursor",
+                    "invalid paging cursor",
+                ));
+            }
+        },
+    };
+    let store = state.store.clone();
+    let record::SystemPage { found: rows, next } =
+        web::block(move || record::search_system(&store, &per_type, after, count)).await??;
+    let base = base_url(&req, &state);
+    let mut links = vec![Link {
+        relation: "self",
+        url: page_url(&req, &state, &pairs, cursor.as_deref()),
+    }];
+    if let Some((t, id)) = next {
+        links.push(Link {
+            relation: "next",
+            url: page_url(&req, &state, &pairs, Some(&format!("{t}/{id}"))),
+        });
+    }
+    let entries = rows
+        .into_iter()
+        .map(|(t, id, content)| bundle::search_entry(&format!("{base}/{t}/{id}"), content, "match"))
+        .collect();
+    let b = bundle::bundle(
+        "searchset",
+        &record::new_id(),
+        &clock::instant(clock::now_millis()),
+        None,
+        links,
+        entries,
+    );
+    Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
 }

@@ -111,6 +111,43 @@ pub enum Clause {
         param: String,
         inner: Box<Clause>,
     },
+    /// Any of these (compartment membership through one of several parameters).
+    Or(Vec<Clause>),
+}
+
+/// The clause that keeps resources of `resource_type` in the compartment of `compartment/id`
+/// (`Patient/123/Observation`): any of the compartment's parameters refers to it.
+pub fn compartment(compartment: &str, id: &str, resource_type: &str) -> Result<Clause, Issue> {
+    let params =
+        super::search_params::compartment_params(compartment, resource_type).ok_or_else(|| {
+            Issue::error(
+                "not-supported",
+                format!("{resource_type} is not in the {compartment} compartment"),
+            )
+        })?;
+    let mut clauses: Vec<Clause> = params
+        .iter()
+        .map(|p| {
+            if p == "{def}" {
+                Clause::Id(vec![id.to_owned()])
+            } else {
+                Clause::Index {
+                    table: Table::Reference,
+                    param: p.clone(),
+                    any: vec![Cond::Reference {
+                        target_type: Some(compartment.to_owned()),
+                        target_id: id.to_owned(),
+                    }],
+                    negate: false,
+                }
+            }
+        })
+        .collect();
+    // The compartment's own resource is in it.
+    if resource_type == compartment {
+        clauses.push(Clause::Id(vec![id.to_owned()]));
+    }
+    Ok(Clause::Or(clauses))
 }
 
 /// Parameters that shape results rather than select them.

@@ -13,6 +13,29 @@ use serde::Deserialize;
 use super::fhirpath::{self, Expr};
 
 static RAW: &str = include_str!("../../fhir-profiles/r4b-search-parameters.json");
+static COMPARTMENTS_RAW: &str = include_str!("../../fhir-profiles/r4b-compartments.json");
+
+#[derive(Deserialize)]
+struct CompartmentFile {
+    compartments: HashMap<String, HashMap<String, Vec<String>>>,
+}
+
+/// Compartment → resource type → the parameters that place a resource in the compartment.
+static COMPARTMENTS: LazyLock<HashMap<String, HashMap<String, Vec<String>>>> =
+    LazyLock::new(|| {
+        serde_json::from_str::<CompartmentFile>(COMPARTMENTS_RAW)
+            .map(|f| f.compartments)
+            .unwrap_or_default()
+    });
+
+/// The parameters of `resource_type` that place it in `compartment` (`Patient`, `Encounter`,
+/// `Practitioner`, `RelatedPerson`, `Device`); `None` when it cannot be in that compartment.
+pub fn compartment_params(compartment: &str, resource_type: &str) -> Option<&'static [String]> {
+    COMPARTMENTS
+        .get(compartment)?
+        .get(resource_type)
+        .map(Vec::as_slice)
+}
 
 /// The registry, built once on first use.
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::load);
@@ -227,6 +250,14 @@ mod tests {
             2
         );
         assert!(r.get("Patient", "nonsense").is_none());
+    }
+
+    #[test]
+    fn compartments() {
+        let p = compartment_params("Patient", "Observation").unwrap();
+        assert!(p.contains(&"subject".to_owned()));
+        assert!(compartment_params("Patient", "ValueSet").is_none());
+        assert!(compartment_params("Encounter", "Observation").is_some());
     }
 
     #[test]

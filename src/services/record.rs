@@ -383,6 +383,51 @@ pub struct SearchRequest {
     pub total: bool,
 }
 
+/// A resource found by a search across types: (type, id, stored JSON).
+pub type Found = (String, String, String);
+
+/// A page of a search across types.
+pub struct SystemPage {
+    pub found: Vec<Found>,
+    /// The (type, id) the page ends with, when another page follows.
+    pub next: Option<(String, String)>,
+}
+
+/// A page of a system-wide search (`GET [base]?_type=…`): per type, in type order, then id
+/// order; `after` is the (type, id) the previous page ended with, and so is the cursor returned.
+pub fn search_system(
+    store: &Store,
+    per_type: &[(String, Query)],
+    after: Option<(String, String)>,
+    count: i64,
+) -> Result<SystemPage, ApiError> {
+    store.read(|conn| {
+        let want = usize::try_from(count).unwrap_or(usize::MAX);
+        let mut out: Vec<Found> = Vec::new();
+        for (t, query) in per_type {
+            let resume = match &after {
+                Some((at, _)) if t < at => continue,
+                Some((at, id)) if t == at => Some(After::Id(id.clone())),
+                _ => None,
+            };
+            let room = i64::try_from(want + 1 - out.len()).unwrap_or(i64::MAX);
+            for (id, content) in store_search::run(conn, t, query, &[], resume.as_ref(), room)? {
+                out.push((t.clone(), id, content));
+            }
+            if out.len() > want {
+                break;
+            }
+        }
+        let next = if out.len() > want {
+            out.truncate(want);
+            out.last().map(|(t, id, _)| (t.clone(), id.clone()))
+        } else {
+            None
+        };
+        Ok(SystemPage { found: out, next })
+    })
+}
+
 /// Rounds of `:iterate` and resources included at most, per page.
 const INCLUDE_ROUNDS: usize = 3;
 const MAX_INCLUDED: usize = 1000;

@@ -348,6 +348,19 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
             }
             q.push("))");
         }
+        Clause::Or(clauses) => {
+            q.push("(");
+            for (i, c) in clauses.iter().enumerate() {
+                if i > 0 {
+                    q.push(" OR ");
+                }
+                clause_sql(q, t, c, r);
+            }
+            if clauses.is_empty() {
+                q.push("1 = 0");
+            }
+            q.push(")");
+        }
         Clause::Has {
             source_type,
             param,

@@ -662,3 +662,69 @@ async fn totals_summaries_and_elements() {
     app.get("/fhir/Patient?_summary=maybe").await.outcome(400);
     app.get("/fhir/Patient?_total=some").await.outcome(400);
 }
+
+#[actix_web::test]
+async fn compartment_search() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    check(
+        &app,
+        &[
+            ("Patient/pat-a/Observation", &["obs-1", "obs-3"]),
+            ("Patient/pat-a/Observation?code=8480-6", &["obs-1"]),
+            ("Patient/pat-b/Observation", &["obs-2"]),
+            ("Patient/pat-c/Observation", &[]),
+            ("Patient/pat-a/RiskAssessment", &["risk-1"]),
+            ("Patient/pat-a/Patient", &["pat-a"]),
+        ],
+    )
+    .await;
+    app.get("/fhir/Patient/pat-a/ValueSet").await.outcome(400);
+    app.get("/fhir/Unicorn/x/Observation").await.outcome(404);
+    assert_eq!(
+        app.get("/fhir/Patient/pat-a/_history")
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+}
+
+#[actix_web::test]
+async fn system_search_across_types() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    let all = ["obs-1", "obs-2", "obs-3", "pat-a", "pat-b", "pat-c"];
+    assert_eq!(ordered(&app, "?_type=Patient,Observation").await, all);
+    assert_eq!(
+        ordered(&app, "?_type=Patient,Observation&_count=4").await,
+        all
+    );
+    check(
+        &app,
+        &[(
+            "?_type=Patient,Observation&_id=pat-a,obs-1",
+            &["obs-1", "pat-a"],
+        )],
+    )
+    .await;
+    assert_eq!(
+        ordered(&app, "?_lastUpdated=gt2000-01-01&_count=3")
+            .await
+            .len(),
+        11
+    );
+    app.get("/fhir?_type=Patient,Observation&gender=male")
+        .await
+        .outcome(400);
+    app.get("/fhir/?_type=Unicorn").await.outcome(400);
+    let post = app
+        .send(
+            "POST",
+            "/fhir/",
+            &[("Content-Type", FHIR_JSON)],
+            Some(b"{}"),
+        )
+        .await;
+    post.outcome(501);
+}
