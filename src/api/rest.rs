@@ -18,6 +18,7 @@ use base64::Engine as _;
 use crate::fhir::search::{self, Query, SortKey};
 use crate::fhir::shape::{self, Shape};
 use crate::fhir::validate::is_valid_id;
+use crate::services::access::AccessFilter;
 use crate::services::record::{self, Record, Written};
 use crate::store::resources::HistoryScope;
 use crate::store::search::{self as store_search, After, SortValue, ValueType};
@@ -785,6 +786,7 @@ async fn search_with(
         .map(|c| decode_cursor(c, &sort))
         .transpose()?;
     let request = record::SearchRequest {
+        access: AccessFilter::for_caller(&caller),
         criteria,
         sort,
         includes,
@@ -922,6 +924,7 @@ pub async fn search_system(
         .filter(|(k, _)| k != "_type")
         .cloned()
         .collect();
+    let access = AccessFilter::for_caller(&caller);
     let mut per_type = Vec::with_capacity(types.len());
     for t in &types {
         if !huimin_model::is_resource_type(t) {
@@ -932,7 +935,9 @@ pub async fn search_system(
             ));
         }
         caller.require(Perm::Search, Some(t))?;
-        per_type.push((t.clone(), parse_query(&req, &state, t, &selection)?));
+        let mut query = parse_query(&req, &state, t, &selection)?;
+        query.clauses.extend(access.clause(t));
+        per_type.push((t.clone(), query));
     }
     let count = page_size(&pairs, &state)?;
     let cursor = pairs

@@ -1,4 +1,5 @@
 //! Business rules, one module per capability. Services take the store, run transactions and
 //! return domain results or [`crate::error::ApiError`].
 
+pub mod access;
 pub mod record;

@@ -7,8 +7,9 @@ use crate::error::ApiError;
 use crate::fhir::json::Json;
 use std::collections::HashSet;
 
-use crate::fhir::search::{Include, Query, SortKey};
+use crate::fhir::search::{Clause, Include, Query, SortKey};
 use crate::fhir::validate;
+use crate::services::access::AccessFilter;
 use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
 use crate::store::search::After;
 use crate::store::{DbConn, Store, index, is_unique_violation, search as store_search};
@@ -376,6 +377,8 @@ pub struct SearchPage {
 /// What a search asks for beyond its selection criteria.
 pub struct SearchRequest {
     pub criteria: Query,
+    /// What the caller may see (applied to matches and includes alike).
+    pub access: AccessFilter,
     pub sort: Vec<SortKey>,
     pub includes: Vec<Include>,
     pub after: Option<After>,
@@ -467,7 +470,7 @@ pub fn search(store: &Store, t: &str, req: &SearchRequest) -> Result<SearchPage,
             Vec::new()
         } else {
             let ids: Vec<String> = matches.iter().map(|(id, _)| id.clone()).collect();
-            include(conn, t, ids, &req.includes)?
+            include(conn, t, ids, &req.includes, &req.access)?
         };
         Ok(SearchPage {
             matches,
@@ -483,6 +486,7 @@ fn include(
     t: &str,
     ids: Vec<String>,
     includes: &[Include],
+    access: &AccessFilter,
 ) -> Result<Vec<(String, String, String)>, ApiError> {
     let mut seen: HashSet<(String, String)> =
         ids.iter().map(|id| (t.to_owned(), id.clone())).collect();
@@ -557,7 +561,12 @@ fn include(
                 .filter(|(ft, _)| ft == ty)
                 .map(|(_, id)| id.clone())
                 .collect();
-            for (id, content) in store_search::load(conn, ty, &ids)? {
+            let mut visible = Query {
+                clauses: vec![Clause::Id(ids)],
+                ignored: Vec::new(),
+            };
+            visible.clauses.extend(access.clause(ty));
+            for (id, content) in store_search::run(conn, ty, &visible, &[], None, i64::MAX)? {
                 if out.len() >= MAX_INCLUDED {
                     return Ok(out);
                 }

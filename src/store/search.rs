@@ -716,15 +716,3 @@ pub fn referring(
     }
     q.load(conn)
 }
-
-/// The live resources of type `t` among `ids`, as (id, content).
-pub fn load(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
-    use super::schema::resources as r;
-    r::table
-        .filter(r::res_type.eq(t))
-        .filter(r::res_id.eq_any(ids))
-        .filter(r::deleted.eq(false))
-        .order(r::res_id.asc())
-        .select((r::res_id, r::content))
-        .load(conn)
-}
