@@ -76,6 +76,7 @@ pub fn extract(resource_type: &str, resource: &Json) -> Vec<Entry> {
             };
             match p.kind {
                 ParamType::Token => token_entries(&p.code, node, &mut out),
+                ParamType::String if p.pinyin => pinyin_entries(&p.code, node, &mut out),
                 ParamType::String => string_entries(&p.code, node, &mut out),
                 ParamType::Date => date_entries(&p.code, node, &mut out),
                 ParamType::Reference => reference_entries(&p.code, node, &mut out),
@@ -232,6 +233,34 @@ fn string_entries(param: &str, node: &Json, out: &mut Vec<Entry>) {
             }
         }
         _ => {}
+    }
+}
+
+/// Pinyin spellings of a name: of its text, and of family name followed by given names.
+fn pinyin_entries(param: &str, node: &Json, out: &mut Vec<Entry>) {
+    let mut names: Vec<String> = Vec::new();
+    match node {
+        Json::String(v) => names.push(v.clone()),
+        Json::Object(_) => {
+            if let Some(t) = s(node, "text") {
+                names.push(t.to_owned());
+            }
+            let mut full = s(node, "family").unwrap_or("").to_owned();
+            for g in each(node, "given") {
+                full.push_str(g.as_str().unwrap_or(""));
+            }
+            names.push(full);
+        }
+        _ => {}
+    }
+    for name in names {
+        for spelling in super::pinyin::spellings(&name) {
+            out.push(Entry::String {
+                param: param.to_owned(),
+                value: spelling.clone(),
+                exact: spelling,
+            });
+        }
     }
 }
 

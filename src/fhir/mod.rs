@@ -7,6 +7,7 @@ pub mod fhirpath;
 pub mod index;
 pub mod json;
 pub mod outcome;
+pub mod pinyin;
 pub mod search;
 pub mod search_params;
 pub mod shape;

@@ -366,6 +366,9 @@ fn parse_one(
                     code: Some(format!("{}|{}", unescape(type_code), unescape(value))),
                 }
             }
+            (ParamType::String, None) if param.pinyin => {
+                Cond::StringPrefix(super::pinyin::search_form(&unescape(v)))
+            }
             (ParamType::String, None) => Cond::StringPrefix(normalize(&unescape(v))),
             (ParamType::String, Some("exact")) => Cond::StringExact(unescape(v)),
             (ParamType::String, Some("contains")) => Cond::StringContains(normalize(&unescape(v))),

@@ -98,7 +98,15 @@ pub struct SearchParam {
     pub targets: Vec<String>,
     /// Composite components: the component parameter's URL and its expression.
     pub components: Vec<(String, Option<Expr>)>,
+    /// A Huimin extension: string values are indexed and searched as pinyin.
+    pub pinyin: bool,
 }
+
+/// The URL of the `name-pinyin` extension search parameter.
+pub const NAME_PINYIN_URL: &str = "urn:huimin:SearchParameter:name-pinyin";
+
+/// Resource types that get `name-pinyin` (match by full pinyin or initials of a Chinese name).
+const PINYIN_TYPES: &[&str] = &["Patient", "Practitioner", "RelatedPerson", "Person"];
 
 pub struct Registry {
     /// Per resource type: its own parameters plus those of Resource and DomainResource.
@@ -164,6 +172,7 @@ impl Registry {
                 unsupported,
                 targets: p.target,
                 components,
+                pinyin: false,
             });
             by_url.insert(p.url, param.clone());
             for base in p.base {
@@ -176,6 +185,24 @@ impl Registry {
                         .insert(param.code.clone(), param.clone());
                 }
             }
+        }
+        for t in PINYIN_TYPES {
+            let expression = format!("{t}.name");
+            let param = Arc::new(SearchParam {
+                code: "name-pinyin".to_owned(),
+                url: NAME_PINYIN_URL.to_owned(),
+                kind: ParamType::String,
+                expr: fhirpath::parse(&expression).ok(),
+                expression: Some(expression),
+                unsupported: None,
+                targets: Vec::new(),
+                components: Vec::new(),
+                pinyin: true,
+            });
+            by_type
+                .entry((*t).to_owned())
+                .or_default()
+                .insert(param.code.clone(), param);
         }
         for t in huimin_model::RESOURCE_TYPES {
             let entry = by_type.entry((*t).to_owned()).or_default();

@@ -728,3 +728,40 @@ async fn system_search_across_types() {
         .await;
     post.outcome(501);
 }
+
+#[actix_web::test]
+async fn chinese_names_by_characters_and_by_pinyin() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    put(&app, json!({"resourceType": "Patient", "id": "pat-li", "name": [{"family": "李", "given": ["小明"]}]})).await;
+    check(
+        &app,
+        &[
+            ("Patient?name=李", &["pat-li"]),
+            ("Patient?family=李", &["pat-li"]),
+            ("Patient?name:contains=小明", &["pat-li"]),
+            ("Patient?name-pinyin=lixiaoming", &["pat-li"]),
+            ("Patient?name-pinyin=Li Xiao", &["pat-li"]),
+            ("Patient?name-pinyin=lxm", &["pat-li"]),
+            ("Patient?name-pinyin=zhangw", &["pat-a"]),
+            ("Patient?name-pinyin=zw", &["pat-a"]),
+            ("Patient?name-pinyin=wang", &[]),
+        ],
+    )
+    .await;
+    let cs = app.get("/fhir/metadata").await.json();
+    let patient = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Patient")
+        .unwrap()
+        .clone();
+    assert!(
+        patient["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "name-pinyin")
+    );
+}
