@@ -3,14 +3,13 @@
 //!
 //! Backend-specific statements are isolated in `match` arms on [`DbConn`].
 //!
-//! SQLite allows one writer at a time. On SQLite every write runs on one dedicated writer
-//! thread and connection with **group commit**: the writer takes every write waiting in its
-//! queue, runs each in its own savepoint inside one transaction (a failing write rolls back
-//! only its savepoint), commits once, and only then answers each caller. A commit writes each
-//! touched index page once per group instead of once per write, which is what bounds SQLite
-//! write throughput; the writer's page cache also stays warm. PostgreSQL writers use the pool,
-//! one transaction each, and rely on row locks and constraints, so any number of server
-//! processes may write at once.
+//! Writes use **group commit**: writer threads with their own connections take every write
+//! waiting in their queue, run each in its own savepoint inside one transaction (a failing
+//! write rolls back only its savepoint), commit once, and only then answer each caller. A
+//! commit then writes each touched index page (and syncs the log) once per group instead of
+//! once per write, which is what bounds write throughput. SQLite, which allows one writer, has
+//! one writer thread (whose page cache also stays warm); PostgreSQL has several, and relies on
+//! row locks and constraints, so any number of server processes may write at once.
 
 pub mod index;
 pub mod resources;
@@ -117,8 +116,8 @@ impl ManageConnection for Manager {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<Manager>,
-    /// The queue of the SQLite writer thread (None on PostgreSQL).
-    writer: Option<mpsc::Sender<Job>>,
+    /// The queue of the group-commit writer threads.
+    writer: mpsc::Sender<Job>,
     url: DatabaseUrl,
 }
 
@@ -127,10 +126,7 @@ impl Store {
     pub fn open(url: &DatabaseUrl, pool_size: u32) -> anyhow::Result<Store> {
         check_reachable(url)?;
         let manager = Manager { url: url.clone() };
-        let writer = match url {
-            DatabaseUrl::Sqlite(_) => Some(spawn_writer(manager.clone())?),
-            DatabaseUrl::Postgres(_) => None,
-        };
+        let writer = spawn_writers(manager.clone(), url)?;
         let pool = Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(5))
@@ -169,11 +165,7 @@ impl Store {
         T: Send + 'static,
         E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
     {
-        let Some(queue) = &self.writer else {
-            let mut conn = self.pool.get()?;
-            let conn: &mut DbConn = &mut conn;
-            return conn.transaction(f);
-        };
+        let queue = &self.writer;
         let (tx, rx) = mpsc::sync_channel::<Result<T, E>>(1);
         let job: Job = Box::new(move |conn: &mut DbConn| {
             // A nested diesel transaction is a savepoint inside the group's transaction: a
@@ -219,40 +211,61 @@ fn group_error(why: &str) -> diesel::result::Error {
     )
 }
 
-/// Start the SQLite writer thread; it ends when every sender (every `Store` clone) is gone.
-fn spawn_writer(manager: Manager) -> anyhow::Result<mpsc::Sender<Job>> {
-    let mut conn = manager
-        .connect()
-        .context("opening the SQLite writer connection")?;
+/// Writer threads per backend: SQLite allows one writer; PostgreSQL takes several groups at
+/// once (row locks and constraints keep them correct).
+fn writer_count(url: &DatabaseUrl) -> usize {
+    match url {
+        DatabaseUrl::Sqlite(_) => 1,
+        DatabaseUrl::Postgres(_) => 4,
+    }
+}
+
+/// Start the group-commit writer threads, sharing one queue; they end when every sender
+/// (every `Store` clone) is gone.
+fn spawn_writers(manager: Manager, url: &DatabaseUrl) -> anyhow::Result<mpsc::Sender<Job>> {
     let (tx, rx) = mpsc::channel::<Job>();
-    std::thread::Builder::new()
-        .name("sqlite-writer".to_owned())
-        .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut jobs = vec![first];
-                while jobs.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(j) => jobs.push(j),
-                        Err(_) => break,
-                    }
-                }
-                let group = std::panic::AssertUnwindSafe(|| run_group(&mut conn, jobs));
-                if std::panic::catch_unwind(group).is_err() {
-                    // The callers of this group see the writer's channel close and fail; the
-                    // writer carries on with a fresh connection.
-                    tracing::error!("a write panicked; its group was rolled back");
-                    match manager.connect() {
-                        Ok(fresh) => conn = fresh,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot reopen the SQLite writer");
-                            return;
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    for n in 0..writer_count(url) {
+        let mut conn = manager
+            .connect()
+            .context("opening a database writer connection")?;
+        let (rx, manager) = (rx.clone(), manager.clone());
+        std::thread::Builder::new()
+            .name(format!("db-writer-{n}"))
+            .spawn(move || {
+                while let Some(jobs) = next_group(&rx) {
+                    let group = std::panic::AssertUnwindSafe(|| run_group(&mut conn, jobs));
+                    if std::panic::catch_unwind(group).is_err() {
+                        // The callers of this group see their answer channel close and fail;
+                        // the writer carries on with a fresh connection.
+                        tracing::error!("a write panicked; its group was rolled back");
+                        match manager.connect() {
+                            Ok(fresh) => conn = fresh,
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot reopen a database writer");
+                                return;
+                            }
                         }
                     }
                 }
-            }
-        })
-        .context("starting the SQLite writer thread")?;
+            })
+            .context("starting a database writer thread")?;
+    }
     Ok(tx)
+}
+
+/// Wait for a write, then take every write already queued behind it (up to [`MAX_GROUP`]).
+fn next_group(rx: &std::sync::Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let first = rx.recv().ok()?;
+    let mut jobs = vec![first];
+    while jobs.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
 }
 
 /// Run a group of writes in one transaction and answer each caller after the commit.
