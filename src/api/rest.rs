@@ -503,6 +503,25 @@ async fn conditional_delete(
     delete_response(&req, neg, v, &what)
 }
 
+/// A 200 with a new Bundle of `kind` (`history`, `searchset`).
+fn bundle_response(
+    neg: Negotiated,
+    kind: &str,
+    total: Option<usize>,
+    links: Vec<Link>,
+    entries: Vec<Json>,
+) -> Result<HttpResponse, ApiError> {
+    let b = bundle::bundle(
+        kind,
+        &record::new_id(),
+        &clock::instant(clock::now_millis()),
+        total,
+        links,
+        entries,
+    );
+    Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
+}
+
 /// Rebuild the request URL with `_cursor` replaced, for paging links.
 fn page_url(
     req: &HttpRequest,
@@ -636,15 +655,7 @@ async fn history_response(
             )
         })
         .collect();
-    let b = bundle::bundle(
-        "history",
-        &record::new_id(),
-        &clock::instant(clock::now_millis()),
-        None,
-        links,
-        entries,
-    );
-    Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
+    bundle_response(neg, "history", None, links, entries)
 }
 
 async fn history_system(
@@ -829,15 +840,13 @@ async fn search_with(
         )
     });
     let entries: Vec<Json> = matches.chain(included).collect();
-    let b = bundle::bundle(
+    bundle_response(
+        neg,
         "searchset",
-        &record::new_id(),
-        &clock::instant(clock::now_millis()),
         page.total.and_then(|n| usize::try_from(n).ok()),
         links,
         entries,
-    );
-    Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
+    )
 }
 
 async fn search(
@@ -977,13 +986,5 @@ pub async fn search_system(
         .into_iter()
         .map(|(t, id, content)| bundle::search_entry(&format!("{base}/{t}/{id}"), content, "match"))
         .collect();
-    let b = bundle::bundle(
-        "searchset",
-        &record::new_id(),
-        &clock::instant(clock::now_millis()),
-        None,
-        links,
-        entries,
-    );
-    Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
+    bundle_response(neg, "searchset", None, links, entries)
 }

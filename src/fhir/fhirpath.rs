@@ -478,15 +478,25 @@ pub fn reference_type(j: &Json) -> Option<String> {
         Json::String(s) => s.as_str(),
         _ => j.get("reference").and_then(Json::as_str)?,
     };
+    split_reference(r).map(|(t, _)| t)
+}
+
+/// Split a reference into (type, id): `Patient/1`, `http://host/fhir/Patient/1/_history/2`.
+/// `None` for contained (`#x`) and `urn:` references and for URLs without a resource type.
+pub fn split_reference(r: &str) -> Option<(String, String)> {
+    if r.starts_with('#') || r.starts_with("urn:") {
+        return None;
+    }
     let path = r.split(['?', '#']).next().unwrap_or("");
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    // Type/id, or …/Type/id[/_history/v]
     let segs = match segs.iter().position(|s| *s == "_history") {
         Some(h) => &segs[..h],
         None => &segs[..],
     };
     match segs {
-        [.., t, _id] if is_type_name(t) => Some((*t).to_owned()),
+        [.., t, id] if huimin_model::is_resource_type(t) => {
+            Some(((*t).to_owned(), (*id).to_owned()))
+        }
         _ => None,
     }
 }

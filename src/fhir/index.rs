@@ -3,7 +3,7 @@
 
 use unicode_normalization::UnicodeNormalization as _;
 
-use super::fhirpath::{self, Item};
+use super::fhirpath::{self, Item, split_reference};
 use super::json::Json;
 use super::search_params::{ParamType, REGISTRY};
 use crate::clock;
@@ -296,25 +296,6 @@ fn date_entries(param: &str, node: &Json, out: &mut Vec<Entry>) {
             }
         }
         _ => {}
-    }
-}
-
-/// Split a reference into (type, id): `Patient/1`, `http://host/fhir/Patient/1/_history/2`.
-pub fn split_reference(r: &str) -> Option<(String, String)> {
-    if r.starts_with('#') || r.starts_with("urn:") {
-        return None;
-    }
-    let path = r.split(['?', '#']).next().unwrap_or("");
-    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    let segs = match segs.iter().position(|s| *s == "_history") {
-        Some(h) => &segs[..h],
-        None => &segs[..],
-    };
-    match segs {
-        [.., t, id] if huimin_model::is_resource_type(t) => {
-            Some(((*t).to_owned(), (*id).to_owned()))
-        }
-        _ => None,
     }
 }
 

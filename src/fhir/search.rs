@@ -150,6 +150,20 @@ pub fn compartment(compartment: &str, id: &str, resource_type: &str) -> Result<C
     Ok(Clause::Or(clauses))
 }
 
+/// The index table of a parameter type (`None` for composite and special parameters).
+pub fn table_of(kind: ParamType) -> Option<Table> {
+    match kind {
+        ParamType::Token => Some(Table::Token),
+        ParamType::String => Some(Table::String),
+        ParamType::Date => Some(Table::Date),
+        ParamType::Reference => Some(Table::Reference),
+        ParamType::Number => Some(Table::Number),
+        ParamType::Quantity => Some(Table::Quantity),
+        ParamType::Uri => Some(Table::Uri),
+        ParamType::Composite | ParamType::Special => None,
+    }
+}
+
 /// Parameters that shape results rather than select them.
 pub const RESULT_PARAMS: &[&str] = &[
     "_include",
@@ -271,15 +285,9 @@ fn parse_one(
             format!("'{code}' is not a search parameter of {resource_type}"),
         ));
     };
-    let table = match param.kind {
-        ParamType::Token => Table::Token,
-        ParamType::String => Table::String,
-        ParamType::Date => Table::Date,
-        ParamType::Reference => Table::Reference,
-        ParamType::Number => Table::Number,
-        ParamType::Quantity => Table::Quantity,
-        ParamType::Uri => Table::Uri,
-        ParamType::Composite | ParamType::Special => {
+    let table = match table_of(param.kind) {
+        Some(t) => t,
+        None => {
             return Err(err(
                 key,
                 "not-supported",
@@ -584,15 +592,9 @@ pub fn parse_sort(resource_type: &str, pairs: &[(String, String)]) -> Result<Vec
                         format!("'{code}' is not a search parameter of {resource_type}"),
                     )
                 })?;
-                let table = match param.kind {
-                    ParamType::Token => Table::Token,
-                    ParamType::String => Table::String,
-                    ParamType::Date => Table::Date,
-                    ParamType::Reference => Table::Reference,
-                    ParamType::Number => Table::Number,
-                    ParamType::Quantity => Table::Quantity,
-                    ParamType::Uri => Table::Uri,
-                    _ => {
+                let table = match table_of(param.kind) {
+                    Some(t) => t,
+                    None => {
                         return Err(err(
                             "_sort",
                             "not-supported",

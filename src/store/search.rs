@@ -259,6 +259,19 @@ fn number_sql(q: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
     }
 }
 
+/// `r.res_id [NOT] IN (SELECT x.res_id FROM <table> x WHERE x.res_type = ? AND x.param = ?`
+/// (left open for more conditions and the closing parenthesis).
+fn index_subquery(q: &mut Sql, r: &str, table: Table, t: &str, param: &str, negate: bool) {
+    let not = if negate { "NOT " } else { "" };
+    q.push(&format!(
+        "{r}.res_id {not}IN (SELECT x.res_id FROM {} x WHERE x.res_type = ",
+        table_name(table)
+    ));
+    q.text(t);
+    q.push(" AND x.param = ");
+    q.text(param);
+}
+
 fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
     match c {
         Clause::Id(ids) => {
@@ -289,16 +302,7 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
             param,
             missing,
         } => {
-            q.push(&format!(
-                "{r}.res_id {}IN (",
-                if *missing { "NOT " } else { "" }
-            ));
-            q.push("SELECT x.res_id FROM ");
-            q.push(table_name(*table));
-            q.push(" x WHERE x.res_type = ");
-            q.text(t);
-            q.push(" AND x.param = ");
-            q.text(param);
+            index_subquery(q, r, *table, t, param, *missing);
             q.push(")");
         }
         Clause::Index {
@@ -307,16 +311,7 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
             any,
             negate,
         } => {
-            q.push(&format!(
-                "{r}.res_id {}IN (",
-                if *negate { "NOT " } else { "" }
-            ));
-            q.push("SELECT x.res_id FROM ");
-            q.push(table_name(*table));
-            q.push(" x WHERE x.res_type = ");
-            q.text(t);
-            q.push(" AND x.param = ");
-            q.text(param);
+            index_subquery(q, r, *table, t, param, *negate);
             q.push(" AND (");
             for (i, cond) in any.iter().enumerate() {
                 if i > 0 {
