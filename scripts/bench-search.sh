@@ -9,32 +9,20 @@ cd "$(dirname "$0")/.."
 backend="${1:-sqlite}"
 load_secs="${2:-40}"
 search_secs="${3:-20}"
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet --bin huimin
-bin="$target/release/huimin"
-work=$(mktemp -d)
 port=18081
-export HUIMIN_DATA_DIR="$work/data" HUIMIN_LISTEN="127.0.0.1:$port" HUIMIN_LOG_LEVEL=warn
-if [ "$backend" = postgres ]; then
-  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS huimin_bench" -c "CREATE DATABASE huimin_bench" postgres
-  export HUIMIN_DATABASE_URL="postgres://postgres@127.0.0.1:5432/huimin_bench"
-fi
-"$bin" serve 2>"$work/server.log" &
-server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-export TOKEN=$("$bin" token --role his --org Organization/bench --scope 'system/*.cruds' 2>/dev/null)
+# shellcheck source=load/start-server.sh
+source scripts/load/start-server.sh
 
 echo "== $backend: loading Patients for ${load_secs}s"
-wrk -t2 -c16 -d"${load_secs}s" -s scripts/load/create-patient.lua "http://127.0.0.1:$port" | grep -E "requests in|Requests/sec"
-total=$(curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/fhir/Patient?_summary=count" \
+wrk -t2 -c16 -d"${load_secs}s" -s scripts/load/create-patient.lua "$base" | grep -E "requests in|Requests/sec"
+total=$(curl -s -H "Authorization: Bearer $TOKEN" "$base/fhir/Patient?_summary=count" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 echo "Patients stored: $total"
-curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/fhir/Patient?_count=1000&_elements=identifier" \
+curl -s -H "Authorization: Bearer $TOKEN" "$base/fhir/Patient?_count=1000&_elements=identifier" \
   | python3 -c 'import json,sys; [print(e["resource"]["identifier"][0]["value"]) for e in json.load(sys.stdin)["entry"]]' > "$work/ids"
 export IDS="$work/ids"
 echo "== $backend: Patient?identifier=system|value, 16 connections, ${search_secs}s"
-wrk -t2 -c16 -d"${search_secs}s" --latency -s scripts/load/search-identifier.lua "http://127.0.0.1:$port"
+wrk -t2 -c16 -d"${search_secs}s" --latency -s scripts/load/search-identifier.lua "$base"
 
 echo "== query plan of the identifier lookup"
 sql="SELECT r.res_id FROM resources r WHERE r.res_type = 'Patient' AND r.deleted = false AND r.res_id IN (SELECT x.res_id FROM search_token x WHERE x.res_type = 'Patient' AND x.param = 'identifier' AND x.system = 'urn:oid:2.16.156.10011.1.3' AND x.code = '$(head -1 "$IDS")') ORDER BY r.res_id LIMIT 51"

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{FHIR_JSON, patient, spawn_app};
+use crate::helpers::{FHIR_JSON, entries_of, pages, patient, spawn_app};
 
 const SYS: &str = "urn:oid:2.16.156.10011.1.3";
 
@@ -148,29 +148,10 @@ async fn search_by_identifier_and_id_with_paging() {
     for i in 0..5 {
         app.create(&patient(&format!("1101051949123100{i}X"))).await;
     }
-    let mut url = "/fhir/Patient?_count=3".to_owned();
-    let mut seen = Vec::new();
-    loop {
-        let b = app.get(&url).await.json();
-        assert_eq!(b["type"], "searchset");
-        seen.extend(
-            b["entry"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|e| e["resource"]["id"].clone()),
-        );
-        match b["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-        {
-            Some(l) => url = l["url"].as_str().unwrap().to_owned(),
-            None => break,
-        }
-    }
+    let bundles = pages(&app, "/fhir/Patient?_count=3").await;
+    assert_eq!(bundles.len(), 3);
+    assert!(bundles.iter().all(|b| b["type"] == "searchset"));
+    let seen = entries_of(&bundles);
     assert_eq!(seen.len(), 7);
 
     // POST _search with a form body.

@@ -247,6 +247,36 @@ impl TestApp {
     }
 }
 
+/// Every page of a paged Bundle: GET `first`, then follow `next` links (each answer must be
+/// 200; at most 1,000 pages).
+pub async fn pages(app: &TestApp, first: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut url = first.to_owned();
+    loop {
+        let r = app.get(&url).await;
+        assert_eq!(r.status.as_u16(), 200, "{url}: {}", r.text());
+        let b = r.json();
+        let next = b["link"]
+            .as_array()
+            .and_then(|links| links.iter().find(|l| l["relation"] == "next"))
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+        out.push(b);
+        match next {
+            Some(n) => url = n,
+            None => return out,
+        }
+        assert!(out.len() < 1000, "paging does not end");
+    }
+}
+
+/// The entries of every page, in order.
+pub fn entries_of(bundles: &[Value]) -> Vec<Value> {
+    bundles
+        .iter()
+        .flat_map(|b| b["entry"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 /// A synthetic resident (fixed, not a real person).
 pub fn patient(id_number: &str) -> Value {
     serde_json::json!({

@@ -2,32 +2,13 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, patient, spawn_app};
+use crate::helpers::{TestApp, entries_of, pages, patient, spawn_app};
 
-/// Follow `next` links from `first`, collecting every entry.
+/// Follow `next` links from `first`: every entry, and how many pages there were.
 async fn all_pages(app: &TestApp, first: &str) -> (Vec<Value>, usize) {
-    let mut entries = Vec::new();
-    let mut pages = 0;
-    let mut url = first.to_owned();
-    loop {
-        let r = app.get(&url).await;
-        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
-        let b = r.json();
-        assert_eq!(b["type"], "history");
-        pages += 1;
-        entries.extend(b["entry"].as_array().cloned().unwrap_or_default());
-        let next = b["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next");
-        match next {
-            Some(l) => url = l["url"].as_str().unwrap().to_owned(),
-            None => break,
-        }
-        assert!(pages < 100, "paging does not end");
-    }
-    (entries, pages)
+    let bundles = pages(app, first).await;
+    assert!(bundles.iter().all(|b| b["type"] == "history"));
+    (entries_of(&bundles), bundles.len())
 }
 
 #[actix_web::test]

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{FHIR_JSON, TestApp, spawn_app};
+use crate::helpers::{FHIR_JSON, TestApp, entries_of, pages, spawn_app};
 
 async fn put(app: &TestApp, r: Value) {
     let path = format!(
@@ -66,26 +66,13 @@ async fn fixtures(app: &TestApp) {
 
 /// The ids a search returns (following every page), sorted.
 async fn ids(app: &TestApp, query: &str) -> Vec<String> {
-    let mut url = format!("/fhir/{query}");
-    let mut out = Vec::new();
-    loop {
-        let r = app.get(&url).await;
-        assert_eq!(r.status.as_u16(), 200, "{query}: {}", r.text());
-        let b = r.json();
-        for e in b["entry"].as_array().cloned().unwrap_or_default() {
-            assert_eq!(e["search"]["mode"], "match");
-            out.push(e["resource"]["id"].as_str().unwrap().to_owned());
-        }
-        match b["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-        {
-            Some(l) => url = l["url"].as_str().unwrap().to_owned(),
-            None => break,
-        }
-    }
+    let mut out: Vec<String> = entries_of(&pages(app, &format!("/fhir/{query}")).await)
+        .iter()
+        .map(|e| {
+            assert_eq!(e["search"]["mode"], "match", "{query}");
+            e["resource"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
     out.sort();
     out
 }
@@ -499,34 +486,15 @@ async fn bad_searches_are_400_unless_lenient() {
 
 /// The ids of every page in order (not sorted).
 async fn ordered(app: &TestApp, query: &str) -> Vec<String> {
-    let mut url = if query.starts_with("http") {
+    let first = if query.starts_with("http") {
         query.to_owned()
     } else {
         format!("/fhir/{query}")
     };
-    let mut out = Vec::new();
-    loop {
-        let r = app.get(&url).await;
-        assert_eq!(r.status.as_u16(), 200, "{query}: {}", r.text());
-        let b = r.json();
-        out.extend(
-            b["entry"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|e| e["resource"]["id"].as_str().unwrap().to_owned()),
-        );
-        match b["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-        {
-            Some(l) => url = l["url"].as_str().unwrap().to_owned(),
-            None => return out,
-        }
-    }
+    entries_of(&pages(app, &first).await)
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[actix_web::test]

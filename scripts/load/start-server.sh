@@ -1,0 +1,20 @@
+# Sourced by the benchmark scripts: builds the release binary and starts it on a fresh
+# database (`$backend`: sqlite, or postgres with the database huimin_bench recreated at
+# 127.0.0.1:5432) on `$port`; sets `bin`, `work`, `base` and exports `TOKEN`. The server and
+# its files go away when the calling script exits.
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release --quiet --bin huimin
+bin="$target/release/huimin"
+work=$(mktemp -d)
+base="http://127.0.0.1:$port"
+export HUIMIN_DATA_DIR="$work/data" HUIMIN_LISTEN="127.0.0.1:$port" HUIMIN_LOG_LEVEL=warn
+if [ "$backend" = postgres ]; then
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS huimin_bench" -c "CREATE DATABASE huimin_bench" postgres
+  export HUIMIN_DATABASE_URL="postgres://postgres@127.0.0.1:5432/huimin_bench"
+fi
+"$bin" serve 2>"$work/server.log" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 50); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.2; done
+TOKEN=$("$bin" token --role his --org Organization/bench --scope 'system/*.cruds' 2>/dev/null)
+export TOKEN
