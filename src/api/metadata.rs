@@ -9,7 +9,8 @@ use super::format;
 use super::rest::base_url;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
-use crate::fhir::search_params::{ParamType, REGISTRY, SearchParam};
+use crate::fhir::search;
+use crate::fhir::search_params::REGISTRY;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/metadata").name("metadata").get(metadata))
@@ -52,17 +53,11 @@ const TYPE_INTERACTIONS: &[&str] = &[
     "search-type",
 ];
 
-/// Whether the search engine answers this parameter (see `fhir::search`).
-pub fn is_searchable(p: &SearchParam) -> bool {
-    !matches!(p.kind, ParamType::Composite | ParamType::Special)
-        && (p.expr.is_some() || p.code == "_id" || p.code == "_lastUpdated")
-}
-
 fn search_params(t: &str) -> Json {
     let params = REGISTRY
         .for_type(t)
         .into_iter()
-        .filter(|p| is_searchable(p))
+        .filter(|p| search::is_supported(p))
         .map(|p| {
             let mut m = vec![
                 ("name", s(&p.code)),

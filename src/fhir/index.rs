@@ -5,7 +5,7 @@ use unicode_normalization::UnicodeNormalization as _;
 
 use super::fhirpath::{self, Item, split_reference};
 use super::json::Json;
-use super::search_params::{ParamType, REGISTRY};
+use super::search_params::{ParamType, REGISTRY, SearchParam};
 use crate::clock;
 
 /// One index row (the parameter code is `param`; derived forms use a suffix such as
@@ -52,6 +52,34 @@ pub enum Entry {
         param: String,
         uri: String,
     },
+    /// A composite parameter: the first component's token and the second component's value,
+    /// taken from the same item.
+    Composite {
+        param: String,
+        system1: String,
+        code1: String,
+        second: Second,
+    },
+}
+
+/// The second component of a composite row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Second {
+    Token {
+        system: String,
+        code: String,
+    },
+    Quantity {
+        value: f64,
+        system: String,
+        code: String,
+    },
+    Number(f64),
+    Date {
+        low: i64,
+        high: i64,
+    },
+    String(String),
 }
 
 /// Lower case without accents: the comparison form of string search.
@@ -97,12 +125,102 @@ pub fn extract(resource_type: &str, resource: &Json) -> Vec<Entry> {
                         });
                     }
                 }
-                ParamType::Composite | ParamType::Special => {}
+                ParamType::Composite => composite_entries(p, node, &mut out),
+                ParamType::Special => {}
             }
         }
     }
     dedup(&mut out);
     out
+}
+
+/// Rows of a two-component composite whose first component is a token, for one item of its
+/// base expression (the resource, or for example one `Observation.component`).
+fn composite_entries(p: &SearchParam, item: &Json, out: &mut Vec<Entry>) {
+    let [(url1, Some(e1)), (url2, Some(e2))] = p.components.as_slice() else {
+        return;
+    };
+    let (Some(c1), Some(c2)) = (REGISTRY.by_url(url1), REGISTRY.by_url(url2)) else {
+        return;
+    };
+    if c1.kind != ParamType::Token {
+        return;
+    }
+    let mut firsts = Vec::new();
+    for n in fhirpath::evaluate(e1, item) {
+        if let Item::Node(j, _) = n {
+            token_entries("", j, &mut firsts);
+        }
+    }
+    let mut seconds = Vec::new();
+    for n in fhirpath::evaluate(e2, item) {
+        let Item::Node(j, _) = n else { continue };
+        match c2.kind {
+            ParamType::Token => token_entries("", j, &mut seconds),
+            ParamType::Quantity => quantity_entries("", j, &mut seconds),
+            ParamType::Date => date_entries("", j, &mut seconds),
+            ParamType::String => string_entries("", j, &mut seconds),
+            ParamType::Number => {
+                if let Some(v) = number(j) {
+                    seconds.push(Entry::Number {
+                        param: String::new(),
+                        value: v,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    for f in &firsts {
+        let Entry::Token {
+            param,
+            system: system1,
+            code: code1,
+        } = f
+        else {
+            continue;
+        };
+        if !param.is_empty() {
+            continue; // :of-type and other derived rows
+        }
+        for sc in &seconds {
+            let second = match sc {
+                Entry::Token {
+                    param,
+                    system,
+                    code,
+                } if param.is_empty() => Second::Token {
+                    system: system.clone(),
+                    code: code.clone(),
+                },
+                Entry::Quantity {
+                    value,
+                    system,
+                    code,
+                    ..
+                } => Second::Quantity {
+                    value: *value,
+                    system: system.clone(),
+                    code: code.clone(),
+                },
+                Entry::Number { value, .. } => Second::Number(*value),
+                Entry::Date { low, high, .. } => Second::Date {
+                    low: *low,
+                    high: *high,
+                },
+                Entry::String { param, value, .. } if param.is_empty() => {
+                    Second::String(value.clone())
+                }
+                _ => continue,
+            };
+            out.push(Entry::Composite {
+                param: p.code.clone(),
+                system1: system1.clone(),
+                code1: code1.clone(),
+                second,
+            });
+        }
+    }
 }
 
 fn dedup(v: &mut Vec<Entry>) {

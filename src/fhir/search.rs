@@ -9,7 +9,7 @@
 
 use super::index::normalize;
 use super::outcome::Issue;
-use super::search_params::{ParamType, REGISTRY};
+use super::search_params::{ParamType, REGISTRY, SearchParam};
 use crate::clock;
 
 /// Comparison prefixes of date, number and quantity values.
@@ -36,6 +36,7 @@ pub enum Table {
     Number,
     Quantity,
     Uri,
+    Composite,
 }
 
 /// One value condition on an index row.
@@ -76,6 +77,12 @@ pub enum Cond {
     ReferenceUrl(String),
     Uri(String),
     UriBelow(String),
+    /// A composite value: the first component's token, and a condition on the second.
+    Composite {
+        system: Option<String>,
+        code: Option<String>,
+        second: Box<Cond>,
+    },
 }
 
 /// One parameter of the request.
@@ -160,7 +167,8 @@ pub fn table_of(kind: ParamType) -> Option<Table> {
         ParamType::Number => Some(Table::Number),
         ParamType::Quantity => Some(Table::Quantity),
         ParamType::Uri => Some(Table::Uri),
-        ParamType::Composite | ParamType::Special => None,
+        ParamType::Composite => Some(Table::Composite),
+        ParamType::Special => None,
     }
 }
 
@@ -426,6 +434,7 @@ fn parse_one(
                 }
                 reference(v, base, Some(t))
             }
+            (ParamType::Composite, None) => composite(param, key, v)?,
             (ParamType::Uri, None) => Cond::Uri(unescape(v)),
             (ParamType::Uri, Some("below")) => Cond::UriBelow(unescape(v)),
             _ => return Err(bad_modifier()),
@@ -592,7 +601,7 @@ pub fn parse_sort(resource_type: &str, pairs: &[(String, String)]) -> Result<Vec
                         format!("'{code}' is not a search parameter of {resource_type}"),
                     )
                 })?;
-                let table = match table_of(param.kind) {
+                let table = match table_of(param.kind).filter(|t| *t != Table::Composite) {
                     Some(t) => t,
                     None => {
                         return Err(err(
@@ -697,6 +706,116 @@ pub fn parse_includes(pairs: &[(String, String)]) -> Result<Vec<Include>, Issue>
         });
     }
     Ok(out)
+}
+
+/// Whether searches on `param` are answered: every non-special parameter with a supported
+/// expression, and composites of two components whose first is a token.
+pub fn is_supported(param: &SearchParam) -> bool {
+    match param.kind {
+        ParamType::Special => false,
+        ParamType::Composite => match param.components.as_slice() {
+            [(u1, Some(_)), (u2, Some(_))] => {
+                REGISTRY
+                    .by_url(u1)
+                    .is_some_and(|c| c.kind == ParamType::Token)
+                    && REGISTRY.by_url(u2).is_some_and(|c| {
+                        matches!(
+                            c.kind,
+                            ParamType::Token
+                                | ParamType::String
+                                | ParamType::Date
+                                | ParamType::Number
+                                | ParamType::Quantity
+                        )
+                    })
+            }
+            _ => false,
+        },
+        _ => param.expr.is_some() || param.code == "_id" || param.code == "_lastUpdated",
+    }
+}
+
+/// `system|code$value` for a two-component composite whose first component is a token; the
+/// second part follows the rules of the second component's type.
+fn composite(param: &SearchParam, key: &str, v: &str) -> Result<Cond, Issue> {
+    let unsupported = || {
+        err(
+            key,
+            "not-supported",
+            format!("composite parameter '{}' is not supported yet", param.code),
+        )
+    };
+    let [(url1, _), (url2, _)] = param.components.as_slice() else {
+        return Err(unsupported());
+    };
+    let (Some(c1), Some(c2)) = (REGISTRY.by_url(url1), REGISTRY.by_url(url2)) else {
+        return Err(unsupported());
+    };
+    if c1.kind != ParamType::Token {
+        return Err(unsupported());
+    }
+    let bytes = v.as_bytes();
+    let mut split = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'$' => {
+                split = Some(i);
+                break;
+            }
+            _ => i += 1,
+        }
+    }
+    let Some(at) = split else {
+        return Err(err(key, "invalid", "a composite value is first$second"));
+    };
+    let Cond::Token { system, code } = token(&v[..at]) else {
+        return Err(unsupported());
+    };
+    let rest = &v[at + 1..];
+    let bad = |what: &str| err(key, "invalid", format!("'{rest}' is not {what}"));
+    let second = match c2.kind {
+        ParamType::Token => token(rest),
+        ParamType::String => Cond::StringPrefix(normalize(&unescape(rest))),
+        ParamType::Date => {
+            let (prefix, d) = split_prefix(rest);
+            let (low, high) = clock::period_of(d).ok_or_else(|| bad("a date"))?;
+            Cond::Date { prefix, low, high }
+        }
+        ParamType::Number => {
+            let (prefix, n) = split_prefix(rest);
+            let (value, low, high) = number(n).ok_or_else(|| bad("a number"))?;
+            Cond::Number {
+                prefix,
+                value,
+                low,
+                high,
+            }
+        }
+        ParamType::Quantity => {
+            let (prefix, q) = split_prefix(rest);
+            let mut parts = q.splitn(3, '|');
+            let (value, low, high) =
+                number(parts.next().unwrap_or("")).ok_or_else(|| bad("a quantity"))?;
+            let system = parts.next().filter(|s| !s.is_empty()).map(unescape);
+            let code = parts.next().filter(|s| !s.is_empty()).map(unescape);
+            Cond::Quantity {
+                prefix,
+                value,
+                low,
+                high,
+                system,
+                code,
+            }
+        }
+        _ => return Err(unsupported()),
+    };
+    Ok(Cond::Composite {
+        system,
+        code,
+        second: Box::new(second),
+    })
 }
 
 /// Split on commas not escaped with a backslash.

@@ -5,10 +5,11 @@ use diesel::result::QueryResult;
 
 use super::DbConn;
 use super::schema::{
-    search_date, search_number, search_quantity, search_reference, search_string, search_token,
-    search_uri,
+    search_composite, search_date, search_number, search_quantity, search_reference, search_string,
+    search_token, search_uri,
 };
 use crate::fhir::index::Entry;
+use crate::fhir::index::Second;
 
 /// Run one statement on the concrete connection (see `resources::native`).
 macro_rules! native {
@@ -39,6 +40,7 @@ pub fn clear(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<()> {
     clear_table!(search_number);
     clear_table!(search_quantity);
     clear_table!(search_uri);
+    clear_table!(search_composite);
     Ok(())
 }
 
@@ -60,6 +62,7 @@ pub fn replace(
     let mut numbers = Vec::new();
     let mut quantities = Vec::new();
     let mut uris = Vec::new();
+    let mut composites = Vec::new();
     for e in entries {
         match e {
             Entry::Token {
@@ -123,6 +126,41 @@ pub fn replace(
                 search_quantity::code.eq(code),
                 search_quantity::res_id.eq(id),
             )),
+            Entry::Composite {
+                param,
+                system1,
+                code1,
+                second,
+            } => {
+                let (mut system, mut code, mut value, mut low, mut high, mut text) =
+                    (None, None, None, None, None, None);
+                match second {
+                    Second::Token { system: s, code: c } => (system, code) = (Some(s), Some(c)),
+                    Second::Quantity {
+                        value: v,
+                        system: s,
+                        code: c,
+                    } => {
+                        (value, system, code) = (Some(*v), Some(s), Some(c));
+                    }
+                    Second::Number(v) => value = Some(*v),
+                    Second::Date { low: l, high: h } => (low, high) = (Some(*l), Some(*h)),
+                    Second::String(v) => text = Some(v),
+                }
+                composites.push((
+                    search_composite::res_type.eq(t),
+                    search_composite::param.eq(param),
+                    search_composite::system1.eq(system1),
+                    search_composite::code1.eq(code1),
+                    search_composite::system.eq(system),
+                    search_composite::code.eq(code),
+                    search_composite::value.eq(value),
+                    search_composite::low.eq(low),
+                    search_composite::high.eq(high),
+                    search_composite::text2.eq(text),
+                    search_composite::res_id.eq(id),
+                ));
+            }
             Entry::Uri { param, uri } => uris.push((
                 search_uri::res_type.eq(t),
                 search_uri::param.eq(param),
@@ -147,5 +185,6 @@ pub fn replace(
     insert_rows!(search_number, numbers);
     insert_rows!(search_quantity, quantities);
     insert_rows!(search_uri, uris);
+    insert_rows!(search_composite, composites);
     Ok(())
 }

@@ -98,3 +98,19 @@ diesel::table! {
         res_id -> Text,
     }
 }
+
+diesel::table! {
+    search_composite (res_type, param, system1, code1, res_id) {
+        res_type -> Text,
+        param -> Text,
+        system1 -> Text,
+        code1 -> Text,
+        system -> Nullable<Text>,
+        code -> Nullable<Text>,
+        value -> Nullable<Double>,
+        low -> Nullable<BigInt>,
+        high -> Nullable<BigInt>,
+        text2 -> Nullable<Text>,
+        res_id -> Text,
+    }
+}

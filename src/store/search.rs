@@ -79,6 +79,7 @@ fn table_name(t: Table) -> &'static str {
         Table::Number => "search_number",
         Table::Quantity => "search_quantity",
         Table::Uri => "search_uri",
+        Table::Composite => "search_composite",
     }
 }
 
@@ -182,6 +183,32 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
         Cond::Uri(u) => {
             q.push("x.uri = ");
             q.text(u);
+        }
+        Cond::Composite {
+            system,
+            code,
+            second,
+        } => {
+            q.push("1 = 1");
+            if let Some(s) = system {
+                q.push(" AND x.system1 = ");
+                q.text(s);
+            }
+            if let Some(c) = code {
+                q.push(" AND x.code1 = ");
+                q.text(c);
+            }
+            q.push(" AND (");
+            match second.as_ref() {
+                Cond::StringPrefix(p) => {
+                    q.push("x.text2 >= ");
+                    q.text(p);
+                    q.push(" AND x.text2 < ");
+                    q.text(&format!("{p}{MAX_CHAR}"));
+                }
+                other => cond_sql(q, other),
+            }
+            q.push(")");
         }
         Cond::UriBelow(u) => {
             q.push("x.uri >= ");
@@ -457,6 +484,7 @@ fn sort_column(table: Table, desc: bool) -> &'static str {
         Table::Reference => "target_id",
         Table::Number | Table::Quantity => "value",
         Table::Uri => "uri",
+        Table::Composite => "code1",
     }
 }
 

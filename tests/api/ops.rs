@@ -83,6 +83,17 @@ async fn capability_statement_describes_the_server() {
     ] {
         assert!(params.contains(&p), "{p} in {params:?}");
     }
+    let observation = resources
+        .iter()
+        .find(|r| r["type"] == "Observation")
+        .unwrap();
+    assert!(
+        observation["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "component-code-value-quantity" && p["type"] == "composite")
+    );
     let birthdate = patient["searchParam"]
         .as_array()
         .unwrap()

@@ -733,3 +733,65 @@ async fn chinese_names_by_characters_and_by_pinyin() {
             .any(|p| p["name"] == "name-pinyin")
     );
 }
+
+#[actix_web::test]
+async fn composite_parameters_match_within_one_item() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    let bp = |id: &str, sys: f64, dia: f64| {
+        let comp = |code: &str, v: f64| {
+            json!({"code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                   "valueQuantity": {"value": v, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}})
+        };
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+               "subject": {"reference": "Patient/pat-a"},
+               "component": [comp("8480-6", sys), comp("8462-4", dia)]})
+    };
+    put(&app, bp("bp-1", 150.0, 95.0)).await;
+    put(&app, bp("bp-2", 118.0, 92.0)).await;
+    check(
+        &app,
+        &[
+            (
+                "Observation?component-code-value-quantity=http://loinc.org|8480-6$gt140",
+                &["bp-1"],
+            ),
+            (
+                "Observation?component-code-value-quantity=8462-4$gt90",
+                &["bp-1", "bp-2"],
+            ),
+            (
+                "Observation?component-code-value-quantity=8480-6$gt90||mm[Hg]",
+                &["bp-1", "bp-2"],
+            ),
+            // Systolic below 100 matches nothing: the diastolic values are in other components.
+            (
+                "Observation?component-code-value-quantity=8480-6$lt100",
+                &[],
+            ),
+            (
+                "Observation?code-value-quantity=http://loinc.org|8480-6$120",
+                &["obs-1"],
+            ),
+            (
+                "Observation?combo-code-value-quantity=8480-6$gt130",
+                &["bp-1", "obs-2"],
+            ),
+            (
+                "Observation?component-code-value-quantity=8480-6$gt140,8462-4$lt93",
+                &["bp-1", "bp-2"],
+            ),
+        ],
+    )
+    .await;
+    app.get("/fhir/Observation?component-code-value-quantity=8480-6")
+        .await
+        .outcome(400);
+    app.get("/fhir/Observation?component-code-value-quantity=8480-6$lots")
+        .await
+        .outcome(400);
+    app.get("/fhir/Observation?_sort=code-value-quantity")
+        .await
+        .outcome(400);
+}
