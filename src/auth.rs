@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::future::{Ready, ready};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use actix_web::{FromRequest, HttpRequest, web};
 use anyhow::{Context as _, bail};
@@ -184,7 +185,13 @@ impl Caller {
 pub struct Authenticator {
     keys: Keys,
     validation: Validation,
+    /// Tokens already verified, with their expiry: a client sends the same token with every
+    /// request, and checking a signature costs more than the rest of a read.
+    verified: Mutex<HashMap<String, (Caller, u64)>>,
 }
+
+/// Verified tokens remembered at most; the cache is emptied when full.
+const MAX_VERIFIED: usize = 10_000;
 
 enum Keys {
     Single(DecodingKey),
@@ -206,6 +213,7 @@ impl Authenticator {
                 Ok(Authenticator {
                     keys: Keys::Single(DecodingKey::from_secret(&secret)),
                     validation: v,
+                    verified: Mutex::new(HashMap::new()),
                 })
             }
             _ => {
@@ -223,6 +231,7 @@ impl Authenticator {
                 Ok(Authenticator {
                     keys,
                     validation: v,
+                    verified: Mutex::new(HashMap::new()),
                 })
             }
         }
@@ -230,6 +239,32 @@ impl Authenticator {
 
     /// Verify a bearer token and return the caller.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        {
+            let cache = self
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((caller, exp)) = cache.get(token)
+                && now < *exp
+            {
+                return Ok(caller.clone());
+            }
+        }
+        let (caller, exp) = self.verify_signature(token)?;
+        let mut cache = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_VERIFIED {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), (caller.clone(), exp));
+        Ok(caller)
+    }
+
+    /// Full verification: signature, algorithm, issuer, audience, expiry, not-before.
+    fn verify_signature(&self, token: &str) -> Result<(Caller, u64), ApiError> {
         let unauthorized = |why: &str| ApiError::Unauthorized(format!("invalid token: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed"))?;
         if !self.validation.algorithms.contains(&header.alg) {
@@ -261,7 +296,9 @@ impl Authenticator {
             }
         })?;
         let c = data.claims;
-        Ok(Caller {
+        // A token not yet valid is refused above, so it is never cached early.
+        let exp = c.exp;
+        let caller = Caller {
             sub: c.sub,
             role: c.role,
             org: c.org,
@@ -271,7 +308,8 @@ impl Authenticator {
                 .split_whitespace()
                 .filter_map(Scope::parse)
                 .collect(),
-        })
+        };
+        Ok((caller, exp))
     }
 }
 
