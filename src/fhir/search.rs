@@ -388,39 +388,8 @@ fn parse_one(
             (ParamType::String, None) => Cond::StringPrefix(normalize(&unescape(v))),
             (ParamType::String, Some("exact")) => Cond::StringExact(unescape(v)),
             (ParamType::String, Some("contains")) => Cond::StringContains(normalize(&unescape(v))),
-            (ParamType::Date, None) => {
-                let (prefix, rest) = split_prefix(v);
-                let (low, high) = clock::period_of(rest)
-                    .ok_or_else(|| err(key, "invalid", format!("'{rest}' is not a date")))?;
-                Cond::Date { prefix, low, high }
-            }
-            (ParamType::Number, None) => {
-                let (prefix, rest) = split_prefix(v);
-                let (value, low, high) = number(rest)
-                    .ok_or_else(|| err(key, "invalid", format!("'{rest}' is not a number")))?;
-                Cond::Number {
-                    prefix,
-                    value,
-                    low,
-                    high,
-                }
-            }
-            (ParamType::Quantity, None) => {
-                let (prefix, rest) = split_prefix(v);
-                let mut parts = rest.splitn(3, '|');
-                let num = parts.next().unwrap_or("");
-                let (value, low, high) = number(num)
-                    .ok_or_else(|| err(key, "invalid", format!("'{num}' is not a number")))?;
-                let system = parts.next().filter(|s| !s.is_empty()).map(unescape);
-                let code = parts.next().filter(|s| !s.is_empty()).map(unescape);
-                Cond::Quantity {
-                    prefix,
-                    value,
-                    low,
-                    high,
-                    system,
-                    code,
-                }
+            (ParamType::Date | ParamType::Number | ParamType::Quantity, None) => {
+                plain_value(param.kind, v).map_err(|what| err(key, "invalid", what))?
             }
             (ParamType::Reference, None) => reference(v, base, None),
             (ParamType::Reference, Some("identifier")) => {
@@ -774,18 +743,38 @@ fn composite(param: &SearchParam, key: &str, v: &str) -> Result<Cond, Issue> {
         return Err(unsupported());
     };
     let rest = &v[at + 1..];
-    let bad = |what: &str| err(key, "invalid", format!("'{rest}' is not {what}"));
     let second = match c2.kind {
-        ParamType::Token => token(rest),
-        ParamType::String => Cond::StringPrefix(normalize(&unescape(rest))),
+        ParamType::Token
+        | ParamType::String
+        | ParamType::Date
+        | ParamType::Number
+        | ParamType::Quantity => {
+            plain_value(c2.kind, rest).map_err(|what| err(key, "invalid", what))?
+        }
+        _ => return Err(unsupported()),
+    };
+    Ok(Cond::Composite {
+        system,
+        code,
+        second: Box::new(second),
+    })
+}
+
+/// A value without modifier of a token, string, date, number or quantity parameter (also the
+/// second part of a composite value). The error says what the value is not.
+fn plain_value(kind: ParamType, v: &str) -> Result<Cond, String> {
+    let (prefix, rest) = split_prefix(v);
+    Ok(match kind {
+        ParamType::Token => token(v),
+        ParamType::String => Cond::StringPrefix(normalize(&unescape(v))),
         ParamType::Date => {
-            let (prefix, d) = split_prefix(rest);
-            let (low, high) = clock::period_of(d).ok_or_else(|| bad("a date"))?;
+            let (low, high) =
+                clock::period_of(rest).ok_or_else(|| format!("'{rest}' is not a date"))?;
             Cond::Date { prefix, low, high }
         }
         ParamType::Number => {
-            let (prefix, n) = split_prefix(rest);
-            let (value, low, high) = number(n).ok_or_else(|| bad("a number"))?;
+            let (value, low, high) =
+                number(rest).ok_or_else(|| format!("'{rest}' is not a number"))?;
             Cond::Number {
                 prefix,
                 value,
@@ -794,10 +783,10 @@ fn composite(param: &SearchParam, key: &str, v: &str) -> Result<Cond, Issue> {
             }
         }
         ParamType::Quantity => {
-            let (prefix, q) = split_prefix(rest);
-            let mut parts = q.splitn(3, '|');
+            let mut parts = rest.splitn(3, '|');
+            let num = parts.next().unwrap_or("");
             let (value, low, high) =
-                number(parts.next().unwrap_or("")).ok_or_else(|| bad("a quantity"))?;
+                number(num).ok_or_else(|| format!("'{num}' is not a number"))?;
             let system = parts.next().filter(|s| !s.is_empty()).map(unescape);
             let code = parts.next().filter(|s| !s.is_empty()).map(unescape);
             Cond::Quantity {
@@ -809,12 +798,7 @@ fn composite(param: &SearchParam, key: &str, v: &str) -> Result<Cond, Issue> {
                 code,
             }
         }
-        _ => return Err(unsupported()),
-    };
-    Ok(Cond::Composite {
-        system,
-        code,
-        second: Box::new(second),
+        _ => return Err("a value of this parameter type cannot be parsed here".to_owned()),
     })
 }
 
