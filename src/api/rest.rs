@@ -348,10 +348,9 @@ async fn update(
     let tree = format::read_resource(&req, &body, Some(&t))?;
     let im = if_match(&req)?;
     let store = state.store.clone();
-    let (rec, w) = web::block(move || record::update(&store, &t, &id, tree, im)).await??;
-    if w == Written::Created {
-        caller.require(Perm::Create, Some(&rec.res_type))?;
-    }
+    let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
+    let (rec, w) =
+        web::block(move || record::update(&store, &t, &id, tree, im, may_create)).await??;
     resource_response(
         &req,
         &state,
@@ -396,9 +395,11 @@ async fn conditional_update(
     let criteria = criteria_of(&req, &state, &t)?;
     let tree = format::read_resource(&req, &body, Some(&t))?;
     let im = if_match(&req)?;
+    let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
     let store = state.store.clone();
     let (rec, w) =
-        web::block(move || record::conditional_update(&store, &t, &criteria, tree, im)).await??;
+        web::block(move || record::conditional_update(&store, &t, &criteria, tree, im, may_create))
+            .await??;
     resource_response(
         &req,
         &state,

@@ -144,13 +144,16 @@ pub fn create(
     })
 }
 
-/// `PUT [type]/[id]`: update, or create with the client's id.
+/// `PUT [type]/[id]`: update, or create with the client's id when `may_create` (the caller's
+/// scopes allow creating); otherwise creating is refused inside the transaction, so nothing is
+/// written.
 pub fn update(
     store: &Store,
     t: &str,
     id: &str,
     tree: Json,
     if_match: Option<i64>,
+    may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
     check_body_id(&tree, t, Some(id))?;
     let attempt = |tree: Json| {
@@ -159,6 +162,11 @@ pub fn update(
             let (t, id) = (t.as_str(), id.as_str());
             let current = repo::lock_current(conn, t, id)?;
             check_if_match(current.map(|c| c.0), if_match)?;
+            if !may_create && current.is_none_or(|(_, deleted)| deleted) {
+                return Err(ApiError::Forbidden(format!(
+                    "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
+                )));
+            }
             match current {
                 None => Ok((
                     put_version(conn, t, id, tree, 1, "PUT", true)?,
@@ -189,13 +197,17 @@ pub fn conditional_update(
     criteria: &Query,
     tree: Json,
     if_match: Option<i64>,
+    may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
     require_criteria(criteria)?;
     let ids = store.read(|conn| matching_ids(conn, t, criteria, 2))?;
     let body_id = tree.get("id").and_then(Json::as_str).map(str::to_owned);
     match ids.as_slice() {
         [] => match body_id {
-            Some(id) => update(store, t, &id, tree, if_match),
+            Some(id) => update(store, t, &id, tree, if_match, may_create),
+            None if !may_create => Err(ApiError::Forbidden(format!(
+                "the token's scopes do not allow 'c' on {t}, and nothing matches the criteria"
+            ))),
             None => {
                 let (rec, _) = create(store, t, tree, None)?;
                 Ok((rec, Written::Created))
@@ -213,7 +225,7 @@ pub fn conditional_update(
             }
             let mut tree = tree;
             tree.set_at("id", Json::String(one.clone()), 1);
-            update(store, t, one, tree, if_match)
+            update(store, t, one, tree, if_match, may_create)
         }
         _ => Err(ApiError::PreconditionFailed(
             "multiple-matches",

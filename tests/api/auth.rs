@@ -262,3 +262,37 @@ async fn production_mode_verifies_es256_and_rs256_from_a_jwks() {
         401
     );
 }
+
+#[actix_web::test]
+async fn update_without_create_scope_cannot_create_and_writes_nothing() {
+    let app = spawn_app().await;
+    let updater = app.token_for(Role::His, "system/Patient.rus");
+    let auth = format!("Bearer {updater}");
+    let h = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/fhir+json"),
+    ];
+    let mut p = patient("11010519491231002X");
+    p["id"] = json!("new-by-put");
+    let body = p.to_string();
+    app.send("PUT", "/fhir/Patient/new-by-put", &h, Some(body.as_bytes()))
+        .await
+        .outcome(403);
+    app.get("/fhir/Patient/new-by-put").await.outcome(404);
+    let cond = "/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.3|11010519491231002X";
+    p.as_object_mut().unwrap().remove("id");
+    app.send("PUT", cond, &h, Some(p.to_string().as_bytes()))
+        .await
+        .outcome(403);
+    assert!(
+        app.get("/fhir/Patient").await.json().get("entry").is_none(),
+        "nothing was created"
+    );
+    // An existing resource can still be updated with that scope.
+    let created = app.create(&patient("11010519491231002X")).await;
+    let path = format!("/fhir/Patient/{}", created["id"].as_str().unwrap());
+    let r = app
+        .send("PUT", &path, &h, Some(created.to_string().as_bytes()))
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+}
