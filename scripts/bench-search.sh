@@ -29,5 +29,5 @@ sql="SELECT r.res_id FROM resources r WHERE r.res_type = 'Patient' AND r.deleted
 if [ "$backend" = postgres ]; then
   psql -h 127.0.0.1 -U postgres -d huimin_bench -c "EXPLAIN $sql"
 else
-  sqlite3 "$work/data/huimin.db" "EXPLAIN QUERY PLAN $sql"
+  sqlite3 "$data/huimin.db" "EXPLAIN QUERY PLAN $sql"
 fi

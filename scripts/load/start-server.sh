@@ -1,15 +1,24 @@
 # Sourced by the benchmark scripts: builds the release binary and starts it on a fresh
 # database (`$backend`: sqlite, or postgres with the database huimin_bench recreated at
 # 127.0.0.1:5432) on `$port`; sets `bin`, `work`, `base` and exports `TOKEN`. The server and
-# its files go away when the calling script exits.
+# its files go away when the calling script exits, unless BENCH_KEEP names a directory: then
+# the SQLite data (or, on postgres, the database huimin_bench) is kept there and reused.
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release --quiet --bin huimin
 bin="$target/release/huimin"
 work=$(mktemp -d)
+data="$work/data"
+if [ -n "${BENCH_KEEP:-}" ]; then
+  mkdir -p "$BENCH_KEEP"
+  data="$BENCH_KEEP"
+fi
 base="http://127.0.0.1:$port"
-export HUIMIN_DATA_DIR="$work/data" HUIMIN_LISTEN="127.0.0.1:$port" HUIMIN_LOG_LEVEL=warn
-if [ "$backend" = postgres ]; then
+export HUIMIN_DATA_DIR="$data" HUIMIN_LISTEN="127.0.0.1:$port" HUIMIN_LOG_LEVEL=warn
+if [ "$backend" = postgres ] && [ -z "${BENCH_KEEP:-}" ]; then
   psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS huimin_bench" -c "CREATE DATABASE huimin_bench" postgres
+fi
+if [ "$backend" = postgres ]; then
+  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE huimin_bench" postgres 2>/dev/null || true
   export HUIMIN_DATABASE_URL="postgres://postgres@127.0.0.1:5432/huimin_bench"
 fi
 "$bin" serve 2>"$work/server.log" &

@@ -52,6 +52,11 @@ pub enum Entry {
         param: String,
         uri: String,
     },
+    /// `_text` or `_content`: the normalised words of the narrative or of the whole resource.
+    Text {
+        param: String,
+        content: String,
+    },
     /// A composite parameter: the first component's token and the second component's value,
     /// taken from the same item.
     Composite {
@@ -89,6 +94,38 @@ pub fn normalize(s: &str) -> String {
         .flat_map(char::to_lowercase)
         .collect()
 }
+
+/// Longest indexed key in bytes: longer values are cut (at a character boundary) so that every
+/// row fits a B-tree entry on both backends; searches cut their values the same way.
+pub const KEY_BYTES: usize = 1000;
+
+/// `s` cut to at most [`KEY_BYTES`] bytes.
+pub fn key(s: &str) -> &str {
+    if s.len() <= KEY_BYTES {
+        return s;
+    }
+    let mut end = KEY_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Most text kept for `_content` per resource, in bytes.
+const CONTENT_BYTES: usize = 64 * 1024;
+
+/// Elements left out of `_content`: the narrative (that is `_text`), attachment data,
+/// and references, ids and URIs, which are searched by their own parameters.
+const NOT_CONTENT: &[&str] = &[
+    "data",
+    "reference",
+    "id",
+    "url",
+    "system",
+    "fullUrl",
+    "profile",
+    "div",
+];
 
 /// Every index row of `resource` (of type `resource_type`).
 pub fn extract(resource_type: &str, resource: &Json) -> Vec<Entry> {
@@ -131,6 +168,113 @@ pub fn extract(resource_type: &str, resource: &Json) -> Vec<Entry> {
         }
     }
     dedup(&mut out);
+    text_entries(resource, &mut out);
+    out
+}
+
+/// The `_text` row (narrative without markup) and the `_content` row (every other string).
+fn text_entries(resource: &Json, out: &mut Vec<Entry>) {
+    if let Some(div) = resource
+        .get("text")
+        .and_then(|t| t.get("div"))
+        .and_then(Json::as_str)
+    {
+        let words = words(&strip_markup(div));
+        if !words.is_empty() {
+            out.push(Entry::Text {
+                param: "_text".to_owned(),
+                content: words,
+            });
+        }
+    }
+    let mut content = String::new();
+    if let Json::Object(members) = resource {
+        for (k, v) in members {
+            // The narrative is `_text`; meta is searched by `_tag`, `_profile` and `_security`.
+            if !matches!(k.as_str(), "resourceType" | "text" | "meta") {
+                collect_strings(v, &mut content);
+            }
+        }
+    }
+    let words = words(&content);
+    if !words.is_empty() {
+        out.push(Entry::Text {
+            param: "_content".to_owned(),
+            content: words,
+        });
+    }
+}
+
+fn collect_strings(node: &Json, out: &mut String) {
+    if out.len() >= CONTENT_BYTES {
+        return;
+    }
+    match node {
+        Json::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        Json::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Json::Object(members) => {
+            for (k, v) in members {
+                if !NOT_CONTENT.contains(&k.as_str()) {
+                    collect_strings(v, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// XHTML narrative as plain text: tags dropped (block elements separate words, inline ones such
+/// as `<b>` do not), the common entities decoded.
+fn strip_markup(div: &str) -> String {
+    const INLINE: &[&str] = &[
+        "a", "abbr", "b", "big", "cite", "code", "em", "i", "small", "span", "strong", "sub",
+        "sup", "u",
+    ];
+    let mut out = String::with_capacity(div.len());
+    let mut tag: Option<String> = None;
+    for c in div.chars() {
+        match (&mut tag, c) {
+            (None, '<') => tag = Some(String::new()),
+            (Some(name), '>') => {
+                let name = name.trim_start_matches('/');
+                let name = name.split([' ', '/', '\t', '\n']).next().unwrap_or("");
+                if !INLINE.contains(&name.to_ascii_lowercase().as_str()) {
+                    out.push(' ');
+                }
+                tag = None;
+            }
+            (Some(name), c) => {
+                if name.len() < 16 {
+                    name.push(c);
+                }
+            }
+            (None, c) => out.push(c),
+        }
+    }
+    out.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Normalised text with whitespace collapsed to single spaces, cut to [`CONTENT_BYTES`].
+pub fn words(text: &str) -> String {
+    let norm = normalize(text);
+    let mut out = String::with_capacity(norm.len().min(CONTENT_BYTES));
+    for w in norm.split_whitespace() {
+        if out.len() + w.len() + 1 > CONTENT_BYTES {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
     out
 }
 
@@ -143,15 +287,42 @@ fn composite_entries(p: &SearchParam, item: &Json, out: &mut Vec<Entry>) {
     let (Some(c1), Some(c2)) = (REGISTRY.by_url(url1), REGISTRY.by_url(url2)) else {
         return;
     };
-    if c1.kind != ParamType::Token {
-        return;
-    }
-    let mut firsts = Vec::new();
+    let mut first_rows = Vec::new();
     for n in fhirpath::evaluate(e1, item) {
         if let Item::Node(j, _) = n {
-            token_entries("", j, &mut firsts);
+            match c1.kind {
+                ParamType::Token => token_entries("", j, &mut first_rows),
+                ParamType::Reference => reference_entries("", j, &mut first_rows),
+                _ => return,
+            }
         }
     }
+    // The first component as (system, code): a token, or a reference as `Type/id` (its URL
+    // when it names no local resource).
+    let firsts: Vec<(String, String)> = first_rows
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Token {
+                param,
+                system,
+                code,
+            } if param.is_empty() => Some((system, code)),
+            Entry::Reference {
+                param,
+                target_type,
+                target_id,
+                url,
+            } if param.is_empty() => Some((
+                String::new(),
+                if target_type.is_empty() || target_id.is_empty() {
+                    url
+                } else {
+                    format!("{target_type}/{target_id}")
+                },
+            )),
+            _ => None,
+        })
+        .collect();
     let mut seconds = Vec::new();
     for n in fhirpath::evaluate(e2, item) {
         let Item::Node(j, _) = n else { continue };
@@ -171,18 +342,7 @@ fn composite_entries(p: &SearchParam, item: &Json, out: &mut Vec<Entry>) {
             _ => {}
         }
     }
-    for f in &firsts {
-        let Entry::Token {
-            param,
-            system: system1,
-            code: code1,
-        } = f
-        else {
-            continue;
-        };
-        if !param.is_empty() {
-            continue; // :of-type and other derived rows
-        }
+    for (system1, code1) in &firsts {
         for sc in &seconds {
             let second = match sc {
                 Entry::Token {

@@ -37,6 +37,8 @@ pub enum Table {
     Quantity,
     Uri,
     Composite,
+    /// `_text` and `_content`.
+    Text,
 }
 
 /// One value condition on an index row.
@@ -77,6 +79,8 @@ pub enum Cond {
     ReferenceUrl(String),
     Uri(String),
     UriBelow(String),
+    /// `_text` / `_content`: every word occurs in the text (a contains match per word).
+    Words(Vec<String>),
     /// A composite value: the first component's token, and a condition on the second.
     Composite {
         system: Option<String>,
@@ -157,6 +161,28 @@ pub fn compartment(compartment: &str, id: &str, resource_type: &str) -> Result<C
     Ok(Clause::Or(clauses))
 }
 
+/// The words of a `_text` / `_content` value: whitespace separates words, a quoted phrase is
+/// one word.
+fn search_words(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, part) in v.split('"').enumerate() {
+        if i % 2 == 1 {
+            let phrase = super::index::words(part);
+            if !phrase.is_empty() {
+                out.push(phrase);
+            }
+        } else {
+            out.extend(
+                super::index::words(part)
+                    .split(' ')
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
+    out
+}
+
 /// The index table of a parameter type (`None` for composite and special parameters).
 pub fn table_of(kind: ParamType) -> Option<Table> {
     match kind {
@@ -219,6 +245,26 @@ pub fn parse(
     for (key, raw) in pairs {
         if RESULT_PARAMS.contains(&key.as_str()) {
             continue;
+        }
+        if key == "_contained" || key == "_containedType" {
+            // Contained resources are not indexed on their own: searches match containers,
+            // which is `_contained=false`, the default.
+            match (key.as_str(), raw.as_str()) {
+                ("_contained", "false") | ("_containedType", "container") => continue,
+                _ if lenient => {
+                    q.ignored.push(key.clone());
+                    continue;
+                }
+                _ => {
+                    return Err(err(
+                        key,
+                        "not-supported",
+                        format!(
+                            "{key}={raw} is not supported: searches match container resources only (_contained=false)"
+                        ),
+                    ));
+                }
+            }
         }
         if q.clauses.len() >= MAX_AND {
             return Err(err(
@@ -306,6 +352,11 @@ fn parse_one(
             ));
         }
     };
+    let table = if matches!(code, "_text" | "_content") {
+        Table::Text
+    } else {
+        table
+    };
     if modifier == Some("missing") {
         let missing = match raw {
             "true" => true,
@@ -337,6 +388,22 @@ fn parse_one(
             ranges.push((prefix, lo, hi));
         }
         return Ok(Clause::LastUpdated(ranges));
+    }
+    if matches!(code, "_text" | "_content") && modifier.is_none() {
+        let mut any = Vec::new();
+        for v in &values {
+            let words = search_words(&unescape(v));
+            if words.is_empty() {
+                return Err(err(key, "invalid", format!("empty value in '{key}'")));
+            }
+            any.push(Cond::Words(words));
+        }
+        return Ok(Clause::Index {
+            table: Table::Text,
+            param: code.to_owned(),
+            any,
+            negate: false,
+        });
     }
     if param.expr.is_none() {
         return Err(err(
@@ -403,7 +470,7 @@ fn parse_one(
                 }
                 reference(v, base, Some(t))
             }
-            (ParamType::Composite, None) => composite(param, key, v)?,
+            (ParamType::Composite, None) => composite(param, key, v, base)?,
             (ParamType::Uri, None) => Cond::Uri(unescape(v)),
             (ParamType::Uri, Some("below")) => Cond::UriBelow(unescape(v)),
             _ => return Err(bad_modifier()),
@@ -706,7 +773,7 @@ pub fn is_supported(param: &SearchParam) -> bool {
 
 /// `system|code$value` for a two-component composite whose first component is a token; the
 /// second part follows the rules of the second component's type.
-fn composite(param: &SearchParam, key: &str, v: &str) -> Result<Cond, Issue> {
+fn composite(param: &SearchParam, key: &str, v: &str, base: &str) -> Result<Cond, Issue> {
     let unsupported = || {
         err(
             key,
@@ -720,7 +787,7 @@ fn composite(param: &SearchParam, key: &str, v: &str) -> Result<Cond, Issue> {
     let (Some(c1), Some(c2)) = (REGISTRY.by_url(url1), REGISTRY.by_url(url2)) else {
         return Err(unsupported());
     };
-    if c1.kind != ParamType::Token {
+    if !matches!(c1.kind, ParamType::Token | ParamType::Reference) {
         return Err(unsupported());
     }
     let bytes = v.as_bytes();
@@ -739,8 +806,26 @@ fn composite(param: &SearchParam, key: &str, v: &str) -> Result<Cond, Issue> {
     let Some(at) = split else {
         return Err(err(key, "invalid", "a composite value is first$second"));
     };
-    let Cond::Token { system, code } = token(&v[..at]) else {
-        return Err(unsupported());
+    let (system, code) = if c1.kind == ParamType::Reference {
+        match reference(&v[..at], base, None) {
+            Cond::Reference {
+                target_type: Some(t),
+                target_id,
+            } => (None, Some(format!("{t}/{target_id}"))),
+            Cond::ReferenceUrl(url) => (None, Some(url)),
+            _ => {
+                return Err(err(
+                    key,
+                    "invalid",
+                    "the reference of a composite value is Type/id or a URL",
+                ));
+            }
+        }
+    } else {
+        match token(&v[..at]) {
+            Cond::Token { system, code } => (system, code),
+            _ => return Err(unsupported()),
+        }
     };
     let rest = &v[at + 1..];
     let second = match c2.kind {

@@ -139,6 +139,27 @@ struct RawComponent {
     expr: String,
 }
 
+/// R4B publishes `DocumentReference-relationship` with its two component expressions swapped
+/// (the reference component reads `code`, the token component `target`). When each component's
+/// expression is the tail of the other component's own definition, swap them back.
+fn fix_swapped_components(p: &mut RawParam, expressions: &HashMap<String, String>) {
+    let [a, b] = p.component.as_mut_slice() else {
+        return;
+    };
+    let tail = |url: &str| {
+        expressions
+            .get(url)
+            .and_then(|e| e.rsplit('.').next())
+            .map(str::to_owned)
+    };
+    let (Some(ta), Some(tb)) = (tail(&a.definition), tail(&b.definition)) else {
+        return;
+    };
+    if a.expr != ta && b.expr != tb && a.expr == tb && b.expr == ta {
+        std::mem::swap(&mut a.expr, &mut b.expr);
+    }
+}
+
 impl Registry {
     #[expect(
         clippy::expect_used,
@@ -150,7 +171,13 @@ impl Registry {
         let mut by_type: HashMap<String, HashMap<String, Arc<SearchParam>>> = HashMap::new();
         let mut by_url = HashMap::new();
         let mut common = Vec::new();
-        for p in raw.parameters {
+        let expressions: HashMap<String, String> = raw
+            .parameters
+            .iter()
+            .filter_map(|p| Some((p.url.clone(), p.expr.clone()?)))
+            .collect();
+        for mut p in raw.parameters {
+            fix_swapped_components(&mut p, &expressions);
             let (expr, unsupported) = match &p.expr {
                 None => (None, None),
                 Some(text) => match fhirpath::parse(text) {
@@ -158,11 +185,20 @@ impl Registry {
                     Err(why) => (None, Some(why)),
                 },
             };
-            let components = p
+            let components: Vec<(String, Option<Expr>)> = p
                 .component
                 .iter()
                 .map(|c| (c.definition.clone(), fhirpath::parse(&c.expr).ok()))
                 .collect();
+            // Composites are indexed as a pair whose first part is a token or a reference.
+            let unsupported = if p.kind == "composite" && components.len() != 2 {
+                Some(format!(
+                    "composite of {} components (only two are indexed)",
+                    components.len()
+                ))
+            } else {
+                unsupported
+            };
             let param = Arc::new(SearchParam {
                 code: p.code.clone(),
                 url: p.url.clone(),
@@ -288,8 +324,20 @@ mod tests {
     }
 
     #[test]
-    fn every_expression_is_covered() {
+    fn every_expression_is_covered_but_molecular_sequence_coordinates() {
         let uncovered = REGISTRY.uncovered();
-        assert!(uncovered.is_empty(), "{uncovered:?}");
+        let codes: Vec<_> = uncovered
+            .iter()
+            .map(|(t, c, _)| format!("{t}.{c}"))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "MolecularSequence.chromosome-variant-coordinate",
+                "MolecularSequence.chromosome-window-coordinate",
+                "MolecularSequence.referenceseqid-variant-coordinate",
+                "MolecularSequence.referenceseqid-window-coordinate",
+            ]
+        );
     }
 }

@@ -6,10 +6,9 @@ use diesel::result::QueryResult;
 use super::DbConn;
 use super::schema::{
     search_composite, search_date, search_number, search_quantity, search_reference, search_string,
-    search_token, search_uri,
+    search_text, search_token, search_uri,
 };
-use crate::fhir::index::Entry;
-use crate::fhir::index::Second;
+use crate::fhir::index::{Entry, Second, key};
 
 /// Run one statement on the concrete connection (see `resources::native`).
 macro_rules! native {
@@ -41,6 +40,7 @@ pub fn clear(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<()> {
     clear_table!(search_quantity);
     clear_table!(search_uri);
     clear_table!(search_composite);
+    clear_table!(search_text);
     Ok(())
 }
 
@@ -63,6 +63,7 @@ pub fn replace(
     let mut quantities = Vec::new();
     let mut uris = Vec::new();
     let mut composites = Vec::new();
+    let mut texts = Vec::new();
     for e in entries {
         match e {
             Entry::Token {
@@ -72,8 +73,8 @@ pub fn replace(
             } => tokens.push((
                 search_token::res_type.eq(t),
                 search_token::param.eq(param),
-                search_token::code.eq(code),
-                search_token::system.eq(system),
+                search_token::code.eq(key(code)),
+                search_token::system.eq(key(system)),
                 search_token::res_id.eq(id),
             )),
             Entry::String {
@@ -83,7 +84,7 @@ pub fn replace(
             } => strings.push((
                 search_string::res_type.eq(t),
                 search_string::param.eq(param),
-                search_string::value.eq(value),
+                search_string::value.eq(key(value)),
                 search_string::exact.eq(exact),
                 search_string::res_id.eq(id),
             )),
@@ -103,8 +104,8 @@ pub fn replace(
                 search_reference::res_type.eq(t),
                 search_reference::param.eq(param),
                 search_reference::target_type.eq(target_type),
-                search_reference::target_id.eq(target_id),
-                search_reference::url.eq(url),
+                search_reference::target_id.eq(key(target_id)),
+                search_reference::url.eq(key(url)),
                 search_reference::res_id.eq(id),
             )),
             Entry::Number { param, value } => numbers.push((
@@ -122,8 +123,8 @@ pub fn replace(
                 search_quantity::res_type.eq(t),
                 search_quantity::param.eq(param),
                 search_quantity::value.eq(*value),
-                search_quantity::system.eq(system),
-                search_quantity::code.eq(code),
+                search_quantity::system.eq(key(system)),
+                search_quantity::code.eq(key(code)),
                 search_quantity::res_id.eq(id),
             )),
             Entry::Composite {
@@ -150,21 +151,27 @@ pub fn replace(
                 composites.push((
                     search_composite::res_type.eq(t),
                     search_composite::param.eq(param),
-                    search_composite::system1.eq(system1),
-                    search_composite::code1.eq(code1),
-                    search_composite::system.eq(system),
-                    search_composite::code.eq(code),
+                    search_composite::system1.eq(key(system1)),
+                    search_composite::code1.eq(key(code1)),
+                    search_composite::system.eq(system.map(|s| key(s))),
+                    search_composite::code.eq(code.map(|c| key(c))),
                     search_composite::value.eq(value),
                     search_composite::low.eq(low),
                     search_composite::high.eq(high),
-                    search_composite::text2.eq(text),
+                    search_composite::text2.eq(text.map(|t| key(t))),
                     search_composite::res_id.eq(id),
                 ));
             }
+            Entry::Text { param, content } => texts.push((
+                search_text::res_type.eq(t),
+                search_text::param.eq(param),
+                search_text::content.eq(content),
+                search_text::res_id.eq(id),
+            )),
             Entry::Uri { param, uri } => uris.push((
                 search_uri::res_type.eq(t),
                 search_uri::param.eq(param),
-                search_uri::uri.eq(uri),
+                search_uri::uri.eq(key(uri)),
                 search_uri::res_id.eq(id),
             )),
         }
@@ -186,5 +193,6 @@ pub fn replace(
     insert_rows!(search_quantity, quantities);
     insert_rows!(search_uri, uris);
     insert_rows!(search_composite, composites);
+    insert_rows!(search_text, texts);
     Ok(())
 }

@@ -114,3 +114,12 @@ diesel::table! {
         res_id -> Text,
     }
 }
+
+diesel::table! {
+    search_text (res_type, param, res_id) {
+        res_type -> Text,
+        param -> Text,
+        content -> Text,
+        res_id -> Text,
+    }
+}

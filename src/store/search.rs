@@ -13,6 +13,7 @@ use diesel::sql_types::{BigInt, Bool, Double, Text};
 
 use super::DbConn;
 use crate::clock;
+use crate::fhir::index::key;
 use crate::fhir::search::{Clause, Cond, Prefix, Query, SortBy, SortKey, Table};
 
 /// A bound value.
@@ -24,10 +25,12 @@ enum Bind {
     Bool(bool),
 }
 
+/// SQL text split at its bound values: `segments[i]` comes before `binds[i]`, and `text` is the
+/// segment being written (the last one). Placeholders are written by diesel for the backend.
 struct Sql {
+    segments: Vec<String>,
     text: String,
     binds: Vec<Bind>,
-    postgres: bool,
     /// Counter for the aliases of nested `resources` scans (chains, `_has`).
     aliases: usize,
 }
@@ -39,12 +42,8 @@ impl Sql {
 
     /// Append a placeholder bound to `b`.
     fn bind(&mut self, b: Bind) {
+        self.segments.push(std::mem::take(&mut self.text));
         self.binds.push(b);
-        if self.postgres {
-            self.text.push_str(&format!("${}", self.binds.len()));
-        } else {
-            self.text.push('?');
-        }
     }
 
     fn text(&mut self, s: &str) {
@@ -80,6 +79,7 @@ fn table_name(t: Table) -> &'static str {
         Table::Quantity => "search_quantity",
         Table::Uri => "search_uri",
         Table::Composite => "search_composite",
+        Table::Text => "search_text",
     }
 }
 
@@ -110,7 +110,7 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
             let mut first = true;
             if let Some(s) = system {
                 q.push("x.system = ");
-                q.text(s);
+                q.text(key(s));
                 first = false;
             }
             if let Some(code) = code {
@@ -118,7 +118,7 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
                     q.push(" AND ");
                 }
                 q.push("x.code = ");
-                q.text(code);
+                q.text(key(code));
                 first = false;
             }
             if first {
@@ -126,6 +126,7 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
             }
         }
         Cond::StringPrefix(p) => {
+            let p = key(p);
             q.push("x.value >= ");
             q.text(p);
             q.push(" AND x.value < ");
@@ -134,6 +135,16 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
         Cond::StringExact(v) => {
             q.push("x.exact = ");
             q.text(v);
+        }
+        Cond::Words(words) => {
+            for (i, w) in words.iter().enumerate() {
+                if i > 0 {
+                    q.push(" AND ");
+                }
+                q.push("x.content LIKE ");
+                q.text(&format!("%{}%", like_escape(w)));
+                q.push(" ESCAPE '\\'");
+            }
         }
         Cond::StringContains(v) => {
             q.push("x.value LIKE ");
@@ -170,7 +181,7 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
             target_id,
         } => {
             q.push("x.target_id = ");
-            q.text(target_id);
+            q.text(key(target_id));
             if let Some(t) = target_type {
                 q.push(" AND x.target_type = ");
                 q.text(t);
@@ -178,11 +189,11 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
         }
         Cond::ReferenceUrl(u) => {
             q.push("x.url = ");
-            q.text(u);
+            q.text(key(u));
         }
         Cond::Uri(u) => {
             q.push("x.uri = ");
-            q.text(u);
+            q.text(key(u));
         }
         Cond::Composite {
             system,
@@ -192,15 +203,16 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
             q.push("1 = 1");
             if let Some(s) = system {
                 q.push(" AND x.system1 = ");
-                q.text(s);
+                q.text(key(s));
             }
             if let Some(c) = code {
                 q.push(" AND x.code1 = ");
-                q.text(c);
+                q.text(key(c));
             }
             q.push(" AND (");
             match second.as_ref() {
                 Cond::StringPrefix(p) => {
+                    let p = key(p);
                     q.push("x.text2 >= ");
                     q.text(p);
                     q.push(" AND x.text2 < ");
@@ -211,6 +223,7 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
             q.push(")");
         }
         Cond::UriBelow(u) => {
+            let u = key(u);
             q.push("x.uri >= ");
             q.text(u);
             q.push(" AND x.uri < ");
@@ -485,6 +498,7 @@ fn sort_column(table: Table, desc: bool) -> &'static str {
         Table::Number | Table::Quantity => "value",
         Table::Uri => "uri",
         Table::Composite => "code1",
+        Table::Text => "content",
     }
 }
 
@@ -508,11 +522,11 @@ fn sort_expr(q: &mut Sql, t: &str, key: &SortKey) {
     }
 }
 
-fn new_sql(conn: &DbConn) -> Sql {
+fn new_sql() -> Sql {
     Sql {
+        segments: Vec::new(),
         text: String::with_capacity(256),
         binds: Vec::new(),
-        postgres: matches!(conn, DbConn::Postgres(_)),
         aliases: 0,
     }
 }
@@ -575,26 +589,70 @@ fn keyset(q: &mut Sql, keys: &[SortKey], values: &[SortValue], id: &str) {
     q.push(")");
 }
 
+/// A compiled search as a diesel query. Unlike `sql_query` it may be kept in the connection's
+/// prepared-statement cache (keyed by its SQL text), so a search shape seen before is not parsed
+/// and planned again; very long statements (huge OR lists) are not cached.
+struct Prepared {
+    sql: Sql,
+}
+
+/// Longest SQL text (bytes) and most bound values of a statement kept in the cache.
+const CACHE_MAX_SQL: usize = 4096;
+const CACHE_MAX_BINDS: usize = 32;
+
+impl diesel::query_builder::QueryId for Prepared {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for Prepared {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<Conn> RunQueryDsl<Conn> for Prepared {}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for Prepared
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<Text>
+        + diesel::sql_types::HasSqlType<BigInt>
+        + diesel::sql_types::HasSqlType<Double>
+        + diesel::sql_types::HasSqlType<Bool>,
+    String: diesel::serialize::ToSql<Text, DB>,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+    f64: diesel::serialize::ToSql<Double, DB>,
+    bool: diesel::serialize::ToSql<Bool, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        let sql = &self.sql;
+        if sql.binds.len() > CACHE_MAX_BINDS
+            || sql.text.len() + sql.segments.iter().map(String::len).sum::<usize>() > CACHE_MAX_SQL
+        {
+            out.unsafe_to_cache_prepared();
+        }
+        for (segment, bind) in sql.segments.iter().zip(&sql.binds) {
+            out.push_sql(segment);
+            match bind {
+                Bind::Text(s) => out.push_bind_param::<Text, _>(s)?,
+                Bind::Int(i) => out.push_bind_param::<BigInt, _>(i)?,
+                Bind::Float(f) => out.push_bind_param::<Double, _>(f)?,
+                Bind::Bool(b) => out.push_bind_param::<Bool, _>(b)?,
+            }
+        }
+        out.push_sql(&sql.text);
+        Ok(())
+    }
+}
+
 macro_rules! load_rows {
     ($conn:expr, $q:expr, $row:ty) => {{
-        let Sql { text, binds, .. } = $q;
-        macro_rules! load {
-            ($c:expr, $db:ty) => {{
-                let mut query = diesel::sql_query(text).into_boxed::<$db>();
-                for b in binds {
-                    query = match b {
-                        Bind::Text(s) => query.bind::<Text, _>(s),
-                        Bind::Int(i) => query.bind::<BigInt, _>(i),
-                        Bind::Float(f) => query.bind::<Double, _>(f),
-                        Bind::Bool(v) => query.bind::<Bool, _>(v),
-                    };
-                }
-                query.load::<$row>($c)?
-            }};
-        }
+        let query = Prepared { sql: $q };
         match $conn {
-            DbConn::Postgres(c) => load!(c, diesel::pg::Pg),
-            DbConn::Sqlite(c) => load!(c, diesel::sqlite::Sqlite),
+            DbConn::Postgres(c) => query.load::<$row>(c)?,
+            DbConn::Sqlite(c) => query.load::<$row>(c)?,
         }
     }};
 }
@@ -609,7 +667,7 @@ pub fn run(
     after: Option<&After>,
     limit: i64,
 ) -> QueryResult<Vec<(String, String)>> {
-    let mut q = new_sql(conn);
+    let mut q = new_sql();
     if sort.is_empty() {
         q.push("SELECT r.res_id, r.content");
         from_where(&mut q, t, query);
@@ -645,7 +703,7 @@ pub fn run(
 
 /// How many live resources of type `t` match `query` (`_total=accurate`).
 pub fn count(conn: &mut DbConn, t: &str, query: &Query) -> QueryResult<i64> {
-    let mut q = new_sql(conn);
+    let mut q = new_sql();
     q.push("SELECT COUNT(*) AS n");
     from_where(&mut q, t, query);
     let rows = load_rows!(conn, q, CountRow);
@@ -661,7 +719,7 @@ pub fn sort_values(
 ) -> QueryResult<Vec<SortValue>> {
     let mut out = Vec::with_capacity(sort.len());
     for key in sort {
-        let mut q = new_sql(conn);
+        let mut q = new_sql();
         q.push("SELECT ");
         sort_expr(&mut q, t, key);
         q.push(" AS v FROM resources r WHERE r.res_type = ");

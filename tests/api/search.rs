@@ -441,6 +441,7 @@ async fn bad_searches_are_400_unless_lenient() {
         ("Observation?value-quantity=lots", "value-quantity"),
         ("Observation?subject:Account=1", "subject:Account"),
         ("Patient?gender=", "gender"),
+        ("Patient?_contained=true", "_contained"),
     ] {
         let issue = app.get(&format!("/fhir/{q}")).await.outcome(400);
         assert_eq!(issue["expression"][0], expr, "{q}");
@@ -478,6 +479,7 @@ async fn bad_searches_are_400_unless_lenient() {
         &[
             ("Patient?family=x'%20OR%20'1'='1", &[]),
             ("Patient?_id=pat-a')%20OR%20('1'='1", &[]),
+            ("Patient?_contained=false&gender=male", &["pat-a"]),
         ],
     )
     .await;
@@ -785,6 +787,35 @@ async fn composite_parameters_match_within_one_item() {
         ],
     )
     .await;
+    // A composite whose first component is a reference.
+    let doc = |id: &str, relation: &str, target: &str| {
+        json!({"resourceType": "DocumentReference", "id": id, "status": "current",
+               "content": [{"attachment": {"contentType": "text/plain", "data": "aGk="}}],
+               "relatesTo": [{"code": relation, "target": {"reference": target}}]})
+    };
+    put(&app, doc("doc-1", "replaces", "DocumentReference/doc-0")).await;
+    put(&app, doc("doc-2", "appends", "DocumentReference/doc-0")).await;
+    check(
+        &app,
+        &[
+            (
+                "DocumentReference?relationship=DocumentReference/doc-0$replaces",
+                &["doc-1"],
+            ),
+            (
+                "DocumentReference?relationship=DocumentReference/doc-0$replaces,DocumentReference/doc-0$appends",
+                &["doc-1", "doc-2"],
+            ),
+            (
+                "DocumentReference?relationship=DocumentReference/doc-9$replaces",
+                &[],
+            ),
+        ],
+    )
+    .await;
+    app.get("/fhir/DocumentReference?relationship=doc-0$replaces")
+        .await
+        .outcome(400);
     app.get("/fhir/Observation?component-code-value-quantity=8480-6")
         .await
         .outcome(400);
@@ -794,4 +825,110 @@ async fn composite_parameters_match_within_one_item() {
     app.get("/fhir/Observation?_sort=code-value-quantity")
         .await
         .outcome(400);
+}
+
+#[actix_web::test]
+async fn text_and_content_search() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    put(
+        &app,
+        json!({"resourceType": "Condition", "id": "cond-1",
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>原发性<b>高血压</b> &amp; Type 2 diabetes</p></div>"},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10", "display": "Essential hypertension"}], "text": "原发性高血压"},
+        "subject": {"reference": "Patient/pat-a"}, "note": [{"text": "Patient reports headaches"}]}),
+    )
+    .await;
+    put(
+        &app,
+        json!({"resourceType": "Condition", "id": "cond-2",
+        "code": {"text": "Type 2 diabetes mellitus"}, "subject": {"reference": "Patient/pat-b"}}),
+    )
+    .await;
+    check(
+        &app,
+        &[
+            // _content: every string of the resource, words ANDed, case- and accent-insensitive.
+            ("Condition?_content=高血压", &["cond-1"]),
+            ("Condition?_content=血压", &["cond-1"]),
+            ("Condition?_content=HEADACHE", &["cond-1"]),
+            ("Condition?_content=diabetes", &["cond-2"]),
+            ("Condition?_content=type diabetes", &["cond-2"]),
+            ("Condition?_content=essential headaches", &["cond-1"]),
+            ("Condition?_content=essential diabetes", &[]),
+            ("Condition?_content=\"diabetes mellitus\"", &["cond-2"]),
+            ("Condition?_content=\"mellitus diabetes\"", &[]),
+            (
+                "Condition?_content=headaches,mellitus",
+                &["cond-1", "cond-2"],
+            ),
+            // The narrative is not content, references and systems are not words.
+            ("Condition?_content=原发性 diabetes", &[]),
+            ("Condition?_content=pat-a", &[]),
+            ("Patient?_content=成都", &["pat-a"]),
+            ("Patient?_content=zhang", &["pat-a", "pat-b"]),
+            // _text: the narrative only, markup stripped and entities decoded.
+            ("Condition?_text=高血压", &["cond-1"]),
+            ("Condition?_text=原发性高血压 diabetes", &["cond-1"]),
+            ("Condition?_text=headaches", &[]),
+            ("Condition?_text=\"%26 type\"", &["cond-1"]),
+            ("Condition?_text=div", &[]),
+            ("Condition?_text:missing=true", &["cond-2"]),
+        ],
+    )
+    .await;
+    // Updating the resource replaces its text rows.
+    let updated = app
+        .put_json(
+            "/fhir/Condition/cond-2",
+            &json!({"resourceType": "Condition", "id": "cond-2",
+            "code": {"text": "Asthma"}, "subject": {"reference": "Patient/pat-b"}}),
+        )
+        .await;
+    assert_eq!(updated.status.as_u16(), 200);
+    check(
+        &app,
+        &[
+            ("Condition?_content=diabetes", &[]),
+            ("Condition?_content=asthma", &["cond-2"]),
+        ],
+    )
+    .await;
+    app.get("/fhir/Condition?_content=%20%20")
+        .await
+        .outcome(400);
+}
+
+#[actix_web::test]
+async fn very_long_values_are_indexed_and_found() {
+    let app = spawn_app().await;
+    // Values longer than a B-tree entry allows are indexed by their first 1,000 bytes.
+    let long_code = "X".repeat(5000);
+    let long_name = "长".repeat(2000);
+    put(
+        &app,
+        json!({"resourceType": "Patient", "id": "long-1",
+        "identifier": [{"system": "urn:sys1", "value": long_code}],
+        "name": [{"family": long_name}]}),
+    )
+    .await;
+    put(
+        &app,
+        json!({"resourceType": "Patient", "id": "long-2",
+        "identifier": [{"system": "urn:sys1", "value": "short"}]}),
+    )
+    .await;
+    check(
+        &app,
+        &[
+            (
+                &format!("Patient?identifier=urn:sys1|{long_code}"),
+                &["long-1"],
+            ),
+            (&format!("Patient?family={}", "长".repeat(400)), &["long-1"]),
+            (&format!("Patient?family:exact={long_name}"), &["long-1"]),
+            ("Patient?identifier=short", &["long-2"]),
+        ],
+    )
+    .await;
 }
