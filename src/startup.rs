@@ -34,6 +34,7 @@ impl Application {
             );
         }
         let store = Store::open(&db, settings.db_pool_size)?;
+        store.start_maintenance();
         let auth = Arc::new(Authenticator::from_settings(&settings)?);
         if settings.auth_mode == "dev" {
             tracing::warn!(

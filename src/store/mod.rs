@@ -187,6 +187,33 @@ impl Store {
             .unwrap_or_else(|_| Err(E::from(group_error("the database writer has stopped"))))
     }
 
+    /// Keep the SQLite planner's statistics current: `PRAGMA optimize` (with a bounded
+    /// `analysis_limit`) now and every ten minutes, so that plans follow the data as it grows.
+    /// PostgreSQL's autovacuum does this by itself.
+    pub fn start_maintenance(&self) {
+        if !self.is_embedded() {
+            return;
+        }
+        let store = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-optimize".to_owned())
+            .spawn(move || {
+                loop {
+                    let done = store.read(|c| {
+                        c.batch_execute("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+                            .map_err(anyhow::Error::from)
+                    });
+                    if let Err(e) = done {
+                        tracing::warn!(error = %e, "PRAGMA optimize failed");
+                    }
+                    std::thread::sleep(Duration::from_secs(600));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the SQLite maintenance thread");
+        }
+    }
+
     /// Whether the database answers a trivial query.
     pub fn ping(&self) -> bool {
         match self.pool.get() {

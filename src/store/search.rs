@@ -33,6 +33,9 @@ struct Sql {
     binds: Vec<Bind>,
     /// Counter for the aliases of nested `resources` scans (chains, `_has`).
     aliases: usize,
+    /// SQLite: per-candidate lookups name their index (`INDEXED BY`), because without
+    /// statistics its planner may prefer a range scan of the value index instead.
+    sqlite: bool,
 }
 
 impl Sql {
@@ -65,7 +68,7 @@ impl Sql {
         self.push(&format!(" AND {a}.deleted = "));
         self.bind(Bind::Bool(false));
         self.push(" AND ");
-        clause_sql(self, t, c, &a);
+        clause_sql(self, t, c, &a, true);
     }
 }
 
@@ -299,20 +302,75 @@ fn number_sql(q: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
     }
 }
 
-/// `r.res_id [NOT] IN (SELECT x.res_id FROM <table> x WHERE x.res_type = ? AND x.param = ?`
-/// (left open for more conditions and the closing parenthesis).
-fn index_subquery(q: &mut Sql, r: &str, table: Table, t: &str, param: &str, negate: bool) {
+/// The rows of `param` in `table` belonging to resource alias `r`, left open for more
+/// conditions and the closing parenthesis. The driving clause of a search selects ids with
+/// `r.res_id [NOT] IN (SELECT x.res_id FROM <table> x WHERE x.res_type = ? AND x.param = ?`,
+/// the others test each candidate with `[NOT] EXISTS (SELECT 1 FROM <table> x WHERE
+/// x.res_type = ? AND x.res_id = r.res_id AND x.param = ?`, so only one index range is read
+/// in full and the rest are point lookups.
+fn index_subquery(
+    q: &mut Sql,
+    r: &str,
+    table: Table,
+    t: &str,
+    param: &str,
+    negate: bool,
+    driver: bool,
+) {
     let not = if negate { "NOT " } else { "" };
-    q.push(&format!(
-        "{r}.res_id {not}IN (SELECT x.res_id FROM {} x WHERE x.res_type = ",
-        table_name(table)
-    ));
-    q.text(t);
+    if driver {
+        q.push(&format!(
+            "{r}.res_id {not}IN (SELECT x.res_id FROM {} x WHERE x.res_type = ",
+            table_name(table)
+        ));
+        q.text(t);
+    } else {
+        let name = table_name(table);
+        // Token rows are keyed (res_type, param, code, system, res_id): the candidate's row is
+        // one seek there, as it is in search_text's key and through a reference's target. The
+        // value indexes of the other tables end in a range column, which a planner without
+        // statistics may scan instead of the resource's few rows.
+        let from = match table {
+            Table::Token | Table::Reference | Table::Text => format!("{name} x"),
+            _ => lookup_from(q, name, &format!("{name}_resource")),
+        };
+        q.push(&format!(
+            "{not}EXISTS (SELECT 1 FROM {from} WHERE x.res_type = "
+        ));
+        q.text(t);
+        q.push(&format!(" AND x.res_id = {r}.res_id"));
+    }
     q.push(" AND x.param = ");
     q.text(param);
 }
 
-fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
+/// How selective a clause is expected to be (lower is narrower), or `None` when it cannot
+/// drive a search (negations, `:missing`, `_lastUpdated` on the resource row itself).
+fn selectivity(c: &Clause) -> Option<u8> {
+    match c {
+        Clause::Id(_) => Some(0),
+        Clause::Index { negate: true, .. } | Clause::Missing { .. } | Clause::LastUpdated(_) => {
+            None
+        }
+        Clause::Index { table, param, .. } => Some(match table {
+            Table::Reference => 1,
+            Table::Token if param == "identifier" => 1,
+            Table::Token | Table::Uri | Table::Composite => 2,
+            Table::String => 3,
+            Table::Number | Table::Quantity => 4,
+            Table::Date => 5,
+            Table::Text => 6,
+        }),
+        Clause::Chain { .. } => Some(3),
+        Clause::Has { .. } => Some(4),
+        Clause::Or(clauses) => clauses
+            .iter()
+            .map(selectivity)
+            .try_fold(0, |acc, s| s.map(|s| acc.max(s))),
+    }
+}
+
+fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
     match c {
         Clause::Id(ids) => {
             q.push(&format!("{r}.res_id IN ("));
@@ -342,7 +400,7 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
             param,
             missing,
         } => {
-            index_subquery(q, r, *table, t, param, *missing);
+            index_subquery(q, r, *table, t, param, *missing, driver);
             q.push(")");
         }
         Clause::Index {
@@ -351,7 +409,7 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
             any,
             negate,
         } => {
-            index_subquery(q, r, *table, t, param, *negate);
+            index_subquery(q, r, *table, t, param, *negate, driver);
             q.push(" AND (");
             for (i, cond) in any.iter().enumerate() {
                 if i > 0 {
@@ -364,12 +422,7 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
             q.push("))");
         }
         Clause::Chain { param, targets } => {
-            q.push(&format!(
-                "{r}.res_id IN (SELECT x.res_id FROM search_reference x WHERE x.res_type = "
-            ));
-            q.text(t);
-            q.push(" AND x.param = ");
-            q.text(param);
+            index_subquery(q, r, Table::Reference, t, param, false, driver);
             q.push(" AND (");
             for (i, (target, inner)) in targets.iter().enumerate() {
                 if i > 0 {
@@ -389,7 +442,7 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
                 if i > 0 {
                     q.push(" OR ");
                 }
-                clause_sql(q, t, c, r);
+                clause_sql(q, t, c, r, driver);
             }
             if clauses.is_empty() {
                 q.push("1 = 0");
@@ -401,10 +454,17 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str) {
             param,
             inner,
         } => {
-            q.push(&format!(
-                "{r}.res_id IN (SELECT x.target_id FROM search_reference x WHERE x.res_type = "
-            ));
-            q.text(source_type);
+            if driver {
+                q.push(&format!(
+                    "{r}.res_id IN (SELECT x.target_id FROM search_reference x WHERE x.res_type = "
+                ));
+                q.text(source_type);
+            } else {
+                let from = lookup_from(q, "search_reference", "search_reference_reverse");
+                q.push(&format!("EXISTS (SELECT 1 FROM {from} WHERE x.res_type = "));
+                q.text(source_type);
+                q.push(&format!(" AND x.target_id = {r}.res_id"));
+            }
             q.push(" AND x.param = ");
             q.text(param);
             q.push(" AND x.target_type = ");
@@ -509,10 +569,11 @@ fn sort_expr(q: &mut Sql, t: &str, key: &SortKey) {
         SortBy::LastUpdated => q.push("r.last_updated"),
         SortBy::Index { table, param } => {
             let agg = if key.desc { "MAX" } else { "MIN" };
+            let name = table_name(*table);
+            let from = lookup_from(q, name, &format!("{name}_resource"));
             q.push(&format!(
-                "(SELECT {agg}(x.{}) FROM {} x WHERE x.res_type = ",
+                "(SELECT {agg}(x.{}) FROM {from} WHERE x.res_type = ",
                 sort_column(*table, key.desc),
-                table_name(*table)
             ));
             q.text(t);
             q.push(" AND x.res_id = r.res_id AND x.param = ");
@@ -522,12 +583,22 @@ fn sort_expr(q: &mut Sql, t: &str, key: &SortKey) {
     }
 }
 
-fn new_sql() -> Sql {
+fn new_sql(conn: &DbConn) -> Sql {
     Sql {
         segments: Vec::new(),
         text: String::with_capacity(256),
         binds: Vec::new(),
         aliases: 0,
+        sqlite: matches!(conn, DbConn::Sqlite(_)),
+    }
+}
+
+/// `<table> x`, on SQLite pinned to the index named `<index>` (a per-resource lookup).
+fn lookup_from(q: &Sql, table: &str, index: &str) -> String {
+    if q.sqlite {
+        format!("{table} x INDEXED BY {index}")
+    } else {
+        format!("{table} x")
     }
 }
 
@@ -537,9 +608,16 @@ fn from_where(q: &mut Sql, t: &str, query: &Query) {
     q.text(t);
     q.push(" AND r.deleted = ");
     q.bind(Bind::Bool(false));
-    for c in &query.clauses {
+    let driver = query
+        .clauses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((selectivity(c)?, i)))
+        .min()
+        .map(|(_, i)| i);
+    for (i, c) in query.clauses.iter().enumerate() {
         q.push(" AND ");
-        clause_sql(q, t, c, "r");
+        clause_sql(q, t, c, "r", Some(i) == driver);
     }
 }
 
@@ -667,7 +745,7 @@ pub fn run(
     after: Option<&After>,
     limit: i64,
 ) -> QueryResult<Vec<(String, String)>> {
-    let mut q = new_sql();
+    let mut q = new_sql(conn);
     if sort.is_empty() {
         q.push("SELECT r.res_id, r.content");
         from_where(&mut q, t, query);
@@ -703,7 +781,7 @@ pub fn run(
 
 /// How many live resources of type `t` match `query` (`_total=accurate`).
 pub fn count(conn: &mut DbConn, t: &str, query: &Query) -> QueryResult<i64> {
-    let mut q = new_sql();
+    let mut q = new_sql(conn);
     q.push("SELECT COUNT(*) AS n");
     from_where(&mut q, t, query);
     let rows = load_rows!(conn, q, CountRow);
@@ -719,7 +797,7 @@ pub fn sort_values(
 ) -> QueryResult<Vec<SortValue>> {
     let mut out = Vec::with_capacity(sort.len());
     for key in sort {
-        let mut q = new_sql();
+        let mut q = new_sql(conn);
         q.push("SELECT ");
         sort_expr(&mut q, t, key);
         q.push(" AS v FROM resources r WHERE r.res_type = ");
