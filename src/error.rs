@@ -84,6 +84,40 @@ impl ApiError {
         ApiError::Internal("internal server error".to_owned())
     }
 
+    /// The same error, saying which bundle entry caused it (`Bundle.entry[i]: …`).
+    pub fn in_entry(self, index: usize) -> ApiError {
+        let at = format!("Bundle.entry[{index}]");
+        let say = |t: String| format!("{at}: {t}");
+        match self {
+            ApiError::Invalid(issues) => ApiError::Invalid(
+                issues
+                    .into_iter()
+                    .map(|i| {
+                        let mut i = i.with_prefix(&at);
+                        if i.expression.is_none() {
+                            i.expression = Some(at.clone());
+                        }
+                        i
+                    })
+                    .collect(),
+            ),
+            ApiError::Unauthorized(t) => ApiError::Unauthorized(say(t)),
+            ApiError::Forbidden(t) => ApiError::Forbidden(say(t)),
+            ApiError::NotFound(t) => ApiError::NotFound(say(t)),
+            ApiError::MethodNotAllowed(t) => ApiError::MethodNotAllowed(say(t)),
+            ApiError::NotAcceptable(t) => ApiError::NotAcceptable(say(t)),
+            ApiError::Conflict(t) => ApiError::Conflict(say(t)),
+            ApiError::Gone(t) => ApiError::Gone(say(t)),
+            ApiError::PreconditionFailed(c, t) => ApiError::PreconditionFailed(c, say(t)),
+            ApiError::PayloadTooLarge(t) => ApiError::PayloadTooLarge(say(t)),
+            ApiError::UnsupportedMediaType(t) => ApiError::UnsupportedMediaType(say(t)),
+            ApiError::Unprocessable(t) => ApiError::Unprocessable(say(t)),
+            ApiError::NotImplemented(t) => ApiError::NotImplemented(say(t)),
+            ApiError::Unavailable(t) => ApiError::Unavailable(say(t)),
+            ApiError::Internal(t) => ApiError::Internal(t),
+        }
+    }
+
     pub fn outcome(&self) -> OperationOutcome {
         let issue = match self {
             ApiError::Invalid(issues) => {

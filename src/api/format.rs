@@ -109,6 +109,12 @@ pub fn read_resource(
     body: &[u8],
     expected_type: Option<&str>,
 ) -> Result<Json, ApiError> {
+    let format = body_format(req, body)?;
+    parse_resource(format, body, expected_type)
+}
+
+/// The format of a request body: from `Content-Type`, else by its first character.
+pub fn body_format(req: &HttpRequest, body: &[u8]) -> Result<Format, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
@@ -124,6 +130,16 @@ pub fn read_resource(
         })?,
         None => sniff(body),
     };
+    Ok(format)
+}
+
+/// Parse and validate a resource body of a known format (no request needed, so it can run on
+/// the blocking pool).
+pub fn parse_resource(
+    format: Format,
+    body: &[u8],
+    expected_type: Option<&str>,
+) -> Result<Json, ApiError> {
     match format {
         Format::Json => validate::resource(body, expected_type).map_err(ApiError::Invalid),
         Format::Xml => {

@@ -2,6 +2,7 @@
 //! paging links. No SQL and no business rules here: handlers parse, authorise, call one service
 //! function and render its result.
 
+pub mod bundle;
 pub mod format;
 pub mod metadata;
 pub mod middleware;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::auth::{Authenticator, Caller};
+use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -36,7 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth: Arc<Authenticator>, max_bod
                 .service(
                     web::resource(["", "/"])
                         .name("system")
-                        .post(not_yet)
+                        .post(bundle::system_post)
                         .get(rest::search_system),
                 )
                 .configure(rest::configure)
@@ -66,13 +67,5 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         "no route for {} {}",
         req.method(),
         req.path()
-    )))
-}
-
-/// Transactions and batches arrive with a later capability.
-async fn not_yet(req: HttpRequest, _caller: Caller) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotImplemented(format!(
-        "{} on the system endpoint (transaction, batch) is not supported yet",
-        req.method()
     )))
 }

@@ -74,7 +74,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A resource type from the URL: 404 when FHIR R4B has no such type.
-fn resource_type(t: &str) -> Result<&str, ApiError> {
+pub(crate) fn resource_type(t: &str) -> Result<&str, ApiError> {
     if huimin_model::is_resource_type(t) {
         Ok(t)
     } else {
@@ -84,7 +84,7 @@ fn resource_type(t: &str) -> Result<&str, ApiError> {
     }
 }
 
-fn resource_id(id: &str) -> Result<&str, ApiError> {
+pub(crate) fn resource_id(id: &str) -> Result<&str, ApiError> {
     if is_valid_id(id) {
         Ok(id)
     } else {
@@ -106,7 +106,7 @@ pub fn base_url(req: &HttpRequest, state: &AppState) -> String {
 }
 
 /// Decode `application/x-www-form-urlencoded` pairs (a query string or a form body).
-fn pairs_of(encoded: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn pairs_of(encoded: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(encoded)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
@@ -117,7 +117,12 @@ fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
 }
 
 /// Check the type (404 when unknown), the caller's scope for `perms` on it, and the id syntax.
-fn authorize(caller: &Caller, perms: &[Perm], t: &str, id: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn authorize(
+    caller: &Caller,
+    perms: &[Perm],
+    t: &str,
+    id: Option<&str>,
+) -> Result<(), ApiError> {
     resource_type(t)?;
     for p in perms {
         caller.require(*p, Some(t))?;
@@ -128,7 +133,7 @@ fn authorize(caller: &Caller, perms: &[Perm], t: &str, id: Option<&str>) -> Resu
     Ok(())
 }
 
-fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -137,9 +142,14 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     let Some(v) = header_str(req, "if-match") else {
         return Ok(None);
     };
+    parse_etag(v).map(Some)
+}
+
+/// A version ETag (`W/"3"`, `"3"` or `3`).
+pub(crate) fn parse_etag(v: &str) -> Result<i64, ApiError> {
     let t = v.trim();
     let t = t.strip_prefix("W/").unwrap_or(t).trim_matches('"');
-    t.parse::<i64>().map(Some).map_err(|_| {
+    t.parse::<i64>().map_err(|_| {
         ApiError::bad_request(format!(
             "If-Match '{v}' is not a version ETag such as W/\"3\""
         ))
@@ -148,13 +158,13 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
 
 /// What `Prefer: return=…` asks for.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Return {
+pub(crate) enum Return {
     Minimal,
     Representation,
     Outcome,
 }
 
-fn prefer_return(req: &HttpRequest) -> Return {
+pub(crate) fn prefer_return(req: &HttpRequest) -> Return {
     let prefer = header_str(req, "prefer").unwrap_or("");
     for p in prefer.split([',', ';']) {
         match p.trim() {
@@ -167,7 +177,7 @@ fn prefer_return(req: &HttpRequest) -> Return {
     Return::Representation
 }
 
-fn page_size(pairs: &[(String, String)], state: &AppState) -> Result<i64, ApiError> {
+pub(crate) fn page_size(pairs: &[(String, String)], state: &AppState) -> Result<i64, ApiError> {
     match pairs.iter().find(|(k, _)| k == "_count") {
         None => Ok(i64::from(state.settings.page_size_default)),
         Some((_, v)) => {
@@ -317,7 +327,7 @@ async fn create(
             caller.require(Perm::Search, Some(&t))?;
             let q = q.trim_start_matches('?');
             let q = q.rsplit_once('?').map_or(q, |(_, after)| after);
-            Some(parse_query(&req, &state, &t, &pairs_of(q.as_bytes()))?)
+            Some(conditional(&req, &state, &t, &pairs_of(q.as_bytes()))?)
         }
         None => None,
     };
@@ -363,12 +373,12 @@ async fn update(
 }
 
 /// Whether `Prefer: handling=lenient` asks to ignore unknown search parameters.
-fn lenient(req: &HttpRequest) -> bool {
+pub(crate) fn lenient(req: &HttpRequest) -> bool {
     header_str(req, "prefer")
         .is_some_and(|p| p.split([',', ';']).any(|x| x.trim() == "handling=lenient"))
 }
 
-fn parse_query(
+pub(crate) fn parse_query(
     req: &HttpRequest,
     state: &AppState,
     t: &str,
@@ -376,6 +386,23 @@ fn parse_query(
 ) -> Result<Query, ApiError> {
     search::parse(t, pairs, &base_url(req, state), lenient(req))
         .map_err(|i| ApiError::Invalid(vec![i]))
+}
+
+/// Conditional criteria with their canonical key (result parameters such as `_format` left
+/// out of the key).
+pub(crate) fn conditional(
+    req: &HttpRequest,
+    state: &AppState,
+    t: &str,
+    pairs: &[(String, String)],
+) -> Result<record::Criteria, ApiError> {
+    let query = parse_query(req, state, t, pairs)?;
+    let selecting: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| !search::RESULT_PARAMS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    Ok(record::Criteria::new(query, &selecting))
 }
 
 fn criteria_of(req: &HttpRequest, state: &AppState, t: &str) -> Result<Query, ApiError> {
@@ -392,13 +419,13 @@ async fn conditional_update(
     let neg = format::negotiate(&req)?;
     let t = path.into_inner();
     authorize(&caller, &[Perm::Update, Perm::Search], &t, None)?;
-    let criteria = criteria_of(&req, &state, &t)?;
+    let criteria = conditional(&req, &state, &t, &query_pairs(&req))?;
     let tree = format::read_resource(&req, &body, Some(&t))?;
     let im = if_match(&req)?;
     let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
     let store = state.store.clone();
     let (rec, w) =
-        web::block(move || record::conditional_update(&store, &t, &criteria, tree, im, may_create))
+        web::block(move || record::conditional_update(&store, &t, criteria, tree, im, may_create))
             .await??;
     resource_response(
         &req,

@@ -36,6 +36,12 @@ impl Issue {
     }
 
     /// Point the issue at an element (a FHIRPath expression such as `Patient.name[0].given`).
+    /// The same issue with `prefix: ` before its text.
+    pub fn with_prefix(mut self, prefix: &str) -> Issue {
+        self.diagnostics = format!("{prefix}: {}", self.diagnostics);
+        self
+    }
+
     pub fn at(mut self, expression: impl Into<String>) -> Issue {
         let e = expression.into();
         if !e.is_empty() {

@@ -2,4 +2,5 @@
 //! return domain results or [`crate::error::ApiError`].
 
 pub mod access;
+pub mod bundle;
 pub mod record;

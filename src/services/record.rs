@@ -12,7 +12,7 @@ use crate::fhir::validate;
 use crate::services::access::AccessFilter;
 use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
 use crate::store::search::After;
-use crate::store::{DbConn, Store, index, is_unique_violation, search as store_search};
+use crate::store::{DbConn, Store, index, is_unique_violation, match_keys, search as store_search};
 
 /// A stored resource version as the API returns it.
 #[derive(Debug, Clone)]
@@ -114,34 +114,122 @@ fn require_criteria(criteria: &Query) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Conditional criteria (`If-None-Exist`, a conditional update's URL) with their canonical text,
+/// the key that makes conditional creates unique under concurrency (`match_keys`).
+#[derive(Debug, Clone)]
+pub struct Criteria {
+    pub query: Query,
+    pub key: String,
+}
+
+impl Criteria {
+    /// `pairs` are the request's selection parameters as received; the key is them sorted.
+    pub fn new(query: Query, pairs: &[(String, String)]) -> Criteria {
+        let mut sorted: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        sorted.sort();
+        Criteria {
+            query,
+            key: sorted.join("&"),
+        }
+    }
+}
+
+/// How many times a write raced by a concurrent conditional create is re-run.
+const CONDITIONAL_RETRIES: usize = 3;
+
 /// `POST [type]`, optionally conditional (`If-None-Exist`).
 pub fn create(
     store: &Store,
     t: &str,
     tree: Json,
-    if_none_exist: Option<Query>,
+    if_none_exist: Option<Criteria>,
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
-    store.write(move |conn| {
-        let t = t.as_str();
-        if let Some(criteria) = &if_none_exist {
-            require_criteria(criteria)?;
-            let ids = matching_ids(conn, t, criteria, 2)?;
-            match ids.as_slice() {
-                [] => {}
-                [one] => return Ok((read_in(conn, t, one)?, Written::Matched)),
-                _ => {
-                    return Err(ApiError::PreconditionFailed(
-                        "multiple-matches",
-                        "the If-None-Exist criteria match more than one resource".to_owned(),
-                    ));
-                }
+    store.write(move |conn| create_in(conn, &t, tree, if_none_exist.as_ref()))
+}
+
+/// A create inside the caller's transaction. With criteria: the single match is returned
+/// unchanged, several matches are 412, no match creates the resource (see [`resolve_create`]).
+pub fn create_in(
+    conn: &mut DbConn,
+    t: &str,
+    tree: Json,
+    if_none_exist: Option<&Criteria>,
+) -> Result<(Record, Written), ApiError> {
+    let target = match if_none_exist {
+        None => Resolved::New(new_id()),
+        Some(criteria) => resolve_create(conn, t, criteria)?,
+    };
+    match target {
+        Resolved::New(id) => Ok((create_with_id(conn, t, &id, tree)?, Written::Created)),
+        Resolved::Existing(id) => Ok((read_in(conn, t, &id)?, Written::Matched)),
+    }
+}
+
+/// Store a new resource under a server-assigned id.
+pub fn create_with_id(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    tree: Json,
+) -> Result<Record, ApiError> {
+    put_version(conn, t, id, tree, 1, "POST", true)
+}
+
+/// Where a conditional create lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// Nothing matched: create with this id, whose claim on the criteria is held.
+    New(String),
+    /// The single resource that matches.
+    Existing(String),
+}
+
+/// Settle a conditional create inside the caller's transaction: the single match, 412 for
+/// several, or a new id that has claimed the criteria in `match_keys`. The claim's primary key
+/// makes a concurrent identical conditional create (any process) wait for this transaction and
+/// then find its resource instead of creating a second one.
+pub fn resolve_create(
+    conn: &mut DbConn,
+    t: &str,
+    criteria: &Criteria,
+) -> Result<Resolved, ApiError> {
+    require_criteria(&criteria.query)?;
+    let mut stale: Option<String> = None;
+    for _ in 0..CONDITIONAL_RETRIES {
+        let ids = matching_ids(conn, t, &criteria.query, 2)?;
+        match ids.as_slice() {
+            [] => {}
+            [one] => return Ok(Resolved::Existing(one.clone())),
+            _ => {
+                return Err(ApiError::PreconditionFailed(
+                    "multiple-matches",
+                    "the If-None-Exist criteria match more than one resource".to_owned(),
+                ));
             }
         }
         let id = new_id();
-        let rec = put_version(conn, t, &id, tree, 1, "POST", true)?;
-        Ok((rec, Written::Created))
-    })
+        let claimed = match (
+            match_keys::claim(conn, t, &criteria.key, &id)?,
+            stale.take(),
+        ) {
+            (true, _) => true,
+            // Nothing matched twice while the same resource held the key: it no longer
+            // matches (updated since), so the key moves to the new resource.
+            (false, Some(old)) => match_keys::take_over(conn, t, &criteria.key, &old, &id)?,
+            (false, None) => {
+                stale = match_keys::holder(conn, t, &criteria.key)?;
+                false
+            }
+        };
+        if claimed {
+            return Ok(Resolved::New(id));
+        }
+        // A concurrent create of the same criteria committed first: search again.
+    }
+    Err(ApiError::Conflict(
+        "concurrent conditional creates of the same criteria did not settle; retry".to_owned(),
+    ))
 }
 
 /// `PUT [type]/[id]`: update, or create with the client's id when `may_create` (the caller's
@@ -158,30 +246,7 @@ pub fn update(
     check_body_id(&tree, t, Some(id))?;
     let attempt = |tree: Json| {
         let (t, id) = (t.to_owned(), id.to_owned());
-        store.write(move |conn| {
-            let (t, id) = (t.as_str(), id.as_str());
-            let current = repo::lock_current(conn, t, id)?;
-            check_if_match(current.map(|c| c.0), if_match)?;
-            if !may_create && current.is_none_or(|(_, deleted)| deleted) {
-                return Err(ApiError::Forbidden(format!(
-                    "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
-                )));
-            }
-            match current {
-                None => Ok((
-                    put_version(conn, t, id, tree, 1, "PUT", true)?,
-                    Written::Created,
-                )),
-                Some((v, deleted)) => {
-                    let how = if deleted {
-                        Written::Created
-                    } else {
-                        Written::Updated
-                    };
-                    Ok((put_version(conn, t, id, tree, v + 1, "PUT", false)?, how))
-                }
-            }
-        })
+        store.write(move |conn| update_in(conn, &t, &id, tree, if_match, may_create))
     };
     match attempt(tree.clone()) {
         // Two clients created the same new id at once: the loser becomes an update.
@@ -190,26 +255,73 @@ pub fn update(
     }
 }
 
-/// `PUT [type]?criteria`: conditional update.
-pub fn conditional_update(
-    store: &Store,
+/// An update (or create with the client's id) inside the caller's transaction.
+pub fn update_in(
+    conn: &mut DbConn,
     t: &str,
-    criteria: &Query,
+    id: &str,
     tree: Json,
     if_match: Option<i64>,
     may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
-    require_criteria(criteria)?;
-    let ids = store.read(|conn| matching_ids(conn, t, criteria, 2))?;
+    check_body_id(&tree, t, Some(id))?;
+    let current = repo::lock_current(conn, t, id)?;
+    check_if_match(current.map(|c| c.0), if_match)?;
+    if !may_create && current.is_none_or(|(_, deleted)| deleted) {
+        return Err(ApiError::Forbidden(format!(
+            "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
+        )));
+    }
+    match current {
+        None => Ok((
+            put_version(conn, t, id, tree, 1, "PUT", true)?,
+            Written::Created,
+        )),
+        Some((v, deleted)) => {
+            let how = if deleted {
+                Written::Created
+            } else {
+                Written::Updated
+            };
+            Ok((put_version(conn, t, id, tree, v + 1, "PUT", false)?, how))
+        }
+    }
+}
+
+/// `PUT [type]?criteria`: conditional update.
+pub fn conditional_update(
+    store: &Store,
+    t: &str,
+    criteria: Criteria,
+    tree: Json,
+    if_match: Option<i64>,
+    may_create: bool,
+) -> Result<(Record, Written), ApiError> {
+    let t = t.to_owned();
+    store.write(move |conn| conditional_update_in(conn, &t, &criteria, tree, if_match, may_create))
+}
+
+/// A conditional update inside the caller's transaction: no match creates (with the body's id
+/// if it has one), one match is updated, several are 412.
+pub fn conditional_update_in(
+    conn: &mut DbConn,
+    t: &str,
+    criteria: &Criteria,
+    tree: Json,
+    if_match: Option<i64>,
+    may_create: bool,
+) -> Result<(Record, Written), ApiError> {
+    require_criteria(&criteria.query)?;
+    let ids = matching_ids(conn, t, &criteria.query, 2)?;
     let body_id = tree.get("id").and_then(Json::as_str).map(str::to_owned);
     match ids.as_slice() {
         [] => match body_id {
-            Some(id) => update(store, t, &id, tree, if_match, may_create),
+            Some(id) => update_in(conn, t, &id, tree, if_match, may_create),
             None if !may_create => Err(ApiError::Forbidden(format!(
                 "the token's scopes do not allow 'c' on {t}, and nothing matches the criteria"
             ))),
             None => {
-                let (rec, _) = create(store, t, tree, None)?;
+                let (rec, _) = create_in(conn, t, tree, Some(criteria))?;
                 Ok((rec, Written::Created))
             }
         },
@@ -225,7 +337,7 @@ pub fn conditional_update(
             }
             let mut tree = tree;
             tree.set_at("id", Json::String(one.clone()), 1);
-            update(store, t, one, tree, if_match, may_create)
+            update_in(conn, t, one, tree, if_match, may_create)
         }
         _ => Err(ApiError::PreconditionFailed(
             "multiple-matches",
@@ -243,8 +355,18 @@ pub fn patch(
     if_match: Option<i64>,
 ) -> Result<Record, ApiError> {
     let (t, id, patch) = (t.to_owned(), id.to_owned(), patch.clone());
-    store.write(move |conn| {
-        let (t, id) = (t.as_str(), id.as_str());
+    store.write(move |conn| patch_in(conn, &t, &id, &patch, if_match))
+}
+
+/// A JSON Patch inside the caller's transaction.
+pub fn patch_in(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    patch: &json_patch::Patch,
+    if_match: Option<i64>,
+) -> Result<Record, ApiError> {
+    {
         let current = repo::find_current(conn, t, id)?;
         let current = match current {
             None => return Err(not_found(t, id)),
@@ -254,13 +376,13 @@ pub fn patch(
         check_if_match(Some(current.version_id), if_match)?;
         let mut doc: serde_json::Value =
             serde_json::from_str(&current.content).map_err(ApiError::internal)?;
-        json_patch::patch(&mut doc, &patch)
+        json_patch::patch(&mut doc, patch)
             .map_err(|e| ApiError::Unprocessable(format!("the patch cannot be applied: {e}")))?;
         let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
         check_body_id(&tree, t, Some(id))?;
         put_version(conn, t, id, tree, current.version_id + 1, "PATCH", false)
-    })
+    }
 }
 
 /// `DELETE [type]/[id]`: writes a tombstone version. Deleting what does not exist or is
@@ -270,7 +392,8 @@ pub fn delete(store: &Store, t: &str, id: &str) -> Result<Option<i64>, ApiError>
     store.write(move |conn| delete_in(conn, &t, &id))
 }
 
-fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, ApiError> {
+/// A delete inside the caller's transaction.
+pub fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, ApiError> {
     let Some((v, deleted)) = repo::lock_current(conn, t, id)? else {
         return Ok(None);
     };
@@ -292,6 +415,7 @@ fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, ApiErr
         false,
     )?;
     index::clear(conn, t, id)?;
+    match_keys::release(conn, t, id)?;
     Ok(Some(v + 1))
 }
 
@@ -301,19 +425,26 @@ pub fn conditional_delete(
     t: &str,
     criteria: Query,
 ) -> Result<Option<i64>, ApiError> {
-    require_criteria(&criteria)?;
     let t = t.to_owned();
-    store.write(move |conn| {
-        let ids = matching_ids(conn, &t, &criteria, 2)?;
-        match ids.as_slice() {
-            [] => Ok(None),
-            [one] => delete_in(conn, &t, one),
-            _ => Err(ApiError::PreconditionFailed(
-                "multiple-matches",
-                "the criteria match more than one resource".to_owned(),
-            )),
-        }
-    })
+    store.write(move |conn| conditional_delete_in(conn, &t, &criteria))
+}
+
+/// A conditional delete inside the caller's transaction.
+pub fn conditional_delete_in(
+    conn: &mut DbConn,
+    t: &str,
+    criteria: &Query,
+) -> Result<Option<i64>, ApiError> {
+    require_criteria(criteria)?;
+    let ids = matching_ids(conn, t, criteria, 2)?;
+    match ids.as_slice() {
+        [] => Ok(None),
+        [one] => delete_in(conn, t, one),
+        _ => Err(ApiError::PreconditionFailed(
+            "multiple-matches",
+            "the criteria match more than one resource".to_owned(),
+        )),
+    }
 }
 
 /// `GET [type]/[id]`.
@@ -321,7 +452,8 @@ pub fn read(store: &Store, t: &str, id: &str) -> Result<Record, ApiError> {
     store.read(|conn| read_in(conn, t, id))
 }
 
-fn read_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Record, ApiError> {
+/// A read inside the caller's transaction.
+pub fn read_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Record, ApiError> {
     match repo::find_current(conn, t, id)? {
         None => Err(not_found(t, id)),
         Some(c) if c.deleted => Err(gone(t, id)),
@@ -337,8 +469,12 @@ fn read_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Record, ApiError> {
 
 /// `GET [type]/[id]/_history/[vid]`.
 pub fn vread(store: &Store, t: &str, id: &str, vid: i64) -> Result<Record, ApiError> {
-    let v = store.read(|conn| repo::find_version(conn, t, id, vid).map_err(ApiError::from))?;
-    match v {
+    store.read(|conn| vread_in(conn, t, id, vid))
+}
+
+/// A version read inside the caller's transaction.
+pub fn vread_in(conn: &mut DbConn, t: &str, id: &str, vid: i64) -> Result<Record, ApiError> {
+    match repo::find_version(conn, t, id, vid)? {
         None => Err(ApiError::NotFound(format!("{t}/{id} has no version {vid}"))),
         Some(v) if v.deleted => Err(ApiError::Gone(format!(
             "{t}/{id} was deleted in version {vid}"

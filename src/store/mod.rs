@@ -12,6 +12,7 @@
 //! row locks and constraints, so any number of server processes may write at once.
 
 pub mod index;
+pub mod match_keys;
 pub mod resources;
 pub mod schema;
 pub mod search;

@@ -123,3 +123,11 @@ diesel::table! {
         res_id -> Text,
     }
 }
+
+diesel::table! {
+    match_keys (res_type, criteria) {
+        res_type -> Text,
+        criteria -> Text,
+        res_id -> Text,
+    }
+}

@@ -168,13 +168,9 @@ async fn search_by_identifier_and_id_with_paging() {
 }
 
 #[actix_web::test]
-async fn concurrent_conditional_creates_on_the_embedded_database_make_one_resource() {
-    // On SQLite every write passes the single group-commit writer, so racing If-None-Exist
-    // creates are decided one after another. (PostgreSQL gets a database-enforced match key
-    // with the transaction capability; until then this holds for SQLite only.)
-    if std::env::var_os("HUIMIN_TEST_POSTGRES_URL").is_some() {
-        return;
-    }
+async fn sixty_four_concurrent_conditional_creates_make_one_resource() {
+    // The database decides (the match_keys primary key), so this holds on PostgreSQL with
+    // concurrent writer transactions as well as on SQLite's single writer.
     let app = spawn_app().await;
     let body = patient("11010519491231002X").to_string();
     let cond = format!("identifier={SYS}|11010519491231002X");
@@ -183,15 +179,19 @@ async fn concurrent_conditional_creates_on_the_embedded_database_make_one_resour
         ("If-None-Exist", cond.as_str()),
     ];
     let replies = futures_util::future::join_all(
-        (0..16).map(|_| app.send("POST", "/fhir/Patient", &headers, Some(body.as_bytes()))),
+        (0..64).map(|_| app.send("POST", "/fhir/Patient", &headers, Some(body.as_bytes()))),
     )
     .await;
     let created = replies.iter().filter(|r| r.status.as_u16() == 201).count();
     let matched = replies.iter().filter(|r| r.status.as_u16() == 200).count();
-    assert_eq!((created, matched), (1, 15));
+    assert_eq!((created, matched), (1, 63));
     let ids: std::collections::BTreeSet<String> = replies
         .iter()
         .map(|r| r.json()["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids.len(), 1);
+    let found = app
+        .get(&format!("/fhir/Patient?{cond}&_summary=count"))
+        .await;
+    assert_eq!(found.json()["total"], 1);
 }

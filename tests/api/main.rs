@@ -7,6 +7,7 @@
 //! Run on SQLite by `cargo test`; on PostgreSQL with `HUIMIN_TEST_POSTGRES_URL` set.
 
 mod auth;
+mod bundles;
 mod cli;
 mod conditional;
 mod crud;

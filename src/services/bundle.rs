@@ -1,0 +1,510 @@
+//! Transactions and batches (`POST [base]` with a Bundle).
+//!
+//! A transaction is one job of the store's writer: every entry runs inside one database
+//! transaction, so either all of it is committed or none. Entries are processed in the order
+//! the specification gives (DELETE, POST, PUT/PATCH, GET) and answered in request order.
+//! Before anything that refers to them is written, the target of every entry is settled:
+//! server ids for creates, the matched resource for conditional creates and updates (claiming
+//! `match_keys` so concurrent pushes of the same resident create it once), and then every
+//! reference to an entry's `fullUrl` (`urn:uuid:…`, or the entry's own URL) and every
+//! conditional reference (`Patient?identifier=…`) is rewritten to `Type/id`.
+//!
+//! A batch runs its entries independently: each in its own savepoint of one writer job, so
+//! a failing entry rolls back only itself.
+
+use std::collections::HashMap;
+
+use diesel::Connection as _;
+
+use crate::error::ApiError;
+use crate::fhir::json::Json;
+use crate::fhir::search::{self, Query};
+use crate::services::record::{self, Criteria, Record, Written};
+use crate::store::search as store_search;
+use crate::store::{DbConn, Store};
+
+/// What one entry asks for, parsed and authorized by the API layer.
+#[derive(Debug)]
+pub enum Action {
+    Create {
+        t: String,
+        resource: Json,
+        if_none_exist: Option<Criteria>,
+    },
+    Update {
+        t: String,
+        id: String,
+        resource: Json,
+        if_match: Option<i64>,
+    },
+    ConditionalUpdate {
+        t: String,
+        criteria: Criteria,
+        resource: Json,
+        if_match: Option<i64>,
+    },
+    Patch {
+        t: String,
+        id: String,
+        patch: json_patch::Patch,
+        if_match: Option<i64>,
+    },
+    Delete {
+        t: String,
+        id: String,
+    },
+    ConditionalDelete {
+        t: String,
+        criteria: Query,
+    },
+    Read {
+        t: String,
+        id: String,
+    },
+    VRead {
+        t: String,
+        id: String,
+        vid: i64,
+    },
+    Search {
+        t: String,
+        query: Query,
+        count: i64,
+    },
+}
+
+/// One entry of the request bundle.
+#[derive(Debug)]
+pub struct Entry {
+    pub full_url: Option<String>,
+    pub action: Action,
+    /// The caller may create resources of the entry's type (a PUT to a new id creates).
+    pub may_create: bool,
+}
+
+/// What an entry did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Written(Record, Written),
+    Deleted(Option<i64>),
+    Read(Record),
+    /// Search matches as (type, id, stored JSON).
+    Found(Vec<(String, String, String)>),
+}
+
+/// A transaction entry that failed, which rolled the whole transaction back.
+#[derive(Debug)]
+pub struct Failure {
+    pub index: usize,
+    pub error: ApiError,
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        f.error.in_entry(f.index)
+    }
+}
+
+/// The processing phase of an action: DELETE, then POST, then PUT/PATCH, then GET.
+fn phase(a: &Action) -> u8 {
+    match a {
+        Action::Delete { .. } | Action::ConditionalDelete { .. } => 0,
+        Action::Create { .. } => 1,
+        Action::Update { .. } | Action::ConditionalUpdate { .. } | Action::Patch { .. } => 2,
+        Action::Read { .. } | Action::VRead { .. } | Action::Search { .. } => 3,
+    }
+}
+
+/// Run a transaction: all entries or none. `base` is this server's FHIR base URL.
+pub fn transaction(
+    store: &Store,
+    entries: Vec<Entry>,
+    base: String,
+) -> Result<Vec<Outcome>, ApiError> {
+    store.write(move |conn| run_transaction(conn, entries, &base).map_err(ApiError::from))
+}
+
+/// Where a create or conditional update will land, settled before anything is written.
+enum Target {
+    /// A new resource with this id.
+    New(String),
+    /// An existing resource: a conditional create that matched, or the update's target.
+    Existing(String),
+}
+
+fn run_transaction(
+    conn: &mut DbConn,
+    mut entries: Vec<Entry>,
+    base: &str,
+) -> Result<Vec<Outcome>, Failure> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| phase(&entries[i].action));
+    let mut outcomes: Vec<Option<Outcome>> = (0..entries.len()).map(|_| None).collect();
+    let fail = |index: usize| move |error: ApiError| Failure { index, error };
+
+    // 1. Deletes.
+    for &i in order.iter().filter(|&&i| phase(&entries[i].action) == 0) {
+        let out = match &entries[i].action {
+            Action::Delete { t, id } => record::delete_in(conn, t, id),
+            Action::ConditionalDelete { t, criteria } => {
+                record::conditional_delete_in(conn, t, criteria)
+            }
+            _ => continue,
+        }
+        .map_err(fail(i))?;
+        outcomes[i] = Some(Outcome::Deleted(out));
+    }
+
+    // 2. Settle the target of every create and conditional update, and map fullUrls to them.
+    let mut targets: HashMap<usize, Target> = HashMap::new();
+    let mut by_criteria: HashMap<(String, String), String> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        let target = match &e.action {
+            Action::Create {
+                t, if_none_exist, ..
+            } => {
+                let target = match if_none_exist {
+                    None => Target::New(record::new_id()),
+                    Some(c) => match record::resolve_create(conn, t, c).map_err(fail(i))? {
+                        record::Resolved::Existing(id) => Target::Existing(id),
+                        record::Resolved::New(id) => Target::New(id),
+                    },
+                };
+                if let Some(c) = if_none_exist {
+                    let id = match &target {
+                        Target::New(id) | Target::Existing(id) => id.clone(),
+                    };
+                    by_criteria.insert((t.clone(), c.key.clone()), id);
+                }
+                target
+            }
+            Action::ConditionalUpdate {
+                t,
+                criteria,
+                resource,
+                ..
+            } => {
+                let ids = record::matching_ids(conn, t, &criteria.query, 2).map_err(fail(i))?;
+                match ids.as_slice() {
+                    [] => match resource.get("id").and_then(Json::as_str) {
+                        Some(id) => Target::Existing(id.to_owned()),
+                        None => match record::resolve_create(conn, t, criteria).map_err(fail(i))? {
+                            record::Resolved::Existing(id) => Target::Existing(id),
+                            record::Resolved::New(id) => Target::New(id),
+                        },
+                    },
+                    [one] => Target::Existing(one.clone()),
+                    _ => {
+                        return Err(Failure {
+                            index: i,
+                            error: ApiError::PreconditionFailed(
+                                "multiple-matches",
+                                "the conditional update's criteria match more than one resource"
+                                    .to_owned(),
+                            ),
+                        });
+                    }
+                }
+            }
+            _ => continue,
+        };
+        targets.insert(i, target);
+    }
+    let mut map: HashMap<String, String> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        let Some(full_url) = &e.full_url else {
+            continue;
+        };
+        let (t, id) = match (&e.action, targets.get(&i)) {
+            (
+                Action::Create { t, .. } | Action::ConditionalUpdate { t, .. },
+                Some(Target::New(id) | Target::Existing(id)),
+            ) => (t, id.clone()),
+            (Action::Update { t, id, .. } | Action::Patch { t, id, .. }, _) => (t, id.clone()),
+            _ => continue,
+        };
+        let local = format!("{t}/{id}");
+        // A RESTful fullUrl of a create (`http://his.example/fhir/Patient/p1`) also stands
+        // for its relative form `Patient/p1` inside the bundle.
+        if !full_url.starts_with("urn:")
+            && let Some((rt, rid)) = crate::fhir::fhirpath::split_reference(full_url)
+            && rt == *t
+            && rid != id
+        {
+            map.insert(format!("{rt}/{rid}"), local.clone());
+        }
+        map.insert(full_url.clone(), local);
+    }
+
+    // 3. Rewrite references in every resource about to be written.
+    for (i, e) in entries.iter_mut().enumerate() {
+        let resource = match &mut e.action {
+            Action::Create { resource, .. }
+            | Action::Update { resource, .. }
+            | Action::ConditionalUpdate { resource, .. } => resource,
+            _ => continue,
+        };
+        let mut resolver = Resolver {
+            conn: &mut *conn,
+            map: &map,
+            by_criteria: &by_criteria,
+            base,
+        };
+        resolver.rewrite(resource).map_err(fail(i))?;
+    }
+
+    // 4. Creates, then updates and patches, then reads, in that order.
+    let later: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| phase(&entries[i].action) > 0)
+        .collect();
+    for i in later {
+        let may_create = entries[i].may_create;
+        let action = std::mem::replace(
+            &mut entries[i].action,
+            Action::Read {
+                t: String::new(),
+                id: String::new(),
+            },
+        );
+        let target = targets.remove(&i);
+        let out = match (action, target) {
+            (Action::Create { t, resource, .. }, Some(Target::New(id))) => {
+                record::create_with_id(conn, &t, &id, resource)
+                    .map(|r| Outcome::Written(r, Written::Created))
+            }
+            (Action::Create { t, .. }, Some(Target::Existing(id))) => {
+                record::read_in(conn, &t, &id).map(|r| Outcome::Written(r, Written::Matched))
+            }
+            (
+                Action::ConditionalUpdate {
+                    t,
+                    mut resource,
+                    if_match,
+                    ..
+                },
+                Some(Target::New(id) | Target::Existing(id)),
+            ) => {
+                resource.set_at("id", Json::String(id.clone()), 1);
+                record::update_in(conn, &t, &id, resource, if_match, may_create)
+                    .map(|(r, w)| Outcome::Written(r, w))
+            }
+            (
+                Action::Update {
+                    t,
+                    id,
+                    resource,
+                    if_match,
+                },
+                _,
+            ) => record::update_in(conn, &t, &id, resource, if_match, may_create)
+                .map(|(r, w)| Outcome::Written(r, w)),
+            (
+                Action::Patch {
+                    t,
+                    id,
+                    patch,
+                    if_match,
+                },
+                _,
+            ) => record::patch_in(conn, &t, &id, &patch, if_match)
+                .map(|r| Outcome::Written(r, Written::Updated)),
+            (action, _) => read_action(conn, action),
+        }
+        .map_err(fail(i))?;
+        outcomes[i] = Some(out);
+    }
+    outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(index, o)| {
+            o.ok_or_else(|| Failure {
+                index,
+                error: ApiError::internal("a transaction entry was not processed"),
+            })
+        })
+        .collect()
+}
+
+/// A GET entry (or an unexpected action, refused).
+fn read_action(conn: &mut DbConn, action: Action) -> Result<Outcome, ApiError> {
+    match action {
+        Action::Read { t, id } => record::read_in(conn, &t, &id).map(Outcome::Read),
+        Action::VRead { t, id, vid } => record::vread_in(conn, &t, &id, vid).map(Outcome::Read),
+        Action::Search { t, query, count } => {
+            let rows = store_search::run(conn, &t, &query, &[], None, count)?;
+            Ok(Outcome::Found(
+                rows.into_iter()
+                    .map(|(id, content)| (t.clone(), id, content))
+                    .collect(),
+            ))
+        }
+        _ => Err(ApiError::internal("unexpected bundle action")),
+    }
+}
+
+/// Rewrites the references of one resource.
+struct Resolver<'a> {
+    conn: &'a mut DbConn,
+    map: &'a HashMap<String, String>,
+    by_criteria: &'a HashMap<(String, String), String>,
+    base: &'a str,
+}
+
+impl Resolver<'_> {
+    fn rewrite(&mut self, node: &mut Json) -> Result<(), ApiError> {
+        match node {
+            Json::Object(members) => {
+                for (k, v) in members.iter_mut() {
+                    if k == "reference"
+                        && let Json::String(r) = v
+                    {
+                        if let Some(new) = self.resolve(r)? {
+                            *r = new;
+                        }
+                    } else {
+                        self.rewrite(v)?;
+                    }
+                }
+            }
+            Json::Array(items) => {
+                for item in items {
+                    self.rewrite(item)?;
+                }
+            }
+            // Other strings naming an entry (`Attachment.url`, `valueUri`): only exact
+            // `urn:uuid:` / `urn:oid:` fullUrls, which cannot mean anything else.
+            Json::String(s) if s.starts_with("urn:") => {
+                if let Some(new) = self.map.get(s.as_str()) {
+                    *s = new.clone();
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The new text of a reference, or `None` to leave it as written.
+    fn resolve(&mut self, r: &str) -> Result<Option<String>, ApiError> {
+        if let Some(new) = self.map.get(r) {
+            return Ok(Some(new.clone()));
+        }
+        let local = r.strip_prefix(self.base).map(|s| s.trim_start_matches('/'));
+        if let Some(l) = local
+            && let Some(new) = self.map.get(l)
+        {
+            return Ok(Some(new.clone()));
+        }
+        let candidate = local.unwrap_or(r);
+        let Some((t, q)) = candidate.split_once('?') else {
+            return Ok(None);
+        };
+        if !huimin_model::is_resource_type(t) || candidate.contains("://") {
+            return Ok(None);
+        }
+        // A conditional reference: exactly one match, in the database or among this bundle's
+        // conditional creates with the same criteria.
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let query = search::parse(t, &pairs, self.base, false).map_err(|i| {
+            ApiError::Invalid(vec![i.with_prefix(&format!("conditional reference '{r}'"))])
+        })?;
+        if query.clauses.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "conditional reference '{r}' has no criteria"
+            )));
+        }
+        let key = Criteria::new(query.clone(), &pairs).key;
+        if let Some(id) = self.by_criteria.get(&(t.to_owned(), key)) {
+            return Ok(Some(format!("{t}/{id}")));
+        }
+        let ids = record::matching_ids(self.conn, t, &query, 2)?;
+        match ids.as_slice() {
+            [one] => Ok(Some(format!("{t}/{one}"))),
+            [] => Err(ApiError::PreconditionFailed(
+                "not-found",
+                format!("conditional reference '{r}' matches no resource"),
+            )),
+            _ => Err(ApiError::PreconditionFailed(
+                "multiple-matches",
+                format!("conditional reference '{r}' matches more than one resource"),
+            )),
+        }
+    }
+}
+
+/// Run a batch: every entry on its own (its own savepoint), each with its own outcome.
+/// Conditional references are resolved; references between entries are not (a batch's
+/// entries must not depend on each other).
+pub fn batch(
+    store: &Store,
+    entries: Vec<Entry>,
+    base: String,
+) -> Result<Vec<Result<Outcome, ApiError>>, ApiError> {
+    store.write(move |conn| {
+        let empty = HashMap::new();
+        let empty_criteria = HashMap::new();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let may_create = e.may_create;
+            let result = conn.transaction(|conn| {
+                let mut action = e.action;
+                if let Action::Create { resource, .. }
+                | Action::Update { resource, .. }
+                | Action::ConditionalUpdate { resource, .. } = &mut action
+                {
+                    Resolver {
+                        conn: &mut *conn,
+                        map: &empty,
+                        by_criteria: &empty_criteria,
+                        base: &base,
+                    }
+                    .rewrite(resource)?;
+                }
+                single(conn, action, may_create)
+            });
+            out.push(result);
+        }
+        Ok(out)
+    })
+}
+
+/// One batch entry.
+fn single(conn: &mut DbConn, action: Action, may_create: bool) -> Result<Outcome, ApiError> {
+    match action {
+        Action::Create {
+            t,
+            resource,
+            if_none_exist,
+        } => record::create_in(conn, &t, resource, if_none_exist.as_ref())
+            .map(|(r, w)| Outcome::Written(r, w)),
+        Action::Update {
+            t,
+            id,
+            resource,
+            if_match,
+        } => record::update_in(conn, &t, &id, resource, if_match, may_create)
+            .map(|(r, w)| Outcome::Written(r, w)),
+        Action::ConditionalUpdate {
+            t,
+            criteria,
+            resource,
+            if_match,
+        } => record::conditional_update_in(conn, &t, &criteria, resource, if_match, may_create)
+            .map(|(r, w)| Outcome::Written(r, w)),
+        Action::Patch {
+            t,
+            id,
+            patch,
+            if_match,
+        } => record::patch_in(conn, &t, &id, &patch, if_match)
+            .map(|r| Outcome::Written(r, Written::Updated)),
+        Action::Delete { t, id } => record::delete_in(conn, &t, &id).map(Outcome::Deleted),
+        Action::ConditionalDelete { t, criteria } => {
+            record::conditional_delete_in(conn, &t, &criteria).map(Outcome::Deleted)
+        }
+        other => read_action(conn, other),
+    }
+}

@@ -1,0 +1,472 @@
+//! Transactions and batches: all-or-nothing, processing order, reference rewriting,
+//! conditional references, per-entry outcomes, idempotent re-push, concurrency, size.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{FHIR_JSON, TestApp, patient, spawn_app, spawn_app_with};
+
+const SYS: &str = "urn:oid:2.16.156.10011.1.3";
+
+async fn post_bundle(app: &TestApp, bundle: &Value) -> crate::helpers::Reply {
+    app.post_json("/fhir", bundle).await
+}
+
+fn tx(entries: Vec<Value>) -> Value {
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+fn post(full_url: &str, resource: Value) -> Value {
+    let t = resource["resourceType"].as_str().unwrap().to_owned();
+    json!({"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": t}})
+}
+
+async fn count(app: &TestApp, query: &str) -> u64 {
+    let r = app.get(&format!("/fhir/{query}&_summary=count")).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    r.json()["total"].as_u64().unwrap()
+}
+
+fn location_id(entry: &Value) -> String {
+    let loc = entry["response"]["location"].as_str().unwrap();
+    loc.split('/').nth(1).unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn a_transaction_rewrites_references_and_answers_in_request_order() {
+    let app = spawn_app().await;
+    let bundle = tx(vec![
+        post(
+            "urn:uuid:0c3f1b8e-0000-4000-8000-000000000003",
+            json!({"resourceType": "Observation", "status": "final",
+                   "code": {"text": "体温"},
+                   "subject": {"reference": "urn:uuid:0c3f1b8e-0000-4000-8000-000000000001"},
+                   "encounter": {"reference": "urn:uuid:0c3f1b8e-0000-4000-8000-000000000002"}}),
+        ),
+        post(
+            "urn:uuid:0c3f1b8e-0000-4000-8000-000000000001",
+            patient("110105194912310025"),
+        ),
+        post(
+            "urn:uuid:0c3f1b8e-0000-4000-8000-000000000002",
+            json!({"resourceType": "Encounter", "status": "finished",
+                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                   "subject": {"reference": "urn:uuid:0c3f1b8e-0000-4000-8000-000000000001"}}),
+        ),
+    ]);
+    // Clients post transactions to the base with or without a trailing slash.
+    let r = app.post_json("/fhir/", &bundle).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let b = r.json();
+    assert_eq!(b["type"], "transaction-response");
+    let entries = b["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    for e in entries {
+        assert_eq!(e["response"]["status"], "201 Created", "{e}");
+        assert_eq!(e["response"]["etag"], "W/\"1\"");
+        assert!(e["response"]["lastModified"].is_string());
+    }
+    assert!(
+        entries[0]["response"]["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("Observation/")
+    );
+    let (obs, pat, enc) = (
+        location_id(&entries[0]),
+        location_id(&entries[1]),
+        location_id(&entries[2]),
+    );
+    let o = app.get(&format!("/fhir/Observation/{obs}")).await.json();
+    assert_eq!(o["subject"]["reference"], format!("Patient/{pat}"));
+    assert_eq!(o["encounter"]["reference"], format!("Encounter/{enc}"));
+    let e = app.get(&format!("/fhir/Encounter/{enc}")).await.json();
+    assert_eq!(e["subject"]["reference"], format!("Patient/{pat}"));
+    // The index holds the rewritten references.
+    assert_eq!(
+        count(&app, &format!("Observation?subject=Patient/{pat}")).await,
+        1
+    );
+    // Prefer: return=representation puts each resource in the response.
+    let r = app
+        .send(
+            "POST",
+            "/fhir",
+            &[
+                ("Content-Type", FHIR_JSON),
+                ("Prefer", "return=representation"),
+            ],
+            Some(
+                tx(vec![post("urn:uuid:a", patient("110105194912310033"))])
+                    .to_string()
+                    .as_bytes(),
+            ),
+        )
+        .await;
+    let b = r.json();
+    assert_eq!(b["entry"][0]["resource"]["resourceType"], "Patient");
+    assert!(b["entry"][0]["resource"]["id"].is_string());
+}
+
+#[actix_web::test]
+async fn a_failing_entry_rolls_back_everything_and_is_named() {
+    let app = spawn_app().await;
+    let existing = app.create(&patient("110105194912310041")).await;
+    let id = existing["id"].as_str().unwrap();
+    let bundle = tx(vec![
+        post("urn:uuid:1", patient("110105194912310050")),
+        json!({"resource": {"resourceType": "Patient", "id": id, "gender": "male"},
+               "request": {"method": "PUT", "url": format!("Patient/{id}"), "ifMatch": "W/\"7\""}}),
+    ]);
+    let issue = post_bundle(&app, &bundle).await.outcome(412);
+    assert!(
+        issue["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bundle.entry[1]"),
+        "{issue}"
+    );
+    assert_eq!(
+        count(
+            &app,
+            &format!("Patient?identifier={SYS}|110105194912310050")
+        )
+        .await,
+        0
+    );
+    let unchanged = app.get(&format!("/fhir/Patient/{id}")).await.json();
+    assert_eq!(unchanged["meta"]["versionId"], "1");
+
+    // An invalid resource: 400 naming the element inside the bundle, nothing written.
+    let bundle = tx(vec![
+        post("urn:uuid:1", patient("110105194912310068")),
+        post(
+            "urn:uuid:2",
+            json!({"resourceType": "Patient", "name": [{"famly": "x"}]}),
+        ),
+    ]);
+    let issue = post_bundle(&app, &bundle).await.outcome(400);
+    let expr = issue["expression"][0].as_str().unwrap();
+    assert!(
+        expr.contains("entry[1]") && expr.contains("famly"),
+        "{issue}"
+    );
+    assert_eq!(
+        count(
+            &app,
+            &format!("Patient?identifier={SYS}|110105194912310068")
+        )
+        .await,
+        0
+    );
+
+    // A type mismatch between the URL and the resource, and unknown methods.
+    let bad = tx(vec![json!({"resource": patient("1"),
+                             "request": {"method": "POST", "url": "Observation"}})]);
+    let issue = post_bundle(&app, &bad).await.outcome(400);
+    assert!(
+        issue["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("Bundle.entry[0]")
+    );
+    let bad = tx(vec![
+        json!({"request": {"method": "HEAD", "url": format!("Patient/{id}")}}),
+    ]);
+    post_bundle(&app, &bad).await.outcome(400);
+    // Only transactions and batches are accepted at the base.
+    let r = post_bundle(
+        &app,
+        &json!({"resourceType": "Bundle", "type": "collection"}),
+    )
+    .await;
+    assert_eq!(r.outcome(400)["expression"][0], "Bundle.type");
+    let r = post_bundle(&app, &patient("1")).await;
+    r.outcome(400);
+}
+
+#[actix_web::test]
+async fn entries_are_processed_delete_post_put_get() {
+    let app = spawn_app().await;
+    let old = app.create(&patient("110105194912310076")).await;
+    let old_id = old["id"].as_str().unwrap().to_owned();
+    let keep = app.create(&patient("110105194912310084")).await;
+    let keep_id = keep["id"].as_str().unwrap().to_owned();
+    // Listed GET, PUT, POST, DELETE: the read sees the update, the conditional create does
+    // not match the resource deleted in the same transaction.
+    let cond = format!("identifier={SYS}|110105194912310076");
+    let bundle = tx(vec![
+        json!({"request": {"method": "GET", "url": format!("Patient/{keep_id}")}}),
+        json!({"resource": {"resourceType": "Patient", "id": keep_id, "gender": "male",
+                            "identifier": [{"system": SYS, "value": "110105194912310084"}]},
+               "request": {"method": "PUT", "url": format!("Patient/{keep_id}")}}),
+        json!({"fullUrl": "urn:uuid:new", "resource": patient("110105194912310076"),
+               "request": {"method": "POST", "url": "Patient", "ifNoneExist": cond}}),
+        json!({"request": {"method": "DELETE", "url": format!("Patient/{old_id}")}}),
+    ]);
+    let r = post_bundle(&app, &bundle).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let b = r.json();
+    let e = b["entry"].as_array().unwrap();
+    assert_eq!(e[0]["response"]["status"], "200 OK");
+    assert_eq!(e[0]["resource"]["gender"], "male");
+    assert_eq!(e[0]["resource"]["meta"]["versionId"], "2");
+    assert_eq!(e[1]["response"]["status"], "200 OK");
+    assert_eq!(e[2]["response"]["status"], "201 Created");
+    assert_ne!(location_id(&e[2]), old_id);
+    assert_eq!(e[3]["response"]["status"], "204 No Content");
+    app.get(&format!("/fhir/Patient/{old_id}"))
+        .await
+        .outcome(410);
+}
+
+#[actix_web::test]
+async fn conditional_references_resolve_in_the_database_and_in_the_bundle() {
+    let app = spawn_app().await;
+    let p = app.create(&patient("110105194912310092")).await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    let obs = |subject: &str| {
+        json!({"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                            "subject": {"reference": subject}},
+               "request": {"method": "POST", "url": "Observation"}})
+    };
+    let by_id = format!("Patient?identifier={SYS}|110105194912310092");
+    let r = post_bundle(&app, &tx(vec![obs(&by_id)])).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let oid = location_id(&r.json()["entry"][0]);
+    let o = app.get(&format!("/fhir/Observation/{oid}")).await.json();
+    assert_eq!(o["subject"]["reference"], format!("Patient/{pid}"));
+
+    // Nothing matches: 412, nothing written.
+    let none = format!("Patient?identifier={SYS}|000000000000000000");
+    let issue = post_bundle(&app, &tx(vec![obs(&none)])).await.outcome(412);
+    assert!(
+        issue["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("matches no")
+    );
+    // Two match: 412.
+    app.create(&patient("110105194912310092")).await;
+    let issue = post_bundle(&app, &tx(vec![obs(&by_id)])).await.outcome(412);
+    assert_eq!(issue["code"], "multiple-matches");
+    assert_eq!(count(&app, "Observation?status=final").await, 1);
+
+    // A resident created by a conditional create in the same bundle.
+    let cond = format!("identifier={SYS}|110105194912310106");
+    let bundle = tx(vec![
+        obs(&format!("Patient?{cond}")),
+        json!({"fullUrl": "urn:uuid:p", "resource": patient("110105194912310106"),
+               "request": {"method": "POST", "url": "Patient", "ifNoneExist": cond}}),
+    ]);
+    let r = post_bundle(&app, &bundle).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let b = r.json();
+    let (oid, pid) = (location_id(&b["entry"][0]), location_id(&b["entry"][1]));
+    let o = app.get(&format!("/fhir/Observation/{oid}")).await.json();
+    assert_eq!(o["subject"]["reference"], format!("Patient/{pid}"));
+}
+
+/// One HIS push: a resident (conditional create on the ID number), an encounter and a result
+/// (conditional updates on the hospital's own identifiers).
+fn his_push(n: u32) -> Value {
+    let id_number = format!("1101051949{n:08}");
+    let cond = format!("identifier={SYS}|{id_number}");
+    let enc_id = format!("urn:uuid:enc-{n}");
+    tx(vec![
+        json!({"fullUrl": format!("urn:uuid:pat-{n}"), "resource": patient(&id_number),
+               "request": {"method": "POST", "url": "Patient", "ifNoneExist": cond}}),
+        json!({"fullUrl": enc_id,
+               "resource": {"resourceType": "Encounter", "status": "finished",
+                            "identifier": [{"system": "urn:his:enc", "value": format!("E{n}")}],
+                            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                            "subject": {"reference": format!("urn:uuid:pat-{n}")}},
+               "request": {"method": "PUT", "url": format!("Encounter?identifier=urn:his:enc|E{n}")}}),
+        json!({"resource": {"resourceType": "Observation", "status": "final",
+                            "identifier": [{"system": "urn:his:obs", "value": format!("O{n}")}],
+                            "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+                            "subject": {"reference": format!("urn:uuid:pat-{n}")},
+                            "encounter": {"reference": enc_id},
+                            "valueQuantity": {"value": 36.6, "unit": "Cel", "system": "http://unitsofmeasure.org", "code": "Cel"}},
+               "request": {"method": "PUT", "url": format!("Observation?identifier=urn:his:obs|O{n}")}}),
+    ])
+}
+
+#[actix_web::test]
+async fn re_pushing_the_same_bundle_is_idempotent() {
+    let app = spawn_app().await;
+    let first = post_bundle(&app, &his_push(1)).await;
+    assert_eq!(first.status.as_u16(), 200, "{}", first.text());
+    let first = first.json();
+    let statuses = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        statuses(&first),
+        ["201 Created", "201 Created", "201 Created"]
+    );
+    let second = post_bundle(&app, &his_push(1)).await.json();
+    assert_eq!(statuses(&second), ["200 OK", "200 OK", "200 OK"]);
+    for i in 0..3 {
+        assert_eq!(
+            location_id(&first["entry"][i]),
+            location_id(&second["entry"][i])
+        );
+    }
+    assert_eq!(count(&app, "Patient?gender=female").await, 1);
+    assert_eq!(count(&app, "Encounter?status=finished").await, 1);
+    assert_eq!(count(&app, "Observation?status=final").await, 1);
+}
+
+#[actix_web::test]
+async fn concurrent_pushes_of_the_same_resident_create_one_patient() {
+    let app = spawn_app().await;
+    let body = his_push(7).to_string();
+    let replies = futures_util::future::join_all((0..16).map(|_| {
+        app.send(
+            "POST",
+            "/fhir",
+            &[("Content-Type", FHIR_JSON)],
+            Some(body.as_bytes()),
+        )
+    }))
+    .await;
+    for r in &replies {
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    }
+    assert_eq!(
+        count(
+            &app,
+            &format!("Patient?identifier={SYS}|110105194900000007")
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&app, "Encounter?identifier=urn:his:enc|E7").await, 1);
+    assert_eq!(
+        count(&app, "Observation?identifier=urn:his:obs|O7").await,
+        1
+    );
+}
+
+#[actix_web::test]
+async fn a_batch_answers_each_entry_on_its_own() {
+    let app = spawn_app().await;
+    let p = app.create(&patient("110105194912310114")).await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    let patch = serde_json::to_vec(&json!([{"op": "replace", "path": "/gender", "value": "male"}]))
+        .unwrap();
+    use base64::Engine as _;
+    let patch = base64::engine::general_purpose::STANDARD.encode(patch);
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": patient("110105194912310122"), "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": "Patient/does-not-exist"}},
+        {"resource": {"resourceType": "Patient", "id": pid, "gender": "other"},
+         "request": {"method": "PUT", "url": format!("Patient/{pid}"), "ifMatch": "W/\"9\""}},
+        {"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": patch},
+         "request": {"method": "PATCH", "url": format!("Patient/{pid}")}},
+        {"request": {"method": "GET", "url": format!("Patient?identifier={SYS}|110105194912310114")}},
+        {"request": {"method": "HEAD", "url": "Patient"}},
+    ]});
+    let r = post_bundle(&app, &batch).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let b = r.json();
+    assert_eq!(b["type"], "batch-response");
+    let e = b["entry"].as_array().unwrap();
+    let status: Vec<&str> = e
+        .iter()
+        .map(|x| x["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        status,
+        [
+            "201 Created",
+            "404 Not Found",
+            "412 Precondition Failed",
+            "200 OK",
+            "200 OK",
+            "400 Bad Request"
+        ]
+    );
+    assert_eq!(
+        e[1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert_eq!(e[4]["resource"]["type"], "searchset");
+    assert_eq!(e[4]["resource"]["total"], 1);
+    // The good entries were kept; the patch applied after the failed update.
+    let created = location_id(&e[0]);
+    app.get(&format!("/fhir/Patient/{created}")).await;
+    let now = app.get(&format!("/fhir/Patient/{pid}")).await.json();
+    assert_eq!(now["gender"], "male");
+    assert_eq!(now["meta"]["versionId"], "2");
+}
+
+#[actix_web::test]
+async fn transactions_in_xml() {
+    let app = spawn_app().await;
+    let xml = r#"<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/>
+      <entry><fullUrl value="urn:uuid:p1"/><resource><Patient><gender value="female"/></Patient></resource>
+        <request><method value="POST"/><url value="Patient"/></request></entry>
+      <entry><resource><Observation><status value="final"/><code><text value="x"/></code>
+        <subject><reference value="urn:uuid:p1"/></subject></Observation></resource>
+        <request><method value="POST"/><url value="Observation"/></request></entry>
+    </Bundle>"#;
+    let r = app
+        .send(
+            "POST",
+            "/fhir",
+            &[
+                ("Content-Type", "application/fhir+xml"),
+                ("Accept", "application/fhir+xml"),
+            ],
+            Some(xml.as_bytes()),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let text = r.text();
+    assert!(
+        text.contains("transaction-response") && text.contains("201 Created"),
+        "{text}"
+    );
+    assert_eq!(
+        count(&app, "Observation?subject:Patient.gender=female").await,
+        1
+    );
+}
+
+#[actix_web::test]
+async fn ten_thousand_entries_in_one_transaction() {
+    let app = spawn_app_with(|s| s.max_body_bytes = 64 * 1024 * 1024).await;
+    let mut entries = Vec::new();
+    for n in 0..2_500u32 {
+        let p = format!("urn:uuid:00000000-0000-4000-8000-{n:012}");
+        entries.push(post(&p, patient(&format!("X{n}"))));
+        for k in 0..3 {
+            entries.push(post(
+                &format!("urn:uuid:00000000-0000-4000-9000-{:012}", n * 3 + k),
+                json!({"resourceType": "Observation", "status": "final",
+                       "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                       "subject": {"reference": p},
+                       "valueQuantity": {"value": 60 + k, "unit": "/min"}}),
+            ));
+        }
+    }
+    let bundle = tx(entries);
+    let r = post_bundle(&app, &bundle).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.json()["entry"].as_array().unwrap().len(), 10_000);
+    assert_eq!(count(&app, "Observation?code=8867-4").await, 7_500);
+    assert_eq!(
+        count(&app, "Observation?subject:Patient.identifier=X42").await,
+        3
+    );
+    // The body limit is a setting: over it, 413 and nothing written.
+    let small = spawn_app_with(|s| s.max_body_bytes = 1024 * 1024).await;
+    let r = post_bundle(&small, &bundle).await;
+    assert_eq!(r.status.as_u16(), 413);
+}
