@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fhir;
+pub mod fixtures;
 pub mod metrics;
 pub mod services;
 pub mod startup;
