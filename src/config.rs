@@ -63,7 +63,11 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".to_owned(),
             data_dir: PathBuf::from("./data"),
             database_url: None,
-            db_pool_size: 16,
+            // Two connections per core: more only queue inside the database (measured on
+            // PostgreSQL: 16 connections on 2 cores doubled the p99 of searches).
+            db_pool_size: std::thread::available_parallelism()
+                .map_or(8, |n| n.get() * 2)
+                .clamp(4, 64) as u32,
             max_body_bytes: 16 * 1024 * 1024,
             base_url: None,
             log_format: "text".to_owned(),

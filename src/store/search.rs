@@ -344,6 +344,17 @@ fn index_subquery(
     q.text(param);
 }
 
+/// Close a clause's subquery. On PostgreSQL a per-candidate `EXISTS` gets `OFFSET 0`, which
+/// keeps it a correlated probe: flattened into a join, a cached generic plan (made without the
+/// parameter values) may start from a common code's 300,000 rows instead of the candidates.
+fn close_subquery(q: &mut Sql, driver: bool) {
+    if driver || q.sqlite {
+        q.push(")");
+    } else {
+        q.push(" OFFSET 0)");
+    }
+}
+
 /// How selective a clause is expected to be (lower is narrower), or `None` when it cannot
 /// drive a search (negations, `:missing`, `_lastUpdated` on the resource row itself).
 fn selectivity(c: &Clause) -> Option<u8> {
@@ -401,7 +412,7 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
             missing,
         } => {
             index_subquery(q, r, *table, t, param, *missing, driver);
-            q.push(")");
+            close_subquery(q, driver);
         }
         Clause::Index {
             table,
@@ -419,7 +430,8 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
                 cond_sql(q, cond);
                 q.push(")");
             }
-            q.push("))");
+            q.push(")");
+            close_subquery(q, driver);
         }
         Clause::Chain { param, targets } => {
             index_subquery(q, r, Table::Reference, t, param, false, driver);
@@ -434,7 +446,8 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
                 q.live_matching(target, inner);
                 q.push("))");
             }
-            q.push("))");
+            q.push(")");
+            close_subquery(q, driver);
         }
         Clause::Or(clauses) => {
             q.push("(");
@@ -471,7 +484,8 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
             q.text(t);
             q.push(" AND x.res_id IN (");
             q.live_matching(source_type, inner);
-            q.push("))");
+            q.push(")");
+            close_subquery(q, driver);
         }
     }
 }

@@ -481,7 +481,10 @@ async fn push_city(app: &TestApp, dir: &std::path::Path) -> usize {
         .collect();
     inst.sort();
     for d in inst {
-        let mut bundles: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut bundles: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         bundles.sort();
         files.extend(bundles);
     }
@@ -514,7 +517,14 @@ async fn the_synthetic_city_loads_and_re_pushes_idempotently() {
         summary.by_type["Patient"] as u64
     );
     // Institutions and their categories are searchable.
-    assert!(count(&app, "Organization?type=urn:huimin:institution-category|B100").await > 0);
+    assert!(
+        count(
+            &app,
+            "Organization?type=urn:huimin:institution-category|B100"
+        )
+        .await
+            > 0
+    );
     // Pushing everything again changes nothing.
     push_city(&app, dir.path()).await;
     assert_eq!(count(&app, "Observation?status=final").await, observations);

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Ingest benchmark on the release build: generate the synthetic city (RESIDENTS residents,
+# seed 1), start a fresh server, push the registry, then every institution's transaction
+# bundles with PUSHERS concurrent pushers (curl). Prints resources/second over the whole push
+# and the p50/p99/max bundle latency.
+#
+#   scripts/bench-ingest.sh [sqlite|postgres] [residents] [pushers]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend="${1:-sqlite}"
+residents="${2:-10000}"
+pushers="${3:-4}"
+port=18083
+# shellcheck source=load/start-server.sh
+source scripts/load/start-server.sh
+
+city="${CITY_DIR:-${TMPDIR:-/tmp}/huimin-city-$residents-seed1}"
+if [ ! -f "$city/manifest.json" ]; then
+  "$bin" fixtures generate --residents "$residents" --seed 1 --out "$city"
+fi
+# Entries of the institution bundles (the registry is pushed before timing starts).
+entries=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["entries"] - len(json.load(open(sys.argv[2]))["entry"]))' "$city/manifest.json" "$city/registry.json")
+push() {
+  curl -s -o /dev/null -w "%{http_code} %{time_total}\n" -H "Authorization: Bearer $TOKEN" \
+    -H "Content-Type: application/fhir+json" --data-binary "@$1" "$base/fhir"
+}
+export -f push
+export base
+push "$city/registry.json" > /dev/null
+find "$city" -mindepth 2 -name 'bundle-*.json' | sort > "$work/bundles"
+echo "== $backend: $(wc -l < "$work/bundles") bundles, $entries entries, $pushers pushers"
+start=$(date +%s.%N)
+xargs -P "$pushers" -I{} bash -c 'push "$1"' _ {} < "$work/bundles" > "$work/times"
+end=$(date +%s.%N)
+python3 - "$work/times" "$start" "$end" "$entries" <<'PY'
+import sys
+lines = [l.split() for l in open(sys.argv[1])]
+bad = [l for l in lines if l[0] != "200"]
+t = sorted(float(l[1]) * 1000 for l in lines)
+secs = float(sys.argv[3]) - float(sys.argv[2])
+n = int(sys.argv[4])
+pct = lambda p: t[min(len(t) - 1, int(p * len(t)))]
+print(f"bundles: {len(lines)}, failed: {len(bad)}")
+print(f"wall: {secs:.1f} s, {n / secs:,.0f} resources/s")
+print(f"bundle latency: p50 {pct(0.50):.0f} ms, p99 {pct(0.99):.0f} ms, max {t[-1]:.0f} ms")
+PY
