@@ -121,7 +121,7 @@ pub fn transaction(
     entries: Vec<Entry>,
     base: String,
 ) -> Result<Vec<Outcome>, ApiError> {
-    store.write(move |conn| run_transaction(conn, entries, &base).map_err(ApiError::from))
+    store.write_alone(move |conn| run_transaction(conn, entries, &base).map_err(ApiError::from))
 }
 
 /// Where a create or conditional update will land, settled before anything is written.
