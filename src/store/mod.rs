@@ -240,6 +240,29 @@ impl Store {
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "could not start the statistics thread");
         }
+        if self.is_embedded() {
+            // Copy the WAL back into the database file every second, beside the writer
+            // instead of inside it (the automatic checkpoint with its fsync took 11 % of the
+            // writer's time during bulk ingest). PASSIVE never blocks readers or the writer.
+            let store = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("sqlite-checkpoint".to_owned())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(1));
+                        let done = store.read(|c| {
+                            c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
+                                .map_err(anyhow::Error::from)
+                        });
+                        if let Err(e) = done {
+                            tracing::warn!(error = %e, "WAL checkpoint failed");
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start the checkpoint thread");
+            }
+        }
     }
 
     /// Whether the database answers a trivial query.
@@ -328,7 +351,9 @@ fn writer_connection(manager: &Manager) -> anyhow::Result<DbConn> {
         .connect()
         .context("opening a database writer connection")?;
     if let DbConn::Sqlite(c) = &mut conn {
-        c.batch_execute("PRAGMA temp_store = FILE;")
+        // Checkpoints run on their own thread (see `Store::start_maintenance`); the writer
+        // checkpoints itself only as a backstop when the WAL passes 10,000 pages (40 MiB).
+        c.batch_execute("PRAGMA temp_store = FILE; PRAGMA wal_autocheckpoint = 10000;")
             .context("configuring the SQLite writer")?;
     }
     Ok(conn)
