@@ -548,3 +548,36 @@ fn the_committed_sample_city_is_what_the_generator_writes() {
         );
     }
 }
+
+#[actix_web::test]
+async fn two_servers_on_one_postgres_database_create_one_resident() {
+    // Two independent servers (their own pools and writers) on the same PostgreSQL database,
+    // as two processes would be: the match key in the database keeps the resident single.
+    if std::env::var_os("HUIMIN_TEST_POSTGRES_URL").is_none() {
+        return;
+    }
+    let a = spawn_app().await;
+    let shared = a.settings.database_url.clone();
+    let b = spawn_app_with(|s| s.database_url = shared).await;
+    let body = his_push(9).to_string();
+    let replies = futures_util::future::join_all((0..32).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.send(
+            "POST",
+            "/fhir",
+            &[("Content-Type", FHIR_JSON)],
+            Some(body.as_bytes()),
+        )
+    }))
+    .await;
+    for r in &replies {
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    }
+    for app in [&a, &b] {
+        assert_eq!(
+            count(app, &format!("Patient?identifier={SYS}|110105194900000009")).await,
+            1
+        );
+        assert_eq!(count(app, "Observation?identifier=urn:his:obs|O9").await, 1);
+    }
+}
