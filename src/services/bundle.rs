@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::fhir::search::{self, Query};
 use crate::services::record::{self, Criteria, Record, Written};
+use crate::store::index as store_index;
 use crate::store::search as store_search;
 use crate::store::{DbConn, Store};
 
@@ -253,13 +254,66 @@ fn run_transaction(
         resolver.rewrite(resource).map_err(fail(i))?;
     }
 
-    // 4. Creates, then updates and patches, then reads, in that order.
+    // 4. Creates, then updates and patches, then reads, in that order. On PostgreSQL the
+    // index rows of all writes go in at the end as a few multi-row statements per table
+    // (before any read, so the bundle's own searches see them).
     let later: Vec<usize> = order
         .iter()
         .copied()
         .filter(|&i| phase(&entries[i].action) > 0)
         .collect();
-    for i in later {
+    let mut deferring = matches!(conn, DbConn::Postgres(_));
+    if deferring {
+        store_index::defer();
+    }
+    let written = write_and_read(
+        conn,
+        &mut entries,
+        &later,
+        &mut targets,
+        &mut outcomes,
+        &mut deferring,
+    );
+    if deferring {
+        match &written {
+            Ok(()) => store_index::flush(conn).map_err(|e| Failure {
+                index: later.last().copied().unwrap_or(0),
+                error: ApiError::from(e),
+            })?,
+            Err(_) => store_index::discard(),
+        }
+    }
+    written?;
+    outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(index, o)| {
+            o.ok_or_else(|| Failure {
+                index,
+                error: ApiError::internal("a transaction entry was not processed"),
+            })
+        })
+        .collect()
+}
+
+/// Step 4 of a transaction: the writes and then the reads, in processing order.
+fn write_and_read(
+    conn: &mut DbConn,
+    entries: &mut [Entry],
+    later: &[usize],
+    targets: &mut HashMap<usize, Target>,
+    outcomes: &mut [Option<Outcome>],
+    deferring: &mut bool,
+) -> Result<(), Failure> {
+    let fail = |index: usize| move |error: ApiError| Failure { index, error };
+    for &i in later {
+        if *deferring && phase(&entries[i].action) == 3 {
+            store_index::flush(conn).map_err(|e| Failure {
+                index: i,
+                error: ApiError::from(e),
+            })?;
+            *deferring = false;
+        }
         let may_create = entries[i].may_create;
         let action = std::mem::replace(
             &mut entries[i].action,
@@ -315,16 +369,7 @@ fn run_transaction(
         .map_err(fail(i))?;
         outcomes[i] = Some(out);
     }
-    outcomes
-        .into_iter()
-        .enumerate()
-        .map(|(index, o)| {
-            o.ok_or_else(|| Failure {
-                index,
-                error: ApiError::internal("a transaction entry was not processed"),
-            })
-        })
-        .collect()
+    Ok(())
 }
 
 /// A GET entry (or an unexpected action, refused).

@@ -20,8 +20,44 @@ macro_rules! native {
     };
 }
 
-/// Delete every index row of one resource.
+/// The index rows of one resource held back by [`defer`]: (type, id, rows).
+type Held = (String, String, Vec<Entry>);
+
+thread_local! {
+    /// Index rows held back by [`defer`] until [`flush`].
+    static PENDING: std::cell::RefCell<Option<Vec<Held>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Hold back the index rows written on this thread until [`flush`], so that a large
+/// transaction inserts them as a few multi-row statements per table instead of a round trip
+/// per resource and table (PostgreSQL). Searches in the same transaction do not see held-back
+/// rows: flush before searching what was written.
+pub fn defer() {
+    PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
+}
+
+/// Insert every held-back row and stop holding back.
+pub fn flush(conn: &mut DbConn) -> QueryResult<()> {
+    let pending = PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default();
+    let batch: Vec<(&str, &str, &[Entry])> = pending
+        .iter()
+        .map(|(t, id, e)| (t.as_str(), id.as_str(), e.as_slice()))
+        .collect();
+    insert(conn, &batch)
+}
+
+/// Forget held-back rows without writing them (the transaction failed).
+pub fn discard() {
+    PENDING.with(|p| *p.borrow_mut() = None);
+}
+
+/// Delete every index row of one resource (including rows held back by [`defer`]).
 pub fn clear(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<()> {
+    PENDING.with(|p| {
+        if let Some(rows) = p.borrow_mut().as_mut() {
+            rows.retain(|(pt, pid, _)| !(pt == t && pid == id));
+        }
+    });
     macro_rules! clear_table {
         ($table:ident) => {{
             let q = diesel::delete(
@@ -55,6 +91,26 @@ pub fn replace(
     if !is_new {
         clear(conn, t, id)?;
     }
+    let held = PENDING.with(|p| match p.borrow_mut().as_mut() {
+        Some(rows) => {
+            rows.push((t.to_owned(), id.to_owned(), entries.to_vec()));
+            true
+        }
+        None => false,
+    });
+    if held {
+        return Ok(());
+    }
+    insert(conn, &[(t, id, entries)])
+}
+
+/// Most rows in one multi-row INSERT (PostgreSQL allows 65,535 bound values per statement;
+/// the widest table has 11 columns).
+const ROWS_PER_STATEMENT: usize = 5000;
+
+/// Insert the index rows of several resources: per table, multi-row statements on PostgreSQL,
+/// cached single-row statements on SQLite.
+fn insert(conn: &mut DbConn, batch: &[(&str, &str, &[Entry])]) -> QueryResult<()> {
     let mut tokens = Vec::new();
     let mut strings = Vec::new();
     let mut dates = Vec::new();
@@ -64,116 +120,118 @@ pub fn replace(
     let mut uris = Vec::new();
     let mut composites = Vec::new();
     let mut texts = Vec::new();
-    for e in entries {
-        match e {
-            Entry::Token {
-                param,
-                system,
-                code,
-            } => tokens.push((
-                search_token::res_type.eq(t),
-                search_token::param.eq(param),
-                search_token::code.eq(key(code)),
-                search_token::system.eq(key(system)),
-                search_token::res_id.eq(id),
-            )),
-            Entry::String {
-                param,
-                value,
-                exact,
-            } => strings.push((
-                search_string::res_type.eq(t),
-                search_string::param.eq(param),
-                search_string::value.eq(key(value)),
-                search_string::exact.eq(exact),
-                search_string::res_id.eq(id),
-            )),
-            Entry::Date { param, low, high } => dates.push((
-                search_date::res_type.eq(t),
-                search_date::param.eq(param),
-                search_date::low.eq(*low),
-                search_date::high.eq(*high),
-                search_date::res_id.eq(id),
-            )),
-            Entry::Reference {
-                param,
-                target_type,
-                target_id,
-                url,
-            } => refs.push((
-                search_reference::res_type.eq(t),
-                search_reference::param.eq(param),
-                search_reference::target_type.eq(target_type),
-                search_reference::target_id.eq(key(target_id)),
-                search_reference::url.eq(key(url)),
-                search_reference::res_id.eq(id),
-            )),
-            Entry::Number { param, value } => numbers.push((
-                search_number::res_type.eq(t),
-                search_number::param.eq(param),
-                search_number::value.eq(*value),
-                search_number::res_id.eq(id),
-            )),
-            Entry::Quantity {
-                param,
-                value,
-                system,
-                code,
-            } => quantities.push((
-                search_quantity::res_type.eq(t),
-                search_quantity::param.eq(param),
-                search_quantity::value.eq(*value),
-                search_quantity::system.eq(key(system)),
-                search_quantity::code.eq(key(code)),
-                search_quantity::res_id.eq(id),
-            )),
-            Entry::Composite {
-                param,
-                system1,
-                code1,
-                second,
-            } => {
-                let (mut system, mut code, mut value, mut low, mut high, mut text) =
-                    (None, None, None, None, None, None);
-                match second {
-                    Second::Token { system: s, code: c } => (system, code) = (Some(s), Some(c)),
-                    Second::Quantity {
-                        value: v,
-                        system: s,
-                        code: c,
-                    } => {
-                        (value, system, code) = (Some(*v), Some(s), Some(c));
+    for &(t, id, entries) in batch {
+        for e in entries {
+            match e {
+                Entry::Token {
+                    param,
+                    system,
+                    code,
+                } => tokens.push((
+                    search_token::res_type.eq(t),
+                    search_token::param.eq(param),
+                    search_token::code.eq(key(code)),
+                    search_token::system.eq(key(system)),
+                    search_token::res_id.eq(id),
+                )),
+                Entry::String {
+                    param,
+                    value,
+                    exact,
+                } => strings.push((
+                    search_string::res_type.eq(t),
+                    search_string::param.eq(param),
+                    search_string::value.eq(key(value)),
+                    search_string::exact.eq(exact),
+                    search_string::res_id.eq(id),
+                )),
+                Entry::Date { param, low, high } => dates.push((
+                    search_date::res_type.eq(t),
+                    search_date::param.eq(param),
+                    search_date::low.eq(*low),
+                    search_date::high.eq(*high),
+                    search_date::res_id.eq(id),
+                )),
+                Entry::Reference {
+                    param,
+                    target_type,
+                    target_id,
+                    url,
+                } => refs.push((
+                    search_reference::res_type.eq(t),
+                    search_reference::param.eq(param),
+                    search_reference::target_type.eq(target_type),
+                    search_reference::target_id.eq(key(target_id)),
+                    search_reference::url.eq(key(url)),
+                    search_reference::res_id.eq(id),
+                )),
+                Entry::Number { param, value } => numbers.push((
+                    search_number::res_type.eq(t),
+                    search_number::param.eq(param),
+                    search_number::value.eq(*value),
+                    search_number::res_id.eq(id),
+                )),
+                Entry::Quantity {
+                    param,
+                    value,
+                    system,
+                    code,
+                } => quantities.push((
+                    search_quantity::res_type.eq(t),
+                    search_quantity::param.eq(param),
+                    search_quantity::value.eq(*value),
+                    search_quantity::system.eq(key(system)),
+                    search_quantity::code.eq(key(code)),
+                    search_quantity::res_id.eq(id),
+                )),
+                Entry::Composite {
+                    param,
+                    system1,
+                    code1,
+                    second,
+                } => {
+                    let (mut system, mut code, mut value, mut low, mut high, mut text) =
+                        (None, None, None, None, None, None);
+                    match second {
+                        Second::Token { system: s, code: c } => (system, code) = (Some(s), Some(c)),
+                        Second::Quantity {
+                            value: v,
+                            system: s,
+                            code: c,
+                        } => {
+                            (value, system, code) = (Some(*v), Some(s), Some(c));
+                        }
+                        Second::Number(v) => value = Some(*v),
+                        Second::Date { low: l, high: h } => (low, high) = (Some(*l), Some(*h)),
+                        Second::String(v) => text = Some(v),
                     }
-                    Second::Number(v) => value = Some(*v),
-                    Second::Date { low: l, high: h } => (low, high) = (Some(*l), Some(*h)),
-                    Second::String(v) => text = Some(v),
+                    composites.push((
+                        search_composite::res_type.eq(t),
+                        search_composite::param.eq(param),
+                        search_composite::system1.eq(key(system1)),
+                        search_composite::code1.eq(key(code1)),
+                        search_composite::system.eq(system.map(|s| key(s))),
+                        search_composite::code.eq(code.map(|c| key(c))),
+                        search_composite::value.eq(value),
+                        search_composite::low.eq(low),
+                        search_composite::high.eq(high),
+                        search_composite::text2.eq(text.map(|t| key(t))),
+                        search_composite::res_id.eq(id),
+                    ));
                 }
-                composites.push((
-                    search_composite::res_type.eq(t),
-                    search_composite::param.eq(param),
-                    search_composite::system1.eq(key(system1)),
-                    search_composite::code1.eq(key(code1)),
-                    search_composite::system.eq(system.map(|s| key(s))),
-                    search_composite::code.eq(code.map(|c| key(c))),
-                    search_composite::value.eq(value),
-                    search_composite::low.eq(low),
-                    search_composite::high.eq(high),
-                    search_composite::text2.eq(text.map(|t| key(t))),
-                    search_composite::res_id.eq(id),
-                ));
+                Entry::Text { param, content } => texts.push((
+                    search_text::res_type.eq(t),
+                    search_text::param.eq(param),
+                    search_text::content.eq(content),
+                    search_text::res_id.eq(id),
+                )),
+                Entry::Uri { param, uri } => uris.push((
+                    search_uri::res_type.eq(t),
+                    search_uri::param.eq(param),
+                    search_uri::uri.eq(key(uri)),
+                    search_uri::res_id.eq(id),
+                )),
             }
-            Entry::Text { param, content } => texts.push((
-                search_text::res_type.eq(t),
-                search_text::param.eq(param),
-                search_text::content.eq(content),
-                search_text::res_id.eq(id),
-            )),
-            Entry::Uri { param, uri } => uris.push((
-                search_uri::res_type.eq(t),
-                search_uri::param.eq(param),
-                search_uri::uri.eq(key(uri)),
-                search_uri::res_id.eq(id),
-            )),
         }
     }
     // One multi-row INSERT per table, on the concrete connection.
@@ -182,9 +240,11 @@ pub fn replace(
             if !$rows.is_empty() {
                 match conn {
                     DbConn::Postgres(c) => {
-                        diesel::insert_into($table::table)
-                            .values(&$rows)
-                            .execute(c)?;
+                        for chunk in $rows.chunks(ROWS_PER_STATEMENT) {
+                            diesel::insert_into($table::table)
+                                .values(chunk)
+                                .execute(c)?;
+                        }
                     }
                     // One cached single-row statement per row: SQLite has no round trips to
                     // save, and a multi-row INSERT is parsed anew for every row count. OR

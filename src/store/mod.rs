@@ -417,6 +417,8 @@ fn next_group(queue: &std::sync::Mutex<Queue>) -> Option<Vec<Job>> {
 
 /// Run a group of writes in one transaction and answer each caller after the commit.
 fn run_group(conn: &mut DbConn, jobs: Vec<Job>) {
+    // Nothing held back by an earlier job that panicked may leak into this group.
+    index::discard();
     let mut completions = Vec::with_capacity(jobs.len());
     let mut rolled_back = false;
     let committed = conn.transaction::<_, diesel::result::Error, _>(|conn| {
