@@ -202,6 +202,8 @@ async fn entries_are_processed_delete_post_put_get() {
         json!({"fullUrl": "urn:uuid:new", "resource": patient("110105194912310076"),
                "request": {"method": "POST", "url": "Patient", "ifNoneExist": cond}}),
         json!({"request": {"method": "DELETE", "url": format!("Patient/{old_id}")}}),
+        // A search after the writes sees what the transaction wrote (and not the deleted one).
+        json!({"request": {"method": "GET", "url": format!("Patient?{cond}")}}),
     ]);
     let r = post_bundle(&app, &bundle).await;
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
@@ -214,6 +216,13 @@ async fn entries_are_processed_delete_post_put_get() {
     assert_eq!(e[2]["response"]["status"], "201 Created");
     assert_ne!(location_id(&e[2]), old_id);
     assert_eq!(e[3]["response"]["status"], "204 No Content");
+    assert_eq!(e[4]["resource"]["total"], 1);
+    assert_eq!(
+        e[4]["resource"]["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap(),
+        location_id(&e[2])
+    );
     app.get(&format!("/fhir/Patient/{old_id}"))
         .await
         .outcome(410);
