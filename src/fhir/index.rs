@@ -134,6 +134,10 @@ pub fn extract(resource_type: &str, resource: &Json) -> Vec<Entry> {
         let Some(expr) = &p.expr else {
             continue;
         };
+        // Searched and sorted on the resources table's own column: no rows needed.
+        if p.code == "_lastUpdated" {
+            continue;
+        }
         let items = fhirpath::evaluate(expr, resource);
         for item in &items {
             let Item::Node(node, _) = item else {
