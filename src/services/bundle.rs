@@ -338,7 +338,20 @@ fn write_and_read(
                     if_match,
                     ..
                 },
-                Some(Target::New(id) | Target::Existing(id)),
+                Some(Target::New(id)),
+            ) => {
+                resource.set_at("id", Json::String(id.clone()), 1);
+                record::create_by_update_in(conn, &t, &id, resource, if_match, may_create)
+                    .map(|r| Outcome::Written(r, Written::Created))
+            }
+            (
+                Action::ConditionalUpdate {
+                    t,
+                    mut resource,
+                    if_match,
+                    ..
+                },
+                Some(Target::Existing(id)),
             ) => {
                 resource.set_at("id", Json::String(id.clone()), 1);
                 record::update_in(conn, &t, &id, resource, if_match, may_create)

@@ -176,6 +176,25 @@ pub fn create_with_id(
     put_version(conn, t, id, tree, 1, "POST", true)
 }
 
+/// A conditional update whose criteria matched nothing and whose id is new (it was just claimed
+/// in `match_keys`): a create, without looking for a current row that cannot exist.
+pub fn create_by_update_in(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    tree: Json,
+    if_match: Option<i64>,
+    may_create: bool,
+) -> Result<Record, ApiError> {
+    check_if_match(None, if_match)?;
+    if !may_create {
+        return Err(ApiError::Forbidden(format!(
+            "the token's scopes do not allow 'c' on {t}, and nothing matches the criteria"
+        )));
+    }
+    put_version(conn, t, id, tree, 1, "PUT", true)
+}
+
 /// Where a conditional create lands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
