@@ -21,6 +21,7 @@ use crate::fhir::json::Json;
 use crate::fhir::search::{self, Query};
 use crate::services::record::{self, Criteria, Record, Written};
 use crate::store::index as store_index;
+use crate::store::resources as store_resources;
 use crate::store::search as store_search;
 use crate::store::{DbConn, Store};
 
@@ -265,6 +266,7 @@ fn run_transaction(
     let mut deferring = matches!(conn, DbConn::Postgres(_));
     if deferring {
         store_index::defer();
+        store_resources::defer();
     }
     let written = write_and_read(
         conn,
@@ -276,11 +278,14 @@ fn run_transaction(
     );
     if deferring {
         match &written {
-            Ok(()) => store_index::flush(conn).map_err(|e| Failure {
+            Ok(()) => flush_deferred(conn).map_err(|e| Failure {
                 index: later.last().copied().unwrap_or(0),
                 error: ApiError::from(e),
             })?,
-            Err(_) => store_index::discard(),
+            Err(_) => {
+                store_index::discard();
+                store_resources::discard();
+            }
         }
     }
     written?;
@@ -296,6 +301,12 @@ fn run_transaction(
         .collect()
 }
 
+/// Write the new resources and index rows held back during a transaction's writes.
+fn flush_deferred(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    store_resources::flush(conn)?;
+    store_index::flush(conn)
+}
+
 /// Step 4 of a transaction: the writes and then the reads, in processing order.
 fn write_and_read(
     conn: &mut DbConn,
@@ -308,7 +319,7 @@ fn write_and_read(
     let fail = |index: usize| move |error: ApiError| Failure { index, error };
     for &i in later {
         if *deferring && phase(&entries[i].action) == 3 {
-            store_index::flush(conn).map_err(|e| Failure {
+            flush_deferred(conn).map_err(|e| Failure {
                 index: i,
                 error: ApiError::from(e),
             })?;

@@ -419,6 +419,7 @@ fn next_group(queue: &std::sync::Mutex<Queue>) -> Option<Vec<Job>> {
 fn run_group(conn: &mut DbConn, jobs: Vec<Job>) {
     // Nothing held back by an earlier job that panicked may leak into this group.
     index::discard();
+    resources::discard();
     let mut completions = Vec::with_capacity(jobs.len());
     let mut rolled_back = false;
     let committed = conn.transaction::<_, diesel::result::Error, _>(|conn| {
