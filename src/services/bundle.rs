@@ -132,6 +132,9 @@ enum Target {
     New(String),
     /// An existing resource: a conditional create that matched, or the update's target.
     Existing(String),
+    /// The resource an earlier conditional create of this bundle with the same criteria
+    /// makes (its id and entry index).
+    Same(String, usize),
 }
 
 fn run_transaction(
@@ -160,23 +163,37 @@ fn run_transaction(
     // 2. Settle the target of every create and conditional update, and map fullUrls to them.
     let mut targets: HashMap<usize, Target> = HashMap::new();
     let mut by_criteria: HashMap<(String, String), String> = HashMap::new();
+    // The first conditional create of each criteria: a second one in the same bundle is the
+    // same resource.
+    let mut first_with: HashMap<(String, String), usize> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         let target = match &e.action {
             Action::Create {
                 t, if_none_exist, ..
             } => {
-                let target = match if_none_exist {
-                    None => Target::New(record::new_id()),
-                    Some(c) => match record::resolve_create(conn, t, c).map_err(fail(i))? {
+                let same = if_none_exist
+                    .as_ref()
+                    .and_then(|c| first_with.get(&(t.clone(), c.key.clone())));
+                let target = match (if_none_exist, same) {
+                    (_, Some(&first)) => match targets.get(&first) {
+                        Some(Target::New(id) | Target::Existing(id) | Target::Same(id, _)) => {
+                            Target::Same(id.clone(), first)
+                        }
+                        None => Target::New(record::new_id()),
+                    },
+                    (None, None) => Target::New(record::new_id()),
+                    (Some(c), None) => match record::resolve_create(conn, t, c).map_err(fail(i))? {
                         record::Resolved::Existing(id) => Target::Existing(id),
                         record::Resolved::New(id) => Target::New(id),
                     },
                 };
                 if let Some(c) = if_none_exist {
                     let id = match &target {
-                        Target::New(id) | Target::Existing(id) => id.clone(),
+                        Target::New(id) | Target::Existing(id) | Target::Same(id, _) => id.clone(),
                     };
-                    by_criteria.insert((t.clone(), c.key.clone()), id);
+                    let key = (t.clone(), c.key.clone());
+                    first_with.entry(key.clone()).or_insert(i);
+                    by_criteria.insert(key, id);
                 }
                 target
             }
@@ -220,7 +237,7 @@ fn run_transaction(
         let (t, id) = match (&e.action, targets.get(&i)) {
             (
                 Action::Create { t, .. } | Action::ConditionalUpdate { t, .. },
-                Some(Target::New(id) | Target::Existing(id)),
+                Some(Target::New(id) | Target::Existing(id) | Target::Same(id, _)),
             ) => (t, id.clone()),
             (Action::Update { t, id, .. } | Action::Patch { t, id, .. }, _) => (t, id.clone()),
             _ => continue,
@@ -342,6 +359,14 @@ fn write_and_read(
             (Action::Create { t, .. }, Some(Target::Existing(id))) => {
                 record::read_in(conn, &t, &id).map(|r| Outcome::Written(r, Written::Matched))
             }
+            (Action::Create { .. }, Some(Target::Same(_, first))) => match &outcomes[first] {
+                Some(Outcome::Written(rec, _)) => {
+                    Ok(Outcome::Written(rec.clone(), Written::Matched))
+                }
+                _ => Err(ApiError::internal(
+                    "a repeated conditional create came first",
+                )),
+            },
             (
                 Action::ConditionalUpdate {
                     t,

@@ -590,3 +590,27 @@ async fn two_servers_on_one_postgres_database_create_one_resident() {
         assert_eq!(count(app, "Observation?identifier=urn:his:obs|O9").await, 1);
     }
 }
+
+#[actix_web::test]
+async fn one_transaction_with_the_same_conditional_create_twice_makes_one_resource() {
+    let app = spawn_app().await;
+    let cond = format!("identifier={SYS}|110105194912310130");
+    let entry = |n: u32| {
+        json!({"fullUrl": format!("urn:uuid:dup-{n}"), "resource": patient("110105194912310130"),
+               "request": {"method": "POST", "url": "Patient", "ifNoneExist": cond}})
+    };
+    let obs = json!({"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                  "subject": {"reference": "urn:uuid:dup-2"}},
+                     "request": {"method": "POST", "url": "Observation"}});
+    let r = post_bundle(&app, &tx(vec![entry(1), entry(2), obs])).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let b = r.json();
+    assert_eq!(b["entry"][0]["response"]["status"], "201 Created");
+    assert_eq!(b["entry"][1]["response"]["status"], "200 OK");
+    let pid = location_id(&b["entry"][0]);
+    assert_eq!(location_id(&b["entry"][1]), pid);
+    assert_eq!(count(&app, &format!("Patient?{cond}")).await, 1);
+    let oid = location_id(&b["entry"][2]);
+    let o = app.get(&format!("/fhir/Observation/{oid}")).await.json();
+    assert_eq!(o["subject"]["reference"], format!("Patient/{pid}"));
+}
