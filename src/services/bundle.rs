@@ -203,26 +203,12 @@ fn run_transaction(
                 resource,
                 ..
             } => {
-                let ids = record::matching_ids(conn, t, &criteria.query, 2).map_err(fail(i))?;
-                match ids.as_slice() {
-                    [] => match resource.get("id").and_then(Json::as_str) {
-                        Some(id) => Target::Existing(id.to_owned()),
-                        None => match record::resolve_create(conn, t, criteria).map_err(fail(i))? {
-                            record::Resolved::Existing(id) => Target::Existing(id),
-                            record::Resolved::New(id) => Target::New(id),
-                        },
-                    },
-                    [one] => Target::Existing(one.clone()),
-                    _ => {
-                        return Err(Failure {
-                            index: i,
-                            error: ApiError::PreconditionFailed(
-                                "multiple-matches",
-                                "the conditional update's criteria match more than one resource"
-                                    .to_owned(),
-                            ),
-                        });
-                    }
+                let body_id = resource.get("id").and_then(Json::as_str);
+                match record::resolve_update(conn, t, criteria, body_id, e.may_create)
+                    .map_err(fail(i))?
+                {
+                    record::Resolved::Existing(id) => Target::Existing(id),
+                    record::Resolved::New(id) => Target::New(id),
                 }
             }
             _ => continue,

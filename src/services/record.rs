@@ -177,7 +177,8 @@ pub fn create_with_id(
 }
 
 /// A conditional update whose criteria matched nothing and whose id is new (it was just claimed
-/// in `match_keys`): a create, without looking for a current row that cannot exist.
+/// in `match_keys`, see [`resolve_update`]): a create, without looking for a current row that
+/// cannot exist.
 pub fn create_by_update_in(
     conn: &mut DbConn,
     t: &str,
@@ -189,7 +190,7 @@ pub fn create_by_update_in(
     check_if_match(None, if_match)?;
     if !may_create {
         return Err(ApiError::Forbidden(format!(
-            "the token's scopes do not allow 'c' on {t}, and nothing matches the criteria"
+            "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
         )));
     }
     put_version(conn, t, id, tree, 1, "PUT", true)
@@ -326,38 +327,48 @@ pub fn conditional_update_in(
     conn: &mut DbConn,
     t: &str,
     criteria: &Criteria,
-    tree: Json,
+    mut tree: Json,
     if_match: Option<i64>,
     may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
+    let body_id = tree.get("id").and_then(Json::as_str).map(str::to_owned);
+    match resolve_update(conn, t, criteria, body_id.as_deref(), may_create)? {
+        Resolved::Existing(id) => {
+            tree.set_at("id", Json::String(id.clone()), 1);
+            update_in(conn, t, &id, tree, if_match, may_create)
+        }
+        Resolved::New(id) => {
+            tree.set_at("id", Json::String(id.clone()), 1);
+            let rec = create_by_update_in(conn, t, &id, tree, if_match, may_create)?;
+            Ok((rec, Written::Created))
+        }
+    }
+}
+
+/// Where a conditional update lands, inside the caller's transaction: the single match
+/// (whose id the body, if it has one, must carry), else the body's own id, else a new id that
+/// has claimed the criteria (403 without the create scope); several matches are 412.
+pub fn resolve_update(
+    conn: &mut DbConn,
+    t: &str,
+    criteria: &Criteria,
+    body_id: Option<&str>,
+    may_create: bool,
+) -> Result<Resolved, ApiError> {
     require_criteria(&criteria.query)?;
     let ids = matching_ids(conn, t, &criteria.query, 2)?;
-    let body_id = tree.get("id").and_then(Json::as_str).map(str::to_owned);
-    match ids.as_slice() {
-        [] => match body_id {
-            Some(id) => update_in(conn, t, &id, tree, if_match, may_create),
-            None if !may_create => Err(ApiError::Forbidden(format!(
-                "the token's scopes do not allow 'c' on {t}, and nothing matches the criteria"
-            ))),
-            None => {
-                let (rec, _) = create_in(conn, t, tree, Some(criteria))?;
-                Ok((rec, Written::Created))
-            }
-        },
-        [one] => {
-            if let Some(b) = &body_id
-                && b != one
-            {
-                return Err(ApiError::invalid(
-                    "invalid",
-                    format!("{t}.id"),
-                    "the resource id does not match the resource found by the criteria",
-                ));
-            }
-            let mut tree = tree;
-            tree.set_at("id", Json::String(one.clone()), 1);
-            update_in(conn, t, one, tree, if_match, may_create)
-        }
+    match (ids.as_slice(), body_id) {
+        ([], Some(id)) => Ok(Resolved::Existing(id.to_owned())),
+        ([], None) if !may_create => Err(ApiError::Forbidden(format!(
+            "the token's scopes do not allow 'c' on {t}, and nothing matches the criteria"
+        ))),
+        ([], None) => resolve_create(conn, t, criteria),
+        ([one], Some(b)) if b != one => Err(ApiError::invalid(
+            "invalid",
+            format!("{t}.id"),
+            "the resource id does not match the resource found by the criteria",
+        )),
+        ([one], _) => Ok(Resolved::Existing(one.clone())),
         _ => Err(ApiError::PreconditionFailed(
             "multiple-matches",
             "the criteria match more than one resource".to_owned(),

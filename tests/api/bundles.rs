@@ -614,3 +614,32 @@ async fn one_transaction_with_the_same_conditional_create_twice_makes_one_resour
     let o = app.get(&format!("/fhir/Observation/{oid}")).await.json();
     assert_eq!(o["subject"]["reference"], format!("Patient/{pid}"));
 }
+
+#[actix_web::test]
+async fn a_conditional_update_in_a_bundle_checks_the_body_id_like_the_rest_api() {
+    let app = spawn_app().await;
+    let p = app.create(&patient("110105194912310149")).await;
+    let cond = format!("Patient?identifier={SYS}|110105194912310149");
+    let mut body = patient("110105194912310149");
+    body["id"] = json!("someone-else");
+    let entry = json!({"resource": body, "request": {"method": "PUT", "url": cond}});
+    let issue = post_bundle(&app, &tx(vec![entry])).await.outcome(400);
+    assert!(
+        issue["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bundle.entry[0]"),
+        "{issue}"
+    );
+    // The same request through the REST API.
+    let mut body = patient("110105194912310149");
+    body["id"] = json!("someone-else");
+    app.put_json(&format!("/fhir/{cond}"), &body)
+        .await
+        .outcome(400);
+    let unchanged = app
+        .get(&format!("/fhir/Patient/{}", p["id"].as_str().unwrap()))
+        .await
+        .json();
+    assert_eq!(unchanged["meta"]["versionId"], "1");
+}
