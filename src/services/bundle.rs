@@ -20,10 +20,8 @@ use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::fhir::search::{self, Query};
 use crate::services::record::{self, Criteria, Record, Written};
-use crate::store::index as store_index;
-use crate::store::resources as store_resources;
 use crate::store::search as store_search;
-use crate::store::{DbConn, Store};
+use crate::store::{self, DbConn, Store};
 
 /// What one entry asks for, parsed and authorized by the API layer.
 #[derive(Debug)]
@@ -268,8 +266,7 @@ fn run_transaction(
         .collect();
     let mut deferring = matches!(conn, DbConn::Postgres(_));
     if deferring {
-        store_index::defer();
-        store_resources::defer();
+        store::defer_writes();
     }
     let written = write_and_read(
         conn,
@@ -281,14 +278,11 @@ fn run_transaction(
     );
     if deferring {
         match &written {
-            Ok(()) => flush_deferred(conn).map_err(|e| Failure {
+            Ok(()) => store::flush_writes(conn).map_err(|e| Failure {
                 index: later.last().copied().unwrap_or(0),
                 error: ApiError::from(e),
             })?,
-            Err(_) => {
-                store_index::discard();
-                store_resources::discard();
-            }
+            Err(_) => store::discard_writes(),
         }
     }
     written?;
@@ -304,12 +298,6 @@ fn run_transaction(
         .collect()
 }
 
-/// Write the new resources and index rows held back during a transaction's writes.
-fn flush_deferred(conn: &mut DbConn) -> diesel::QueryResult<()> {
-    store_resources::flush(conn)?;
-    store_index::flush(conn)
-}
-
 /// Step 4 of a transaction: the writes and then the reads, in processing order.
 fn write_and_read(
     conn: &mut DbConn,
@@ -322,7 +310,7 @@ fn write_and_read(
     let fail = |index: usize| move |error: ApiError| Failure { index, error };
     for &i in later {
         if *deferring && phase(&entries[i].action) == 3 {
-            flush_deferred(conn).map_err(|e| Failure {
+            store::flush_writes(conn).map_err(|e| Failure {
                 index: i,
                 error: ApiError::from(e),
             })?;

@@ -10,16 +10,6 @@ use super::schema::{
 };
 use crate::fhir::index::{Entry, Second, key};
 
-/// Run one statement on the concrete connection (see `resources::native`).
-macro_rules! native {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            DbConn::Postgres($c) => $body,
-            DbConn::Sqlite($c) => $body,
-        }
-    };
-}
-
 /// The index rows of one resource held back by [`defer`]: (type, id, rows).
 type Held = (String, String, Vec<Entry>);
 
@@ -32,12 +22,12 @@ thread_local! {
 /// transaction inserts them as a few multi-row statements per table instead of a round trip
 /// per resource and table (PostgreSQL). Searches in the same transaction do not see held-back
 /// rows: flush before searching what was written.
-pub fn defer() {
+pub(super) fn defer() {
     PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
 }
 
 /// Insert every held-back row and stop holding back.
-pub fn flush(conn: &mut DbConn) -> QueryResult<()> {
+pub(super) fn flush(conn: &mut DbConn) -> QueryResult<()> {
     let pending = PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default();
     let batch: Vec<(&str, &str, &[Entry])> = pending
         .iter()
@@ -47,7 +37,7 @@ pub fn flush(conn: &mut DbConn) -> QueryResult<()> {
 }
 
 /// Forget held-back rows without writing them (the transaction failed).
-pub fn discard() {
+pub(super) fn discard() {
     PENDING.with(|p| *p.borrow_mut() = None);
 }
 

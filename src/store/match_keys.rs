@@ -8,16 +8,6 @@ use super::DbConn;
 use super::schema::match_keys;
 use crate::fhir::index::key;
 
-/// Run one statement on the concrete connection (see `resources::native`).
-macro_rules! native {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            DbConn::Postgres($c) => $body,
-            DbConn::Sqlite($c) => $body,
-        }
-    };
-}
-
 /// Claim `criteria` for the new resource `t/id`. `false` means another resource holds it: the
 /// caller searches again (a concurrent create has committed, and on PostgreSQL this call waited
 /// for it). A key whose holder no longer matches (updated, deleted) is taken over when the

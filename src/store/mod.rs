@@ -11,6 +11,20 @@
 //! one writer thread (whose page cache also stays warm); PostgreSQL has several, and relies on
 //! row locks and constraints, so any number of server processes may write at once.
 
+/// Run one diesel statement on the concrete connection inside [`DbConn`].
+///
+/// Statements sent through the `MultiConnection` wrapper are prepared again on every call;
+/// on the concrete `SqliteConnection` / `PgConnection` diesel caches their prepared statements.
+/// The hot statements of the read and write paths therefore go through this `match`.
+macro_rules! native {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            DbConn::Postgres($c) => $body,
+            DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+
 pub mod index;
 pub mod match_keys;
 pub mod resources;
@@ -303,6 +317,27 @@ fn refresh_statistics(conn: &mut DbConn) -> diesel::QueryResult<()> {
     }
 }
 
+/// Hold back new resources and index rows written on this thread until [`flush_writes`]: a
+/// large PostgreSQL transaction then inserts them as a few multi-row statements per table
+/// instead of several round trips per resource. Nothing in the same transaction may read what
+/// is held back before the flush.
+pub fn defer_writes() {
+    resources::defer();
+    index::defer();
+}
+
+/// Insert everything held back by [`defer_writes`] and stop holding back.
+pub fn flush_writes(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    resources::flush(conn)?;
+    index::flush(conn)
+}
+
+/// Forget everything held back (the transaction failed, or a job panicked).
+pub fn discard_writes() {
+    resources::discard();
+    index::discard();
+}
+
 /// One queued write: runs inside the group transaction and returns how to answer its caller
 /// once the group's commit outcome is known, and whether the transaction must roll back.
 type JobFn = Box<dyn FnOnce(&mut DbConn) -> (Completion, bool) + Send>;
@@ -422,8 +457,7 @@ fn next_group(queue: &std::sync::Mutex<Queue>) -> Option<Vec<Job>> {
 /// Run a group of writes in one transaction and answer each caller after the commit.
 fn run_group(conn: &mut DbConn, jobs: Vec<Job>) {
     // Nothing held back by an earlier job that panicked may leak into this group.
-    index::discard();
-    resources::discard();
+    discard_writes();
     let mut completions = Vec::with_capacity(jobs.len());
     let mut rolled_back = false;
     let committed = conn.transaction::<_, diesel::result::Error, _>(|conn| {

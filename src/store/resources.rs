@@ -6,20 +6,6 @@ use diesel::result::QueryResult;
 use super::DbConn;
 use super::schema::{resource_versions, resources};
 
-/// Run one diesel statement on the concrete connection inside [`DbConn`].
-///
-/// Statements sent through the `MultiConnection` wrapper are prepared again on every call;
-/// on the concrete `SqliteConnection` / `PgConnection` diesel caches their prepared statements.
-/// The hot statements of the read and write paths therefore go through this `match`.
-macro_rules! native {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            DbConn::Postgres($c) => $body,
-            DbConn::Sqlite($c) => $body,
-        }
-    };
-}
-
 /// The current version of a resource.
 #[derive(Debug, Clone, Queryable)]
 pub struct Current {
@@ -115,17 +101,17 @@ thread_local! {
 /// Hold back the rows of new resources written on this thread until [`flush`] (PostgreSQL
 /// transactions: two multi-row statements instead of two round trips per resource). Nothing
 /// in the same transaction may read a held-back resource before the flush.
-pub fn defer() {
+pub(super) fn defer() {
     PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
 }
 
 /// Forget held-back rows (the transaction failed).
-pub fn discard() {
+pub(super) fn discard() {
     PENDING.with(|p| *p.borrow_mut() = None);
 }
 
 /// Insert every held-back new resource (current rows and versions) and stop holding back.
-pub fn flush(conn: &mut DbConn) -> QueryResult<()> {
+pub(super) fn flush(conn: &mut DbConn) -> QueryResult<()> {
     let held = PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default();
     for chunk in held.chunks(5000) {
         let current: Vec<_> = chunk
