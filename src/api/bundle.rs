@@ -8,13 +8,13 @@ use base64::Engine as _;
 use super::AppState;
 use super::format;
 use super::rest::{
-    Return, authorize, base_url, conditional, header_str, page_size, pairs_of, parse_etag,
-    parse_query, prefer_return, resource_id, resource_type,
+    Return, authorize, base_url, conditional, header_str, if_none_exist, page_size, pairs_of,
+    parse_etag, parse_query, prefer_return, resource_id, resource_type,
 };
 use crate::auth::{Caller, Perm};
 use crate::clock;
 use crate::error::ApiError;
-use crate::fhir::bundle;
+use crate::fhir::bundle::{self, obj, s};
 use crate::fhir::json::Json;
 use crate::fhir::outcome::{Issue, OperationOutcome};
 use crate::services::bundle::{self as engine, Action, Entry, Outcome};
@@ -133,19 +133,6 @@ enum Kind {
     Batch,
 }
 
-fn s(v: impl Into<String>) -> Json {
-    Json::String(v.into())
-}
-
-fn obj(members: Vec<(&str, Json)>) -> Json {
-    Json::Object(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
-}
-
 fn status_text(code: StatusCode) -> String {
     format!(
         "{} {}",
@@ -247,10 +234,6 @@ fn response_entry(answer: Result<Outcome, ApiError>, ret: Return, base: &str) ->
     }
 }
 
-fn text<'a>(j: &'a Json, key: &str) -> Option<&'a str> {
-    j.get(key).and_then(Json::as_str)
-}
-
 /// Parse and authorize one entry.
 fn parse_entry(
     req: &HttpRequest,
@@ -259,16 +242,18 @@ fn parse_entry(
     mut e: Json,
     base: &str,
 ) -> Result<Entry, ApiError> {
-    let full_url = text(&e, "fullUrl").map(str::to_owned);
+    let full_url = e.get_str("fullUrl").map(str::to_owned);
     let resource = e.remove("resource");
     let request = e
         .get("request")
         .ok_or_else(|| ApiError::invalid("required", "request", "the entry has no request"))?;
-    let method = text(request, "method")
+    let method = request
+        .get_str("method")
         .ok_or_else(|| ApiError::invalid("required", "request.method", "no request.method"))?;
-    let raw_url = text(request, "url")
+    let raw_url = request
+        .get_str("url")
         .ok_or_else(|| ApiError::invalid("required", "request.url", "no request.url"))?;
-    let if_match = text(request, "ifMatch").map(parse_etag).transpose()?;
+    let if_match = request.get_str("ifMatch").map(parse_etag).transpose()?;
     let url = raw_url.strip_prefix(base).unwrap_or(raw_url);
     let url = url.trim_start_matches('/');
     let (path, query) = match url.split_once('?') {
@@ -293,7 +278,7 @@ fn parse_entry(
                 format!("a {method} entry needs a resource"),
             )
         })?;
-        match text(&r, "resourceType") {
+        match r.get_str("resourceType") {
             Some(rt) if rt == t => Ok(r),
             other => Err(ApiError::invalid(
                 "invalid",
@@ -310,13 +295,11 @@ fn parse_entry(
         ("POST", [_], None) => {
             authorize(caller, &[Perm::Create], &t, None)?;
             let resource = with_resource(resource)?;
-            let if_none_exist = match text(request, "ifNoneExist") {
+            let if_none_exist = match request.get_str("ifNoneExist") {
                 None => None,
                 Some(q) => {
                     authorize(caller, &[Perm::Search], &t, None)?;
-                    let q = q.trim_start_matches('?');
-                    let q = q.rsplit_once('?').map_or(q, |(_, after)| after);
-                    Some(conditional(req, state, &t, &pairs_of(q.as_bytes()))?)
+                    Some(if_none_exist(req, state, &t, q)?)
                 }
             };
             Action::Create {
@@ -414,14 +397,16 @@ fn parse_entry(
 fn json_patch_of(resource: Option<Json>) -> Result<json_patch::Patch, ApiError> {
     let bad = |why: &str| ApiError::invalid("invalid", "resource", why.to_owned());
     let r = resource.ok_or_else(|| bad("a PATCH entry needs a Binary with a JSON Patch"))?;
-    if text(&r, "resourceType") != Some("Binary")
-        || text(&r, "contentType") != Some("application/json-patch+json")
+    if r.get_str("resourceType") != Some("Binary")
+        || r.get_str("contentType") != Some("application/json-patch+json")
     {
         return Err(bad(
             "a PATCH entry's resource is a Binary with contentType application/json-patch+json",
         ));
     }
-    let data = text(&r, "data").ok_or_else(|| bad("the Binary has no data"))?;
+    let data = r
+        .get_str("data")
+        .ok_or_else(|| bad("the Binary has no data"))?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|_| bad("Binary.data is not base64"))?;

@@ -325,9 +325,7 @@ async fn create(
     let criteria = match header_str(&req, "if-none-exist") {
         Some(q) => {
             caller.require(Perm::Search, Some(&t))?;
-            let q = q.trim_start_matches('?');
-            let q = q.rsplit_once('?').map_or(q, |(_, after)| after);
-            Some(conditional(&req, &state, &t, &pairs_of(q.as_bytes()))?)
+            Some(if_none_exist(&req, &state, &t, q)?)
         }
         None => None,
     };
@@ -403,6 +401,19 @@ pub(crate) fn conditional(
         .cloned()
         .collect();
     Ok(record::Criteria::new(query, &selecting))
+}
+
+/// The criteria of an `If-None-Exist` header or a bundle entry's `ifNoneExist`: a query,
+/// optionally written as `?query` or `Type?query`.
+pub(crate) fn if_none_exist(
+    req: &HttpRequest,
+    state: &AppState,
+    t: &str,
+    value: &str,
+) -> Result<record::Criteria, ApiError> {
+    let q = value.trim_start_matches('?');
+    let q = q.rsplit_once('?').map_or(q, |(_, after)| after);
+    conditional(req, state, t, &pairs_of(q.as_bytes()))
 }
 
 fn criteria_of(req: &HttpRequest, state: &AppState, t: &str) -> Result<Query, ApiError> {

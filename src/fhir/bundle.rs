@@ -11,11 +11,13 @@ pub struct Link {
     pub url: String,
 }
 
-fn s(v: &str) -> Json {
-    Json::String(v.to_owned())
+/// A JSON string.
+pub fn s(v: impl Into<String>) -> Json {
+    Json::String(v.into())
 }
 
-fn obj(members: Vec<(&str, Json)>) -> Json {
+/// A JSON object from (member, value) pairs, in order.
+pub fn obj(members: Vec<(&str, Json)>) -> Json {
     Json::Object(
         members
             .into_iter()

@@ -400,7 +400,7 @@ fn dedup(v: &mut Vec<Entry>) {
 }
 
 fn s<'a>(j: &'a Json, key: &str) -> Option<&'a str> {
-    j.get(key).and_then(Json::as_str)
+    j.get_str(key)
 }
 
 fn each<'a>(j: &'a Json, key: &str) -> Vec<&'a Json> {

@@ -65,6 +65,11 @@ impl Json {
         }
     }
 
+    /// The string member `key` of an object.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Json::as_str)
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Json::String(s) => Some(s),
