@@ -59,6 +59,23 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 
+    /// The index of an item drawn with probability proportional to its weight.
+    pub fn weighted<T>(&mut self, items: &[T], weight: impl Fn(&T) -> u64) -> usize {
+        let mut w = self.below(items.iter().map(&weight).sum());
+        items
+            .iter()
+            .position(|item| {
+                let own = weight(item);
+                if w < own {
+                    true
+                } else {
+                    w -= own;
+                    false
+                }
+            })
+            .unwrap_or(0)
+    }
+
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
@@ -346,23 +363,10 @@ fn institutions(rng: &mut Rng) -> Vec<Institution> {
 
 /// Generate `residents` residents with this seed.
 fn residents(rng: &mut Rng, n: usize) -> Vec<Resident> {
-    let total_weight: u64 = DISTRICTS.iter().map(|d| d.weight).sum();
-    let surname_weight: u64 = SURNAMES.iter().map(|s| s.1).sum();
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let mut w = rng.below(total_weight);
-        let district = DISTRICTS
-            .iter()
-            .position(|d| {
-                if w < d.weight {
-                    true
-                } else {
-                    w -= d.weight;
-                    false
-                }
-            })
-            .unwrap_or(0);
+        let district = rng.weighted(DISTRICTS, |d| d.weight);
         // Ages 0–94, fewer of the oldest.
         let age = if rng.chance(0.12) {
             rng.below(15)
@@ -384,19 +388,7 @@ fn residents(rng: &mut Rng, n: usize) -> Vec<Resident> {
         if !seen.insert(id_number.clone()) {
             continue;
         }
-        let mut s = rng.below(surname_weight);
-        let family = SURNAMES
-            .iter()
-            .find(|(_, w)| {
-                if s < *w {
-                    true
-                } else {
-                    s -= w;
-                    false
-                }
-            })
-            .map_or("王", |(n, _)| n)
-            .to_owned();
+        let family = SURNAMES[rng.weighted(SURNAMES, |s| s.1)].0.to_owned();
         let given = (*rng.pick(if male { GIVEN_MALE } else { GIVEN_FEMALE })).to_owned();
         let prefixes = [
             "138", "139", "135", "136", "150", "151", "158", "186", "187", "199",
