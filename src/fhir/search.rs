@@ -9,7 +9,7 @@
 
 use super::index::normalize;
 use super::outcome::Issue;
-use super::search_params::{ParamType, REGISTRY, SearchParam};
+use super::search_params::{Alias, ParamType, REGISTRY, SearchParam};
 use crate::clock;
 
 /// Comparison prefixes of date, number and quantity values.
@@ -81,6 +81,10 @@ pub enum Cond {
     UriBelow(String),
     /// `_text` / `_content`: every word occurs in the text (a contains match per word).
     Words(Vec<String>),
+    /// A reference to any resource of this type (a narrowed parameter's `:missing`).
+    TargetType(String),
+    /// Matches no row (a narrowed parameter asked for another type).
+    Nothing,
     /// A composite value: the first component's token, and a condition on the second.
     Composite {
         system: Option<String>,
@@ -124,6 +128,10 @@ pub enum Clause {
     },
     /// Any of these (compartment membership through one of several parameters).
     Or(Vec<Clause>),
+    /// All of these (`:not` and `:missing=true` on a union parameter).
+    All(Vec<Clause>),
+    /// `_id:not`: none of these ids.
+    NotId(Vec<String>),
 }
 
 /// The clause that keeps resources of `resource_type` in the compartment of `compartment/id`
@@ -136,24 +144,36 @@ pub fn compartment(compartment: &str, id: &str, resource_type: &str) -> Result<C
                 format!("{resource_type} is not in the {compartment} compartment"),
             )
         })?;
-    let mut clauses: Vec<Clause> = params
+    let clauses: Vec<Clause> = params
         .iter()
         .map(|p| {
             if p == "{def}" {
                 Clause::Id(vec![id.to_owned()])
             } else {
+                let mut cond = Cond::Reference {
+                    target_type: Some(compartment.to_owned()),
+                    target_id: id.to_owned(),
+                };
+                if let Some(Alias::Narrow { target, .. }) = REGISTRY.alias(resource_type, p) {
+                    narrow(&mut cond, target);
+                }
                 Clause::Index {
                     table: Table::Reference,
-                    param: p.clone(),
-                    any: vec![Cond::Reference {
-                        target_type: Some(compartment.to_owned()),
-                        target_id: id.to_owned(),
-                    }],
+                    param: stored_reference(resource_type, p),
+                    any: vec![cond],
                     negate: false,
                 }
             }
         })
         .collect();
+    // A narrowed parameter and its base are the same rows.
+    let mut unique: Vec<Clause> = Vec::with_capacity(clauses.len());
+    for c in clauses {
+        if !unique.contains(&c) {
+            unique.push(c);
+        }
+    }
+    let mut clauses = unique;
     // The compartment's own resource is in it.
     if resource_type == compartment {
         clauses.push(Clause::Id(vec![id.to_owned()]));
@@ -339,6 +359,9 @@ fn parse_one(
             format!("'{code}' is not a search parameter of {resource_type}"),
         ));
     };
+    if let Some(alias) = REGISTRY.alias(resource_type, code) {
+        return parse_alias(resource_type, key, modifier, alias, raw, base, depth);
+    }
     let table = match table_of(param.kind) {
         Some(t) => t,
         None => {
@@ -376,8 +399,17 @@ fn parse_one(
             missing,
         });
     }
-    if code == "_id" && modifier.is_none() {
-        return Ok(Clause::Id(values.iter().map(|v| unescape(v)).collect()));
+    if code == "_id" {
+        let ids = values.iter().map(|v| unescape(v)).collect();
+        return match modifier {
+            None => Ok(Clause::Id(ids)),
+            Some("not") => Ok(Clause::NotId(ids)),
+            Some(m) => Err(err(
+                key,
+                "not-supported",
+                format!("modifier ':{m}' is not supported on _id"),
+            )),
+        };
     }
     if code == "_lastUpdated" && modifier.is_none() {
         let mut ranges = Vec::new();
@@ -485,6 +517,100 @@ fn parse_one(
     })
 }
 
+/// A parameter answered from other parameters' rows (see [`Alias`]).
+fn parse_alias(
+    resource_type: &str,
+    key: &str,
+    modifier: Option<&str>,
+    alias: &Alias,
+    raw: &str,
+    base: &str,
+    depth: usize,
+) -> Result<Clause, Issue> {
+    let with = |code: &str| match modifier {
+        Some(m) => format!("{code}:{m}"),
+        None => code.to_owned(),
+    };
+    match alias {
+        Alias::Union(parts) => {
+            let clauses = parts
+                .iter()
+                .map(|part| parse_one(resource_type, &with(part), raw, base, depth))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|i| Issue {
+                    expression: Some(key.to_owned()),
+                    ..i
+                })?;
+            // No part has it / no part has it missing; otherwise one part suffices.
+            if modifier == Some("not") || (modifier == Some("missing") && raw == "true") {
+                Ok(Clause::All(clauses))
+            } else {
+                Ok(Clause::Or(clauses))
+            }
+        }
+        Alias::Narrow { base: of, target } => match modifier {
+            Some("missing") => {
+                let missing = match raw {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(err(key, "invalid", ":missing takes true or false")),
+                };
+                Ok(Clause::Index {
+                    table: Table::Reference,
+                    param: of.clone(),
+                    any: vec![Cond::TargetType(target.clone())],
+                    negate: missing,
+                })
+            }
+            Some(t) if huimin_model::is_resource_type(t) && t != target => {
+                Err(err(key, "invalid", format!("'{key}' cannot refer to {t}")))
+            }
+            _ => {
+                let mut clause = parse_one(resource_type, &with(of), raw, base, depth)?;
+                if let Clause::Index {
+                    table: Table::Reference,
+                    any,
+                    ..
+                } = &mut clause
+                {
+                    for cond in any.iter_mut() {
+                        narrow(cond, target);
+                    }
+                }
+                Ok(clause)
+            }
+        },
+    }
+}
+
+/// Restrict a reference condition to references to `target`.
+fn narrow(cond: &mut Cond, target: &str) {
+    match cond {
+        Cond::Reference { target_type, .. } => match target_type {
+            None => *target_type = Some(target.to_owned()),
+            Some(t) if t == target => {}
+            Some(_) => *cond = Cond::Nothing,
+        },
+        Cond::ReferenceUrl(url) => {
+            if let Some((t, _)) = super::fhirpath::split_reference(url)
+                && t != target
+            {
+                *cond = Cond::Nothing;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The parameter whose rows hold a reference parameter's values (itself, or a narrowed
+/// parameter's base).
+pub fn stored_reference(resource_type: &str, code: &str) -> String {
+    match REGISTRY.alias(resource_type, code) {
+        Some(Alias::Narrow { base, .. }) => base.clone(),
+        _ => code.to_owned(),
+    }
+}
+
 fn reference_param<'a>(
     resource_type: &str,
     code: &str,
@@ -548,7 +674,7 @@ fn parse_chain(
         targets.push((t.clone(), parse_one(&t, inner_key, raw, base, depth + 1)?));
     }
     Ok(Clause::Chain {
-        param: code.to_owned(),
+        param: stored_reference(resource_type, code),
         targets,
     })
 }
@@ -588,7 +714,7 @@ fn parse_has(
     let inner = parse_one(source, inner_key, raw, base, depth + 1)?;
     Ok(Clause::Has {
         source_type: source.to_owned(),
-        param: code.to_owned(),
+        param: stored_reference(source, code),
         inner: Box::new(inner),
     })
 }
@@ -598,10 +724,11 @@ fn parse_has(
 pub enum SortBy {
     Id,
     LastUpdated,
-    /// The lowest (ascending) or highest (descending) indexed value of a parameter.
+    /// The lowest (ascending) or highest (descending) indexed value of a parameter (the rows
+    /// of these parameters: one, or the parts of a union alias).
     Index {
         table: Table,
-        param: String,
+        params: Vec<String>,
     },
 }
 
@@ -647,10 +774,12 @@ pub fn parse_sort(resource_type: &str, pairs: &[(String, String)]) -> Result<Vec
                         ));
                     }
                 };
-                SortBy::Index {
-                    table,
-                    param: code.to_owned(),
-                }
+                let params = match REGISTRY.alias(resource_type, code) {
+                    Some(Alias::Narrow { base, .. }) => vec![base.clone()],
+                    Some(Alias::Union(parts)) => parts.clone(),
+                    None => vec![code.to_owned()],
+                };
+                SortBy::Index { table, params }
             }
         };
         keys.push(SortKey { by, desc });
@@ -730,8 +859,20 @@ pub fn parse_includes(pairs: &[(String, String)]) -> Result<Vec<Include>, Issue>
         {
             return Err(err(key, "invalid", format!("'{t}' is not a resource type")));
         }
+        let (mut param, mut target) = (param, target);
         if let Some(p) = &param {
             reference_param(&source, p, key)?;
+            if let Some(Alias::Narrow { base, target: only }) = REGISTRY.alias(&source, p) {
+                if target.as_ref().is_some_and(|t| t != only) {
+                    return Err(err(
+                        key,
+                        "invalid",
+                        format!("'{p}' cannot refer to {}", target.unwrap_or_default()),
+                    ));
+                }
+                param = Some(base.clone());
+                target = Some(only.clone());
+            }
         }
         out.push(Include {
             source,

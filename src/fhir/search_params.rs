@@ -112,6 +112,134 @@ pub struct Registry {
     /// Per resource type: its own parameters plus those of Resource and DomainResource.
     by_type: HashMap<String, HashMap<String, Arc<SearchParam>>>,
     by_url: HashMap<String, Arc<SearchParam>>,
+    /// Per (resource type, code): parameters answered from other parameters' index rows.
+    aliases: HashMap<(String, String), Alias>,
+}
+
+/// A parameter that has no index rows of its own because other parameters of the same
+/// resource type already hold them (about a third of an Observation's rows were such copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alias {
+    /// `X.where(resolve() is T)` where `base` is `X`: the base's rows that refer to a `T`
+    /// (`Observation.patient` is `subject` pointing at a Patient).
+    Narrow { base: String, target: String },
+    /// `A | B | …` where each part is another parameter's whole expression: the union of their
+    /// rows (`combo-code` is `code` or `component-code`). Not used for reference parameters.
+    Union(Vec<String>),
+}
+
+/// The top-level `|` branches of `expression` that apply to `resource_type`.
+fn branches<'a>(expression: &'a str, resource_type: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut quoted = false;
+    let mut start = 0;
+    let bytes = expression.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\'' => quoted = !quoted,
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted => depth -= 1,
+            b'|' if !quoted && depth == 0 => {
+                out.push(expression[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(expression[start..].trim());
+    let prefix = format!("{resource_type}.");
+    out.retain(|b| {
+        let b = b.trim_start_matches('(');
+        b.starts_with(&prefix) || b == resource_type
+    });
+    out
+}
+
+/// The aliases among one resource type's parameters (see [`Alias`]).
+fn find_aliases(
+    resource_type: &str,
+    params: &HashMap<String, Arc<SearchParam>>,
+    components: &HashMap<String, Vec<String>>,
+) -> Vec<(String, Alias)> {
+    let own: HashMap<&str, Vec<&str>> = params
+        .values()
+        .filter(|p| p.expr.is_some() && p.unsupported.is_none())
+        .filter_map(|p| {
+            let b = branches(p.expression.as_deref()?, resource_type);
+            (!b.is_empty()).then_some((p.code.as_str(), b))
+        })
+        .collect();
+    // Parameters of the same shape as `like` (kind, composite components, pinyin) whose every
+    // branch is one of `within`, other than `like` itself; in code order.
+    let same_shape = |like: &SearchParam, within: &[&str]| {
+        let mut found: Vec<(&str, &Vec<&str>)> = own
+            .iter()
+            .filter(|(code, b)| {
+                **code != like.code
+                    && b.len() < within.len().max(2)
+                    && b.iter().all(|x| within.contains(x))
+            })
+            .filter(|(code, _)| {
+                params.get(**code).is_some_and(|q| {
+                    q.kind == like.kind
+                        && q.pinyin == like.pinyin
+                        && components.get(&q.url) == components.get(&like.url)
+                })
+            })
+            .map(|(code, b)| (*code, b))
+            .collect();
+        found.sort_unstable_by_key(|(code, _)| *code);
+        found
+    };
+    let mut out = Vec::new();
+    for (code, b) in &own {
+        let Some(p) = params.get(*code) else {
+            continue;
+        };
+        if code.starts_with('_') {
+            continue;
+        }
+        if let [one] = b.as_slice()
+            && p.kind == ParamType::Reference
+            && let Some(inner) = one.strip_suffix(')')
+            && let Some((x, target)) = inner.split_once(".where(resolve() is ")
+            && huimin_model::is_resource_type(target)
+            && let Some((base, _)) = same_shape(p, &[x]).first()
+        {
+            out.push((
+                (*code).to_owned(),
+                Alias::Narrow {
+                    base: (*base).to_owned(),
+                    target: target.to_owned(),
+                },
+            ));
+            continue;
+        }
+        if b.len() < 2 || p.kind == ParamType::Reference || p.kind == ParamType::Special {
+            continue;
+        }
+        // Cover every branch with smaller parameters, the largest first.
+        let mut candidates = same_shape(p, b);
+        candidates.sort_by_key(|(_, qb)| std::cmp::Reverse(qb.len()));
+        let mut covered: Vec<&str> = Vec::new();
+        let mut parts: Vec<String> = Vec::new();
+        for branch in b {
+            if covered.contains(branch) {
+                continue;
+            }
+            let Some((q, qb)) = candidates.iter().find(|(_, qb)| qb.contains(branch)) else {
+                parts.clear();
+                break;
+            };
+            covered.extend(qb.iter());
+            parts.push((*q).to_owned());
+        }
+        if parts.len() >= 2 {
+            out.push(((*code).to_owned(), Alias::Union(parts)));
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -176,8 +304,14 @@ impl Registry {
             .iter()
             .filter_map(|p| Some((p.url.clone(), p.expr.clone()?)))
             .collect();
+        // Composite components by parameter URL (their expressions), to compare composites.
+        let mut components_of: HashMap<String, Vec<String>> = HashMap::new();
         for mut p in raw.parameters {
             fix_swapped_components(&mut p, &expressions);
+            components_of.insert(
+                p.url.clone(),
+                p.component.iter().map(|c| c.expr.clone()).collect(),
+            );
             let (expr, unsupported) = match &p.expr {
                 None => (None, None),
                 Some(text) => match fhirpath::parse(text) {
@@ -246,7 +380,23 @@ impl Registry {
                 entry.entry(c.code.clone()).or_insert_with(|| c.clone());
             }
         }
-        Registry { by_type, by_url }
+        let mut aliases = HashMap::new();
+        for (t, params) in &by_type {
+            for (code, alias) in find_aliases(t, params, &components_of) {
+                aliases.insert((t.clone(), code), alias);
+            }
+        }
+        Registry {
+            by_type,
+            by_url,
+            aliases,
+        }
+    }
+
+    /// How `code` of `resource_type` is answered from other parameters' rows, if it is.
+    pub fn alias(&self, resource_type: &str, code: &str) -> Option<&Alias> {
+        self.aliases
+            .get(&(resource_type.to_owned(), code.to_owned()))
     }
 
     /// The parameter `code` of `resource_type`.
@@ -291,6 +441,59 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aliases_share_their_bases_rows() {
+        let r = &*REGISTRY;
+        let narrow = |t: &str, base: &str| Alias::Narrow {
+            base: base.to_owned(),
+            target: t.to_owned(),
+        };
+        assert_eq!(
+            r.alias("Observation", "patient"),
+            Some(&narrow("Patient", "subject"))
+        );
+        assert_eq!(
+            r.alias("Encounter", "patient"),
+            Some(&narrow("Patient", "subject"))
+        );
+        assert_eq!(
+            r.alias("DiagnosticReport", "patient"),
+            Some(&narrow("Patient", "subject"))
+        );
+        // Immunization.patient is its own element, not a narrowed subject.
+        assert_eq!(r.alias("Immunization", "patient"), None);
+        assert_eq!(r.alias("Observation", "subject"), None);
+        let union = |parts: &[&str]| Alias::Union(parts.iter().map(|p| (*p).to_owned()).collect());
+        assert_eq!(
+            r.alias("Observation", "combo-code"),
+            Some(&union(&["code", "component-code"]))
+        );
+        assert_eq!(
+            r.alias("Observation", "combo-value-quantity"),
+            Some(&union(&["value-quantity", "component-value-quantity"]))
+        );
+        assert_eq!(
+            r.alias("Observation", "combo-code-value-quantity"),
+            Some(&union(&[
+                "code-value-quantity",
+                "component-code-value-quantity"
+            ]))
+        );
+        assert_eq!(r.alias("Observation", "code"), None);
+        assert_eq!(r.alias("Patient", "name"), None);
+        // Every part of a union is a parameter of the same type with rows of its own.
+        for ((t, code), alias) in &r.aliases {
+            let parts = match alias {
+                Alias::Narrow { base, .. } => vec![base.clone()],
+                Alias::Union(parts) => parts.clone(),
+            };
+            for part in parts {
+                assert!(r.get(t, &part).is_some(), "{t}.{code} → {part}");
+                assert!(r.alias(t, &part).is_none(), "{t}.{code} → {part}");
+            }
+        }
+    }
 
     #[test]
     fn loads_parameters_for_every_type() {

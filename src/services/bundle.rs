@@ -12,14 +12,15 @@
 //! A batch runs its entries independently: each in its own savepoint of one writer job, so
 //! a failing entry rolls back only itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::Connection as _;
 
 use crate::error::ApiError;
 use crate::fhir::json::Json;
-use crate::fhir::search::{self, Query};
+use crate::fhir::search::{self, Clause, Cond, Query, Table};
 use crate::services::record::{self, Criteria, Record, Written};
+use crate::store::match_keys;
 use crate::store::search as store_search;
 use crate::store::{self, DbConn, Store};
 
@@ -158,7 +159,28 @@ fn run_transaction(
         outcomes[i] = Some(Outcome::Deleted(out));
     }
 
+    // A resource may be written by one entry only (the specification: identities, including
+    // those resolved from conditional updates, SHALL NOT overlap).
+    let mut written_once: HashSet<(&str, &str)> = HashSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        let (t, what) = match &e.action {
+            Action::Update { t, id, .. } | Action::Patch { t, id, .. } => (t, id.as_str()),
+            Action::ConditionalUpdate { t, criteria, .. } => (t, criteria.key.as_str()),
+            _ => continue,
+        };
+        if !written_once.insert((t, what)) {
+            return Err(Failure {
+                index: i,
+                error: ApiError::bad_request(format!(
+                    "{t} '{what}' is written by more than one entry of the transaction"
+                )),
+            });
+        }
+    }
+
     // 2. Settle the target of every create and conditional update, and map fullUrls to them.
+    let mut settled =
+        Settled::prefetch(conn, &entries).map_err(|e| Failure { index: 0, error: e })?;
     let mut targets: HashMap<usize, Target> = HashMap::new();
     let mut by_criteria: HashMap<(String, String), String> = HashMap::new();
     // The first conditional create of each criteria: a second one in the same bundle is the
@@ -180,7 +202,7 @@ fn run_transaction(
                         None => Target::New(record::new_id()),
                     },
                     (None, None) => Target::New(record::new_id()),
-                    (Some(c), None) => match record::resolve_create(conn, t, c).map_err(fail(i))? {
+                    (Some(c), None) => match settled.create(conn, t, c).map_err(fail(i))? {
                         record::Resolved::Existing(id) => Target::Existing(id),
                         record::Resolved::New(id) => Target::New(id),
                     },
@@ -202,7 +224,8 @@ fn run_transaction(
                 ..
             } => {
                 let body_id = resource.get("id").and_then(Json::as_str);
-                match record::resolve_update(conn, t, criteria, body_id, e.may_create)
+                match settled
+                    .update(conn, t, criteria, body_id, e.may_create)
                     .map_err(fail(i))?
                 {
                     record::Resolved::Existing(id) => Target::Existing(id),
@@ -296,6 +319,172 @@ fn run_transaction(
             })
         })
         .collect()
+}
+
+/// The conditional entries of a transaction settled in bulk before the entry-by-entry pass:
+/// criteria of the common shape `param=system|code` on a token parameter (an identifier) are
+/// looked up with one statement per type, parameter and system, and those that match nothing
+/// claim their `match_keys` together. Anything else, and a claim lost to a concurrent push,
+/// is settled one entry at a time as a single request would be.
+struct Settled {
+    /// (type, criteria key) → the ids its criteria match.
+    found: HashMap<(String, String), Vec<String>>,
+    /// (type, criteria key) → the new id whose claim on the criteria is held.
+    claimed: HashMap<(String, String), String>,
+}
+
+/// Criteria of the shape `param=system|code` on a token parameter: (param, system, code).
+fn token_criteria(c: &Criteria) -> Option<(&str, &str, &str)> {
+    match c.query.clauses.as_slice() {
+        [
+            Clause::Index {
+                table: Table::Token,
+                param,
+                any,
+                negate: false,
+            },
+        ] => match any.as_slice() {
+            [
+                Cond::Token {
+                    system: Some(system),
+                    code: Some(code),
+                },
+            ] => Some((param, system, code)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The conditional criteria of an entry with what it needs settled: (type, criteria, body id
+/// of a conditional update, whether it is an update).
+fn conditional(e: &Entry) -> Option<(&str, &Criteria, Option<&str>, bool)> {
+    match &e.action {
+        Action::Create {
+            t,
+            if_none_exist: Some(c),
+            ..
+        } => Some((t, c, None, false)),
+        Action::ConditionalUpdate {
+            t,
+            criteria,
+            resource,
+            ..
+        } => Some((t, criteria, resource.get("id").and_then(Json::as_str), true)),
+        _ => None,
+    }
+}
+
+impl Settled {
+    fn prefetch(conn: &mut DbConn, entries: &[Entry]) -> Result<Settled, ApiError> {
+        // (type, param, system) → (code, criteria key) of every entry of that shape.
+        type Group<'e> = HashMap<(&'e str, &'e str, &'e str), Vec<(&'e str, &'e str)>>;
+        let mut groups: Group = HashMap::new();
+        for e in entries {
+            if let Some((t, c, _, _)) = conditional(e)
+                && let Some((param, system, code)) = token_criteria(c)
+            {
+                groups
+                    .entry((t, param, system))
+                    .or_default()
+                    .push((code, &c.key));
+            }
+        }
+        let mut found: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for ((t, param, system), wanted) in &groups {
+            let codes: Vec<&str> = wanted.iter().map(|&(code, _)| code).collect();
+            let mut by_code: HashMap<String, Vec<String>> = HashMap::new();
+            for (code, id) in store_search::token_matches(conn, t, param, system, &codes)? {
+                by_code.entry(code).or_default().push(id);
+            }
+            for &(code, criteria) in wanted {
+                let ids = by_code
+                    .get(crate::fhir::index::key(code))
+                    .cloned()
+                    .unwrap_or_default();
+                found.insert(((*t).to_owned(), criteria.to_owned()), ids);
+            }
+        }
+        // New ids for the criteria that will create, claimed per type in one go; types (and
+        // keys, see `claim_many`) in one global order, so that concurrent pushes of overlapping
+        // bundles wait for each other instead of deadlocking.
+        let mut wanted: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        for e in entries {
+            let Some((t, c, body_id, update)) = conditional(e) else {
+                continue;
+            };
+            let Some(ids) = found.get(&(t.to_owned(), c.key.clone())) else {
+                continue;
+            };
+            let creates = if update {
+                matches!(
+                    record::decide_update(t, ids, body_id, e.may_create),
+                    Ok(None)
+                )
+            } else {
+                matches!(record::decide_create(ids), Ok(None))
+            };
+            if creates && seen.insert((t, &c.key)) {
+                wanted
+                    .entry(t)
+                    .or_default()
+                    .push((&c.key, record::new_id()));
+            }
+        }
+        let mut claimed = HashMap::new();
+        for (t, keys) in wanted {
+            let pairs: Vec<(&str, &str)> = keys.iter().map(|(c, id)| (*c, id.as_str())).collect();
+            let got = match_keys::claim_many(conn, t, &pairs)?;
+            for (c, id) in keys {
+                if got.contains(crate::fhir::index::key(c)) {
+                    claimed.insert((t.to_owned(), c.to_owned()), id);
+                }
+            }
+        }
+        Ok(Settled { found, claimed })
+    }
+
+    /// A conditional create's target: settled in bulk, else as a single request would.
+    fn create(
+        &mut self,
+        conn: &mut DbConn,
+        t: &str,
+        c: &Criteria,
+    ) -> Result<record::Resolved, ApiError> {
+        let k = (t.to_owned(), c.key.clone());
+        if let Some(ids) = self.found.get(&k)
+            && let Some(r) = record::decide_create(ids)?
+        {
+            return Ok(r);
+        }
+        match self.claimed.remove(&k) {
+            Some(id) => Ok(record::Resolved::New(id)),
+            None => record::resolve_create(conn, t, c),
+        }
+    }
+
+    /// A conditional update's target, likewise.
+    fn update(
+        &mut self,
+        conn: &mut DbConn,
+        t: &str,
+        c: &Criteria,
+        body_id: Option<&str>,
+        may_create: bool,
+    ) -> Result<record::Resolved, ApiError> {
+        let k = (t.to_owned(), c.key.clone());
+        let Some(ids) = self.found.get(&k) else {
+            return record::resolve_update(conn, t, c, body_id, may_create);
+        };
+        if let Some(r) = record::decide_update(t, ids, body_id, may_create)? {
+            return Ok(r);
+        }
+        match self.claimed.remove(&k) {
+            Some(id) => Ok(record::Resolved::New(id)),
+            None => record::resolve_update(conn, t, c, body_id, may_create),
+        }
+    }
 }
 
 /// Step 4 of a transaction: the writes and then the reads, in processing order.

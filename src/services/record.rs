@@ -218,15 +218,8 @@ pub fn resolve_create(
     let mut stale: Option<String> = None;
     for _ in 0..CONDITIONAL_RETRIES {
         let ids = matching_ids(conn, t, &criteria.query, 2)?;
-        match ids.as_slice() {
-            [] => {}
-            [one] => return Ok(Resolved::Existing(one.clone())),
-            _ => {
-                return Err(ApiError::PreconditionFailed(
-                    "multiple-matches",
-                    "the If-None-Exist criteria match more than one resource".to_owned(),
-                ));
-            }
+        if let Some(found) = decide_create(&ids)? {
+            return Ok(found);
         }
         let id = new_id();
         let claimed = match (
@@ -250,6 +243,19 @@ pub fn resolve_create(
     Err(ApiError::Conflict(
         "concurrent conditional creates of the same criteria did not settle; retry".to_owned(),
     ))
+}
+
+/// A conditional create's outcome given the ids its criteria match: the single match, 412 for
+/// several, or `None` when nothing matched (the caller claims the criteria and creates).
+pub fn decide_create(ids: &[String]) -> Result<Option<Resolved>, ApiError> {
+    match ids {
+        [] => Ok(None),
+        [one] => Ok(Some(Resolved::Existing(one.clone()))),
+        _ => Err(ApiError::PreconditionFailed(
+            "multiple-matches",
+            "the If-None-Exist criteria match more than one resource".to_owned(),
+        )),
+    }
 }
 
 /// `PUT [type]/[id]`: update, or create with the client's id when `may_create` (the caller's
@@ -357,18 +363,32 @@ pub fn resolve_update(
 ) -> Result<Resolved, ApiError> {
     require_criteria(&criteria.query)?;
     let ids = matching_ids(conn, t, &criteria.query, 2)?;
-    match (ids.as_slice(), body_id) {
-        ([], Some(id)) => Ok(Resolved::Existing(id.to_owned())),
+    match decide_update(t, &ids, body_id, may_create)? {
+        Some(found) => Ok(found),
+        None => resolve_create(conn, t, criteria),
+    }
+}
+
+/// A conditional update's outcome given the ids its criteria match (see [`resolve_update`]);
+/// `None` when the caller has to claim the criteria for a new id.
+pub fn decide_update(
+    t: &str,
+    ids: &[String],
+    body_id: Option<&str>,
+    may_create: bool,
+) -> Result<Option<Resolved>, ApiError> {
+    match (ids, body_id) {
+        ([], Some(id)) => Ok(Some(Resolved::Existing(id.to_owned()))),
         ([], None) if !may_create => Err(ApiError::Forbidden(format!(
             "the token's scopes do not allow 'c' on {t}, and nothing matches the criteria"
         ))),
-        ([], None) => resolve_create(conn, t, criteria),
+        ([], None) => Ok(None),
         ([one], Some(b)) if b != one => Err(ApiError::invalid(
             "invalid",
             format!("{t}.id"),
             "the resource id does not match the resource found by the criteria",
         )),
-        ([one], _) => Ok(Resolved::Existing(one.clone())),
+        ([one], _) => Ok(Some(Resolved::Existing(one.clone()))),
         _ => Err(ApiError::PreconditionFailed(
             "multiple-matches",
             "the criteria match more than one resource".to_owned(),

@@ -3,6 +3,7 @@
 
 use diesel::prelude::*;
 use diesel::result::QueryResult;
+use std::collections::HashSet;
 
 use super::DbConn;
 use super::schema::match_keys;
@@ -23,6 +24,51 @@ pub fn claim(conn: &mut DbConn, t: &str, criteria: &str, id: &str) -> QueryResul
         .on_conflict_do_nothing();
     let inserted = native!(conn, c => q.execute(c))?;
     Ok(inserted == 1)
+}
+
+/// Claim many keys of type `t` at once, each for its own new id (`(criteria, id)` pairs, the
+/// criteria distinct): the criteria claimed. Keys are inserted in sorted order, so two
+/// transactions claiming overlapping sets wait for each other instead of deadlocking. A key not
+/// claimed is held by another resource: its caller settles it one by one (see [`claim`]).
+pub fn claim_many(
+    conn: &mut DbConn,
+    t: &str,
+    wanted: &[(&str, &str)],
+) -> QueryResult<HashSet<String>> {
+    let mut sorted: Vec<(&str, &str)> = wanted.iter().map(|&(c, id)| (key(c), id)).collect();
+    sorted.sort_unstable();
+    let mut claimed = HashSet::new();
+    for chunk in sorted.chunks(1000) {
+        match conn {
+            DbConn::Postgres(c) => {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|&(criteria, id)| {
+                        (
+                            match_keys::res_type.eq(t),
+                            match_keys::criteria.eq(criteria),
+                            match_keys::res_id.eq(id),
+                        )
+                    })
+                    .collect();
+                let got: Vec<String> = diesel::insert_into(match_keys::table)
+                    .values(rows)
+                    .on_conflict_do_nothing()
+                    .returning(match_keys::criteria)
+                    .get_results(c)?;
+                claimed.extend(got);
+            }
+            // One cached statement per key: SQLite has no round trips to save.
+            DbConn::Sqlite(_) => {
+                for &(criteria, id) in chunk {
+                    if claim(conn, t, criteria, id)? {
+                        claimed.insert(criteria.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    Ok(claimed)
 }
 
 /// The resource currently holding `criteria`.

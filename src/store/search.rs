@@ -191,9 +191,15 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
             }
         }
         Cond::ReferenceUrl(u) => {
-            q.push("x.url = ");
+            // Only references that are more than `Type/id` keep their url (a partial index).
+            q.push("x.url <> '' AND x.url = ");
             q.text(key(u));
         }
+        Cond::TargetType(t) => {
+            q.push("x.target_type = ");
+            q.text(t);
+        }
+        Cond::Nothing => q.push("1 = 0"),
         Cond::Uri(u) => {
             q.push("x.uri = ");
             q.text(key(u));
@@ -378,6 +384,8 @@ fn selectivity(c: &Clause) -> Option<u8> {
             .iter()
             .map(selectivity)
             .try_fold(0, |acc, s| s.map(|s| acc.max(s))),
+        Clause::All(clauses) => clauses.iter().filter_map(selectivity).min(),
+        Clause::NotId(_) => None,
     }
 }
 
@@ -459,6 +467,29 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
             }
             if clauses.is_empty() {
                 q.push("1 = 0");
+            }
+            q.push(")");
+        }
+        Clause::All(clauses) => {
+            q.push("(");
+            for (i, c) in clauses.iter().enumerate() {
+                if i > 0 {
+                    q.push(" AND ");
+                }
+                clause_sql(q, t, c, r, driver);
+            }
+            if clauses.is_empty() {
+                q.push("1 = 1");
+            }
+            q.push(")");
+        }
+        Clause::NotId(ids) => {
+            q.push(&format!("{r}.res_id NOT IN ("));
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.text(id);
             }
             q.push(")");
         }
@@ -581,7 +612,7 @@ fn sort_expr(q: &mut Sql, t: &str, key: &SortKey) {
     match &key.by {
         SortBy::Id => q.push("r.res_id"),
         SortBy::LastUpdated => q.push("r.last_updated"),
-        SortBy::Index { table, param } => {
+        SortBy::Index { table, params } => {
             let agg = if key.desc { "MAX" } else { "MIN" };
             let name = table_name(*table);
             let from = lookup_from(q, name, &format!("{name}_resource"));
@@ -590,9 +621,14 @@ fn sort_expr(q: &mut Sql, t: &str, key: &SortKey) {
                 sort_column(*table, key.desc),
             ));
             q.text(t);
-            q.push(" AND x.res_id = r.res_id AND x.param = ");
-            q.text(param);
-            q.push(")");
+            q.push(" AND x.res_id = r.res_id AND x.param IN (");
+            for (i, param) in params.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.text(param);
+            }
+            q.push("))");
         }
     }
 }
@@ -888,4 +924,30 @@ pub fn referring(
         q = q.filter(x::param.eq(p));
     }
     q.load(conn)
+}
+
+/// Current resources of type `t` whose token parameter `param` has `system|code` for one of
+/// `codes`, as (code, id) pairs: the conditional criteria of a whole bundle settled in a few
+/// statements instead of one search each. Codes are compared as indexed (cut by [`key`]); a
+/// deleted resource has no index rows.
+pub fn token_matches(
+    conn: &mut DbConn,
+    t: &str,
+    param: &str,
+    system: &str,
+    codes: &[&str],
+) -> QueryResult<Vec<(String, String)>> {
+    use super::schema::search_token as tok;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for chunk in codes.chunks(500) {
+        let keys: Vec<&str> = chunk.iter().map(|c| key(c)).collect();
+        let q = tok::table
+            .filter(tok::res_type.eq(t))
+            .filter(tok::param.eq(param))
+            .filter(tok::system.eq(key(system)))
+            .filter(tok::code.eq_any(keys))
+            .select((tok::code, tok::res_id));
+        rows.extend(native!(&mut *conn, c => q.load::<(String, String)>(c))?);
+    }
+    Ok(rows)
 }

@@ -643,3 +643,84 @@ async fn a_conditional_update_in_a_bundle_checks_the_body_id_like_the_rest_api()
         .json();
     assert_eq!(unchanged["meta"]["versionId"], "1");
 }
+
+#[actix_web::test]
+async fn a_transaction_may_not_write_one_resource_twice() {
+    let app = spawn_app().await;
+    let cond = format!("Patient?identifier={SYS}|110105194912310157");
+    let put = |family: &str| {
+        let mut body = patient("110105194912310157");
+        body["name"] = json!([{"family": family}]);
+        json!({"resource": body, "request": {"method": "PUT", "url": cond}})
+    };
+    let issue = post_bundle(&app, &tx(vec![put("Li"), put("Wang")]))
+        .await
+        .outcome(400);
+    assert!(
+        issue["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bundle.entry[1]"),
+        "{issue}"
+    );
+    assert_eq!(count(&app, &cond).await, 0);
+    let p = json!({"resourceType": "Patient", "id": "twice", "active": true});
+    let by_id = json!({"resource": p, "request": {"method": "PUT", "url": "Patient/twice"}});
+    post_bundle(&app, &tx(vec![by_id.clone(), by_id]))
+        .await
+        .outcome(400);
+    app.get("/fhir/Patient/twice").await.outcome(404);
+}
+
+/// Conditional entries are settled in bulk (one lookup per type and identifier system): a
+/// bundle whose entries partly match existing resources, partly are new, and partly match
+/// several resources gets exactly the answers single requests would get.
+#[actix_web::test]
+async fn bulk_settled_entries_match_create_and_refuse_like_single_requests() {
+    let app = spawn_app().await;
+    let sys = "urn:test:enc";
+    let enc = |n: u32| {
+        json!({"resourceType": "Encounter", "status": "finished",
+               "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+               "identifier": [{"system": sys, "value": format!("E{n}")}]})
+    };
+    let first = app.create(&enc(1)).await;
+    // Two resources share E9: conditional entries on it are ambiguous.
+    app.create(&enc(9)).await;
+    app.create(&enc(9)).await;
+    let put = |n: u32| json!({"resource": enc(n), "request": {"method": "PUT", "url": format!("Encounter?identifier={sys}|E{n}")}});
+    let create = |n: u32| {
+        json!({"resource": enc(n), "request": {"method": "POST", "url": "Encounter",
+               "ifNoneExist": format!("identifier={sys}|E{n}")}})
+    };
+    let r = post_bundle(&app, &tx(vec![put(1), put(2), create(1), create(3)])).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let b = r.json();
+    assert_eq!(b["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(location_id(&b["entry"][0]), first["id"].as_str().unwrap());
+    assert_eq!(b["entry"][1]["response"]["status"], "201 Created");
+    assert_eq!(b["entry"][2]["response"]["status"], "200 OK");
+    assert_eq!(location_id(&b["entry"][2]), first["id"].as_str().unwrap());
+    assert_eq!(b["entry"][3]["response"]["status"], "201 Created");
+    for n in [1, 2, 3] {
+        assert_eq!(
+            count(&app, &format!("Encounter?identifier={sys}|E{n}")).await,
+            1
+        );
+    }
+    // Ambiguous criteria: 412 naming the entry, and nothing of the bundle is written.
+    let issue = post_bundle(&app, &tx(vec![put(4), create(9)]))
+        .await
+        .outcome(412);
+    assert!(
+        issue["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bundle.entry[1]"),
+        "{issue}"
+    );
+    assert_eq!(
+        count(&app, &format!("Encounter?identifier={sys}|E4")).await,
+        0
+    );
+}

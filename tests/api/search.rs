@@ -828,6 +828,113 @@ async fn composite_parameters_match_within_one_item() {
         .outcome(400);
 }
 
+/// `patient` (subject pointing at a Patient) and the `combo-*` parameters (code or component
+/// code, …) have no index rows of their own: they are answered from their base parameters'
+/// rows, and must answer exactly as if they had them.
+#[actix_web::test]
+async fn aliased_parameters_answer_as_their_own() {
+    let app = spawn_app().await;
+    fixtures(&app).await;
+    let comp = |code: &str, v: f64| {
+        json!({"code": {"coding": [{"system": "http://loinc.org", "code": code, "display": "Systolic"}]},
+               "valueQuantity": {"value": v, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}})
+    };
+    put(
+        &app,
+        json!({"resourceType": "Observation", "id": "bp-1", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "subject": {"reference": "Patient/pat-b"}, "component": [comp("8480-6", 150.0)]}),
+    )
+    .await;
+    put(
+        &app,
+        json!({"resourceType": "Group", "id": "grp-1", "type": "person", "actual": true}),
+    )
+    .await;
+    put(
+        &app,
+        json!({"resourceType": "Observation", "id": "grp-obs", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+        "subject": {"reference": "Group/grp-1"}}),
+    )
+    .await;
+    check(
+        &app,
+        &[
+            ("Observation?patient=pat-a", &["obs-1", "obs-3"]),
+            ("Observation?patient=Patient/pat-b", &["bp-1", "obs-2"]),
+            ("Observation?patient:Patient=pat-b", &["bp-1", "obs-2"]),
+            // The Group is a subject but not a patient.
+            ("Observation?subject=Group/grp-1", &["grp-obs"]),
+            ("Observation?patient=grp-1", &[]),
+            ("Observation?code=8310-5&patient:missing=true", &["grp-obs"]),
+            ("Observation?code=8310-5&patient:missing=false", &["obs-3"]),
+            ("Observation?patient.gender=female", &["bp-1", "obs-2"]),
+            ("Patient?_has:Observation:patient:code=85354-9", &["pat-b"]),
+            ("Group?_has:Observation:subject:code=8310-5", &["grp-1"]),
+            // combo-code: the code or a component's code.
+            ("Observation?combo-code=8480-6", &["bp-1", "obs-1", "obs-2"]),
+            ("Observation?combo-code=http://loinc.org|85354-9", &["bp-1"]),
+            ("Observation?combo-code:text=systolic", &["bp-1"]),
+            ("Observation?combo-code:not=8480-6&patient=pat-b", &[]),
+            (
+                "Observation?combo-code:not=85354-9&patient=pat-b",
+                &["obs-2"],
+            ),
+            ("Observation?combo-value-quantity=gt140", &["bp-1"]),
+            (
+                "Observation?combo-value-quantity:missing=true&patient=pat-a",
+                &[],
+            ),
+            (
+                "Observation?combo-value-quantity:missing=true",
+                &["grp-obs"],
+            ),
+            ("Observation?_id:not=obs-1&patient=pat-a", &["obs-3"]),
+        ],
+    )
+    .await;
+    // Sorting by a union: the lowest value of either part.
+    assert_eq!(
+        ordered(&app, "Observation?patient=pat-b&_sort=combo-value-quantity").await,
+        ["obs-2", "bp-1"]
+    );
+    assert_eq!(
+        ordered(
+            &app,
+            "Observation?patient=pat-b&_sort=-combo-value-quantity"
+        )
+        .await,
+        ["bp-1", "obs-2"]
+    );
+    // Includes through the narrowed parameter bring only Patients.
+    let got = entries(&app, "Observation?code=8310-5&_include=Observation:patient").await;
+    assert_eq!(
+        got,
+        modes(&[
+            ("match", "Observation/grp-obs"),
+            ("match", "Observation/obs-3"),
+            ("include", "Patient/pat-a")
+        ])
+    );
+    let got = entries(&app, "Patient?_id=pat-b&_revinclude=Observation:patient").await;
+    assert_eq!(
+        got,
+        modes(&[
+            ("include", "Observation/bp-1"),
+            ("include", "Observation/obs-2"),
+            ("match", "Patient/pat-b")
+        ])
+    );
+    app.get("/fhir/Observation?patient:Group=grp-1")
+        .await
+        .outcome(400);
+    app.get("/fhir/Observation?_include=Observation:patient:Group")
+        .await
+        .outcome(400);
+    app.get("/fhir/Observation?_id:text=x").await.outcome(400);
+}
+
 #[actix_web::test]
 async fn text_and_content_search() {
     let app = spawn_app().await;
