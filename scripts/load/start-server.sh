@@ -3,9 +3,14 @@
 # 127.0.0.1:5432) on `$port`; sets `bin`, `work`, `base` and exports `TOKEN`. The server and
 # its files go away when the calling script exits, unless BENCH_KEEP names a directory: then
 # the SQLite data (or, on postgres, the database huimin_bench) is kept there and reused.
+# BENCH_BIN runs another binary instead (an earlier build, to compare on the same machine).
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet --bin huimin
-bin="$target/release/huimin"
+if [ -n "${BENCH_BIN:-}" ]; then
+  bin="$BENCH_BIN"
+else
+  cargo build --release --quiet --bin huimin
+  bin="$target/release/huimin"
+fi
 work=$(mktemp -d)
 data="$work/data"
 if [ -n "${BENCH_KEEP:-}" ]; then
