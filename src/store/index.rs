@@ -94,11 +94,7 @@ pub fn replace(
     insert(conn, &[(t, id, entries)])
 }
 
-/// Most rows in one multi-row INSERT (PostgreSQL allows 65,535 bound values per statement;
-/// the widest table has 11 columns).
-const ROWS_PER_STATEMENT: usize = 5000;
-
-/// Insert the index rows of several resources: per table, multi-row statements on PostgreSQL,
+/// Insert the index rows of several resources: per table, one binary COPY on PostgreSQL,
 /// cached single-row statements on SQLite.
 fn insert(conn: &mut DbConn, batch: &[(&str, &str, &[Entry])]) -> QueryResult<()> {
     let mut tokens = Vec::new();
@@ -224,17 +220,13 @@ fn insert(conn: &mut DbConn, batch: &[(&str, &str, &[Entry])]) -> QueryResult<()
             }
         }
     }
-    // One multi-row INSERT per table, on the concrete connection.
+    // Per table, on the concrete connection.
     macro_rules! insert_rows {
         ($table:ident, $rows:expr) => {
             if !$rows.is_empty() {
                 match conn {
                     DbConn::Postgres(c) => {
-                        for chunk in $rows.chunks(ROWS_PER_STATEMENT) {
-                            diesel::insert_into($table::table)
-                                .values(chunk)
-                                .execute(c)?;
-                        }
+                        copy_rows!(c, $table, $rows);
                     }
                     // One cached single-row statement per row: SQLite has no round trips to
                     // save, and a multi-row INSERT is parsed anew for every row count. OR

@@ -25,6 +25,16 @@ macro_rules! native {
     };
 }
 
+/// Rows into a PostgreSQL table with one binary `COPY`: no statement to parse and plan, and
+/// PostgreSQL's bulk insert path (a transaction's held-back rows, see [`defer_writes`]).
+macro_rules! copy_rows {
+    ($c:expr, $table:ident, $rows:expr) => {
+        diesel::copy_from($table::table)
+            .from_insertable($rows.as_slice())
+            .execute($c)?
+    };
+}
+
 pub mod index;
 pub mod match_keys;
 pub mod resources;

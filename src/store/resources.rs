@@ -127,8 +127,12 @@ pub(super) fn flush(conn: &mut DbConn) -> QueryResult<()> {
                 )
             })
             .collect();
-        let q = diesel::insert_into(resources::table).values(&current);
-        native!(conn, c => q.execute(c))?;
+        match conn {
+            DbConn::Postgres(c) => copy_rows!(c, resources, current),
+            DbConn::Sqlite(c) => diesel::insert_into(resources::table)
+                .values(&current)
+                .execute(c)?,
+        };
         let versions: Vec<_> = chunk
             .iter()
             .map(|v| {
@@ -143,8 +147,12 @@ pub(super) fn flush(conn: &mut DbConn) -> QueryResult<()> {
                 )
             })
             .collect();
-        let q = diesel::insert_into(resource_versions::table).values(&versions);
-        native!(conn, c => q.execute(c))?;
+        match conn {
+            DbConn::Postgres(c) => copy_rows!(c, resource_versions, versions),
+            DbConn::Sqlite(c) => diesel::insert_into(resource_versions::table)
+                .values(&versions)
+                .execute(c)?,
+        };
     }
     Ok(())
 }
