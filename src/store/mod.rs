@@ -41,7 +41,6 @@ pub mod resources;
 pub mod schema;
 pub mod search;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -145,9 +144,6 @@ pub struct Store {
     /// The queue of the group-commit writer threads.
     writer: mpsc::Sender<Job>,
     url: DatabaseUrl,
-    /// Set by the checkpoint thread when the SQLite WAL should start over; the writer does
-    /// it between transactions (see [`Store::start_maintenance`]).
-    restart_wal: std::sync::Arc<AtomicBool>,
 }
 
 impl Store {
@@ -155,8 +151,7 @@ impl Store {
     pub fn open(url: &DatabaseUrl, pool_size: u32) -> anyhow::Result<Store> {
         check_reachable(url)?;
         let manager = Manager { url: url.clone() };
-        let restart_wal = std::sync::Arc::new(AtomicBool::new(false));
-        let writer = spawn_writers(manager.clone(), url, restart_wal.clone())?;
+        let writer = spawn_writers(manager.clone(), url)?;
         let pool = Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(5))
@@ -166,7 +161,6 @@ impl Store {
             pool,
             writer,
             url: url.clone(),
-            restart_wal,
         })
     }
 
@@ -273,14 +267,8 @@ impl Store {
         if self.is_embedded() {
             // Copy the WAL back into the database file five times a second, beside the writer
             // instead of inside it (the automatic checkpoint with its fsync took 6 to 11 % of
-            // the writer's time during bulk ingest). PASSIVE never blocks readers or the
-            // writer, but under continuous writes it never catches up with the WAL's end at
-            // the moment a write begins, so the WAL would never start over and grow until the
-            // writer's own backstop checkpoint ran after every commit. Once a passive pass has
-            // copied everything and the WAL is past 64 MiB, the writer runs a RESTART between
-            // two transactions (cheap then: nothing is left to copy), so its next write starts
-            // the WAL from its beginning. Run from here, a RESTART made a writer's read
-            // snapshot stale in mid-transaction (SQLITE_BUSY_SNAPSHOT).
+            // the writer's time during bulk ingest, also at one checkpoint a second here).
+            // PASSIVE never blocks readers or the writer.
             let store = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("sqlite-checkpoint".to_owned())
@@ -288,11 +276,8 @@ impl Store {
                     loop {
                         std::thread::sleep(Duration::from_millis(200));
                         let done = store.read(|c| {
-                            let pass = checkpoint(c, "PASSIVE")?;
-                            if pass.log > RESTART_FRAMES && pass.checkpointed == pass.log {
-                                store.restart_wal.store(true, Ordering::Relaxed);
-                            }
-                            Ok::<_, anyhow::Error>(())
+                            c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
+                                .map_err(anyhow::Error::from)
                         });
                         if let Err(e) = done {
                             tracing::warn!(error = %e, "WAL checkpoint failed");
@@ -407,33 +392,6 @@ fn writer_count(url: &DatabaseUrl) -> usize {
 /// walks from the start at the end of every statement, so inside a large transaction (a bundle
 /// of hundreds of entries) each statement cost time proportional to everything written before
 /// it (12.9 s per 360-entry bundle).
-/// WAL frames (4 KiB pages) past which a fully copied WAL is restarted.
-const RESTART_FRAMES: i64 = 16_384;
-
-/// What `PRAGMA wal_checkpoint` reports.
-#[derive(diesel::QueryableByName)]
-struct Checkpoint {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    log: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    checkpointed: i64,
-}
-
-/// One WAL checkpoint of `mode` (SQLite; nothing to do on PostgreSQL).
-fn checkpoint(conn: &mut DbConn, mode: &str) -> anyhow::Result<Checkpoint> {
-    use diesel::RunQueryDsl as _;
-    match conn {
-        DbConn::Sqlite(c) => {
-            let q = diesel::sql_query(format!("PRAGMA wal_checkpoint({mode})"));
-            Ok(q.get_result::<Checkpoint>(c)?)
-        }
-        DbConn::Postgres(_) => Ok(Checkpoint {
-            log: 0,
-            checkpointed: 0,
-        }),
-    }
-}
-
 fn writer_connection(manager: &Manager) -> anyhow::Result<DbConn> {
     let mut conn = manager
         .connect()
@@ -451,25 +409,16 @@ fn writer_connection(manager: &Manager) -> anyhow::Result<DbConn> {
     Ok(conn)
 }
 
-fn spawn_writers(
-    manager: Manager,
-    url: &DatabaseUrl,
-    restart_wal: std::sync::Arc<AtomicBool>,
-) -> anyhow::Result<mpsc::Sender<Job>> {
+fn spawn_writers(manager: Manager, url: &DatabaseUrl) -> anyhow::Result<mpsc::Sender<Job>> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = std::sync::Arc::new(std::sync::Mutex::new(Queue { rx, held: None }));
     for n in 0..writer_count(url) {
         let mut conn = writer_connection(&manager)?;
-        let (rx, manager, restart_wal) = (rx.clone(), manager.clone(), restart_wal.clone());
+        let (rx, manager) = (rx.clone(), manager.clone());
         std::thread::Builder::new()
             .name(format!("db-writer-{n}"))
             .spawn(move || {
                 while let Some(jobs) = next_group(&rx) {
-                    if restart_wal.swap(false, Ordering::Relaxed)
-                        && let Err(e) = checkpoint(&mut conn, "RESTART")
-                    {
-                        tracing::warn!(error = %e, "WAL restart failed");
-                    }
                     let group = std::panic::AssertUnwindSafe(|| run_group(&mut conn, jobs));
                     if std::panic::catch_unwind(group).is_err() {
                         // The callers of this group see their answer channel close and fail;
