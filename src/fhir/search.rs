@@ -381,11 +381,7 @@ fn parse_one(
         table
     };
     if modifier == Some("missing") {
-        let missing = match raw {
-            "true" => true,
-            "false" => false,
-            _ => return Err(err(key, "invalid", ":missing takes true or false")),
-        };
+        let missing = missing_value(key, raw)?;
         if code == "_id" || code == "_lastUpdated" {
             return Err(err(
                 key,
@@ -550,11 +546,7 @@ fn parse_alias(
         }
         Alias::Narrow { base: of, target } => match modifier {
             Some("missing") => {
-                let missing = match raw {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(err(key, "invalid", ":missing takes true or false")),
-                };
+                let missing = missing_value(key, raw)?;
                 Ok(Clause::Index {
                     table: Table::Reference,
                     param: of.clone(),
@@ -580,6 +572,15 @@ fn parse_alias(
                 Ok(clause)
             }
         },
+    }
+}
+
+/// The value of a `:missing` parameter.
+fn missing_value(key: &str, raw: &str) -> Result<bool, Issue> {
+    match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(err(key, "invalid", ":missing takes true or false")),
     }
 }
 

@@ -389,18 +389,36 @@ fn selectivity(c: &Clause) -> Option<u8> {
     }
 }
 
+/// `r.res_id IN (…)` or `NOT IN (…)`.
+fn id_list(q: &mut Sql, r: &str, op: &str, ids: &[String]) {
+    q.push(&format!("{r}.res_id {op} ("));
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.text(id);
+    }
+    q.push(")");
+}
+
+/// Clauses joined by `sep` (` OR ` / ` AND `); `empty` when there are none.
+fn joined(q: &mut Sql, t: &str, clauses: &[Clause], r: &str, driver: bool, sep: &str, empty: &str) {
+    q.push("(");
+    for (i, c) in clauses.iter().enumerate() {
+        if i > 0 {
+            q.push(sep);
+        }
+        clause_sql(q, t, c, r, driver);
+    }
+    if clauses.is_empty() {
+        q.push(empty);
+    }
+    q.push(")");
+}
+
 fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
     match c {
-        Clause::Id(ids) => {
-            q.push(&format!("{r}.res_id IN ("));
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.text(id);
-            }
-            q.push(")");
-        }
+        Clause::Id(ids) => id_list(q, r, "IN", ids),
         Clause::LastUpdated(ranges) => {
             q.push("(");
             for (i, (prefix, low, high)) in ranges.iter().enumerate() {
@@ -457,42 +475,9 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
             q.push(")");
             close_subquery(q, driver);
         }
-        Clause::Or(clauses) => {
-            q.push("(");
-            for (i, c) in clauses.iter().enumerate() {
-                if i > 0 {
-                    q.push(" OR ");
-                }
-                clause_sql(q, t, c, r, driver);
-            }
-            if clauses.is_empty() {
-                q.push("1 = 0");
-            }
-            q.push(")");
-        }
-        Clause::All(clauses) => {
-            q.push("(");
-            for (i, c) in clauses.iter().enumerate() {
-                if i > 0 {
-                    q.push(" AND ");
-                }
-                clause_sql(q, t, c, r, driver);
-            }
-            if clauses.is_empty() {
-                q.push("1 = 1");
-            }
-            q.push(")");
-        }
-        Clause::NotId(ids) => {
-            q.push(&format!("{r}.res_id NOT IN ("));
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.text(id);
-            }
-            q.push(")");
-        }
+        Clause::Or(clauses) => joined(q, t, clauses, r, driver, " OR ", "1 = 0"),
+        Clause::All(clauses) => joined(q, t, clauses, r, driver, " AND ", "1 = 1"),
+        Clause::NotId(ids) => id_list(q, r, "NOT IN", ids),
         Clause::Has {
             source_type,
             param,

@@ -26,6 +26,12 @@ async fn count(app: &TestApp, query: &str) -> u64 {
     r.json()["total"].as_u64().unwrap()
 }
 
+/// The OperationOutcome issue names `Bundle.entry[i]` first.
+fn names_entry(issue: &Value, i: usize) {
+    let text = issue["diagnostics"].as_str().unwrap_or_default();
+    assert!(text.starts_with(&format!("Bundle.entry[{i}]")), "{issue}");
+}
+
 fn location_id(entry: &Value) -> String {
     let loc = entry["response"]["location"].as_str().unwrap();
     loc.split('/').nth(1).unwrap().to_owned()
@@ -118,13 +124,7 @@ async fn a_failing_entry_rolls_back_everything_and_is_named() {
                "request": {"method": "PUT", "url": format!("Patient/{id}"), "ifMatch": "W/\"7\""}}),
     ]);
     let issue = post_bundle(&app, &bundle).await.outcome(412);
-    assert!(
-        issue["diagnostics"]
-            .as_str()
-            .unwrap()
-            .starts_with("Bundle.entry[1]"),
-        "{issue}"
-    );
+    names_entry(&issue, 1);
     assert_eq!(
         count(
             &app,
@@ -624,13 +624,7 @@ async fn a_conditional_update_in_a_bundle_checks_the_body_id_like_the_rest_api()
     body["id"] = json!("someone-else");
     let entry = json!({"resource": body, "request": {"method": "PUT", "url": cond}});
     let issue = post_bundle(&app, &tx(vec![entry])).await.outcome(400);
-    assert!(
-        issue["diagnostics"]
-            .as_str()
-            .unwrap()
-            .starts_with("Bundle.entry[0]"),
-        "{issue}"
-    );
+    names_entry(&issue, 0);
     // The same request through the REST API.
     let mut body = patient("110105194912310149");
     body["id"] = json!("someone-else");
@@ -656,13 +650,7 @@ async fn a_transaction_may_not_write_one_resource_twice() {
     let issue = post_bundle(&app, &tx(vec![put("Li"), put("Wang")]))
         .await
         .outcome(400);
-    assert!(
-        issue["diagnostics"]
-            .as_str()
-            .unwrap()
-            .starts_with("Bundle.entry[1]"),
-        "{issue}"
-    );
+    names_entry(&issue, 1);
     assert_eq!(count(&app, &cond).await, 0);
     let p = json!({"resourceType": "Patient", "id": "twice", "active": true});
     let by_id = json!({"resource": p, "request": {"method": "PUT", "url": "Patient/twice"}});
@@ -712,13 +700,7 @@ async fn bulk_settled_entries_match_create_and_refuse_like_single_requests() {
     let issue = post_bundle(&app, &tx(vec![put(4), create(9)]))
         .await
         .outcome(412);
-    assert!(
-        issue["diagnostics"]
-            .as_str()
-            .unwrap()
-            .starts_with("Bundle.entry[1]"),
-        "{issue}"
-    );
+    names_entry(&issue, 1);
     assert_eq!(
         count(&app, &format!("Encounter?identifier={sys}|E4")).await,
         0
