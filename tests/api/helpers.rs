@@ -128,13 +128,18 @@ pub fn create_pg_database(server: &str, name: &str) {
         .unwrap();
 }
 
+/// Drop a test database (best effort).
+pub fn drop_pg_database(server: &str, name: &str) {
+    if let Ok(mut admin) = PgConnection::establish(&format!("{server}/postgres")) {
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin);
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some((server, name)) = &self.pg
-            && let Ok(mut admin) = PgConnection::establish(&format!("{server}/postgres"))
-        {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin);
+        if let Some((server, name)) = &self.pg {
+            drop_pg_database(server, name);
         }
     }
 }

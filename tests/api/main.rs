@@ -10,6 +10,7 @@ mod auth;
 mod bundles;
 mod cli;
 mod conditional;
+mod crash;
 mod crud;
 mod examples;
 mod formats;

@@ -1,0 +1,195 @@
+//! A server killed (SIGKILL) while it writes a large transaction bundle: after a restart on the
+//! same database the bundle is either wholly there or wholly absent, the database opens, and
+//! pushing the bundle again completes it exactly once.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The PostgreSQL test database (when `HUIMIN_TEST_POSTGRES_URL` is set), dropped at the end.
+struct PgDatabase(String, String);
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        crate::helpers::drop_pg_database(&self.0, &self.1);
+    }
+}
+
+/// How the killed server reaches its database: (`HUIMIN_DATABASE_URL` or none, data dir).
+fn database() -> (Option<String>, Option<PgDatabase>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    match std::env::var("HUIMIN_TEST_POSTGRES_URL") {
+        Ok(server) => {
+            let server = server.trim_end_matches('/').to_owned();
+            let name = format!("huimin_test_crash_{}", std::process::id());
+            crate::helpers::create_pg_database(&server, &name);
+            let url = format!("{server}/{name}?sslmode=disable");
+            (Some(url), Some(PgDatabase(server, name)), dir)
+        }
+        Err(_) => (None, None, dir),
+    }
+}
+
+fn command(url: &Option<String>, dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_huimin"));
+    c.current_dir(dir).env("HUIMIN_DATA_DIR", dir.join("data"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUIMIN_") && !k.starts_with("HUIMIN_TEST_") {
+            c.env_remove(k);
+        }
+    }
+    if let Some(u) = url {
+        c.env("HUIMIN_DATABASE_URL", u);
+    }
+    c.env("HUIMIN_LOG_LEVEL", "error");
+    c
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 exchange; the status and body, or `None` when the connection broke.
+fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let status = reply.split(' ').nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn start(url: &Option<String>, dir: &std::path::Path, port: u16) -> Child {
+    let child = command(url, dir)
+        .arg("serve")
+        .env("HUIMIN_LISTEN", format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while exchange(port, "GET", "/healthz", "", b"").is_none_or(|(s, _)| s != 200) {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// How many Observations of the bundle are stored.
+fn stored(port: u16, token: &str) -> u64 {
+    let (status, body) = exchange(
+        port,
+        "GET",
+        "/fhir/Observation?identifier=urn:crash:obs%7C&_summary=count",
+        token,
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["total"].as_u64().unwrap()
+}
+
+#[test]
+fn a_server_killed_mid_transaction_leaves_all_or_nothing() {
+    const N: u64 = 6000;
+    let (url, _pg, dir) = database();
+    let token = command(&url, dir.path())
+        .args(["token", "--role", "his", "--org", "Organization/crash"])
+        .args(["--scope", "system/*.cruds"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let mut entries = vec![json!({
+        "fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "active": true,
+            "identifier": [{"system": "urn:crash:mrn", "value": "1"}]},
+        "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:crash:mrn|1"}})];
+    for i in 0..N {
+        entries.push(json!({
+            "resource": {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "subject": {"reference": "urn:uuid:p"},
+                "identifier": [{"system": "urn:crash:obs", "value": i.to_string()}],
+                "valueQuantity": {"value": 120, "unit": "mm[Hg]"}},
+            "request": {"method": "PUT", "url": format!("Observation?identifier=urn:crash:obs|{i}")}}));
+    }
+    let bundle = serde_json::to_vec(
+        &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    )
+    .unwrap();
+
+    // Time one push to know when a second one is in the middle of its transaction.
+    let port = free_port();
+    let mut server = start(&url, dir.path(), port);
+    let started = Instant::now();
+    let (status, body) = exchange(port, "POST", "/fhir", &token, &bundle).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let took = started.elapsed();
+    assert_eq!(stored(port, &token), N);
+
+    // The same identifiers under a new system: a second bundle of N new resources.
+    let second = String::from_utf8(bundle.clone())
+        .unwrap()
+        .replace("urn:crash:obs", "urn:crash:obs2")
+        .into_bytes();
+    let sender = {
+        let (token, second) = (token.clone(), second.clone());
+        std::thread::spawn(move || exchange(port, "POST", "/fhir", &token, &second))
+    };
+    std::thread::sleep(took.mul_f64(0.6));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let answered = sender.join().unwrap();
+
+    let port = free_port();
+    let mut server = start(&url, dir.path(), port);
+    let count2 = |port| {
+        let (status, body) = exchange(
+            port,
+            "GET",
+            "/fhir/Observation?identifier=urn:crash:obs2%7C&_summary=count",
+            &token,
+            b"",
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["total"]
+            .as_u64()
+            .unwrap()
+    };
+    let after_crash = count2(port);
+    eprintln!(
+        "killed {:?} into a {took:?} push: {after_crash} of {N} stored, answer {:?}",
+        took.mul_f64(0.6),
+        answered.as_ref().map(|(s, _)| s)
+    );
+    assert!(
+        after_crash == 0 || after_crash == N,
+        "{after_crash} of {N} entries survived the kill (answered: {answered:?})"
+    );
+    // The first bundle is untouched, and the second one completes once when pushed again.
+    assert_eq!(stored(port, &token), N);
+    let (status, body) = exchange(port, "POST", "/fhir", &token, &second).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(count2(port), N);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
