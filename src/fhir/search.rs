@@ -775,11 +775,9 @@ pub fn parse_sort(resource_type: &str, pairs: &[(String, String)]) -> Result<Vec
                         ));
                     }
                 };
-                let params = match REGISTRY.alias(resource_type, code) {
-                    Some(Alias::Narrow { base, .. }) => vec![base.clone()],
-                    Some(Alias::Union(parts)) => parts.clone(),
-                    None => vec![code.to_owned()],
-                };
+                let params = REGISTRY
+                    .alias(resource_type, code)
+                    .map_or_else(|| vec![code.to_owned()], Alias::bases);
                 SortBy::Index { table, params }
             }
         };

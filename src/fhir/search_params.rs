@@ -128,6 +128,16 @@ pub enum Alias {
     Union(Vec<String>),
 }
 
+impl Alias {
+    /// The parameters whose rows answer this one.
+    pub fn bases(&self) -> Vec<String> {
+        match self {
+            Alias::Narrow { base, .. } => vec![base.clone()],
+            Alias::Union(parts) => parts.clone(),
+        }
+    }
+}
+
 /// The top-level `|` branches of `expression` that apply to `resource_type`.
 fn branches<'a>(expression: &'a str, resource_type: &str) -> Vec<&'a str> {
     let mut out = Vec::new();
@@ -484,11 +494,7 @@ mod tests {
         assert_eq!(r.alias("Patient", "name"), None);
         // Every part of a union is a parameter of the same type with rows of its own.
         for ((t, code), alias) in &r.aliases {
-            let parts = match alias {
-                Alias::Narrow { base, .. } => vec![base.clone()],
-                Alias::Union(parts) => parts.clone(),
-            };
-            for part in parts {
+            for part in alias.bases() {
                 assert!(r.get(t, &part).is_some(), "{t}.{code} → {part}");
                 assert!(r.alias(t, &part).is_none(), "{t}.{code} → {part}");
             }

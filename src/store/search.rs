@@ -389,15 +389,20 @@ fn selectivity(c: &Clause) -> Option<u8> {
     }
 }
 
-/// `r.res_id IN (…)` or `NOT IN (…)`.
-fn id_list(q: &mut Sql, r: &str, op: &str, ids: &[String]) {
-    q.push(&format!("{r}.res_id {op} ("));
-    for (i, id) in ids.iter().enumerate() {
+/// Bound text values separated by commas (the inside of an `IN (…)`).
+fn text_list(q: &mut Sql, values: &[String]) {
+    for (i, v) in values.iter().enumerate() {
         if i > 0 {
             q.push(", ");
         }
-        q.text(id);
+        q.text(v);
     }
+}
+
+/// `r.res_id IN (…)` or `NOT IN (…)`.
+fn id_list(q: &mut Sql, r: &str, op: &str, ids: &[String]) {
+    q.push(&format!("{r}.res_id {op} ("));
+    text_list(q, ids);
     q.push(")");
 }
 
@@ -607,12 +612,7 @@ fn sort_expr(q: &mut Sql, t: &str, key: &SortKey) {
             ));
             q.text(t);
             q.push(" AND x.res_id = r.res_id AND x.param IN (");
-            for (i, param) in params.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.text(param);
-            }
+            text_list(q, params);
             q.push("))");
         }
     }
