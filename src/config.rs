@@ -55,6 +55,11 @@ pub struct Settings {
     pub page_size_max: u32,
     /// Worker threads of the HTTP server (0 = one per core).
     pub workers: usize,
+    /// Resident index: a probabilistic match scoring at least this links automatically.
+    pub resident_match_upper: f64,
+    /// Resident index: a best match scoring at least this (and below the upper threshold) is
+    /// kept for review.
+    pub resident_match_lower: f64,
 }
 
 impl Default for Settings {
@@ -79,6 +84,8 @@ impl Default for Settings {
             page_size_default: 50,
             page_size_max: 1000,
             workers: 0,
+            resident_match_upper: 14.0,
+            resident_match_lower: 8.0,
         }
     }
 }
@@ -192,6 +199,15 @@ impl Settings {
                 bail!("invalid setting base_url (HUIMIN_BASE_URL): '{b}' is not an http(s) URL");
             }
         }
+        if !(self.resident_match_lower.is_finite()
+            && self.resident_match_upper.is_finite()
+            && self.resident_match_lower <= self.resident_match_upper)
+        {
+            bail!(
+                "invalid setting resident_match_lower / resident_match_upper \
+                 (HUIMIN_RESIDENT_MATCH_LOWER / _UPPER): need finite lower <= upper"
+            );
+        }
         if self.page_size_default == 0 || self.page_size_max < self.page_size_default {
             bail!("invalid setting page_size_default / page_size_max: need 0 < default <= max");
         }
@@ -236,6 +252,8 @@ const KNOWN: &[&str] = &[
     "page_size_default",
     "page_size_max",
     "workers",
+    "resident_match_upper",
+    "resident_match_lower",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

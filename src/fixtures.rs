@@ -858,6 +858,8 @@ pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Sum
         }
     }
 
+    // Ground truth for measuring the resident index: which institution record is which resident.
+    let mut truth = String::from("mrn_system\tmrn\tresident\n");
     for (k, inst) in insts.iter().enumerate() {
         let dir = out.join(&inst.id);
         std::fs::create_dir_all(&dir)?;
@@ -872,6 +874,7 @@ pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Sum
                 let r = &people[*ri];
                 let mrn = format!("{:08}", 10_000_000 + ri * 7 + k);
                 let subject = writer.patient(r, &mrn);
+                let _ = writeln!(truth, "{}\t{mrn}\t{ri}", writer.ident("mrn"));
                 let first = visits.first().map(|(d, _)| d.clone()).unwrap_or_default();
                 if inst.category != "A100" || writer.rng.chance(0.5) {
                     if r.hypertension {
@@ -928,6 +931,7 @@ pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Sum
                "bundles": summary.bundles, "entries": summary.entries, "resources": summary.by_type})
     );
     std::fs::write(out.join("manifest.json"), manifest)?;
+    std::fs::write(out.join("truth.tsv"), truth)?;
     Ok(summary)
 }
 

@@ -34,6 +34,10 @@ impl Application {
             );
         }
         let store = Store::open(&db, settings.db_pool_size)?;
+        crate::services::mpi::configure(crate::services::mpi::Thresholds {
+            upper: settings.resident_match_upper,
+            lower: settings.resident_match_lower,
+        });
         store.start_maintenance();
         let auth = Arc::new(Authenticator::from_settings(&settings)?);
         if settings.auth_mode == "dev" {

@@ -7,6 +7,7 @@ pub mod format;
 pub mod metadata;
 pub mod middleware;
 pub mod ops;
+pub mod resident;
 pub mod rest;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth: Arc<Authenticator>, max_bod
                         .post(bundle::system_post)
                         .get(rest::search_system),
                 )
+                .configure(resident::configure)
                 .configure(rest::configure)
                 .default_service(web::to(not_found)),
         )

@@ -562,7 +562,7 @@ fn bundle_response(
 }
 
 /// Rebuild the request URL with `_cursor` replaced, for paging links.
-fn page_url(
+pub(crate) fn page_url(
     req: &HttpRequest,
     state: &AppState,
     pairs: &[(String, String)],

@@ -37,6 +37,19 @@ pub fn compartment_params(compartment: &str, resource_type: &str) -> Option<&'st
         .map(Vec::as_slice)
 }
 
+/// Every resource type that can be in `compartment`, with the parameters that place it there.
+pub fn compartment_members(compartment: &str) -> Vec<(&'static str, &'static [String])> {
+    COMPARTMENTS
+        .get(compartment)
+        .map(|types| {
+            types
+                .iter()
+                .map(|(t, p)| (t.as_str(), p.as_slice()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The registry, built once on first use.
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::load);
 

@@ -19,6 +19,7 @@ use diesel::Connection as _;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::fhir::search::{self, Clause, Cond, Query, Table};
+use crate::services::mpi;
 use crate::services::record::{self, Criteria, Record, Written};
 use crate::store::match_keys;
 use crate::store::search as store_search;
@@ -141,6 +142,7 @@ fn run_transaction(
     mut entries: Vec<Entry>,
     base: &str,
 ) -> Result<Vec<Outcome>, Failure> {
+    mpi::begin();
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&i| phase(&entries[i].action));
     let mut outcomes: Vec<Option<Outcome>> = (0..entries.len()).map(|_| None).collect();
@@ -236,6 +238,22 @@ fn run_transaction(
         };
         targets.insert(i, target);
     }
+    // The ID numbers of new Patients: their golden residents' keys claimed together, in
+    // sorted order (after the conditional-create keys, in every transaction).
+    let numbers: Vec<String> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match (&e.action, targets.get(&i)) {
+            (Action::Create { t, resource, .. }, Some(Target::New(_)))
+            | (Action::ConditionalUpdate { t, resource, .. }, Some(Target::New(_)))
+                if t == "Patient" && !mpi::is_golden(resource) =>
+            {
+                mpi::person_number(resource)
+            }
+            _ => None,
+        })
+        .collect();
+    mpi::settle_numbers(conn, &numbers).map_err(|e| Failure { index: 0, error: e })?;
     let mut map: HashMap<String, String> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         let Some(full_url) = &e.full_url else {
@@ -394,7 +412,14 @@ impl Settled {
         for ((t, param, system), wanted) in &groups {
             let codes: Vec<&str> = wanted.iter().map(|&(code, _)| code).collect();
             let mut by_code: HashMap<String, Vec<String>> = HashMap::new();
-            for (code, id) in store_search::token_matches(conn, t, param, system, &codes)? {
+            let mut matches = store_search::token_matches(conn, t, param, system, &codes)?;
+            if *t == "Patient" && !matches.is_empty() {
+                // As in single requests: criteria never match golden residents.
+                let ids: Vec<String> = matches.iter().map(|(_, id)| id.clone()).collect();
+                let golden: HashSet<String> = mpi::golden_among(conn, &ids)?.into_iter().collect();
+                matches.retain(|(_, id)| !golden.contains(id));
+            }
+            for (code, id) in matches {
                 by_code.entry(code).or_default().push(id);
             }
             for &(code, criteria) in wanted {
@@ -497,7 +522,13 @@ fn write_and_read(
     deferring: &mut bool,
 ) -> Result<(), Failure> {
     let fail = |index: usize| move |error: ApiError| Failure { index, error };
+    let mut linked = false;
     for &i in later {
+        // Golden residents are written before the reads, which may look at them.
+        if !linked && phase(&entries[i].action) == 3 {
+            record::finish_links(conn).map_err(fail(i))?;
+            linked = true;
+        }
         if *deferring && phase(&entries[i].action) == 3 {
             store::flush_writes(conn).map_err(|e| Failure {
                 index: i,
@@ -580,6 +611,9 @@ fn write_and_read(
         }
         .map_err(fail(i))?;
         outcomes[i] = Some(out);
+    }
+    if !linked {
+        record::finish_links(conn).map_err(fail(later.last().copied().unwrap_or(0)))?;
     }
     Ok(())
 }
@@ -720,7 +754,10 @@ pub fn batch(
                     }
                     .rewrite(resource)?;
                 }
-                single(conn, action, may_create)
+                mpi::begin();
+                let out = single(conn, action, may_create)?;
+                record::finish_links(conn)?;
+                Ok(out)
             });
             out.push(result);
         }

@@ -3,4 +3,8 @@
 
 pub mod access;
 pub mod bundle;
+pub mod everything;
+pub mod ident;
+pub mod matching;
+pub mod mpi;
 pub mod record;

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use crate::fhir::search::{Clause, Include, Query, SortKey};
 use crate::fhir::validate;
 use crate::services::access::AccessFilter;
+use crate::services::{ident, mpi};
 use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
 use crate::store::search::After;
 use crate::store::{DbConn, Store, index, is_unique_violation, match_keys, search as store_search};
@@ -67,6 +68,14 @@ fn put_version(
     method: &str,
     is_new: bool,
 ) -> Result<Record, ApiError> {
+    if let Some(why) = ident::check_resource(t, &tree, &mpi::today()) {
+        return Err(ApiError::Unprocessable(why));
+    }
+    let resident = if t == "Patient" {
+        Some(mpi::link_patient(conn, id, &mut tree, is_new)?)
+    } else {
+        None
+    };
     let now = clock::now_millis();
     stamp(&mut tree, id, version_id, now);
     let content = String::from_utf8(tree.to_bytes()).map_err(ApiError::internal)?;
@@ -84,13 +93,48 @@ fn put_version(
         is_new,
     )
     .map_err(map_write_error)?;
-    index::replace(conn, t, id, &index_entries(t, &tree), is_new)?;
+    let mut entries = index_entries(t, &tree);
+    let resident = match resident {
+        Some(g) => Some(g),
+        None => mpi::resident_of(conn, t, id, &entries)?,
+    };
+    if let Some(g) = resident {
+        entries.push(mpi::resident_entry(&g));
+    }
+    index::replace(conn, t, id, &entries, is_new)?;
     Ok(Record {
         res_type: t.to_owned(),
         id: id.to_owned(),
         version_id,
         last_updated: now,
         content,
+    })
+}
+
+/// End of a write transaction: the golden residents its Patients were linked to are written
+/// (see [`mpi::finish`]).
+pub fn finish_links(conn: &mut DbConn) -> Result<(), ApiError> {
+    mpi::finish(conn, &mut |conn, id, tree, version| {
+        let (version_id, method, is_new) = match version {
+            Some(v) => (v + 1, "PUT", false),
+            None => (1, "POST", true),
+        };
+        put_version(conn, "Patient", id, tree, version_id, method, is_new).map(|_| ())
+    })
+}
+
+/// Run `f` as one write transaction with its resident-index work (golden residents written
+/// at its end).
+fn write<T, F>(store: &Store, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    store.write(move |conn| {
+        mpi::begin();
+        let out = f(conn)?;
+        finish_links(conn)?;
+        Ok(out)
     })
 }
 
@@ -101,7 +145,15 @@ pub fn matching_ids(
     criteria: &Query,
     limit: i64,
 ) -> Result<Vec<String>, ApiError> {
-    let rows = store_search::run(conn, t, criteria, &[], None, limit)?;
+    let rows = if t == "Patient" {
+        // Conditional criteria address institution records, never the golden residents the
+        // resident index keeps beside them (which carry the same ID numbers).
+        let mut q = criteria.clone();
+        q.clauses.push(mpi::not_golden().clone());
+        store_search::run(conn, t, &q, &[], None, limit)?
+    } else {
+        store_search::run(conn, t, criteria, &[], None, limit)?
+    };
     Ok(rows.into_iter().map(|(id, _)| id).collect())
 }
 
@@ -145,7 +197,9 @@ pub fn create(
     if_none_exist: Option<Criteria>,
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
-    store.write(move |conn| create_in(conn, &t, tree, if_none_exist.as_ref()))
+    write(store, move |conn| {
+        create_in(conn, &t, tree, if_none_exist.as_ref())
+    })
 }
 
 /// A create inside the caller's transaction. With criteria: the single match is returned
@@ -272,7 +326,9 @@ pub fn update(
     check_body_id(&tree, t, Some(id))?;
     let attempt = |tree: Json| {
         let (t, id) = (t.to_owned(), id.to_owned());
-        store.write(move |conn| update_in(conn, &t, &id, tree, if_match, may_create))
+        write(store, move |conn| {
+            update_in(conn, &t, &id, tree, if_match, may_create)
+        })
     };
     match attempt(tree.clone()) {
         // Two clients created the same new id at once: the loser becomes an update.
@@ -324,7 +380,9 @@ pub fn conditional_update(
     may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
-    store.write(move |conn| conditional_update_in(conn, &t, &criteria, tree, if_match, may_create))
+    write(store, move |conn| {
+        conditional_update_in(conn, &t, &criteria, tree, if_match, may_create)
+    })
 }
 
 /// A conditional update inside the caller's transaction: no match creates (with the body's id
@@ -405,7 +463,7 @@ pub fn patch(
     if_match: Option<i64>,
 ) -> Result<Record, ApiError> {
     let (t, id, patch) = (t.to_owned(), id.to_owned(), patch.clone());
-    store.write(move |conn| patch_in(conn, &t, &id, &patch, if_match))
+    write(store, move |conn| patch_in(conn, &t, &id, &patch, if_match))
 }
 
 /// A JSON Patch inside the caller's transaction.
@@ -439,7 +497,7 @@ pub fn patch_in(
 /// already deleted succeeds without a new version.
 pub fn delete(store: &Store, t: &str, id: &str) -> Result<Option<i64>, ApiError> {
     let (t, id) = (t.to_owned(), id.to_owned());
-    store.write(move |conn| delete_in(conn, &t, &id))
+    write(store, move |conn| delete_in(conn, &t, &id))
 }
 
 /// A delete inside the caller's transaction.
@@ -476,7 +534,9 @@ pub fn conditional_delete(
     criteria: Query,
 ) -> Result<Option<i64>, ApiError> {
     let t = t.to_owned();
-    store.write(move |conn| conditional_delete_in(conn, &t, &criteria))
+    write(store, move |conn| {
+        conditional_delete_in(conn, &t, &criteria)
+    })
 }
 
 /// A conditional delete inside the caller's transaction.

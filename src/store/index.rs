@@ -81,6 +81,12 @@ pub fn replace(
     if !is_new {
         clear(conn, t, id)?;
     }
+    add(conn, t, id, entries)
+}
+
+/// Add index rows to a resource written earlier in this transaction (held back like the rest
+/// when [`defer`] is on).
+pub fn add(conn: &mut DbConn, t: &str, id: &str, entries: &[Entry]) -> QueryResult<()> {
     let held = PENDING.with(|p| match p.borrow_mut().as_mut() {
         Some(rows) => {
             rows.push((t.to_owned(), id.to_owned(), entries.to_vec()));
@@ -92,6 +98,24 @@ pub fn replace(
         return Ok(());
     }
     insert(conn, &[(t, id, entries)])
+}
+
+/// The target id of a resource's reference rows of `param` to `target_type` (the first).
+/// Rows held back by [`defer`] are not seen.
+pub fn reference_of(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    param: &str,
+    target_type: &str,
+) -> QueryResult<Option<String>> {
+    let q = search_reference::table
+        .filter(search_reference::res_type.eq(t))
+        .filter(search_reference::res_id.eq(id))
+        .filter(search_reference::param.eq(param))
+        .filter(search_reference::target_type.eq(target_type))
+        .select(search_reference::target_id);
+    native!(conn, c => q.first::<String>(c).optional())
 }
 
 /// Insert the index rows of several resources: per table, one binary COPY on PostgreSQL,

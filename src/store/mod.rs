@@ -37,6 +37,7 @@ macro_rules! copy_rows {
 
 pub mod index;
 pub mod match_keys;
+pub mod residents;
 pub mod resources;
 pub mod schema;
 pub mod search;

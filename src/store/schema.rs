@@ -131,3 +131,12 @@ diesel::table! {
         res_id -> Text,
     }
 }
+
+diesel::table! {
+    resident_reviews (source_id, golden_id) {
+        source_id -> Text,
+        golden_id -> Text,
+        score -> Double,
+        created -> BigInt,
+    }
+}

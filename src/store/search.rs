@@ -879,8 +879,10 @@ pub fn references_from(
         .select((x::target_type, x::target_id))
         .distinct()
         .into_boxed::<<DbConn as diesel::Connection>::Backend>();
-    if let Some(p) = param {
-        q = q.filter(x::param.eq(p));
+    match param {
+        Some(p) => q = q.filter(x::param.eq(p)),
+        // `*`: every reference parameter, not the resident index's own rows.
+        None => q = q.filter(x::param.ne(super::residents::RESIDENT_PARAM)),
     }
     if let Some(t) = target_type {
         q = q.filter(x::target_type.eq(t));
@@ -905,8 +907,10 @@ pub fn referring(
         .select(x::res_id)
         .distinct()
         .into_boxed::<<DbConn as diesel::Connection>::Backend>();
-    if let Some(p) = param {
-        q = q.filter(x::param.eq(p));
+    match param {
+        Some(p) => q = q.filter(x::param.eq(p)),
+        // `*`: every reference parameter, not the resident index's own rows.
+        None => q = q.filter(x::param.ne(super::residents::RESIDENT_PARAM)),
     }
     q.load(conn)
 }
@@ -967,4 +971,119 @@ struct TokenMatch {
     code: String,
     #[diesel(sql_type = Text)]
     res_id: String,
+}
+
+#[derive(QueryableByName)]
+struct MemberRow {
+    #[diesel(sql_type = Text)]
+    res_type: String,
+    #[diesel(sql_type = Text)]
+    res_id: String,
+    #[diesel(sql_type = Text)]
+    content: String,
+}
+
+/// The date parameters that say when care happened (`$everything`'s `start` and `end`).
+const CARE_DATE_PARAMS: &[&str] = &[
+    "date",
+    "onset-date",
+    "recorded-date",
+    "authoredon",
+    "occurrence",
+    "period",
+    "issued",
+];
+
+/// One page of the live resources whose golden resident is `Patient/golden_id` (their
+/// `_resident` rows, through the reverse reference index), ordered by (type, id) after
+/// `after`, optionally only of `types` and changed since `since` (ms): (type, id, JSON).
+pub fn resident_members(
+    conn: &mut DbConn,
+    golden_id: &str,
+    types: &[String],
+    since: Option<i64>,
+    care: Option<(i64, i64)>,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> QueryResult<Vec<(String, String, String)>> {
+    let mut q = new_sql(conn);
+    q.push(
+        "SELECT r.res_type, r.res_id, r.content FROM search_reference x \
+         JOIN resources r ON r.res_type = x.res_type AND r.res_id = x.res_id \
+         WHERE x.target_type = 'Patient' AND x.target_id = ",
+    );
+    q.text(golden_id);
+    q.push(" AND x.param = ");
+    q.text(super::residents::RESIDENT_PARAM);
+    q.push(" AND r.deleted = ");
+    q.bind(Bind::Bool(false));
+    if let Some(s) = since {
+        q.push(" AND r.last_updated >= ");
+        q.bind(Bind::Int(s));
+    }
+    if let Some((t, id)) = after {
+        q.push(" AND (x.res_type > ");
+        q.text(t);
+        q.push(" OR (x.res_type = ");
+        q.text(t);
+        q.push(" AND x.res_id > ");
+        q.text(id);
+        q.push("))");
+    }
+    if !types.is_empty() {
+        q.push(" AND x.res_type IN (");
+        text_list(&mut q, types);
+        q.push(")");
+    }
+    if let Some((start, end)) = care {
+        // Care dates: kept when the resource has none, or one overlapping [start, end].
+        let params: Vec<String> = CARE_DATE_PARAMS.iter().map(|p| (*p).to_owned()).collect();
+        for (i, negate) in [(0, "NOT "), (1, "")] {
+            q.push(if i == 0 { " AND (" } else { " OR " });
+            q.push(&format!(
+                "{negate}EXISTS (SELECT 1 FROM search_date d WHERE d.res_type = x.res_type \
+                 AND d.res_id = x.res_id AND d.param IN ("
+            ));
+            text_list(&mut q, &params);
+            q.push(")");
+            if i == 1 {
+                q.push(" AND d.high >= ");
+                q.bind(Bind::Int(start));
+                q.push(" AND d.low <= ");
+                q.bind(Bind::Int(end));
+            }
+            q.push(")");
+        }
+        q.push(")");
+    }
+    q.push(" ORDER BY x.res_type, x.res_id LIMIT ");
+    q.bind(Bind::Int(limit));
+    let rows = load_rows!(conn, q, MemberRow);
+    Ok(rows
+        .into_iter()
+        .map(|m| (m.res_type, m.res_id, m.content))
+        .collect())
+}
+
+/// Which of `ids` (of type `t`) carry the tag `system|code`.
+pub fn tagged(
+    conn: &mut DbConn,
+    t: &str,
+    system: &str,
+    code: &str,
+    ids: &[String],
+) -> QueryResult<Vec<String>> {
+    use super::schema::search_token as tok;
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let q = tok::table
+            .filter(tok::res_type.eq(t))
+            .filter(tok::param.eq("_tag"))
+            .filter(tok::code.eq(key(code)))
+            .filter(tok::system.eq(key(system)))
+            .filter(tok::res_id.eq_any(chunk))
+            .select(tok::res_id);
+        out.extend(native!(conn, c => q.load::<String>(c))?);
+    }
+    Ok(out)
 }

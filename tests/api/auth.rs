@@ -279,7 +279,7 @@ async fn update_without_create_scope_cannot_create_and_writes_nothing() {
         .await
         .outcome(403);
     app.get("/fhir/Patient/new-by-put").await.outcome(404);
-    let cond = "/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.3|11010519491231002X";
+    let cond = "/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.13|11010519491231002X";
     p.as_object_mut().unwrap().remove("id");
     app.send("PUT", cond, &h, Some(p.to_string().as_bytes()))
         .await

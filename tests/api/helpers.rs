@@ -284,13 +284,39 @@ pub fn entries_of(bundles: &[Value]) -> Vec<Value> {
         .collect()
 }
 
-/// A synthetic resident (fixed, not a real person).
-pub fn patient(id_number: &str) -> Value {
+/// A synthetic institution Patient (fixed, not a real person) with a medical record number.
+pub fn patient(mrn: &str) -> Value {
     serde_json::json!({
         "resourceType": "Patient",
-        "identifier": [{"system": "urn:oid:2.16.156.10011.1.3", "value": id_number}],
+        "identifier": [{"system": "urn:oid:2.16.156.10011.1.13", "value": mrn}],
         "name": [{"family": "测试", "given": ["甲"]}],
         "gender": "female",
         "birthDate": "1980-01-01"
     })
+}
+
+/// Search parameters that leave out the resident index's golden resident Patients.
+pub const NOT_GOLDEN: &str = "_tag:not=urn:huimin:CodeSystem:resident-index|golden";
+/// Search parameters that select only golden resident Patients.
+pub const GOLDEN: &str = "_tag=urn:huimin:CodeSystem:resident-index|golden";
+
+/// Whether a resource is a golden resident record kept by the resident index.
+pub fn is_golden(resource: &Value) -> bool {
+    resource["meta"]["tag"]
+        .as_array()
+        .is_some_and(|tags| tags.iter().any(|t| t["code"] == "golden"))
+}
+
+/// A valid synthetic resident ID number (GB 11643): area code, birth date `YYYYMMDD`, a
+/// three-digit sequence (odd for men, even for women) and the MOD 11-2 check character.
+pub fn id_number(area: &str, birth: &str, seq: u32) -> String {
+    let body = format!("{area}{birth}{seq:03}");
+    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = body
+        .bytes()
+        .zip(weights)
+        .map(|(c, w)| u32::from(c - b'0') * w)
+        .sum();
+    let check = b"10X98765432"[(sum % 11) as usize] as char;
+    format!("{body}{check}")
 }

@@ -17,4 +17,5 @@ mod formats;
 mod helpers;
 mod history;
 mod ops;
+mod residents;
 mod search;

@@ -1,0 +1,552 @@
+//! The resident index (EMPI, 主索引): every institution Patient is linked to exactly one golden
+//! resident Patient, and every clinical resource carries its golden resident as a `_resident`
+//! index row, written with the resource.
+//!
+//! Linking an institution Patient, inside its write:
+//! 1. A Patient updated keeps the golden resident it has.
+//! 2. A Patient with a resident ID number (ID card, health card or social security card; they
+//!    are the same number) belongs to the golden resident holding the key `resident|<number>`
+//!    in `match_keys`. A new number's key is claimed for a new golden resident: the database
+//!    decides between concurrent pushes of the same new resident (one golden resident, not
+//!    two), and a bundle claims its numbers together in sorted order (no deadlock).
+//! 3. Otherwise the golden residents sharing its birth date or phone are scored
+//!    ([`super::matching`]): at or above the upper threshold it is linked; else it gets a golden
+//!    resident of its own, and a best score at or above the lower threshold is recorded for
+//!    review.
+//!
+//! The source Patient gets a `link` (type `refer`) to its golden resident. Golden residents
+//! are written once per transaction, at its end ([`finish`]), in id order: created with the
+//! best-known demographics and a `seealso` link to every source, or updated with the new links.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{LazyLock, OnceLock};
+
+use crate::clock;
+use crate::error::ApiError;
+use crate::fhir::index::Entry;
+use crate::fhir::json::Json;
+use crate::fhir::search::Clause;
+use crate::fhir::search_params::{REGISTRY, compartment_members};
+use crate::services::ident;
+use crate::services::matching::{self, Demographics, Weights};
+use crate::store::residents::{self as store_residents, RESIDENT_PARAM};
+use crate::store::{DbConn, index, match_keys};
+
+/// The tag of golden resident Patients (`meta.tag`).
+pub const TAG_SYSTEM: &str = "urn:huimin:CodeSystem:resident-index";
+pub const GOLDEN: &str = "golden";
+
+/// Thresholds of the probabilistic match.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// At or above: linked automatically.
+    pub upper: f64,
+    /// At or above (and below `upper`): a new golden resident, and the match kept for review.
+    pub lower: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            upper: 14.0,
+            lower: 8.0,
+        }
+    }
+}
+
+static THRESHOLDS: OnceLock<Thresholds> = OnceLock::new();
+
+/// The search clause that leaves golden residents out (`_tag:not=…|golden`).
+pub fn not_golden() -> &'static Clause {
+    static CLAUSE: LazyLock<Clause> = LazyLock::new(|| {
+        let pairs = [("_tag:not".to_owned(), format!("{TAG_SYSTEM}|{GOLDEN}"))];
+        crate::fhir::search::parse("Patient", &pairs, "", false)
+            .ok()
+            .and_then(|q| q.clauses.into_iter().next())
+            .unwrap_or(Clause::All(Vec::new()))
+    });
+    &CLAUSE
+}
+
+/// Which of `ids` (Patients) are golden residents.
+pub fn golden_among(conn: &mut DbConn, ids: &[String]) -> Result<Vec<String>, ApiError> {
+    Ok(crate::store::search::tagged(
+        conn, "Patient", TAG_SYSTEM, GOLDEN, ids,
+    )?)
+}
+
+/// Set the thresholds at start-up (the first call wins).
+pub fn configure(t: Thresholds) {
+    let _ = THRESHOLDS.set(t);
+}
+
+pub fn thresholds() -> Thresholds {
+    THRESHOLDS.get().copied().unwrap_or_default()
+}
+
+/// The work of the current write transaction on this thread.
+#[derive(Default)]
+struct Txn {
+    /// Patient id → golden resident id, for Patients linked in this transaction.
+    residents: HashMap<String, String>,
+    /// ID number → golden resident id, settled in this transaction.
+    by_number: HashMap<String, String>,
+    /// Golden resident id → the source Patients linked to it in this transaction.
+    goldens: BTreeMap<String, Vec<(String, Json)>>,
+    /// Resources whose Patient was not linked yet when they were written: (type, id, patient).
+    unresolved: Vec<(String, String, String)>,
+}
+
+thread_local! {
+    static TXN: RefCell<Txn> = RefCell::new(Txn::default());
+}
+
+/// Start a write transaction's resident-index work (forgetting anything left over).
+pub fn begin() {
+    TXN.with(|t| *t.borrow_mut() = Txn::default());
+}
+
+/// Whether `tree` is a golden resident Patient.
+pub fn is_golden(tree: &Json) -> bool {
+    match tree.get("meta").and_then(|m| m.get("tag")) {
+        Some(Json::Array(tags)) => tags
+            .iter()
+            .any(|t| t.get_str("system") == Some(TAG_SYSTEM) && t.get_str("code") == Some(GOLDEN)),
+        _ => false,
+    }
+}
+
+/// The resident ID number of a Patient (the first valid one under a known system).
+pub fn person_number(tree: &Json) -> Option<String> {
+    let Some(Json::Array(identifiers)) = tree.get("identifier") else {
+        return None;
+    };
+    let today = today();
+    identifiers.iter().find_map(|i| {
+        let system = i.get_str("system")?;
+        if !ident::is_person_number_system(system) {
+            return None;
+        }
+        ident::person_number(i.get_str("value")?, &today)
+            .ok()
+            .map(|n| n.number)
+    })
+}
+
+/// Today in China Standard Time, `YYYYMMDD`.
+pub fn today() -> String {
+    let now = time::OffsetDateTime::from_unix_timestamp(clock::now_millis() / 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(time::macros::offset!(+8));
+    format!(
+        "{:04}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    )
+}
+
+fn number_key(number: &str) -> String {
+    format!("resident|{number}")
+}
+
+/// Claim the keys of new ID numbers for new golden residents, in sorted order (a bundle's
+/// Patients, before any of them is written). Numbers already held resolve to their holder.
+pub fn settle_numbers(conn: &mut DbConn, numbers: &[String]) -> Result<(), ApiError> {
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for n in numbers {
+        if TXN.with(|t| t.borrow().by_number.contains_key(n)) {
+            continue;
+        }
+        if let Some(g) = match_keys::holder(conn, "Patient", &number_key(n))? {
+            TXN.with(|t| t.borrow_mut().by_number.insert(n.clone(), g));
+        } else {
+            wanted.push((number_key(n), super::record::new_id()));
+        }
+    }
+    wanted.sort();
+    wanted.dedup_by(|a, b| a.0 == b.0);
+    let pairs: Vec<(&str, &str)> = wanted
+        .iter()
+        .map(|(k, id)| (k.as_str(), id.as_str()))
+        .collect();
+    let claimed = match_keys::claim_many(conn, "Patient", &pairs)?;
+    for (k, id) in &wanted {
+        let golden = if claimed.contains(k.as_str()) {
+            id.clone()
+        } else {
+            match match_keys::holder(conn, "Patient", k)? {
+                Some(g) => g,
+                None => continue,
+            }
+        };
+        let n = k.trim_start_matches("resident|").to_owned();
+        TXN.with(|t| t.borrow_mut().by_number.insert(n, golden));
+    }
+    Ok(())
+}
+
+/// The golden resident of the ID number `n`: settled in this transaction, held, or claimed now.
+fn golden_of_number(conn: &mut DbConn, n: &str) -> Result<String, ApiError> {
+    if let Some(g) = TXN.with(|t| t.borrow().by_number.get(n).cloned()) {
+        return Ok(g);
+    }
+    settle_numbers(conn, &[n.to_owned()])?;
+    TXN.with(|t| t.borrow().by_number.get(n).cloned())
+        .ok_or_else(|| ApiError::internal("a resident key was neither claimed nor held"))
+}
+
+/// Link the institution Patient `id` (about to be written as `tree`) to its golden resident:
+/// adds the `link` to `tree` and returns the golden resident's id. A golden resident is its
+/// own resident.
+pub fn link_patient(
+    conn: &mut DbConn,
+    id: &str,
+    tree: &mut Json,
+    is_new: bool,
+) -> Result<String, ApiError> {
+    if is_golden(tree) {
+        return Ok(id.to_owned());
+    }
+    let existing = if is_new {
+        None
+    } else {
+        index::reference_of(conn, "Patient", id, RESIDENT_PARAM, "Patient")?
+    };
+    let golden = match existing {
+        Some(g) => g,
+        None => match person_number(tree) {
+            Some(n) => golden_of_number(conn, &n)?,
+            None => probabilistic(conn, id, tree)?,
+        },
+    };
+    set_link(tree, &golden);
+    TXN.with(|t| {
+        let mut t = t.borrow_mut();
+        t.residents.insert(id.to_owned(), golden.clone());
+        t.goldens
+            .entry(golden.clone())
+            .or_default()
+            .push((id.to_owned(), tree.clone()));
+    });
+    Ok(golden)
+}
+
+/// The source's `link` to its golden resident (replacing an earlier `refer` link of ours).
+fn set_link(tree: &mut Json, golden: &str) {
+    let reference = format!("Patient/{golden}");
+    let mut links = match tree.remove("link") {
+        Some(Json::Array(l)) => l,
+        _ => Vec::new(),
+    };
+    links.retain(|l| l.get_str("type") != Some("refer"));
+    links.push(link(&reference, "refer"));
+    tree.set_at("link", Json::Array(links), usize::MAX);
+}
+
+fn link(reference: &str, kind: &str) -> Json {
+    Json::Object(vec![
+        (
+            "other".to_owned(),
+            Json::Object(vec![(
+                "reference".to_owned(),
+                Json::String(reference.to_owned()),
+            )]),
+        ),
+        ("type".to_owned(), Json::String(kind.to_owned())),
+    ])
+}
+
+/// Candidates for a Patient without an ID number: golden residents sharing its birth date or a
+/// phone, scored; the best decides (see the module documentation).
+fn probabilistic(conn: &mut DbConn, id: &str, tree: &Json) -> Result<String, ApiError> {
+    let me = matching::demographics(tree);
+    let weights = Weights::default();
+    let limits = thresholds();
+    let mut best: Option<(f64, String)> = None;
+    let mut consider = |score: f64, golden: &str| {
+        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+            best = Some((score, golden.to_owned()));
+        }
+    };
+    for (golden, content) in candidates(conn, &me)? {
+        if let Ok(g) = Json::parse(content.as_bytes()) {
+            consider(
+                matching::score(&me, &matching::demographics(&g), &weights),
+                &golden,
+            );
+        }
+    }
+    // Golden residents made earlier in this transaction are not in the index yet.
+    let pending: Vec<(String, Json)> = TXN.with(|t| {
+        t.borrow()
+            .goldens
+            .iter()
+            .filter_map(|(g, sources)| sources.first().map(|(_, tree)| (g.clone(), tree.clone())))
+            .collect()
+    });
+    for (golden, source) in pending {
+        consider(
+            matching::score(&me, &matching::demographics(&source), &weights),
+            &golden,
+        );
+    }
+    match best {
+        Some((score, golden)) if score >= limits.upper => Ok(golden),
+        Some((score, golden)) if score >= limits.lower => {
+            store_residents::add_review(conn, id, &golden, score, clock::now_millis())?;
+            Ok(super::record::new_id())
+        }
+        _ => Ok(super::record::new_id()),
+    }
+}
+
+/// Golden residents that share a birth date or a phone with `me`: (id, JSON).
+fn candidates(conn: &mut DbConn, me: &Demographics) -> Result<Vec<(String, String)>, ApiError> {
+    let mut queries: Vec<Vec<(String, String)>> = Vec::new();
+    let tag = ("_tag".to_owned(), format!("{TAG_SYSTEM}|{GOLDEN}"));
+    if let Some(b) = &me.birth_date {
+        queries.push(vec![tag.clone(), ("birthdate".to_owned(), b.clone())]);
+    }
+    for p in &me.phones {
+        queries.push(vec![tag.clone(), ("phone".to_owned(), p.clone())]);
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    for pairs in queries {
+        let Ok(query) = crate::fhir::search::parse("Patient", &pairs, "", true) else {
+            continue;
+        };
+        for (id, content) in crate::store::search::run(conn, "Patient", &query, &[], None, 50)? {
+            if !out.iter().any(|(o, _)| *o == id) {
+                out.push((id, content));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The parameters of each type whose Patient references name the resident: the Patient
+/// compartment's parameters, with aliases replaced by the parameters whose rows they read.
+static RESIDENT_PARAMS: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (t, params) in compartment_members("Patient") {
+        let mut bases: Vec<String> = Vec::new();
+        for p in params {
+            match REGISTRY.alias(t, p) {
+                Some(a) => bases.extend(a.bases()),
+                None => bases.push(p.clone()),
+            }
+        }
+        bases.dedup();
+        out.insert(t.to_owned(), bases);
+    }
+    out
+});
+
+/// The golden resident of a non-Patient resource about to be written with `entries`: that of
+/// the Patient its compartment references name. `None` when it names none, or when that
+/// Patient is not linked yet (it is written later in this transaction: [`finish`] adds the row).
+pub fn resident_of(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    entries: &[Entry],
+) -> Result<Option<String>, ApiError> {
+    let Some(params) = RESIDENT_PARAMS.get(t) else {
+        return Ok(None);
+    };
+    let patient = entries.iter().find_map(|e| match e {
+        Entry::Reference {
+            param,
+            target_type,
+            target_id,
+            ..
+        } if target_type == "Patient" && params.contains(param) => Some(target_id.as_str()),
+        _ => None,
+    });
+    let Some(patient) = patient else {
+        return Ok(None);
+    };
+    if let Some(g) = TXN.with(|x| x.borrow().residents.get(patient).cloned()) {
+        return Ok(Some(g));
+    }
+    if let Some(g) = index::reference_of(conn, "Patient", patient, RESIDENT_PARAM, "Patient")? {
+        TXN.with(|x| {
+            x.borrow_mut()
+                .residents
+                .insert(patient.to_owned(), g.clone())
+        });
+        return Ok(Some(g));
+    }
+    TXN.with(|x| {
+        x.borrow_mut()
+            .unresolved
+            .push((t.to_owned(), id.to_owned(), patient.to_owned()))
+    });
+    Ok(None)
+}
+
+/// The index row naming a resource's golden resident.
+pub fn resident_entry(golden: &str) -> Entry {
+    Entry::Reference {
+        param: RESIDENT_PARAM.to_owned(),
+        target_type: "Patient".to_owned(),
+        target_id: golden.to_owned(),
+        url: String::new(),
+    }
+}
+
+/// Stores a golden resident version: (connection, id, resource, current version if any).
+pub type GoldenWriter<'a> =
+    dyn FnMut(&mut DbConn, &str, Json, Option<i64>) -> Result<(), ApiError> + 'a;
+
+/// End of a write transaction: write the golden residents linked in it (in id order), then the
+/// `_resident` rows of resources written before their Patient was linked. `write` stores a
+/// golden resident version (the record service's writer).
+pub fn finish(conn: &mut DbConn, write: &mut GoldenWriter<'_>) -> Result<(), ApiError> {
+    let txn = TXN.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    for (golden, sources) in &txn.goldens {
+        let current = crate::store::resources::lock_current(conn, "Patient", golden)?;
+        let (tree, version) = match current {
+            Some((v, false)) => {
+                let stored = crate::store::resources::find_current(conn, "Patient", golden)?
+                    .ok_or_else(|| ApiError::internal("a locked golden resident vanished"))?;
+                let old = Json::parse(stored.content.as_bytes()).map_err(ApiError::internal)?;
+                match updated_golden(&old, sources) {
+                    Some(tree) => (tree, Some(v)),
+                    None => continue,
+                }
+            }
+            Some((v, true)) => (new_golden(sources), Some(v)),
+            None => (new_golden(sources), None),
+        };
+        write(conn, golden, tree, version)?;
+    }
+    for (t, id, patient) in &txn.unresolved {
+        let golden = match txn.residents.get(patient) {
+            Some(g) => Some(g.clone()),
+            None => index::reference_of(conn, "Patient", patient, RESIDENT_PARAM, "Patient")?,
+        };
+        if let Some(g) = golden {
+            index::add(conn, t, id, &[resident_entry(&g)])?;
+        }
+    }
+    Ok(())
+}
+
+/// Demographic elements a golden resident takes from its best source.
+const DEMOGRAPHICS: &[&str] = &["name", "telecom", "gender", "birthDate", "address"];
+
+/// The source whose demographics a golden resident shows: the last one with an ID number,
+/// else the last one.
+fn best_source(sources: &[(String, Json)]) -> Option<&Json> {
+    sources
+        .iter()
+        .rev()
+        .find(|(_, s)| person_number(s).is_some())
+        .or_else(|| sources.last())
+        .map(|(_, s)| s)
+}
+
+fn new_golden(sources: &[(String, Json)]) -> Json {
+    let mut fields: Vec<(String, Json)> = vec![
+        (
+            "resourceType".to_owned(),
+            Json::String("Patient".to_owned()),
+        ),
+        (
+            "meta".to_owned(),
+            Json::Object(vec![(
+                "tag".to_owned(),
+                Json::Array(vec![Json::Object(vec![
+                    ("system".to_owned(), Json::String(TAG_SYSTEM.to_owned())),
+                    ("code".to_owned(), Json::String(GOLDEN.to_owned())),
+                    (
+                        "display".to_owned(),
+                        Json::String("Golden resident record".to_owned()),
+                    ),
+                ])]),
+            )]),
+        ),
+    ];
+    let number = sources.iter().find_map(|(_, s)| person_number(s));
+    if let Some(n) = &number {
+        fields.push(("identifier".to_owned(), number_identifiers(n)));
+    }
+    fields.push(("active".to_owned(), Json::Bool(true)));
+    let mut golden = Json::Object(fields);
+    if let Some(best) = best_source(sources) {
+        copy_demographics(&mut golden, best);
+    }
+    let links = sources
+        .iter()
+        .map(|(id, _)| link(&format!("Patient/{id}"), "seealso"))
+        .collect();
+    golden.set_at("link", Json::Array(links), usize::MAX);
+    golden
+}
+
+fn number_identifiers(n: &str) -> Json {
+    let id = |system: &str, official: bool| {
+        let mut f = Vec::new();
+        if official {
+            f.push(("use".to_owned(), Json::String("official".to_owned())));
+        }
+        f.push(("system".to_owned(), Json::String(system.to_owned())));
+        f.push(("value".to_owned(), Json::String(n.to_owned())));
+        Json::Object(f)
+    };
+    Json::Array(vec![
+        id(ident::ID_CARD, true),
+        id(ident::HEALTH_CARD, false),
+    ])
+}
+
+fn copy_demographics(golden: &mut Json, source: &Json) {
+    for (i, key) in DEMOGRAPHICS.iter().enumerate() {
+        match source.get(key) {
+            Some(v) => golden.set_at(key, v.clone(), 4 + i),
+            None => {
+                golden.remove(key);
+            }
+        }
+    }
+}
+
+/// A golden resident with new sources linked, or `None` when nothing changes (every source
+/// already linked and no better demographics).
+fn updated_golden(old: &Json, sources: &[(String, Json)]) -> Option<Json> {
+    let mut tree = old.clone();
+    tree.remove("id");
+    let mut links = match tree.remove("link") {
+        Some(Json::Array(l)) => l,
+        _ => Vec::new(),
+    };
+    for (id, _) in sources {
+        let reference = format!("Patient/{id}");
+        let known = links
+            .iter()
+            .any(|l| l.get("other").and_then(|o| o.get_str("reference")) == Some(&reference));
+        if !known {
+            links.push(link(&reference, "seealso"));
+        }
+    }
+    if person_number(&tree).is_none()
+        && let Some(n) = sources.iter().find_map(|(_, s)| person_number(s))
+    {
+        tree.set_at("identifier", number_identifiers(&n), 2);
+    }
+    if let Some(best) = best_source(sources)
+        && (person_number(best).is_some() || person_number(old).is_none())
+    {
+        copy_demographics(&mut tree, best);
+    }
+    tree.set_at("link", Json::Array(links), usize::MAX);
+    let mut old_cmp = old.clone();
+    old_cmp.remove("id");
+    old_cmp.remove("meta");
+    let mut new_cmp = tree.clone();
+    new_cmp.remove("meta");
+    (old_cmp.to_bytes() != new_cmp.to_bytes()).then_some(tree)
+}

@@ -1,0 +1,98 @@
+//! The resident index's tables: every resource's golden resident is a `_resident` reference row
+//! in `search_reference` (found through its reverse index), and possible matches wait in
+//! `resident_reviews`.
+
+use diesel::prelude::*;
+use diesel::result::QueryResult;
+
+use super::DbConn;
+use super::schema::resident_reviews;
+
+/// The index parameter holding a resource's golden resident (`Patient/<id>`).
+pub const RESIDENT_PARAM: &str = "_resident";
+
+/// Record a possible match for review (kept once per pair).
+pub fn add_review(
+    conn: &mut DbConn,
+    source_id: &str,
+    golden_id: &str,
+    score: f64,
+    now: i64,
+) -> QueryResult<()> {
+    let q = diesel::insert_into(resident_reviews::table)
+        .values((
+            resident_reviews::source_id.eq(source_id),
+            resident_reviews::golden_id.eq(golden_id),
+            resident_reviews::score.eq(score),
+            resident_reviews::created.eq(now),
+        ))
+        .on_conflict_do_nothing();
+    native!(conn, c => q.execute(c))?;
+    Ok(())
+}
+
+/// A possible match waiting for review.
+#[derive(Debug, Clone, Queryable)]
+pub struct Review {
+    pub source_id: String,
+    pub golden_id: String,
+    pub score: f64,
+    pub created: i64,
+}
+
+/// The review list, newest first.
+pub fn reviews(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<Review>> {
+    let q = resident_reviews::table
+        .order((
+            resident_reviews::created.desc(),
+            resident_reviews::source_id,
+        ))
+        .limit(limit);
+    native!(conn, c => q.load::<Review>(c))
+}
+
+/// Forget the reviews of a source Patient (it was linked by an administrator).
+pub fn clear_reviews(conn: &mut DbConn, source_id: &str) -> QueryResult<()> {
+    let q =
+        diesel::delete(resident_reviews::table.filter(resident_reviews::source_id.eq(source_id)));
+    native!(conn, c => q.execute(c))?;
+    Ok(())
+}
+
+/// Move every `_resident` row from one golden resident to another (a merge), or only those
+/// of the given resources (an unmerge). Returns the rows moved.
+pub fn repoint(
+    conn: &mut DbConn,
+    from: &str,
+    to: &str,
+    only: Option<&[(String, String)]>,
+) -> QueryResult<usize> {
+    use super::schema::search_reference as x;
+    let mut moved = 0;
+    match only {
+        None => {
+            let q = diesel::update(
+                x::table
+                    .filter(x::target_type.eq("Patient"))
+                    .filter(x::target_id.eq(from))
+                    .filter(x::param.eq(RESIDENT_PARAM)),
+            )
+            .set(x::target_id.eq(to));
+            moved += native!(conn, c => q.execute(c))?;
+        }
+        Some(resources) => {
+            for (t, id) in resources {
+                let q = diesel::update(
+                    x::table
+                        .filter(x::res_type.eq(t))
+                        .filter(x::res_id.eq(id))
+                        .filter(x::param.eq(RESIDENT_PARAM))
+                        .filter(x::target_id.eq(from)),
+                )
+                .set(x::target_id.eq(to));
+                moved += native!(conn, c => q.execute(c))?;
+            }
+        }
+    }
+    Ok(moved)
+}

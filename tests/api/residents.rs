@@ -1,0 +1,435 @@
+//! The resident index: identifiers checked at the edge, institution Patients linked to one
+//! golden resident, the resident on every clinical resource, and `$everything`.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    FHIR_JSON, GOLDEN, TestApp, entries_of, id_number, is_golden, pages, spawn_app,
+};
+
+const ID_CARD: &str = "urn:oid:2.16.156.10011.1.3";
+const HEALTH_CARD: &str = "urn:oid:2.16.156.10011.1.19";
+
+/// An institution's Patient: its own MRN system, optionally the ID number (under `id_system`).
+fn source(inst: &str, mrn: &str, id: Option<(&str, &str)>, name: &str, birth: &str) -> Value {
+    let mut identifiers = vec![json!({"system": format!("urn:his:{inst}:mrn"), "value": mrn})];
+    if let Some((system, number)) = id {
+        identifiers.push(json!({"system": system, "value": number}));
+    }
+    json!({
+        "resourceType": "Patient",
+        "identifier": identifiers,
+        "name": [{"use": "official", "text": name}],
+        "gender": "male",
+        "birthDate": birth,
+        "telecom": [{"system": "phone", "value": "13800138000"}],
+        "address": [{"use": "home", "text": "四川省成都市武侯区人民南路四段1号"}]
+    })
+}
+
+/// The golden resident a stored source Patient links to (`Patient/<id>` → `<id>`).
+fn golden_of(p: &Value) -> String {
+    let links = p["link"].as_array().unwrap();
+    let refer: Vec<&Value> = links.iter().filter(|l| l["type"] == "refer").collect();
+    assert_eq!(refer.len(), 1, "{p}");
+    refer[0]["other"]["reference"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Patient/")
+        .unwrap()
+        .to_owned()
+}
+
+async fn read(app: &TestApp, path: &str) -> Value {
+    let r = app.get(path).await;
+    assert_eq!(r.status.as_u16(), 200, "{path}: {}", r.text());
+    r.json()
+}
+
+#[actix_web::test]
+async fn identifiers_are_checked_at_the_edge() {
+    let app = spawn_app().await;
+    let good = id_number("110105", "19491231", 1);
+    let mut bad_check = good.clone();
+    bad_check.pop();
+    bad_check.push(if good.ends_with('0') { '1' } else { '0' });
+    for (system, value, why) in [
+        (ID_CARD, bad_check.as_str(), "check character"),
+        (HEALTH_CARD, "11010519491331001X", "birth date"),
+        (
+            "urn:oid:2.16.840.1.113883.2.23.1.19.1",
+            "1101051949123100",
+            "18 characters",
+        ),
+        (
+            "urn:oid:2.16.840.1.113883.2.23.1.19.2",
+            "990105194912310014",
+            "area code",
+        ),
+    ] {
+        let p = source("a", "M1", Some((system, value)), "张伟", "1949-12-31");
+        let issue = app.post_json("/fhir/Patient", &p).await.outcome(422);
+        let text = issue["diagnostics"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!("Patient.identifier[1] ({system})")),
+            "{text}"
+        );
+        assert!(text.contains(why), "{text}");
+        assert!(!text.contains(value), "the number is not echoed: {text}");
+    }
+    // The sex digit must agree with Patient.gender.
+    let woman = id_number("110105", "19491231", 2);
+    let p = source("a", "M1", Some((ID_CARD, &woman)), "张伟", "1949-12-31");
+    let issue = app.post_json("/fhir/Patient", &p).await.outcome(422);
+    assert!(
+        issue["diagnostics"].as_str().unwrap().contains("sex digit"),
+        "{issue}"
+    );
+    // Unified social credit codes of institutions.
+    let org = |code: &str| {
+        json!({"resourceType": "Organization", "name": "市第一人民医院",
+               "identifier": [{"system": "urn:oid:2.16.156.10011.1.5", "value": code}]})
+    };
+    app.post_json("/fhir/Organization", &org("91350100M000100Y44"))
+        .await
+        .outcome(422);
+    app.create(&org("91350100M000100Y43")).await;
+    // In a transaction the entry is named and nothing is written.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": source("a", "M2", None, "李娜", "1990-01-01"),
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": source("a", "M3", Some((ID_CARD, &bad_check)), "王芳", "1949-12-31"),
+         "request": {"method": "POST", "url": "Patient"}},
+    ]});
+    let issue = app.post_json("/fhir", &bundle).await.outcome(422);
+    assert!(
+        issue["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bundle.entry[1]"),
+        "{issue}"
+    );
+    let none = read(&app, "/fhir/Patient?_summary=count").await;
+    assert_eq!(none["total"], 0);
+    // A valid number is accepted, lower-case check character included.
+    let p = source(
+        "a",
+        "M4",
+        Some((ID_CARD, &good.to_lowercase())),
+        "张伟",
+        "1949-12-31",
+    );
+    app.create(&p).await;
+}
+
+#[actix_web::test]
+async fn institution_patients_link_to_one_golden_resident() {
+    let app = spawn_app().await;
+    let number = id_number("510107", "19800302", 11);
+    // Two institutions know the resident by ID card and by health card.
+    let a = app
+        .create(&source(
+            "a",
+            "A1",
+            Some((ID_CARD, &number)),
+            "张伟",
+            "1980-03-02",
+        ))
+        .await;
+    let b = app
+        .create(&source(
+            "b",
+            "B9",
+            Some((HEALTH_CARD, &number)),
+            "张伟",
+            "1980-03-02",
+        ))
+        .await;
+    let g = golden_of(&a);
+    assert_eq!(golden_of(&b), g, "same ID number, same golden resident");
+    // A clinic without the ID number: same name, birth date, sex, phone and address.
+    let c = app
+        .create(&source("c", "C5", None, "张伟", "1980-03-02"))
+        .await;
+    assert_eq!(golden_of(&c), g, "a certain probabilistic match links");
+    // A homophone typo (张玮) still matches on pinyin.
+    let d = app
+        .create(&source("d", "D2", None, "张玮", "1980-03-02"))
+        .await;
+    assert_eq!(golden_of(&d), g, "homophone typo");
+    // Someone else: another name and birth date.
+    let mut other = source("c", "C6", None, "刘洋", "1992-07-15");
+    other["telecom"][0]["value"] = json!("13900139000");
+    let e = app.create(&other).await;
+    assert_ne!(golden_of(&e), g);
+    // A namesake born the same day with another phone and address: possible, not certain.
+    let mut maybe = source("e", "E1", None, "张伟", "1980-03-02");
+    maybe["telecom"][0]["value"] = json!("13700137000");
+    maybe["address"][0]["text"] = json!("四川省成都市锦江区红星路1号");
+    let f = app.create(&maybe).await;
+    assert_ne!(
+        golden_of(&f),
+        g,
+        "below the upper threshold: its own resident"
+    );
+
+    let golden = read(&app, &format!("/fhir/Patient/{g}")).await;
+    assert!(is_golden(&golden), "{golden}");
+    assert_eq!(golden["active"], true);
+    assert_eq!(golden["identifier"][0]["system"], ID_CARD);
+    assert_eq!(golden["identifier"][0]["value"], number);
+    assert_eq!(golden["identifier"][1]["system"], HEALTH_CARD);
+    assert_eq!(golden["name"][0]["text"], "张伟");
+    let mut linked: Vec<String> = golden["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["type"], "seealso");
+            l["other"]["reference"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    linked.sort();
+    let mut want: Vec<String> = [&a, &b, &c, &d]
+        .iter()
+        .map(|p| format!("Patient/{}", p["id"].as_str().unwrap()))
+        .collect();
+    want.sort();
+    assert_eq!(linked, want);
+    // Searching by the ID number finds the golden resident and the sources that carry it.
+    let by_number = read(
+        &app,
+        &format!("/fhir/Patient?identifier={ID_CARD}|{number}&{GOLDEN}"),
+    )
+    .await;
+    assert_eq!(by_number["entry"].as_array().unwrap().len(), 1);
+    // Conditional criteria on the ID number address the institution's own record only.
+    let again = app
+        .send(
+            "POST",
+            "/fhir/Patient",
+            &[
+                ("Content-Type", FHIR_JSON),
+                ("If-None-Exist", &format!("identifier={ID_CARD}|{number}")),
+            ],
+            Some(
+                source("a", "A1", Some((ID_CARD, &number)), "张伟", "1980-03-02")
+                    .to_string()
+                    .as_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(again.status.as_u16(), 200, "{}", again.text());
+    assert_eq!(again.json()["id"], a["id"]);
+    // An update keeps the link, and the golden resident is not rewritten for nothing.
+    let mut a2 = a.clone();
+    a2["telecom"][0]["value"] = json!("13800138001");
+    let path = format!("/fhir/Patient/{}", a["id"].as_str().unwrap());
+    let r = app.put_json(&path, &a2).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(golden_of(&r.json()), g);
+}
+
+/// A transaction from institution `inst` for the resident with ID number `number`.
+fn push(inst: &str, mrn: &str, number: &str, obs_date: &str) -> Value {
+    let pat = format!("urn:uuid:{inst}-{mrn}");
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        // The Observation comes before its Patient: it still gets the resident.
+        {"resource": {"resourceType": "Observation", "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                      "subject": {"reference": pat},
+                      "performer": [{"reference": format!("Organization/org-{inst}")}],
+                      "effectiveDateTime": obs_date,
+                      "valueQuantity": {"value": 128, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"fullUrl": pat,
+         "resource": source(inst, mrn, Some((ID_CARD, number)), "王芳", "1975-06-01"),
+         "request": {"method": "POST", "url": "Patient",
+                     "ifNoneExist": format!("identifier=urn:his:{inst}:mrn|{mrn}")}},
+        {"resource": {"resourceType": "Encounter", "status": "finished",
+                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                      "subject": {"reference": pat},
+                      "period": {"start": obs_date, "end": obs_date}},
+         "request": {"method": "POST", "url": "Encounter"}},
+    ]})
+}
+
+fn keys(entries: &[Value]) -> Vec<(String, String)> {
+    let mut k: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["search"]["mode"].as_str().unwrap().to_owned(),
+                e["resource"]["resourceType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    k.sort();
+    k
+}
+
+#[actix_web::test]
+async fn everything_about_a_resident_from_every_institution() {
+    let app = spawn_app().await;
+    for inst in ["a", "b"] {
+        let org =
+            json!({"resourceType": "Organization", "id": format!("org-{inst}"), "name": inst});
+        let r = app
+            .put_json(&format!("/fhir/Organization/org-{inst}"), &org)
+            .await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    }
+    let number = id_number("510104", "19750601", 23);
+    for (inst, date) in [("a", "2020-05-01"), ("b", "2024-09-10")] {
+        let r = app
+            .post_json("/fhir", &push(inst, "M1", &number, date))
+            .await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    }
+    // Someone else's record stays out.
+    let r = app
+        .post_json(
+            "/fhir",
+            &push(
+                "a",
+                "M2",
+                &id_number("510104", "19750601", 45),
+                "2021-01-01",
+            ),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+
+    let sources = read(&app, "/fhir/Patient?identifier=urn:his:a:mrn|M1").await;
+    let source_a = sources["entry"][0]["resource"].clone();
+    let g = golden_of(&source_a);
+    let want = vec![
+        ("include", "Organization"),
+        ("include", "Organization"),
+        ("match", "Encounter"),
+        ("match", "Encounter"),
+        ("match", "Observation"),
+        ("match", "Observation"),
+        ("match", "Patient"),
+        ("match", "Patient"),
+        ("match", "Patient"),
+    ];
+    let want: Vec<(String, String)> = want
+        .into_iter()
+        .map(|(m, t)| (m.to_owned(), t.to_owned()))
+        .collect();
+    for start in [g.clone(), source_a["id"].as_str().unwrap().to_owned()] {
+        let all = entries_of(&pages(&app, &format!("/fhir/Patient/{start}/$everything")).await);
+        assert_eq!(keys(&all), want, "from Patient/{start}");
+    }
+    // Paged two at a time: the same resources, none twice (includes may repeat per page).
+    let paged = entries_of(&pages(&app, &format!("/fhir/Patient/{g}/$everything?_count=2")).await);
+    let mut matched: Vec<String> = paged
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["fullUrl"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(matched.len(), 7);
+    matched.sort();
+    matched.dedup();
+    assert_eq!(matched.len(), 7, "no resource on two pages");
+    // _type, start/end (care dates; resources without one stay), _since.
+    let obs = read(
+        &app,
+        &format!("/fhir/Patient/{g}/$everything?_type=Observation"),
+    )
+    .await;
+    assert_eq!(
+        obs["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "match")
+            .count(),
+        2
+    );
+    let recent = read(
+        &app,
+        &format!(
+            "/fhir/Patient/{g}/$everything?start=2023-01-01&_type=Observation,Encounter,Patient"
+        ),
+    )
+    .await;
+    let k = keys(recent["entry"].as_array().unwrap());
+    assert_eq!(
+        k.iter().filter(|(_, t)| t == "Observation").count(),
+        1,
+        "{k:?}"
+    );
+    assert_eq!(
+        k.iter().filter(|(_, t)| t == "Encounter").count(),
+        1,
+        "{k:?}"
+    );
+    assert_eq!(k.iter().filter(|(_, t)| t == "Patient").count(), 3, "{k:?}");
+    let later = read(
+        &app,
+        &format!("/fhir/Patient/{g}/$everything?_since=2999-01-01T00:00:00Z"),
+    )
+    .await;
+    assert!(later.get("entry").is_none(), "{later}");
+    // Bad input.
+    app.get(&format!("/fhir/Patient/{g}/$everything?_type=Unicorn"))
+        .await
+        .outcome(400);
+    app.get(&format!("/fhir/Patient/{g}/$everything?start=yesterday"))
+        .await
+        .outcome(400);
+    app.get(&format!("/fhir/Patient/{g}/$everything?color=red"))
+        .await
+        .outcome(400);
+    app.get("/fhir/Patient/nobody/$everything")
+        .await
+        .outcome(404);
+}
+
+#[actix_web::test]
+async fn two_institutions_pushing_the_same_new_resident_at_once_make_one_golden_resident() {
+    let app = spawn_app().await;
+    let number = id_number("510108", "20010911", 35);
+    let bodies: Vec<String> = (0..16)
+        .map(|i| {
+            push(
+                if i % 2 == 0 { "a" } else { "b" },
+                &format!("M{}", i / 2),
+                &number,
+                "2025-01-01",
+            )
+            .to_string()
+        })
+        .collect();
+    let replies = futures_util::future::join_all(bodies.iter().map(|b| {
+        app.send(
+            "POST",
+            "/fhir",
+            &[("Content-Type", FHIR_JSON)],
+            Some(b.as_bytes()),
+        )
+    }))
+    .await;
+    for r in &replies {
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    }
+    let goldens = read(
+        &app,
+        &format!("/fhir/Patient?{GOLDEN}&identifier={ID_CARD}|{number}"),
+    )
+    .await;
+    let goldens = goldens["entry"].as_array().unwrap();
+    assert_eq!(goldens.len(), 1, "one golden resident");
+    let g = goldens[0]["resource"]["id"].as_str().unwrap();
+    assert_eq!(goldens[0]["resource"]["link"].as_array().unwrap().len(), 16);
+    let all = entries_of(
+        &pages(
+            &app,
+            &format!("/fhir/Patient/{g}/$everything?_type=Observation"),
+        )
+        .await,
+    );
+    assert_eq!(all.len(), 16, "every Observation carries the resident");
+}
