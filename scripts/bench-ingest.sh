@@ -2,7 +2,8 @@
 # Ingest benchmark on the release build: generate the synthetic city (RESIDENTS residents,
 # seed 1), start a fresh server, push the registry, then every institution's transaction
 # bundles with PUSHERS concurrent pushers (curl). Prints resources/second over the whole push
-# and the p50/p99/max bundle latency.
+# and the p50/p99/max bundle latency, then the precision and recall of the resident index's
+# links against the generator's truth (BENCH_NO_QUALITY=1 skips that).
 #
 #   scripts/bench-ingest.sh [sqlite|postgres] [residents] [pushers]
 set -euo pipefail
@@ -21,11 +22,16 @@ fi
 # Entries of the institution bundles (the registry is pushed before timing starts).
 entries=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["entries"] - len(json.load(open(sys.argv[2]))["entry"]))' "$city/manifest.json" "$city/registry.json")
 push() {
-  curl -s -o /dev/null -w "%{http_code} %{time_total}\n" -H "Authorization: Bearer $TOKEN" \
-    -H "Content-Type: application/fhir+json" --data-binary "@$1" "$base/fhir"
+  local out
+  out=$(mktemp -p "$work")
+  curl -s -o "$out" -w "%{http_code} %{time_total}\n" -H "Authorization: Bearer $TOKEN" \
+    -H "Content-Type: application/fhir+json" --data-binary "@$1" "$base/fhir" | tee "$out.status"
+  # Keep the answer of a failed push (the OperationOutcome says why).
+  if ! grep -q '^200 ' "$out.status"; then mv "$out" "$work/failed-$(basename "$(dirname "$1")")-$(basename "$1")"; else rm -f "$out"; fi
+  rm -f "$out.status"
 }
 export -f push
-export base
+export base work
 push "$city/registry.json" > /dev/null
 find "$city" -mindepth 2 -name 'bundle-*.json' | sort > "$work/bundles"
 echo "== $backend: $(wc -l < "$work/bundles") bundles, $entries entries, $pushers pushers"
@@ -44,3 +50,16 @@ print(f"bundles: {len(lines)}, failed: {len(bad)}")
 print(f"wall: {secs:.1f} s, {n / secs:,.0f} resources/s")
 print(f"bundle latency: p50 {pct(0.50):.0f} ms, p99 {pct(0.99):.0f} ms, max {t[-1]:.0f} ms")
 PY
+for f in $(find "$work" -maxdepth 1 -name 'failed-*' | head -3); do
+  echo "$(basename "$f"): $(head -c 400 "$f")"
+done
+# The resident index's quality on the city (not timed).
+if [ -f "$city/truth.tsv" ] && [ -z "${BENCH_NO_QUALITY:-}" ]; then
+  python3 scripts/match-quality.py "$base" "$city/truth.tsv"
+  if [ "$backend" = postgres ]; then
+    reviews=$(psql -Atq -h 127.0.0.1 -U postgres -c "SELECT count(*) FROM resident_reviews" huimin_bench)
+  else
+    reviews=$(sqlite3 "$data/huimin.db" "SELECT count(*) FROM resident_reviews")
+  fi
+  echo "review list: $reviews possible matches"
+fi

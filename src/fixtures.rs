@@ -376,7 +376,8 @@ fn residents(rng: &mut Rng, n: usize) -> Vec<Resident> {
             65 + rng.below(30)
         } as i32;
         let year = 2026 - age - 1 + rng.below(2) as i32;
-        let month = 1 + rng.below(12) as u32;
+        // The city is as of 2026-11-01: nobody is born after October 2026.
+        let month = 1 + rng.below(if year == 2026 { 10 } else { 12 }) as u32;
         let day = 1 + rng.below(u64::from(days_in_month(year, month))) as u32;
         let male = rng.chance(0.51);
         let seq = rng.below(500) * 2 + u64::from(male);

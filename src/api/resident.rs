@@ -1,23 +1,305 @@
-//! Resident operations: `Patient/[id]/$everything` (the longitudinal record).
+//! Resident operations: `Patient/[id]/$everything` (the longitudinal record), `Patient/$match`
+//! (scored candidates among the golden residents), `Patient/$ihe-pix` (IHE PIXm: the same
+//! person's identifiers across institutions) and `Patient/$resident-reviews` (possible matches
+//! waiting for an administrator).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::format;
 use super::rest::{authorize, base_url, page_size, page_url, pairs_of};
-use crate::auth::{Caller, Perm};
+use crate::auth::{Caller, Perm, Role};
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, Link};
+use crate::fhir::json::Json;
 use crate::fhir::validate::is_valid_id;
-use crate::services::everything;
+use crate::services::{everything, mpi};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        web::resource("/Patient/$match")
+            .name("patient-match")
+            .post(patient_match),
+    )
+    .service(
+        web::resource("/Patient/$ihe-pix")
+            .name("patient-pix")
+            .get(patient_pix),
+    )
+    .service(
+        web::resource("/Patient/$resident-reviews")
+            .name("patient-reviews")
+            .get(resident_reviews),
+    )
+    .service(
         web::resource("/Patient/{id}/$everything")
             .name("patient-everything")
             .get(patient_everything),
     );
+}
+
+fn obj(members: Vec<(&str, Json)>) -> Json {
+    Json::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
+}
+
+fn text(v: impl Into<String>) -> Json {
+    Json::String(v.into())
+}
+
+fn respond_json(req: &HttpRequest, doc: &Json) -> Result<HttpResponse, ApiError> {
+    let neg = format::negotiate(req)?;
+    Ok(format::respond(neg, actix_web::http::StatusCode::OK).body(format::encode(neg, doc)?))
+}
+
+/// `POST Patient/$match` with a Parameters body: `resource` (the Patient to match),
+/// `onlyCertainMatches`, `count`. Answers a searchset of golden residents, best first, each
+/// with `search.score` and the match-grade extension.
+async fn patient_match(
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&caller, &[Perm::Search], "Patient", None)?;
+    let params = format::read_resource(&req, &body, Some("Parameters"))?;
+    let mut patient = None;
+    let mut only_certain = false;
+    let mut count = 10usize;
+    if let Some(Json::Array(ps)) = params.get("parameter") {
+        for p in ps {
+            match p.get_str("name") {
+                Some("resource") => patient = p.get("resource").cloned(),
+                Some("onlyCertainMatches") => {
+                    only_certain = matches!(p.get("valueBoolean"), Some(Json::Bool(true)));
+                }
+                Some("count") => {
+                    count = match p.get("valueInteger") {
+                        Some(Json::Number(n)) => n.parse::<usize>().ok().filter(|c| *c > 0),
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "invalid",
+                            "Parameters.parameter",
+                            "count must be a positive integer",
+                        )
+                    })?
+                    .min(100);
+                }
+                _ => {}
+            }
+        }
+    }
+    let patient = match patient {
+        Some(p) if p.get_str("resourceType") == Some("Patient") => p,
+        _ => {
+            return Err(ApiError::invalid(
+                "required",
+                "Parameters.parameter",
+                "the parameter 'resource' must hold the Patient to match",
+            ));
+        }
+    };
+    crate::fhir::validate::tree(&patient, Some("Patient")).map_err(ApiError::Invalid)?;
+    if let Some(why) = crate::services::ident::check_resource("Patient", &patient, &mpi::today()) {
+        return Err(ApiError::Unprocessable(why));
+    }
+    let store = state.store.clone();
+    let found = web::block(move || {
+        store.read(|conn| mpi::match_residents(conn, &patient, only_certain, count))
+    })
+    .await??;
+    let base = base_url(&req, &state);
+    let entries = found
+        .into_iter()
+        .map(|c| {
+            obj(vec![
+                ("fullUrl", text(format!("{base}/Patient/{}", c.id))),
+                ("resource", Json::Raw(c.content)),
+                (
+                    "search",
+                    obj(vec![
+                        (
+                            "extension",
+                            Json::Array(vec![obj(vec![
+                                (
+                                    "url",
+                                    text("http://hl7.org/fhir/StructureDefinition/match-grade"),
+                                ),
+                                ("valueCode", text(c.grade)),
+                            ])]),
+                        ),
+                        ("mode", text("match")),
+                        ("score", Json::Number(format!("{:.4}", c.normalized))),
+                    ]),
+                ),
+            ])
+        })
+        .collect::<Vec<_>>();
+    let total = entries.len();
+    let b = bundle::bundle(
+        "searchset",
+        &crate::services::record::new_id(),
+        &clock::instant(clock::now_millis()),
+        Some(total),
+        Vec::new(),
+        entries,
+    );
+    respond_json(&req, &b)
+}
+
+/// `GET Patient/$ihe-pix?sourceIdentifier=system|value[&targetSystem=…]` (IHE PIXm): the
+/// identifiers the same person has at every institution (and the platform's golden resident),
+/// as Parameters with `targetIdentifier` and `targetId`. 404 when no Patient has the source
+/// identifier.
+async fn patient_pix(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&caller, &[Perm::Search], "Patient", None)?;
+    let pairs = pairs_of(req.query_string().as_bytes());
+    let mut source = None;
+    let mut targets: Vec<String> = Vec::new();
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "sourceIdentifier" => source = Some(v.clone()),
+            "targetSystem" => targets.extend(v.split(',').map(|s| s.trim().to_owned())),
+            "_format" | "_pretty" => {}
+            other => {
+                return Err(ApiError::invalid(
+                    "not-supported",
+                    other,
+                    format!("$ihe-pix does not take the parameter '{other}'"),
+                ));
+            }
+        }
+    }
+    let Some((system, value)) = source.as_deref().and_then(|s| s.split_once('|')) else {
+        return Err(ApiError::invalid(
+            "required",
+            "sourceIdentifier",
+            "sourceIdentifier must be given as system|value",
+        ));
+    };
+    if system.is_empty() || value.is_empty() {
+        return Err(ApiError::invalid(
+            "invalid",
+            "sourceIdentifier",
+            "sourceIdentifier needs both a system and a value",
+        ));
+    }
+    let (system, value) = (system.to_owned(), value.to_owned());
+    let store = state.store.clone();
+    let found = web::block(move || store.read(|conn| mpi::cross_references(conn, &system, &value)))
+        .await??
+        .ok_or_else(|| ApiError::NotFound("no Patient has the source identifier".to_owned()))?;
+    let base = base_url(&req, &state);
+    let mut parameters = Vec::new();
+    let mut patients: Vec<String> = Vec::new();
+    for (s, v, pid) in found {
+        if !targets.is_empty() && !targets.contains(&s) {
+            continue;
+        }
+        parameters.push(obj(vec![
+            ("name", text("targetIdentifier")),
+            (
+                "valueIdentifier",
+                obj(vec![("system", text(s)), ("value", text(v))]),
+            ),
+        ]));
+        if !patients.contains(&pid) {
+            patients.push(pid);
+        }
+    }
+    for pid in patients {
+        parameters.push(obj(vec![
+            ("name", text("targetId")),
+            (
+                "valueReference",
+                obj(vec![("reference", text(format!("{base}/Patient/{pid}")))]),
+            ),
+        ]));
+    }
+    let doc = obj(vec![
+        ("resourceType", text("Parameters")),
+        ("parameter", Json::Array(parameters)),
+    ]);
+    respond_json(&req, &doc)
+}
+
+/// `GET Patient/$resident-reviews`: the possible matches waiting for review (administrators),
+/// newest first, as Parameters with one `review` part per pair.
+async fn resident_reviews(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if caller.role != Role::Admin {
+        return Err(ApiError::Forbidden(
+            "the review list is for administrators".to_owned(),
+        ));
+    }
+    authorize(&caller, &[Perm::Read], "Patient", None)?;
+    let pairs = pairs_of(req.query_string().as_bytes());
+    let count = page_size(&pairs, &state)?;
+    let store = state.store.clone();
+    let reviews = web::block(move || {
+        store.read(|conn| Ok::<_, ApiError>(crate::store::residents::reviews(conn, count)?))
+    })
+    .await??;
+    let parameters = reviews
+        .into_iter()
+        .map(|r| {
+            obj(vec![
+                ("name", text("review")),
+                (
+                    "part",
+                    Json::Array(vec![
+                        obj(vec![
+                            ("name", text("source")),
+                            (
+                                "valueReference",
+                                obj(vec![(
+                                    "reference",
+                                    text(format!("Patient/{}", r.source_id)),
+                                )]),
+                            ),
+                        ]),
+                        obj(vec![
+                            ("name", text("candidate")),
+                            (
+                                "valueReference",
+                                obj(vec![(
+                                    "reference",
+                                    text(format!("Patient/{}", r.golden_id)),
+                                )]),
+                            ),
+                        ]),
+                        obj(vec![
+                            ("name", text("score")),
+                            ("valueDecimal", Json::Number(format!("{:.2}", r.score))),
+                        ]),
+                        obj(vec![
+                            ("name", text("recorded")),
+                            ("valueInstant", text(clock::instant(r.created))),
+                        ]),
+                    ]),
+                ),
+            ])
+        })
+        .collect();
+    let doc = obj(vec![
+        ("resourceType", text("Parameters")),
+        ("parameter", Json::Array(parameters)),
+    ]);
+    respond_json(&req, &doc)
 }
 
 /// Parameters `$everything` takes.

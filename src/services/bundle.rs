@@ -240,7 +240,7 @@ fn run_transaction(
     }
     // The ID numbers of new Patients: their golden residents' keys claimed together, in
     // sorted order (after the conditional-create keys, in every transaction).
-    let numbers: Vec<String> = entries
+    let numbers: Vec<(String, &Json)> = entries
         .iter()
         .enumerate()
         .filter_map(|(i, e)| match (&e.action, targets.get(&i)) {
@@ -248,7 +248,7 @@ fn run_transaction(
             | (Action::ConditionalUpdate { t, resource, .. }, Some(Target::New(_)))
                 if t == "Patient" && !mpi::is_golden(resource) =>
             {
-                mpi::person_number(resource)
+                mpi::person_number(resource).map(|n| (n, resource))
             }
             _ => None,
         })

@@ -48,11 +48,11 @@ pub fn person_number(raw: &str, today: &str) -> Result<PersonNumber, &'static st
         return Err("must be 18 characters long");
     }
     if !b[..17].iter().all(u8::is_ascii_digit) {
-        return Err("the first 17 characters must be digits");
+        return Err("must have digits as its first 17 characters");
     }
     let province = u32::from(b[0] - b'0') * 10 + u32::from(b[1] - b'0');
     if !(11..=82).contains(&province) {
-        return Err("the area code does not name a province (GB/T 2260)");
+        return Err("has an area code that names no province (GB/T 2260)");
     }
     let birth = &number[6..14];
     let (y, m, d) = (
@@ -65,7 +65,7 @@ pub fn person_number(raw: &str, today: &str) -> Result<PersonNumber, &'static st
         .and_then(|month| time::Date::from_calendar_date(y, month, d).ok())
         .is_some();
     if !real || y < 1880 || birth > today {
-        return Err("the birth date (characters 7 to 14) is not a real past date");
+        return Err("has a birth date (characters 7 to 14) that is not a real past date");
     }
     let sum: u32 = b[..17]
         .iter()
@@ -73,7 +73,7 @@ pub fn person_number(raw: &str, today: &str) -> Result<PersonNumber, &'static st
         .map(|(c, w)| u32::from(c - b'0') * w)
         .sum();
     if b[17] != ID_CHECK[(sum % 11) as usize] {
-        return Err("the check character does not match (ISO 7064 MOD 11-2)");
+        return Err("has a check character that does not match (ISO 7064 MOD 11-2)");
     }
     let gender = if (b[16] - b'0') % 2 == 1 {
         "male"
@@ -97,10 +97,10 @@ pub fn credit_code(raw: &str) -> Result<(), &'static str> {
         return Err("must be 18 characters long");
     }
     if !matches!(b[0], b'1' | b'5' | b'9' | b'Y') || !matches!(b[1], b'1' | b'2' | b'3' | b'9') {
-        return Err("the registering authority and kind (characters 1 and 2) are not valid");
+        return Err("has an invalid registering authority or kind (characters 1 and 2)");
     }
     if !b[2..8].iter().all(u8::is_ascii_digit) {
-        return Err("the area code (characters 3 to 8) must be digits");
+        return Err("must have digits as its area code (characters 3 to 8)");
     }
     let mut sum = 0usize;
     let mut weight = 1usize;
@@ -113,7 +113,7 @@ pub fn credit_code(raw: &str) -> Result<(), &'static str> {
     }
     let check = USCC_CHARS.as_bytes()[(31 - sum % 31) % 31];
     if b[17] != check {
-        return Err("the check character does not match (GB 32100)");
+        return Err("has a check character that does not match (GB 32100)");
     }
     Ok(())
 }
@@ -137,7 +137,7 @@ pub fn check_resource(t: &str, resource: &Json, today: &str) -> Option<String> {
                 if is_person_number_system(system) =>
             {
                 match person_number(value, today) {
-                    Err(why) => return Some(format!("{name}: the ID number {why}")),
+                    Err(why) => return Some(format!("{name}: not a valid ID number: it {why}")),
                     Ok(n) if t == "Patient" => {
                         if let Some(g @ ("male" | "female")) = gender
                             && g != n.gender
@@ -153,7 +153,9 @@ pub fn check_resource(t: &str, resource: &Json, today: &str) -> Option<String> {
             }
             "Organization" if system == USCC => {
                 if let Err(why) = credit_code(value) {
-                    return Some(format!("{name}: the unified social credit code {why}"));
+                    return Some(format!(
+                        "{name}: not a valid unified social credit code: it {why}"
+                    ));
                 }
             }
             _ => {}

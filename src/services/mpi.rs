@@ -96,6 +96,9 @@ struct Txn {
     goldens: BTreeMap<String, Vec<(String, Json)>>,
     /// Resources whose Patient was not linked yet when they were written: (type, id, patient).
     unresolved: Vec<(String, String, String)>,
+    /// The golden residents first linked in this transaction (not in the index yet), with the
+    /// demographics of their first source, for matching the transaction's later Patients.
+    fresh: Vec<(String, Demographics)>,
 }
 
 thread_local! {
@@ -151,19 +154,29 @@ fn number_key(number: &str) -> String {
     format!("resident|{number}")
 }
 
-/// Claim the keys of new ID numbers for new golden residents, in sorted order (a bundle's
-/// Patients, before any of them is written). Numbers already held resolve to their holder.
-pub fn settle_numbers(conn: &mut DbConn, numbers: &[String]) -> Result<(), ApiError> {
+/// Settle the golden residents of ID numbers (with the Patient carrying each), in sorted
+/// order: a number already held resolves to its holder; a new number claims its key for the
+/// golden resident without an ID number that its Patient matches with certainty (made from an
+/// institution that did not have the number), else for a new golden resident.
+pub fn settle_numbers(conn: &mut DbConn, numbers: &[(String, &Json)]) -> Result<(), ApiError> {
     let mut wanted: Vec<(String, String)> = Vec::new();
-    for n in numbers {
+    for (n, tree) in numbers {
         if TXN.with(|t| t.borrow().by_number.contains_key(n)) {
             continue;
         }
         if let Some(g) = match_keys::holder(conn, "Patient", &number_key(n))? {
             TXN.with(|t| t.borrow_mut().by_number.insert(n.clone(), g));
-        } else {
-            wanted.push((number_key(n), super::record::new_id()));
+            continue;
         }
+        let planned = match best_match(conn, tree)? {
+            Some((score, golden, g))
+                if score >= thresholds().upper && person_number(&g).is_none() =>
+            {
+                golden
+            }
+            _ => super::record::new_id(),
+        };
+        wanted.push((number_key(n), planned));
     }
     wanted.sort();
     wanted.dedup_by(|a, b| a.0 == b.0);
@@ -187,12 +200,13 @@ pub fn settle_numbers(conn: &mut DbConn, numbers: &[String]) -> Result<(), ApiEr
     Ok(())
 }
 
-/// The golden resident of the ID number `n`: settled in this transaction, held, or claimed now.
-fn golden_of_number(conn: &mut DbConn, n: &str) -> Result<String, ApiError> {
+/// The golden resident of the ID number `n` carried by `tree`: settled in this transaction,
+/// held, or claimed now.
+fn golden_of_number(conn: &mut DbConn, n: &str, tree: &Json) -> Result<String, ApiError> {
     if let Some(g) = TXN.with(|t| t.borrow().by_number.get(n).cloned()) {
         return Ok(g);
     }
-    settle_numbers(conn, &[n.to_owned()])?;
+    settle_numbers(conn, &[(n.to_owned(), tree)])?;
     TXN.with(|t| t.borrow().by_number.get(n).cloned())
         .ok_or_else(|| ApiError::internal("a resident key was neither claimed nor held"))
 }
@@ -217,7 +231,7 @@ pub fn link_patient(
     let golden = match existing {
         Some(g) => g,
         None => match person_number(tree) {
-            Some(n) => golden_of_number(conn, &n)?,
+            Some(n) => golden_of_number(conn, &n, tree)?,
             None => probabilistic(conn, id, tree)?,
         },
     };
@@ -225,10 +239,12 @@ pub fn link_patient(
     TXN.with(|t| {
         let mut t = t.borrow_mut();
         t.residents.insert(id.to_owned(), golden.clone());
-        t.goldens
-            .entry(golden.clone())
-            .or_default()
-            .push((id.to_owned(), tree.clone()));
+        let sources = t.goldens.entry(golden.clone()).or_default();
+        let first = sources.is_empty();
+        sources.push((id.to_owned(), tree.clone()));
+        if first {
+            t.fresh.push((golden.clone(), matching::demographics(tree)));
+        }
     });
     Ok(golden)
 }
@@ -258,43 +274,66 @@ fn link(reference: &str, kind: &str) -> Json {
     ])
 }
 
-/// Candidates for a Patient without an ID number: golden residents sharing its birth date or a
-/// phone, scored; the best decides (see the module documentation).
-fn probabilistic(conn: &mut DbConn, id: &str, tree: &Json) -> Result<String, ApiError> {
+/// The golden resident that scores best against `tree` among those sharing its birth date or
+/// a phone (and those made earlier in this transaction): (score, id, the golden's JSON).
+fn best_match(conn: &mut DbConn, tree: &Json) -> Result<Option<(f64, String, Json)>, ApiError> {
     let me = matching::demographics(tree);
     let weights = Weights::default();
-    let limits = thresholds();
-    let mut best: Option<(f64, String)> = None;
-    let mut consider = |score: f64, golden: &str| {
-        if best.as_ref().is_none_or(|(s, _)| score > *s) {
-            best = Some((score, golden.to_owned()));
+    let mut best: Option<(f64, String, Option<Json>)> = None;
+    let mut consider = |golden: &str, d: &Demographics, g: Option<Json>| {
+        let score = matching::score(&me, d, &weights);
+        if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+            best = Some((score, golden.to_owned(), g));
         }
     };
     for (golden, content) in candidates(conn, &me)? {
         if let Ok(g) = Json::parse(content.as_bytes()) {
-            consider(
-                matching::score(&me, &matching::demographics(&g), &weights),
-                &golden,
-            );
+            consider(&golden, &matching::demographics(&g), Some(g));
         }
     }
-    // Golden residents made earlier in this transaction are not in the index yet.
-    let pending: Vec<(String, Json)> = TXN.with(|t| {
-        t.borrow()
-            .goldens
+    // Golden residents made earlier in this transaction are not in the index yet: their first
+    // source stands for them (blocked like the index: same birth date or a shared phone).
+    TXN.with(|t| {
+        for (golden, d) in t
+            .borrow()
+            .fresh
             .iter()
-            .filter_map(|(g, sources)| sources.first().map(|(_, tree)| (g.clone(), tree.clone())))
-            .collect()
+            .rev()
+            .filter(|(_, d)| {
+                (me.birth_date.is_some() && d.birth_date == me.birth_date)
+                    || d.phones.iter().any(|p| me.phones.contains(p))
+            })
+            .take(CANDIDATES)
+        {
+            consider(golden, d, None);
+        }
     });
-    for (golden, source) in pending {
-        consider(
-            matching::score(&me, &matching::demographics(&source), &weights),
-            &golden,
-        );
-    }
-    match best {
-        Some((score, golden)) if score >= limits.upper => Ok(golden),
-        Some((score, golden)) if score >= limits.lower => {
+    Ok(best.map(|(score, golden, g)| {
+        // A golden resident of this transaction has no ID number of its own yet only when its
+        // first source has none; its JSON stands in as an empty Patient then.
+        let g = g.unwrap_or_else(|| {
+            let first = TXN.with(|t| {
+                t.borrow()
+                    .goldens
+                    .get(&golden)
+                    .and_then(|s| s.first())
+                    .map(|(_, tree)| tree.clone())
+            });
+            first.unwrap_or(Json::Object(Vec::new()))
+        });
+        (score, golden, g)
+    }))
+}
+
+/// Most golden residents scored per query (of the index, and of the transaction).
+const CANDIDATES: usize = 50;
+
+/// The golden resident of a Patient without an ID number (see the module documentation).
+fn probabilistic(conn: &mut DbConn, id: &str, tree: &Json) -> Result<String, ApiError> {
+    let limits = thresholds();
+    match best_match(conn, tree)? {
+        Some((score, golden, _)) if score >= limits.upper => Ok(golden),
+        Some((score, golden, _)) if score >= limits.lower => {
             store_residents::add_review(conn, id, &golden, score, clock::now_millis())?;
             Ok(super::record::new_id())
         }
@@ -317,7 +356,9 @@ fn candidates(conn: &mut DbConn, me: &Demographics) -> Result<Vec<(String, Strin
         let Ok(query) = crate::fhir::search::parse("Patient", &pairs, "", true) else {
             continue;
         };
-        for (id, content) in crate::store::search::run(conn, "Patient", &query, &[], None, 50)? {
+        for (id, content) in
+            crate::store::search::run(conn, "Patient", &query, &[], None, CANDIDATES as i64)?
+        {
             if !out.iter().any(|(o, _)| *o == id) {
                 out.push((id, content));
             }
@@ -549,4 +590,140 @@ fn updated_golden(old: &Json, sources: &[(String, Json)]) -> Option<Json> {
     let mut new_cmp = tree.clone();
     new_cmp.remove("meta");
     (old_cmp.to_bytes() != new_cmp.to_bytes()).then_some(tree)
+}
+
+/// One `$match` candidate: a golden resident with its score.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: String,
+    pub content: String,
+    /// The raw match score (see [`matching::score`]).
+    pub score: f64,
+    /// `search.score`: the raw score over the highest possible, in [0, 1].
+    pub normalized: f64,
+    /// FHIR match grade: `certain`, `probable` or `possible`.
+    pub grade: &'static str,
+}
+
+/// `Patient/$match`: golden residents that may be the person `tree` describes, best first.
+/// An ID number decides (`certain`); otherwise candidates sharing the birth date or a phone are
+/// scored, and those at or above the lower threshold are returned.
+pub fn match_residents(
+    conn: &mut DbConn,
+    tree: &Json,
+    only_certain: bool,
+    count: usize,
+) -> Result<Vec<Candidate>, ApiError> {
+    let limits = thresholds();
+    let weights = Weights::default();
+    let top = matching::max_score(&weights);
+    let me = matching::demographics(tree);
+    let mut out: Vec<Candidate> = Vec::new();
+    if let Some(n) = person_number(tree)
+        && let Some(g) = match_keys::holder(conn, "Patient", &number_key(&n))?
+        && let Some(c) = crate::store::resources::find_current(conn, "Patient", &g)?
+        && !c.deleted
+    {
+        out.push(Candidate {
+            id: g,
+            content: c.content,
+            score: top,
+            normalized: 1.0,
+            grade: "certain",
+        });
+    }
+    for (id, content) in candidates(conn, &me)? {
+        if out.iter().any(|c| c.id == id) {
+            continue;
+        }
+        let Ok(g) = Json::parse(content.as_bytes()) else {
+            continue;
+        };
+        let score = matching::score(&me, &matching::demographics(&g), &weights);
+        if score < limits.lower {
+            continue;
+        }
+        let grade = if score >= limits.upper {
+            "certain"
+        } else if score >= (limits.lower + limits.upper) / 2.0 {
+            "probable"
+        } else {
+            "possible"
+        };
+        out.push(Candidate {
+            id,
+            content,
+            score,
+            normalized: (score / top).clamp(0.0, 1.0),
+            grade,
+        });
+    }
+    if only_certain {
+        out.retain(|c| c.grade == "certain");
+    }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    out.truncate(count);
+    Ok(out)
+}
+
+/// One identifier of a person: (system, value, the Patient carrying it).
+pub type CrossReference = (String, String, String);
+
+/// `Patient/$ihe-pix`: the identifiers (and Patients) of the person that `system|value`
+/// identifies, across every institution: (identifier system, value, Patient id). `None` when
+/// no Patient carries that identifier.
+pub fn cross_references(
+    conn: &mut DbConn,
+    system: &str,
+    value: &str,
+) -> Result<Option<Vec<CrossReference>>, ApiError> {
+    let pairs = [("identifier".to_owned(), format!("{system}|{value}"))];
+    let query = crate::fhir::search::parse("Patient", &pairs, "", false)
+        .map_err(|i| ApiError::Invalid(vec![i]))?;
+    let found = crate::store::search::run(conn, "Patient", &query, &[], None, 1)?;
+    let Some((id, content)) = found.into_iter().next() else {
+        return Ok(None);
+    };
+    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
+    let golden = if is_golden(&tree) {
+        id
+    } else {
+        match index::reference_of(conn, "Patient", &id, RESIDENT_PARAM, "Patient")? {
+            Some(g) => g,
+            None => id,
+        }
+    };
+    let mut out = Vec::new();
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = crate::store::search::resident_members(
+            conn,
+            &golden,
+            &["Patient".to_owned()],
+            None,
+            None,
+            after.as_ref().map(|(t, i)| (t.as_str(), i.as_str())),
+            500,
+        )?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some((last.0.clone(), last.1.clone()));
+        for (_, pid, content) in &page {
+            let Ok(p) = Json::parse(content.as_bytes()) else {
+                continue;
+            };
+            if let Some(Json::Array(ids)) = p.get("identifier") {
+                for i in ids {
+                    if let (Some(s), Some(v)) = (i.get_str("system"), i.get_str("value")) {
+                        out.push((s.to_owned(), v.to_owned(), pid.clone()));
+                    }
+                }
+            }
+        }
+        if page.len() < 500 {
+            break;
+        }
+    }
+    Ok(Some(out))
 }

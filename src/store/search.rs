@@ -250,7 +250,11 @@ fn range_sql(q: &mut Sql, lo: &str, hi: &str, prefix: Prefix, low: i64, high: i6
     };
     match prefix {
         Prefix::Eq => {
+            // `lo <= high` follows from `hi <= high`; said, it bounds the scan of the index on
+            // lo (otherwise every row from `low` on is read: every later birth date).
             cmp(q, lo, " >= ", low);
+            q.push(" AND ");
+            cmp(q, lo, " <= ", high);
             q.push(" AND ");
             cmp(q, hi, " <= ", high);
         }
@@ -372,6 +376,9 @@ fn selectivity(c: &Clause) -> Option<u8> {
         Clause::Index { table, param, .. } => Some(match table {
             Table::Reference => 1,
             Table::Token if param == "identifier" => 1,
+            // Tags, profiles and security labels mark whole classes of resources (every golden
+            // resident): any other clause narrows better.
+            Table::Token if matches!(param.as_str(), "_tag" | "_profile" | "_security") => 6,
             Table::Token | Table::Uri | Table::Composite => 2,
             Table::String => 3,
             Table::Number | Table::Quantity => 4,

@@ -433,3 +433,167 @@ async fn two_institutions_pushing_the_same_new_resident_at_once_make_one_golden_
     );
     assert_eq!(all.len(), 16, "every Observation carries the resident");
 }
+
+#[actix_web::test]
+async fn match_and_cross_references() {
+    let app = spawn_app().await;
+    let number = id_number("510107", "19800302", 11);
+    let a = app
+        .create(&source(
+            "a",
+            "A1",
+            Some((ID_CARD, &number)),
+            "张伟",
+            "1980-03-02",
+        ))
+        .await;
+    let b = app
+        .create(&source("b", "B9", None, "张伟", "1980-03-02"))
+        .await;
+    let g = golden_of(&a);
+    assert_eq!(golden_of(&b), g);
+    // A namesake with another phone and address goes to the review list.
+    let mut maybe = source("e", "E1", None, "张伟", "1980-03-02");
+    maybe["telecom"][0]["value"] = json!("13700137000");
+    maybe["address"][0]["text"] = json!("四川省成都市锦江区红星路1号");
+    let m = app.create(&maybe).await;
+    let mg = golden_of(&m);
+    assert_ne!(mg, g);
+
+    // $match: by the ID number (certain), and by demographics alone.
+    let ask = |p: Value, only_certain: bool| {
+        json!({"resourceType": "Parameters", "parameter": [
+            {"name": "resource", "resource": p},
+            {"name": "onlyCertainMatches", "valueBoolean": only_certain},
+            {"name": "count", "valueInteger": 5}]})
+    };
+    let by_number = app
+        .post_json(
+            "/fhir/Patient/$match",
+            &ask(
+                source("x", "X1", Some((ID_CARD, &number)), "张某", "1980-03-02"),
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(by_number.status.as_u16(), 200, "{}", by_number.text());
+    let by_number = by_number.json();
+    assert_eq!(by_number["total"], 1);
+    assert_eq!(by_number["entry"][0]["resource"]["id"], g.as_str());
+    assert_eq!(by_number["entry"][0]["search"]["score"], 1.0);
+    assert_eq!(
+        by_number["entry"][0]["search"]["extension"][0]["valueCode"],
+        "certain"
+    );
+    let mut probe = source("x", "X2", None, "张玮", "1980-03-02");
+    probe.as_object_mut().unwrap().remove("address");
+    let scored = app
+        .post_json("/fhir/Patient/$match", &ask(probe, false))
+        .await
+        .json();
+    let entries = scored["entry"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{scored}"));
+    assert_eq!(entries[0]["resource"]["id"], g.as_str(), "{scored}");
+    assert_eq!(entries[0]["search"]["extension"][0]["valueCode"], "certain");
+    let s0 = entries[0]["search"]["score"].as_f64().unwrap();
+    assert!(s0 > 0.5 && s0 < 1.0, "{s0}");
+    assert!(entries.iter().all(|e| is_golden(&e["resource"])));
+    for e in &entries[1..] {
+        assert!(e["search"]["score"].as_f64().unwrap() <= s0);
+    }
+    // Bad input.
+    app.post_json(
+        "/fhir/Patient/$match",
+        &json!({"resourceType": "Parameters"}),
+    )
+    .await
+    .outcome(400);
+    let bad = source(
+        "x",
+        "X3",
+        Some((ID_CARD, "110105194912310021")),
+        "张伟",
+        "1980-03-02",
+    );
+    app.post_json("/fhir/Patient/$match", &ask(bad, false))
+        .await
+        .outcome(422);
+
+    // $ihe-pix: every identifier of the person, from any of them.
+    let pix = read(
+        &app,
+        "/fhir/Patient/$ihe-pix?sourceIdentifier=urn:his:b:mrn|B9",
+    )
+    .await;
+    let params = pix["parameter"].as_array().unwrap();
+    let ids: Vec<String> = params
+        .iter()
+        .filter(|p| p["name"] == "targetIdentifier")
+        .map(|p| {
+            format!(
+                "{}|{}",
+                p["valueIdentifier"]["system"].as_str().unwrap(),
+                p["valueIdentifier"]["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(ids.contains(&"urn:his:a:mrn|A1".to_owned()), "{ids:?}");
+    assert!(ids.contains(&"urn:his:b:mrn|B9".to_owned()), "{ids:?}");
+    assert!(ids.contains(&format!("{ID_CARD}|{number}")), "{ids:?}");
+    assert!(
+        !ids.iter().any(|i| i.contains("E1")),
+        "another person's records stay out"
+    );
+    let targets = params.iter().filter(|p| p["name"] == "targetId").count();
+    assert_eq!(
+        targets, 3,
+        "two institution Patients and the golden resident"
+    );
+    let only_a = read(
+        &app,
+        &format!(
+            "/fhir/Patient/$ihe-pix?sourceIdentifier={ID_CARD}|{number}&targetSystem=urn:his:a:mrn"
+        ),
+    )
+    .await;
+    let only: Vec<&Value> = only_a["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "targetIdentifier")
+        .collect();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["valueIdentifier"]["value"], "A1");
+    app.get("/fhir/Patient/$ihe-pix?sourceIdentifier=urn:his:a:mrn|nobody")
+        .await
+        .outcome(404);
+    app.get("/fhir/Patient/$ihe-pix").await.outcome(400);
+
+    // The review list: administrators only.
+    app.get("/fhir/Patient/$resident-reviews")
+        .await
+        .outcome(403);
+    let admin = app.token_for(huimin::auth::Role::Admin, "system/*.cruds");
+    let auth = format!("Bearer {admin}");
+    let r = app
+        .send(
+            "GET",
+            "/fhir/Patient/$resident-reviews",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let reviews = r.json();
+    let review = &reviews["parameter"][0]["part"];
+    assert_eq!(
+        review[0]["valueReference"]["reference"],
+        format!("Patient/{}", m["id"].as_str().unwrap())
+    );
+    assert_eq!(
+        review[1]["valueReference"]["reference"],
+        format!("Patient/{g}")
+    );
+    assert_eq!(reviews["parameter"].as_array().unwrap().len(), 1);
+}
