@@ -552,7 +552,12 @@ fn the_committed_sample_city_is_what_the_generator_writes() {
     let dir = tempfile::tempdir().unwrap();
     huimin::fixtures::generate(20, 1, dir.path()).unwrap();
     let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/city");
-    for name in ["registry.json", "manifest.json", "org-2/bundle-00001.json"] {
+    for name in [
+        "registry.json",
+        "manifest.json",
+        "truth.tsv",
+        "org-2/bundle-00001.json",
+    ] {
         assert_eq!(
             std::fs::read(dir.path().join(name)).unwrap(),
             std::fs::read(committed.join(name)).unwrap(),
