@@ -343,28 +343,17 @@ fn probabilistic(conn: &mut DbConn, id: &str, tree: &Json) -> Result<String, Api
 
 /// Golden residents that share a birth date or a phone with `me`: (id, JSON).
 fn candidates(conn: &mut DbConn, me: &Demographics) -> Result<Vec<(String, String)>, ApiError> {
-    let mut queries: Vec<Vec<(String, String)>> = Vec::new();
-    let tag = ("_tag".to_owned(), format!("{TAG_SYSTEM}|{GOLDEN}"));
-    if let Some(b) = &me.birth_date {
-        queries.push(vec![tag.clone(), ("birthdate".to_owned(), b.clone())]);
+    let birth = me.birth_date.as_deref().and_then(clock::period_of);
+    if birth.is_none() && me.phones.is_empty() {
+        return Ok(Vec::new());
     }
-    for p in &me.phones {
-        queries.push(vec![tag.clone(), ("phone".to_owned(), p.clone())]);
-    }
-    let mut out: Vec<(String, String)> = Vec::new();
-    for pairs in queries {
-        let Ok(query) = crate::fhir::search::parse("Patient", &pairs, "", true) else {
-            continue;
-        };
-        for (id, content) in
-            crate::store::search::run(conn, "Patient", &query, &[], None, CANDIDATES as i64)?
-        {
-            if !out.iter().any(|(o, _)| *o == id) {
-                out.push((id, content));
-            }
-        }
-    }
-    Ok(out)
+    Ok(store_residents::golden_candidates(
+        conn,
+        birth,
+        &me.phones,
+        (TAG_SYSTEM, GOLDEN),
+        CANDIDATES as i64,
+    )?)
 }
 
 /// The parameters of each type whose Patient references name the resident: the Patient
@@ -438,9 +427,10 @@ pub fn resident_entry(golden: &str) -> Entry {
     }
 }
 
-/// Stores a golden resident version: (connection, id, resource, current version if any).
+/// Stores a golden resident version: (connection, id, resource, the current version if any
+/// with its JSON when it is live).
 pub type GoldenWriter<'a> =
-    dyn FnMut(&mut DbConn, &str, Json, Option<i64>) -> Result<(), ApiError> + 'a;
+    dyn FnMut(&mut DbConn, &str, Json, Option<(i64, Option<&Json>)>) -> Result<(), ApiError> + 'a;
 
 /// End of a write transaction: write the golden residents linked in it (in id order), then the
 /// `_resident` rows of resources written before their Patient was linked. `write` stores a
@@ -449,20 +439,18 @@ pub fn finish(conn: &mut DbConn, write: &mut GoldenWriter<'_>) -> Result<(), Api
     let txn = TXN.with(|t| std::mem::take(&mut *t.borrow_mut()));
     for (golden, sources) in &txn.goldens {
         let current = crate::store::resources::lock_current(conn, "Patient", golden)?;
-        let (tree, version) = match current {
+        match current {
             Some((v, false)) => {
                 let stored = crate::store::resources::find_current(conn, "Patient", golden)?
                     .ok_or_else(|| ApiError::internal("a locked golden resident vanished"))?;
                 let old = Json::parse(stored.content.as_bytes()).map_err(ApiError::internal)?;
-                match updated_golden(&old, sources) {
-                    Some(tree) => (tree, Some(v)),
-                    None => continue,
+                if let Some(tree) = updated_golden(&old, sources) {
+                    write(conn, golden, tree, Some((v, Some(&old))))?;
                 }
             }
-            Some((v, true)) => (new_golden(sources), Some(v)),
-            None => (new_golden(sources), None),
-        };
-        write(conn, golden, tree, version)?;
+            Some((v, true)) => write(conn, golden, new_golden(sources), Some((v, None)))?,
+            None => write(conn, golden, new_golden(sources), None)?,
+        }
     }
     for (t, id, patient) in &txn.unresolved {
         let golden = match txn.residents.get(patient) {

@@ -114,13 +114,54 @@ fn put_version(
 /// End of a write transaction: the golden residents its Patients were linked to are written
 /// (see [`mpi::finish`]).
 pub fn finish_links(conn: &mut DbConn) -> Result<(), ApiError> {
-    mpi::finish(conn, &mut |conn, id, tree, version| {
-        let (version_id, method, is_new) = match version {
-            Some(v) => (v + 1, "PUT", false),
-            None => (1, "POST", true),
-        };
-        put_version(conn, "Patient", id, tree, version_id, method, is_new).map(|_| ())
+    mpi::finish(conn, &mut |conn, id, tree, version| match version {
+        Some((v, Some(old))) => put_version_over(conn, "Patient", id, tree, v + 1, old),
+        Some((v, None)) => put_version(conn, "Patient", id, tree, v + 1, "PUT", false).map(|_| ()),
+        None => put_version(conn, "Patient", id, tree, 1, "POST", true).map(|_| ()),
     })
+}
+
+/// A golden resident's new version over its live version `old`, with the index rows written as
+/// the difference: a golden resident gaining a link adds one row instead of rewriting its
+/// forty (their rows are written only by this code, so `old`'s rows are what it extracts).
+fn put_version_over(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    mut tree: Json,
+    version_id: i64,
+    old: &Json,
+) -> Result<(), ApiError> {
+    let now = clock::now_millis();
+    stamp(&mut tree, id, version_id, now);
+    let content = String::from_utf8(tree.to_bytes()).map_err(ApiError::internal)?;
+    repo::write_version(
+        conn,
+        &NewVersion {
+            res_type: t,
+            res_id: id,
+            version_id,
+            last_updated: now,
+            deleted: false,
+            method: "PUT",
+            content: &content,
+        },
+        false,
+    )
+    .map_err(map_write_error)?;
+    let mut new = index_entries(t, &tree);
+    new.push(mpi::resident_entry(id));
+    let mut before = index_entries(t, old);
+    before.push(mpi::resident_entry(id));
+    if before.iter().all(|e| new.contains(e)) {
+        let added: Vec<_> = new.into_iter().filter(|e| !before.contains(e)).collect();
+        if !added.is_empty() {
+            index::add(conn, t, id, &added)?;
+        }
+    } else {
+        index::replace(conn, t, id, &new, false)?;
+    }
+    Ok(())
 }
 
 /// Run `f` as one write transaction with its resident-index work (golden residents written

@@ -96,3 +96,54 @@ pub fn repoint(
     }
     Ok(moved)
 }
+
+/// Golden residents (Patients tagged `tag_system|tag_code`) born within `birth` (the day's
+/// inclusive ms bounds) or with one of `phones`, at most `limit`: (id, JSON). Each step is one
+/// index lookup whatever the planner's statistics say (a search's `ORDER BY … LIMIT` may be
+/// planned as a scan of every Patient while a bulk load outruns `ANALYZE`).
+pub fn golden_candidates(
+    conn: &mut DbConn,
+    birth: Option<(i64, i64)>,
+    phones: &[String],
+    tag: (&str, &str),
+    limit: i64,
+) -> QueryResult<Vec<(String, String)>> {
+    use super::schema::{resources, search_date as d, search_token as tok};
+    let mut ids: Vec<String> = Vec::new();
+    if let Some((low, high)) = birth {
+        let q = d::table
+            .filter(d::res_type.eq("Patient"))
+            .filter(d::param.eq("birthdate"))
+            .filter(d::low.ge(low))
+            .filter(d::low.le(high))
+            .filter(d::high.le(high))
+            // The order makes the (res_type, param, low) index the plan whatever the
+            // statistics say.
+            .order(d::low)
+            .select(d::res_id)
+            .limit(limit * 4);
+        ids.extend(native!(conn, c => q.load::<String>(c))?);
+    }
+    for p in phones {
+        let q = tok::table
+            .filter(tok::res_type.eq("Patient"))
+            .filter(tok::param.eq("phone"))
+            .filter(tok::code.eq(crate::fhir::index::key(p)))
+            .select(tok::res_id)
+            .limit(limit * 4);
+        ids.extend(native!(conn, c => q.load::<String>(c))?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let golden = super::search::tagged(conn, "Patient", tag.0, tag.1, &ids)?;
+    if golden.is_empty() {
+        return Ok(Vec::new());
+    }
+    let q = resources::table
+        .filter(resources::res_type.eq("Patient"))
+        .filter(resources::res_id.eq_any(&golden))
+        .filter(resources::deleted.eq(false))
+        .select((resources::res_id, resources::content))
+        .limit(limit);
+    native!(conn, c => q.load::<(String, String)>(c))
+}

@@ -1083,14 +1083,40 @@ pub fn tagged(
     use super::schema::search_token as tok;
     let mut out = Vec::new();
     for chunk in ids.chunks(500) {
-        let q = tok::table
-            .filter(tok::res_type.eq(t))
-            .filter(tok::param.eq("_tag"))
-            .filter(tok::code.eq(key(code)))
-            .filter(tok::system.eq(key(system)))
-            .filter(tok::res_id.eq_any(chunk))
-            .select(tok::res_id);
-        out.extend(native!(conn, c => q.load::<String>(c))?);
+        match &mut *conn {
+            // One primary-key probe per id: as `res_id = ANY($1)` a cached generic plan read
+            // every row of the tag (every golden resident) on each call.
+            DbConn::Postgres(c) => {
+                let found: Vec<IdRow> = diesel::sql_query(
+                    "SELECT k.id AS res_id FROM unnest($1::text[]) AS k(id) \
+                     WHERE EXISTS (SELECT 1 FROM search_token x WHERE x.res_type = $2 \
+                     AND x.param = '_tag' AND x.code = $3 AND x.system = $4 \
+                     AND x.res_id = k.id OFFSET 0)",
+                )
+                .bind::<diesel::sql_types::Array<Text>, _>(chunk)
+                .bind::<Text, _>(t)
+                .bind::<Text, _>(key(code))
+                .bind::<Text, _>(key(system))
+                .load(c)?;
+                out.extend(found.into_iter().map(|r| r.res_id));
+            }
+            DbConn::Sqlite(c) => {
+                let q = tok::table
+                    .filter(tok::res_type.eq(t))
+                    .filter(tok::param.eq("_tag"))
+                    .filter(tok::code.eq(key(code)))
+                    .filter(tok::system.eq(key(system)))
+                    .filter(tok::res_id.eq_any(chunk))
+                    .select(tok::res_id);
+                out.extend(q.load::<String>(c)?);
+            }
+        }
     }
     Ok(out)
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    res_id: String,
 }

@@ -196,6 +196,20 @@ async fn institution_patients_link_to_one_golden_resident() {
         .collect();
     want.sort();
     assert_eq!(linked, want);
+    // The golden resident's index follows its new versions: found by its latest link.
+    let by_link = read(
+        &app,
+        &format!(
+            "/fhir/Patient?link=Patient/{}&{GOLDEN}",
+            d["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        by_link["entry"][0]["resource"]["id"],
+        g.as_str(),
+        "{by_link}"
+    );
     // Searching by the ID number finds the golden resident and the sources that carry it.
     let by_number = read(
         &app,
