@@ -153,14 +153,7 @@ fn put_version_over(
     new.push(mpi::resident_entry(id));
     let mut before = index_entries(t, old);
     before.push(mpi::resident_entry(id));
-    if before.iter().all(|e| new.contains(e)) {
-        let added: Vec<_> = new.into_iter().filter(|e| !before.contains(e)).collect();
-        if !added.is_empty() {
-            index::add(conn, t, id, &added)?;
-        }
-    } else {
-        index::replace(conn, t, id, &new, false)?;
-    }
+    index::update(conn, t, id, &before, &new)?;
     Ok(())
 }
 

@@ -41,13 +41,25 @@ pub(super) fn discard() {
     PENDING.with(|p| *p.borrow_mut() = None);
 }
 
-/// Delete every index row of one resource (including rows held back by [`defer`]).
-pub fn clear(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<()> {
-    PENDING.with(|p| {
-        if let Some(rows) = p.borrow_mut().as_mut() {
-            rows.retain(|(pt, pid, _)| !(pt == t && pid == id));
-        }
-    });
+/// The index table of each kind of row, in [`Entry`] order.
+const TABLES: usize = 9;
+
+fn table_of(e: &Entry) -> usize {
+    match e {
+        Entry::Token { .. } => 0,
+        Entry::String { .. } => 1,
+        Entry::Date { .. } => 2,
+        Entry::Reference { .. } => 3,
+        Entry::Number { .. } => 4,
+        Entry::Quantity { .. } => 5,
+        Entry::Uri { .. } => 6,
+        Entry::Text { .. } => 7,
+        Entry::Composite { .. } => 8,
+    }
+}
+
+/// Delete one resource's rows from one index table (see [`table_of`]).
+fn clear_table(conn: &mut DbConn, t: &str, id: &str, table: usize) -> QueryResult<()> {
     macro_rules! clear_table {
         ($table:ident) => {{
             let q = diesel::delete(
@@ -58,16 +70,68 @@ pub fn clear(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<()> {
             native!(conn, c => q.execute(c))?;
         }};
     }
-    clear_table!(search_token);
-    clear_table!(search_string);
-    clear_table!(search_date);
-    clear_table!(search_reference);
-    clear_table!(search_number);
-    clear_table!(search_quantity);
-    clear_table!(search_uri);
-    clear_table!(search_composite);
-    clear_table!(search_text);
+    match table {
+        0 => clear_table!(search_token),
+        1 => clear_table!(search_string),
+        2 => clear_table!(search_date),
+        3 => clear_table!(search_reference),
+        4 => clear_table!(search_number),
+        5 => clear_table!(search_quantity),
+        6 => clear_table!(search_uri),
+        7 => {
+            // search_text is keyed (res_type, param, res_id) with no per-resource index: naming
+            // its two parameters makes the delete two key seeks instead of a scan of the type.
+            let q = diesel::delete(
+                search_text::table
+                    .filter(search_text::res_type.eq(t))
+                    .filter(search_text::param.eq_any(["_text", "_content"]))
+                    .filter(search_text::res_id.eq(id)),
+            );
+            native!(conn, c => q.execute(c))?;
+        }
+        _ => clear_table!(search_composite),
+    }
     Ok(())
+}
+
+/// Delete every index row of one resource (including rows held back by [`defer`]).
+pub fn clear(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<()> {
+    PENDING.with(|p| {
+        if let Some(rows) = p.borrow_mut().as_mut() {
+            rows.retain(|(pt, pid, _)| !(pt == t && pid == id));
+        }
+    });
+    for table in 0..TABLES {
+        clear_table(conn, t, id, table)?;
+    }
+    Ok(())
+}
+
+/// Change a stored resource's index rows from `before` (what they are) to `after`: only the
+/// tables where a row goes away are rewritten; elsewhere the new rows are added.
+pub fn update(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    before: &[Entry],
+    after: &[Entry],
+) -> QueryResult<()> {
+    let mut rewrite = [false; TABLES];
+    for e in before.iter().filter(|e| !after.contains(e)) {
+        rewrite[table_of(e)] = true;
+    }
+    for (table, _) in rewrite.iter().enumerate().filter(|(_, r)| **r) {
+        clear_table(conn, t, id, table)?;
+    }
+    let rows: Vec<Entry> = after
+        .iter()
+        .filter(|e| rewrite[table_of(e)] || !before.contains(e))
+        .cloned()
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    add(conn, t, id, &rows)
 }
 
 /// Replace the index rows of one resource (`is_new`: nothing to delete first).
