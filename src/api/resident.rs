@@ -28,6 +28,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .get(patient_pix),
     )
     .service(
+        web::resource("/Patient/$merge")
+            .name("patient-merge")
+            .post(patient_merge),
+    )
+    .service(
+        web::resource("/Patient/$unmerge")
+            .name("patient-unmerge")
+            .post(patient_unmerge),
+    )
+    .service(
         web::resource("/Patient/$resident-reviews")
             .name("patient-reviews")
             .get(resident_reviews),
@@ -425,4 +435,91 @@ async fn patient_everything(
         entries,
     );
     Ok(format::respond(neg, actix_web::http::StatusCode::OK).body(format::encode(neg, &b)?))
+}
+
+/// The golden residents and reason of a `$merge` / `$unmerge` Parameters body.
+fn merge_request(req: &HttpRequest, body: &[u8]) -> Result<(String, String, String), ApiError> {
+    let params = format::read_resource(req, body, Some("Parameters"))?;
+    let mut found: [Option<String>; 3] = [None, None, None];
+    if let Some(Json::Array(ps)) = params.get("parameter") {
+        for p in ps {
+            let slot = match p.get_str("name") {
+                Some("source-patient") => 0,
+                Some("target-patient") => 1,
+                Some("reason") => 2,
+                _ => continue,
+            };
+            found[slot] = if slot == 2 {
+                p.get_str("valueString").map(str::to_owned)
+            } else {
+                p.get("valueReference")
+                    .and_then(|r| r.get_str("reference"))
+                    .and_then(|r| r.strip_prefix("Patient/"))
+                    .filter(|id| is_valid_id(id))
+                    .map(str::to_owned)
+            };
+        }
+    }
+    let [Some(from), Some(to), Some(reason)] = found else {
+        return Err(ApiError::invalid(
+            "required",
+            "Parameters.parameter",
+            "source-patient and target-patient (Patient references) and reason (a string) are required",
+        ));
+    };
+    if reason.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "required",
+            "Parameters.parameter",
+            "the reason must not be empty",
+        ));
+    }
+    Ok((from, to, reason))
+}
+
+fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+    if caller.role != Role::Admin {
+        return Err(ApiError::Forbidden(
+            "merging residents is for administrators".to_owned(),
+        ));
+    }
+    authorize(caller, &[Perm::Update], "Patient", None)
+}
+
+/// `POST Patient/$merge` (administrators): golden resident `source-patient` into
+/// `target-patient`, with a `reason`. Answers the Provenance that records it.
+async fn patient_merge(
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&caller)?;
+    let (from, to, reason) = merge_request(&req, &body)?;
+    let store = state.store.clone();
+    let who = caller.sub.clone();
+    let rec =
+        web::block(move || crate::services::merge::merge(&store, from, to, reason, who)).await??;
+    let neg = format::negotiate(&req)?;
+    Ok(format::respond(neg, actix_web::http::StatusCode::OK)
+        .body(format::encode_stored(neg, rec.content)?))
+}
+
+/// `POST Patient/$unmerge` (administrators): undo the latest merge of `source-patient` into
+/// `target-patient`. Answers the Provenance that records it.
+async fn patient_unmerge(
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&caller)?;
+    let (from, to, reason) = merge_request(&req, &body)?;
+    let store = state.store.clone();
+    let who = caller.sub.clone();
+    let rec = web::block(move || crate::services::merge::unmerge(&store, from, to, reason, who))
+        .await??;
+    let neg = format::negotiate(&req)?;
+    Ok(format::respond(neg, actix_web::http::StatusCode::OK)
+        .body(format::encode_stored(neg, rec.content)?))
 }

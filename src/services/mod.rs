@@ -6,5 +6,6 @@ pub mod bundle;
 pub mod everything;
 pub mod ident;
 pub mod matching;
+pub mod merge;
 pub mod mpi;
 pub mod record;

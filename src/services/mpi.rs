@@ -96,6 +96,8 @@ struct Txn {
     goldens: BTreeMap<String, Vec<(String, Json)>>,
     /// Resources whose Patient was not linked yet when they were written: (type, id, patient).
     unresolved: Vec<(String, String, String)>,
+    /// Patient id → the golden resident an administrator moves it to (merge, unmerge).
+    relink: HashMap<String, String>,
     /// The golden residents first linked in this transaction (not in the index yet), with the
     /// demographics of their first source, for matching the transaction's later Patients.
     fresh: Vec<(String, Demographics)>,
@@ -108,6 +110,16 @@ thread_local! {
 /// Start a write transaction's resident-index work (forgetting anything left over).
 pub fn begin() {
     TXN.with(|t| *t.borrow_mut() = Txn::default());
+}
+
+/// Move the institution Patient `id` to the golden resident `golden` when it is next written
+/// in this transaction (merge and unmerge).
+pub fn relink(id: &str, golden: &str) {
+    TXN.with(|t| {
+        t.borrow_mut()
+            .relink
+            .insert(id.to_owned(), golden.to_owned())
+    });
 }
 
 /// Whether `tree` is a golden resident Patient.
@@ -223,10 +235,11 @@ pub fn link_patient(
     if is_golden(tree) {
         return Ok(id.to_owned());
     }
-    let existing = if is_new {
-        None
-    } else {
-        index::reference_of(conn, "Patient", id, RESIDENT_PARAM, "Patient")?
+    let moved = TXN.with(|t| t.borrow().relink.get(id).cloned());
+    let existing = match moved {
+        Some(g) => Some(g),
+        None if is_new => None,
+        None => index::reference_of(conn, "Patient", id, RESIDENT_PARAM, "Patient")?,
     };
     let golden = match existing {
         Some(g) => g,

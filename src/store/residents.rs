@@ -147,3 +147,29 @@ pub fn golden_candidates(
         .limit(limit);
     native!(conn, c => q.load::<(String, String)>(c))
 }
+
+/// Resources that refer to `Patient/patient` through any reference parameter (not the resident
+/// index's own rows): (type, id).
+pub fn referrers(conn: &mut DbConn, patient: &str) -> QueryResult<Vec<(String, String)>> {
+    use super::schema::search_reference as x;
+    let q = x::table
+        .filter(x::target_type.eq("Patient"))
+        .filter(x::target_id.eq(patient))
+        .filter(x::param.ne(RESIDENT_PARAM))
+        .select((x::res_type, x::res_id))
+        .distinct();
+    native!(conn, c => q.load::<(String, String)>(c))
+}
+
+/// Move every resident key (`resident|<number>`) held by golden resident `from` to `to`.
+pub fn move_keys(conn: &mut DbConn, from: &str, to: &str) -> QueryResult<usize> {
+    use super::schema::match_keys as k;
+    let q = diesel::update(
+        k::table
+            .filter(k::res_type.eq("Patient"))
+            .filter(k::res_id.eq(from))
+            .filter(k::criteria.like("resident|%")),
+    )
+    .set(k::res_id.eq(to));
+    native!(conn, c => q.execute(c))
+}

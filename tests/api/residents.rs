@@ -611,3 +611,137 @@ async fn match_and_cross_references() {
     );
     assert_eq!(reviews["parameter"].as_array().unwrap().len(), 1);
 }
+
+#[actix_web::test]
+async fn merge_and_unmerge_golden_residents() {
+    let app = spawn_app().await;
+    // One person recorded twice: institution a keyed a wrong ID number.
+    let right = id_number("510106", "19660405", 51);
+    let wrong = id_number("510106", "19660405", 53);
+    for (inst, number, date) in [("a", &wrong, "2021-03-01"), ("b", &right, "2022-06-01")] {
+        let r = app
+            .post_json("/fhir", &push(inst, "M1", number, date))
+            .await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    }
+    let source_of = |inst: &str| {
+        let app = &app;
+        let path = format!("/fhir/Patient?identifier=urn:his:{inst}:mrn|M1");
+        async move { read(app, &path).await["entry"][0]["resource"].clone() }
+    };
+    let a_src = source_of("a").await;
+    let (from, to) = (golden_of(&a_src), golden_of(&source_of("b").await));
+    assert_ne!(from, to);
+    let count = |g: String| {
+        let app = &app;
+        async move {
+            entries_of(
+                &pages(
+                    app,
+                    &format!("/fhir/Patient/{g}/$everything?_type=Observation,Encounter"),
+                )
+                .await,
+            )
+            .iter()
+            .filter(|e| e["search"]["mode"] == "match")
+            .count()
+        }
+    };
+    assert_eq!((count(from.clone()).await, count(to.clone()).await), (2, 2));
+
+    let params = |reason: &str| {
+        json!({"resourceType": "Parameters", "parameter": [
+            {"name": "source-patient", "valueReference": {"reference": format!("Patient/{from}")}},
+            {"name": "target-patient", "valueReference": {"reference": format!("Patient/{to}")}},
+            {"name": "reason", "valueString": reason}]})
+    };
+    // Administrators only; a reason is required; only golden residents merge.
+    app.post_json("/fhir/Patient/$merge", &params("same person"))
+        .await
+        .outcome(403);
+    let admin = format!(
+        "Bearer {}",
+        app.token_for(huimin::auth::Role::Admin, "system/*.cruds")
+    );
+    let as_admin = |path: &str, body: Value| {
+        let (app, admin, path) = (&app, admin.clone(), path.to_owned());
+        async move {
+            app.send(
+                "POST",
+                &path,
+                &[("Authorization", &admin), ("Content-Type", FHIR_JSON)],
+                Some(body.to_string().as_bytes()),
+            )
+            .await
+        }
+    };
+    as_admin("/fhir/Patient/$merge", params(" "))
+        .await
+        .outcome(400);
+    let mut not_golden = params("x");
+    not_golden["parameter"][0]["valueReference"]["reference"] =
+        json!(format!("Patient/{}", a_src["id"].as_str().unwrap()));
+    as_admin("/fhir/Patient/$merge", not_golden)
+        .await
+        .outcome(422);
+
+    let r = as_admin("/fhir/Patient/$merge", params("核对身份证号后确认为同一人")).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let prov = r.json();
+    assert_eq!(prov["resourceType"], "Provenance");
+    assert_eq!(prov["activity"]["coding"][0]["code"], "merge");
+    assert_eq!(prov["reason"][0]["text"], "核对身份证号后确认为同一人");
+    // Everything of A is now B's; A points at B; a's Patient links to B.
+    assert_eq!((count(from.clone()).await, count(to.clone()).await), (0, 4));
+    assert_eq!(golden_of(&source_of("a").await), to);
+    let a = read(&app, &format!("/fhir/Patient/{from}")).await;
+    assert_eq!(a["active"], false);
+    assert_eq!(a["link"][0]["type"], "replaced-by");
+    // A new record with the wrong number joins B now.
+    let late = app
+        .create(&source(
+            "c",
+            "C1",
+            Some((ID_CARD, &wrong)),
+            "王芳",
+            "1966-04-05",
+        ))
+        .await;
+    assert_eq!(golden_of(&late), to);
+
+    let r = as_admin("/fhir/Patient/$unmerge", params("误合并")).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.json()["activity"]["coding"][0]["code"], "unmerge");
+    assert_eq!(golden_of(&source_of("a").await), from);
+    assert_eq!((count(from.clone()).await, count(to.clone()).await), (2, 2));
+    let a = read(&app, &format!("/fhir/Patient/{from}")).await;
+    assert_eq!(a["active"], true);
+    assert_eq!(a["identifier"][0]["value"], wrong);
+    let b = read(&app, &format!("/fhir/Patient/{to}")).await;
+    assert!(
+        !b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["other"]["reference"] == format!("Patient/{from}")),
+        "{b}"
+    );
+    let late2 = app
+        .create(&source(
+            "d",
+            "D1",
+            Some((ID_CARD, &wrong)),
+            "王芳",
+            "1966-04-05",
+        ))
+        .await;
+    assert_eq!(
+        golden_of(&late2),
+        from,
+        "the wrong number's key is back with A"
+    );
+    // Nothing left to unmerge.
+    as_admin("/fhir/Patient/$unmerge", params("again"))
+        .await
+        .outcome(422);
+}
