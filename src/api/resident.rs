@@ -43,6 +43,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .get(resident_reviews),
     )
     .service(
+        web::resource("/Patient/{id}/$summary")
+            .name("patient-summary")
+            .get(patient_summary),
+    )
+    .service(
         web::resource("/Patient/{id}/$everything")
             .name("patient-everything")
             .get(patient_everything),
@@ -522,4 +527,28 @@ async fn patient_unmerge(
     let neg = format::negotiate(&req)?;
     Ok(format::respond(neg, actix_web::http::StatusCode::OK)
         .body(format::encode_stored(neg, rec.content)?))
+}
+
+/// `GET Patient/[id]/$summary`: the resident's summary as a document Bundle (Composition first).
+async fn patient_summary(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    authorize(&caller, &[Perm::Read], "Patient", Some(&id))?;
+    for (k, _) in pairs_of(req.query_string().as_bytes()) {
+        if !matches!(k.as_str(), "_format" | "_pretty") {
+            return Err(ApiError::invalid(
+                "not-supported",
+                k.as_str(),
+                format!("$summary does not take the parameter '{k}'"),
+            ));
+        }
+    }
+    let base = base_url(&req, &state);
+    let store = state.store.clone();
+    let doc = web::block(move || everything::summary(&store, &id, &base)).await??;
+    respond_json(&req, &doc)
 }

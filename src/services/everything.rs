@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::services::mpi;
@@ -126,4 +127,429 @@ fn references(node: &Json, out: &mut Vec<(String, String)>) {
         Json::Array(items) => items.iter().for_each(|i| references(i, out)),
         _ => {}
     }
+}
+
+/// Most resources of a resident `$summary` reads.
+const SUMMARY_MAX: i64 = 5000;
+/// Encounters listed in a summary.
+const RECENT_ENCOUNTERS: usize = 10;
+
+/// A summary section: LOINC code, title, and its resources (type, id, JSON) newest first.
+struct Section {
+    code: &'static str,
+    title: &'static str,
+    items: Vec<(String, String, Json, String)>,
+}
+
+fn text_of(j: Option<&Json>) -> Option<String> {
+    let j = j?;
+    if let Some(t) = j.get_str("text") {
+        return Some(t.to_owned());
+    }
+    match j.get("coding") {
+        Some(Json::Array(c)) => c.iter().find_map(|c| {
+            c.get_str("display")
+                .or_else(|| c.get_str("code"))
+                .map(str::to_owned)
+        }),
+        _ => None,
+    }
+}
+
+fn coded(j: Option<&Json>, system_hint: &str) -> Option<String> {
+    match j?.get("coding") {
+        Some(Json::Array(c)) => c
+            .iter()
+            .find(|c| c.get_str("system").is_some_and(|s| s.contains(system_hint)))
+            .or_else(|| c.first())
+            .and_then(|c| c.get_str("code"))
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn has_category(r: &Json, code: &str) -> bool {
+    match r.get("category") {
+        Some(Json::Array(cats)) => cats.iter().any(|c| match c.get("coding") {
+            Some(Json::Array(cs)) => cs.iter().any(|x| x.get_str("code") == Some(code)),
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+/// The care date of a resource (for ordering and display): `YYYY-MM-DD…`.
+fn care_date(r: &Json) -> String {
+    for key in [
+        "effectiveDateTime",
+        "occurrenceDateTime",
+        "authoredOn",
+        "onsetDateTime",
+        "recordedDate",
+        "issued",
+    ] {
+        if let Some(d) = r.get_str(key) {
+            return d.to_owned();
+        }
+    }
+    for key in ["period", "effectivePeriod"] {
+        if let Some(d) = r.get(key).and_then(|p| p.get_str("start")) {
+            return d.to_owned();
+        }
+    }
+    String::new()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `Patient/[id]/$summary`: a document Bundle (Composition first) of the resident's active
+/// problems, current medications, allergies, latest vital signs and results with their dates,
+/// recent encounters with their institutions, immunizations, and the contributing institutions.
+pub fn summary(store: &Store, id: &str, base: &str) -> Result<Json, ApiError> {
+    store.read(|conn| {
+        let golden = golden_of(conn, id)?;
+        let members =
+            store_search::resident_members(conn, &golden, &[], None, None, None, SUMMARY_MAX)?;
+        let mut sections = [
+            Section {
+                code: "11450-4",
+                title: "Active problems (现患疾病)",
+                items: Vec::new(),
+            },
+            Section {
+                code: "10160-0",
+                title: "Medications (用药)",
+                items: Vec::new(),
+            },
+            Section {
+                code: "48765-2",
+                title: "Allergies (过敏)",
+                items: Vec::new(),
+            },
+            Section {
+                code: "8716-3",
+                title: "Vital signs, latest (生命体征)",
+                items: Vec::new(),
+            },
+            Section {
+                code: "30954-2",
+                title: "Results, latest (检查检验结果)",
+                items: Vec::new(),
+            },
+            Section {
+                code: "46240-8",
+                title: "Recent encounters (近期就诊)",
+                items: Vec::new(),
+            },
+            Section {
+                code: "11369-6",
+                title: "Immunizations (预防接种)",
+                items: Vec::new(),
+            },
+        ];
+        let mut patient: Option<String> = None;
+        let mut latest: std::collections::HashMap<(usize, String), usize> =
+            std::collections::HashMap::new();
+        let mut orgs: Vec<String> = Vec::new();
+        for (t, rid, content) in members {
+            let Ok(r) = Json::parse(content.as_bytes()) else {
+                continue;
+            };
+            let date = care_date(&r);
+            let mut refs = Vec::new();
+            references(&r, &mut refs);
+            for (rt, oid) in refs {
+                if rt == "Organization" && !orgs.contains(&oid) {
+                    orgs.push(oid);
+                }
+            }
+            let (slot, line) = match t.as_str() {
+                "Patient" if rid == golden => {
+                    patient = Some(content.clone());
+                    continue;
+                }
+                "Condition"
+                    if coded(r.get("clinicalStatus"), "condition-clinical").as_deref()
+                        == Some("active") =>
+                {
+                    let code = coded(r.get("code"), "").unwrap_or_default();
+                    let name = text_of(r.get("code")).unwrap_or_default();
+                    (0, format!("{name} ({code}), since {}", day(&date)))
+                }
+                "MedicationRequest" | "MedicationStatement"
+                    if matches!(
+                        r.get_str("status"),
+                        Some("active" | "completed" | "intended")
+                    ) =>
+                {
+                    let name = text_of(r.get("medicationCodeableConcept")).unwrap_or_default();
+                    (1, format!("{name}, prescribed {}", day(&date)))
+                }
+                "AllergyIntolerance" => {
+                    let name = text_of(r.get("code")).unwrap_or_default();
+                    (2, format!("{name}, recorded {}", day(&date)))
+                }
+                "Observation" => {
+                    let slot = if has_category(&r, "vital-signs") {
+                        3
+                    } else {
+                        4
+                    };
+                    let name = text_of(r.get("code")).unwrap_or_default();
+                    let value = r
+                        .get("valueQuantity")
+                        .map(|q| {
+                            let v = match q.get("value") {
+                                Some(Json::Number(n)) => n.clone(),
+                                _ => String::new(),
+                            };
+                            format!("{v} {}", q.get_str("unit").unwrap_or_default())
+                        })
+                        .or_else(|| {
+                            let Some(Json::Array(c)) = r.get("component") else {
+                                return None;
+                            };
+                            Some(
+                                c.iter()
+                                    .filter_map(|c| {
+                                        match c.get("valueQuantity").and_then(|q| q.get("value")) {
+                                            Some(Json::Number(n)) => Some(n.clone()),
+                                            _ => None,
+                                        }
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join("/"),
+                            )
+                        })
+                        .unwrap_or_default();
+                    (slot, format!("{name}: {value} on {}", day(&date)))
+                }
+                "DiagnosticReport" => {
+                    let name = text_of(r.get("code")).unwrap_or_default();
+                    (4, format!("{name} report on {}", day(&date)))
+                }
+                "Encounter" => {
+                    let kind = r
+                        .get("class")
+                        .and_then(|c| c.get_str("display").or_else(|| c.get_str("code")))
+                        .unwrap_or_default()
+                        .to_owned();
+                    let at = r
+                        .get("serviceProvider")
+                        .and_then(|p| p.get_str("reference"))
+                        .unwrap_or("an unknown institution")
+                        .to_owned();
+                    (5, format!("{} {kind} at {at}", day(&date)))
+                }
+                "Immunization" => {
+                    let name = text_of(r.get("vaccineCode")).unwrap_or_default();
+                    (6, format!("{name} on {}", day(&date)))
+                }
+                _ => continue,
+            };
+            // Vital signs and results: the latest per code.
+            if slot == 3 || (slot == 4 && t == "Observation") {
+                let code = coded(r.get("code"), "loinc").unwrap_or_default();
+                let items = &mut sections[slot].items;
+                match latest.get(&(slot, code.clone())) {
+                    Some(&i) if items[i].3 >= date => continue,
+                    Some(&i) => {
+                        items[i] = (format!("{t}/{rid}"), line, Json::Raw(content), date);
+                        continue;
+                    }
+                    None => {
+                        latest.insert((slot, code), items.len());
+                    }
+                }
+            }
+            sections[slot]
+                .items
+                .push((format!("{t}/{rid}"), line, Json::Raw(content), date));
+        }
+        let patient = patient
+            .ok_or_else(|| ApiError::NotFound(format!("Patient/{id} has no resident record")))?;
+        for s in &mut sections {
+            s.items.sort_by(|a, b| b.3.cmp(&a.3));
+        }
+        sections[5].items.truncate(RECENT_ENCOUNTERS);
+        // The institution names.
+        let mut org_lines = Vec::new();
+        let mut org_entries = Vec::new();
+        for o in &orgs {
+            if let Some(c) = repo::find_current(conn, "Organization", o)?
+                && !c.deleted
+            {
+                let name = Json::parse(c.content.as_bytes())
+                    .ok()
+                    .and_then(|j| j.get_str("name").map(str::to_owned))
+                    .unwrap_or_else(|| o.clone());
+                org_lines.push(format!("Organization/{o}: {name}"));
+                org_entries.push((format!("Organization/{o}"), Json::Raw(c.content)));
+            }
+        }
+        Ok(document(
+            &golden,
+            base,
+            patient,
+            &sections,
+            org_lines,
+            org_entries,
+        ))
+    })
+}
+
+fn day(date: &str) -> &str {
+    date.get(..10).unwrap_or(date)
+}
+
+fn document(
+    golden: &str,
+    base: &str,
+    patient: String,
+    sections: &[Section],
+    org_lines: Vec<String>,
+    org_entries: Vec<(String, Json)>,
+) -> Json {
+    use crate::fhir::bundle::s;
+    let obj = |m: Vec<(&str, Json)>| {
+        Json::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    };
+    let div = |lines: &[String]| {
+        let items: String = lines
+            .iter()
+            .map(|l| format!("<li>{}</li>", escape(l)))
+            .collect();
+        let body = if lines.is_empty() {
+            "<p>None recorded.</p>".to_owned()
+        } else {
+            format!("<ul>{items}</ul>")
+        };
+        obj(vec![
+            ("status", s("generated")),
+            (
+                "div",
+                s(format!(
+                    "<div xmlns=\"http://www.w3.org/1999/xhtml\">{body}</div>"
+                )),
+            ),
+        ])
+    };
+    let loinc = |code: &str, display: &str| {
+        obj(vec![(
+            "coding",
+            Json::Array(vec![obj(vec![
+                ("system", s("http://loinc.org")),
+                ("code", s(code)),
+                ("display", s(display)),
+            ])]),
+        )])
+    };
+    let mut entries = vec![];
+    let mut json_sections = Vec::new();
+    for sec in sections {
+        let lines: Vec<String> = sec.items.iter().map(|i| i.1.clone()).collect();
+        let mut members = vec![
+            ("title", s(sec.title)),
+            ("code", loinc(sec.code, sec.title)),
+            ("text", div(&lines)),
+        ];
+        if !sec.items.is_empty() {
+            members.push((
+                "entry",
+                Json::Array(
+                    sec.items
+                        .iter()
+                        .map(|i| obj(vec![("reference", s(i.0.clone()))]))
+                        .collect(),
+                ),
+            ));
+        } else {
+            members.push((
+                "emptyReason",
+                obj(vec![(
+                    "coding",
+                    Json::Array(vec![obj(vec![
+                        (
+                            "system",
+                            s("http://terminology.hl7.org/CodeSystem/list-empty-reason"),
+                        ),
+                        ("code", s("unavailable")),
+                    ])]),
+                )]),
+            ));
+        }
+        json_sections.push(obj(members));
+        for i in &sec.items {
+            entries.push((i.0.clone(), i.2.clone()));
+        }
+    }
+    json_sections.push(obj(vec![
+        ("title", s("Contributing institutions (数据来源机构)")),
+        ("text", div(&org_lines)),
+        (
+            "entry",
+            Json::Array(
+                org_entries
+                    .iter()
+                    .map(|(r, _)| obj(vec![("reference", s(r.clone()))]))
+                    .collect(),
+            ),
+        ),
+    ]));
+    let now = clock::instant(clock::now_millis());
+    let composition_id = super::record::new_id();
+    let composition = obj(vec![
+        ("resourceType", s("Composition")),
+        ("id", s(composition_id.clone())),
+        ("status", s("final")),
+        ("type", loinc("60591-5", "Patient summary Document")),
+        (
+            "subject",
+            obj(vec![("reference", s(format!("Patient/{golden}")))]),
+        ),
+        ("date", s(now.clone())),
+        (
+            "author",
+            Json::Array(vec![obj(vec![(
+                "display",
+                s("Huimin regional health information platform"),
+            )])]),
+        ),
+        ("title", s("Patient summary (居民健康摘要)")),
+        ("section", Json::Array(json_sections)),
+    ]);
+    let entry =
+        |full: String, resource: Json| obj(vec![("fullUrl", s(full)), ("resource", resource)]);
+    let mut all = vec![
+        entry(format!("{base}/Composition/{composition_id}"), composition),
+        entry(format!("{base}/Patient/{golden}"), Json::Raw(patient)),
+    ];
+    all.extend(
+        entries
+            .into_iter()
+            .map(|(r, j)| entry(format!("{base}/{r}"), j)),
+    );
+    all.extend(
+        org_entries
+            .into_iter()
+            .map(|(r, j)| entry(format!("{base}/{r}"), j)),
+    );
+    obj(vec![
+        ("resourceType", s("Bundle")),
+        ("id", s(super::record::new_id())),
+        (
+            "identifier",
+            obj(vec![
+                ("system", s("urn:ietf:rfc:3986")),
+                ("value", s(format!("urn:uuid:{}", super::record::new_id()))),
+            ]),
+        ),
+        ("type", s("document")),
+        ("timestamp", s(now)),
+        ("entry", Json::Array(all)),
+    ])
 }

@@ -745,3 +745,120 @@ async fn merge_and_unmerge_golden_residents() {
         .await
         .outcome(422);
 }
+
+#[actix_web::test]
+async fn a_summary_a_doctor_reads_in_ten_seconds() {
+    let app = spawn_app().await;
+    for inst in ["a", "b"] {
+        let org = json!({"resourceType": "Organization", "id": format!("org-{inst}"), "name": format!("{inst}社区卫生服务中心")});
+        let r = app
+            .put_json(&format!("/fhir/Organization/org-{inst}"), &org)
+            .await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    }
+    let number = id_number("510105", "19580720", 17);
+    for (inst, date) in [("a", "2023-02-01"), ("b", "2025-08-15")] {
+        let r = app
+            .post_json("/fhir", &push(inst, "M1", &number, date))
+            .await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    }
+    let pat = read(&app, "/fhir/Patient?identifier=urn:his:b:mrn|M1").await["entry"][0]["resource"]
+        .clone();
+    let subject = json!({"reference": format!("Patient/{}", pat["id"].as_str().unwrap())});
+    for r in [
+        json!({"resourceType": "Condition", "subject": subject,
+               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+               "code": {"coding": [{"system": "urn:oid:2.16.156.10011.2.3.3.11", "code": "I10.x00x002", "display": "原发性高血压"}]},
+               "onsetDateTime": "2019-04-02"}),
+        json!({"resourceType": "Condition", "subject": subject,
+               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]},
+               "code": {"text": "急性上呼吸道感染"}, "onsetDateTime": "2024-01-05"}),
+        json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order", "subject": subject,
+               "medicationCodeableConcept": {"text": "氨氯地平片"}, "authoredOn": "2025-08-15"}),
+        json!({"resourceType": "Immunization", "status": "completed", "patient": subject,
+               "vaccineCode": {"text": "流感疫苗"}, "occurrenceDateTime": "2025-10-01"}),
+    ] {
+        app.create(&r).await;
+    }
+    let r = app
+        .get(&format!(
+            "/fhir/Patient/{}/$summary",
+            pat["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let doc = r.json();
+    assert_eq!(doc["type"], "document");
+    let entries = doc["entry"].as_array().unwrap();
+    let comp = &entries[0]["resource"];
+    assert_eq!(comp["resourceType"], "Composition");
+    assert_eq!(comp["type"]["coding"][0]["code"], "60591-5");
+    assert!(
+        is_golden(&entries[1]["resource"]),
+        "the golden resident comes second"
+    );
+    let section = |code: &str| {
+        comp["section"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["code"]["coding"][0]["code"] == code)
+            .cloned()
+            .unwrap_or_else(|| panic!("no section {code}"))
+    };
+    let problems = section("11450-4");
+    assert_eq!(
+        problems["entry"].as_array().unwrap().len(),
+        1,
+        "only the active problem"
+    );
+    assert!(
+        problems["text"]["div"]
+            .as_str()
+            .unwrap()
+            .contains("原发性高血压 (I10.x00x002), since 2019-04-02")
+    );
+    assert_eq!(section("10160-0")["entry"].as_array().unwrap().len(), 1);
+    assert!(
+        section("48765-2").get("entry").is_none(),
+        "no allergies recorded"
+    );
+    // Two blood pressures of the same code: the latest only, with its date.
+    let results = section("30954-2");
+    assert_eq!(results["entry"].as_array().unwrap().len(), 1);
+    assert!(
+        results["text"]["div"]
+            .as_str()
+            .unwrap()
+            .contains("2025-08-15"),
+        "{results}"
+    );
+    let encounters = section("46240-8");
+    assert_eq!(encounters["entry"].as_array().unwrap().len(), 2);
+    assert!(
+        encounters["text"]["div"]
+            .as_str()
+            .unwrap()
+            .starts_with("<div xmlns=\"http://www.w3.org/1999/xhtml\"><ul><li>2025-08-15")
+    );
+    assert_eq!(section("11369-6")["entry"].as_array().unwrap().len(), 1);
+    let sources = comp["section"].as_array().unwrap().last().unwrap().clone();
+    let div = sources["text"]["div"].as_str().unwrap();
+    assert!(
+        div.contains("a社区卫生服务中心") && div.contains("b社区卫生服务中心"),
+        "{div}"
+    );
+    // Every section entry is in the Bundle.
+    let full: Vec<&str> = entries
+        .iter()
+        .map(|e| e["fullUrl"].as_str().unwrap())
+        .collect();
+    for s in comp["section"].as_array().unwrap() {
+        for e in s["entry"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let r = e["reference"].as_str().unwrap();
+            assert!(full.iter().any(|f| f.ends_with(r)), "{r} missing");
+        }
+    }
+    app.get("/fhir/Patient/nobody/$summary").await.outcome(404);
+}
