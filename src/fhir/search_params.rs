@@ -121,6 +121,14 @@ pub const NAME_PINYIN_URL: &str = "urn:huimin:SearchParameter:name-pinyin";
 /// Resource types that get `name-pinyin` (match by full pinyin or initials of a Chinese name).
 const PINYIN_TYPES: &[&str] = &["Patient", "Practitioner", "RelatedPerson", "Person"];
 
+/// The URL of the `district` extension search parameter: the GB/T 2260 area code of an
+/// address (`urn:huimin:StructureDefinition:area-code` extension), for registries (IHE mCSD)
+/// and statistics by district.
+pub const DISTRICT_URL: &str = "urn:huimin:SearchParameter:district";
+
+/// Resource types that get `district`.
+const DISTRICT_TYPES: &[&str] = &["Organization", "Location", "Patient", "Practitioner"];
+
 pub struct Registry {
     /// Per resource type: its own parameters plus those of Resource and DomainResource.
     by_type: HashMap<String, HashMap<String, Arc<SearchParam>>>,
@@ -391,6 +399,26 @@ impl Registry {
                 targets: Vec::new(),
                 components: Vec::new(),
                 pinyin: true,
+            });
+            by_type
+                .entry((*t).to_owned())
+                .or_default()
+                .insert(param.code.clone(), param);
+        }
+        for t in DISTRICT_TYPES {
+            let expression = format!(
+                "{t}.address.extension.where(url = 'urn:huimin:StructureDefinition:area-code').value"
+            );
+            let param = Arc::new(SearchParam {
+                code: "district".to_owned(),
+                url: DISTRICT_URL.to_owned(),
+                kind: ParamType::Token,
+                expr: fhirpath::parse(&expression).ok(),
+                expression: Some(expression),
+                unsupported: None,
+                targets: Vec::new(),
+                components: Vec::new(),
+                pinyin: false,
             });
             by_type
                 .entry((*t).to_owned())

@@ -862,3 +862,83 @@ async fn a_summary_a_doctor_reads_in_ten_seconds() {
     }
     app.get("/fhir/Patient/nobody/$summary").await.outcome(404);
 }
+
+#[actix_web::test]
+async fn registries_are_searchable_as_mcsd_expects() {
+    let app = spawn_app().await;
+    let city = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/city/registry.json");
+    let registry: Value = serde_json::from_slice(&std::fs::read(city).unwrap()).unwrap();
+    let r = app.post_json("/fhir", &registry).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let orgs: Vec<&Value> = registry["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == "Organization")
+        .collect();
+    let want = |f: &dyn Fn(&Value) -> bool| {
+        let mut ids: Vec<String> = orgs
+            .iter()
+            .filter(|o| f(o))
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let got = |q: String| {
+        let app = &app;
+        async move {
+            let mut ids: Vec<String> =
+                entries_of(&pages(app, &format!("/fhir/Organization?{q}")).await)
+                    .iter()
+                    .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+                    .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let first = orgs[0];
+    let district = first["address"][0]["extension"][0]["valueCode"]
+        .as_str()
+        .unwrap();
+    let category = first["type"][0]["coding"][0]["code"].as_str().unwrap();
+    let in_district = want(&|o: &Value| o["address"][0]["extension"][0]["valueCode"] == district);
+    assert!(!in_district.is_empty());
+    assert_eq!(got(format!("district={district}")).await, in_district);
+    let both = want(&|o: &Value| {
+        o["address"][0]["extension"][0]["valueCode"] == district
+            && o["type"][0]["coding"][0]["code"] == category
+    });
+    assert_eq!(
+        got(format!(
+            "district={district}&type=urn:huimin:institution-category|{category}"
+        ))
+        .await,
+        both
+    );
+    let uscc = first["identifier"][0]["value"].as_str().unwrap();
+    assert_eq!(
+        got(format!("identifier=urn:oid:2.16.156.10011.1.5|{uscc}")).await,
+        vec![first["id"].as_str().unwrap().to_owned()]
+    );
+    let name = first["name"].as_str().unwrap();
+    assert!(
+        got(format!("name={name}"))
+            .await
+            .contains(&first["id"].as_str().unwrap().to_owned())
+    );
+    // Practitioners and their roles by institution.
+    let roles = read(&app, &format!("/fhir/PractitionerRole?organization=Organization/{}&_include=PractitionerRole:practitioner", first["id"].as_str().unwrap())).await;
+    let entries = roles["entry"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["resource"]["resourceType"] == "Practitioner")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["resource"]["resourceType"] == "PractitionerRole")
+    );
+}
