@@ -8,6 +8,7 @@ use super::AppState;
 use super::format;
 use super::rest::base_url;
 use crate::error::ApiError;
+use crate::fhir::bundle::{obj, s};
 use crate::fhir::json::Json;
 use crate::fhir::search;
 use crate::fhir::search_params::REGISTRY;
@@ -19,19 +20,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .name("smart-configuration")
                 .get(smart_configuration),
         );
-}
-
-fn s(v: &str) -> Json {
-    Json::String(v.to_owned())
-}
-
-fn obj(members: Vec<(&str, Json)>) -> Json {
-    Json::Object(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
 }
 
 fn arr(items: impl IntoIterator<Item = Json>) -> Json {
@@ -65,7 +53,7 @@ fn search_params(t: &str) -> Json {
                 ("type", s(p.kind.as_str())),
             ];
             if let Some(e) = &p.expression {
-                m.push(("documentation", s(&format!("FHIRPath: {e}"))));
+                m.push(("documentation", s(format!("FHIRPath: {e}"))));
             }
             obj(m)
         });
@@ -76,14 +64,14 @@ fn search_params(t: &str) -> Json {
 pub fn capability_statement(base: &str, backend: &str) -> Json {
     let resources = huimin_model::RESOURCE_TYPES.iter().map(|t| {
         obj(vec![
-            ("type", s(t)),
+            ("type", s(*t)),
             (
                 "profile",
-                s(&format!("http://hl7.org/fhir/StructureDefinition/{t}")),
+                s(format!("http://hl7.org/fhir/StructureDefinition/{t}")),
             ),
             (
                 "interaction",
-                arr(TYPE_INTERACTIONS.iter().map(|i| obj(vec![("code", s(i))]))),
+                arr(TYPE_INTERACTIONS.iter().map(|i| obj(vec![("code", s(*i))]))),
             ),
             ("versioning", s("versioned-update")),
             ("readHistory", Json::Bool(true)),
@@ -137,7 +125,7 @@ pub fn capability_statement(base: &str, backend: &str) -> Json {
             obj(vec![
                 (
                     "description",
-                    s(&format!(
+                    s(format!(
                         "Huimin regional health information exchange ({backend})"
                     )),
                 ),
@@ -180,7 +168,7 @@ async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 async fn smart_configuration(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let cfg = obj(vec![
         ("issuer", s(state.settings.issuer())),
-        ("fhir_base", s(&base_url(&req, &state))),
+        ("fhir_base", s(base_url(&req, &state))),
         (
             "token_endpoint_auth_methods_supported",
             arr([s("private_key_jwt")]),

@@ -11,7 +11,7 @@ use super::rest::{authorize, base_url, page_size, page_url, pairs_of};
 use crate::auth::{Caller, Perm, Role};
 use crate::clock;
 use crate::error::ApiError;
-use crate::fhir::bundle::{self, Link};
+use crate::fhir::bundle::{self, Link, obj, s as text};
 use crate::fhir::json::Json;
 use crate::fhir::validate::is_valid_id;
 use crate::services::{everything, mpi};
@@ -52,19 +52,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .name("patient-everything")
             .get(patient_everything),
     );
-}
-
-fn obj(members: Vec<(&str, Json)>) -> Json {
-    Json::Object(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
-}
-
-fn text(v: impl Into<String>) -> Json {
-    Json::String(v.into())
 }
 
 fn respond_json(req: &HttpRequest, doc: &Json) -> Result<HttpResponse, ApiError> {
@@ -256,12 +243,7 @@ async fn resident_reviews(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if caller.role != Role::Admin {
-        return Err(ApiError::Forbidden(
-            "the review list is for administrators".to_owned(),
-        ));
-    }
-    authorize(&caller, &[Perm::Read], "Patient", None)?;
+    require_admin(&caller, "the review list", Perm::Read)?;
     let pairs = pairs_of(req.query_string().as_bytes());
     let count = page_size(&pairs, &state)?;
     let store = state.store.clone();
@@ -482,13 +464,12 @@ fn merge_request(req: &HttpRequest, body: &[u8]) -> Result<(String, String, Stri
     Ok((from, to, reason))
 }
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+/// Administrators only (role `admin`), with `perm` on Patient in their scopes.
+fn require_admin(caller: &Caller, what: &str, perm: Perm) -> Result<(), ApiError> {
     if caller.role != Role::Admin {
-        return Err(ApiError::Forbidden(
-            "merging residents is for administrators".to_owned(),
-        ));
+        return Err(ApiError::Forbidden(format!("{what} is for administrators")));
     }
-    authorize(caller, &[Perm::Update], "Patient", None)
+    authorize(caller, &[perm], "Patient", None)
 }
 
 /// `POST Patient/$merge` (administrators): golden resident `source-patient` into
@@ -499,7 +480,7 @@ async fn patient_merge(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, "merging residents", Perm::Update)?;
     let (from, to, reason) = merge_request(&req, &body)?;
     let store = state.store.clone();
     let who = caller.sub.clone();
@@ -518,7 +499,7 @@ async fn patient_unmerge(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, "merging residents", Perm::Update)?;
     let (from, to, reason) = merge_request(&req, &body)?;
     let store = state.store.clone();
     let who = caller.sub.clone();

@@ -387,43 +387,39 @@ impl Registry {
                 }
             }
         }
-        for t in PINYIN_TYPES {
-            let expression = format!("{t}.name");
+        // Huimin's extension parameters.
+        let mut extension = |t: &str, code: &str, url: &str, kind, expression: String| {
             let param = Arc::new(SearchParam {
-                code: "name-pinyin".to_owned(),
-                url: NAME_PINYIN_URL.to_owned(),
-                kind: ParamType::String,
+                code: code.to_owned(),
+                url: url.to_owned(),
+                kind,
                 expr: fhirpath::parse(&expression).ok(),
                 expression: Some(expression),
                 unsupported: None,
                 targets: Vec::new(),
                 components: Vec::new(),
-                pinyin: true,
+                pinyin: code == "name-pinyin",
             });
             by_type
-                .entry((*t).to_owned())
+                .entry(t.to_owned())
                 .or_default()
                 .insert(param.code.clone(), param);
+        };
+        for t in PINYIN_TYPES {
+            let expression = format!("{t}.name");
+            extension(
+                t,
+                "name-pinyin",
+                NAME_PINYIN_URL,
+                ParamType::String,
+                expression,
+            );
         }
         for t in DISTRICT_TYPES {
             let expression = format!(
                 "{t}.address.extension.where(url = 'urn:huimin:StructureDefinition:area-code').value"
             );
-            let param = Arc::new(SearchParam {
-                code: "district".to_owned(),
-                url: DISTRICT_URL.to_owned(),
-                kind: ParamType::Token,
-                expr: fhirpath::parse(&expression).ok(),
-                expression: Some(expression),
-                unsupported: None,
-                targets: Vec::new(),
-                components: Vec::new(),
-                pinyin: false,
-            });
-            by_type
-                .entry((*t).to_owned())
-                .or_default()
-                .insert(param.code.clone(), param);
+            extension(t, "district", DISTRICT_URL, ParamType::Token, expression);
         }
         for t in huimin_model::RESOURCE_TYPES {
             let entry = by_type.entry((*t).to_owned()).or_default();

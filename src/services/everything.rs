@@ -414,10 +414,7 @@ fn document(
     org_lines: Vec<String>,
     org_entries: Vec<(String, Json)>,
 ) -> Json {
-    use crate::fhir::bundle::s;
-    let obj = |m: Vec<(&str, Json)>| {
-        Json::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-    };
+    use crate::fhir::bundle::{obj, s};
     let div = |lines: &[String]| {
         let items: String = lines
             .iter()

@@ -10,6 +10,7 @@
 
 use crate::clock;
 use crate::error::ApiError;
+use crate::fhir::bundle::{obj, s};
 use crate::fhir::json::Json;
 use crate::services::mpi;
 use crate::services::record::{self, Record};
@@ -17,19 +18,6 @@ use crate::store::residents as store_residents;
 use crate::store::{DbConn, Store, match_keys, search as store_search};
 
 const LIFECYCLE: &str = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle";
-
-fn s(v: impl Into<String>) -> Json {
-    Json::String(v.into())
-}
-
-fn obj(members: Vec<(&str, Json)>) -> Json {
-    Json::Object(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
-}
 
 fn reference(r: impl Into<String>) -> Json {
     obj(vec![("reference", s(r))])
@@ -170,14 +158,22 @@ pub fn merge(
                 ),
             ]),
         ];
-        entity.extend(sources.iter().map(|src| {
+        entity.extend(moved_entities(&sources));
+        provenance(conn, "merge", &to, &from, &reason, &who, entity)
+    })
+}
+
+/// Provenance entities naming the institution Patients a merge or unmerge moved.
+fn moved_entities(moved: &[String]) -> Vec<Json> {
+    moved
+        .iter()
+        .map(|src| {
             obj(vec![
                 ("role", s("source")),
                 ("what", reference(format!("Patient/{src}"))),
             ])
-        }));
-        provenance(conn, "merge", &to, &from, &reason, &who, entity)
-    })
+        })
+        .collect()
 }
 
 fn provenance(
@@ -308,15 +304,7 @@ pub fn unmerge(
                 }
             }
         })?;
-        let entity = moved
-            .iter()
-            .map(|src| {
-                obj(vec![
-                    ("role", s("source")),
-                    ("what", reference(format!("Patient/{src}"))),
-                ])
-            })
-            .collect();
+        let entity = moved_entities(&moved);
         provenance(conn, "unmerge", &to, &from, &reason, &who, entity)
     })
 }

@@ -58,6 +58,37 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// Stamp `tree` and store it as version `version_id` (current row and history row); returns
+/// the stored JSON and its last-updated time.
+fn store_version(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    tree: &mut Json,
+    version_id: i64,
+    method: &str,
+    is_new: bool,
+) -> Result<(String, i64), ApiError> {
+    let now = clock::now_millis();
+    stamp(tree, id, version_id, now);
+    let content = String::from_utf8(tree.to_bytes()).map_err(ApiError::internal)?;
+    repo::write_version(
+        conn,
+        &NewVersion {
+            res_type: t,
+            res_id: id,
+            version_id,
+            last_updated: now,
+            deleted: false,
+            method,
+            content: &content,
+        },
+        is_new,
+    )
+    .map_err(map_write_error)?;
+    Ok((content, now))
+}
+
 /// Write one new version (`is_new` when no row exists yet).
 fn put_version(
     conn: &mut DbConn,
@@ -76,23 +107,7 @@ fn put_version(
     } else {
         None
     };
-    let now = clock::now_millis();
-    stamp(&mut tree, id, version_id, now);
-    let content = String::from_utf8(tree.to_bytes()).map_err(ApiError::internal)?;
-    repo::write_version(
-        conn,
-        &NewVersion {
-            res_type: t,
-            res_id: id,
-            version_id,
-            last_updated: now,
-            deleted: false,
-            method,
-            content: &content,
-        },
-        is_new,
-    )
-    .map_err(map_write_error)?;
+    let (content, now) = store_version(conn, t, id, &mut tree, version_id, method, is_new)?;
     let mut entries = index_entries(t, &tree);
     let resident = match resident {
         Some(g) => Some(g),
@@ -132,23 +147,7 @@ fn put_version_over(
     version_id: i64,
     old: &Json,
 ) -> Result<(), ApiError> {
-    let now = clock::now_millis();
-    stamp(&mut tree, id, version_id, now);
-    let content = String::from_utf8(tree.to_bytes()).map_err(ApiError::internal)?;
-    repo::write_version(
-        conn,
-        &NewVersion {
-            res_type: t,
-            res_id: id,
-            version_id,
-            last_updated: now,
-            deleted: false,
-            method: "PUT",
-            content: &content,
-        },
-        false,
-    )
-    .map_err(map_write_error)?;
+    store_version(conn, t, id, &mut tree, version_id, "PUT", false)?;
     let mut new = index_entries(t, &tree);
     new.push(mpi::resident_entry(id));
     let mut before = index_entries(t, old);
