@@ -96,6 +96,8 @@ struct Txn {
     goldens: BTreeMap<String, Vec<(String, Json)>>,
     /// Resources whose Patient was not linked yet when they were written: (type, id, patient).
     unresolved: Vec<(String, String, String)>,
+    /// Golden resident id → institution Patients deleted in this transaction (their links go).
+    unlinked: BTreeMap<String, Vec<String>>,
     /// Patient id → the golden resident an administrator moves it to (merge, unmerge).
     relink: HashMap<String, String>,
     /// The golden residents first linked in this transaction (not in the index yet), with the
@@ -120,6 +122,23 @@ pub fn relink(id: &str, golden: &str) {
             .relink
             .insert(id.to_owned(), golden.to_owned())
     });
+}
+
+/// The institution Patient `id` is being deleted: its golden resident drops the link to it at
+/// the end of the transaction.
+pub fn unlink_deleted(conn: &mut DbConn, id: &str) -> Result<(), ApiError> {
+    if let Some(g) = index::reference_of(conn, "Patient", id, RESIDENT_PARAM, "Patient")?
+        && g != id
+    {
+        TXN.with(|t| {
+            t.borrow_mut()
+                .unlinked
+                .entry(g)
+                .or_default()
+                .push(id.to_owned())
+        });
+    }
+    Ok(())
 }
 
 /// Whether `tree` is a golden resident Patient.
@@ -450,17 +469,23 @@ pub type GoldenWriter<'a> =
 /// golden resident version (the record service's writer).
 pub fn finish(conn: &mut DbConn, write: &mut GoldenWriter<'_>) -> Result<(), ApiError> {
     let txn = TXN.with(|t| std::mem::take(&mut *t.borrow_mut()));
-    for (golden, sources) in &txn.goldens {
+    let mut touched: Vec<&String> = txn.goldens.keys().chain(txn.unlinked.keys()).collect();
+    touched.sort();
+    touched.dedup();
+    for golden in touched {
+        let sources: &[(String, Json)] = txn.goldens.get(golden).map_or(&[], Vec::as_slice);
+        let gone: &[String] = txn.unlinked.get(golden).map_or(&[], Vec::as_slice);
         let current = crate::store::resources::lock_current(conn, "Patient", golden)?;
         match current {
             Some((v, false)) => {
                 let stored = crate::store::resources::find_current(conn, "Patient", golden)?
                     .ok_or_else(|| ApiError::internal("a locked golden resident vanished"))?;
                 let old = Json::parse(stored.content.as_bytes()).map_err(ApiError::internal)?;
-                if let Some(tree) = updated_golden(&old, sources) {
+                if let Some(tree) = updated_golden(&old, sources, gone) {
                     write(conn, golden, tree, Some((v, Some(&old))))?;
                 }
             }
+            _ if sources.is_empty() => {}
             Some((v, true)) => write(conn, golden, new_golden(sources), Some((v, None)))?,
             None => write(conn, golden, new_golden(sources), None)?,
         }
@@ -558,13 +583,17 @@ fn copy_demographics(golden: &mut Json, source: &Json) {
 
 /// A golden resident with new sources linked, or `None` when nothing changes (every source
 /// already linked and no better demographics).
-fn updated_golden(old: &Json, sources: &[(String, Json)]) -> Option<Json> {
+fn updated_golden(old: &Json, sources: &[(String, Json)], gone: &[String]) -> Option<Json> {
     let mut tree = old.clone();
     tree.remove("id");
     let mut links = match tree.remove("link") {
         Some(Json::Array(l)) => l,
         _ => Vec::new(),
     };
+    links.retain(|l| {
+        let r = l.get("other").and_then(|o| o.get_str("reference"));
+        !gone.iter().any(|g| r == Some(&format!("Patient/{g}")))
+    });
     for (id, _) in sources {
         let reference = format!("Patient/{id}");
         let known = links

@@ -541,6 +541,9 @@ pub fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, Ap
     if deleted {
         return Ok(None);
     }
+    if t == "Patient" {
+        mpi::unlink_deleted(conn, id)?;
+    }
     let now = clock::now_millis();
     repo::write_version(
         conn,

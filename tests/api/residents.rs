@@ -235,6 +235,20 @@ async fn institution_patients_link_to_one_golden_resident() {
         .await;
     assert_eq!(again.status.as_u16(), 200, "{}", again.text());
     assert_eq!(again.json()["id"], a["id"]);
+    // Deleting an institution Patient drops its link from the golden resident.
+    let gone = app
+        .delete(&format!("/fhir/Patient/{}", c["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(gone.status.as_u16(), 204, "{}", gone.text());
+    let after = read(&app, &format!("/fhir/Patient/{g}")).await;
+    let refs: Vec<&str> = after["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["other"]["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs.len(), 3, "{refs:?}");
+    assert!(!refs.contains(&format!("Patient/{}", c["id"].as_str().unwrap()).as_str()));
     // An update keeps the link, and the golden resident is not rewritten for nothing.
     let mut a2 = a.clone();
     a2["telecom"][0]["value"] = json!("13800138001");
