@@ -53,6 +53,18 @@ enum Command {
         #[command(subcommand)]
         action: FixturesAction,
     },
+    /// The resident index.
+    Residents {
+        #[command(subcommand)]
+        action: ResidentsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ResidentsAction {
+    /// Link data stored before the resident index existed: institution Patients to golden
+    /// residents, and clinical resources to their residents. Safe to run again.
+    Relink,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +133,21 @@ pub fn run() -> anyhow::Result<()> {
                 },
             )?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Residents {
+            action: ResidentsAction::Relink,
+        } => {
+            let db = settings.database()?;
+            store::migrate(&db)?;
+            let store = store::Store::open(&db, settings.db_pool_size)?;
+            crate::services::mpi::configure(crate::services::mpi::Thresholds {
+                upper: settings.resident_match_upper,
+                lower: settings.resident_match_lower,
+            });
+            let (patients, resources) = crate::services::mpi::relink_existing(&store)
+                .map_err(|e| anyhow::anyhow!("relinking failed: {e}"))?;
+            println!("linked {patients} Patient(s) and {resources} other resource(s)");
             Ok(())
         }
         Command::Fixtures {

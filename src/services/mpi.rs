@@ -757,3 +757,67 @@ pub fn cross_references(
     }
     Ok(Some(out))
 }
+
+/// Resources per transaction when linking existing data.
+const RELINK_BATCH: i64 = 500;
+
+/// Link data written before the resident index existed: every institution Patient without a
+/// golden resident gets one (a new version with its link), then every resource of the
+/// Patient compartment without a `_resident` row gets one. Returns (Patients, resources)
+/// linked. Safe to run again: what is linked is skipped.
+pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), ApiError> {
+    let mut patients = 0;
+    let mut after = String::new();
+    loop {
+        let from = after.clone();
+        let (n, last) = store.write(move |conn| {
+            begin();
+            let page =
+                crate::store::search::without_resident(conn, "Patient", &from, RELINK_BATCH)?;
+            let last = page.last().map(|(id, _)| id.clone());
+            for (id, content) in &page {
+                let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
+                super::record::update_in(conn, "Patient", id, tree, None, false)?;
+            }
+            super::record::finish_links(conn)?;
+            Ok::<_, ApiError>((page.len(), last))
+        })?;
+        patients += n;
+        match last {
+            Some(l) => after = l,
+            None => break,
+        }
+    }
+    let mut resources = 0;
+    for (t, _) in compartment_members("Patient") {
+        if t == "Patient" {
+            continue;
+        }
+        let mut after = String::new();
+        loop {
+            let (from, t) = (after.clone(), t.to_owned());
+            let (n, last) = store.write(move |conn| {
+                begin();
+                let page = crate::store::search::without_resident(conn, &t, &from, RELINK_BATCH)?;
+                let last = page.last().map(|(id, _)| id.clone());
+                let mut linked = 0;
+                for (id, content) in &page {
+                    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
+                    let entries = crate::fhir::index::extract(&t, &tree);
+                    if let Some(g) = resident_of(conn, &t, id, &entries)? {
+                        index::add(conn, &t, id, &[resident_entry(&g)])?;
+                        linked += 1;
+                    }
+                }
+                begin();
+                Ok::<_, ApiError>((linked, last))
+            })?;
+            resources += n;
+            match last {
+                Some(l) => after = l,
+                None => break,
+            }
+        }
+    }
+    Ok((patients, resources))
+}

@@ -1120,3 +1120,26 @@ struct IdRow {
     #[diesel(sql_type = Text)]
     res_id: String,
 }
+
+/// One page of live resources of type `t` (ids after `after`, in id order) that have no
+/// `_resident` row: data written before the resident index existed. (id, JSON).
+pub fn without_resident(
+    conn: &mut DbConn,
+    t: &str,
+    after: &str,
+    limit: i64,
+) -> QueryResult<Vec<(String, String)>> {
+    let mut q = new_sql(conn);
+    q.push("SELECT r.res_id, r.content FROM resources r WHERE r.res_type = ");
+    q.text(t);
+    q.push(" AND r.deleted = ");
+    q.bind(Bind::Bool(false));
+    q.push(" AND r.res_id > ");
+    q.text(after);
+    q.push(" AND NOT EXISTS (SELECT 1 FROM search_reference x WHERE x.res_type = r.res_type AND x.res_id = r.res_id AND x.param = ");
+    q.text(super::residents::RESIDENT_PARAM);
+    q.push(") ORDER BY r.res_id LIMIT ");
+    q.bind(Bind::Int(limit));
+    let rows = load_rows!(conn, q, Row);
+    Ok(rows.into_iter().map(|r| (r.res_id, r.content)).collect())
+}

@@ -956,3 +956,83 @@ async fn registries_are_searchable_as_mcsd_expects() {
             .any(|e| e["resource"]["resourceType"] == "PractitionerRole")
     );
 }
+
+#[actix_web::test]
+async fn data_stored_before_the_resident_index_is_linked_by_a_command() {
+    use diesel::{Connection, RunQueryDsl};
+    let app = spawn_app().await;
+    let number = id_number("510112", "19700101", 71);
+    let p = app
+        .create(&source(
+            "a",
+            "A1",
+            Some((ID_CARD, &number)),
+            "赵强",
+            "1970-01-01",
+        ))
+        .await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    app.create(&json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+        "subject": {"reference": format!("Patient/{pid}")}}))
+        .await;
+    // As a database from before the resident index: no golden residents, no resident rows.
+    let forget = [
+        "DELETE FROM search_reference WHERE param = '_resident'",
+        "DELETE FROM match_keys WHERE criteria LIKE 'resident|%'",
+    ];
+    match &app.settings.database_url {
+        Some(url) => {
+            let mut c = diesel::pg::PgConnection::establish(url).unwrap();
+            for sql in forget {
+                diesel::sql_query(sql).execute(&mut c).unwrap();
+            }
+        }
+        None => {
+            let path = app.settings.data_dir.join("huimin.db");
+            let mut c =
+                diesel::sqlite::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            for sql in forget {
+                diesel::sql_query(sql).execute(&mut c).unwrap();
+            }
+        }
+    }
+    let observations = format!("/fhir/Patient/{pid}/$everything?_type=Observation");
+    assert_eq!(entries_of(&pages(&app, &observations).await).len(), 0);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_huimin"));
+    cmd.args(["residents", "relink"])
+        .env("HUIMIN_DATA_DIR", &app.settings.data_dir)
+        .env("HUIMIN_LOG_LEVEL", "warn");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUIMIN_") && !k.starts_with("HUIMIN_TEST_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HUIMIN_DATA_DIR", &app.settings.data_dir);
+    if let Some(url) = &app.settings.database_url {
+        cmd.env("HUIMIN_DATABASE_URL", url);
+    }
+    let out = cmd.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The institution Patient and the golden resident (whose own row went too).
+    assert!(
+        said.contains("linked 2 Patient(s) and 1 other resource(s)"),
+        "{said}"
+    );
+    assert_eq!(entries_of(&pages(&app, &observations).await).len(), 1);
+    let linked = read(&app, &format!("/fhir/Patient/{pid}")).await;
+    let g = golden_of(&linked);
+    let golden = read(&app, &format!("/fhir/Patient/{g}")).await;
+    assert!(is_golden(&golden));
+    // Again: nothing left to link.
+    let out = cmd.output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("linked 0 Patient(s) and 0 other resource(s)")
+    );
+}
