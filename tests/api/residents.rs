@@ -27,6 +27,19 @@ fn source(inst: &str, mrn: &str, id: Option<(&str, &str)>, name: &str, birth: &s
     })
 }
 
+/// 张伟, born 1980-03-02, at institution `inst`.
+fn zhang_wei(inst: &str, mrn: &str, id: Option<(&str, &str)>) -> Value {
+    source(inst, mrn, id, "张伟", "1980-03-02")
+}
+
+/// Another 张伟 born the same day, with another phone and address: a possible match only.
+fn namesake() -> Value {
+    let mut p = zhang_wei("e", "E1", None);
+    p["telecom"][0]["value"] = json!("13700137000");
+    p["address"][0]["text"] = json!("四川省成都市锦江区红星路1号");
+    p
+}
+
 /// The golden resident a stored source Patient links to (`Patient/<id>` → `<id>`).
 fn golden_of(p: &Value) -> String {
     let links = p["link"].as_array().unwrap();
@@ -128,29 +141,15 @@ async fn institution_patients_link_to_one_golden_resident() {
     let number = id_number("510107", "19800302", 11);
     // Two institutions know the resident by ID card and by health card.
     let a = app
-        .create(&source(
-            "a",
-            "A1",
-            Some((ID_CARD, &number)),
-            "张伟",
-            "1980-03-02",
-        ))
+        .create(&zhang_wei("a", "A1", Some((ID_CARD, &number))))
         .await;
     let b = app
-        .create(&source(
-            "b",
-            "B9",
-            Some((HEALTH_CARD, &number)),
-            "张伟",
-            "1980-03-02",
-        ))
+        .create(&zhang_wei("b", "B9", Some((HEALTH_CARD, &number))))
         .await;
     let g = golden_of(&a);
     assert_eq!(golden_of(&b), g, "same ID number, same golden resident");
     // A clinic without the ID number: same name, birth date, sex, phone and address.
-    let c = app
-        .create(&source("c", "C5", None, "张伟", "1980-03-02"))
-        .await;
+    let c = app.create(&zhang_wei("c", "C5", None)).await;
     assert_eq!(golden_of(&c), g, "a certain probabilistic match links");
     // A homophone typo (张玮) still matches on pinyin.
     let d = app
@@ -163,9 +162,7 @@ async fn institution_patients_link_to_one_golden_resident() {
     let e = app.create(&other).await;
     assert_ne!(golden_of(&e), g);
     // A namesake born the same day with another phone and address: possible, not certain.
-    let mut maybe = source("e", "E1", None, "张伟", "1980-03-02");
-    maybe["telecom"][0]["value"] = json!("13700137000");
-    maybe["address"][0]["text"] = json!("四川省成都市锦江区红星路1号");
+    let maybe = namesake();
     let f = app.create(&maybe).await;
     assert_ne!(
         golden_of(&f),
@@ -227,7 +224,7 @@ async fn institution_patients_link_to_one_golden_resident() {
                 ("If-None-Exist", &format!("identifier={ID_CARD}|{number}")),
             ],
             Some(
-                source("a", "A1", Some((ID_CARD, &number)), "张伟", "1980-03-02")
+                zhang_wei("a", "A1", Some((ID_CARD, &number)))
                     .to_string()
                     .as_bytes(),
             ),
@@ -467,23 +464,13 @@ async fn match_and_cross_references() {
     let app = spawn_app().await;
     let number = id_number("510107", "19800302", 11);
     let a = app
-        .create(&source(
-            "a",
-            "A1",
-            Some((ID_CARD, &number)),
-            "张伟",
-            "1980-03-02",
-        ))
+        .create(&zhang_wei("a", "A1", Some((ID_CARD, &number))))
         .await;
-    let b = app
-        .create(&source("b", "B9", None, "张伟", "1980-03-02"))
-        .await;
+    let b = app.create(&zhang_wei("b", "B9", None)).await;
     let g = golden_of(&a);
     assert_eq!(golden_of(&b), g);
     // A namesake with another phone and address goes to the review list.
-    let mut maybe = source("e", "E1", None, "张伟", "1980-03-02");
-    maybe["telecom"][0]["value"] = json!("13700137000");
-    maybe["address"][0]["text"] = json!("四川省成都市锦江区红星路1号");
+    let maybe = namesake();
     let m = app.create(&maybe).await;
     let mg = golden_of(&m);
     assert_ne!(mg, g);
