@@ -70,6 +70,18 @@ pub fn parse_fhir_datetime(s: &str) -> Option<i64> {
     i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// Today's date in local time ([`LOCAL_OFFSET_SECS`]) as `YYYYMMDD`.
+pub fn today_digits() -> String {
+    let local = UtcOffset::from_whole_seconds(LOCAL_OFFSET_SECS).unwrap_or(UtcOffset::UTC);
+    let now = at(now_millis()).to_offset(local);
+    format!(
+        "{:04}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    )
+}
+
 /// The offset applied to dates and times written without a zone: China Standard Time
 /// (UTC+8, no daylight saving), the local time of every institution the platform serves.
 pub const LOCAL_OFFSET_SECS: i32 = 8 * 3600;

@@ -109,7 +109,9 @@ async fn patient_match(
         }
     };
     crate::fhir::validate::tree(&patient, Some("Patient")).map_err(ApiError::Invalid)?;
-    if let Some(why) = crate::services::ident::check_resource("Patient", &patient, &mpi::today()) {
+    if let Some(why) =
+        crate::services::ident::check_resource("Patient", &patient, &clock::today_digits())
+    {
         return Err(ApiError::Unprocessable(why));
     }
     let store = state.store.clone();

@@ -8,8 +8,7 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::services::mpi;
-use crate::store::residents::RESIDENT_PARAM;
-use crate::store::{DbConn, Store, index, resources as repo, search as store_search};
+use crate::store::{DbConn, Store, resources as repo, search as store_search};
 
 /// What `$everything` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -47,13 +46,7 @@ const REFERENCED: &[&str] = &[
 pub fn golden_of(conn: &mut DbConn, id: &str) -> Result<String, ApiError> {
     let rec = super::record::read_in(conn, "Patient", id)?;
     let tree = Json::parse(rec.content.as_bytes()).map_err(ApiError::internal)?;
-    if mpi::is_golden(&tree) {
-        return Ok(id.to_owned());
-    }
-    Ok(
-        index::reference_of(conn, "Patient", id, RESIDENT_PARAM, "Patient")?
-            .unwrap_or_else(|| id.to_owned()),
-    )
+    mpi::golden_for(conn, id, &tree)
 }
 
 /// `Patient/[id]/$everything`, one page.

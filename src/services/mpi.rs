@@ -127,7 +127,7 @@ pub fn relink(id: &str, golden: &str) {
 /// The institution Patient `id` is being deleted: its golden resident drops the link to it at
 /// the end of the transaction.
 pub fn unlink_deleted(conn: &mut DbConn, id: &str) -> Result<(), ApiError> {
-    if let Some(g) = index::reference_of(conn, "Patient", id, RESIDENT_PARAM, "Patient")?
+    if let Some(g) = stored_resident(conn, id)?
         && g != id
     {
         TXN.with(|t| {
@@ -139,6 +139,27 @@ pub fn unlink_deleted(conn: &mut DbConn, id: &str) -> Result<(), ApiError> {
         });
     }
     Ok(())
+}
+
+/// The golden resident stored for `Patient/patient` (its `_resident` row; a golden resident
+/// names itself). Rows held back in this transaction are not seen.
+pub fn stored_resident(conn: &mut DbConn, patient: &str) -> Result<Option<String>, ApiError> {
+    Ok(index::reference_of(
+        conn,
+        "Patient",
+        patient,
+        RESIDENT_PARAM,
+        "Patient",
+    )?)
+}
+
+/// The golden resident of `Patient/id` stored as `tree`: itself when it is one, else its
+/// stored resident, else itself (a Patient not linked yet).
+pub fn golden_for(conn: &mut DbConn, id: &str, tree: &Json) -> Result<String, ApiError> {
+    if is_golden(tree) {
+        return Ok(id.to_owned());
+    }
+    Ok(stored_resident(conn, id)?.unwrap_or_else(|| id.to_owned()))
 }
 
 /// Whether `tree` is a golden resident Patient.
@@ -156,7 +177,7 @@ pub fn person_number(tree: &Json) -> Option<String> {
     let Some(Json::Array(identifiers)) = tree.get("identifier") else {
         return None;
     };
-    let today = today();
+    let today = clock::today_digits();
     identifiers.iter().find_map(|i| {
         let system = i.get_str("system")?;
         if !ident::is_person_number_system(system) {
@@ -166,19 +187,6 @@ pub fn person_number(tree: &Json) -> Option<String> {
             .ok()
             .map(|n| n.number)
     })
-}
-
-/// Today in China Standard Time, `YYYYMMDD`.
-pub fn today() -> String {
-    let now = time::OffsetDateTime::from_unix_timestamp(clock::now_millis() / 1000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(time::macros::offset!(+8));
-    format!(
-        "{:04}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day()
-    )
 }
 
 fn number_key(number: &str) -> String {
@@ -258,7 +266,7 @@ pub fn link_patient(
     let existing = match moved {
         Some(g) => Some(g),
         None if is_new => None,
-        None => index::reference_of(conn, "Patient", id, RESIDENT_PARAM, "Patient")?,
+        None => stored_resident(conn, id)?,
     };
     let golden = match existing {
         Some(g) => g,
@@ -433,7 +441,7 @@ pub fn resident_of(
     if let Some(g) = TXN.with(|x| x.borrow().residents.get(patient).cloned()) {
         return Ok(Some(g));
     }
-    if let Some(g) = index::reference_of(conn, "Patient", patient, RESIDENT_PARAM, "Patient")? {
+    if let Some(g) = stored_resident(conn, patient)? {
         TXN.with(|x| {
             x.borrow_mut()
                 .residents
@@ -493,7 +501,7 @@ pub fn finish(conn: &mut DbConn, write: &mut GoldenWriter<'_>) -> Result<(), Api
     for (t, id, patient) in &txn.unresolved {
         let golden = match txn.residents.get(patient) {
             Some(g) => Some(g.clone()),
-            None => index::reference_of(conn, "Patient", patient, RESIDENT_PARAM, "Patient")?,
+            None => stored_resident(conn, patient)?,
         };
         if let Some(g) = golden {
             index::add(conn, t, id, &[resident_entry(&g)])?;
@@ -715,14 +723,7 @@ pub fn cross_references(
         return Ok(None);
     };
     let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
-    let golden = if is_golden(&tree) {
-        id
-    } else {
-        match index::reference_of(conn, "Patient", &id, RESIDENT_PARAM, "Patient")? {
-            Some(g) => g,
-            None => id,
-        }
-    };
+    let golden = golden_for(conn, &id, &tree)?;
     let mut out = Vec::new();
     let mut after: Option<(String, String)> = None;
     loop {

@@ -99,7 +99,7 @@ fn put_version(
     method: &str,
     is_new: bool,
 ) -> Result<Record, ApiError> {
-    if let Some(why) = ident::check_resource(t, &tree, &mpi::today()) {
+    if let Some(why) = ident::check_resource(t, &tree, &clock::today_digits()) {
         return Err(ApiError::Unprocessable(why));
     }
     let resident = if t == "Patient" {

@@ -51,14 +51,6 @@ pub fn reviews(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<Review>> {
     native!(conn, c => q.load::<Review>(c))
 }
 
-/// Forget the reviews of a source Patient (it was linked by an administrator).
-pub fn clear_reviews(conn: &mut DbConn, source_id: &str) -> QueryResult<()> {
-    let q =
-        diesel::delete(resident_reviews::table.filter(resident_reviews::source_id.eq(source_id)));
-    native!(conn, c => q.execute(c))?;
-    Ok(())
-}
-
 /// Move every `_resident` row from one golden resident to another (a merge), or only those
 /// of the given resources (an unmerge). Returns the rows moved.
 pub fn repoint(
