@@ -754,10 +754,7 @@ pub fn batch(
                     }
                     .rewrite(resource)?;
                 }
-                mpi::begin();
-                let out = single(conn, action, may_create)?;
-                record::finish_links(conn)?;
-                Ok(out)
+                record::linked(conn, |conn| single(conn, action, may_create))
             });
             out.push(result);
         }

@@ -41,7 +41,7 @@ fn links(tree: &Json, kind: &str) -> Vec<String> {
         Some(Json::Array(l)) => l
             .iter()
             .filter(|l| l.get_str("type") == Some(kind))
-            .filter_map(|l| l.get("other").and_then(|o| o.get_str("reference")))
+            .filter_map(mpi::link_target)
             .map(str::to_owned)
             .collect(),
         _ => Vec::new(),
@@ -52,11 +52,8 @@ fn set_links(tree: &mut Json, links: Vec<Json>) {
     tree.set_at("link", Json::Array(links), usize::MAX);
 }
 
-fn link(r: &str, kind: &str) -> Json {
-    obj(vec![("other", reference(r)), ("type", s(kind))])
-}
-
-/// Write a new version of `Patient/id` (its current content changed by `f`).
+/// Write a new version of golden resident `Patient/id` (its content changed by `f`; the stored
+/// `meta` keeps its golden tag, the write stamps the rest).
 fn rewrite(
     conn: &mut DbConn,
     id: &str,
@@ -64,16 +61,6 @@ fn rewrite(
     f: impl FnOnce(&mut Json),
 ) -> Result<(), ApiError> {
     f(&mut tree);
-    tree.remove("meta");
-    let tag = obj(vec![(
-        "tag",
-        Json::Array(vec![obj(vec![
-            ("system", s(mpi::TAG_SYSTEM)),
-            ("code", s(mpi::GOLDEN)),
-            ("display", s("Golden resident record")),
-        ])]),
-    )]);
-    tree.set_at("meta", tag, 2);
     record::update_in(conn, "Patient", id, tree, None, false)?;
     Ok(())
 }
@@ -125,11 +112,8 @@ pub fn merge(
         let (_, b_now) = golden(conn, &to, "target-patient")?;
         let a_number = mpi::person_number(&a);
         rewrite(conn, &to, b_now, |b| {
-            let mut l = match b.remove("link") {
-                Some(Json::Array(l)) => l,
-                _ => Vec::new(),
-            };
-            l.push(link(&format!("Patient/{from}"), "replaces"));
+            let mut l = mpi::take_links(b);
+            l.push(mpi::link(&format!("Patient/{from}"), "replaces"));
             set_links(b, l);
             if mpi::person_number(b).is_none()
                 && let (Some(Json::Array(ids)), Some(_)) = (a.get("identifier"), &a_number)
@@ -140,7 +124,7 @@ pub fn merge(
         rewrite(conn, &from, a.clone(), |a| {
             a.set_at("active", Json::Bool(false), 3);
             a.remove("identifier");
-            set_links(a, vec![link(&format!("Patient/{to}"), "replaced-by")]);
+            set_links(a, vec![mpi::link(&format!("Patient/{to}"), "replaced-by")]);
         })?;
         let mut entity = vec![
             obj(vec![
@@ -285,17 +269,10 @@ pub fn unmerge(
             .chain(std::iter::once(format!("Patient/{from}")))
             .collect();
         rewrite(conn, &to, b_now, |b| {
-            let kept: Vec<Json> = match b.remove("link") {
-                Some(Json::Array(l)) => l
-                    .into_iter()
-                    .filter(|l| {
-                        l.get("other")
-                            .and_then(|o| o.get_str("reference"))
-                            .is_none_or(|r| !gone.iter().any(|g| g == r))
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let kept: Vec<Json> = mpi::take_links(b)
+                .into_iter()
+                .filter(|l| mpi::link_target(l).is_none_or(|r| !gone.iter().any(|g| g == r)))
+                .collect();
             set_links(b, kept);
             match b_old.get("identifier") {
                 Some(ids) => b.set_at("identifier", ids.clone(), 2),

@@ -291,27 +291,32 @@ pub fn link_patient(
 
 /// The source's `link` to its golden resident (replacing an earlier `refer` link of ours).
 fn set_link(tree: &mut Json, golden: &str) {
-    let reference = format!("Patient/{golden}");
-    let mut links = match tree.remove("link") {
-        Some(Json::Array(l)) => l,
-        _ => Vec::new(),
-    };
+    let mut links = take_links(tree);
     links.retain(|l| l.get_str("type") != Some("refer"));
-    links.push(link(&reference, "refer"));
+    links.push(link(&format!("Patient/{golden}"), "refer"));
     tree.set_at("link", Json::Array(links), usize::MAX);
 }
 
-fn link(reference: &str, kind: &str) -> Json {
-    Json::Object(vec![
-        (
-            "other".to_owned(),
-            Json::Object(vec![(
-                "reference".to_owned(),
-                Json::String(reference.to_owned()),
-            )]),
-        ),
-        ("type".to_owned(), Json::String(kind.to_owned())),
+/// A Patient `link` of `kind` to `reference`.
+pub fn link(reference: &str, kind: &str) -> Json {
+    use crate::fhir::bundle::{obj, s};
+    obj(vec![
+        ("other", obj(vec![("reference", s(reference))])),
+        ("type", s(kind)),
     ])
+}
+
+/// The reference a Patient `link` points at.
+pub fn link_target(link: &Json) -> Option<&str> {
+    link.get("other").and_then(|o| o.get_str("reference"))
+}
+
+/// A Patient's links, taken out of it (put back with `set_at("link", …)`).
+pub fn take_links(tree: &mut Json) -> Vec<Json> {
+    match tree.remove("link") {
+        Some(Json::Array(l)) => l,
+        _ => Vec::new(),
+    }
 }
 
 /// The golden resident that scores best against `tree` among those sharing its birth date or
@@ -594,19 +599,14 @@ fn copy_demographics(golden: &mut Json, source: &Json) {
 fn updated_golden(old: &Json, sources: &[(String, Json)], gone: &[String]) -> Option<Json> {
     let mut tree = old.clone();
     tree.remove("id");
-    let mut links = match tree.remove("link") {
-        Some(Json::Array(l)) => l,
-        _ => Vec::new(),
-    };
+    let mut links = take_links(&mut tree);
     links.retain(|l| {
-        let r = l.get("other").and_then(|o| o.get_str("reference"));
+        let r = link_target(l);
         !gone.iter().any(|g| r == Some(&format!("Patient/{g}")))
     });
     for (id, _) in sources {
         let reference = format!("Patient/{id}");
-        let known = links
-            .iter()
-            .any(|l| l.get("other").and_then(|o| o.get_str("reference")) == Some(&reference));
+        let known = links.iter().any(|l| link_target(l) == Some(&reference));
         if !known {
             links.push(link(&reference, "seealso"));
         }
@@ -767,58 +767,57 @@ const RELINK_BATCH: i64 = 500;
 /// Patient compartment without a `_resident` row gets one. Returns (Patients, resources)
 /// linked. Safe to run again: what is linked is skipped.
 pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), ApiError> {
-    let mut patients = 0;
-    let mut after = String::new();
-    loop {
-        let from = after.clone();
-        let (n, last) = store.write(move |conn| {
-            begin();
-            let page =
-                crate::store::search::without_resident(conn, "Patient", &from, RELINK_BATCH)?;
-            let last = page.last().map(|(id, _)| id.clone());
-            for (id, content) in &page {
-                let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
-                super::record::update_in(conn, "Patient", id, tree, None, false)?;
-            }
-            super::record::finish_links(conn)?;
-            Ok::<_, ApiError>((page.len(), last))
-        })?;
-        patients += n;
-        match last {
-            Some(l) => after = l,
-            None => break,
-        }
-    }
+    let patients = relink_type(store, "Patient", |conn, _, id, tree| {
+        super::record::update_in(conn, "Patient", id, tree, None, false)?;
+        Ok(true)
+    })?;
     let mut resources = 0;
     for (t, _) in compartment_members("Patient") {
         if t == "Patient" {
             continue;
         }
-        let mut after = String::new();
-        loop {
-            let (from, t) = (after.clone(), t.to_owned());
-            let (n, last) = store.write(move |conn| {
-                begin();
-                let page = crate::store::search::without_resident(conn, &t, &from, RELINK_BATCH)?;
-                let last = page.last().map(|(id, _)| id.clone());
-                let mut linked = 0;
-                for (id, content) in &page {
-                    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
-                    let entries = crate::fhir::index::extract(&t, &tree);
-                    if let Some(g) = resident_of(conn, &t, id, &entries)? {
-                        index::add(conn, &t, id, &[resident_entry(&g)])?;
-                        linked += 1;
-                    }
+        resources += relink_type(store, t, |conn, t, id, tree| {
+            let entries = crate::fhir::index::extract(t, &tree);
+            match resident_of(conn, t, id, &entries)? {
+                Some(g) => {
+                    index::add(conn, t, id, &[resident_entry(&g)])?;
+                    Ok(true)
                 }
-                begin();
-                Ok::<_, ApiError>((linked, last))
-            })?;
-            resources += n;
-            match last {
-                Some(l) => after = l,
-                None => break,
+                None => Ok(false),
             }
-        }
+        })?;
     }
     Ok((patients, resources))
+}
+
+/// Link, page by page (one transaction each), the resources of type `t` without a `_resident`
+/// row; `link` says whether it linked one. Returns how many it linked.
+fn relink_type(
+    store: &crate::store::Store,
+    t: &str,
+    link: fn(&mut DbConn, &str, &str, Json) -> Result<bool, ApiError>,
+) -> Result<usize, ApiError> {
+    let mut linked = 0;
+    let mut after = String::new();
+    loop {
+        let (from, t) = (after.clone(), t.to_owned());
+        let (n, last) = store.write(move |conn| {
+            super::record::linked(conn, |conn| {
+                let page = crate::store::search::without_resident(conn, &t, &from, RELINK_BATCH)?;
+                let mut n = 0;
+                for (id, content) in &page {
+                    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
+                    if link(conn, &t, id, tree)? {
+                        n += 1;
+                    }
+                }
+                Ok((n, page.last().map(|(id, _)| id.clone())))
+            })
+        })?;
+        linked += n;
+        match last {
+            Some(l) => after = l,
+            None => return Ok(linked),
+        }
+    }
 }

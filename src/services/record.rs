@@ -156,19 +156,25 @@ fn put_version_over(
     Ok(())
 }
 
-/// Run `f` as one write transaction with its resident-index work (golden residents written
-/// at its end).
+/// Run `f` inside the caller's transaction with its resident-index work: linking starts
+/// afresh, and the golden residents are written at its end.
+pub fn linked<T>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    mpi::begin();
+    let out = f(conn)?;
+    finish_links(conn)?;
+    Ok(out)
+}
+
+/// Run `f` as one write transaction with its resident-index work (see [`linked`]).
 fn write<T, F>(store: &Store, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    store.write(move |conn| {
-        mpi::begin();
-        let out = f(conn)?;
-        finish_links(conn)?;
-        Ok(out)
-    })
+    store.write(move |conn| linked(conn, f))
 }
 
 /// Ids matching conditional criteria (at most `limit`).
