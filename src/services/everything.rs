@@ -127,11 +127,23 @@ const SUMMARY_MAX: i64 = 5000;
 /// Encounters listed in a summary.
 const RECENT_ENCOUNTERS: usize = 10;
 
-/// A summary section: LOINC code, title, and its resources (type, id, JSON) newest first.
+/// A summary section: LOINC code (none for the contributing institutions), title, and its
+/// items newest first.
 struct Section {
-    code: &'static str,
+    code: Option<&'static str>,
     title: &'static str,
-    items: Vec<(String, String, Json, String)>,
+    items: Vec<Item>,
+}
+
+/// One line of a summary section and the resource it stands for.
+struct Item {
+    /// `Type/id`.
+    reference: String,
+    /// The narrative line.
+    line: String,
+    resource: Json,
+    /// The care date (`YYYY-MM-DD…`), for ordering.
+    date: String,
 }
 
 fn text_of(j: Option<&Json>) -> Option<String> {
@@ -193,12 +205,6 @@ fn care_date(r: &Json) -> String {
     String::new()
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// `Patient/[id]/$summary`: a document Bundle (Composition first) of the resident's active
 /// problems, current medications, allergies, latest vital signs and results with their dates,
 /// recent encounters with their institutions, immunizations, and the contributing institutions.
@@ -209,37 +215,37 @@ pub fn summary(store: &Store, id: &str, base: &str) -> Result<Json, ApiError> {
             store_search::resident_members(conn, &golden, &[], None, None, None, SUMMARY_MAX)?;
         let mut sections = [
             Section {
-                code: "11450-4",
+                code: Some("11450-4"),
                 title: "Active problems (现患疾病)",
                 items: Vec::new(),
             },
             Section {
-                code: "10160-0",
+                code: Some("10160-0"),
                 title: "Medications (用药)",
                 items: Vec::new(),
             },
             Section {
-                code: "48765-2",
+                code: Some("48765-2"),
                 title: "Allergies (过敏)",
                 items: Vec::new(),
             },
             Section {
-                code: "8716-3",
+                code: Some("8716-3"),
                 title: "Vital signs, latest (生命体征)",
                 items: Vec::new(),
             },
             Section {
-                code: "30954-2",
+                code: Some("30954-2"),
                 title: "Results, latest (检查检验结果)",
                 items: Vec::new(),
             },
             Section {
-                code: "46240-8",
+                code: Some("46240-8"),
                 title: "Recent encounters (近期就诊)",
                 items: Vec::new(),
             },
             Section {
-                code: "11369-6",
+                code: Some("11369-6"),
                 title: "Immunizations (预防接种)",
                 items: Vec::new(),
             },
@@ -349,9 +355,14 @@ pub fn summary(store: &Store, id: &str, base: &str) -> Result<Json, ApiError> {
                 let code = coded(r.get("code"), "loinc").unwrap_or_default();
                 let items = &mut sections[slot].items;
                 match latest.get(&(slot, code.clone())) {
-                    Some(&i) if items[i].3 >= date => continue,
+                    Some(&i) if items[i].date >= date => continue,
                     Some(&i) => {
-                        items[i] = (format!("{t}/{rid}"), line, Json::Raw(content), date);
+                        items[i] = Item {
+                            reference: format!("{t}/{rid}"),
+                            line,
+                            resource: Json::Raw(content),
+                            date,
+                        };
                         continue;
                     }
                     None => {
@@ -359,19 +370,25 @@ pub fn summary(store: &Store, id: &str, base: &str) -> Result<Json, ApiError> {
                     }
                 }
             }
-            sections[slot]
-                .items
-                .push((format!("{t}/{rid}"), line, Json::Raw(content), date));
+            sections[slot].items.push(Item {
+                reference: format!("{t}/{rid}"),
+                line,
+                resource: Json::Raw(content),
+                date,
+            });
         }
         let patient = patient
             .ok_or_else(|| ApiError::NotFound(format!("Patient/{id} has no resident record")))?;
         for s in &mut sections {
-            s.items.sort_by(|a, b| b.3.cmp(&a.3));
+            s.items.sort_by(|a, b| b.date.cmp(&a.date));
         }
         sections[5].items.truncate(RECENT_ENCOUNTERS);
-        // The institution names.
-        let mut org_lines = Vec::new();
-        let mut org_entries = Vec::new();
+        // The contributing institutions, with their names.
+        let mut institutions = Section {
+            code: None,
+            title: "Contributing institutions (数据来源机构)",
+            items: Vec::new(),
+        };
         for o in &orgs {
             if let Some(c) = repo::find_current(conn, "Organization", o)?
                 && !c.deleted
@@ -380,17 +397,19 @@ pub fn summary(store: &Store, id: &str, base: &str) -> Result<Json, ApiError> {
                     .ok()
                     .and_then(|j| j.get_str("name").map(str::to_owned))
                     .unwrap_or_else(|| o.clone());
-                org_lines.push(format!("Organization/{o}: {name}"));
-                org_entries.push((format!("Organization/{o}"), Json::Raw(c.content)));
+                institutions.items.push(Item {
+                    reference: format!("Organization/{o}"),
+                    line: format!("Organization/{o}: {name}"),
+                    resource: Json::Raw(c.content),
+                    date: String::new(),
+                });
             }
         }
         Ok(document(
             &golden,
             base,
             patient,
-            &sections,
-            org_lines,
-            org_entries,
+            sections.into_iter().chain([institutions]),
         ))
     })
 }
@@ -403,15 +422,13 @@ fn document(
     golden: &str,
     base: &str,
     patient: String,
-    sections: &[Section],
-    org_lines: Vec<String>,
-    org_entries: Vec<(String, Json)>,
+    sections: impl IntoIterator<Item = Section>,
 ) -> Json {
     use crate::fhir::bundle::{obj, s};
     let div = |lines: &[String]| {
         let items: String = lines
             .iter()
-            .map(|l| format!("<li>{}</li>", escape(l)))
+            .map(|l| format!("<li>{}</li>", quick_xml::escape::escape(l.as_str())))
             .collect();
         let body = if lines.is_empty() {
             "<p>None recorded.</p>".to_owned()
@@ -441,19 +458,19 @@ fn document(
     let mut entries = vec![];
     let mut json_sections = Vec::new();
     for sec in sections {
-        let lines: Vec<String> = sec.items.iter().map(|i| i.1.clone()).collect();
-        let mut members = vec![
-            ("title", s(sec.title)),
-            ("code", loinc(sec.code, sec.title)),
-            ("text", div(&lines)),
-        ];
+        let lines: Vec<String> = sec.items.iter().map(|i| i.line.clone()).collect();
+        let mut members = vec![("title", s(sec.title))];
+        if let Some(code) = sec.code {
+            members.push(("code", loinc(code, sec.title)));
+        }
+        members.push(("text", div(&lines)));
         if !sec.items.is_empty() {
             members.push((
                 "entry",
                 Json::Array(
                     sec.items
                         .iter()
-                        .map(|i| obj(vec![("reference", s(i.0.clone()))]))
+                        .map(|i| obj(vec![("reference", s(i.reference.clone()))]))
                         .collect(),
                 ),
             ));
@@ -473,23 +490,8 @@ fn document(
             ));
         }
         json_sections.push(obj(members));
-        for i in &sec.items {
-            entries.push((i.0.clone(), i.2.clone()));
-        }
+        entries.extend(sec.items.into_iter().map(|i| (i.reference, i.resource)));
     }
-    json_sections.push(obj(vec![
-        ("title", s("Contributing institutions (数据来源机构)")),
-        ("text", div(&org_lines)),
-        (
-            "entry",
-            Json::Array(
-                org_entries
-                    .iter()
-                    .map(|(r, _)| obj(vec![("reference", s(r.clone()))]))
-                    .collect(),
-            ),
-        ),
-    ]));
     let now = clock::instant(clock::now_millis());
     let composition_id = super::record::new_id();
     let composition = obj(vec![
@@ -520,11 +522,6 @@ fn document(
     ];
     all.extend(
         entries
-            .into_iter()
-            .map(|(r, j)| entry(format!("{base}/{r}"), j)),
-    );
-    all.extend(
-        org_entries
             .into_iter()
             .map(|(r, j)| entry(format!("{base}/{r}"), j)),
     );
