@@ -7,7 +7,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::format;
-use super::rest::{authorize, base_url, page_size, page_url, pairs_of};
+use super::rest::{
+    authorize, base_url, bundle_response, page_size, page_url, pairs_of, since_param, type_cursor,
+};
 use crate::auth::{Caller, Perm, Role};
 use crate::clock;
 use crate::error::ApiError;
@@ -147,15 +149,13 @@ async fn patient_match(
         })
         .collect::<Vec<_>>();
     let total = entries.len();
-    let b = bundle::bundle(
+    bundle_response(
+        format::negotiate(&req)?,
         "searchset",
-        &crate::services::record::new_id(),
-        &clock::instant(clock::now_millis()),
         Some(total),
         Vec::new(),
         entries,
-    );
-    respond_json(&req, &b)
+    )
 }
 
 /// `GET Patient/$ihe-pix?sourceIdentifier=system|value[&targetSystem=…]` (IHE PIXm): the
@@ -337,15 +337,7 @@ async fn patient_everything(
     let (mut start, mut end) = (None, None);
     for (k, v) in &pairs {
         match k.as_str() {
-            "_since" => {
-                request.since = Some(clock::parse_fhir_datetime(v).ok_or_else(|| {
-                    ApiError::invalid(
-                        "invalid",
-                        "_since",
-                        format!("_since '{v}' is not a FHIR instant"),
-                    )
-                })?);
-            }
+            "_since" => request.since = Some(since_param(v)?),
             "_type" => {
                 for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
                     if !huimin_model::is_resource_type(t) {
@@ -360,18 +352,7 @@ async fn patient_everything(
             }
             "start" => start = Some(instant("start", v, false)?),
             "end" => end = Some(instant("end", v, true)?),
-            "_cursor" => match v.split_once('/') {
-                Some((t, i)) if huimin_model::is_resource_type(t) && is_valid_id(i) => {
-                    request.after = Some((t.to_owned(), i.to_owned()));
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        "invalid",
-                        "_cursor",
-                        "invalid paging cursor",
-                    ));
-                }
-            },
+            "_cursor" => request.after = Some(type_cursor(v)?),
             other if EVERYTHING_PARAMS.contains(&other) => {}
             other => {
                 return Err(ApiError::invalid(
@@ -415,15 +396,7 @@ async fn patient_everything(
                 .map(|(t, i, c)| bundle::search_entry(&format!("{base}/{t}/{i}"), c, "include")),
         )
         .collect();
-    let b = bundle::bundle(
-        "searchset",
-        &crate::services::record::new_id(),
-        &clock::instant(clock::now_millis()),
-        None,
-        links,
-        entries,
-    );
-    Ok(format::respond(neg, actix_web::http::StatusCode::OK).body(format::encode(neg, &b)?))
+    bundle_response(neg, "searchset", None, links, entries)
 }
 
 /// The golden residents and reason of a `$merge` / `$unmerge` Parameters body.

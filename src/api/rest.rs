@@ -543,7 +543,7 @@ async fn conditional_delete(
 }
 
 /// A 200 with a new Bundle of `kind` (`history`, `searchset`).
-fn bundle_response(
+pub(crate) fn bundle_response(
     neg: Negotiated,
     kind: &str,
     total: Option<usize>,
@@ -559,6 +559,31 @@ fn bundle_response(
         entries,
     );
     Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
+}
+
+/// A `_since` value: a FHIR instant, as ms.
+pub(crate) fn since_param(v: &str) -> Result<i64, ApiError> {
+    clock::parse_fhir_datetime(v).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid",
+            "_since",
+            format!("_since '{v}' is not a FHIR instant"),
+        )
+    })
+}
+
+/// A `_cursor` of a page across types: `Type/id`.
+pub(crate) fn type_cursor(v: &str) -> Result<(String, String), ApiError> {
+    match v.split_once('/') {
+        Some((t, id)) if huimin_model::is_resource_type(t) && is_valid_id(id) => {
+            Ok((t.to_owned(), id.to_owned()))
+        }
+        _ => Err(ApiError::invalid(
+            "invalid",
+            "_cursor",
+            "invalid paging cursor",
+        )),
+    }
 }
 
 /// Rebuild the request URL with `_cursor` replaced, for paging links.
@@ -623,13 +648,7 @@ async fn history_response(
     let count = page_size(&pairs, &state)?;
     let since = match pairs.iter().find(|(k, _)| k == "_since") {
         None => None,
-        Some((_, v)) => Some(clock::parse_fhir_datetime(v).ok_or_else(|| {
-            ApiError::invalid(
-                "invalid",
-                "_since",
-                format!("_since '{v}' is not a FHIR instant"),
-            )
-        })?),
+        Some((_, v)) => Some(since_param(v)?),
     };
     let cursor = match pairs.iter().find(|(k, _)| k == "_cursor") {
         None => None,
@@ -992,21 +1011,7 @@ pub async fn search_system(
         .iter()
         .find(|(k, _)| k == "_cursor")
         .map(|(_, v)| v.clone());
-    let after = match cursor.as_deref() {
-        None => None,
-        Some(c) => match c.split_once('/') {
-            Some((t, id)) if huimin_model::is_resource_type(t) && is_valid_id(id) => {
-                Some((t.to_owned(), id.to_owned()))
-            }
-            _ => {
-                return Err(ApiError::invalid(
-                    "invalid",
-                    "_cursor",
-                    "invalid paging cursor",
-                ));
-            }
-        },
-    };
+    let after = cursor.as_deref().map(type_cursor).transpose()?;
     let store = state.store.clone();
     let record::SystemPage { found: rows, next } =
         web::block(move || record::search_system(&store, &per_type, after, count)).await??;
