@@ -35,11 +35,19 @@ export base work
 push "$city/registry.json" > /dev/null
 find "$city" -mindepth 2 -name 'bundle-*.json' | sort > "$work/bundles"
 echo "== $backend: $(wc -l < "$work/bundles") bundles, $entries entries, $pushers pushers"
+cpu_snapshot() {
+  # utime+stime (clock ticks) of the server and of every PostgreSQL process, one "pid ticks" per line.
+  for pid in $server $([ "$backend" = postgres ] && pgrep -x postgres); do
+    [ -r "/proc/$pid/stat" ] && awk -v p="$pid" '{ sub(/^.*\) /, ""); print p, $12 + $13 }' "/proc/$pid/stat" || true
+  done
+}
+cpu_snapshot > "$work/cpu-start"
 start=$(date +%s.%N)
 xargs -P "$pushers" -I{} bash -c 'push "$1"' _ {} < "$work/bundles" > "$work/times"
 end=$(date +%s.%N)
-python3 - "$work/times" "$start" "$end" "$entries" <<'PY'
-import sys
+cpu_snapshot > "$work/cpu-end"
+python3 - "$work/times" "$start" "$end" "$entries" "$work/cpu-start" "$work/cpu-end" "$server" <<'PY'
+import os, sys
 lines = [l.split() for l in open(sys.argv[1])]
 bad = [l for l in lines if l[0] != "200"]
 t = sorted(float(l[1]) * 1000 for l in lines)
@@ -49,6 +57,15 @@ pct = lambda p: t[min(len(t) - 1, int(p * len(t)))]
 print(f"bundles: {len(lines)}, failed: {len(bad)}")
 print(f"wall: {secs:.1f} s, {n / secs:,.0f} resources/s")
 print(f"bundle latency: p50 {pct(0.50):.0f} ms, p99 {pct(0.99):.0f} ms, max {t[-1]:.0f} ms")
+# CPU time per 1,000 resources: less sensitive to the VM's speed drift than wall time when two
+# builds are compared (PostgreSQL backends that exited during the push are not counted).
+snap = lambda f: dict(map(int, l.split()) for l in open(f) if l.strip())
+a, b = snap(sys.argv[5]), snap(sys.argv[6])
+hz = os.sysconf("SC_CLK_TCK")
+server = int(sys.argv[7])
+srv = (b.get(server, 0) - a.get(server, 0)) / hz
+db = sum(v - a.get(p, 0) for p, v in b.items() if p != server) / hz
+print(f"cpu: server {srv:.1f} s, postgres {db:.1f} s; {(srv + db) * 1000 / n:.3f} cpu-s per 1,000 resources")
 PY
 for f in $(find "$work" -maxdepth 1 -name 'failed-*' | head -3); do
   echo "$(basename "$f"): $(head -c 400 "$f")"

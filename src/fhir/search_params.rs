@@ -145,7 +145,9 @@ pub enum Alias {
     /// (`Observation.patient` is `subject` pointing at a Patient).
     Narrow { base: String, target: String },
     /// `A | B | …` where each part is another parameter's whole expression: the union of their
-    /// rows (`combo-code` is `code` or `component-code`). Not used for reference parameters.
+    /// rows (`combo-code` is `code` or `component-code`); or, with one part, a parameter whose
+    /// expression is the same as another's (`phonetic` is `name`). Not used for reference
+    /// parameters.
     Union(Vec<String>),
 }
 
@@ -247,7 +249,15 @@ fn find_aliases(
             ));
             continue;
         }
-        if b.len() < 2 || p.kind == ParamType::Reference || p.kind == ParamType::Special {
+        if p.kind == ParamType::Reference || p.kind == ParamType::Special {
+            continue;
+        }
+        if b.len() < 2 {
+            // The same expression as a parameter earlier in code order (`phonetic` is
+            // `Patient.name`, like `name`): that parameter's rows.
+            if let Some((twin, _)) = same_shape(p, b).into_iter().find(|(q, _)| q < code) {
+                out.push(((*code).to_owned(), Alias::Union(vec![twin.to_owned()])));
+            }
             continue;
         }
         // Cover every branch with smaller parameters, the largest first.
@@ -529,6 +539,10 @@ mod tests {
         );
         assert_eq!(r.alias("Observation", "code"), None);
         assert_eq!(r.alias("Patient", "name"), None);
+        assert_eq!(r.alias("Patient", "phonetic"), Some(&union(&["name"])));
+        assert_eq!(r.alias("Practitioner", "phonetic"), Some(&union(&["name"])));
+        assert_eq!(r.alias("CodeSystem", "url"), Some(&union(&["system"])));
+        assert_eq!(r.alias("CodeSystem", "system"), None);
         // Every part of a union is a parameter of the same type with rows of its own.
         for ((t, code), alias) in &r.aliases {
             for part in alias.bases() {

@@ -1,6 +1,6 @@
 //! The resident index (EMPI, 主索引): every institution Patient is linked to exactly one golden
-//! resident Patient, and every clinical resource carries its golden resident as a `_resident`
-//! index row, written with the resource.
+//! resident Patient, and every clinical resource carries its golden resident's id in the
+//! `resident` column of its current row, written with the resource.
 //!
 //! Linking an institution Patient, inside its write:
 //! 1. A Patient updated keeps the golden resident it has.
@@ -30,8 +30,9 @@ use crate::fhir::search::Clause;
 use crate::fhir::search_params::{REGISTRY, compartment_members};
 use crate::services::ident;
 use crate::services::matching::{self, Demographics, Weights};
-use crate::store::residents::{self as store_residents, RESIDENT_PARAM};
-use crate::store::{DbConn, index, match_keys};
+use crate::store::residents as store_residents;
+use crate::store::resources as repo;
+use crate::store::{DbConn, match_keys};
 
 /// The tag of golden resident Patients (`meta.tag`).
 pub const TAG_SYSTEM: &str = "urn:huimin:CodeSystem:resident-index";
@@ -141,16 +142,10 @@ pub fn unlink_deleted(conn: &mut DbConn, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The golden resident stored for `Patient/patient` (its `_resident` row; a golden resident
-/// names itself). Rows held back in this transaction are not seen.
+/// The golden resident stored for `Patient/patient` (a golden resident names itself). Rows
+/// held back in this transaction are not seen.
 pub fn stored_resident(conn: &mut DbConn, patient: &str) -> Result<Option<String>, ApiError> {
-    Ok(index::reference_of(
-        conn,
-        "Patient",
-        patient,
-        RESIDENT_PARAM,
-        "Patient",
-    )?)
+    Ok(repo::resident(conn, "Patient", patient)?)
 }
 
 /// The golden resident of `Patient/id` stored as `tree`: itself when it is one, else its
@@ -421,7 +416,7 @@ static RESIDENT_PARAMS: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|
 
 /// The golden resident of a non-Patient resource about to be written with `entries`: that of
 /// the Patient its compartment references name. `None` when it names none, or when that
-/// Patient is not linked yet (it is written later in this transaction: [`finish`] adds the row).
+/// Patient is not linked yet (it is written later in this transaction: [`finish`] sets it).
 pub fn resident_of(
     conn: &mut DbConn,
     t: &str,
@@ -462,23 +457,13 @@ pub fn resident_of(
     Ok(None)
 }
 
-/// The index row naming a resource's golden resident.
-pub fn resident_entry(golden: &str) -> Entry {
-    Entry::Reference {
-        param: RESIDENT_PARAM.to_owned(),
-        target_type: "Patient".to_owned(),
-        target_id: golden.to_owned(),
-        url: String::new(),
-    }
-}
-
 /// Stores a golden resident version: (connection, id, resource, the current version if any
 /// with its JSON when it is live).
 pub type GoldenWriter<'a> =
     dyn FnMut(&mut DbConn, &str, Json, Option<(i64, Option<&Json>)>) -> Result<(), ApiError> + 'a;
 
 /// End of a write transaction: write the golden residents linked in it (in id order), then the
-/// `_resident` rows of resources written before their Patient was linked. `write` stores a
+/// golden residents of resources written before their Patient was linked. `write` stores a
 /// golden resident version (the record service's writer).
 pub fn finish(conn: &mut DbConn, write: &mut GoldenWriter<'_>) -> Result<(), ApiError> {
     let txn = TXN.with(|t| std::mem::take(&mut *t.borrow_mut()));
@@ -509,7 +494,7 @@ pub fn finish(conn: &mut DbConn, write: &mut GoldenWriter<'_>) -> Result<(), Api
             None => stored_resident(conn, patient)?,
         };
         if let Some(g) = golden {
-            index::add(conn, t, id, &[resident_entry(&g)])?;
+            repo::set_resident(conn, t, id, &g)?;
         }
     }
     Ok(())
@@ -764,7 +749,7 @@ const RELINK_BATCH: i64 = 500;
 
 /// Link data written before the resident index existed: every institution Patient without a
 /// golden resident gets one (a new version with its link), then every resource of the
-/// Patient compartment without a `_resident` row gets one. Returns (Patients, resources)
+/// Patient compartment without a golden resident gets its own. Returns (Patients, resources)
 /// linked. Safe to run again: what is linked is skipped.
 pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), ApiError> {
     let patients = relink_type(store, "Patient", |conn, _, id, tree| {
@@ -780,7 +765,7 @@ pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), Ap
             let entries = crate::fhir::index::extract(t, &tree);
             match resident_of(conn, t, id, &entries)? {
                 Some(g) => {
-                    index::add(conn, t, id, &[resident_entry(&g)])?;
+                    repo::set_resident(conn, t, id, &g)?;
                     Ok(true)
                 }
                 None => Ok(false),
@@ -790,8 +775,8 @@ pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), Ap
     Ok((patients, resources))
 }
 
-/// Link, page by page (one transaction each), the resources of type `t` without a `_resident`
-/// row; `link` says whether it linked one. Returns how many it linked.
+/// Link, page by page (one transaction each), the resources of type `t` without a golden
+/// resident; `link` says whether it linked one. Returns how many it linked.
 fn relink_type(
     store: &crate::store::Store,
     t: &str,

@@ -58,19 +58,20 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Stamp `tree` and store it as version `version_id` (current row and history row); returns
-/// the stored JSON and its last-updated time.
+/// Store the stamped `tree` as version `version_id` (current row with its golden resident,
+/// and history row); returns the stored JSON.
+#[expect(clippy::too_many_arguments, reason = "the columns of one version row")]
 fn store_version(
     conn: &mut DbConn,
     t: &str,
     id: &str,
-    tree: &mut Json,
+    tree: &Json,
     version_id: i64,
+    last_updated: i64,
     method: &str,
     is_new: bool,
-) -> Result<(String, i64), ApiError> {
-    let now = clock::now_millis();
-    stamp(tree, id, version_id, now);
+    resident: Option<&str>,
+) -> Result<String, ApiError> {
     let content = String::from_utf8(tree.to_bytes()).map_err(ApiError::internal)?;
     repo::write_version(
         conn,
@@ -78,15 +79,16 @@ fn store_version(
             res_type: t,
             res_id: id,
             version_id,
-            last_updated: now,
+            last_updated,
             deleted: false,
             method,
             content: &content,
+            resident,
         },
         is_new,
     )
     .map_err(map_write_error)?;
-    Ok((content, now))
+    Ok(content)
 }
 
 /// Write one new version (`is_new` when no row exists yet).
@@ -102,20 +104,29 @@ fn put_version(
     if let Some(why) = ident::check_resource(t, &tree, &clock::today_digits()) {
         return Err(ApiError::Unprocessable(why));
     }
-    let resident = if t == "Patient" {
+    let golden = if t == "Patient" {
         Some(mpi::link_patient(conn, id, &mut tree, is_new)?)
     } else {
         None
     };
-    let (content, now) = store_version(conn, t, id, &mut tree, version_id, method, is_new)?;
-    let mut entries = index_entries(t, &tree);
-    let resident = match resident {
+    let now = clock::now_millis();
+    stamp(&mut tree, id, version_id, now);
+    let entries = index_entries(t, &tree);
+    let resident = match golden {
         Some(g) => Some(g),
         None => mpi::resident_of(conn, t, id, &entries)?,
     };
-    if let Some(g) = resident {
-        entries.push(mpi::resident_entry(&g));
-    }
+    let content = store_version(
+        conn,
+        t,
+        id,
+        &tree,
+        version_id,
+        now,
+        method,
+        is_new,
+        resident.as_deref(),
+    )?;
     index::replace(conn, t, id, &entries, is_new)?;
     Ok(Record {
         res_type: t.to_owned(),
@@ -147,12 +158,16 @@ fn put_version_over(
     version_id: i64,
     old: &Json,
 ) -> Result<(), ApiError> {
-    store_version(conn, t, id, &mut tree, version_id, "PUT", false)?;
-    let mut new = index_entries(t, &tree);
-    new.push(mpi::resident_entry(id));
-    let mut before = index_entries(t, old);
-    before.push(mpi::resident_entry(id));
-    index::update(conn, t, id, &before, &new)?;
+    let now = clock::now_millis();
+    stamp(&mut tree, id, version_id, now);
+    store_version(conn, t, id, &tree, version_id, now, "PUT", false, Some(id))?;
+    index::update(
+        conn,
+        t,
+        id,
+        &index_entries(t, old),
+        &index_entries(t, &tree),
+    )?;
     Ok(())
 }
 
@@ -561,6 +576,7 @@ pub fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, Ap
             deleted: true,
             method: "DELETE",
             content: "",
+            resident: None,
         },
         false,
     )?;

@@ -79,15 +79,19 @@ fn clear_table(conn: &mut DbConn, t: &str, id: &str, table: usize) -> QueryResul
         5 => clear_table!(search_quantity),
         6 => clear_table!(search_uri),
         7 => {
-            // search_text is keyed (res_type, param, res_id) with no per-resource index: naming
-            // its two parameters makes the delete two key seeks instead of a scan of the type.
-            let q = diesel::delete(
-                search_text::table
-                    .filter(search_text::res_type.eq(t))
-                    .filter(search_text::param.eq_any(["_text", "_content"]))
-                    .filter(search_text::res_id.eq(id)),
-            );
-            native!(conn, c => q.execute(c))?;
+            // search_text is keyed (res_type, param, res_id) with no per-resource index: one
+            // delete per parameter, each an equality on the whole key, so that every plan
+            // (PostgreSQL's generic plans too, made while the table was still empty) is one key
+            // seek. `param = ANY($2)` was planned as a scan of the type's rows during bulk loads.
+            for param in ["_text", "_content"] {
+                let q = diesel::delete(
+                    search_text::table
+                        .filter(search_text::res_type.eq(t))
+                        .filter(search_text::param.eq(param))
+                        .filter(search_text::res_id.eq(id)),
+                );
+                native!(conn, c => q.execute(c))?;
+            }
         }
         _ => clear_table!(search_composite),
     }
@@ -162,24 +166,6 @@ pub fn add(conn: &mut DbConn, t: &str, id: &str, entries: &[Entry]) -> QueryResu
         return Ok(());
     }
     insert(conn, &[(t, id, entries)])
-}
-
-/// The target id of a resource's reference rows of `param` to `target_type` (the first).
-/// Rows held back by [`defer`] are not seen.
-pub fn reference_of(
-    conn: &mut DbConn,
-    t: &str,
-    id: &str,
-    param: &str,
-    target_type: &str,
-) -> QueryResult<Option<String>> {
-    let q = search_reference::table
-        .filter(search_reference::res_type.eq(t))
-        .filter(search_reference::res_id.eq(id))
-        .filter(search_reference::param.eq(param))
-        .filter(search_reference::target_type.eq(target_type))
-        .select(search_reference::target_id);
-    native!(conn, c => q.first::<String>(c).optional())
 }
 
 /// Insert the index rows of several resources: per table, one binary COPY on PostgreSQL,

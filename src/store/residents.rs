@@ -1,15 +1,11 @@
-//! The resident index's tables: every resource's golden resident is a `_resident` reference row
-//! in `search_reference` (found through its reverse index), and possible matches wait in
-//! `resident_reviews`.
+//! The resident index's tables: every resource's golden resident is the `resident` column of
+//! its current row (indexed), and possible matches wait in `resident_reviews`.
 
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 
 use super::DbConn;
-use super::schema::resident_reviews;
-
-/// The index parameter holding a resource's golden resident (`Patient/<id>`).
-pub const RESIDENT_PARAM: &str = "_resident";
+use super::schema::{resident_reviews, resources};
 
 /// Record a possible match for review (kept once per pair).
 pub fn add_review(
@@ -51,37 +47,30 @@ pub fn reviews(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<Review>> {
     native!(conn, c => q.load::<Review>(c))
 }
 
-/// Move every `_resident` row from one golden resident to another (a merge), or only those
-/// of the given resources (an unmerge). Returns the rows moved.
+/// Move every resource of golden resident `from` to `to` (a merge), or only the given
+/// resources (an unmerge). Returns the resources moved.
 pub fn repoint(
     conn: &mut DbConn,
     from: &str,
     to: &str,
     only: Option<&[(String, String)]>,
 ) -> QueryResult<usize> {
-    use super::schema::search_reference as x;
     let mut moved = 0;
     match only {
         None => {
-            let q = diesel::update(
-                x::table
-                    .filter(x::target_type.eq("Patient"))
-                    .filter(x::target_id.eq(from))
-                    .filter(x::param.eq(RESIDENT_PARAM)),
-            )
-            .set(x::target_id.eq(to));
+            let q = diesel::update(resources::table.filter(resources::resident.eq(from)))
+                .set(resources::resident.eq(to));
             moved += native!(conn, c => q.execute(c))?;
         }
-        Some(resources) => {
-            for (t, id) in resources {
+        Some(members) => {
+            for (t, id) in members {
                 let q = diesel::update(
-                    x::table
-                        .filter(x::res_type.eq(t))
-                        .filter(x::res_id.eq(id))
-                        .filter(x::param.eq(RESIDENT_PARAM))
-                        .filter(x::target_id.eq(from)),
+                    resources::table
+                        .filter(resources::res_type.eq(t))
+                        .filter(resources::res_id.eq(id))
+                        .filter(resources::resident.eq(from)),
                 )
-                .set(x::target_id.eq(to));
+                .set(resources::resident.eq(to));
                 moved += native!(conn, c => q.execute(c))?;
             }
         }
@@ -100,7 +89,7 @@ pub fn golden_candidates(
     tag: (&str, &str),
     limit: i64,
 ) -> QueryResult<Vec<(String, String)>> {
-    use super::schema::{resources, search_date as d, search_token as tok};
+    use super::schema::{search_date as d, search_token as tok};
     let mut ids: Vec<String> = Vec::new();
     if let Some((low, high)) = birth {
         let q = d::table
@@ -140,14 +129,12 @@ pub fn golden_candidates(
     native!(conn, c => q.load::<(String, String)>(c))
 }
 
-/// Resources that refer to `Patient/patient` through any reference parameter (not the resident
-/// index's own rows): (type, id).
+/// Resources that refer to `Patient/patient` through any reference parameter: (type, id).
 pub fn referrers(conn: &mut DbConn, patient: &str) -> QueryResult<Vec<(String, String)>> {
     use super::schema::search_reference as x;
     let q = x::table
         .filter(x::target_type.eq("Patient"))
         .filter(x::target_id.eq(patient))
-        .filter(x::param.ne(RESIDENT_PARAM))
         .select((x::res_type, x::res_id))
         .distinct();
     native!(conn, c => q.load::<(String, String)>(c))

@@ -38,6 +38,8 @@ pub struct NewVersion<'a> {
     pub deleted: bool,
     pub method: &'a str,
     pub content: &'a str,
+    /// The golden resident the resource belongs to (kept on the current row only).
+    pub resident: Option<&'a str>,
 }
 
 pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Current>> {
@@ -91,6 +93,7 @@ struct HeldVersion {
     last_updated: i64,
     method: String,
     content: String,
+    resident: Option<String>,
 }
 
 thread_local! {
@@ -124,6 +127,7 @@ pub(super) fn flush(conn: &mut DbConn) -> QueryResult<()> {
                     resources::last_updated.eq(v.last_updated),
                     resources::deleted.eq(false),
                     resources::content.eq(&v.content),
+                    resources::resident.eq(v.resident.as_deref()),
                 )
             })
             .collect();
@@ -170,6 +174,7 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
                     last_updated: v.last_updated,
                     method: v.method.to_owned(),
                     content: v.content.to_owned(),
+                    resident: v.resident.map(str::to_owned),
                 });
                 true
             }
@@ -187,6 +192,7 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
             resources::last_updated.eq(v.last_updated),
             resources::deleted.eq(v.deleted),
             resources::content.eq(v.content),
+            resources::resident.eq(v.resident),
         ));
         native!(conn, c => q.execute(c))?;
     } else {
@@ -200,6 +206,7 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
             resources::last_updated.eq(v.last_updated),
             resources::deleted.eq(v.deleted),
             resources::content.eq(v.content),
+            resources::resident.eq(v.resident),
         ));
         native!(conn, c => q.execute(c))?;
     }
@@ -213,6 +220,40 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
         resource_versions::content.eq(v.content),
     ));
     native!(conn, c => q.execute(c))?;
+    Ok(())
+}
+
+/// The golden resident stored for a resource (`None` when it has none, or when its row is
+/// still held back in this transaction).
+pub fn resident(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<String>> {
+    let q = resources::table
+        .filter(resources::res_type.eq(t))
+        .filter(resources::res_id.eq(id))
+        .select(resources::resident);
+    Ok(native!(conn, c => q.first::<Option<String>>(c).optional())?.flatten())
+}
+
+/// Set the golden resident of a resource written earlier in this transaction (its row may
+/// still be held back).
+pub fn set_resident(conn: &mut DbConn, t: &str, id: &str, golden: &str) -> QueryResult<()> {
+    let held = PENDING.with(|p| {
+        p.borrow_mut().as_mut().and_then(|rows| {
+            let row = rows
+                .iter_mut()
+                .find(|r| r.res_id == id && r.res_type == t)?;
+            row.resident = Some(golden.to_owned());
+            Some(())
+        })
+    });
+    if held.is_none() {
+        let q = diesel::update(
+            resources::table
+                .filter(resources::res_type.eq(t))
+                .filter(resources::res_id.eq(id)),
+        )
+        .set(resources::resident.eq(golden));
+        native!(conn, c => q.execute(c))?;
+    }
     Ok(())
 }
 

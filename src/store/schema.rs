@@ -8,6 +8,7 @@ diesel::table! {
         last_updated -> BigInt,
         deleted -> Bool,
         content -> Text,
+        resident -> Nullable<Text>,
     }
 }
 

@@ -886,10 +886,8 @@ pub fn references_from(
         .select((x::target_type, x::target_id))
         .distinct()
         .into_boxed::<<DbConn as diesel::Connection>::Backend>();
-    match param {
-        Some(p) => q = q.filter(x::param.eq(p)),
-        // `*`: every reference parameter, not the resident index's own rows.
-        None => q = q.filter(x::param.ne(super::residents::RESIDENT_PARAM)),
+    if let Some(p) = param {
+        q = q.filter(x::param.eq(p));
     }
     if let Some(t) = target_type {
         q = q.filter(x::target_type.eq(t));
@@ -914,10 +912,8 @@ pub fn referring(
         .select(x::res_id)
         .distinct()
         .into_boxed::<<DbConn as diesel::Connection>::Backend>();
-    match param {
-        Some(p) => q = q.filter(x::param.eq(p)),
-        // `*`: every reference parameter, not the resident index's own rows.
-        None => q = q.filter(x::param.ne(super::residents::RESIDENT_PARAM)),
+    if let Some(p) = param {
+        q = q.filter(x::param.eq(p));
     }
     q.load(conn)
 }
@@ -1002,7 +998,7 @@ const CARE_DATE_PARAMS: &[&str] = &[
 ];
 
 /// One page of the live resources whose golden resident is `Patient/golden_id` (their
-/// `_resident` rows, through the reverse reference index), ordered by (type, id) after
+/// `resident` column, through its index), ordered by (type, id) after
 /// `after`, optionally only of `types` and changed since `since` (ms): (type, id, JSON).
 pub fn resident_members(
     conn: &mut DbConn,
@@ -1014,14 +1010,8 @@ pub fn resident_members(
     limit: i64,
 ) -> QueryResult<Vec<(String, String, String)>> {
     let mut q = new_sql(conn);
-    q.push(
-        "SELECT r.res_type, r.res_id, r.content FROM search_reference x \
-         JOIN resources r ON r.res_type = x.res_type AND r.res_id = x.res_id \
-         WHERE x.target_type = 'Patient' AND x.target_id = ",
-    );
+    q.push("SELECT r.res_type, r.res_id, r.content FROM resources r WHERE r.resident = ");
     q.text(golden_id);
-    q.push(" AND x.param = ");
-    q.text(super::residents::RESIDENT_PARAM);
     q.push(" AND r.deleted = ");
     q.bind(Bind::Bool(false));
     if let Some(s) = since {
@@ -1029,16 +1019,16 @@ pub fn resident_members(
         q.bind(Bind::Int(s));
     }
     if let Some((t, id)) = after {
-        q.push(" AND (x.res_type > ");
+        q.push(" AND (r.res_type > ");
         q.text(t);
-        q.push(" OR (x.res_type = ");
+        q.push(" OR (r.res_type = ");
         q.text(t);
-        q.push(" AND x.res_id > ");
+        q.push(" AND r.res_id > ");
         q.text(id);
         q.push("))");
     }
     if !types.is_empty() {
-        q.push(" AND x.res_type IN (");
+        q.push(" AND r.res_type IN (");
         text_list(&mut q, types);
         q.push(")");
     }
@@ -1048,8 +1038,8 @@ pub fn resident_members(
         for (i, negate) in [(0, "NOT "), (1, "")] {
             q.push(if i == 0 { " AND (" } else { " OR " });
             q.push(&format!(
-                "{negate}EXISTS (SELECT 1 FROM search_date d WHERE d.res_type = x.res_type \
-                 AND d.res_id = x.res_id AND d.param IN ("
+                "{negate}EXISTS (SELECT 1 FROM search_date d WHERE d.res_type = r.res_type \
+                 AND d.res_id = r.res_id AND d.param IN ("
             ));
             text_list(&mut q, &params);
             q.push(")");
@@ -1063,7 +1053,7 @@ pub fn resident_members(
         }
         q.push(")");
     }
-    q.push(" ORDER BY x.res_type, x.res_id LIMIT ");
+    q.push(" ORDER BY r.resident, r.res_type, r.res_id LIMIT ");
     q.bind(Bind::Int(limit));
     let rows = load_rows!(conn, q, MemberRow);
     Ok(rows
@@ -1122,7 +1112,7 @@ struct IdRow {
 }
 
 /// One page of live resources of type `t` (ids after `after`, in id order) that have no
-/// `_resident` row: data written before the resident index existed. (id, JSON).
+/// golden resident: data written before the resident index existed. (id, JSON).
 pub fn without_resident(
     conn: &mut DbConn,
     t: &str,
@@ -1136,9 +1126,7 @@ pub fn without_resident(
     q.bind(Bind::Bool(false));
     q.push(" AND r.res_id > ");
     q.text(after);
-    q.push(" AND NOT EXISTS (SELECT 1 FROM search_reference x WHERE x.res_type = r.res_type AND x.res_id = r.res_id AND x.param = ");
-    q.text(super::residents::RESIDENT_PARAM);
-    q.push(") ORDER BY r.res_id LIMIT ");
+    q.push(" AND r.resident IS NULL ORDER BY r.res_id LIMIT ");
     q.bind(Bind::Int(limit));
     let rows = load_rows!(conn, q, Row);
     Ok(rows.into_iter().map(|r| (r.res_id, r.content)).collect())

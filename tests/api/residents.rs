@@ -963,9 +963,9 @@ async fn data_stored_before_the_resident_index_is_linked_by_a_command() {
         "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
         "subject": {"reference": format!("Patient/{pid}")}}))
         .await;
-    // As a database from before the resident index: no golden residents, no resident rows.
+    // As a database from before the resident index: no resident keys, no resident column.
     let forget = [
-        "DELETE FROM search_reference WHERE param = '_resident'",
+        "UPDATE resources SET resident = NULL",
         "DELETE FROM match_keys WHERE criteria LIKE 'resident|%'",
     ];
     match &app.settings.database_url {
@@ -1006,7 +1006,7 @@ async fn data_stored_before_the_resident_index_is_linked_by_a_command() {
         "{said} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The institution Patient and the golden resident (whose own row went too).
+    // The institution Patient and the golden resident (whose own resident went too).
     assert!(
         said.contains("linked 2 Patient(s) and 1 other resource(s)"),
         "{said}"
