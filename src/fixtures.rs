@@ -780,13 +780,53 @@ pub struct Summary {
 /// Residents per bundle: an institution pushes its records in bundles of this many residents.
 const RESIDENTS_PER_BUNDLE: usize = 20;
 
+/// One resident in this many (adults) is a complex chronic patient (hypertension and type-2
+/// diabetes) followed for years at five institutions: a record of about 500 resources, the
+/// size `$everything` is measured on.
+const COMPLEX_EVERY: usize = 2000;
+
+/// The visits of a complex chronic patient, per institution: monthly follow-ups at the home
+/// clinic since 2021, outpatient visits at a second local institution, the district hospital
+/// and both city hospitals since 2019, and a stay in each hospital.
+fn complex_plan(
+    seed: u64,
+    ri: usize,
+    home: usize,
+    hospital: usize,
+    local: &[usize],
+) -> BTreeMap<usize, Visits> {
+    let mut rng = Rng::new(seed ^ (ri as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut plan: BTreeMap<usize, Visits> = BTreeMap::new();
+    for y in 2021..=2026 {
+        for m in 1..=if y == 2026 { 10 } else { 12 } {
+            let d = format!("{y:04}-{m:02}-{:02}", 1 + rng.below(28));
+            plan.entry(home).or_default().push((d, "follow-up"));
+        }
+    }
+    let second = local.iter().copied().find(|&k| k != home);
+    let hospitals = [(hospital, 10), (0, 6), (1, 6)];
+    for (inst, n) in second.map(|k| (k, 6)).into_iter().chain(hospitals) {
+        for _ in 0..n {
+            plan.entry(inst)
+                .or_default()
+                .push((date(&mut rng, 2019), "outpatient"));
+        }
+        if n > 6 || inst < 2 {
+            plan.entry(inst)
+                .or_default()
+                .push((date(&mut rng, 2019), "inpatient"));
+        }
+    }
+    plan
+}
+
 /// Generate the city into `out`: `registry.json`, then `<institution>/bundle-NNNNN.json`, and
 /// `manifest.json` with the counts.
 pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Summary> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut rng = Rng::new(seed);
     let insts = institutions(&mut rng);
-    let people = residents(&mut rng, residents_n);
+    let mut people = residents(&mut rng, residents_n);
     let mut summary = Summary {
         residents: people.len(),
         institutions: insts.len(),
@@ -799,6 +839,7 @@ pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Sum
     // Which institutions each resident visits: the home clinic of their district (and for
     // counties the village clinic), the district hospital sometimes, a city hospital rarely.
     let mut per_inst: Vec<Vec<(usize, Visits)>> = vec![Vec::new(); insts.len()];
+    let mut complex = Vec::new();
     for (ri, r) in people.iter().enumerate() {
         let age = 2026 - r.birth.0;
         let chronic = r.hypertension || r.diabetes;
@@ -853,10 +894,20 @@ pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Sum
                 .or_default()
                 .push((date(&mut rng, 2019), kind));
         }
+        // A complex chronic patient: the plan drawn above is replaced (the main generator's
+        // draws stay the same, so the rest of the city does not change).
+        if (ri + 1) % COMPLEX_EVERY == 0 && age >= 18 {
+            plan = complex_plan(seed, ri, home, hospital, &local);
+            complex.push(ri);
+        }
         for (inst, mut visits) in plan {
             visits.sort();
             per_inst[inst].push((ri, visits));
         }
+    }
+    for ri in complex {
+        people[ri].hypertension = true;
+        people[ri].diabetes = true;
     }
 
     // Ground truth for measuring the resident index: which institution record is which resident.
@@ -955,6 +1006,7 @@ fn write_json(path: &Path, v: &Value) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn id_numbers_and_credit_codes_check() {
@@ -1002,5 +1054,67 @@ mod tests {
         assert_ne!(read(a.path()), read(c.path()));
         assert!(sa.by_type["Observation"] > sa.by_type["Encounter"]);
         assert!(sa.by_type.contains_key("Condition"));
+    }
+
+    #[test]
+    fn complex_chronic_patients_have_records_of_about_500_resources_at_five_institutions() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(COMPLEX_EVERY, 1, dir.path()).unwrap();
+        // Resources per resident (through their Patients' fullUrls) and institutions per resident.
+        let truth = std::fs::read_to_string(dir.path().join("truth.tsv")).unwrap();
+        let resident_of_mrn: HashMap<(String, String), String> = truth
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                ((f[0].to_owned(), f[1].to_owned()), f[2].to_owned())
+            })
+            .collect();
+        let mut resources: HashMap<String, usize> = HashMap::new();
+        let mut places: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+        for inst in std::fs::read_dir(dir.path()).unwrap() {
+            let inst = inst.unwrap().path();
+            if !inst.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&inst).unwrap() {
+                let bundle: Value =
+                    serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
+                let entries = bundle["entry"].as_array().unwrap();
+                let mut patients: HashMap<&str, String> = HashMap::new();
+                for e in entries {
+                    if e["resource"]["resourceType"] == "Patient" {
+                        let mrn = &e["resource"]["identifier"][0];
+                        let key = (
+                            mrn["system"].as_str().unwrap().to_owned(),
+                            mrn["value"].as_str().unwrap().to_owned(),
+                        );
+                        patients.insert(
+                            e["fullUrl"].as_str().unwrap(),
+                            resident_of_mrn[&key].clone(),
+                        );
+                    }
+                }
+                for e in entries {
+                    let r = &e["resource"];
+                    let about = r["subject"]["reference"]
+                        .as_str()
+                        .or(r["patient"]["reference"].as_str())
+                        .or(e["fullUrl"].as_str());
+                    if let Some(resident) = about.and_then(|u| patients.get(u)) {
+                        *resources.entry(resident.clone()).or_default() += 1;
+                        places
+                            .entry(resident.clone())
+                            .or_default()
+                            .insert(inst.display().to_string());
+                    }
+                }
+            }
+        }
+        let (who, most) = resources.iter().max_by_key(|(_, n)| **n).unwrap();
+        assert!((450..=650).contains(most), "{most}");
+        assert_eq!(places[who].len(), 5);
+        // Everyone else keeps an ordinary record.
+        assert!(resources.values().filter(|n| **n > 200).count() == 1);
     }
 }
