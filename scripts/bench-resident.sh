@@ -13,6 +13,10 @@ secs="${3:-15}"
 export BENCH_KEEP="${BENCH_KEEP:-${TMPDIR:-/tmp}/huimin-resident-$backend-$residents}"
 if [ ! -f "$BENCH_KEEP/.loaded" ]; then
   rm -rf "$BENCH_KEEP"
+  # A kept PostgreSQL database is reused as it is: start this one empty.
+  if [ "$backend" = postgres ]; then
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS huimin_bench" postgres
+  fi
   BENCH_NO_QUALITY=1 scripts/bench-ingest.sh "$backend" "$residents" 4
   touch "$BENCH_KEEP/.loaded"
 fi
@@ -28,7 +32,7 @@ fi
 # The complex chronic patients' records (400 resources and more; the generator makes one per
 # 2,000 residents), then the 200 largest ordinary records.
 awk '$2 >= 400' "$work/sizes" > "$work/large"
-awk '$2 < 400' "$work/sizes" | head -200 > "$work/top"
+awk '$2 < 400 && n++ < 200' "$work/sizes" > "$work/top"
 everything() {
   cut -d' ' -f1 "$1" > "$work/ids"
   echo "== $backend, $residents residents: \$everything of $(wc -l < "$1") records of $(tail -1 "$1" | cut -d' ' -f2) to $(head -1 "$1" | cut -d' ' -f2) resources"

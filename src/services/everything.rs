@@ -1,6 +1,5 @@
 //! The longitudinal record (`Patient/[id]/$everything`): every live resource of a resident from
-//! every institution, found through the `_resident` rows of the golden resident (one indexed
-//! lookup), with the Organizations, Practitioners, PractitionerRoles and Locations they refer to.
+//! every institution, found through the `resident` column (one index range), with the Organizations, Practitioners, PractitionerRoles and Locations they refer to.
 
 use std::collections::HashSet;
 
@@ -73,21 +72,30 @@ pub fn everything(store: &Store, id: &str, req: &Request) -> Result<Page, ApiErr
             .iter()
             .map(|(t, id, _)| (t.clone(), id.clone()))
             .collect();
-        let mut included = Vec::new();
+        // The registry resources the page refers to: one lookup per type.
+        let mut wanted: Vec<(String, String)> = Vec::new();
         for (_, _, content) in &found {
             let Ok(tree) = Json::parse(content.as_bytes()) else {
                 continue;
             };
             let mut refs = Vec::new();
             references(&tree, &mut refs);
-            for (t, rid) in refs {
-                if !seen.insert((t.clone(), rid.clone())) {
-                    continue;
+            for r in refs {
+                if seen.insert(r.clone()) {
+                    wanted.push(r);
                 }
-                if let Some(c) = repo::find_current(conn, &t, &rid)?
-                    && !c.deleted
-                {
-                    included.push((t, rid, c.content));
+            }
+        }
+        let mut included = Vec::new();
+        for t in REFERENCED {
+            let ids: Vec<String> = wanted
+                .iter()
+                .filter(|(wt, _)| wt == t)
+                .map(|(_, id)| id.clone())
+                .collect();
+            if !ids.is_empty() {
+                for (id, content) in repo::find_live(conn, t, &ids)? {
+                    included.push(((*t).to_owned(), id, content));
                 }
             }
         }

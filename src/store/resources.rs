@@ -57,6 +57,21 @@ pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<
     native!(conn, c => q.first(c).optional())
 }
 
+/// The live resources of type `t` among `ids`, in id order: (id, JSON).
+pub fn find_live(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let q = resources::table
+            .filter(resources::res_type.eq(t))
+            .filter(resources::res_id.eq_any(chunk))
+            .filter(resources::deleted.eq(false))
+            .order(resources::res_id)
+            .select((resources::res_id, resources::content));
+        out.extend(native!(conn, c => q.load::<(String, String)>(c))?);
+    }
+    Ok(out)
+}
+
 /// The current version number and deletion flag, locked for update on PostgreSQL (SQLite
 /// writers are already serialised).
 pub fn lock_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<(i64, bool)>> {

@@ -33,14 +33,17 @@ fn bad_settings_stop_start_up_naming_the_setting() {
 #[test]
 fn migrate_applies_and_reverts() {
     let dir = tempfile::tempdir().unwrap();
-    let url = match std::env::var("HUIMIN_TEST_POSTGRES_URL") {
-        Ok(server) => {
+    let pg = std::env::var("HUIMIN_TEST_POSTGRES_URL")
+        .ok()
+        .map(|server| {
             let server = server.trim_end_matches('/').to_owned();
             let name = format!("huimin_test_migrate_{}", std::process::id());
             crate::helpers::create_pg_database(&server, &name);
-            format!("{server}/{name}")
-        }
-        Err(_) => format!("sqlite://{}", dir.path().join("m.db").display()),
+            (server, name)
+        });
+    let url = match &pg {
+        Some((server, name)) => format!("{server}/{name}"),
+        None => format!("sqlite://{}", dir.path().join("m.db").display()),
     };
     let run = |args: &[&str]| {
         let out = huimin()
@@ -63,6 +66,9 @@ fn migrate_applies_and_reverts() {
     assert!(run(&["migrate"]).starts_with("0 migration(s) applied"));
     assert!(run(&["migrate", "--revert"]).starts_with("reverted"));
     assert!(run(&["migrate"]).starts_with("1 migration(s) applied"));
+    if let Some((server, name)) = &pg {
+        crate::helpers::drop_pg_database(server, name);
+    }
 }
 
 #[test]
