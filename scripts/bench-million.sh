@@ -54,7 +54,7 @@ date_hint="" offset=" OFFSET 0"
 if [ "$backend" = sqlite ]; then
   date_hint="INDEXED BY search_date_resource" offset=""
 fi
-ident="SELECT r.res_id, r.content FROM resources r WHERE r.res_type = 'Patient' AND r.deleted = false AND r.res_id IN (SELECT x.res_id FROM search_token x WHERE x.res_type = 'Patient' AND x.param = 'identifier' AND ((x.system = 'urn:oid:2.16.156.10011.1.3' AND x.code = 'BENCH-0000042'))) ORDER BY r.res_id LIMIT 51"
+ident="SELECT r.res_id, r.content FROM resources r WHERE r.res_type = 'Patient' AND r.deleted = false AND r.res_id IN (SELECT x.res_id FROM search_token x WHERE x.res_type = 'Patient' AND x.param = 'identifier' AND ((x.system = 'urn:oid:2.16.156.10011.1.13' AND x.code = 'BENCH-0000042'))) ORDER BY r.res_id LIMIT 51"
 obs="SELECT s.res_id, s.content FROM (SELECT r.res_id, r.content, (SELECT MAX(x.high) FROM search_date x $date_hint WHERE x.res_type = 'Observation' AND x.res_id = r.res_id AND x.param = 'date') AS k0 FROM resources r WHERE r.res_type = 'Observation' AND r.deleted = false AND r.res_id IN (SELECT x.res_id FROM search_reference x WHERE x.res_type = 'Observation' AND x.param = 'subject' AND ((x.target_id = 'bench-42' AND x.target_type = 'Patient'))) AND EXISTS (SELECT 1 FROM search_token x WHERE x.res_type = 'Observation' AND x.res_id = r.res_id AND x.param = 'code' AND ((x.system = 'http://loinc.org' AND x.code = '8867-4'))$offset) AND EXISTS (SELECT 1 FROM search_date x $date_hint WHERE x.res_type = 'Observation' AND x.res_id = r.res_id AND x.param = 'date' AND ((x.high >= 1546272000000))$offset)) s ORDER BY s.k0 DESC NULLS LAST, s.res_id LIMIT 21"
 if [ "$backend" = postgres ]; then
   psql -h 127.0.0.1 -U postgres -d huimin_bench -c "EXPLAIN ANALYZE $ident" -c "EXPLAIN ANALYZE $obs"

@@ -25,7 +25,7 @@ echo "== $backend: Patient?identifier=system|value, 16 connections, ${search_sec
 wrk -t2 -c16 -d"${search_secs}s" --latency -s scripts/load/search-identifier.lua "$base"
 
 echo "== query plan of the identifier lookup"
-sql="SELECT r.res_id FROM resources r WHERE r.res_type = 'Patient' AND r.deleted = false AND r.res_id IN (SELECT x.res_id FROM search_token x WHERE x.res_type = 'Patient' AND x.param = 'identifier' AND x.system = 'urn:oid:2.16.156.10011.1.3' AND x.code = '$(head -1 "$IDS")') ORDER BY r.res_id LIMIT 51"
+sql="SELECT r.res_id FROM resources r WHERE r.res_type = 'Patient' AND r.deleted = false AND r.res_id IN (SELECT x.res_id FROM search_token x WHERE x.res_type = 'Patient' AND x.param = 'identifier' AND x.system = 'urn:oid:2.16.156.10011.1.13' AND x.code = '$(head -1 "$IDS")') ORDER BY r.res_id LIMIT 51"
 if [ "$backend" = postgres ]; then
   psql -h 127.0.0.1 -U postgres -d huimin_bench -c "EXPLAIN $sql"
 else

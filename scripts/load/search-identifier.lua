@@ -4,6 +4,6 @@ local values = {}
 for line in io.lines(os.getenv("IDS")) do values[#values + 1] = line end
 request = function()
   local v = values[math.random(1, #values)]
-  return wrk.format("GET", "/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.3%7C" .. v,
+  return wrk.format("GET", "/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.13%7C" .. v,
     { ["Authorization"] = "Bearer " .. token })
 end

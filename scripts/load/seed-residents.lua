@@ -26,7 +26,7 @@ local finished = false
 local function patient(n)
   local sex = (n % 2 == 0) and "female" or "male"
   local body = string.format(
-    '{"resourceType":"Patient","id":"bench-%d","identifier":[{"system":"urn:oid:2.16.156.10011.1.3","value":"BENCH-%07d"}],"active":true,"name":[{"family":"测试","given":["%d号"]}],"gender":"%s","birthDate":"%d-%02d-%02d","address":[{"city":"成都市","district":"锦江区"}]}',
+    '{"resourceType":"Patient","id":"bench-%d","identifier":[{"system":"urn:oid:2.16.156.10011.1.13","value":"BENCH-%07d"}],"active":true,"name":[{"family":"测试","given":["%d号"]}],"gender":"%s","birthDate":"%d-%02d-%02d","address":[{"city":"成都市","district":"锦江区"}]}',
     n, n, n, sex, 1940 + n % 70, 1 + n % 12, 1 + n % 28)
   return wrk.format("PUT", "/fhir/Patient/bench-" .. n, headers, body)
 end
