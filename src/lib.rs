@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod fhir;
 pub mod fixtures;
