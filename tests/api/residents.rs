@@ -945,6 +945,58 @@ async fn registries_are_searchable_as_mcsd_expects() {
 }
 
 #[actix_web::test]
+async fn a_resource_follows_its_patient_across_updates_and_leaves_on_delete() {
+    let app = spawn_app().await;
+    let a = app
+        .create(&source(
+            "a",
+            "A1",
+            Some((ID_CARD, &id_number("510104", "19650505", 11))),
+            "李明",
+            "1965-05-05",
+        ))
+        .await;
+    let b = app
+        .create(&source(
+            "a",
+            "A2",
+            Some((ID_CARD, &id_number("510106", "19720707", 21))),
+            "王芳",
+            "1972-07-07",
+        ))
+        .await;
+    let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let observations = |p: &str| format!("/fhir/Patient/{p}/$everything?_type=Observation");
+    let obs = |subject: &str| {
+        json!({"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+               "subject": {"reference": format!("Patient/{subject}")}})
+    };
+    let o = app.create(&obs(a_id)).await;
+    let oid = o["id"].as_str().unwrap().to_owned();
+    assert_eq!(entries_of(&pages(&app, &observations(a_id)).await).len(), 1);
+    assert_eq!(entries_of(&pages(&app, &observations(b_id)).await).len(), 0);
+    // Recorded against the wrong patient, then corrected: the record moves with it.
+    let mut moved = obs(b_id);
+    moved["id"] = json!(oid);
+    let r = app
+        .put_json(&format!("/fhir/Observation/{oid}"), &moved)
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(entries_of(&pages(&app, &observations(a_id)).await).len(), 0);
+    assert_eq!(entries_of(&pages(&app, &observations(b_id)).await).len(), 1);
+    // The golden resident's record answers the same as its institution Patient's.
+    let golden = golden_of(&read(&app, &format!("/fhir/Patient/{b_id}")).await);
+    assert_eq!(
+        entries_of(&pages(&app, &observations(&golden)).await).len(),
+        1
+    );
+    let r = app.delete(&format!("/fhir/Observation/{oid}")).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    assert_eq!(entries_of(&pages(&app, &observations(b_id)).await).len(), 0);
+}
+
+#[actix_web::test]
 async fn data_stored_before_the_resident_index_is_linked_by_a_command() {
     use diesel::{Connection, RunQueryDsl};
     let app = spawn_app().await;
