@@ -16,7 +16,9 @@ use crate::error::ApiError;
 use crate::fhir::bundle::{self, Link, obj, s as text};
 use crate::fhir::json::Json;
 use crate::fhir::validate::is_valid_id;
+use crate::services::record::Record;
 use crate::services::{everything, mpi};
+use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -455,15 +457,7 @@ async fn patient_merge(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&caller, "merging residents", Perm::Update)?;
-    let (from, to, reason) = merge_request(&req, &body)?;
-    let store = state.store.clone();
-    let who = caller.sub.clone();
-    let rec =
-        web::block(move || crate::services::merge::merge(&store, from, to, reason, who)).await??;
-    let neg = format::negotiate(&req)?;
-    Ok(format::respond(neg, actix_web::http::StatusCode::OK)
-        .body(format::encode_stored(neg, rec.content)?))
+    merge_operation(req, caller, body, state, crate::services::merge::merge).await
 }
 
 /// `POST Patient/$unmerge` (administrators): undo the latest merge of `source-patient` into
@@ -474,12 +468,23 @@ async fn patient_unmerge(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    merge_operation(req, caller, body, state, crate::services::merge::unmerge).await
+}
+
+/// A merge service call (`$merge` or `$unmerge`, which take the same Parameters): checked for
+/// an administrator, run, and answered with its Provenance.
+async fn merge_operation(
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    op: fn(&Store, String, String, String, String) -> Result<Record, ApiError>,
+) -> Result<HttpResponse, ApiError> {
     require_admin(&caller, "merging residents", Perm::Update)?;
     let (from, to, reason) = merge_request(&req, &body)?;
     let store = state.store.clone();
     let who = caller.sub.clone();
-    let rec = web::block(move || crate::services::merge::unmerge(&store, from, to, reason, who))
-        .await??;
+    let rec = web::block(move || op(&store, from, to, reason, who)).await??;
     let neg = format::negotiate(&req)?;
     Ok(format::respond(neg, actix_web::http::StatusCode::OK)
         .body(format::encode_stored(neg, rec.content)?))

@@ -1,5 +1,6 @@
 //! The longitudinal record (`Patient/[id]/$everything`): every live resource of a resident from
-//! every institution, found through the `resident` column (one index range), with the Organizations, Practitioners, PractitionerRoles and Locations they refer to.
+//! every institution, found through the `resident` column (one index range), with the
+//! Organizations, Practitioners, PractitionerRoles and Locations they refer to.
 
 use std::collections::HashSet;
 
