@@ -41,11 +41,22 @@ cpu_snapshot() {
     [ -r "/proc/$pid/stat" ] && awk -v p="$pid" '{ sub(/^.*\) /, ""); print p, $12 + $13 }' "/proc/$pid/stat" || true
   done
 }
+pg_stats() {
+  # Checkpoints (timed, requested), buffers written by backends, and the WAL position.
+  [ "$backend" = postgres ] || return 0
+  psql -Atq -h 127.0.0.1 -U postgres -F ' ' -c "SELECT checkpoints_timed, checkpoints_req, buffers_backend, pg_current_wal_lsn() - '0/0'::pg_lsn FROM pg_stat_bgwriter" huimin_bench
+}
+pg_before=$(pg_stats)
 cpu_snapshot > "$work/cpu-start"
 start=$(date +%s.%N)
 xargs -P "$pushers" -I{} bash -c 'push "$1"' _ {} < "$work/bundles" > "$work/times"
 end=$(date +%s.%N)
 cpu_snapshot > "$work/cpu-end"
+if [ "$backend" = postgres ]; then
+  read -r ct0 cr0 bb0 wal0 <<< "$pg_before"
+  read -r ct1 cr1 bb1 wal1 <<< "$(pg_stats)"
+  echo "postgres: $((ct1 - ct0)) timed + $((cr1 - cr0)) requested checkpoints, $((bb1 - bb0)) buffers written by backends, $(((wal1 - wal0) / 1048576)) MiB WAL"
+fi
 python3 - "$work/times" "$start" "$end" "$entries" "$work/cpu-start" "$work/cpu-end" "$server" <<'PY'
 import os, sys
 lines = [l.split() for l in open(sys.argv[1])]
