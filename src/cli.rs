@@ -1,4 +1,5 @@
-//! The `huimin` command line: `serve` (default), `migrate`, `token`, `fixtures generate`.
+//! The `huimin` command line: `serve` (default), `migrate`, `token`, `fixtures generate`,
+//! `residents relink`, `audit verify`.
 
 use clap::{Parser, Subcommand};
 
@@ -57,6 +58,27 @@ enum Command {
     Residents {
         #[command(subcommand)]
         action: ResidentsAction,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the SM3 hash chain of the audit trail: name every record that was modified,
+    /// moved or deleted. Exits with status 1 when anything is wrong.
+    Verify {
+        /// A head printed earlier (POSITION:HASH, from this command or the server log's
+        /// "audit chain sealed"): it must still be in the chain, so that deleting the newest
+        /// records is detected too.
+        #[arg(long)]
+        expect: Option<String>,
+        /// Seal committed records first (what the running server does every second).
+        #[arg(long)]
+        seal: bool,
     },
 }
 
@@ -149,6 +171,58 @@ pub fn run() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("relinking failed: {e}"))?;
             println!("linked {patients} Patient(s) and {resources} other resource(s)");
             Ok(())
+        }
+        Command::Audit {
+            action: AuditAction::Verify { expect, seal },
+        } => {
+            let expect = match expect.as_deref() {
+                None => None,
+                Some(e) => {
+                    let (seq, hash) = e
+                        .split_once(':')
+                        .and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h.to_owned())))
+                        .ok_or_else(|| anyhow::anyhow!("--expect takes POSITION:HASH"))?;
+                    Some((seq, hash))
+                }
+            };
+            let db = settings.database()?;
+            store::migrate(&db)?;
+            let store = store::Store::open(&db, 2)?;
+            if seal {
+                loop {
+                    let (n, _) = crate::services::audit::seal_pending(&store)
+                        .map_err(|e| anyhow::anyhow!("sealing failed: {e}"))?;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            let report = store
+                .read(|conn| {
+                    crate::services::audit::verify(
+                        conn,
+                        expect.as_ref().map(|(s, h)| (*s, h.as_str())),
+                    )
+                })
+                .map_err(|e| anyhow::anyhow!("verifying failed: {e}"))?;
+            println!(
+                "checked {} record(s) from position {}; head: {}",
+                report.checked,
+                report.start.0,
+                report
+                    .head
+                    .as_ref()
+                    .map_or("none".to_owned(), |(s, h)| format!("{s}:{h}"))
+            );
+            if report.problems.is_empty() {
+                println!("the audit chain is intact");
+                Ok(())
+            } else {
+                for p in &report.problems {
+                    println!("PROBLEM: {p}");
+                }
+                std::process::exit(1);
+            }
         }
         Command::Fixtures {
             action:

@@ -60,6 +60,10 @@ pub struct Settings {
     /// Resident index: a best match scoring at least this (and below the upper threshold) is
     /// kept for review.
     pub resident_match_lower: f64,
+    /// Days audit records are kept (at least 184, 网络安全法 Art. 21).
+    pub audit_retention_days: u32,
+    /// How often the sealer chains new audit records, in milliseconds.
+    pub audit_seal_interval_ms: u64,
 }
 
 impl Default for Settings {
@@ -86,6 +90,8 @@ impl Default for Settings {
             workers: 0,
             resident_match_upper: 14.0,
             resident_match_lower: 8.0,
+            audit_retention_days: 184,
+            audit_seal_interval_ms: 1000,
         }
     }
 }
@@ -206,6 +212,18 @@ impl Settings {
             bail!(
                 "invalid setting resident_match_lower / resident_match_upper \
                  (HUIMIN_RESIDENT_MATCH_LOWER / _UPPER): need finite lower <= upper"
+            );
+        }
+        if self.audit_retention_days < crate::services::audit::MIN_RETENTION_DAYS {
+            bail!(
+                "invalid setting audit_retention_days (HUIMIN_AUDIT_RETENTION_DAYS): {} is less \
+                 than the 184 days the law requires",
+                self.audit_retention_days
+            );
+        }
+        if self.audit_seal_interval_ms == 0 {
+            bail!(
+                "invalid setting audit_seal_interval_ms (HUIMIN_AUDIT_SEAL_INTERVAL_MS): must be at least 1"
             );
         }
         if self.page_size_default == 0 || self.page_size_max < self.page_size_default {

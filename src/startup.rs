@@ -39,6 +39,12 @@ impl Application {
             lower: settings.resident_match_lower,
         });
         store.start_maintenance();
+        let audit = crate::services::audit::Sink::start(store.clone())?;
+        crate::services::audit::start_sealer(
+            store.clone(),
+            std::time::Duration::from_millis(settings.audit_seal_interval_ms),
+            settings.audit_retention_days,
+        );
         let auth = Arc::new(Authenticator::from_settings(&settings)?);
         if settings.auth_mode == "dev" {
             tracing::warn!(
@@ -54,6 +60,7 @@ impl Application {
         let state = web::Data::new(AppState {
             settings,
             store,
+            audit,
             metrics: Arc::new(Metrics::new()),
         });
         tracing::info!(address = %listener.local_addr()?, backend = db.backend_name(), "huimin listening");

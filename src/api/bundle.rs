@@ -5,12 +5,12 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 
-use super::AppState;
 use super::format;
 use super::rest::{
     Return, authorize, base_url, conditional, header_str, if_none_exist, page_size, pairs_of,
     parse_etag, parse_query, prefer_return, resource_id, resource_type,
 };
+use super::{self as api, AppState};
 use crate::auth::{Caller, Perm};
 use crate::clock;
 use crate::error::ApiError;
@@ -29,13 +29,33 @@ pub async fn system_post(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // The kind is known once the body is parsed; an unparsable body is audited as a transaction.
+    let draft = api::draft(&req, &caller, "transaction", 'E', "Bundle".to_owned());
+    api::audited(
+        &state,
+        draft.clone(),
+        system_post_body(req, caller, body, state.clone(), draft),
+    )
+    .await
+}
+
+async fn system_post_body(
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    mut draft: crate::services::audit::Draft,
+) -> Result<(HttpResponse, super::Touched), ApiError> {
     let neg = format::negotiate(&req)?;
     let body_format = format::body_format(&req, &body)?;
     let mut tree =
         web::block(move || format::parse_resource(body_format, &body, Some("Bundle"))).await??;
     let kind = match tree.get("type").and_then(Json::as_str) {
         Some("transaction") => Kind::Transaction,
-        Some("batch") => Kind::Batch,
+        Some("batch") => {
+            draft.subtype = "batch".to_owned();
+            Kind::Batch
+        }
         other => {
             return Err(ApiError::invalid(
                 "invalid",
@@ -77,7 +97,7 @@ pub async fn system_post(
         Kind::Transaction => {
             let entries: Vec<Entry> = parsed.into_iter().filter_map(Result::ok).collect();
             let base = base.clone();
-            web::block(move || engine::transaction(&store, entries, base))
+            web::block(move || engine::transaction(&store, entries, base, draft))
                 .await??
                 .into_iter()
                 .map(Ok)
@@ -98,7 +118,7 @@ pub async fn system_post(
                 }
             }
             let base = base.clone();
-            let results = web::block(move || engine::batch(&store, ok, base)).await??;
+            let results = web::block(move || engine::batch(&store, ok, base, draft)).await??;
             for (pos, r) in positions.into_iter().zip(results) {
                 answers[pos] = Some(r);
             }
@@ -124,7 +144,10 @@ pub async fn system_post(
         Vec::new(),
         entries,
     );
-    Ok(format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?))
+    Ok((
+        format::respond(neg, StatusCode::OK).body(format::encode(neg, &b)?),
+        None,
+    ))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! paging links. No SQL and no business rules here: handlers parse, authorise, call one service
 //! function and render its result.
 
+pub mod audit;
 pub mod bundle;
 pub mod format;
 pub mod metadata;
@@ -14,16 +15,19 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Caller};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::services::audit::{Actor, Draft, Outcome};
 use crate::store::Store;
 
 /// What every handler can reach.
 pub struct AppState {
     pub settings: Settings,
     pub store: Store,
+    /// Where reads hand their audit events.
+    pub audit: crate::services::audit::Sink,
     pub metrics: Arc<Metrics>,
 }
 
@@ -42,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth: Arc<Authenticator>, max_bod
                         .get(rest::search_system),
                 )
                 .configure(resident::configure)
+                .configure(audit::configure)
                 .configure(rest::configure)
                 .default_service(web::to(not_found)),
         )
@@ -61,6 +66,48 @@ where
     } else {
         let store = store.clone();
         web::block(move || f(&store)).await?
+    }
+}
+
+/// The audit draft of this request's interaction (see [`audited`]).
+pub fn draft(
+    req: &HttpRequest,
+    caller: &Caller,
+    subtype: &str,
+    action: char,
+    what: String,
+) -> Draft {
+    let address = req.peer_addr().map(|a| a.ip().to_string());
+    Draft::new(Arc::new(Actor::new(caller, address)), subtype, action, what)
+}
+
+/// What a handler's body answered with, for the audit trail: the resources it returned as
+/// (`Type/id`, resident), or `None` when a write transaction already holds its events.
+pub type Touched = Option<crate::services::audit::Accessed>;
+
+/// Run a handler's body and audit it before the response leaves: the events of what it
+/// returned (committed first; if the audit trail cannot be written, the caller gets a 503 and
+/// no data), or, when it failed, an event with the failure's outcome.
+pub async fn audited<F>(state: &AppState, draft: Draft, body: F) -> Result<HttpResponse, ApiError>
+where
+    F: Future<Output = Result<(HttpResponse, Touched), ApiError>>,
+{
+    match body.await {
+        Ok((resp, None)) => Ok(resp),
+        Ok((resp, Some(touched))) => {
+            state
+                .audit
+                .record(draft.events(&touched, Outcome::Success))
+                .await?;
+            Ok(resp)
+        }
+        Err(e) => {
+            state
+                .audit
+                .record(draft.events(&[], Outcome::of(&e)))
+                .await?;
+            Err(e)
+        }
     }
 }
 

@@ -5,18 +5,19 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::AppState;
 use super::format;
 use super::rest::{
     authorize, base_url, bundle_response, page_size, page_url, pairs_of, since_param, type_cursor,
 };
+use super::{self as api, AppState};
 use crate::auth::{Caller, Perm, Role};
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, Link, obj, s as text};
 use crate::fhir::json::Json;
 use crate::fhir::validate::is_valid_id;
-use crate::services::record::Record;
+use crate::services::audit::Draft;
+use crate::services::record::{self, Record};
 use crate::services::{everything, mpi};
 use crate::store::Store;
 
@@ -72,6 +73,31 @@ async fn patient_match(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let draft = op_draft(&req, &caller, "$match");
+    api::audited(
+        &state,
+        draft,
+        patient_match_body(req.clone(), caller, body, state.clone()),
+    )
+    .await
+}
+
+/// The audit draft of an operation: its name and the URL path and query it was called with.
+fn op_draft(req: &HttpRequest, caller: &Caller, op: &str) -> crate::services::audit::Draft {
+    let path = req.path().trim_start_matches("/fhir/");
+    let what = match req.query_string() {
+        "" => path.to_owned(),
+        q => format!("{path}?{q}"),
+    };
+    api::draft(req, caller, op, 'E', what)
+}
+
+async fn patient_match_body(
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<(HttpResponse, api::Touched), ApiError> {
     authorize(&caller, &[Perm::Search], "Patient", None)?;
     let params = format::read_resource(&req, &body, Some("Parameters"))?;
     let mut patient = None;
@@ -124,6 +150,10 @@ async fn patient_match(
     })
     .await??;
     let base = base_url(&req, &state);
+    let touched: Vec<(String, Option<String>)> = found
+        .iter()
+        .map(|c| (format!("Patient/{}", c.id), Some(c.id.clone())))
+        .collect();
     let entries = found
         .into_iter()
         .map(|c| {
@@ -151,13 +181,14 @@ async fn patient_match(
         })
         .collect::<Vec<_>>();
     let total = entries.len();
-    bundle_response(
+    let resp = bundle_response(
         format::negotiate(&req)?,
         "searchset",
         Some(total),
         Vec::new(),
         entries,
-    )
+    )?;
+    Ok((resp, Some(touched)))
 }
 
 /// `GET Patient/$ihe-pix?sourceIdentifier=system|value[&targetSystem=…]` (IHE PIXm): the
@@ -169,6 +200,20 @@ async fn patient_pix(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let draft = op_draft(&req, &caller, "$ihe-pix");
+    api::audited(
+        &state,
+        draft,
+        patient_pix_body(req.clone(), caller, state.clone()),
+    )
+    .await
+}
+
+async fn patient_pix_body(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<(HttpResponse, api::Touched), ApiError> {
     authorize(&caller, &[Perm::Search], "Patient", None)?;
     let pairs = pairs_of(req.query_string().as_bytes());
     let mut source = None;
@@ -224,6 +269,13 @@ async fn patient_pix(
             patients.push(pid);
         }
     }
+    let store = state.store.clone();
+    let keys = patients.clone();
+    let touched = web::block(move || {
+        let keys: Vec<(&str, &str)> = keys.iter().map(|p| ("Patient", p.as_str())).collect();
+        store.read(|conn| record::residents(conn, &keys))
+    })
+    .await??;
     for pid in patients {
         parameters.push(obj(vec![
             ("name", text("targetId")),
@@ -237,7 +289,7 @@ async fn patient_pix(
         ("resourceType", text("Parameters")),
         ("parameter", Json::Array(parameters)),
     ]);
-    respond_json(&req, &doc)
+    Ok((respond_json(&req, &doc)?, Some(touched)))
 }
 
 /// `GET Patient/$resident-reviews`: the possible matches waiting for review (administrators),
@@ -247,6 +299,20 @@ async fn resident_reviews(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let draft = op_draft(&req, &caller, "$resident-reviews");
+    api::audited(
+        &state,
+        draft,
+        resident_reviews_body(req.clone(), caller, state.clone()),
+    )
+    .await
+}
+
+async fn resident_reviews_body(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<(HttpResponse, api::Touched), ApiError> {
     require_admin(&caller, "the review list", Perm::Read)?;
     let pairs = pairs_of(req.query_string().as_bytes());
     let count = page_size(&pairs, &state)?;
@@ -300,7 +366,7 @@ async fn resident_reviews(
         ("resourceType", text("Parameters")),
         ("parameter", Json::Array(parameters)),
     ]);
-    respond_json(&req, &doc)
+    Ok((respond_json(&req, &doc)?, Some(Vec::new())))
 }
 
 /// Parameters `$everything` takes.
@@ -328,7 +394,17 @@ async fn patient_everything(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let draft = op_draft(&req, &caller, "$everything");
+    let body = patient_everything_body(req.clone(), caller, path.into_inner(), state.clone());
+    api::audited(&state, draft, body).await
+}
+
+async fn patient_everything_body(
+    req: HttpRequest,
+    caller: Caller,
+    id: String,
+    state: web::Data<AppState>,
+) -> Result<(HttpResponse, api::Touched), ApiError> {
     authorize(&caller, &[Perm::Read], "Patient", Some(&id))?;
     let neg = format::negotiate(&req)?;
     let pairs = pairs_of(req.query_string().as_bytes());
@@ -388,6 +464,17 @@ async fn patient_everything(
             url: page_url(&req, &state, &pairs, Some(&format!("{t}/{i}"))),
         });
     }
+    // The page's own resources are the resident's; the registry resources it includes are not.
+    let touched: Vec<(String, Option<String>)> = page
+        .found
+        .iter()
+        .map(|(t, i, _)| (format!("{t}/{i}"), Some(page.golden.clone())))
+        .chain(
+            page.included
+                .iter()
+                .map(|(t, i, _)| (format!("{t}/{i}"), None)),
+        )
+        .collect();
     let entries = page
         .found
         .into_iter()
@@ -398,7 +485,10 @@ async fn patient_everything(
                 .map(|(t, i, c)| bundle::search_entry(&format!("{base}/{t}/{i}"), c, "include")),
         )
         .collect();
-    bundle_response(neg, "searchset", None, links, entries)
+    Ok((
+        bundle_response(neg, "searchset", None, links, entries)?,
+        Some(touched),
+    ))
 }
 
 /// The golden residents and reason of a `$merge` / `$unmerge` Parameters body.
@@ -478,17 +568,30 @@ async fn merge_operation(
     caller: Caller,
     body: web::Bytes,
     state: web::Data<AppState>,
-    op: fn(&Store, String, String, String, String) -> Result<Record, ApiError>,
+    op: MergeOp,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&caller, "merging residents", Perm::Update)?;
-    let (from, to, reason) = merge_request(&req, &body)?;
-    let store = state.store.clone();
-    let who = caller.sub.clone();
-    let rec = web::block(move || op(&store, from, to, reason, who)).await??;
-    let neg = format::negotiate(&req)?;
-    Ok(format::respond(neg, actix_web::http::StatusCode::OK)
-        .body(format::encode_stored(neg, rec.content)?))
+    let name = if req.path().ends_with("$unmerge") {
+        "$unmerge"
+    } else {
+        "$merge"
+    };
+    let draft = op_draft(&req, &caller, name);
+    api::audited(&state, draft.clone(), async {
+        require_admin(&caller, "merging residents", Perm::Update)?;
+        let (from, to, reason) = merge_request(&req, &body)?;
+        let store = state.store.clone();
+        let who = caller.sub.clone();
+        let rec = web::block(move || op(&store, from, to, reason, who, draft)).await??;
+        let neg = format::negotiate(&req)?;
+        let resp = format::respond(neg, actix_web::http::StatusCode::OK)
+            .body(format::encode_stored(neg, rec.content)?);
+        Ok((resp, None))
+    })
+    .await
 }
+
+/// `$merge` or `$unmerge`: the two golden residents, the reason, who asks, the audit draft.
+type MergeOp = fn(&Store, String, String, String, String, Draft) -> Result<Record, ApiError>;
 
 /// `GET Patient/[id]/$summary`: the resident's summary as a document Bundle (Composition first).
 async fn patient_summary(
@@ -497,7 +600,17 @@ async fn patient_summary(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let draft = op_draft(&req, &caller, "$summary");
+    let body = patient_summary_body(req.clone(), caller, path.into_inner(), state.clone());
+    api::audited(&state, draft, body).await
+}
+
+async fn patient_summary_body(
+    req: HttpRequest,
+    caller: Caller,
+    id: String,
+    state: web::Data<AppState>,
+) -> Result<(HttpResponse, api::Touched), ApiError> {
     authorize(&caller, &[Perm::Read], "Patient", Some(&id))?;
     for (k, _) in pairs_of(req.query_string().as_bytes()) {
         if !matches!(k.as_str(), "_format" | "_pretty") {
@@ -510,6 +623,11 @@ async fn patient_summary(
     }
     let base = base_url(&req, &state);
     let store = state.store.clone();
-    let doc = web::block(move || everything::summary(&store, &id, &base)).await??;
-    respond_json(&req, &doc)
+    let (doc, touched) = web::block(move || {
+        let doc = everything::summary(&store, &id, &base)?;
+        let touched = store.read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
+        Ok::<_, ApiError>((doc, touched))
+    })
+    .await??;
+    Ok((respond_json(&req, &doc)?, Some(touched)))
 }

@@ -6,7 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::format::{self, Negotiated};
-use super::{AppState, run_db};
+use super::{self as api, AppState, run_db};
 use crate::auth::{Caller, Perm};
 use crate::clock;
 use crate::error::ApiError;
@@ -272,24 +272,30 @@ async fn read(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
-    authorize(&caller, &[Perm::Read], &t, Some(&id))?;
-    let rec = run_db(&state.store, true, move |store| {
-        record::read(store, &t, &id)
+    let draft = api::draft(&req, &caller, "read", 'R', format!("{t}/{id}"));
+    api::audited(&state, draft, async {
+        let neg = format::negotiate(&req)?;
+        authorize(&caller, &[Perm::Read], &t, Some(&id))?;
+        let (tt, ii) = (t.clone(), id.clone());
+        let rec = run_db(&state.store, true, move |store| {
+            record::read(store, &tt, &ii)
+        })
+        .await?;
+        let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);
+        if let Some(inm) = header_str(&req, "if-none-match")
+            && inm.trim() == format!("W/\"{}\"", rec.version_id)
+        {
+            return Ok((HttpResponse::NotModified().finish(), touched));
+        }
+        if let Some(ims) = header_str(&req, "if-modified-since").and_then(clock::parse_http_date)
+            && rec.last_updated / 1000 <= ims / 1000
+        {
+            return Ok((HttpResponse::NotModified().finish(), touched));
+        }
+        Ok((read_response(&req, &state, neg, rec)?, touched))
     })
-    .await?;
-    if let Some(inm) = header_str(&req, "if-none-match")
-        && inm.trim() == format!("W/\"{}\"", rec.version_id)
-    {
-        return Ok(HttpResponse::NotModified().finish());
-    }
-    if let Some(ims) = header_str(&req, "if-modified-since").and_then(clock::parse_http_date)
-        && rec.last_updated / 1000 <= ims / 1000
-    {
-        return Ok(HttpResponse::NotModified().finish());
-    }
-    read_response(&req, &state, neg, rec)
+    .await
 }
 
 async fn vread(
@@ -298,17 +304,29 @@ async fn vread(
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let neg = format::negotiate(&req)?;
     let (t, id, vid) = path.into_inner();
-    authorize(&caller, &[Perm::Read], &t, Some(&id))?;
-    let vid: i64 = vid
-        .parse()
-        .map_err(|_| ApiError::NotFound(format!("'{vid}' is not a version of {t}/{id}")))?;
-    let rec = run_db(&state.store, true, move |store| {
-        record::vread(store, &t, &id, vid)
+    let draft = api::draft(
+        &req,
+        &caller,
+        "vread",
+        'R',
+        format!("{t}/{id}/_history/{vid}"),
+    );
+    api::audited(&state, draft, async {
+        let neg = format::negotiate(&req)?;
+        authorize(&caller, &[Perm::Read], &t, Some(&id))?;
+        let vid: i64 = vid
+            .parse()
+            .map_err(|_| ApiError::NotFound(format!("'{vid}' is not a version of {t}/{id}")))?;
+        let (tt, ii) = (t.clone(), id.clone());
+        let rec = run_db(&state.store, true, move |store| {
+            record::vread(store, &tt, &ii, vid)
+        })
+        .await?;
+        let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);
+        Ok((read_response(&req, &state, neg, rec)?, touched))
     })
-    .await?;
-    read_response(&req, &state, neg, rec)
+    .await
 }
 
 async fn create(
@@ -318,29 +336,35 @@ async fn create(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let neg = format::negotiate(&req)?;
     let t = path.into_inner();
-    authorize(&caller, &[Perm::Create], &t, None)?;
-    let tree = format::read_resource(&req, &body, Some(&t))?;
-    let criteria = match header_str(&req, "if-none-exist") {
-        Some(q) => {
-            caller.require(Perm::Search, Some(&t))?;
-            Some(if_none_exist(&req, &state, &t, q)?)
-        }
-        None => None,
-    };
-    let store = state.store.clone();
-    let tt = t.clone();
-    let (rec, w) = web::block(move || record::create(&store, &tt, tree, criteria)).await??;
-    resource_response(
-        &req,
-        &state,
-        neg,
-        write_status(w),
-        rec,
-        prefer_return(&req),
-        true,
-    )
+    let draft = api::draft(&req, &caller, "create", 'C', t.clone());
+    api::audited(&state, draft.clone(), async {
+        let neg = format::negotiate(&req)?;
+        authorize(&caller, &[Perm::Create], &t, None)?;
+        let tree = format::read_resource(&req, &body, Some(&t))?;
+        let criteria = match header_str(&req, "if-none-exist") {
+            Some(q) => {
+                caller.require(Perm::Search, Some(&t))?;
+                Some(if_none_exist(&req, &state, &t, q)?)
+            }
+            None => None,
+        };
+        let store = state.store.clone();
+        let tt = t.clone();
+        let (rec, w) =
+            web::block(move || record::create(&store, &tt, tree, criteria, draft)).await??;
+        let resp = resource_response(
+            &req,
+            &state,
+            neg,
+            write_status(w),
+            rec,
+            prefer_return(&req),
+            true,
+        )?;
+        Ok((resp, None))
+    })
+    .await
 }
 
 async fn update(
@@ -350,24 +374,31 @@ async fn update(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
-    authorize(&caller, &[Perm::Update], &t, Some(&id))?;
-    let tree = format::read_resource(&req, &body, Some(&t))?;
-    let im = if_match(&req)?;
-    let store = state.store.clone();
-    let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
-    let (rec, w) =
-        web::block(move || record::update(&store, &t, &id, tree, im, may_create)).await??;
-    resource_response(
-        &req,
-        &state,
-        neg,
-        write_status(w),
-        rec,
-        prefer_return(&req),
-        true,
-    )
+    let draft = api::draft(&req, &caller, "update", 'U', format!("{t}/{id}"));
+    api::audited(&state, draft.clone(), async {
+        let neg = format::negotiate(&req)?;
+        authorize(&caller, &[Perm::Update], &t, Some(&id))?;
+        let tree = format::read_resource(&req, &body, Some(&t))?;
+        let im = if_match(&req)?;
+        let store = state.store.clone();
+        let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
+        let (tt, ii) = (t.clone(), id.clone());
+        let (rec, w) =
+            web::block(move || record::update(&store, &tt, &ii, tree, im, may_create, draft))
+                .await??;
+        let resp = resource_response(
+            &req,
+            &state,
+            neg,
+            write_status(w),
+            rec,
+            prefer_return(&req),
+            true,
+        )?;
+        Ok((resp, None))
+    })
+    .await
 }
 
 /// Whether `Prefer: handling=lenient` asks to ignore unknown search parameters.
@@ -427,26 +458,34 @@ async fn conditional_update(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let neg = format::negotiate(&req)?;
     let t = path.into_inner();
-    authorize(&caller, &[Perm::Update, Perm::Search], &t, None)?;
-    let criteria = conditional(&req, &state, &t, &query_pairs(&req))?;
-    let tree = format::read_resource(&req, &body, Some(&t))?;
-    let im = if_match(&req)?;
-    let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
-    let store = state.store.clone();
-    let (rec, w) =
-        web::block(move || record::conditional_update(&store, &t, criteria, tree, im, may_create))
-            .await??;
-    resource_response(
-        &req,
-        &state,
-        neg,
-        write_status(w),
-        rec,
-        prefer_return(&req),
-        true,
-    )
+    let what = format!("{t}?{}", req.query_string());
+    let draft = api::draft(&req, &caller, "update", 'U', what);
+    api::audited(&state, draft.clone(), async {
+        let neg = format::negotiate(&req)?;
+        authorize(&caller, &[Perm::Update, Perm::Search], &t, None)?;
+        let criteria = conditional(&req, &state, &t, &query_pairs(&req))?;
+        let tree = format::read_resource(&req, &body, Some(&t))?;
+        let im = if_match(&req)?;
+        let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
+        let store = state.store.clone();
+        let tt = t.clone();
+        let (rec, w) = web::block(move || {
+            record::conditional_update(&store, &tt, criteria, tree, im, may_create, draft)
+        })
+        .await??;
+        let resp = resource_response(
+            &req,
+            &state,
+            neg,
+            write_status(w),
+            rec,
+            prefer_return(&req),
+            true,
+        )?;
+        Ok((resp, None))
+    })
+    .await
 }
 
 async fn patch(
@@ -456,31 +495,37 @@ async fn patch(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
-    authorize(&caller, &[Perm::Update], &t, Some(&id))?;
-    let ct = header_str(&req, "content-type").unwrap_or("");
-    if !ct.starts_with("application/json-patch+json") {
-        return Err(ApiError::UnsupportedMediaType(
-            "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)"
-                .to_owned(),
-        ));
-    }
-    let patch: json_patch::Patch = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("the body is not a JSON Patch document: {e}"))
-    })?;
-    let im = if_match(&req)?;
-    let store = state.store.clone();
-    let rec = web::block(move || record::patch(&store, &t, &id, &patch, im)).await??;
-    resource_response(
-        &req,
-        &state,
-        neg,
-        StatusCode::OK,
-        rec,
-        prefer_return(&req),
-        true,
-    )
+    let draft = api::draft(&req, &caller, "patch", 'U', format!("{t}/{id}"));
+    api::audited(&state, draft.clone(), async {
+        let neg = format::negotiate(&req)?;
+        authorize(&caller, &[Perm::Update], &t, Some(&id))?;
+        let ct = header_str(&req, "content-type").unwrap_or("");
+        if !ct.starts_with("application/json-patch+json") {
+            return Err(ApiError::UnsupportedMediaType(
+                "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)"
+                    .to_owned(),
+            ));
+        }
+        let patch: json_patch::Patch = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("the body is not a JSON Patch document: {e}"))
+        })?;
+        let im = if_match(&req)?;
+        let store = state.store.clone();
+        let (tt, ii) = (t.clone(), id.clone());
+        let rec = web::block(move || record::patch(&store, &tt, &ii, &patch, im, draft)).await??;
+        let resp = resource_response(
+            &req,
+            &state,
+            neg,
+            StatusCode::OK,
+            rec,
+            prefer_return(&req),
+            true,
+        )?;
+        Ok((resp, None))
+    })
+    .await
 }
 
 fn delete_response(
@@ -517,13 +562,18 @@ async fn delete(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let neg = format::negotiate(&req)?;
     let (t, id) = path.into_inner();
-    authorize(&caller, &[Perm::Delete], &t, Some(&id))?;
     let what = format!("{t}/{id}");
-    let store = state.store.clone();
-    let v = web::block(move || record::delete(&store, &t, &id)).await??;
-    delete_response(&req, neg, v, &what)
+    let draft = api::draft(&req, &caller, "delete", 'D', what.clone());
+    api::audited(&state, draft.clone(), async {
+        let neg = format::negotiate(&req)?;
+        authorize(&caller, &[Perm::Delete], &t, Some(&id))?;
+        let store = state.store.clone();
+        let (tt, ii) = (t.clone(), id.clone());
+        let v = web::block(move || record::delete(&store, &tt, &ii, draft)).await??;
+        Ok((delete_response(&req, neg, v, &what)?, None))
+    })
+    .await
 }
 
 async fn conditional_delete(
@@ -532,14 +582,25 @@ async fn conditional_delete(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let neg = format::negotiate(&req)?;
     let t = path.into_inner();
-    authorize(&caller, &[Perm::Delete, Perm::Search], &t, None)?;
-    let criteria = criteria_of(&req, &state, &t)?;
-    let what = t.clone();
-    let store = state.store.clone();
-    let v = web::block(move || record::conditional_delete(&store, &t, criteria)).await??;
-    delete_response(&req, neg, v, &what)
+    let draft = api::draft(
+        &req,
+        &caller,
+        "delete",
+        'D',
+        format!("{t}?{}", req.query_string()),
+    );
+    api::audited(&state, draft.clone(), async {
+        let neg = format::negotiate(&req)?;
+        authorize(&caller, &[Perm::Delete, Perm::Search], &t, None)?;
+        let criteria = criteria_of(&req, &state, &t)?;
+        let store = state.store.clone();
+        let tt = t.clone();
+        let v =
+            web::block(move || record::conditional_delete(&store, &tt, criteria, draft)).await??;
+        Ok((delete_response(&req, neg, v, &t)?, None))
+    })
+    .await
 }
 
 /// A 200 with a new Bundle of `kind` (`history`, `searchset`).
@@ -621,9 +682,40 @@ enum Scope {
 
 async fn history_response(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
     scope: Scope,
 ) -> Result<HttpResponse, ApiError> {
+    let what = match &scope {
+        Scope::System => "_history".to_owned(),
+        Scope::Type(t) => format!("{t}/_history"),
+        Scope::Instance(t, id) => format!("{t}/{id}/_history"),
+    };
+    let subtype = match &scope {
+        Scope::System => "history-system",
+        Scope::Type(_) => "history-type",
+        Scope::Instance(..) => "history-instance",
+    };
+    let what = match req.query_string() {
+        "" => what,
+        q => format!("{what}?{q}"),
+    };
+    let draft = api::draft(&req, &caller, subtype, 'R', what);
+    api::audited(&state, draft, history_body(&req, &caller, &state, scope)).await
+}
+
+async fn history_body(
+    req: &HttpRequest,
+    caller: &Caller,
+    state: &web::Data<AppState>,
+    scope: Scope,
+) -> Result<(HttpResponse, api::Touched), ApiError> {
+    let (req, state) = (req.clone(), state.clone());
+    match &scope {
+        Scope::System => caller.require(Perm::Read, None)?,
+        Scope::Type(t) => authorize(caller, &[Perm::Read], t, None)?,
+        Scope::Instance(t, id) => authorize(caller, &[Perm::Read], t, Some(id))?,
+    }
     let neg = format::negotiate(&req)?;
     let pairs = query_pairs(&req);
     for (k, _) in &pairs {
@@ -658,13 +750,20 @@ async fn history_response(
         ),
     };
     let store = state.store.clone();
-    let (rows, more) = web::block(move || {
+    let ((rows, more), touched) = web::block(move || {
         let scope = match &scope {
             Scope::System => HistoryScope::System,
             Scope::Type(t) => HistoryScope::Type(t),
             Scope::Instance(t, id) => HistoryScope::Instance(t, id),
         };
-        record::history(&store, scope, since, cursor, count)
+        let rows = record::history(&store, scope, since, cursor, count)?;
+        let keys: Vec<(&str, &str)> = rows
+            .0
+            .iter()
+            .map(|v| (v.res_type.as_str(), v.res_id.as_str()))
+            .collect();
+        let touched = store.read(|conn| record::residents(conn, &keys))?;
+        Ok::<_, ApiError>((rows, touched))
     })
     .await??;
     let base = base_url(&req, &state);
@@ -713,7 +812,10 @@ async fn history_response(
             )
         })
         .collect();
-    bundle_response(neg, "history", None, links, entries)
+    Ok((
+        bundle_response(neg, "history", None, links, entries)?,
+        Some(touched),
+    ))
 }
 
 async fn history_system(
@@ -721,8 +823,7 @@ async fn history_system(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Perm::Read, None)?;
-    history_response(req, state, Scope::System).await
+    history_response(req, caller, state, Scope::System).await
 }
 
 async fn history_type(
@@ -731,9 +832,7 @@ async fn history_type(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let t = path.into_inner();
-    authorize(&caller, &[Perm::Read], &t, None)?;
-    history_response(req, state, Scope::Type(t)).await
+    history_response(req, caller, state, Scope::Type(path.into_inner())).await
 }
 
 async fn history_instance(
@@ -743,8 +842,7 @@ async fn history_instance(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
-    authorize(&caller, &[Perm::Read], &t, Some(&id))?;
-    history_response(req, state, Scope::Instance(t, id)).await
+    history_response(req, caller, state, Scope::Instance(t, id)).await
 }
 
 /// Encode where the next page starts: the last id, or (sorted) its sort values and id.
@@ -813,6 +911,33 @@ async fn search_with(
     state: web::Data<AppState>,
     within: Option<search::Clause>,
 ) -> Result<HttpResponse, ApiError> {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter())
+        .finish();
+    let subtype = if within.is_some() {
+        "search-compartment"
+    } else {
+        "search-type"
+    };
+    let what = format!("{}?{query}", req.path().trim_start_matches("/fhir/"));
+    let draft = api::draft(&req, &caller, subtype, 'E', what);
+    api::audited(
+        &state,
+        draft,
+        search_body(&req, &caller, t, pairs, &state, within),
+    )
+    .await
+}
+
+async fn search_body(
+    req: &HttpRequest,
+    caller: &Caller,
+    t: String,
+    pairs: Vec<(String, String)>,
+    state: &web::Data<AppState>,
+    within: Option<search::Clause>,
+) -> Result<(HttpResponse, api::Touched), ApiError> {
+    let (req, state, caller) = (req.clone(), state.clone(), caller.clone());
     let neg = format::negotiate(&req)?;
     authorize(&caller, &[Perm::Search], &t, None)?;
     let invalid = |i| ApiError::Invalid(vec![i]);
@@ -865,7 +990,22 @@ async fn search_with(
     };
     let store = state.store.clone();
     let tt = t.clone();
-    let page = web::block(move || record::search(&store, &tt, &request)).await??;
+    let (page, touched) = web::block(move || {
+        let page = record::search(&store, &tt, &request)?;
+        let keys: Vec<(&str, &str)> = page
+            .matches
+            .iter()
+            .map(|(id, _)| (tt.as_str(), id.as_str()))
+            .chain(
+                page.included
+                    .iter()
+                    .map(|(ty, id, _)| (ty.as_str(), id.as_str())),
+            )
+            .collect();
+        let touched = store.read(|conn| record::residents(conn, &keys))?;
+        Ok::<_, ApiError>((page, touched))
+    })
+    .await??;
     let base = base_url(&req, &state);
     let mut links = vec![Link {
         relation: "self",
@@ -898,13 +1038,14 @@ async fn search_with(
         )
     });
     let entries: Vec<Json> = matches.chain(included).collect();
-    bundle_response(
+    let resp = bundle_response(
         neg,
         "searchset",
         page.total.and_then(|n| usize::try_from(n).ok()),
         links,
         entries,
-    )
+    )?;
+    Ok((resp, Some(touched)))
 }
 
 async fn search(
@@ -966,6 +1107,22 @@ pub async fn search_system(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let draft = api::draft(
+        &req,
+        &caller,
+        "search-system",
+        'E',
+        format!("?{}", req.query_string()),
+    );
+    api::audited(&state, draft, search_system_body(&req, &caller, &state)).await
+}
+
+async fn search_system_body(
+    req: &HttpRequest,
+    caller: &Caller,
+    state: &web::Data<AppState>,
+) -> Result<(HttpResponse, api::Touched), ApiError> {
+    let (req, state, caller) = (req.clone(), state.clone(), caller.clone());
     let neg = format::negotiate(&req)?;
     let pairs = query_pairs(&req);
     for (k, _) in &pairs {
@@ -1013,8 +1170,17 @@ pub async fn search_system(
         .map(|(_, v)| v.clone());
     let after = cursor.as_deref().map(type_cursor).transpose()?;
     let store = state.store.clone();
-    let record::SystemPage { found: rows, next } =
-        web::block(move || record::search_system(&store, &per_type, after, count)).await??;
+    let (record::SystemPage { found: rows, next }, touched) = web::block(move || {
+        let page = record::search_system(&store, &per_type, after, count)?;
+        let keys: Vec<(&str, &str)> = page
+            .found
+            .iter()
+            .map(|(t, id, _)| (t.as_str(), id.as_str()))
+            .collect();
+        let touched = store.read(|conn| record::residents(conn, &keys))?;
+        Ok::<_, ApiError>((page, touched))
+    })
+    .await??;
     let base = base_url(&req, &state);
     let mut links = vec![Link {
         relation: "self",
@@ -1030,5 +1196,8 @@ pub async fn search_system(
         .into_iter()
         .map(|(t, id, content)| bundle::search_entry(&format!("{base}/{t}/{id}"), content, "match"))
         .collect();
-    bundle_response(neg, "searchset", None, links, entries)
+    Ok((
+        bundle_response(neg, "searchset", None, links, entries)?,
+        Some(touched),
+    ))
 }

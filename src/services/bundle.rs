@@ -19,6 +19,7 @@ use diesel::Connection as _;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::fhir::search::{self, Clause, Cond, Query, Table};
+use crate::services::audit::{self, Draft};
 use crate::services::mpi;
 use crate::services::record::{self, Criteria, Record, Written};
 use crate::store::match_keys;
@@ -122,8 +123,13 @@ pub fn transaction(
     store: &Store,
     entries: Vec<Entry>,
     base: String,
+    draft: Draft,
 ) -> Result<Vec<Outcome>, ApiError> {
-    store.write_alone(move |conn| run_transaction(conn, entries, &base).map_err(ApiError::from))
+    store.write_alone(move |conn| {
+        record::audited(conn, &draft, |conn| {
+            run_transaction(conn, entries, &base).map_err(ApiError::from)
+        })
+    })
 }
 
 /// Where a create or conditional update will land, settled before anything is written.
@@ -625,6 +631,15 @@ fn read_action(conn: &mut DbConn, action: Action) -> Result<Outcome, ApiError> {
         Action::VRead { t, id, vid } => record::vread_in(conn, &t, &id, vid).map(Outcome::Read),
         Action::Search { t, query, count } => {
             let rows = store_search::run(conn, &t, &query, &[], None, count)?;
+            let keys: Vec<(&str, &str)> = rows
+                .iter()
+                .map(|(id, _)| (t.as_str(), id.as_str()))
+                .collect();
+            for (r, resident) in record::residents(conn, &keys)? {
+                if let Some((rt, id)) = r.split_once('/') {
+                    audit::touched(rt, id, resident.as_deref());
+                }
+            }
             Ok(Outcome::Found(
                 rows.into_iter()
                     .map(|(id, content)| (t.clone(), id, content))
@@ -733,32 +748,39 @@ pub fn batch(
     store: &Store,
     entries: Vec<Entry>,
     base: String,
+    draft: Draft,
 ) -> Result<Vec<Result<Outcome, ApiError>>, ApiError> {
     store.write(move |conn| {
-        let empty = HashMap::new();
-        let empty_criteria = HashMap::new();
-        let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
-            let may_create = e.may_create;
-            let result = conn.transaction(|conn| {
-                let mut action = e.action;
-                if let Action::Create { resource, .. }
-                | Action::Update { resource, .. }
-                | Action::ConditionalUpdate { resource, .. } = &mut action
-                {
-                    Resolver {
-                        conn: &mut *conn,
-                        map: &empty,
-                        by_criteria: &empty_criteria,
-                        base: &base,
+        record::audited(conn, &draft, |conn| {
+            let empty = HashMap::new();
+            let empty_criteria = HashMap::new();
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries {
+                let may_create = e.may_create;
+                let mark = audit::mark();
+                let result = conn.transaction(|conn| {
+                    let mut action = e.action;
+                    if let Action::Create { resource, .. }
+                    | Action::Update { resource, .. }
+                    | Action::ConditionalUpdate { resource, .. } = &mut action
+                    {
+                        Resolver {
+                            conn: &mut *conn,
+                            map: &empty,
+                            by_criteria: &empty_criteria,
+                            base: &base,
+                        }
+                        .rewrite(resource)?;
                     }
-                    .rewrite(resource)?;
+                    record::linked(conn, |conn| single(conn, action, may_create))
+                });
+                if result.is_err() {
+                    audit::rollback_to(mark);
                 }
-                record::linked(conn, |conn| single(conn, action, may_create))
-            });
-            out.push(result);
-        }
-        Ok(out)
+                out.push(result);
+            }
+            Ok(out)
+        })
     })
 }
 

@@ -12,6 +12,7 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle::{obj, s};
 use crate::fhir::json::Json;
+use crate::services::audit::Draft;
 use crate::services::mpi;
 use crate::services::record::{self, Record};
 use crate::store::residents as store_residents;
@@ -81,69 +82,72 @@ pub fn merge(
     to: String,
     reason: String,
     who: String,
+    draft: Draft,
 ) -> Result<Record, ApiError> {
     store.write(move |conn| {
-        mpi::begin();
-        if from == to {
-            return Err(ApiError::Unprocessable(
-                "a golden resident cannot be merged into itself".to_owned(),
-            ));
-        }
-        let (a_rec, a) = golden(conn, &from, "source-patient")?;
-        let (b_rec, _) = golden(conn, &to, "target-patient")?;
-        if a.get("active")
-            .is_some_and(|v| matches!(v, Json::Bool(false)))
-        {
-            return Err(ApiError::Unprocessable(format!(
-                "Patient/{from} was already merged"
-            )));
-        }
-        let sources: Vec<String> = links(&a, "seealso")
-            .into_iter()
-            .filter_map(|r| r.strip_prefix("Patient/").map(str::to_owned))
-            .collect();
-        store_residents::repoint(conn, &from, &to, None)?;
-        store_residents::move_keys(conn, &from, &to)?;
-        for src in &sources {
-            move_source(conn, src, &to)?;
-        }
-        // B gets the moved Patients' links (and A's ID number if it has none).
-        record::finish_links(conn)?;
-        let (_, b_now) = golden(conn, &to, "target-patient")?;
-        let a_number = mpi::person_number(&a);
-        rewrite(conn, &to, b_now, |b| {
-            let mut l = mpi::take_links(b);
-            l.push(mpi::link(&format!("Patient/{from}"), "replaces"));
-            set_links(b, l);
-            if mpi::person_number(b).is_none()
-                && let (Some(Json::Array(ids)), Some(_)) = (a.get("identifier"), &a_number)
-            {
-                b.set_at("identifier", Json::Array(ids.clone()), 2);
+        record::audited(conn, &draft, |conn| {
+            mpi::begin();
+            if from == to {
+                return Err(ApiError::Unprocessable(
+                    "a golden resident cannot be merged into itself".to_owned(),
+                ));
             }
-        })?;
-        rewrite(conn, &from, a.clone(), |a| {
-            a.set_at("active", Json::Bool(false), 3);
-            a.remove("identifier");
-            set_links(a, vec![mpi::link(&format!("Patient/{to}"), "replaced-by")]);
-        })?;
-        let mut entity = vec![
-            obj(vec![
-                ("role", s("revision")),
-                (
-                    "what",
-                    reference(format!("Patient/{from}/_history/{}", a_rec.version_id)),
-                ),
-            ]),
-            obj(vec![
-                ("role", s("revision")),
-                (
-                    "what",
-                    reference(format!("Patient/{to}/_history/{}", b_rec.version_id)),
-                ),
-            ]),
-        ];
-        entity.extend(moved_entities(&sources));
-        provenance(conn, "merge", &to, &from, &reason, &who, entity)
+            let (a_rec, a) = golden(conn, &from, "source-patient")?;
+            let (b_rec, _) = golden(conn, &to, "target-patient")?;
+            if a.get("active")
+                .is_some_and(|v| matches!(v, Json::Bool(false)))
+            {
+                return Err(ApiError::Unprocessable(format!(
+                    "Patient/{from} was already merged"
+                )));
+            }
+            let sources: Vec<String> = links(&a, "seealso")
+                .into_iter()
+                .filter_map(|r| r.strip_prefix("Patient/").map(str::to_owned))
+                .collect();
+            store_residents::repoint(conn, &from, &to, None)?;
+            store_residents::move_keys(conn, &from, &to)?;
+            for src in &sources {
+                move_source(conn, src, &to)?;
+            }
+            // B gets the moved Patients' links (and A's ID number if it has none).
+            record::finish_links(conn)?;
+            let (_, b_now) = golden(conn, &to, "target-patient")?;
+            let a_number = mpi::person_number(&a);
+            rewrite(conn, &to, b_now, |b| {
+                let mut l = mpi::take_links(b);
+                l.push(mpi::link(&format!("Patient/{from}"), "replaces"));
+                set_links(b, l);
+                if mpi::person_number(b).is_none()
+                    && let (Some(Json::Array(ids)), Some(_)) = (a.get("identifier"), &a_number)
+                {
+                    b.set_at("identifier", Json::Array(ids.clone()), 2);
+                }
+            })?;
+            rewrite(conn, &from, a.clone(), |a| {
+                a.set_at("active", Json::Bool(false), 3);
+                a.remove("identifier");
+                set_links(a, vec![mpi::link(&format!("Patient/{to}"), "replaced-by")]);
+            })?;
+            let mut entity = vec![
+                obj(vec![
+                    ("role", s("revision")),
+                    (
+                        "what",
+                        reference(format!("Patient/{from}/_history/{}", a_rec.version_id)),
+                    ),
+                ]),
+                obj(vec![
+                    ("role", s("revision")),
+                    (
+                        "what",
+                        reference(format!("Patient/{to}/_history/{}", b_rec.version_id)),
+                    ),
+                ]),
+            ];
+            entity.extend(moved_entities(&sources));
+            provenance(conn, "merge", &to, &from, &reason, &who, entity)
+        })
     })
 }
 
@@ -206,83 +210,86 @@ pub fn unmerge(
     to: String,
     reason: String,
     who: String,
+    draft: Draft,
 ) -> Result<Record, ApiError> {
     store.write(move |conn| {
-        mpi::begin();
-        let merge = latest_merge(conn, &from, &to)?.ok_or_else(|| {
-            ApiError::Unprocessable(format!("Patient/{from} is not merged into Patient/{to}"))
-        })?;
-        let (mut a_before, mut b_before, mut moved) = (None, None, Vec::new());
-        if let Some(Json::Array(entities)) = merge.get("entity") {
-            for e in entities {
-                let Some(what) = e.get("what").and_then(|w| w.get_str("reference")) else {
-                    continue;
-                };
-                match (
-                    e.get_str("role"),
-                    what.split('/').collect::<Vec<_>>().as_slice(),
-                ) {
-                    (Some("revision"), ["Patient", id, "_history", v]) if *id == from => {
-                        a_before = v.parse::<i64>().ok();
+        record::audited(conn, &draft, |conn| {
+            mpi::begin();
+            let merge = latest_merge(conn, &from, &to)?.ok_or_else(|| {
+                ApiError::Unprocessable(format!("Patient/{from} is not merged into Patient/{to}"))
+            })?;
+            let (mut a_before, mut b_before, mut moved) = (None, None, Vec::new());
+            if let Some(Json::Array(entities)) = merge.get("entity") {
+                for e in entities {
+                    let Some(what) = e.get("what").and_then(|w| w.get_str("reference")) else {
+                        continue;
+                    };
+                    match (
+                        e.get_str("role"),
+                        what.split('/').collect::<Vec<_>>().as_slice(),
+                    ) {
+                        (Some("revision"), ["Patient", id, "_history", v]) if *id == from => {
+                            a_before = v.parse::<i64>().ok();
+                        }
+                        (Some("revision"), ["Patient", id, "_history", v]) if *id == to => {
+                            b_before = v.parse::<i64>().ok();
+                        }
+                        (Some("source"), ["Patient", id]) => moved.push((*id).to_owned()),
+                        _ => {}
                     }
-                    (Some("revision"), ["Patient", id, "_history", v]) if *id == to => {
-                        b_before = v.parse::<i64>().ok();
-                    }
-                    (Some("source"), ["Patient", id]) => moved.push((*id).to_owned()),
-                    _ => {}
                 }
             }
-        }
-        let (Some(a_v), Some(b_v)) = (a_before, b_before) else {
-            return Err(ApiError::internal("a merge record without its versions"));
-        };
-        let a_old = Json::parse(
-            record::vread_in(conn, "Patient", &from, a_v)?
-                .content
-                .as_bytes(),
-        )
-        .map_err(ApiError::internal)?;
-        let b_old = Json::parse(
-            record::vread_in(conn, "Patient", &to, b_v)?
-                .content
-                .as_bytes(),
-        )
-        .map_err(ApiError::internal)?;
-        // The resident rows of every resource of the moved Patients (and of A itself) go back.
-        let mut members: Vec<(String, String)> = Vec::new();
-        for p in moved.iter().chain(std::iter::once(&from)) {
-            members.extend(store_residents::referrers(conn, p)?);
-        }
-        store_residents::repoint(conn, &to, &from, Some(&members))?;
-        for src in &moved {
-            move_source(conn, src, &from)?;
-        }
-        if let Some(n) = mpi::person_number(&a_old) {
-            match_keys::take_over(conn, "Patient", &format!("resident|{n}"), &to, &from)?;
-        }
-        record::finish_links(conn)?;
-        rewrite(conn, &from, a_old, |_| {})?;
-        let (_, b_now) = golden(conn, &to, "target-patient")?;
-        let gone: Vec<String> = moved
-            .iter()
-            .map(|m| format!("Patient/{m}"))
-            .chain(std::iter::once(format!("Patient/{from}")))
-            .collect();
-        rewrite(conn, &to, b_now, |b| {
-            let kept: Vec<Json> = mpi::take_links(b)
-                .into_iter()
-                .filter(|l| mpi::link_target(l).is_none_or(|r| !gone.iter().any(|g| g == r)))
+            let (Some(a_v), Some(b_v)) = (a_before, b_before) else {
+                return Err(ApiError::internal("a merge record without its versions"));
+            };
+            let a_old = Json::parse(
+                record::vread_in(conn, "Patient", &from, a_v)?
+                    .content
+                    .as_bytes(),
+            )
+            .map_err(ApiError::internal)?;
+            let b_old = Json::parse(
+                record::vread_in(conn, "Patient", &to, b_v)?
+                    .content
+                    .as_bytes(),
+            )
+            .map_err(ApiError::internal)?;
+            // The resident rows of every resource of the moved Patients (and of A itself) go back.
+            let mut members: Vec<(String, String)> = Vec::new();
+            for p in moved.iter().chain(std::iter::once(&from)) {
+                members.extend(store_residents::referrers(conn, p)?);
+            }
+            store_residents::repoint(conn, &to, &from, Some(&members))?;
+            for src in &moved {
+                move_source(conn, src, &from)?;
+            }
+            if let Some(n) = mpi::person_number(&a_old) {
+                match_keys::take_over(conn, "Patient", &format!("resident|{n}"), &to, &from)?;
+            }
+            record::finish_links(conn)?;
+            rewrite(conn, &from, a_old, |_| {})?;
+            let (_, b_now) = golden(conn, &to, "target-patient")?;
+            let gone: Vec<String> = moved
+                .iter()
+                .map(|m| format!("Patient/{m}"))
+                .chain(std::iter::once(format!("Patient/{from}")))
                 .collect();
-            set_links(b, kept);
-            match b_old.get("identifier") {
-                Some(ids) => b.set_at("identifier", ids.clone(), 2),
-                None => {
-                    b.remove("identifier");
+            rewrite(conn, &to, b_now, |b| {
+                let kept: Vec<Json> = mpi::take_links(b)
+                    .into_iter()
+                    .filter(|l| mpi::link_target(l).is_none_or(|r| !gone.iter().any(|g| g == r)))
+                    .collect();
+                set_links(b, kept);
+                match b_old.get("identifier") {
+                    Some(ids) => b.set_at("identifier", ids.clone(), 2),
+                    None => {
+                        b.remove("identifier");
+                    }
                 }
-            }
-        })?;
-        let entity = moved_entities(&moved);
-        provenance(conn, "unmerge", &to, &from, &reason, &who, entity)
+            })?;
+            let entity = moved_entities(&moved);
+            provenance(conn, "unmerge", &to, &from, &reason, &who, entity)
+        })
     })
 }
 

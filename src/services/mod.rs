@@ -2,6 +2,7 @@
 //! return domain results or [`crate::error::ApiError`].
 
 pub mod access;
+pub mod audit;
 pub mod bundle;
 pub mod everything;
 pub mod ident;

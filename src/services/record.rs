@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use crate::fhir::search::{Clause, Include, Query, SortKey};
 use crate::fhir::validate;
 use crate::services::access::AccessFilter;
+use crate::services::audit::{self, Draft};
 use crate::services::{ident, mpi};
 use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
 use crate::store::search::After;
@@ -24,6 +25,8 @@ pub struct Record {
     pub last_updated: i64,
     /// The stored JSON (with `id` and `meta` set by the server).
     pub content: String,
+    /// The golden resident the resource belongs to (`None` for registries and the like).
+    pub resident: Option<String>,
 }
 
 /// What a write did.
@@ -128,12 +131,14 @@ fn put_version(
         resident.as_deref(),
     )?;
     index::replace(conn, t, id, &entries, is_new)?;
+    audit::touched(t, id, resident.as_deref());
     Ok(Record {
         res_type: t.to_owned(),
         id: id.to_owned(),
         version_id,
         last_updated: now,
         content,
+        resident,
     })
 }
 
@@ -161,6 +166,7 @@ fn put_version_over(
     let now = clock::now_millis();
     stamp(&mut tree, id, version_id, now);
     store_version(conn, t, id, &tree, version_id, now, "PUT", false, Some(id))?;
+    audit::touched(t, id, Some(id));
     index::update(
         conn,
         t,
@@ -183,13 +189,34 @@ pub fn linked<T>(
     Ok(out)
 }
 
-/// Run `f` as one write transaction with its resident-index work (see [`linked`]).
-fn write<T, F>(store: &Store, f: F) -> Result<T, ApiError>
+/// Run `f` as one write transaction with its resident-index work (see [`linked`]) and its
+/// audit records (see [`audited`]).
+fn write<T, F>(store: &Store, draft: Draft, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    store.write(move |conn| linked(conn, f))
+    store.write(move |conn| audited(conn, &draft, |conn| linked(conn, f)))
+}
+
+/// Run `f` inside the caller's transaction and append the audit events of every resource it
+/// wrote or read before the transaction commits.
+pub fn audited<T>(
+    conn: &mut DbConn,
+    draft: &Draft,
+    f: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    audit::begin_writes();
+    match f(conn) {
+        Ok(v) => {
+            audit::append_writes(conn, draft)?;
+            Ok(v)
+        }
+        Err(e) => {
+            audit::discard_writes();
+            Err(e)
+        }
+    }
 }
 
 /// Ids matching conditional criteria (at most `limit`).
@@ -249,9 +276,10 @@ pub fn create(
     t: &str,
     tree: Json,
     if_none_exist: Option<Criteria>,
+    draft: Draft,
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
-    write(store, move |conn| {
+    write(store, draft, move |conn| {
         create_in(conn, &t, tree, if_none_exist.as_ref())
     })
 }
@@ -376,11 +404,12 @@ pub fn update(
     tree: Json,
     if_match: Option<i64>,
     may_create: bool,
+    draft: Draft,
 ) -> Result<(Record, Written), ApiError> {
     check_body_id(&tree, t, Some(id))?;
     let attempt = |tree: Json| {
-        let (t, id) = (t.to_owned(), id.to_owned());
-        write(store, move |conn| {
+        let (t, id, draft) = (t.to_owned(), id.to_owned(), draft.clone());
+        write(store, draft, move |conn| {
             update_in(conn, &t, &id, tree, if_match, may_create)
         })
     };
@@ -432,9 +461,10 @@ pub fn conditional_update(
     tree: Json,
     if_match: Option<i64>,
     may_create: bool,
+    draft: Draft,
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
-    write(store, move |conn| {
+    write(store, draft, move |conn| {
         conditional_update_in(conn, &t, &criteria, tree, if_match, may_create)
     })
 }
@@ -515,9 +545,12 @@ pub fn patch(
     id: &str,
     patch: &json_patch::Patch,
     if_match: Option<i64>,
+    draft: Draft,
 ) -> Result<Record, ApiError> {
     let (t, id, patch) = (t.to_owned(), id.to_owned(), patch.clone());
-    write(store, move |conn| patch_in(conn, &t, &id, &patch, if_match))
+    write(store, draft, move |conn| {
+        patch_in(conn, &t, &id, &patch, if_match)
+    })
 }
 
 /// A JSON Patch inside the caller's transaction.
@@ -549,9 +582,9 @@ pub fn patch_in(
 
 /// `DELETE [type]/[id]`: writes a tombstone version. Deleting what does not exist or is
 /// already deleted succeeds without a new version.
-pub fn delete(store: &Store, t: &str, id: &str) -> Result<Option<i64>, ApiError> {
+pub fn delete(store: &Store, t: &str, id: &str, draft: Draft) -> Result<Option<i64>, ApiError> {
     let (t, id) = (t.to_owned(), id.to_owned());
-    write(store, move |conn| delete_in(conn, &t, &id))
+    write(store, draft, move |conn| delete_in(conn, &t, &id))
 }
 
 /// A delete inside the caller's transaction.
@@ -562,6 +595,7 @@ pub fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, Ap
     if deleted {
         return Ok(None);
     }
+    audit::touched(t, id, repo::resident(conn, t, id)?.as_deref());
     if t == "Patient" {
         mpi::unlink_deleted(conn, id)?;
     }
@@ -590,9 +624,10 @@ pub fn conditional_delete(
     store: &Store,
     t: &str,
     criteria: Query,
+    draft: Draft,
 ) -> Result<Option<i64>, ApiError> {
     let t = t.to_owned();
-    write(store, move |conn| {
+    write(store, draft, move |conn| {
         conditional_delete_in(conn, &t, &criteria)
     })
 }
@@ -615,6 +650,32 @@ pub fn conditional_delete_in(
     }
 }
 
+/// The audit view of resources given as (type, id): (`Type/id`, golden resident), in the
+/// given order (a resource that no longer exists has no resident).
+pub fn residents(
+    conn: &mut DbConn,
+    resources: &[(&str, &str)],
+) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (t, id) in resources {
+        by_type.entry(t).or_default().push(id);
+    }
+    let mut found = std::collections::HashMap::new();
+    for (t, ids) in by_type {
+        for (id, resident) in repo::residents_of(conn, t, &ids)? {
+            found.insert(format!("{t}/{id}"), resident);
+        }
+    }
+    Ok(resources
+        .iter()
+        .map(|(t, id)| {
+            let key = format!("{t}/{id}");
+            let resident = found.get(&key).cloned().flatten();
+            (key, resident)
+        })
+        .collect())
+}
+
 /// `GET [type]/[id]`.
 pub fn read(store: &Store, t: &str, id: &str) -> Result<Record, ApiError> {
     store.read(|conn| read_in(conn, t, id))
@@ -625,13 +686,17 @@ pub fn read_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Record, ApiError>
     match repo::find_current(conn, t, id)? {
         None => Err(not_found(t, id)),
         Some(c) if c.deleted => Err(gone(t, id)),
-        Some(c) => Ok(Record {
-            res_type: t.to_owned(),
-            id: id.to_owned(),
-            version_id: c.version_id,
-            last_updated: c.last_updated,
-            content: c.content,
-        }),
+        Some(c) => {
+            audit::touched(t, id, c.resident.as_deref());
+            Ok(Record {
+                res_type: t.to_owned(),
+                id: id.to_owned(),
+                version_id: c.version_id,
+                last_updated: c.last_updated,
+                content: c.content,
+                resident: c.resident,
+            })
+        }
     }
 }
 
@@ -648,6 +713,11 @@ pub fn vread_in(conn: &mut DbConn, t: &str, id: &str, vid: i64) -> Result<Record
             "{t}/{id} was deleted in version {vid}"
         ))),
         Some(v) => Ok(Record {
+            resident: {
+                let resident = repo::resident(conn, t, id)?;
+                audit::touched(t, id, resident.as_deref());
+                resident
+            },
             res_type: v.res_type,
             id: v.res_id,
             version_id: v.version_id,

@@ -35,6 +35,7 @@ macro_rules! copy_rows {
     };
 }
 
+pub mod audit;
 pub mod index;
 pub mod match_keys;
 pub mod residents;

@@ -13,6 +13,8 @@ pub struct Current {
     pub last_updated: i64,
     pub deleted: bool,
     pub content: String,
+    /// The golden resident the resource belongs to.
+    pub resident: Option<String>,
 }
 
 /// One stored version, as history and vread return it.
@@ -51,6 +53,7 @@ pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<
             resources::last_updated,
             resources::deleted,
             resources::content,
+            resources::resident,
         ));
     // Run on the concrete connection: the backend's prepared-statement cache then applies to
     // the hottest query of the server.
@@ -68,6 +71,23 @@ pub fn find_live(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<
             .order(resources::res_id)
             .select((resources::res_id, resources::content));
         out.extend(native!(conn, c => q.load::<(String, String)>(c))?);
+    }
+    Ok(out)
+}
+
+/// The golden residents of resources of type `t`: (id, resident) for each id that exists.
+pub fn residents_of(
+    conn: &mut DbConn,
+    t: &str,
+    ids: &[&str],
+) -> QueryResult<Vec<(String, Option<String>)>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let q = resources::table
+            .filter(resources::res_type.eq(t))
+            .filter(resources::res_id.eq_any(chunk))
+            .select((resources::res_id, resources::resident));
+        out.extend(native!(conn, c => q.load::<(String, Option<String>)>(c))?);
     }
     Ok(out)
 }

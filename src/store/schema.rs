@@ -141,3 +141,23 @@ diesel::table! {
         created -> BigInt,
     }
 }
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        recorded -> BigInt,
+        resident -> Nullable<Text>,
+        flagged -> Bool,
+        content -> Text,
+        chain_seq -> Nullable<BigInt>,
+        hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_chain (id) {
+        id -> Integer,
+        start_seq -> BigInt,
+        start_prev -> Text,
+    }
+}

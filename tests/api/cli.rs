@@ -22,6 +22,7 @@ fn bad_settings_stop_start_up_naming_the_setting() {
         ("HUIMIN_DATABASE_URL", "mysql://localhost/x"),
         ("HUIMIN_LOG_FORMAT", "yaml"),
         ("HUIMIN_LISTN", "127.0.0.1:1"),
+        ("HUIMIN_AUDIT_RETENTION_DAYS", "30"),
     ] {
         let out = huimin().arg("serve").env(var, value).output().unwrap();
         assert!(!out.status.success(), "{var}={value} must stop start-up");

@@ -160,6 +160,34 @@ impl TestApp {
         .unwrap()
     }
 
+    /// A token for a user: `sub`, role, scopes and `fhirUser` of one's own choosing.
+    pub fn token_as(&self, sub: &str, role: Role, scope: &str, fhir_user: Option<&str>) -> String {
+        dev_token(
+            &self.settings,
+            &TokenRequest {
+                sub: sub.to_owned(),
+                role,
+                scope: scope.to_owned(),
+                org: Some("Organization/test".to_owned()),
+                fhir_user: fhir_user.map(str::to_owned),
+                ttl_secs: 600,
+            },
+        )
+        .unwrap()
+    }
+
+    /// A second handle on the test's database (what a tool running beside the server sees).
+    pub fn store(&self) -> huimin::store::Store {
+        huimin::store::Store::open(&self.settings.database().unwrap(), 2).unwrap()
+    }
+
+    /// GET with another token.
+    pub async fn get_as(&self, token: &str, path: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.send("GET", path, &[("Authorization", auth.as_str())], None)
+            .await
+    }
+
     /// An absolute URL; characters a URI cannot carry as they are (non-ASCII, `|`, `[`, …)
     /// are percent-encoded, as a client library would.
     pub fn url(&self, path: &str) -> String {

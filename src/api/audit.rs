@@ -1,0 +1,261 @@
+//! `AuditEvent` read and search, served from the audit trail (not from the resource store).
+//!
+//! - A resident (role `resident`, `fhirUser` a Patient) lists who accessed their own record:
+//!   `GET AuditEvent` (or `AuditEvent?patient=<their Patient>`), newest first. Any other
+//!   patient is 403.
+//! - An administrator lists and reads every record (`patient`, `date`, `_count`, paging).
+//! - Everybody else gets 403: the trail names who saw which resident, which is itself personal.
+//! - AuditEvents are written by the server only: create, update, patch and delete are 405.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use super::format;
+use super::rest::{bundle_response, page_size, page_url, pairs_of, resource_id};
+use crate::auth::{Caller, Perm, Role};
+use crate::clock;
+use crate::error::ApiError;
+use crate::fhir::bundle::{self, Link};
+use crate::fhir::json::Json;
+use crate::services::{audit, record};
+use crate::store::audit as repo;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/AuditEvent")
+            .name("audit-search")
+            .get(search)
+            .post(refuse)
+            .put(refuse)
+            .delete(refuse),
+    )
+    .service(
+        web::resource("/AuditEvent/{id}")
+            .name("audit-read")
+            .get(read)
+            .put(refuse)
+            .patch(refuse)
+            .delete(refuse),
+    );
+}
+
+async fn refuse() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(
+        "AuditEvents are recorded by the server and cannot be created, changed or deleted"
+            .to_owned(),
+    ))
+}
+
+/// Whose records the caller may see: `Ok(None)` every resident's (administrators),
+/// `Ok(Some(golden))` one resident's.
+fn visible_to(caller: &Caller, state: &AppState) -> Result<Option<String>, ApiError> {
+    match caller.role {
+        Role::Admin => Ok(None),
+        Role::Resident => {
+            let Some(pid) = caller
+                .fhir_user
+                .as_deref()
+                .and_then(|u| u.strip_prefix("Patient/"))
+            else {
+                return Err(ApiError::Forbidden(
+                    "the token names no Patient (fhirUser) whose accesses could be listed"
+                        .to_owned(),
+                ));
+            };
+            let pid = pid.to_owned();
+            let found = state
+                .store
+                .read(|conn| record::residents(conn, &[("Patient", pid.as_str())]))?;
+            match found.into_iter().next().and_then(|(_, g)| g) {
+                Some(golden) => Ok(Some(golden)),
+                None => Err(ApiError::Forbidden(
+                    "the token's Patient belongs to no resident record".to_owned(),
+                )),
+            }
+        }
+        _ => Err(ApiError::Forbidden(
+            "audit records are readable by the resident they concern and by administrators"
+                .to_owned(),
+        )),
+    }
+}
+
+/// The golden resident a `patient` parameter names (`Patient/id`, `id` or an absolute URL).
+fn golden_of_param(state: &AppState, v: &str) -> Result<Option<String>, ApiError> {
+    let id = v.rsplit_once("Patient/").map_or(v, |(_, id)| id);
+    resource_id(id)?;
+    let id = id.to_owned();
+    let found = state
+        .store
+        .read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
+    Ok(found.into_iter().next().and_then(|(_, g)| g))
+}
+
+async fn search(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Perm::Search, Some("AuditEvent"))?;
+    let neg = format::negotiate(&req)?;
+    let pairs = pairs_of(req.query_string().as_bytes());
+    let st = state.clone();
+    let own = {
+        let caller = caller.clone();
+        web::block(move || visible_to(&caller, &st)).await??
+    };
+    let (mut patient, mut since, mut until, mut before) = (None, None, None, None);
+    let mut flagged = false;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "patient" | "entity" => {
+                let st = state.clone();
+                let v2 = v.clone();
+                patient = Some(
+                    web::block(move || golden_of_param(&st, &v2))
+                        .await??
+                        .unwrap_or_else(|| "-".to_owned()),
+                );
+            }
+            "date" => {
+                let (prefix, value) = if v.len() > 2 && v.is_char_boundary(2) {
+                    v.split_at(2)
+                } else {
+                    ("eq", v.as_str())
+                };
+                let (prefix, value) = if prefix.chars().all(|c| c.is_ascii_lowercase()) {
+                    (prefix, value)
+                } else {
+                    ("eq", v.as_str())
+                };
+                let (low, high) = clock::period_of(value).ok_or_else(|| {
+                    ApiError::invalid("invalid", "date", format!("date '{v}' is not a FHIR date"))
+                })?;
+                match prefix {
+                    "ge" | "gt" => since = Some(low),
+                    "le" | "lt" => until = Some(high),
+                    "eq" => (since, until) = (Some(low), Some(high)),
+                    other => {
+                        return Err(ApiError::invalid(
+                            "not-supported",
+                            "date",
+                            format!("the date prefix '{other}' is not supported here"),
+                        ));
+                    }
+                }
+            }
+            "purpose" if v == "BTG" => flagged = true,
+            "_cursor" => {
+                before = Some(v.parse::<i64>().map_err(|_| {
+                    ApiError::invalid("invalid", "_cursor", "invalid paging cursor")
+                })?);
+            }
+            "_count" | "_format" | "_pretty" => {}
+            other => {
+                return Err(ApiError::invalid(
+                    "not-supported",
+                    other,
+                    format!("'{other}' is not an AuditEvent search parameter here"),
+                ));
+            }
+        }
+    }
+    let resident = match (own, patient) {
+        (None, p) => p,
+        (Some(own), None) => Some(own),
+        (Some(own), Some(p)) if p == own => Some(own),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Forbidden(
+                "a resident can list the accesses to their own record only".to_owned(),
+            ));
+        }
+    };
+    let count = page_size(&pairs, &state)?;
+    let store = state.store.clone();
+    let mut rows = web::block(move || {
+        store.read(|conn| {
+            repo::list(
+                conn,
+                resident.as_deref(),
+                flagged,
+                since,
+                until,
+                before,
+                count + 1,
+            )
+            .map_err(ApiError::from)
+        })
+    })
+    .await??;
+    let more = rows.len() as i64 > count;
+    rows.truncate(usize::try_from(count).unwrap_or(0));
+    let base = super::rest::base_url(&req, &state);
+    let mut links = vec![Link {
+        relation: "self",
+        url: page_url(
+            &req,
+            &state,
+            &pairs,
+            before.map(|b| b.to_string()).as_deref(),
+        ),
+    }];
+    if more && let Some(last) = rows.last() {
+        links.push(Link {
+            relation: "next",
+            url: page_url(&req, &state, &pairs, Some(&last.id.to_string())),
+        });
+    }
+    let entries: Vec<Json> = rows
+        .iter()
+        .map(|e| {
+            bundle::search_entry(
+                &format!("{base}/AuditEvent/{}", e.id),
+                audit::as_resource(e).to_string(),
+                "match",
+            )
+        })
+        .collect();
+    bundle_response(neg, "searchset", None, links, entries)
+}
+
+async fn read(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Perm::Read, Some("AuditEvent"))?;
+    let neg = format::negotiate(&req)?;
+    let raw = path.into_inner();
+    let id: i64 = raw
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("AuditEvent/{raw} does not exist")))?;
+    let st = state.clone();
+    let (own, found) = web::block(move || {
+        let own = visible_to(&caller, &st)?;
+        let found = st
+            .store
+            .read(|conn| repo::find(conn, id).map_err(ApiError::from))?;
+        Ok::<_, ApiError>((own, found))
+    })
+    .await??;
+    let Some(e) = found else {
+        return Err(ApiError::NotFound(format!(
+            "AuditEvent/{id} does not exist"
+        )));
+    };
+    if let Some(own) = own
+        && e.resident.as_deref() != Some(own.as_str())
+    {
+        return Err(ApiError::Forbidden(
+            "a resident can read the accesses to their own record only".to_owned(),
+        ));
+    }
+    Ok(
+        format::respond(neg, StatusCode::OK).body(format::encode_stored(
+            neg,
+            audit::as_resource(&e).to_string(),
+        )?),
+    )
+}

@@ -1,0 +1,611 @@
+//! The audit trail (审计日志): an AuditEvent for every access to a resident's data, durable
+//! before the response leaves, append-only and chained with SM3 so that tampering shows.
+//!
+//! - **What is recorded** follows the IHE Basic Audit Log Patterns (BALP): one event per
+//!   resident the interaction touched (an interaction that touched no resident's data records
+//!   one event without a patient), naming who (token subject, `fhirUser`, institution, client
+//!   address), the purpose of use, the interaction (`subtype`, `action`), the resources and the
+//!   query, and the outcome.
+//! - **Writes** are audited in the write's own transaction: the record functions note every
+//!   resource they write on the writer thread ([`touched`]) and [`append_writes`] appends the
+//!   events before the transaction commits, so a write and its audit record exist together or
+//!   not at all.
+//! - **Reads** hand their events to the audit thread ([`Sink`]), which appends everything
+//!   waiting as one write of the group-commit writer and then releases the requests: the trail
+//!   never serialises reads, and no read is answered before its event is committed.
+//! - **Sealing.** A sealer thread gives committed records their position in one chain, in
+//!   commit order: `hash = SM3(previous hash ‖ position ‖ record)`. On PostgreSQL an advisory
+//!   lock keeps it to one sealer at a time across server processes. [`verify`] walks the chain
+//!   and names every record that was modified, moved or deleted; the head (position and hash)
+//!   is logged as it moves, so that it can be kept outside the database and checked later
+//!   (`huimin audit verify --expect SEQ:HASH`) against truncation.
+//! - **Retention**: records older than the configured days (at least 184, 网络安全法 Art. 21)
+//!   are purged from the start of the chain, which then starts at the first kept record and the
+//!   hash before it.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use diesel::Connection as _;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Role};
+use crate::clock;
+use crate::crypto;
+use crate::error::ApiError;
+use crate::store::audit::{self as repo, Event, NewEvent};
+use crate::store::{DbConn, Store};
+
+/// The least retention the law allows (6 months).
+pub const MIN_RETENTION_DAYS: u32 = 184;
+
+/// Who is acting, taken from the token and the request.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub sub: String,
+    pub role: Role,
+    pub org: Option<String>,
+    pub fhir_user: Option<String>,
+    /// The client's network address.
+    pub address: Option<String>,
+}
+
+impl Actor {
+    pub fn new(caller: &Caller, address: Option<String>) -> Actor {
+        Actor {
+            sub: caller.sub.clone(),
+            role: caller.role,
+            org: caller.org.clone(),
+            fhir_user: caller.fhir_user.clone(),
+            address,
+        }
+    }
+
+    /// The purpose of use (HL7 v3 ActReason) of this actor's role.
+    fn purpose(&self) -> (&'static str, &'static str) {
+        match self.role {
+            Role::His | Role::Doctor => ("TREAT", "treatment"),
+            Role::Resident => ("PATRQT", "patient requested"),
+            Role::Official => ("PUBHLTH", "public health"),
+            Role::Admin => ("HOPERAT", "healthcare operations"),
+        }
+    }
+}
+
+/// The interaction being audited.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub actor: Arc<Actor>,
+    /// The FHIR interaction or operation (`read`, `search-type`, `transaction`, `$everything`, …).
+    pub subtype: String,
+    /// C, R, U, D or E (execute).
+    pub action: char,
+    /// What was asked for, as `Type/id`, `Type?query` or the operation's URL path and query.
+    pub what: String,
+}
+
+impl Draft {
+    pub fn new(actor: Arc<Actor>, subtype: &str, action: char, what: String) -> Draft {
+        Draft {
+            actor,
+            subtype: subtype.to_owned(),
+            action,
+            what,
+        }
+    }
+
+    /// The events of an interaction that touched `resources` (`Type/id`, each with its
+    /// resident): one per resident, or one without a patient when no resident's data was
+    /// touched.
+    pub fn events(
+        &self,
+        resources: &[(String, Option<String>)],
+        outcome: Outcome,
+    ) -> Vec<NewEvent> {
+        let mut by_resident: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+        for (r, resident) in resources {
+            by_resident
+                .entry(resident.as_deref())
+                .or_default()
+                .push(r.as_str());
+        }
+        let recorded = clock::now_millis();
+        let mut out: Vec<NewEvent> = by_resident
+            .iter()
+            .filter(|(resident, _)| resident.is_some())
+            .map(|(resident, what)| self.event(*resident, what, outcome, recorded))
+            .collect();
+        if out.is_empty() {
+            let what: Vec<&str> = by_resident.values().flatten().copied().collect();
+            out.push(self.event(None, &what, outcome, recorded));
+        }
+        out
+    }
+
+    fn event(
+        &self,
+        resident: Option<&str>,
+        what: &[&str],
+        outcome: Outcome,
+        recorded: i64,
+    ) -> NewEvent {
+        let a = &self.actor;
+        let (purpose, purpose_display) = a.purpose();
+        let mut user = json!({
+            "type": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+                "code": if a.role == Role::His { "dataprocessor" } else { "humanuser" }
+            }]},
+            "who": {"identifier": {"value": a.sub}},
+            "requestor": true,
+            "role": [{"coding": [{"system": "urn:huimin:role", "code": role_code(a.role)}]}],
+            "purposeOfUse": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                "code": purpose, "display": purpose_display
+            }]}]
+        });
+        if let Some(u) = &a.fhir_user {
+            user["who"]["reference"] = json!(u);
+        }
+        if let Some(addr) = &a.address {
+            user["network"] = json!({"address": addr, "type": "2"});
+        }
+        let mut agents = vec![user];
+        if let Some(org) = &a.org {
+            agents.push(json!({
+                "type": {"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
+                    "code": "PROV", "display": "healthcare provider"
+                }]},
+                "who": {"reference": org},
+                "requestor": false
+            }));
+        }
+        let mut entities = Vec::new();
+        if let Some(r) = resident {
+            entities.push(json!({
+                "what": {"reference": format!("Patient/{r}")},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}
+            }));
+        }
+        for w in what.iter().take(MAX_ENTITIES) {
+            entities.push(json!({
+                "what": {"reference": w},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4"}
+            }));
+        }
+        if what.len() > MAX_ENTITIES {
+            entities.push(json!({
+                "description": format!("and {} more resources", what.len() - MAX_ENTITIES)
+            }));
+        }
+        entities.push(json!({
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24"},
+            "description": self.what
+        }));
+        let (outcome_code, outcome_desc) = outcome.code();
+        let mut ev = json!({
+            "resourceType": "AuditEvent",
+            "type": {
+                "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                "code": "rest", "display": "RESTful Operation"
+            },
+            "subtype": [{"system": subtype_system(&self.subtype), "code": self.subtype}],
+            "action": self.action.to_string(),
+            "recorded": clock::instant(recorded),
+            "outcome": outcome_code,
+            "purposeOfEvent": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                "code": purpose
+            }]}],
+            "agent": agents,
+            "source": {
+                "observer": {"display": "huimin"},
+                "type": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "code": "4", "display": "Application Server"
+                }]
+            },
+            "entity": entities
+        });
+        if let Some(d) = outcome_desc {
+            ev["outcomeDesc"] = json!(d);
+        }
+        NewEvent {
+            recorded,
+            resident: resident.map(str::to_owned),
+            flagged: false,
+            content: ev.to_string(),
+        }
+    }
+}
+
+/// Resources named in one event at most (a bundle may touch hundreds of one resident's).
+const MAX_ENTITIES: usize = 200;
+
+fn role_code(r: Role) -> &'static str {
+    match r {
+        Role::His => "his",
+        Role::Doctor => "doctor",
+        Role::Resident => "resident",
+        Role::Official => "official",
+        Role::Admin => "admin",
+    }
+}
+
+fn subtype_system(subtype: &str) -> &'static str {
+    if subtype.starts_with('$') {
+        "urn:huimin:operation"
+    } else {
+        "http://hl7.org/fhir/restful-interaction"
+    }
+}
+
+/// How an interaction ended (AuditEvent.outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Refused or invalid (a 4xx answer), with its status.
+    Refused(u16),
+    /// The server failed (a 5xx answer).
+    Failed,
+}
+
+impl Outcome {
+    fn code(self) -> (&'static str, Option<String>) {
+        match self {
+            Outcome::Success => ("0", None),
+            Outcome::Refused(s) => ("4", Some(format!("refused with HTTP {s}"))),
+            Outcome::Failed => ("8", Some("server error".to_owned())),
+        }
+    }
+
+    pub fn of(e: &ApiError) -> Outcome {
+        let s = actix_web::ResponseError::status_code(e).as_u16();
+        if s >= 500 {
+            Outcome::Failed
+        } else {
+            Outcome::Refused(s)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes: events appended in the write's transaction.
+
+/// Resources an interaction touched, as (`Type/id`, golden resident).
+pub type Accessed = Vec<(String, Option<String>)>;
+
+thread_local! {
+    /// The resources written in the current write transaction on this (writer) thread; `None`
+    /// when no audited write is running.
+    static WRITTEN: RefCell<Option<Accessed>> = const { RefCell::new(None) };
+}
+
+/// Start noting the resources this thread writes.
+pub fn begin_writes() {
+    WRITTEN.with(|w| *w.borrow_mut() = Some(Vec::new()));
+}
+
+/// Note a resource written (created, updated, deleted) or read inside an audited write, with
+/// its resident.
+pub fn touched(t: &str, id: &str, resident: Option<&str>) {
+    WRITTEN.with(|w| {
+        if let Some(list) = w.borrow_mut().as_mut() {
+            list.push((format!("{t}/{id}"), resident.map(str::to_owned)));
+        }
+    });
+}
+
+/// How much has been noted so far (see [`rollback_to`]).
+pub fn mark() -> usize {
+    WRITTEN.with(|w| w.borrow().as_ref().map_or(0, Vec::len))
+}
+
+/// Forget what was noted after `mark` (a savepoint rolled back).
+pub fn rollback_to(mark: usize) {
+    WRITTEN.with(|w| {
+        if let Some(list) = w.borrow_mut().as_mut() {
+            list.truncate(mark);
+        }
+    });
+}
+
+/// Stop noting, and forget what was noted (the write failed).
+pub fn discard_writes() {
+    WRITTEN.with(|w| *w.borrow_mut() = None);
+}
+
+/// Append the events of the resources written since [`begin_writes`] in the caller's
+/// transaction, and stop noting.
+pub fn append_writes(conn: &mut DbConn, draft: &Draft) -> Result<(), ApiError> {
+    let written = WRITTEN.with(|w| w.borrow_mut().take()).unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    let written: Vec<(String, Option<String>)> = written
+        .into_iter()
+        .filter(|(r, _)| seen.insert(r.clone()))
+        .collect();
+    repo::append(conn, &draft.events(&written, Outcome::Success)).map_err(ApiError::from)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads: events appended by the audit thread, many requests per write.
+
+type Waiter = tokio::sync::oneshot::Sender<bool>;
+
+/// The audit thread's queue.
+#[derive(Clone)]
+pub struct Sink {
+    tx: mpsc::Sender<(Vec<NewEvent>, Waiter)>,
+}
+
+/// Events appended in one write at most.
+const MAX_BATCH: usize = 5_000;
+
+impl Sink {
+    /// Start the audit thread; it ends when every `Sink` clone is gone.
+    pub fn start(store: Store) -> anyhow::Result<Sink> {
+        let (tx, rx) = mpsc::channel::<(Vec<NewEvent>, Waiter)>();
+        std::thread::Builder::new()
+            .name("huimin-audit".to_owned())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut events = first.0;
+                    let mut waiters = vec![first.1];
+                    while events.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok((e, w)) => {
+                                events.extend(e);
+                                waiters.push(w);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let n = events.len();
+                    let ok = match store.write(move |conn| repo::append(conn, &events).map_err(ApiError::from)) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(error = %e, events = n, "audit records could not be written");
+                            false
+                        }
+                    };
+                    for w in waiters {
+                        let _ = w.send(ok);
+                    }
+                }
+            })?;
+        Ok(Sink { tx })
+    }
+
+    /// Append `events` durably; fails (and the caller must not answer with data) when the
+    /// audit trail cannot be written.
+    pub async fn record(&self, events: Vec<NewEvent>) -> Result<(), ApiError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stopped = || ApiError::Unavailable("the audit trail is not available".to_owned());
+        self.tx.send((events, tx)).map_err(|_| stopped())?;
+        match rx.await {
+            Ok(true) => Ok(()),
+            _ => Err(stopped()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chain.
+
+/// The hash of the record at position `seq` after the record whose hash is `prev` (hex):
+/// SM3 over the previous hash, the position and every field of the record, each
+/// length-prefixed so that no two records encode alike.
+pub fn chain_hash(prev: &str, seq: i64, e: &Event) -> Result<String, ApiError> {
+    let mut buf = Vec::with_capacity(64 + e.content.len());
+    buf.extend_from_slice(prev.as_bytes());
+    buf.extend_from_slice(&seq.to_be_bytes());
+    buf.extend_from_slice(&e.id.to_be_bytes());
+    buf.extend_from_slice(&e.recorded.to_be_bytes());
+    buf.push(u8::from(e.flagged));
+    match &e.resident {
+        Some(r) => {
+            buf.push(1);
+            buf.extend_from_slice(&(r.len() as u64).to_be_bytes());
+            buf.extend_from_slice(r.as_bytes());
+        }
+        None => buf.push(0),
+    }
+    buf.extend_from_slice(&(e.content.len() as u64).to_be_bytes());
+    buf.extend_from_slice(e.content.as_bytes());
+    crypto::sm3_hex(&buf).map_err(ApiError::internal)
+}
+
+/// Records sealed in one transaction at most.
+const SEAL_BATCH: i64 = 5_000;
+
+/// Advisory lock key of the sealer on PostgreSQL ("huimin-audit" folded into an i64).
+const SEAL_LOCK: i64 = 0x6875_696d_696e_0a0d;
+
+/// Seal the committed records that have no position yet, in commit order. Returns how many
+/// were sealed and the new head. Safe to run from several processes: on PostgreSQL only the
+/// holder of the sealer lock seals; SQLite serialises writers.
+pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), ApiError> {
+    store.write(|conn| {
+        if let DbConn::Postgres(c) = conn {
+            use diesel::RunQueryDsl as _;
+            #[derive(diesel::QueryableByName)]
+            struct Locked {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                locked: bool,
+            }
+            let l: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                .bind::<diesel::sql_types::BigInt, _>(SEAL_LOCK)
+                .get_result(c)?;
+            if !l.locked {
+                return Ok((0, None));
+            }
+        }
+        let rows = repo::unsealed(conn, SEAL_BATCH)?;
+        if rows.is_empty() {
+            return Ok((0, None));
+        }
+        let (mut seq, mut prev) = match repo::head(conn)? {
+            Some(h) => h,
+            None => {
+                let (start, prev) = repo::chain_start(conn)?;
+                (start - 1, prev)
+            }
+        };
+        for r in &rows {
+            seq += 1;
+            let h = chain_hash(&prev, seq, r)?;
+            repo::seal(conn, r.id, seq, &h)?;
+            prev = h;
+        }
+        Ok((rows.len(), Some((seq, prev))))
+    })
+}
+
+/// Start the sealer thread: seals what is committed every `interval`, logs the head when it
+/// moves (the anchor to keep outside the database), and purges records older than
+/// `retention_days` once an hour.
+pub fn start_sealer(store: Store, interval: Duration, retention_days: u32) {
+    let spawned = std::thread::Builder::new()
+        .name("huimin-audit-seal".to_owned())
+        .spawn(move || {
+            let mut last_purge: Option<std::time::Instant> = None;
+            loop {
+                match seal_pending(&store) {
+                    Ok((n, Some((seq, hash)))) => {
+                        tracing::info!(sealed = n, head_seq = seq, head_hash = %hash, "audit chain sealed");
+                        if n as i64 == SEAL_BATCH {
+                            continue;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "sealing the audit chain failed"),
+                }
+                if last_purge.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                    last_purge = Some(std::time::Instant::now());
+                    let cutoff = clock::now_millis() - i64::from(retention_days) * 86_400_000;
+                    match store.write(move |conn| repo::purge_before(conn, cutoff).map_err(ApiError::from)) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(purged = n, retention_days, "audit records past retention purged"),
+                        Err(e) => tracing::error!(error = %e, "purging old audit records failed"),
+                    }
+                }
+                std::thread::sleep(interval);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "the audit sealer could not start");
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Records whose hash was checked.
+    pub checked: u64,
+    /// The first stored position and the hash before it.
+    pub start: (i64, String),
+    /// The last sealed position and its hash.
+    pub head: Option<(i64, String)>,
+    /// Everything wrong, each naming the record.
+    pub problems: Vec<String>,
+}
+
+/// Walk the chain from its start and check every record's hash and position; `expect` is a
+/// head recorded earlier (position, hash) that must still be in the chain unchanged.
+pub fn verify(conn: &mut DbConn, expect: Option<(i64, &str)>) -> Result<Report, ApiError> {
+    conn.transaction(|conn| {
+        let start = repo::chain_start(conn)?;
+        let mut problems = Vec::new();
+        let (mut expected, mut prev) = (start.0, start.1.clone());
+        let mut checked = 0u64;
+        let mut head = None;
+        let mut expect_seen = false;
+        loop {
+            let rows = repo::chain_from(conn, expected, SEAL_BATCH)?;
+            let Some(last) = rows.last() else { break };
+            let next = last.chain_seq.unwrap_or(expected) + 1;
+            for r in &rows {
+                let seq = r.chain_seq.unwrap_or_default();
+                let after_gap = seq != expected;
+                if after_gap {
+                    problems.push(if seq - expected == 1 {
+                        format!("the record at position {expected} is missing (deleted)")
+                    } else {
+                        format!(
+                            "the records at positions {expected} to {} are missing (deleted)",
+                            seq - 1
+                        )
+                    });
+                }
+                let stored = r.hash.clone().unwrap_or_default();
+                if chain_hash(&prev, seq, r)? != stored && !after_gap {
+                    problems.push(format!(
+                        "the record at position {seq} (AuditEvent/{}) does not match its hash: \
+                         it was modified, moved, or a record before it was",
+                        r.id
+                    ));
+                }
+                if let Some((s, h)) = expect
+                    && s == seq
+                {
+                    expect_seen = true;
+                    if h != stored {
+                        problems.push(format!(
+                            "the record at position {seq} is not the one the expected head names"
+                        ));
+                    }
+                }
+                checked += 1;
+                head = Some((seq, stored.clone()));
+                prev = stored;
+                expected = seq + 1;
+            }
+            expected = expected.max(next);
+        }
+        if let Some((s, _)) = expect
+            && !expect_seen
+        {
+            problems.push(match &head {
+                Some((h, _)) if *h < s => format!(
+                    "the chain ends at position {h} but the expected head is position {s}: \
+                     the records after {h} are missing (deleted)"
+                ),
+                _ => format!("the expected head's position {s} is not in the stored chain"),
+            });
+        }
+        let stale = repo::unsealed_before(conn, clock::now_millis() - 60_000)?;
+        if !stale.is_empty() {
+            problems.push(format!(
+                "{} record(s) older than a minute are not sealed (first: AuditEvent/{}); is the \
+                 sealer running?",
+                stale.len(),
+                stale[0]
+            ));
+        }
+        Ok(Report {
+            checked,
+            start,
+            head,
+            problems,
+        })
+    })
+}
+
+/// An audit record as the AuditEvent resource it holds (with its id).
+pub fn as_resource(e: &Event) -> Value {
+    let mut v: Value = serde_json::from_str(&e.content).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.insert("id".to_owned(), json!(e.id.to_string()));
+    }
+    v
+}
