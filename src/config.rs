@@ -272,6 +272,8 @@ const KNOWN: &[&str] = &[
     "workers",
     "resident_match_upper",
     "resident_match_lower",
+    "audit_retention_days",
+    "audit_seal_interval_ms",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.
@@ -342,5 +344,24 @@ mod tests {
         std::fs::write(&f, "lisen = \"x\"\n").unwrap();
         let e = Settings::load_from(Some(&f), &[]).unwrap_err();
         assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn audit_retention_below_the_legal_minimum_is_refused() {
+        let e =
+            Settings::load_from(None, &vars(&[("HUIMIN_AUDIT_RETENTION_DAYS", "30")])).unwrap_err();
+        assert!(e.to_string().contains("184 days"), "{e}");
+        let s = Settings::load_from(
+            None,
+            &vars(&[
+                ("HUIMIN_AUDIT_RETENTION_DAYS", "365"),
+                ("HUIMIN_AUDIT_SEAL_INTERVAL_MS", "250"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.audit_retention_days, s.audit_seal_interval_ms),
+            (365, 250)
+        );
     }
 }

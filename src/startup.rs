@@ -39,7 +39,7 @@ impl Application {
             lower: settings.resident_match_lower,
         });
         store.start_maintenance();
-        let audit = crate::services::audit::Sink::start(store.clone())?;
+        let audit = crate::services::audit::Sink::new(store.clone());
         crate::services::audit::start_sealer(
             store.clone(),
             std::time::Duration::from_millis(settings.audit_seal_interval_ms),

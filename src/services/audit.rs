@@ -10,9 +10,9 @@
 //!   resource they write on the writer thread ([`touched`]) and [`append_writes`] appends the
 //!   events before the transaction commits, so a write and its audit record exist together or
 //!   not at all.
-//! - **Reads** hand their events to the audit thread ([`Sink`]), which appends everything
-//!   waiting as one write of the group-commit writer and then releases the requests: the trail
-//!   never serialises reads, and no read is answered before its event is committed.
+//! - **Reads** hand their events to the group-commit writer ([`Sink`]) and wait, without a
+//!   thread, for the commit of the group that holds them: many requests' events commit
+//!   together, and no read is answered before its event is committed.
 //! - **Sealing.** A sealer thread gives committed records their position in one chain, in
 //!   commit order: `hash = SM3(previous hash ‖ position ‖ record)`. On PostgreSQL an advisory
 //!   lock keeps it to one sealer at a time across server processes. [`verify`] walks the chain
@@ -26,7 +26,6 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use diesel::Connection as _;
@@ -335,67 +334,34 @@ pub fn append_writes(conn: &mut DbConn, draft: &Draft) -> Result<(), ApiError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reads: events appended by the audit thread, many requests per write.
+// Reads: events appended through the group-commit writer, without a blocked thread.
 
-type Waiter = tokio::sync::oneshot::Sender<bool>;
-
-/// The audit thread's queue.
+/// Where reads hand their events.
 #[derive(Clone)]
 pub struct Sink {
-    tx: mpsc::Sender<(Vec<NewEvent>, Waiter)>,
+    store: Store,
 }
 
-/// Events appended in one write at most.
-const MAX_BATCH: usize = 5_000;
-
 impl Sink {
-    /// Start the audit thread; it ends when every `Sink` clone is gone.
-    pub fn start(store: Store) -> anyhow::Result<Sink> {
-        let (tx, rx) = mpsc::channel::<(Vec<NewEvent>, Waiter)>();
-        std::thread::Builder::new()
-            .name("huimin-audit".to_owned())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut events = first.0;
-                    let mut waiters = vec![first.1];
-                    while events.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok((e, w)) => {
-                                events.extend(e);
-                                waiters.push(w);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let n = events.len();
-                    let ok = match store.write(move |conn| repo::append(conn, &events).map_err(ApiError::from)) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::error!(error = %e, events = n, "audit records could not be written");
-                            false
-                        }
-                    };
-                    for w in waiters {
-                        let _ = w.send(ok);
-                    }
-                }
-            })?;
-        Ok(Sink { tx })
+    pub fn new(store: Store) -> Sink {
+        Sink { store }
     }
 
-    /// Append `events` durably; fails (and the caller must not answer with data) when the
-    /// audit trail cannot be written.
+    /// Append `events` durably: the caller's task waits (without a thread) for the group
+    /// commit that holds them. Fails, and the caller must not answer with data, when the audit
+    /// trail cannot be written.
     pub async fn record(&self, events: Vec<NewEvent>) -> Result<(), ApiError> {
         if events.is_empty() {
             return Ok(());
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let stopped = || ApiError::Unavailable("the audit trail is not available".to_owned());
-        self.tx.send((events, tx)).map_err(|_| stopped())?;
-        match rx.await {
-            Ok(true) => Ok(()),
-            _ => Err(stopped()),
-        }
+        let n = events.len();
+        self.store
+            .append_async(move |conn| repo::append(conn, &events).map_err(ApiError::from))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, events = n, "audit records could not be written");
+                ApiError::Unavailable("the audit trail is not available".to_owned())
+            })
     }
 }
 
@@ -450,7 +416,7 @@ pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), Api
                 return Ok((0, None));
             }
         }
-        let rows = repo::unsealed(conn, SEAL_BATCH)?;
+        let rows = repo::pending(conn, SEAL_BATCH)?;
         if rows.is_empty() {
             return Ok((0, None));
         }
@@ -461,12 +427,14 @@ pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), Api
                 (start - 1, prev)
             }
         };
+        let mut seals = Vec::with_capacity(rows.len());
         for r in &rows {
             seq += 1;
             let h = chain_hash(&prev, seq, r)?;
-            repo::seal(conn, r.id, seq, &h)?;
+            seals.push((seq, r.id, h.clone()));
             prev = h;
         }
+        repo::seal(conn, &seals)?;
         Ok((rows.len(), Some((seq, prev))))
     })
 }
@@ -480,11 +448,13 @@ pub fn start_sealer(store: Store, interval: Duration, retention_days: u32) {
         .spawn(move || {
             let mut last_purge: Option<std::time::Instant> = None;
             loop {
+                std::thread::sleep(interval);
                 match seal_pending(&store) {
                     Ok((n, Some((seq, hash)))) => {
                         tracing::info!(sealed = n, head_seq = seq, head_hash = %hash, "audit chain sealed");
                         if n as i64 == SEAL_BATCH {
-                            continue;
+                            // More are waiting: seal on without sleeping.
+                            while matches!(seal_pending(&store), Ok((n, _)) if n as i64 == SEAL_BATCH) {}
                         }
                     }
                     Ok(_) => {}
@@ -499,7 +469,6 @@ pub fn start_sealer(store: Store, interval: Duration, retention_days: u32) {
                         Err(e) => tracing::error!(error = %e, "purging old audit records failed"),
                     }
                 }
-                std::thread::sleep(interval);
             }
         });
     if let Err(e) = spawned {
@@ -531,46 +500,53 @@ pub fn verify(conn: &mut DbConn, expect: Option<(i64, &str)>) -> Result<Report, 
         let mut head = None;
         let mut expect_seen = false;
         loop {
-            let rows = repo::chain_from(conn, expected, SEAL_BATCH)?;
-            let Some(last) = rows.last() else { break };
-            let next = last.chain_seq.unwrap_or(expected) + 1;
-            for r in &rows {
-                let seq = r.chain_seq.unwrap_or_default();
-                let after_gap = seq != expected;
+            let links = repo::chain_from(conn, expected, SEAL_BATCH)?;
+            if links.is_empty() {
+                break;
+            }
+            for l in &links {
+                let after_gap = l.seq != expected;
                 if after_gap {
-                    problems.push(if seq - expected == 1 {
-                        format!("the record at position {expected} is missing (deleted)")
+                    problems.push(if l.seq - expected == 1 {
+                        format!("the seal of position {expected} is missing (deleted)")
                     } else {
                         format!(
-                            "the records at positions {expected} to {} are missing (deleted)",
-                            seq - 1
+                            "the seals of positions {expected} to {} are missing (deleted)",
+                            l.seq - 1
                         )
                     });
                 }
-                let stored = r.hash.clone().unwrap_or_default();
-                if chain_hash(&prev, seq, r)? != stored && !after_gap {
-                    problems.push(format!(
-                        "the record at position {seq} (AuditEvent/{}) does not match its hash: \
-                         it was modified, moved, or a record before it was",
-                        r.id
-                    ));
+                match &l.event {
+                    None => problems.push(format!(
+                        "the record at position {} (AuditEvent/{}) is missing (deleted)",
+                        l.seq, l.event_id
+                    )),
+                    Some(e) => {
+                        if !after_gap && chain_hash(&prev, l.seq, e)? != l.hash {
+                            problems.push(format!(
+                                "the record at position {} (AuditEvent/{}) does not match its \
+                                 hash: it was modified, or moved",
+                                l.seq, e.id
+                            ));
+                        }
+                    }
                 }
                 if let Some((s, h)) = expect
-                    && s == seq
+                    && s == l.seq
                 {
                     expect_seen = true;
-                    if h != stored {
+                    if h != l.hash {
                         problems.push(format!(
-                            "the record at position {seq} is not the one the expected head names"
+                            "the seal at position {} is not the one the expected head names",
+                            l.seq
                         ));
                     }
                 }
                 checked += 1;
-                head = Some((seq, stored.clone()));
-                prev = stored;
-                expected = seq + 1;
+                head = Some((l.seq, l.hash.clone()));
+                prev = l.hash.clone();
+                expected = l.seq + 1;
             }
-            expected = expected.max(next);
         }
         if let Some((s, _)) = expect
             && !expect_seen
@@ -583,13 +559,20 @@ pub fn verify(conn: &mut DbConn, expect: Option<(i64, &str)>) -> Result<Report, 
                 _ => format!("the expected head's position {s} is not in the stored chain"),
             });
         }
-        let stale = repo::unsealed_before(conn, clock::now_millis() - 60_000)?;
-        if !stale.is_empty() {
+        let stale = repo::pending_before(conn, clock::now_millis() - 60_000)?;
+        if let Some(first) = stale.first() {
             problems.push(format!(
-                "{} record(s) older than a minute are not sealed (first: AuditEvent/{}); is the \
-                 sealer running?",
-                stale.len(),
-                stale[0]
+                "{} record(s) older than a minute are not sealed (first: AuditEvent/{first}); \
+                 is the sealer running?",
+                stale.len()
+            ));
+        }
+        let unchained = repo::unchained(conn)?;
+        if let Some(first) = unchained.first() {
+            problems.push(format!(
+                "{} record(s) are neither sealed nor waiting to be (first: AuditEvent/{first}): \
+                 their place in the queue was removed",
+                unchained.len()
             ));
         }
         Ok(Report {

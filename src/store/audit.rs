@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 
 use super::DbConn;
-use super::schema::{audit_chain, audit_events};
+use super::schema::{audit_chain, audit_events, audit_pending, audit_seals};
 
 /// An audit record to append.
 #[derive(Debug, Clone, Insertable)]
@@ -24,11 +24,18 @@ pub struct Event {
     pub resident: Option<String>,
     pub flagged: bool,
     pub content: String,
-    pub chain_seq: Option<i64>,
-    pub hash: Option<String>,
 }
 
-/// Append records (in the caller's transaction).
+/// One chain position: the seal, and the record it seals if that is still stored.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub seq: i64,
+    pub event_id: i64,
+    pub hash: String,
+    pub event: Option<Event>,
+}
+
+/// Append records (in the caller's transaction); a trigger queues each for the sealer.
 pub fn append(conn: &mut DbConn, events: &[NewEvent]) -> QueryResult<()> {
     for chunk in events.chunks(500) {
         native!(conn, c => diesel::insert_into(audit_events::table).values(chunk).execute(c))?;
@@ -44,50 +51,92 @@ pub fn chain_start(conn: &mut DbConn) -> QueryResult<(i64, String)> {
         .first(conn)
 }
 
-/// The last sealed record's position and hash, if any record is sealed.
+/// The last position and its hash, if anything is sealed.
 pub fn head(conn: &mut DbConn) -> QueryResult<Option<(i64, String)>> {
-    let row: Option<(Option<i64>, Option<String>)> = audit_events::table
-        .filter(audit_events::chain_seq.is_not_null())
-        .order(audit_events::chain_seq.desc())
-        .select((audit_events::chain_seq, audit_events::hash))
+    audit_seals::table
+        .order(audit_seals::chain_seq.desc())
+        .select((audit_seals::chain_seq, audit_seals::hash))
         .first(conn)
-        .optional()?;
-    Ok(row.and_then(|(s, h)| Some((s?, h?))))
+        .optional()
 }
 
-/// Up to `limit` records not sealed yet, oldest first.
-pub fn unsealed(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<Event>> {
-    audit_events::table
-        .filter(audit_events::chain_seq.is_null())
-        .order(audit_events::id)
+/// Up to `limit` committed records waiting for the sealer, oldest first.
+pub fn pending(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<Event>> {
+    audit_pending::table
+        .inner_join(audit_events::table)
+        .order(audit_pending::event_id)
         .limit(limit)
         .select(audit_events::all_columns)
         .load(conn)
 }
 
-/// Give a record its chain position and hash.
-pub fn seal(conn: &mut DbConn, id: i64, seq: i64, hash: &str) -> QueryResult<()> {
-    let q = diesel::update(audit_events::table.filter(audit_events::id.eq(id)))
-        .set((audit_events::chain_seq.eq(seq), audit_events::hash.eq(hash)));
-    native!(conn, c => q.execute(c))?;
+/// Record seals as (position, record id, hash) and take their records off the queue.
+pub fn seal(conn: &mut DbConn, seals: &[(i64, i64, String)]) -> QueryResult<()> {
+    for chunk in seals.chunks(500) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|(seq, id, hash)| {
+                (
+                    audit_seals::chain_seq.eq(*seq),
+                    audit_seals::event_id.eq(*id),
+                    audit_seals::hash.eq(hash.as_str()),
+                )
+            })
+            .collect();
+        native!(conn, c => diesel::insert_into(audit_seals::table).values(&rows).execute(c))?;
+        let ids: Vec<i64> = chunk.iter().map(|(_, id, _)| *id).collect();
+        native!(conn, c => diesel::delete(audit_pending::table.filter(audit_pending::event_id.eq_any(&ids))).execute(c))?;
+    }
     Ok(())
 }
 
-/// Sealed records from position `from` on, in chain order (at most `limit`).
-pub fn chain_from(conn: &mut DbConn, from: i64, limit: i64) -> QueryResult<Vec<Event>> {
-    audit_events::table
-        .filter(audit_events::chain_seq.ge(from))
-        .order(audit_events::chain_seq)
+/// Chain positions from `from` on, in order (at most `limit`), with their records.
+pub fn chain_from(conn: &mut DbConn, from: i64, limit: i64) -> QueryResult<Vec<Link>> {
+    let rows: Vec<((i64, i64, String), Option<Event>)> = audit_seals::table
+        .left_join(audit_events::table)
+        .filter(audit_seals::chain_seq.ge(from))
+        .order(audit_seals::chain_seq)
         .limit(limit)
-        .select(audit_events::all_columns)
+        .select((
+            (
+                audit_seals::chain_seq,
+                audit_seals::event_id,
+                audit_seals::hash,
+            ),
+            audit_events::all_columns.nullable(),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|((seq, event_id, hash), event)| Link {
+            seq,
+            event_id,
+            hash,
+            event,
+        })
+        .collect())
+}
+
+/// Records waiting for the sealer since before `before` (ms): the sealer is not running.
+pub fn pending_before(conn: &mut DbConn, before: i64) -> QueryResult<Vec<i64>> {
+    audit_pending::table
+        .inner_join(audit_events::table)
+        .filter(audit_events::recorded.lt(before))
+        .order(audit_pending::event_id)
+        .limit(100)
+        .select(audit_pending::event_id)
         .load(conn)
 }
 
-/// Records not sealed and older than `before` (ms): the sealer is not keeping up or not running.
-pub fn unsealed_before(conn: &mut DbConn, before: i64) -> QueryResult<Vec<i64>> {
+/// Records that are neither sealed nor waiting to be (their queue entry was removed).
+pub fn unchained(conn: &mut DbConn) -> QueryResult<Vec<i64>> {
     audit_events::table
-        .filter(audit_events::chain_seq.is_null())
-        .filter(audit_events::recorded.lt(before))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            audit_seals::table.filter(audit_seals::event_id.eq(audit_events::id)),
+        )))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            audit_pending::table.filter(audit_pending::event_id.eq(audit_events::id)),
+        )))
         .order(audit_events::id)
         .limit(100)
         .select(audit_events::id)
@@ -136,16 +185,16 @@ pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Event>> {
         .optional()
 }
 
-/// Delete the sealed records recorded before `cutoff` (ms) that begin the chain, and move the
-/// chain's start past them. Returns how many were deleted.
+/// Delete the sealed records recorded before `cutoff` (ms) that begin the chain, with their
+/// seals, and move the chain's start past them. Returns how many records were deleted.
 pub fn purge_before(conn: &mut DbConn, cutoff: i64) -> QueryResult<usize> {
     let (start, _) = chain_start(conn)?;
-    // The first stored position recorded at or after the cutoff (or past the head): everything
-    // before it goes, so that the stored chain stays contiguous.
-    let keep_from: Option<i64> = audit_events::table
-        .filter(audit_events::chain_seq.is_not_null())
+    // The first position whose record was recorded at or after the cutoff (or past the head):
+    // everything before it goes, so that the stored chain stays contiguous.
+    let keep_from: Option<i64> = audit_seals::table
+        .inner_join(audit_events::table)
         .filter(audit_events::recorded.ge(cutoff))
-        .select(diesel::dsl::min(audit_events::chain_seq))
+        .select(diesel::dsl::min(audit_seals::chain_seq))
         .first::<Option<i64>>(conn)?;
     let keep_from = match keep_from {
         Some(k) => k,
@@ -157,15 +206,20 @@ pub fn purge_before(conn: &mut DbConn, cutoff: i64) -> QueryResult<usize> {
     if keep_from <= start {
         return Ok(0);
     }
-    let prev: Option<Option<String>> = audit_events::table
-        .filter(audit_events::chain_seq.eq(keep_from - 1))
-        .select(audit_events::hash)
-        .first(conn)
-        .optional()?;
-    let Some(Some(prev)) = prev else {
+    let Some(prev) = audit_seals::table
+        .filter(audit_seals::chain_seq.eq(keep_from - 1))
+        .select(audit_seals::hash)
+        .first::<String>(conn)
+        .optional()?
+    else {
         return Ok(0);
     };
-    let n = diesel::delete(audit_events::table.filter(audit_events::chain_seq.lt(keep_from)))
+    let gone = audit_seals::table
+        .filter(audit_seals::chain_seq.lt(keep_from))
+        .select(audit_seals::event_id);
+    let n =
+        diesel::delete(audit_events::table.filter(audit_events::id.eq_any(gone))).execute(conn)?;
+    diesel::delete(audit_seals::table.filter(audit_seals::chain_seq.lt(keep_from)))
         .execute(conn)?;
     diesel::update(audit_chain::table.filter(audit_chain::id.eq(1)))
         .set((

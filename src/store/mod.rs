@@ -207,31 +207,40 @@ impl Store {
         self.submit(f, true)
     }
 
+    /// An append that cannot fail half-way (the audit records of a read), without blocking a
+    /// thread: the caller's task is woken when the group it was committed with is. It runs
+    /// directly in the group's transaction, without a savepoint of its own (SQLite journals
+    /// every page a savepoint changes); if it fails after all, the whole group is rolled back
+    /// and every write in it answered with an error, never lost silently.
+    pub async fn append_async<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let job = job(f, Mode::Plain, move |out| {
+            let _ = tx.send(out);
+        });
+        if self.writer.send(job).is_err() {
+            return Err(E::from(group_error("the database writer has stopped")));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(E::from(group_error("the database writer has stopped"))))
+    }
+
     fn submit<T, E, F>(&self, f: F, alone: bool) -> Result<T, E>
     where
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
     {
-        let queue = &self.writer;
         let (tx, rx) = mpsc::sync_channel::<Result<T, E>>(1);
-        let run: JobFn = Box::new(move |conn: &mut DbConn| {
-            // Grouped: a nested diesel transaction is a savepoint inside the group's
-            // transaction, so a failing write rolls back only itself. Alone: the write is the
-            // whole transaction, rolled back when it fails.
-            let result = if alone { f(conn) } else { conn.transaction(f) };
-            let failed = result.is_err();
-            let done: Completion = Box::new(move |commit_error: Option<&str>| {
-                let out = match (result, commit_error) {
-                    (Err(e), _) => Err(e),
-                    (Ok(v), None) => Ok(v),
-                    (Ok(_), Some(why)) => Err(E::from(group_error(why))),
-                };
-                let _ = tx.send(out);
-            });
-            (done, failed && alone)
+        let mode = if alone { Mode::Alone } else { Mode::Savepoint };
+        let job = job(f, mode, move |out| {
+            let _ = tx.send(out);
         });
-        if queue.send(Job { alone, run }).is_err() {
+        if self.writer.send(job).is_err() {
             return Err(E::from(group_error("the database writer has stopped")));
         }
         rx.recv()
@@ -354,6 +363,49 @@ pub fn discard_writes() {
 /// One queued write: runs inside the group transaction and returns how to answer its caller
 /// once the group's commit outcome is known, and whether the transaction must roll back.
 type JobFn = Box<dyn FnOnce(&mut DbConn) -> (Completion, bool) + Send>;
+
+/// How a writer job runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In a savepoint of its group: a failure rolls back only itself.
+    Savepoint,
+    /// Directly in its group's transaction: a failure rolls back the group.
+    Plain,
+    /// As a transaction of its own.
+    Alone,
+}
+
+/// A writer job running `f` as `mode` says that hands its outcome to `reply` once the commit
+/// is known.
+fn job<T, E, F>(f: F, mode: Mode, reply: impl FnOnce(Result<T, E>) + Send + 'static) -> Job
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<diesel::result::Error> + Send + 'static,
+{
+    let run: JobFn = Box::new(move |conn: &mut DbConn| {
+        // Grouped: a nested diesel transaction is a savepoint inside the group's
+        // transaction, so a failing write rolls back only itself. Alone: the write is the
+        // whole transaction, rolled back when it fails.
+        let result = match mode {
+            Mode::Savepoint => conn.transaction(f),
+            Mode::Plain | Mode::Alone => f(conn),
+        };
+        let failed = result.is_err();
+        let done: Completion = Box::new(move |commit_error: Option<&str>| {
+            reply(match (result, commit_error) {
+                (Err(e), _) => Err(e),
+                (Ok(v), None) => Ok(v),
+                (Ok(_), Some(why)) => Err(E::from(group_error(why))),
+            });
+        });
+        (done, failed && mode != Mode::Savepoint)
+    });
+    Job {
+        alone: mode == Mode::Alone,
+        run,
+    }
+}
 
 struct Job {
     /// Runs as a transaction of its own (see [`Store::write_alone`]).

@@ -149,8 +149,20 @@ diesel::table! {
         resident -> Nullable<Text>,
         flagged -> Bool,
         content -> Text,
-        chain_seq -> Nullable<BigInt>,
-        hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_pending (event_id) {
+        event_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_seals (chain_seq) {
+        chain_seq -> BigInt,
+        event_id -> BigInt,
+        hash -> Text,
     }
 }
 
@@ -161,3 +173,7 @@ diesel::table! {
         start_prev -> Text,
     }
 }
+
+diesel::joinable!(audit_pending -> audit_events (event_id));
+diesel::joinable!(audit_seals -> audit_events (event_id));
+diesel::allow_tables_to_appear_in_same_query!(audit_events, audit_pending, audit_seals);

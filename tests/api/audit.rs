@@ -322,63 +322,68 @@ async fn the_chain_names_modified_deleted_and_truncated_records() {
     assert_eq!(clean.checked, 8);
     let (head_seq, head_hash) = clean.head.clone().unwrap();
     assert_eq!(head_seq, 8);
-    // The database itself refuses to change or delete a sealed record.
+    // The database itself refuses to change or delete a record or a seal.
+    let at = |seq: i64| format!("(SELECT event_id FROM audit_seals WHERE chain_seq = {seq})");
     assert!(
         sql(
             &store,
-            "UPDATE audit_events SET content = content || ' ' WHERE chain_seq = 2"
+            &format!(
+                "UPDATE audit_events SET content = content || ' ' WHERE id = {}",
+                at(2)
+            )
         )
         .is_err()
     );
-    assert!(sql(&store, "DELETE FROM audit_events WHERE chain_seq = 3").is_err());
+    assert!(
+        sql(
+            &store,
+            &format!("DELETE FROM audit_events WHERE id = {}", at(3))
+        )
+        .is_err()
+    );
+    assert!(
+        sql(
+            &store,
+            "UPDATE audit_seals SET hash = 'x' WHERE chain_seq = 3"
+        )
+        .is_err()
+    );
+    assert!(sql(&store, "DELETE FROM audit_seals WHERE chain_seq = 3").is_err());
 
-    // Someone with the rights to drop the guard edits, deletes and truncates.
-    if is_postgres(&app) {
-        sql(
-            &store,
-            "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only",
-        )
-        .unwrap();
-    } else {
-        sql(
-            &store,
-            "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_retention",
-        )
-        .unwrap();
-    }
+    // Someone with the rights to drop the guards edits, deletes, reorders and truncates.
+    drop_guards(&app, &store);
     sql(
         &store,
-        "UPDATE audit_events SET content = replace(content, 'create', 'read') WHERE chain_seq = 2",
+        &format!(
+            "UPDATE audit_events SET content = replace(content, 'create', 'read') WHERE id = {}",
+            at(2)
+        ),
     )
     .unwrap();
     let r = verify(&store, None);
     assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
     assert!(r.problems[0].contains("position 2"), "{:?}", r.problems);
-    sql(&store, "DELETE FROM audit_events WHERE chain_seq = 4").unwrap();
+    sql(
+        &store,
+        &format!("DELETE FROM audit_events WHERE id = {}", at(4)),
+    )
+    .unwrap();
     let r = verify(&store, None);
     assert!(
         r.problems
             .iter()
-            .any(|p| p.contains("position 4 is missing")),
+            .any(|p| p.contains("position 4") && p.contains("missing")),
         "{:?}",
         r.problems
     );
     // Two records swapped (their positions exchanged).
-    sql(
-        &store,
-        "UPDATE audit_events SET chain_seq = -1 WHERE chain_seq = 6",
-    )
-    .unwrap();
-    sql(
-        &store,
-        "UPDATE audit_events SET chain_seq = 6 WHERE chain_seq = 7",
-    )
-    .unwrap();
-    sql(
-        &store,
-        "UPDATE audit_events SET chain_seq = 7 WHERE chain_seq = -1",
-    )
-    .unwrap();
+    for statement in [
+        "UPDATE audit_seals SET chain_seq = -1 WHERE chain_seq = 6",
+        "UPDATE audit_seals SET chain_seq = 6 WHERE chain_seq = 7",
+        "UPDATE audit_seals SET chain_seq = 7 WHERE chain_seq = -1",
+    ] {
+        sql(&store, statement).unwrap();
+    }
     let r = verify(&store, None);
     assert!(
         r.problems.iter().any(|p| p.contains("position 6")),
@@ -390,10 +395,15 @@ async fn the_chain_names_modified_deleted_and_truncated_records() {
         "{:?}",
         r.problems
     );
-    // The newest record deleted: only the head kept outside the database shows it.
+    // The newest record and its seal deleted: only the head kept outside the database shows it.
     sql(
         &store,
-        &format!("DELETE FROM audit_events WHERE chain_seq = {head_seq}"),
+        &format!("DELETE FROM audit_events WHERE id = {}", at(head_seq)),
+    )
+    .unwrap();
+    sql(
+        &store,
+        &format!("DELETE FROM audit_seals WHERE chain_seq = {head_seq}"),
     )
     .unwrap();
     let r = verify(&store, Some((head_seq, &head_hash)));
@@ -404,6 +414,36 @@ async fn the_chain_names_modified_deleted_and_truncated_records() {
         "{:?}",
         r.problems
     );
+    // A record taken off the sealer's queue before it was sealed is named too.
+    app.create(&patient("AUD-C9")).await;
+    sql(&store, "DELETE FROM audit_pending").unwrap();
+    let r = verify(&store, None);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("neither sealed nor waiting")),
+        "{:?}",
+        r.problems
+    );
+}
+
+/// What someone with the owner's rights can do: switch off the append-only triggers.
+fn drop_guards(app: &TestApp, store: &Store) {
+    if is_postgres(app) {
+        sql(
+            store,
+            "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only; \
+                    ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only",
+        )
+        .unwrap();
+    } else {
+        sql(
+            store,
+            "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_retention; \
+                    DROP TRIGGER audit_seals_no_update; DROP TRIGGER audit_seals_with_record",
+        )
+        .unwrap();
+    }
 }
 
 #[actix_rt::test]
@@ -433,7 +473,7 @@ async fn retention_purges_the_oldest_records_and_the_rest_still_verifies() {
             huimin::store::audit::purge_before(c, cutoff).map_err(huimin::error::ApiError::from)
         })
         .unwrap();
-    assert_eq!(purged, 3);
+    assert_eq!(purged, 3, "{:?}", verify(&store, None));
     let r = verify(&store, None);
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(r.start.0, 4);
@@ -486,18 +526,11 @@ async fn huimin_audit_verify_reports_an_intact_chain_and_names_a_tampered_record
         .to_owned();
 
     let store = app.store();
-    if is_postgres(&app) {
-        sql(
-            &store,
-            "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only",
-        )
-        .unwrap();
-    } else {
-        sql(&store, "DROP TRIGGER audit_events_no_update").unwrap();
-    }
+    drop_guards(&app, &store);
     sql(
         &store,
-        "UPDATE audit_events SET resident = 'someone-else' WHERE chain_seq = 2",
+        "UPDATE audit_events SET resident = 'someone-else' \
+         WHERE id = (SELECT event_id FROM audit_seals WHERE chain_seq = 2)",
     )
     .unwrap();
     let out = run(&["--expect", &head]);

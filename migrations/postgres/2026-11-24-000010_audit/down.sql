@@ -1,4 +1,10 @@
+DROP TRIGGER audit_seals_append_only ON audit_seals;
+DROP FUNCTION audit_seals_guard();
 DROP TRIGGER audit_events_append_only ON audit_events;
 DROP FUNCTION audit_events_guard();
+DROP TRIGGER audit_events_pending ON audit_events;
+DROP FUNCTION audit_events_queue();
 DROP TABLE audit_chain;
+DROP TABLE audit_seals;
+DROP TABLE audit_pending;
 DROP TABLE audit_events;

@@ -1,20 +1,30 @@
 -- The audit trail (审计日志): one AuditEvent per access to a resident's data, append-only.
 -- A write's events are inserted in the write's own transaction; a read's are group-committed
--- before the response leaves. The sealer gives every committed row its position in one SM3
--- hash chain (`chain_seq`, `hash`), so that `huimin audit verify` detects a modified, deleted
--- or reordered record.
+-- before the response leaves. The sealer gives every committed record its position in one SM3
+-- hash chain (`audit_seals`), so that `huimin audit verify` detects a modified, deleted or
+-- reordered record.
 CREATE TABLE audit_events (
     id BIGSERIAL PRIMARY KEY,
     recorded BIGINT NOT NULL,     -- ms since the epoch
     resident TEXT,                -- the golden resident the event concerns (NULL: none)
     flagged BOOLEAN NOT NULL,     -- emergency (break-glass) access
-    content TEXT NOT NULL,        -- the AuditEvent JSON
-    chain_seq BIGINT UNIQUE,      -- position in the chain (NULL until sealed)
-    hash TEXT                     -- hex SM3 over the previous hash, the position and the row
+    content TEXT NOT NULL         -- the AuditEvent JSON
 );
 CREATE INDEX audit_events_resident ON audit_events (resident, id) WHERE resident IS NOT NULL;
-CREATE INDEX audit_events_unsealed ON audit_events (id) WHERE chain_seq IS NULL;
 CREATE INDEX audit_events_recorded ON audit_events (recorded);
+
+-- Committed records waiting for the sealer (a row per record, added by a trigger, deleted when
+-- the record is sealed): sealing never rewrites a record.
+CREATE TABLE audit_pending (
+    event_id BIGINT PRIMARY KEY
+);
+
+-- The chain: the record at each position and the hash that seals it.
+CREATE TABLE audit_seals (
+    chain_seq BIGINT PRIMARY KEY,
+    event_id BIGINT NOT NULL UNIQUE,
+    hash TEXT NOT NULL
+);
 
 -- Where the stored chain starts: the position of its first stored record and the hash before
 -- it (all zeros at the start; moved forward when retention purges the oldest records).
@@ -26,25 +36,42 @@ CREATE TABLE audit_chain (
 INSERT INTO audit_chain (id, start_seq, start_prev)
 VALUES (1, 1, '0000000000000000000000000000000000000000000000000000000000000000');
 
--- Append-only in the database too: a sealed record never changes, an unsealed one only gets
--- its position, and no record younger than 184 days (网络安全法 Art. 21) can be deleted.
--- Someone with the rights to drop these triggers is what the hash chain is for.
+-- Append-only in the database too: records and seals never change, no record younger than 184
+-- days (网络安全法 Art. 21) can be deleted, and a seal goes only after its record. Someone with
+-- the rights to drop these triggers is what the hash chain is for.
+CREATE FUNCTION audit_events_queue() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO audit_pending (event_id) VALUES (NEW.id);
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER audit_events_pending AFTER INSERT ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_events_queue();
+
 CREATE FUNCTION audit_events_guard() RETURNS trigger AS $$
 BEGIN
-    IF TG_OP = 'DELETE' THEN
-        IF OLD.chain_seq IS NULL
-           OR OLD.recorded > (extract(epoch from now()) * 1000)::bigint - 184::bigint * 86400000 THEN
-            RAISE EXCEPTION 'audit records are kept at least 184 days';
-        END IF;
-        RETURN OLD;
-    END IF;
-    IF OLD.chain_seq IS NOT NULL OR NEW.id <> OLD.id OR NEW.recorded <> OLD.recorded
-       OR NEW.resident IS DISTINCT FROM OLD.resident OR NEW.flagged <> OLD.flagged
-       OR NEW.content <> OLD.content THEN
+    IF TG_OP = 'UPDATE' THEN
         RAISE EXCEPTION 'audit records are append-only';
     END IF;
-    RETURN NEW;
+    IF OLD.recorded > (extract(epoch from now()) * 1000)::bigint - 184::bigint * 86400000 THEN
+        RAISE EXCEPTION 'audit records are kept at least 184 days';
+    END IF;
+    RETURN OLD;
 END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_guard();
+
+CREATE FUNCTION audit_seals_guard() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        RAISE EXCEPTION 'audit seals are append-only';
+    END IF;
+    IF EXISTS (SELECT 1 FROM audit_events WHERE id = OLD.event_id) THEN
+        RAISE EXCEPTION 'an audit seal goes only with its record';
+    END IF;
+    RETURN OLD;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER audit_seals_append_only BEFORE UPDATE OR DELETE ON audit_seals
+    FOR EACH ROW EXECUTE FUNCTION audit_seals_guard();

@@ -1,4 +1,9 @@
+DROP TRIGGER audit_seals_with_record;
+DROP TRIGGER audit_seals_no_update;
 DROP TRIGGER audit_events_retention;
 DROP TRIGGER audit_events_no_update;
+DROP TRIGGER audit_events_pending;
 DROP TABLE audit_chain;
+DROP TABLE audit_seals;
+DROP TABLE audit_pending;
 DROP TABLE audit_events;
