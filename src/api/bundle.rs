@@ -46,6 +46,11 @@ async fn system_post_body(
     state: web::Data<AppState>,
     mut draft: crate::services::audit::Draft,
 ) -> Result<(HttpResponse, super::Touched), ApiError> {
+    if api::access(&state, &caller).await?.is_restricted() {
+        return Err(ApiError::Forbidden(
+            "transaction and batch Bundles are for institutions' systems and staff".to_owned(),
+        ));
+    }
     let neg = format::negotiate(&req)?;
     let body_format = format::body_format(&req, &body)?;
     let mut tree =

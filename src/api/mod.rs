@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::auth::{Authenticator, Caller};
+use crate::auth::{Authenticator, Caller, Role};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::services::access::AccessFilter;
 use crate::services::audit::{Actor, Draft, Outcome};
 use crate::store::Store;
 
@@ -66,6 +67,78 @@ where
     } else {
         let store = store.clone();
         web::block(move || f(&store)).await?
+    }
+}
+
+/// What the caller may see (a resident's own record is looked up).
+pub async fn access(state: &AppState, caller: &Caller) -> Result<AccessFilter, ApiError> {
+    if let Some(f) = AccessFilter::of_role(caller) {
+        return Ok(f);
+    }
+    let caller = caller.clone();
+    run_db(&state.store, true, move |store| {
+        store.read(|conn| AccessFilter::for_caller(conn, &caller))
+    })
+    .await
+}
+
+/// Writes by role: officials write nothing; a resident writes only Consents about their own
+/// record (creating one, or updating one of theirs by id: `id`), never other interactions.
+pub async fn may_write(
+    state: &AppState,
+    caller: &Caller,
+    t: &str,
+    id: Option<&str>,
+    body: Option<&crate::fhir::json::Json>,
+) -> Result<(), ApiError> {
+    match caller.role {
+        Role::Official => Err(ApiError::Forbidden(
+            "officials read aggregates and write nothing".to_owned(),
+        )),
+        Role::Resident => {
+            let refused = || {
+                ApiError::Forbidden(
+                    "a resident writes only Consents about their own record".to_owned(),
+                )
+            };
+            let (true, Some(body)) = (t == "Consent", body) else {
+                return Err(refused());
+            };
+            let AccessFilter::OwnRecord(own) = access(state, caller).await? else {
+                return Err(refused());
+            };
+            let Some(pid) = body
+                .get("patient")
+                .and_then(|p| p.get_str("reference"))
+                .and_then(|r| r.strip_prefix("Patient/"))
+                .map(str::to_owned)
+            else {
+                return Err(refused());
+            };
+            let id = id.map(str::to_owned);
+            let (whose, current) = run_db(&state.store, false, move |store| {
+                store.read(|conn| {
+                    let whose = crate::store::resources::resident(conn, "Patient", &pid)?;
+                    let current = match &id {
+                        Some(id) => Some(crate::store::resources::resident(conn, "Consent", id)?),
+                        None => None,
+                    };
+                    Ok::<_, ApiError>((whose, current))
+                })
+            })
+            .await?;
+            let theirs = whose.as_deref() == Some(own.as_str());
+            let current_ok = match current {
+                None | Some(None) => true,
+                Some(Some(r)) => r == own,
+            };
+            if theirs && current_ok {
+                Ok(())
+            } else {
+                Err(refused())
+            }
+        }
+        Role::Admin | Role::His | Role::Doctor => Ok(()),
     }
 }
 

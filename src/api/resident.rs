@@ -99,6 +99,11 @@ async fn patient_match_body(
     state: web::Data<AppState>,
 ) -> Result<(HttpResponse, api::Touched), ApiError> {
     authorize(&caller, &[Perm::Search], "Patient", None)?;
+    if api::access(&state, &caller).await?.is_restricted() {
+        return Err(ApiError::Forbidden(
+            "the resident index is for institutions' systems and staff".to_owned(),
+        ));
+    }
     let params = format::read_resource(&req, &body, Some("Parameters"))?;
     let mut patient = None;
     let mut only_certain = false;
@@ -215,6 +220,11 @@ async fn patient_pix_body(
     state: web::Data<AppState>,
 ) -> Result<(HttpResponse, api::Touched), ApiError> {
     authorize(&caller, &[Perm::Search], "Patient", None)?;
+    if api::access(&state, &caller).await?.is_restricted() {
+        return Err(ApiError::Forbidden(
+            "the resident index is for institutions' systems and staff".to_owned(),
+        ));
+    }
     let pairs = pairs_of(req.query_string().as_bytes());
     let mut source = None;
     let mut targets: Vec<String> = Vec::new();
@@ -448,7 +458,11 @@ async fn patient_everything_body(
         caller.require(Perm::Read, Some(t))?;
     }
     let store = state.store.clone();
+    let access = api::access(&state, &caller).await?;
     let page = web::block(move || everything::everything(&store, &id, &request)).await??;
+    if !access.allows("Patient", Some(&page.golden)) {
+        return Err(crate::services::access::AccessFilter::denied());
+    }
     let base = base_url(&req, &state);
     let cursor = pairs
         .iter()
@@ -623,9 +637,16 @@ async fn patient_summary_body(
     }
     let base = base_url(&req, &state);
     let store = state.store.clone();
+    let access = api::access(&state, &caller).await?;
     let (doc, touched) = web::block(move || {
-        let doc = everything::summary(&store, &id, &base)?;
         let touched = store.read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
+        if !touched
+            .iter()
+            .all(|(_, r)| access.allows("Patient", r.as_deref()))
+        {
+            return Err(crate::services::access::AccessFilter::denied());
+        }
+        let doc = everything::summary(&store, &id, &base)?;
         Ok::<_, ApiError>((doc, touched))
     })
     .await??;

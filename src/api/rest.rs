@@ -277,11 +277,15 @@ async fn read(
     api::audited(&state, draft, async {
         let neg = format::negotiate(&req)?;
         authorize(&caller, &[Perm::Read], &t, Some(&id))?;
+        let access = api::access(&state, &caller).await?;
         let (tt, ii) = (t.clone(), id.clone());
         let rec = run_db(&state.store, true, move |store| {
             record::read(store, &tt, &ii)
         })
         .await?;
+        if !access.allows(&t, rec.resident.as_deref()) {
+            return Err(AccessFilter::denied());
+        }
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);
         if let Some(inm) = header_str(&req, "if-none-match")
             && inm.trim() == format!("W/\"{}\"", rec.version_id)
@@ -318,11 +322,15 @@ async fn vread(
         let vid: i64 = vid
             .parse()
             .map_err(|_| ApiError::NotFound(format!("'{vid}' is not a version of {t}/{id}")))?;
+        let access = api::access(&state, &caller).await?;
         let (tt, ii) = (t.clone(), id.clone());
         let rec = run_db(&state.store, true, move |store| {
             record::vread(store, &tt, &ii, vid)
         })
         .await?;
+        if !access.allows(&t, rec.resident.as_deref()) {
+            return Err(AccessFilter::denied());
+        }
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);
         Ok((read_response(&req, &state, neg, rec)?, touched))
     })
@@ -342,6 +350,7 @@ async fn create(
         let neg = format::negotiate(&req)?;
         authorize(&caller, &[Perm::Create], &t, None)?;
         let tree = format::read_resource(&req, &body, Some(&t))?;
+        api::may_write(&state, &caller, &t, None, Some(&tree)).await?;
         let criteria = match header_str(&req, "if-none-exist") {
             Some(q) => {
                 caller.require(Perm::Search, Some(&t))?;
@@ -380,6 +389,7 @@ async fn update(
         let neg = format::negotiate(&req)?;
         authorize(&caller, &[Perm::Update], &t, Some(&id))?;
         let tree = format::read_resource(&req, &body, Some(&t))?;
+        api::may_write(&state, &caller, &t, Some(&id), Some(&tree)).await?;
         let im = if_match(&req)?;
         let store = state.store.clone();
         let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
@@ -464,6 +474,7 @@ async fn conditional_update(
     api::audited(&state, draft.clone(), async {
         let neg = format::negotiate(&req)?;
         authorize(&caller, &[Perm::Update, Perm::Search], &t, None)?;
+        api::may_write(&state, &caller, &t, None, None).await?;
         let criteria = conditional(&req, &state, &t, &query_pairs(&req))?;
         let tree = format::read_resource(&req, &body, Some(&t))?;
         let im = if_match(&req)?;
@@ -500,6 +511,7 @@ async fn patch(
     api::audited(&state, draft.clone(), async {
         let neg = format::negotiate(&req)?;
         authorize(&caller, &[Perm::Update], &t, Some(&id))?;
+        api::may_write(&state, &caller, &t, Some(&id), None).await?;
         let ct = header_str(&req, "content-type").unwrap_or("");
         if !ct.starts_with("application/json-patch+json") {
             return Err(ApiError::UnsupportedMediaType(
@@ -568,6 +580,7 @@ async fn delete(
     api::audited(&state, draft.clone(), async {
         let neg = format::negotiate(&req)?;
         authorize(&caller, &[Perm::Delete], &t, Some(&id))?;
+        api::may_write(&state, &caller, &t, Some(&id), None).await?;
         let store = state.store.clone();
         let (tt, ii) = (t.clone(), id.clone());
         let v = web::block(move || record::delete(&store, &tt, &ii, draft)).await??;
@@ -593,6 +606,7 @@ async fn conditional_delete(
     api::audited(&state, draft.clone(), async {
         let neg = format::negotiate(&req)?;
         authorize(&caller, &[Perm::Delete, Perm::Search], &t, None)?;
+        api::may_write(&state, &caller, &t, None, None).await?;
         let criteria = criteria_of(&req, &state, &t)?;
         let store = state.store.clone();
         let tt = t.clone();
@@ -716,6 +730,18 @@ async fn history_body(
         Scope::Type(t) => authorize(caller, &[Perm::Read], t, None)?,
         Scope::Instance(t, id) => authorize(caller, &[Perm::Read], t, Some(id))?,
     }
+    let access = api::access(&state, caller).await?;
+    if access.is_restricted() {
+        match &scope {
+            Scope::Instance(..) => {}
+            Scope::Type(t) if !crate::services::access::is_personal(t) => {}
+            _ => {
+                return Err(ApiError::Forbidden(
+                    "history across resources is not available to this role".to_owned(),
+                ));
+            }
+        }
+    }
     let neg = format::negotiate(&req)?;
     let pairs = query_pairs(&req);
     for (k, _) in &pairs {
@@ -766,6 +792,12 @@ async fn history_body(
         Ok::<_, ApiError>((rows, touched))
     })
     .await??;
+    if touched.iter().any(|(r, resident)| {
+        let t = r.split('/').next().unwrap_or_default();
+        !access.allows(t, resident.as_deref())
+    }) {
+        return Err(AccessFilter::denied());
+    }
     let base = base_url(&req, &state);
     let mut links = vec![Link {
         relation: "self",
@@ -980,7 +1012,7 @@ async fn search_body(
         .map(|c| decode_cursor(c, &sort))
         .transpose()?;
     let request = record::SearchRequest {
-        access: AccessFilter::for_caller(&caller),
+        access: api::access(&state, &caller).await?,
         criteria,
         sort,
         includes,
@@ -1148,7 +1180,7 @@ async fn search_system_body(
         .filter(|(k, _)| k != "_type")
         .cloned()
         .collect();
-    let access = AccessFilter::for_caller(&caller);
+    let access = api::access(&state, &caller).await?;
     let mut per_type = Vec::with_capacity(types.len());
     for t in &types {
         if !huimin_model::is_resource_type(t) {

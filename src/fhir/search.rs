@@ -132,6 +132,9 @@ pub enum Clause {
     All(Vec<Clause>),
     /// `_id:not`: none of these ids.
     NotId(Vec<String>),
+    /// Access control (`services::access`), never parsed from a request: resources of this
+    /// golden resident only (`Some`), or none (`None`).
+    Resident(Option<String>),
 }
 
 /// The clause that keeps resources of `resource_type` in the compartment of `compartment/id`

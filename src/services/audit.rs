@@ -172,15 +172,17 @@ impl Draft {
             }));
         }
         for w in what.iter().take(MAX_ENTITIES) {
-            entities.push(json!({
-                "what": {"reference": w},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4"}
-            }));
+            entities.push(json!({"what": {"reference": w}}));
         }
         if what.len() > MAX_ENTITIES {
+            // The rest by type and count: a record of hundreds of resources stays a small row.
+            let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+            for w in &what[MAX_ENTITIES..] {
+                *by_type.entry(w.split('/').next().unwrap_or(w)).or_default() += 1;
+            }
+            let rest: Vec<String> = by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
             entities.push(json!({
-                "description": format!("and {} more resources", what.len() - MAX_ENTITIES)
+                "description": format!("and {} more: {}", what.len() - MAX_ENTITIES, rest.join(", "))
             }));
         }
         entities.push(json!({
@@ -225,8 +227,9 @@ impl Draft {
     }
 }
 
-/// Resources named in one event at most (a bundle may touch hundreds of one resident's).
-const MAX_ENTITIES: usize = 200;
+/// Resources named one by one in an event at most (`$everything` touches hundreds of one
+/// resident's; the rest are counted by type).
+const MAX_ENTITIES: usize = 20;
 
 fn role_code(r: Role) -> &'static str {
     match r {
@@ -391,8 +394,9 @@ pub fn chain_hash(prev: &str, seq: i64, e: &Event) -> Result<String, ApiError> {
     crypto::sm3_hex(&buf).map_err(ApiError::internal)
 }
 
-/// Records sealed in one transaction at most.
-const SEAL_BATCH: i64 = 5_000;
+/// Records sealed in one transaction at most: small enough that requests queued behind a seal
+/// on the writer wait milliseconds, not tens of them.
+const SEAL_BATCH: i64 = 500;
 
 /// Advisory lock key of the sealer on PostgreSQL ("huimin-audit" folded into an i64).
 const SEAL_LOCK: i64 = 0x6875_696d_696e_0a0d;

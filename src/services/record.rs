@@ -824,12 +824,15 @@ const MAX_INCLUDED: usize = 1000;
 /// Live resources matching the criteria, a page at a time in the requested order (keyset
 /// paging), with the resources `_include` and `_revinclude` ask for (each at most once).
 pub fn search(store: &Store, t: &str, req: &SearchRequest) -> Result<SearchPage, ApiError> {
+    // What the caller may not see is filtered inside the query, before paging and counting.
+    let mut criteria = req.criteria.clone();
+    criteria.clauses.extend(req.access.clause(t));
     store.read(|conn| {
         let limit = usize::try_from(req.count).unwrap_or(usize::MAX);
         let mut matches = store_search::run(
             conn,
             t,
-            &req.criteria,
+            &criteria,
             &req.sort,
             req.after.as_ref(),
             req.count + 1,
@@ -848,7 +851,7 @@ pub fn search(store: &Store, t: &str, req: &SearchRequest) -> Result<SearchPage,
             _ => None,
         };
         let total = if req.total {
-            Some(store_search::count(conn, t, &req.criteria)?)
+            Some(store_search::count(conn, t, &criteria)?)
         } else {
             None
         };

@@ -392,7 +392,7 @@ fn selectivity(c: &Clause) -> Option<u8> {
             .map(selectivity)
             .try_fold(0, |acc, s| s.map(|s| acc.max(s))),
         Clause::All(clauses) => clauses.iter().filter_map(selectivity).min(),
-        Clause::NotId(_) => None,
+        Clause::NotId(_) | Clause::Resident(_) => None,
     }
 }
 
@@ -490,6 +490,11 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
         Clause::Or(clauses) => joined(q, t, clauses, r, driver, " OR ", "1 = 0"),
         Clause::All(clauses) => joined(q, t, clauses, r, driver, " AND ", "1 = 1"),
         Clause::NotId(ids) => id_list(q, r, "NOT IN", ids),
+        Clause::Resident(Some(golden)) => {
+            q.push(&format!("{r}.resident = "));
+            q.text(golden);
+        }
+        Clause::Resident(None) => q.push("1 = 0"),
         Clause::Has {
             source_type,
             param,

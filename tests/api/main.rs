@@ -6,6 +6,7 @@
 //! Integration tests: the real HTTP application on port 0, a fresh database per test.
 //! Run on SQLite by `cargo test`; on PostgreSQL with `HUIMIN_TEST_POSTGRES_URL` set.
 
+mod access;
 mod audit;
 mod auth;
 mod bundles;

@@ -1,0 +1,249 @@
+//! Access by role: a resident sees only their own record, an official no individual's data;
+//! searches are filtered before paging (totals and includes too) and a hidden resource's
+//! direct read is a 403 that reveals nothing of it.
+
+use huimin::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, patient, spawn_app};
+
+/// Two residents with distinct demographics, each with one Observation:
+/// (my Patient, my Observation, their Patient, their Observation).
+async fn two_residents(app: &TestApp) -> (String, String, String, String) {
+    let me = app.create(&patient("ACC-1")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut p2 = patient("ACC-2");
+    p2["name"] = json!([{"family": "欧阳", "given": ["丙"]}]);
+    p2["gender"] = json!("male");
+    p2["birthDate"] = json!("1955-09-09");
+    let them = app.create(&p2).await["id"].as_str().unwrap().to_owned();
+    let obs = |p: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "体温"},
+               "subject": {"reference": format!("Patient/{p}")}})
+    };
+    let my_obs = app.create(&obs(&me)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let their_obs = app.create(&obs(&them)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (me, my_obs, them, their_obs)
+}
+
+fn ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap(),
+                e["resource"]["id"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_resident_reads_and_searches_only_their_own_record() {
+    let app = spawn_app().await;
+    let (me, my_obs, them, their_obs) = two_residents(&app).await;
+    let org = app
+        .create(&json!({"resourceType": "Organization", "name": "第一社区卫生服务中心"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tok = app.token_as(
+        "resident-acc",
+        Role::Resident,
+        "patient/*.cruds",
+        Some(&format!("Patient/{me}")),
+    );
+    let get = |path: String| {
+        let tok = tok.clone();
+        let app = &app;
+        async move { app.get_as(&tok, &path).await }
+    };
+
+    // Searches: only my record, totals and includes included.
+    let found = get("/fhir/Observation?_total=accurate&_include=Observation:subject".into())
+        .await
+        .json();
+    assert_eq!(found["total"], 1, "{found}");
+    let listed = ids(&found);
+    assert!(
+        listed.contains(&format!("Observation/{my_obs}")),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&format!("Patient/{me}")), "{listed:?}");
+    assert!(
+        !listed
+            .iter()
+            .any(|r| r.ends_with(&them) || r.ends_with(&their_obs)),
+        "{listed:?}"
+    );
+    let counted = get("/fhir/Observation?_summary=count".into()).await.json();
+    assert_eq!(counted["total"], 1, "{counted}");
+    let patients = ids(&get("/fhir/Patient?_count=50".into()).await.json());
+    assert!(
+        !patients.contains(&format!("Patient/{them}")),
+        "{patients:?}"
+    );
+    assert!(patients.contains(&format!("Patient/{me}")), "{patients:?}");
+    let compartment = get(format!("/fhir/Patient/{them}/Observation?_total=accurate"))
+        .await
+        .json();
+    assert_eq!(compartment["total"], 0, "{compartment}");
+    // Registries stay visible.
+    assert_eq!(get(format!("/fhir/Organization/{org}")).await.status, 200);
+    assert_eq!(
+        get("/fhir/Organization?_total=accurate".into())
+            .await
+            .json()["total"],
+        1
+    );
+
+    // Direct reads: mine 200; theirs 403 naming nothing of the resource.
+    assert_eq!(get(format!("/fhir/Observation/{my_obs}")).await.status, 200);
+    assert_eq!(get(format!("/fhir/Patient/{me}")).await.status, 200);
+    for path in [
+        format!("/fhir/Observation/{their_obs}"),
+        format!("/fhir/Observation/{their_obs}/_history/1"),
+        format!("/fhir/Observation/{their_obs}/_history"),
+        format!("/fhir/Patient/{them}"),
+        format!("/fhir/Patient/{them}/$everything"),
+        format!("/fhir/Patient/{them}/$summary"),
+    ] {
+        let r = get(path.clone()).await;
+        let issue = r.outcome(403);
+        assert!(!r.text().contains(&them), "{path}: {}", r.text());
+        assert!(!r.text().contains("体温"), "{path}: {}", r.text());
+        assert!(issue["diagnostics"].as_str().is_some(), "{path}");
+    }
+    assert_eq!(
+        get(format!("/fhir/Patient/{me}/$everything")).await.status,
+        200
+    );
+    assert_eq!(
+        get(format!("/fhir/Observation/{my_obs}/_history"))
+            .await
+            .status,
+        200
+    );
+    // History across residents and the resident index are not for residents.
+    get("/fhir/Observation/_history".into()).await.outcome(403);
+    get("/fhir/_history".into()).await.outcome(403);
+    get("/fhir/Patient/$ihe-pix?sourceIdentifier=urn:oid:2.16.156.10011.1.13|ACC-2".into())
+        .await
+        .outcome(403);
+
+    // Writes: only Consents about myself.
+    let auth = format!("Bearer {tok}");
+    let post = |path: &'static str, body: Value| {
+        let auth = auth.clone();
+        let app = &app;
+        async move {
+            app.send(
+                "POST",
+                path,
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/fhir+json"),
+                ],
+                Some(body.to_string().as_bytes()),
+            )
+            .await
+        }
+    };
+    let consent = |p: &str| {
+        json!({"resourceType": "Consent", "status": "active",
+               "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+               "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+               "patient": {"reference": format!("Patient/{p}")},
+               "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]}})
+    };
+    let mine = post("/fhir/Consent", consent(&me)).await;
+    assert_eq!(mine.status, 201, "{}", mine.text());
+    post("/fhir/Consent", consent(&them)).await.outcome(403);
+    post(
+        "/fhir/Observation",
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}}),
+    )
+    .await
+    .outcome(403);
+    post(
+        "/fhir",
+        json!({"resourceType": "Bundle", "type": "batch", "entry": []}),
+    )
+    .await
+    .outcome(403);
+}
+
+#[actix_rt::test]
+async fn an_official_sees_no_individual_resource() {
+    let app = spawn_app().await;
+    let (me, my_obs, _, _) = two_residents(&app).await;
+    let org = app
+        .create(&json!({"resourceType": "Organization", "name": "区卫生健康委员会"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tok = app.token_as("official-1", Role::Official, "user/*.rs", None);
+    let found = app
+        .get_as(&tok, "/fhir/Patient?_total=accurate")
+        .await
+        .json();
+    assert_eq!(found["total"], 0, "{found}");
+    assert_eq!(
+        app.get_as(&tok, "/fhir/Observation?_summary=count")
+            .await
+            .json()["total"],
+        0
+    );
+    let system = app
+        .get_as(&tok, "/fhir?_type=Patient,Observation,Organization")
+        .await
+        .json();
+    assert_eq!(
+        ids(&system),
+        vec![format!("Organization/{org}")],
+        "{system}"
+    );
+    app.get_as(&tok, &format!("/fhir/Observation/{my_obs}"))
+        .await
+        .outcome(403);
+    app.get_as(&tok, &format!("/fhir/Patient/{me}/$everything"))
+        .await
+        .outcome(403);
+    assert_eq!(
+        app.get_as(&tok, &format!("/fhir/Organization/{org}"))
+            .await
+            .status,
+        200
+    );
+    let write_tok = app.token_as("official-2", Role::Official, "user/*.cruds", None);
+    let auth = format!("Bearer {write_tok}");
+    app.send(
+        "POST",
+        "/fhir/Organization",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/fhir+json"),
+        ],
+        Some(
+            json!({"resourceType": "Organization", "name": "x"})
+                .to_string()
+                .as_bytes(),
+        ),
+    )
+    .await
+    .outcome(403);
+}
