@@ -287,8 +287,24 @@ impl Store {
                     loop {
                         std::thread::sleep(Duration::from_millis(200));
                         let done = store.read(|c| {
-                            c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
-                                .map_err(anyhow::Error::from)
+                            let DbConn::Sqlite(c) = c else { return Ok(()) };
+                            let r: Checkpoint = diesel::RunQueryDsl::get_result(
+                                diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)"),
+                                c,
+                            )?;
+                            // Readers that never pause (a server under steady reads, each
+                            // audited) keep the log in use, so the writer never starts it
+                            // again from the top and it grows without end, every read
+                            // searching it further, until the writer's own checkpoint stalls
+                            // it for seconds. Past 64 MiB of log, copy the rest (the writer
+                            // waits for that, readers do not) and restart it.
+                            if r.log > WAL_RESTART_FRAMES {
+                                diesel::RunQueryDsl::execute(
+                                    diesel::sql_query("PRAGMA wal_checkpoint(RESTART)"),
+                                    c,
+                                )?;
+                            }
+                            Ok::<_, anyhow::Error>(())
                         });
                         if let Err(e) = done {
                             tracing::warn!(error = %e, "WAL checkpoint failed");
@@ -315,6 +331,22 @@ struct StaleTable {
     #[diesel(sql_type = diesel::sql_types::Text)]
     relname: String,
 }
+
+/// What `PRAGMA wal_checkpoint` reports: busy, frames in the log, frames copied.
+#[derive(diesel::QueryableByName)]
+struct Checkpoint {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[expect(dead_code, reason = "part of the row")]
+    busy: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[expect(dead_code, reason = "part of the row")]
+    checkpointed: i32,
+}
+
+/// Log frames (4 KiB pages) past which a fully copied log is restarted (64 MiB).
+const WAL_RESTART_FRAMES: i32 = 16_384;
 
 /// See [`Store::start_maintenance`].
 fn refresh_statistics(conn: &mut DbConn) -> diesel::QueryResult<()> {
