@@ -396,7 +396,7 @@ pub fn chain_hash(prev: &str, seq: i64, e: &Event) -> Result<String, ApiError> {
 
 /// Records sealed in one transaction at most: small enough that requests queued behind a seal
 /// on the writer wait milliseconds, not tens of them.
-const SEAL_BATCH: i64 = 500;
+const SEAL_BATCH: i64 = 100;
 
 /// Advisory lock key of the sealer on PostgreSQL ("huimin-audit" folded into an i64).
 const SEAL_LOCK: i64 = 0x6875_696d_696e_0a0d;
