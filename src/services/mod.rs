@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod bundle;
+pub mod consent;
 pub mod everything;
 pub mod ident;
 pub mod matching;

@@ -1,0 +1,404 @@
+//! The consent engine's decision: may this actor, for this purpose, see this resident's data
+//! of this class, given the resident's R4B `Consent` resources (scope `patient-privacy`) and the
+//! region's default.
+//!
+//! - A Consent's provisions nest: the root provision says permit or deny (a root without a
+//!   type follows `policyRule`: `OPTIN` permits, `OPTOUT` denies), and a nested provision that
+//!   matches the request overrides its parent, the deepest match winning (permit with nested
+//!   deny, deny with nested permit).
+//! - A provision matches when every criterion it names matches: `actor` (the caller's
+//!   institution or practitioner reference), `purpose` (HL7 v3 ActReason: TREAT, ETREAT,
+//!   HRESCH, PUBHLTH, …), `class` (resource types), `securityLabel`, and `period`.
+//! - Of a resident's Consents, the newest active one in force governs (a new directive replaces
+//!   the old); with none, the regional default applies (opt-in: deny; opt-out: permit).
+//! - Sensitive data (a security label such as HIV, PSY, SUD, SEX/ETH, R) is withheld unless a
+//!   matching permit names that label explicitly, whatever the default.
+//! - Residents under 14 are governed by Consents their guardian gave (a `performer` that is a
+//!   RelatedPerson); a Consent the child gave alone does not count (个人信息保护法 Art. 31).
+
+use crate::clock;
+use crate::fhir::json::Json;
+
+/// The regional default when a resident has given no Consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Default {
+    /// Sharing needs a Consent that permits it.
+    OptIn,
+    /// Sharing is allowed unless a Consent denies it.
+    OptOut,
+}
+
+/// The outcome of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Permit,
+    Deny,
+}
+
+/// Security labels that mark sensitive data (HL7 v3 ActCode / Confidentiality).
+pub const SENSITIVE_LABELS: &[&str] = &["HIV", "PSY", "SUD", "ETH", "SEX", "STD", "SDV", "R"];
+
+/// One provision of a Consent, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Provision {
+    /// `Some(true)` permit, `Some(false)` deny, `None` inherit.
+    pub permit: Option<bool>,
+    pub period: Option<(i64, i64)>,
+    pub actors: Vec<String>,
+    pub purposes: Vec<String>,
+    pub classes: Vec<String>,
+    pub labels: Vec<String>,
+    pub nested: Vec<Provision>,
+}
+
+/// A resident's Consent, parsed.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// When it was given (ms), to find the newest.
+    pub given: i64,
+    /// Whether the performer is a guardian (a RelatedPerson) rather than the resident.
+    pub by_guardian: bool,
+    pub root: Provision,
+}
+
+/// What is asked.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The caller's institution and practitioner (`Organization/1`, `Practitioner/2`).
+    pub actors: &'a [&'a str],
+    /// HL7 v3 ActReason code.
+    pub purpose: &'a str,
+    pub resource_type: &'a str,
+    /// The resource's security label codes.
+    pub labels: &'a [&'a str],
+    /// When (ms since the epoch).
+    pub now: i64,
+}
+
+/// Parse an active `patient-privacy` Consent; `None` for any other Consent.
+pub fn parse(consent: &Json) -> Option<Policy> {
+    if consent.get_str("status") != Some("active") {
+        return None;
+    }
+    let scope_ok = consent
+        .get("scope")
+        .map(|s| codes(s).iter().any(|c| c == "patient-privacy"))
+        .unwrap_or(false);
+    if !scope_ok {
+        return None;
+    }
+    let given = consent
+        .get_str("dateTime")
+        .and_then(clock::parse_fhir_datetime)
+        .unwrap_or(0);
+    let by_guardian = match consent.get("performer") {
+        Some(Json::Array(ps)) => ps.iter().any(|p| {
+            p.get_str("reference")
+                .is_some_and(|r| r.starts_with("RelatedPerson/"))
+        }),
+        _ => false,
+    };
+    let policy_permits = consent
+        .get("policyRule")
+        .map(|p| codes(p).iter().any(|c| c == "OPTIN"));
+    let mut root = consent.get("provision").map(provision).unwrap_or_default();
+    if root.permit.is_none() {
+        root.permit = Some(policy_permits.unwrap_or(true));
+    }
+    Some(Policy {
+        given,
+        by_guardian,
+        root,
+    })
+}
+
+fn provision(p: &Json) -> Provision {
+    let list = |name: &str| -> Vec<&Json> {
+        match p.get(name) {
+            Some(Json::Array(items)) => items.iter().collect(),
+            _ => Vec::new(),
+        }
+    };
+    Provision {
+        permit: match p.get_str("type") {
+            Some("permit") => Some(true),
+            Some("deny") => Some(false),
+            _ => None,
+        },
+        period: p.get("period").map(|per| {
+            let start = per
+                .get_str("start")
+                .and_then(clock::period_of)
+                .map_or(i64::MIN, |(low, _)| low);
+            let end = per
+                .get_str("end")
+                .and_then(clock::period_of)
+                .map_or(i64::MAX, |(_, high)| high);
+            (start, end)
+        }),
+        actors: list("actor")
+            .into_iter()
+            .filter_map(|a| a.get("reference").and_then(|r| r.get_str("reference")))
+            .map(str::to_owned)
+            .collect(),
+        purposes: list("purpose")
+            .into_iter()
+            .filter_map(|c| c.get_str("code"))
+            .map(str::to_owned)
+            .collect(),
+        classes: list("class")
+            .into_iter()
+            .filter_map(|c| c.get_str("code"))
+            .map(str::to_owned)
+            .collect(),
+        labels: list("securityLabel")
+            .into_iter()
+            .filter_map(|c| c.get_str("code"))
+            .map(str::to_owned)
+            .collect(),
+        nested: list("provision").into_iter().map(provision).collect(),
+    }
+}
+
+/// The codes of a CodeableConcept.
+fn codes(cc: &Json) -> Vec<String> {
+    match cc.get("coding") {
+        Some(Json::Array(cs)) => cs
+            .iter()
+            .filter_map(|c| c.get_str("code"))
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Provision {
+    fn matches(&self, req: &Request<'_>) -> bool {
+        let in_period = self
+            .period
+            .is_none_or(|(start, end)| req.now >= start && req.now <= end);
+        let actor =
+            self.actors.is_empty() || self.actors.iter().any(|a| req.actors.contains(&a.as_str()));
+        let purpose = self.purposes.is_empty() || self.purposes.iter().any(|p| p == req.purpose);
+        let class = self.classes.is_empty() || self.classes.iter().any(|c| c == req.resource_type);
+        let label =
+            self.labels.is_empty() || self.labels.iter().any(|l| req.labels.contains(&l.as_str()));
+        in_period && actor && purpose && class && label
+    }
+
+    /// The decision of the deepest matching provision under this one (which matched), and
+    /// whether a permit on the way named the request's sensitive labels.
+    fn decide(&self, req: &Request<'_>, inherited: bool) -> (bool, bool) {
+        let permit = self.permit.unwrap_or(inherited);
+        let names_label = permit && self.labels.iter().any(|l| req.labels.contains(&l.as_str()));
+        let mut out = (permit, names_label);
+        for n in &self.nested {
+            if n.matches(req) {
+                out = n.decide(req, permit);
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// Decide with the resident's policies (`minor`: the resident is under 14).
+pub fn decide(policies: &[Policy], default: Default, minor: bool, req: &Request<'_>) -> Decision {
+    let sensitive = req.labels.iter().any(|l| SENSITIVE_LABELS.contains(l));
+    let governing = policies
+        .iter()
+        .filter(|p| !minor || p.by_guardian)
+        .filter(|p| {
+            p.root
+                .period
+                .is_none_or(|(s, e)| req.now >= s && req.now <= e)
+        })
+        .max_by_key(|p| p.given);
+    let (permit, names_label) = match governing {
+        Some(p) if p.root.matches(req) => p.root.decide(req, true),
+        // The root names criteria this request does not meet: outside its scope, the default.
+        Some(_) | None => (default == Default::OptOut, false),
+    };
+    if permit && (!sensitive || names_label) {
+        Decision::Permit
+    } else {
+        Decision::Deny
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_790_000_000_000; // 2026-09
+
+    fn consent(v: serde_json::Value) -> Policy {
+        let tree = crate::fhir::validate::resource(v.to_string().as_bytes(), Some("Consent"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        parse(&tree).unwrap()
+    }
+
+    fn base(provision: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": "Patient/1"},
+            "dateTime": "2026-01-01",
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+            "provision": provision
+        })
+    }
+
+    fn req<'a>(
+        actors: &'a [&'a str],
+        purpose: &'a str,
+        t: &'a str,
+        labels: &'a [&'a str],
+    ) -> Request<'a> {
+        Request {
+            actors,
+            purpose,
+            resource_type: t,
+            labels,
+            now: NOW,
+        }
+    }
+
+    #[test]
+    fn without_consent_the_regional_default_decides() {
+        let r = req(&["Organization/9"], "TREAT", "Observation", &[]);
+        assert_eq!(decide(&[], Default::OptIn, false, &r), Decision::Deny);
+        assert_eq!(decide(&[], Default::OptOut, false, &r), Decision::Permit);
+    }
+
+    #[test]
+    fn a_permit_with_a_nested_deny_for_one_institution() {
+        let p = consent(base(serde_json::json!({
+            "type": "permit",
+            "provision": [{
+                "type": "deny",
+                "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                           "reference": {"reference": "Organization/9"}}]
+            }]
+        })));
+        let other = req(&["Organization/1"], "TREAT", "Observation", &[]);
+        let nine = req(
+            &["Organization/9", "Practitioner/5"],
+            "TREAT",
+            "Observation",
+            &[],
+        );
+        assert_eq!(
+            decide(std::slice::from_ref(&p), Default::OptIn, false, &other),
+            Decision::Permit
+        );
+        assert_eq!(decide(&[p], Default::OptIn, false, &nine), Decision::Deny);
+    }
+
+    #[test]
+    fn purpose_class_and_period_narrow_a_permit() {
+        let p = consent(base(serde_json::json!({
+            "type": "deny",
+            "provision": [{
+                "type": "permit",
+                "period": {"start": "2026-01-01", "end": "2026-12-31"},
+                "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}],
+                "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"},
+                          {"system": "http://hl7.org/fhir/resource-types", "code": "Condition"}]
+            }]
+        })));
+        let ps = std::slice::from_ref(&p);
+        let a = ["Organization/1"];
+        assert_eq!(
+            decide(
+                ps,
+                Default::OptOut,
+                false,
+                &req(&a, "TREAT", "Observation", &[])
+            ),
+            Decision::Permit
+        );
+        assert_eq!(
+            decide(
+                ps,
+                Default::OptOut,
+                false,
+                &req(&a, "HRESCH", "Observation", &[])
+            ),
+            Decision::Deny
+        );
+        assert_eq!(
+            decide(
+                ps,
+                Default::OptOut,
+                false,
+                &req(&a, "TREAT", "MedicationRequest", &[])
+            ),
+            Decision::Deny
+        );
+        let mut late = req(&a, "TREAT", "Observation", &[]);
+        late.now = NOW + 400 * 86_400_000;
+        assert_eq!(decide(ps, Default::OptOut, false, &late), Decision::Deny);
+    }
+
+    #[test]
+    fn sensitive_data_needs_a_permit_that_names_its_label() {
+        let plain = consent(base(serde_json::json!({"type": "permit"})));
+        let named = consent(base(serde_json::json!({
+            "type": "permit",
+            "provision": [{"type": "permit", "securityLabel": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]}]
+        })));
+        let r = req(&["Organization/1"], "TREAT", "Condition", &["PSY"]);
+        assert_eq!(decide(&[], Default::OptOut, false, &r), Decision::Deny);
+        assert_eq!(decide(&[plain], Default::OptOut, false, &r), Decision::Deny);
+        assert_eq!(
+            decide(&[named], Default::OptOut, false, &r),
+            Decision::Permit
+        );
+    }
+
+    #[test]
+    fn the_newest_consent_governs_and_a_minor_needs_a_guardians() {
+        let mut old = base(serde_json::json!({"type": "permit"}));
+        old["dateTime"] = serde_json::json!("2025-01-01");
+        let mut new = base(serde_json::json!({"type": "deny"}));
+        new["dateTime"] = serde_json::json!("2026-03-01");
+        let (old, new) = (consent(old), consent(new));
+        let r = req(&["Organization/1"], "TREAT", "Observation", &[]);
+        assert_eq!(
+            decide(&[old.clone(), new], Default::OptOut, false, &r),
+            Decision::Deny
+        );
+        // A child's own permit does not count; the guardian's does.
+        assert_eq!(
+            decide(std::slice::from_ref(&old), Default::OptIn, true, &r),
+            Decision::Deny
+        );
+        let mut by_guardian = base(serde_json::json!({"type": "permit"}));
+        by_guardian["performer"] = serde_json::json!([{"reference": "RelatedPerson/mother"}]);
+        let g = consent(by_guardian);
+        assert!(g.by_guardian);
+        assert_eq!(
+            decide(&[old, g], Default::OptIn, true, &r),
+            Decision::Permit
+        );
+    }
+
+    #[test]
+    fn only_active_patient_privacy_consents_count() {
+        let mut inactive = base(serde_json::json!({"type": "deny"}));
+        inactive["status"] = serde_json::json!("inactive");
+        let tree =
+            crate::fhir::validate::resource(inactive.to_string().as_bytes(), Some("Consent"))
+                .unwrap();
+        assert!(parse(&tree).is_none());
+        let mut research = base(serde_json::json!({"type": "deny"}));
+        research["scope"] = serde_json::json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]});
+        let tree =
+            crate::fhir::validate::resource(research.to_string().as_bytes(), Some("Consent"))
+                .unwrap();
+        assert!(parse(&tree).is_none());
+    }
+}
