@@ -296,9 +296,12 @@ impl Store {
                             // audited) keep the log in use, so the writer never starts it
                             // again from the top and it grows without end, every read
                             // searching it further, until the writer's own checkpoint stalls
-                            // it for seconds. Past 64 MiB of log, copy the rest (the writer
-                            // waits for that, readers do not) and restart it.
-                            if r.log > WAL_RESTART_FRAMES {
+                            // it for seconds. Past 64 MiB of log, once everything is copied,
+                            // restart it (the writer waits for the readers of older snapshots
+                            // to finish, the readers wait for nothing). A bulk load, whose log
+                            // the checkpoint does not catch up with, is left to the writer's
+                            // own checkpoint as before.
+                            if r.log > WAL_RESTART_FRAMES && r.checkpointed == r.log {
                                 diesel::RunQueryDsl::execute(
                                     diesel::sql_query("PRAGMA wal_checkpoint(RESTART)"),
                                     c,
@@ -341,7 +344,6 @@ struct Checkpoint {
     #[diesel(sql_type = diesel::sql_types::Integer)]
     log: i32,
     #[diesel(sql_type = diesel::sql_types::Integer)]
-    #[expect(dead_code, reason = "part of the row")]
     checkpointed: i32,
 }
 
@@ -551,13 +553,41 @@ fn next_group(queue: &std::sync::Mutex<Queue>) -> Option<Vec<Job>> {
     Some(jobs)
 }
 
+/// Run `f` in a transaction. On SQLite it begins `IMMEDIATE`, holding the write lock from the
+/// start: a transaction that reads first and then writes would fail outright (not wait) if the
+/// checkpoint thread restarted the write-ahead log in between.
+fn group_transaction(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> diesel::QueryResult<()>,
+) -> diesel::QueryResult<()> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConn as Connection>::TransactionManager;
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Postgres(_) => Manager::begin_transaction(conn)?,
+    }
+    match f(conn) {
+        Ok(()) => match Manager::commit_transaction(conn) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = Manager::rollback_transaction(conn);
+                Err(e)
+            }
+        },
+        Err(e) => {
+            let _ = Manager::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}
+
 /// Run a group of writes in one transaction and answer each caller after the commit.
 fn run_group(conn: &mut DbConn, jobs: Vec<Job>) {
     // Nothing held back by an earlier job that panicked may leak into this group.
     discard_writes();
     let mut completions = Vec::with_capacity(jobs.len());
     let mut rolled_back = false;
-    let committed = conn.transaction::<_, diesel::result::Error, _>(|conn| {
+    let committed = group_transaction(conn, |conn| {
         for job in jobs {
             let (done, roll_back) = (job.run)(conn);
             completions.push(done);
