@@ -18,6 +18,7 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, Link};
 use crate::fhir::json::Json;
+use crate::services::access::AccessFilter;
 use crate::services::{audit, record};
 use crate::store::audit as repo;
 
@@ -48,32 +49,19 @@ async fn refuse() -> Result<HttpResponse, ApiError> {
 }
 
 /// Whose records the caller may see: `Ok(None)` every resident's (administrators),
-/// `Ok(Some(golden))` one resident's.
+/// `Ok(Some(golden))` one resident's (a resident: their own).
 fn visible_to(caller: &Caller, state: &AppState) -> Result<Option<String>, ApiError> {
     match caller.role {
         Role::Admin => Ok(None),
-        Role::Resident => {
-            let Some(pid) = caller
-                .fhir_user
-                .as_deref()
-                .and_then(|u| u.strip_prefix("Patient/"))
-            else {
-                return Err(ApiError::Forbidden(
-                    "the token names no Patient (fhirUser) whose accesses could be listed"
-                        .to_owned(),
-                ));
-            };
-            let pid = pid.to_owned();
-            let found = state
-                .store
-                .read(|conn| record::residents(conn, &[("Patient", pid.as_str())]))?;
-            match found.into_iter().next().and_then(|(_, g)| g) {
-                Some(golden) => Ok(Some(golden)),
-                None => Err(ApiError::Forbidden(
-                    "the token's Patient belongs to no resident record".to_owned(),
-                )),
-            }
-        }
+        Role::Resident => match state
+            .store
+            .read(|conn| AccessFilter::for_caller(conn, caller))?
+        {
+            AccessFilter::OwnRecord(golden) => Ok(Some(golden)),
+            _ => Err(ApiError::Forbidden(
+                "audit records are readable by the resident they concern".to_owned(),
+            )),
+        },
         _ => Err(ApiError::Forbidden(
             "audit records are readable by the resident they concern and by administrators"
                 .to_owned(),

@@ -259,6 +259,18 @@ fn read_response(
     )
 }
 
+/// The answer to a write, whose audit events its transaction already holds.
+fn written(
+    req: &HttpRequest,
+    state: &AppState,
+    neg: Negotiated,
+    status: StatusCode,
+    rec: Record,
+) -> Result<(HttpResponse, api::Touched), ApiError> {
+    let resp = resource_response(req, state, neg, status, rec, prefer_return(req), true)?;
+    Ok((resp, None))
+}
+
 fn write_status(w: Written) -> StatusCode {
     match w {
         Written::Created => StatusCode::CREATED,
@@ -362,16 +374,7 @@ async fn create(
         let tt = t.clone();
         let (rec, w) =
             web::block(move || record::create(&store, &tt, tree, criteria, draft)).await??;
-        let resp = resource_response(
-            &req,
-            &state,
-            neg,
-            write_status(w),
-            rec,
-            prefer_return(&req),
-            true,
-        )?;
-        Ok((resp, None))
+        written(&req, &state, neg, write_status(w), rec)
     })
     .await
 }
@@ -397,16 +400,7 @@ async fn update(
         let (rec, w) =
             web::block(move || record::update(&store, &tt, &ii, tree, im, may_create, draft))
                 .await??;
-        let resp = resource_response(
-            &req,
-            &state,
-            neg,
-            write_status(w),
-            rec,
-            prefer_return(&req),
-            true,
-        )?;
-        Ok((resp, None))
+        written(&req, &state, neg, write_status(w), rec)
     })
     .await
 }
@@ -485,16 +479,7 @@ async fn conditional_update(
             record::conditional_update(&store, &tt, criteria, tree, im, may_create, draft)
         })
         .await??;
-        let resp = resource_response(
-            &req,
-            &state,
-            neg,
-            write_status(w),
-            rec,
-            prefer_return(&req),
-            true,
-        )?;
-        Ok((resp, None))
+        written(&req, &state, neg, write_status(w), rec)
     })
     .await
 }
@@ -526,16 +511,7 @@ async fn patch(
         let store = state.store.clone();
         let (tt, ii) = (t.clone(), id.clone());
         let rec = web::block(move || record::patch(&store, &tt, &ii, &patch, im, draft)).await??;
-        let resp = resource_response(
-            &req,
-            &state,
-            neg,
-            StatusCode::OK,
-            rec,
-            prefer_return(&req),
-            true,
-        )?;
-        Ok((resp, None))
+        written(&req, &state, neg, StatusCode::OK, rec)
     })
     .await
 }
