@@ -296,12 +296,14 @@ impl Store {
                             // audited) keep the log in use, so the writer never starts it
                             // again from the top and it grows without end, every read
                             // searching it further, until the writer's own checkpoint stalls
-                            // it for seconds. Past 64 MiB of log, once everything is copied,
-                            // restart it (the writer waits for the readers of older snapshots
-                            // to finish, the readers wait for nothing). A bulk load, whose log
+                            // it for seconds. Past 64 MiB of log, when at most 16 MiB of it
+                            // are still to be copied, copy them and restart it (the writer
+                            // waits for that, readers wait for nothing). A bulk load, whose log
                             // the checkpoint does not catch up with, is left to the writer's
                             // own checkpoint as before.
-                            if r.log > WAL_RESTART_FRAMES && r.checkpointed == r.log {
+                            if r.log > WAL_RESTART_FRAMES
+                                && r.log - r.checkpointed <= WAL_RESTART_BEHIND
+                            {
                                 diesel::RunQueryDsl::execute(
                                     diesel::sql_query("PRAGMA wal_checkpoint(RESTART)"),
                                     c,
@@ -347,8 +349,10 @@ struct Checkpoint {
     checkpointed: i32,
 }
 
-/// Log frames (4 KiB pages) past which a fully copied log is restarted (64 MiB).
+/// Log frames (4 KiB pages) past which the log is restarted (64 MiB)…
 const WAL_RESTART_FRAMES: i32 = 16_384;
+/// …when at most this many frames are still to be copied (16 MiB).
+const WAL_RESTART_BEHIND: i32 = 4_096;
 
 /// See [`Store::start_maintenance`].
 fn refresh_statistics(conn: &mut DbConn) -> diesel::QueryResult<()> {
