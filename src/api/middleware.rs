@@ -50,6 +50,16 @@ pub async fn observe(
     let negotiated = format::negotiate(req.request()).ok();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
+    // A refused authentication is audited too (a login-relevant event), with no patient.
+    if res.status() == actix_web::http::StatusCode::UNAUTHORIZED
+        && let Some(s) = &state
+    {
+        let address = res.request().peer_addr().map(|a| a.ip().to_string());
+        let event = crate::services::audit::refused_authentication(address, res.request().path());
+        if let Err(e) = s.audit.record(vec![event]).await {
+            tracing::error!(error = %e, "a refused authentication could not be audited");
+        }
+    }
     let name = interaction(res.request().match_name(), &method);
     let res = if res.status().is_client_error() || res.status().is_server_error() {
         render_error(res, negotiated.map_or(Format::Json, |n| n.format))

@@ -227,6 +227,49 @@ impl Draft {
     }
 }
 
+/// The event of a request refused for want of a valid token (DICOM "User Authentication",
+/// outcome minor failure): who is unknown, so the client's address and the path asked for.
+pub fn refused_authentication(address: Option<String>, path: &str) -> NewEvent {
+    let recorded = clock::now_millis();
+    let mut agent = json!({
+        "who": {"display": "unauthenticated"},
+        "requestor": true
+    });
+    if let Some(addr) = address {
+        agent["network"] = json!({"address": addr, "type": "2"});
+    }
+    let ev = json!({
+        "resourceType": "AuditEvent",
+        "type": {
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110114", "display": "User Authentication"
+        },
+        "subtype": [{
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110122", "display": "Login"
+        }],
+        "action": "E",
+        "recorded": clock::instant(recorded),
+        "outcome": "4",
+        "outcomeDesc": "no valid bearer token (HTTP 401)",
+        "agent": [agent],
+        "source": {
+            "observer": {"display": "huimin"},
+            "type": [{
+                "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "code": "4", "display": "Application Server"
+            }]
+        },
+        "entity": [{"description": path}]
+    });
+    NewEvent {
+        recorded,
+        resident: None,
+        flagged: false,
+        content: ev.to_string(),
+    }
+}
+
 /// Resources named one by one in an event at most (`$everything` touches hundreds of one
 /// resident's; the rest are counted by type).
 const MAX_ENTITIES: usize = 20;

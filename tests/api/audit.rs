@@ -538,3 +538,26 @@ async fn huimin_audit_verify_reports_an_intact_chain_and_names_a_tampered_record
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("PROBLEM: the record at position 2"), "{text}");
 }
+
+#[actix_rt::test]
+async fn a_refused_authentication_is_audited_without_a_patient() {
+    let app = spawn_app().await;
+    let refused = app
+        .send(
+            "GET",
+            "/fhir/Patient",
+            &[("Authorization", "Bearer not-a-token")],
+            None,
+        )
+        .await;
+    refused.outcome(401);
+    let events = audit_events(&app).await;
+    let login = events
+        .iter()
+        .find(|e| e["type"]["code"] == "110114")
+        .unwrap_or_else(|| panic!("no authentication event in {events:?}"));
+    assert_eq!(login["outcome"], "4");
+    assert_eq!(login["agent"][0]["network"]["address"], "127.0.0.1");
+    assert_eq!(login["entity"][0]["description"], "/fhir/Patient");
+    assert!(!login.to_string().contains("not-a-token"), "{login}");
+}
