@@ -64,6 +64,9 @@ pub struct Settings {
     pub audit_retention_days: u32,
     /// How often the sealer chains new audit records, in milliseconds.
     pub audit_seal_interval_ms: u64,
+    /// The regional default for residents who gave no Consent: `opt-out` (shared unless a
+    /// Consent denies) or `opt-in` (shared with other institutions only when a Consent permits).
+    pub consent_default: String,
 }
 
 impl Default for Settings {
@@ -92,6 +95,7 @@ impl Default for Settings {
             resident_match_lower: 8.0,
             audit_retention_days: 184,
             audit_seal_interval_ms: 1000,
+            consent_default: "opt-out".to_owned(),
         }
     }
 }
@@ -221,6 +225,12 @@ impl Settings {
                 self.audit_retention_days
             );
         }
+        if !matches!(self.consent_default.as_str(), "opt-in" | "opt-out") {
+            bail!(
+                "invalid setting consent_default (HUIMIN_CONSENT_DEFAULT): '{}' is not opt-in or opt-out",
+                self.consent_default
+            );
+        }
         if self.audit_seal_interval_ms == 0 {
             bail!(
                 "invalid setting audit_seal_interval_ms (HUIMIN_AUDIT_SEAL_INTERVAL_MS): must be at least 1"
@@ -274,6 +284,7 @@ const KNOWN: &[&str] = &[
     "resident_match_lower",
     "audit_retention_days",
     "audit_seal_interval_ms",
+    "consent_default",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

@@ -39,6 +39,13 @@ impl Application {
             lower: settings.resident_match_lower,
         });
         store.start_maintenance();
+        let consent = Arc::new(crate::services::consent::Engine::new(
+            if settings.consent_default == "opt-in" {
+                crate::services::consent::Default::OptIn
+            } else {
+                crate::services::consent::Default::OptOut
+            },
+        ));
         let audit = crate::services::audit::Sink::new(store.clone());
         crate::services::audit::start_sealer(
             store.clone(),
@@ -61,6 +68,7 @@ impl Application {
             settings,
             store,
             audit,
+            consent,
             metrics: Arc::new(Metrics::new()),
         });
         tracing::info!(address = %listener.local_addr()?, backend = db.backend_name(), "huimin listening");

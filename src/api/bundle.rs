@@ -46,7 +46,8 @@ async fn system_post_body(
     state: web::Data<AppState>,
     mut draft: crate::services::audit::Draft,
 ) -> Result<(HttpResponse, super::Touched), ApiError> {
-    if api::access(&state, &caller).await?.is_restricted() {
+    let access = api::access(&state, &caller).await?;
+    if access.is_restricted() {
         return Err(ApiError::Forbidden(
             "transaction and batch Bundles are for institutions' systems and staff".to_owned(),
         ));
@@ -91,7 +92,7 @@ async fn system_post_body(
     };
     let mut parsed = Vec::with_capacity(raw_entries.len());
     for (i, e) in raw_entries.into_iter().enumerate() {
-        match parse_entry(&req, &state, &caller, e, &base) {
+        match parse_entry(&req, &state, &caller, &access, e, &base) {
             Ok(entry) => parsed.push(Ok(entry)),
             Err(e) if kind == Kind::Transaction => return Err(e.in_entry(i)),
             Err(e) => parsed.push(Err(e)),
@@ -267,6 +268,7 @@ fn parse_entry(
     req: &HttpRequest,
     state: &AppState,
     caller: &Caller,
+    access: &crate::services::access::AccessFilter,
     mut e: Json,
     base: &str,
 ) -> Result<Entry, ApiError> {
@@ -377,6 +379,12 @@ fn parse_entry(
                 t,
             }
         }
+        ("GET", [_, id] | [_, id, "_history", _], None) if access.may_hide(Some(&t)) => {
+            return Err(ApiError::Forbidden(format!(
+                "reads of {t}/{id} inside a Bundle are not available to this caller: use \
+                 GET {t}/{id}, which applies the residents' consent"
+            )));
+        }
         ("GET", [_, id], None) => {
             authorize(caller, &[Perm::Read], &t, Some(id))?;
             Action::Read {
@@ -401,7 +409,11 @@ fn parse_entry(
         ("GET", [_], _) => {
             authorize(caller, &[Perm::Search], &t, None)?;
             Action::Search {
-                query: parse_query(req, state, &t, &pairs)?,
+                query: {
+                    let mut q = parse_query(req, state, &t, &pairs)?;
+                    q.clauses.extend(access.clause(&t));
+                    q
+                },
                 count: page_size(&pairs, state)?,
                 t,
             }

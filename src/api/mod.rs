@@ -29,6 +29,8 @@ pub struct AppState {
     pub store: Store,
     /// Where reads hand their audit events.
     pub audit: crate::services::audit::Sink,
+    /// The consent engine of this database.
+    pub consent: Arc<crate::services::consent::Engine>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -72,12 +74,13 @@ where
 
 /// What the caller may see (a resident's own record is looked up).
 pub async fn access(state: &AppState, caller: &Caller) -> Result<AccessFilter, ApiError> {
-    if let Some(f) = AccessFilter::of_role(caller) {
+    if let Some(f) = AccessFilter::of_role(caller, &state.consent) {
         return Ok(f);
     }
     let caller = caller.clone();
+    let consent = state.consent.clone();
     run_db(&state.store, true, move |store| {
-        store.read(|conn| AccessFilter::for_caller(conn, &caller))
+        store.read(|conn| AccessFilter::for_caller(conn, &caller, &consent))
     })
     .await
 }
@@ -166,7 +169,13 @@ where
     F: Future<Output = Result<(HttpResponse, Touched), ApiError>>,
 {
     match body.await {
-        Ok((resp, None)) => Ok(resp),
+        Ok((resp, None)) => {
+            // A write (committed): if it touched a Consent, decisions reload.
+            if draft.what.starts_with("Consent") || draft.what == "Bundle" {
+                state.consent.changed();
+            }
+            Ok(resp)
+        }
         Ok((resp, Some(touched))) => {
             state
                 .audit

@@ -459,10 +459,16 @@ async fn patient_everything_body(
     }
     let store = state.store.clone();
     let access = api::access(&state, &caller).await?;
-    let page = web::block(move || everything::everything(&store, &id, &request)).await??;
-    if !access.allows("Patient", Some(&page.golden)) {
-        return Err(crate::services::access::AccessFilter::denied());
-    }
+    let page = web::block(move || {
+        let page = everything::everything(&store, &id, &request)?;
+        let g = page.golden.as_str();
+        if store.read(|c| access.visible(c, "Patient", g, Some(g)))? {
+            Ok(page)
+        } else {
+            Err(crate::services::access::AccessFilter::denied())
+        }
+    })
+    .await??;
     let base = base_url(&req, &state);
     let cursor = pairs
         .iter()
@@ -640,10 +646,8 @@ async fn patient_summary_body(
     let access = api::access(&state, &caller).await?;
     let (doc, touched) = web::block(move || {
         let touched = store.read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
-        if !touched
-            .iter()
-            .all(|(_, r)| access.allows("Patient", r.as_deref()))
-        {
+        let resident = touched.first().and_then(|(_, r)| r.clone());
+        if !store.read(|c| access.visible(c, "Patient", &id, resident.as_deref()))? {
             return Err(crate::services::access::AccessFilter::denied());
         }
         let doc = everything::summary(&store, &id, &base)?;

@@ -292,12 +292,15 @@ async fn read(
         let access = api::access(&state, &caller).await?;
         let (tt, ii) = (t.clone(), id.clone());
         let rec = run_db(&state.store, true, move |store| {
-            record::read(store, &tt, &ii)
+            let rec = record::read(store, &tt, &ii)?;
+            let visible = store.read(|c| access.visible(c, &tt, &ii, rec.resident.as_deref()))?;
+            if visible {
+                Ok(rec)
+            } else {
+                Err(AccessFilter::denied())
+            }
         })
         .await?;
-        if !access.allows(&t, rec.resident.as_deref()) {
-            return Err(AccessFilter::denied());
-        }
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);
         if let Some(inm) = header_str(&req, "if-none-match")
             && inm.trim() == format!("W/\"{}\"", rec.version_id)
@@ -337,12 +340,15 @@ async fn vread(
         let access = api::access(&state, &caller).await?;
         let (tt, ii) = (t.clone(), id.clone());
         let rec = run_db(&state.store, true, move |store| {
-            record::vread(store, &tt, &ii, vid)
+            let rec = record::vread(store, &tt, &ii, vid)?;
+            let visible = store.read(|c| access.visible(c, &tt, &ii, rec.resident.as_deref()))?;
+            if visible {
+                Ok(rec)
+            } else {
+                Err(AccessFilter::denied())
+            }
         })
         .await?;
-        if !access.allows(&t, rec.resident.as_deref()) {
-            return Err(AccessFilter::denied());
-        }
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);
         Ok((read_response(&req, &state, neg, rec)?, touched))
     })
@@ -707,17 +713,22 @@ async fn history_body(
         Scope::Instance(t, id) => authorize(caller, &[Perm::Read], t, Some(id))?,
     }
     let access = api::access(&state, caller).await?;
-    if access.is_restricted() {
-        match &scope {
-            Scope::Instance(..) => {}
-            Scope::Type(t) if !crate::services::access::is_personal(t) => {}
-            _ => {
-                return Err(ApiError::Forbidden(
-                    "history across resources is not available to this role".to_owned(),
-                ));
-            }
-        }
+    let across = match &scope {
+        Scope::Instance(..) => false,
+        Scope::Type(t) => access.may_hide(Some(t)),
+        Scope::System => access.may_hide(None),
+    };
+    if across {
+        return Err(ApiError::Forbidden(
+            "history across resources is not available to this caller: some of them may \
+             not be shown to it"
+                .to_owned(),
+        ));
     }
+    let instance = match &scope {
+        Scope::Instance(t, id) => Some((t.clone(), id.clone())),
+        _ => None,
+    };
     let neg = format::negotiate(&req)?;
     let pairs = query_pairs(&req);
     for (k, _) in &pairs {
@@ -768,11 +779,16 @@ async fn history_body(
         Ok::<_, ApiError>((rows, touched))
     })
     .await??;
-    if touched.iter().any(|(r, resident)| {
-        let t = r.split('/').next().unwrap_or_default();
-        !access.allows(t, resident.as_deref())
-    }) {
-        return Err(AccessFilter::denied());
+    if let Some((t, id)) = instance {
+        let resident = touched.first().and_then(|(_, r)| r.clone());
+        let store = state.store.clone();
+        let visible = run_db(&state.store, false, move |_| {
+            store.read(|c| access.visible(c, &t, &id, resident.as_deref()))
+        })
+        .await?;
+        if !visible {
+            return Err(AccessFilter::denied());
+        }
     }
     let base = base_url(&req, &state);
     let mut links = vec![Link {

@@ -135,6 +135,11 @@ pub enum Clause {
     /// Access control (`services::access`), never parsed from a request: resources of this
     /// golden resident only (`Some`), or none (`None`).
     Resident(Option<String>),
+    /// Consent (`services::consent`): resources of no resident or of a resident not listed.
+    NotResidents(Vec<String>),
+    /// Consent under an opt-in default: resources of no resident, of a listed resident, or of a
+    /// resident who is a patient of this institution (`Organization` id).
+    ResidentsOrPatientsOf(Vec<String>, Option<String>),
 }
 
 /// The clause that keeps resources of `resource_type` in the compartment of `compartment/id`

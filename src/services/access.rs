@@ -17,10 +17,11 @@ use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::fhir::search::Clause;
 use crate::fhir::search_params;
+use crate::services::consent;
 use crate::store::{DbConn, resources};
 
 /// The restriction applied to one caller.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub enum AccessFilter {
     /// Every resident's data.
     #[default]
@@ -29,6 +30,20 @@ pub enum AccessFilter {
     OwnRecord(String),
     /// No individual's data at all.
     NoPersonalData,
+    /// What the residents' Consents and the regional default allow this caller.
+    Consent(std::sync::Arc<consent::View>),
+}
+
+impl PartialEq for AccessFilter {
+    fn eq(&self, other: &AccessFilter) -> bool {
+        match (self, other) {
+            (AccessFilter::Unrestricted, AccessFilter::Unrestricted)
+            | (AccessFilter::NoPersonalData, AccessFilter::NoPersonalData) => true,
+            (AccessFilter::OwnRecord(a), AccessFilter::OwnRecord(b)) => a == b,
+            (AccessFilter::Consent(a), AccessFilter::Consent(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 /// Whether resources of type `t` are an individual's data: Patient, and every type in the
@@ -40,9 +55,21 @@ pub fn is_personal(t: &str) -> bool {
 impl AccessFilter {
     /// The filter for this caller. A resident's token must name their Patient (`fhirUser`),
     /// which must belong to a resident record.
-    pub fn for_caller(conn: &mut DbConn, caller: &Caller) -> Result<AccessFilter, ApiError> {
-        match AccessFilter::of_role(caller) {
+    pub fn for_caller(
+        conn: &mut DbConn,
+        caller: &Caller,
+        consent: &consent::Engine,
+    ) -> Result<AccessFilter, ApiError> {
+        match AccessFilter::of_role(caller, consent) {
             Some(f) => Ok(f),
+            None if matches!(caller.role, Role::His | Role::Doctor) => {
+                let practitioner = caller
+                    .fhir_user
+                    .as_deref()
+                    .filter(|u| u.starts_with("Practitioner/"));
+                let view = consent.view(conn, caller.org.as_deref(), practitioner, "TREAT")?;
+                Ok(AccessFilter::Consent(view))
+            }
             None => {
                 let Some(pid) = caller
                     .fhir_user
@@ -64,11 +91,14 @@ impl AccessFilter {
     }
 
     /// The filter of the caller's role when it needs no lookup (every role but `resident`).
-    pub fn of_role(caller: &Caller) -> Option<AccessFilter> {
+    pub fn of_role(caller: &Caller, consent: &consent::Engine) -> Option<AccessFilter> {
         match caller.role {
-            Role::Admin | Role::His | Role::Doctor => Some(AccessFilter::Unrestricted),
+            Role::Admin => Some(AccessFilter::Unrestricted),
+            Role::His | Role::Doctor if consent.nothing_restricted() => {
+                Some(AccessFilter::Unrestricted)
+            }
             Role::Official => Some(AccessFilter::NoPersonalData),
-            Role::Resident => None,
+            Role::His | Role::Doctor | Role::Resident => None,
         }
     }
 
@@ -80,6 +110,31 @@ impl AccessFilter {
             _ if !is_personal(resource_type) => None,
             AccessFilter::OwnRecord(golden) => Some(Clause::Resident(Some(golden.clone()))),
             AccessFilter::NoPersonalData => Some(Clause::Resident(None)),
+            AccessFilter::Consent(view) => view.clause(resource_type),
+        }
+    }
+
+    /// Whether the caller may see resource `t/id`, which belongs to `resident` (the check of a
+    /// direct read; under consent the search clause is run on the one resource).
+    pub fn visible(
+        &self,
+        conn: &mut DbConn,
+        t: &str,
+        id: &str,
+        resident: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        match self {
+            AccessFilter::Consent(_) => match self.clause(t) {
+                None => Ok(true),
+                Some(c) => {
+                    let query = crate::fhir::search::Query {
+                        clauses: vec![Clause::Id(vec![id.to_owned()]), c],
+                        ignored: Vec::new(),
+                    };
+                    Ok(!crate::store::search::run(conn, t, &query, &[], None, 1)?.is_empty())
+                }
+            },
+            _ => Ok(self.allows(t, resident)),
         }
     }
 
@@ -90,6 +145,8 @@ impl AccessFilter {
             _ if !is_personal(t) => true,
             AccessFilter::OwnRecord(golden) => resident == Some(golden.as_str()),
             AccessFilter::NoPersonalData => false,
+            // Decided per resource by `visible`.
+            AccessFilter::Consent(_) => true,
         }
     }
 
@@ -99,9 +156,25 @@ impl AccessFilter {
         ApiError::Forbidden("the caller may not see this resource".to_owned())
     }
 
-    /// Whether the caller is limited to less than every resident's data.
+    /// Whether the caller's role limits it to less than every resident's data (resident,
+    /// official); consent limits are per resident and type.
     pub fn is_restricted(&self) -> bool {
-        *self != AccessFilter::Unrestricted
+        matches!(
+            self,
+            AccessFilter::OwnRecord(_) | AccessFilter::NoPersonalData
+        )
+    }
+
+    /// Whether anything of type `t` (any type: `None`) may be hidden from the caller, for the
+    /// interactions that cannot be filtered per resident yet (history across resources, reads
+    /// inside Bundles).
+    pub fn may_hide(&self, t: Option<&str>) -> bool {
+        match (self, t) {
+            (AccessFilter::Unrestricted, _) => false,
+            (_, Some(t)) => self.clause(t).is_some(),
+            (AccessFilter::Consent(view), None) => view.restricts_anything(),
+            (_, None) => true,
+        }
     }
 }
 

@@ -16,8 +16,16 @@
 //! - Residents under 14 are governed by Consents their guardian gave (a `performer` that is a
 //!   RelatedPerson); a Consent the child gave alone does not count (个人信息保护法 Art. 31).
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::result::QueryResult;
+
 use crate::clock;
 use crate::fhir::json::Json;
+use crate::fhir::search::Clause;
+use crate::store::{DbConn, resources};
 
 /// The regional default when a resident has given no Consent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +234,260 @@ pub fn decide(policies: &[Policy], default: Default, minor: bool, req: &Request<
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Enforcement: the residents a caller may not see (or, under opt-in, may), from every active
+// Consent, cached until a Consent changes.
+
+/// The Consents of every resident who gave one, parsed: golden id → policies.
+type Policies = HashMap<String, Vec<Policy>>;
+
+/// How long a process trusts what it loaded before it asks the database whether a Consent
+/// changed (another server process may have written one).
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The loaded Consents: the newest Consent version (`resource_versions.seq`) they reflect, when
+/// that was last confirmed, and the views built on them.
+#[derive(Default)]
+struct Loaded {
+    stamp: Option<i64>,
+    checked: Option<Instant>,
+    policies: Arc<Policies>,
+    views: HashMap<(Option<String>, Option<String>, String), Arc<View>>,
+}
+
+/// The consent engine of one database: the regional default and what it loaded.
+pub struct Engine {
+    default: Default,
+    cache: Mutex<Option<Loaded>>,
+}
+
+impl Engine {
+    pub fn new(default: Default) -> Engine {
+        Engine {
+            default,
+            cache: Mutex::new(None),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Option<Loaded>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A Consent may have been written here: the next request asks the database.
+    pub fn changed(&self) {
+        if let Some(l) = self.cache().as_mut() {
+            l.checked = None;
+        }
+    }
+
+    /// Whether consent hides nothing from anyone right now (opt-out, no Consent, confirmed
+    /// within the last second), so that a request needs no lookup.
+    pub fn nothing_restricted(&self) -> bool {
+        self.default == Default::OptOut
+            && self.cache().as_ref().is_some_and(|l| {
+                l.policies.is_empty() && l.checked.is_some_and(|c| c.elapsed() < RECHECK)
+            })
+    }
+
+    /// The view of a caller acting for `org` (`Organization/<id>`) as `practitioner`, for
+    /// `purpose`, built once per state of the Consents.
+    pub fn view(
+        &self,
+        conn: &mut DbConn,
+        org: Option<&str>,
+        practitioner: Option<&str>,
+        purpose: &str,
+    ) -> QueryResult<Arc<View>> {
+        let key = (
+            org.map(str::to_owned),
+            practitioner.map(str::to_owned),
+            purpose.to_owned(),
+        );
+        let fresh = self
+            .cache()
+            .as_ref()
+            .is_some_and(|l| l.checked.is_some_and(|c| c.elapsed() < RECHECK));
+        if !fresh {
+            let stamp = resources::latest_version_seq(conn, "Consent")?;
+            let same = self.cache().as_ref().is_some_and(|l| l.stamp == stamp);
+            if same {
+                if let Some(l) = self.cache().as_mut() {
+                    l.checked = Some(Instant::now());
+                }
+            } else {
+                let mut policies: Policies = HashMap::new();
+                for (resident, content) in resources::live_of_type_with_resident(conn, "Consent")? {
+                    let Ok(tree) = Json::parse(content.as_bytes()) else {
+                        continue;
+                    };
+                    if let Some(p) = parse(&tree) {
+                        policies.entry(resident).or_default().push(p);
+                    }
+                }
+                *self.cache() = Some(Loaded {
+                    stamp,
+                    checked: Some(Instant::now()),
+                    policies: Arc::new(policies),
+                    views: HashMap::new(),
+                });
+            }
+        }
+        let (policies, known) = {
+            let guard = self.cache();
+            let l = guard.as_ref();
+            (
+                l.map(|l| l.policies.clone()).unwrap_or_default(),
+                l.and_then(|l| l.views.get(&key).cloned()),
+            )
+        };
+        if let Some(v) = known {
+            return Ok(v);
+        }
+        let v = Arc::new(View::new(
+            conn,
+            policies,
+            self.default,
+            org,
+            practitioner,
+            purpose,
+        )?);
+        if let Some(l) = self.cache().as_mut() {
+            l.views.insert(key, v.clone());
+        }
+        Ok(v)
+    }
+}
+
+/// What one caller may see of the residents who gave Consents.
+#[derive(Debug, Clone)]
+pub struct View {
+    policies: Arc<Policies>,
+    default: Default,
+    /// The caller's institution and practitioner references.
+    actors: Vec<String>,
+    /// The caller's institution id (`Organization/<id>` → id).
+    org: Option<String>,
+    purpose: String,
+    /// Residents with Consents who are under 14.
+    minors: HashSet<String>,
+    /// Residents with Consents who are patients of the caller's institution.
+    own_patients: HashSet<String>,
+}
+
+impl View {
+    /// The view of a caller acting for `org` (`Organization/<id>`) as `practitioner`, for
+    /// `purpose` (HL7 v3 ActReason), over `policies`.
+    fn new(
+        conn: &mut DbConn,
+        policies: Arc<Policies>,
+        default: Default,
+        org: Option<&str>,
+        practitioner: Option<&str>,
+        purpose: &str,
+    ) -> QueryResult<View> {
+        let residents: Vec<String> = policies.keys().cloned().collect();
+        let org_id = org
+            .and_then(|o| o.strip_prefix("Organization/"))
+            .map(str::to_owned);
+        let today = clock::today_digits();
+        let mut minors = HashSet::new();
+        let mut own_patients = HashSet::new();
+        if !residents.is_empty() {
+            for (resident, content) in resources::patients_of(conn, &residents)? {
+                let Ok(p) = Json::parse(content.as_bytes()) else {
+                    continue;
+                };
+                if p.get_str("birthDate").is_some_and(|b| under_14(b, &today)) {
+                    minors.insert(resident.clone());
+                }
+                let manager = p
+                    .get("managingOrganization")
+                    .and_then(|m| m.get_str("reference"))
+                    .and_then(|r| r.strip_prefix("Organization/"));
+                if manager.is_some() && manager == org_id.as_deref() {
+                    own_patients.insert(resident);
+                }
+            }
+        }
+        Ok(View {
+            policies,
+            default,
+            actors: org
+                .into_iter()
+                .chain(practitioner)
+                .map(str::to_owned)
+                .collect(),
+            org: org_id,
+            purpose: purpose.to_owned(),
+            minors,
+            own_patients,
+        })
+    }
+
+    /// The decision for `resident`'s data of type `t`.
+    fn decide(&self, resident: &str, t: &str) -> Decision {
+        let actors: Vec<&str> = self.actors.iter().map(String::as_str).collect();
+        let req = Request {
+            actors: &actors,
+            purpose: &self.purpose,
+            resource_type: t,
+            labels: &[],
+            now: clock::now_millis(),
+        };
+        let none = Vec::new();
+        let policies = self.policies.get(resident).unwrap_or(&none);
+        decide(policies, self.default, self.minors.contains(resident), &req)
+    }
+
+    /// Whether any resident's data may be hidden from this caller.
+    pub fn restricts_anything(&self) -> bool {
+        self.default == Default::OptIn || !self.policies.is_empty()
+    }
+
+    /// The search clause for type `t`: `None` when nothing is hidden.
+    pub fn clause(&self, t: &str) -> Option<Clause> {
+        match self.default {
+            Default::OptOut => {
+                let denied: Vec<String> = self
+                    .policies
+                    .keys()
+                    .filter(|r| !self.own_patients.contains(*r))
+                    .filter(|r| self.decide(r, t) == Decision::Deny)
+                    .cloned()
+                    .collect();
+                (!denied.is_empty()).then_some(Clause::NotResidents(denied))
+            }
+            Default::OptIn => {
+                let permitted: Vec<String> = self
+                    .policies
+                    .keys()
+                    .filter(|r| self.decide(r, t) == Decision::Permit)
+                    .cloned()
+                    .collect();
+                Some(Clause::ResidentsOrPatientsOf(permitted, self.org.clone()))
+            }
+        }
+    }
+}
+
+/// Whether a birth date (`YYYY-MM-DD`, or shorter) is less than 14 years before `today`
+/// (`YYYYMMDD`).
+fn under_14(birth: &str, today: &str) -> bool {
+    let digits: String = birth.chars().filter(char::is_ascii_digit).collect();
+    let (Some(b), Some(t)) = (digits.get(..8).or(digits.get(..4)), today.get(..8)) else {
+        return false;
+    };
+    let b: u32 = if b.len() == 8 {
+        b.parse().unwrap_or(0)
+    } else {
+        b.parse::<u32>().unwrap_or(0) * 10_000 + 101
+    };
+    let t: u32 = t.parse().unwrap_or(0);
+    b + 14_0000 > t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +526,14 @@ mod tests {
             labels,
             now: NOW,
         }
+    }
+
+    #[test]
+    fn fourteen_years_are_counted_to_the_day() {
+        assert!(under_14("2012-11-25", "20261124"));
+        assert!(!under_14("2012-11-24", "20261124"));
+        assert!(!under_14("1980-01-01", "20261124"));
+        assert!(under_14("2020", "20261124"));
     }
 
     #[test]

@@ -92,6 +92,47 @@ pub fn residents_of(
     Ok(out)
 }
 
+/// The position of the newest version of any resource of type `t` (`None`: none was ever
+/// written): changes whenever one of them is created, updated or deleted.
+pub fn latest_version_seq(conn: &mut DbConn, t: &str) -> QueryResult<Option<i64>> {
+    resource_versions::table
+        .filter(resource_versions::res_type.eq(t))
+        .select(diesel::dsl::max(resource_versions::seq))
+        .first(conn)
+}
+
+/// Every live resource of type `t` that belongs to a resident: (resident, JSON).
+pub fn live_of_type_with_resident(
+    conn: &mut DbConn,
+    t: &str,
+) -> QueryResult<Vec<(String, String)>> {
+    let rows: Vec<(Option<String>, String)> = resources::table
+        .filter(resources::res_type.eq(t))
+        .filter(resources::deleted.eq(false))
+        .filter(resources::resident.is_not_null())
+        .select((resources::resident, resources::content))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(r, c)| Some((r?, c)))
+        .collect())
+}
+
+/// The live Patients (institution and golden) of these residents: (resident, JSON).
+pub fn patients_of(conn: &mut DbConn, residents: &[String]) -> QueryResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for chunk in residents.chunks(500) {
+        let rows: Vec<(Option<String>, String)> = resources::table
+            .filter(resources::res_type.eq("Patient"))
+            .filter(resources::deleted.eq(false))
+            .filter(resources::resident.eq_any(chunk))
+            .select((resources::resident, resources::content))
+            .load(conn)?;
+        out.extend(rows.into_iter().filter_map(|(r, c)| Some((r?, c))));
+    }
+    Ok(out)
+}
+
 /// The current version number and deletion flag, locked for update on PostgreSQL (SQLite
 /// writers are already serialised).
 pub fn lock_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<(i64, bool)>> {

@@ -392,7 +392,10 @@ fn selectivity(c: &Clause) -> Option<u8> {
             .map(selectivity)
             .try_fold(0, |acc, s| s.map(|s| acc.max(s))),
         Clause::All(clauses) => clauses.iter().filter_map(selectivity).min(),
-        Clause::NotId(_) | Clause::Resident(_) => None,
+        Clause::NotId(_)
+        | Clause::Resident(_)
+        | Clause::NotResidents(_)
+        | Clause::ResidentsOrPatientsOf(..) => None,
     }
 }
 
@@ -495,6 +498,35 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
             q.text(golden);
         }
         Clause::Resident(None) => q.push("1 = 0"),
+        Clause::NotResidents(residents) => {
+            q.push(&format!("({r}.resident IS NULL"));
+            if !residents.is_empty() {
+                q.push(&format!(" OR {r}.resident NOT IN ("));
+                text_list(q, residents);
+                q.push(")");
+            }
+            q.push(")");
+        }
+        Clause::ResidentsOrPatientsOf(residents, org) => {
+            q.push(&format!("({r}.resident IS NULL"));
+            if !residents.is_empty() {
+                q.push(&format!(" OR {r}.resident IN ("));
+                text_list(q, residents);
+                q.push(")");
+            }
+            if let Some(org) = org {
+                q.push(&format!(
+                    " OR EXISTS (SELECT 1 FROM resources p JOIN search_reference o \
+                     ON o.res_type = 'Patient' AND o.res_id = p.res_id \
+                     WHERE p.res_type = 'Patient' AND p.resident = {r}.resident \
+                     AND o.param = 'organization' AND o.target_type = 'Organization' \
+                     AND o.target_id = "
+                ));
+                q.text(org);
+                q.push(")");
+            }
+            q.push(")");
+        }
         Clause::Has {
             source_type,
             param,

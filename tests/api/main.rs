@@ -12,6 +12,7 @@ mod auth;
 mod bundles;
 mod cli;
 mod conditional;
+mod consent;
 mod crash;
 mod crud;
 mod examples;

@@ -1,0 +1,196 @@
+//! Consent: a resident's deny keeps other institutions out of their record (searches, totals,
+//! direct reads, `$everything`), their own institution keeps seeing it, nested provisions
+//! narrow by type, a change takes effect on the next request, and under an opt-in default
+//! nothing is shared without a permit.
+
+use huimin::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, patient, spawn_app, spawn_app_with};
+
+/// A resident of `Organization/home` with one Observation and one Condition: (Patient id,
+/// Observation id, Condition id).
+async fn resident_of_home(app: &TestApp, mrn: &str, family: &str) -> (String, String, String) {
+    let mut p = patient(mrn);
+    p["name"] = json!([{"family": family, "given": ["丁"]}]);
+    p["managingOrganization"] = json!({"reference": "Organization/home"});
+    let pid = app.create(&p).await["id"].as_str().unwrap().to_owned();
+    let subject = json!({"reference": format!("Patient/{pid}")});
+    let obs = app
+        .create(&json!({"resourceType": "Observation", "status": "final",
+                        "code": {"text": "血压"}, "subject": subject}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cond = app
+        .create(
+            &json!({"resourceType": "Condition", "code": {"text": "高血压"}, "subject": subject}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (pid, obs, cond)
+}
+
+fn consent(pid: &str, provision: Value) -> Value {
+    json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{pid}")},
+        "dateTime": "2026-01-01",
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": provision
+    })
+}
+
+/// A doctor's token at institution `org`.
+fn doctor(app: &TestApp, org: &str) -> String {
+    huimin::auth::dev_token(
+        &app.settings,
+        &huimin::auth::TokenRequest {
+            sub: format!("dr-{org}"),
+            role: Role::Doctor,
+            scope: "user/*.rs".to_owned(),
+            org: Some(format!("Organization/{org}")),
+            fhir_user: Some("Practitioner/p1".to_owned()),
+            ttl_secs: 600,
+        },
+    )
+    .unwrap()
+}
+
+async fn total(app: &TestApp, token: &str, path: &str) -> i64 {
+    let r = app.get_as(token, path).await;
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()["total"].as_i64().unwrap()
+}
+
+#[actix_rt::test]
+async fn a_deny_keeps_other_institutions_out_and_takes_effect_at_once() {
+    let app = spawn_app().await;
+    let (a, a_obs, _) = resident_of_home(&app, "CON-A", "甲").await;
+    let (_b, _, _) = resident_of_home(&app, "CON-B", "乙").await;
+    let away = doctor(&app, "away");
+    let home = doctor(&app, "home");
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        2
+    );
+
+    let c = app.create(&consent(&a, json!({"type": "deny"}))).await;
+    // Another institution: A's data is gone from searches and totals, and direct reads are 403.
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        1
+    );
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_summary=count").await,
+        1
+    );
+    let r = app
+        .get_as(&away, &format!("/fhir/Observation/{a_obs}"))
+        .await;
+    r.outcome(403);
+    assert!(!r.text().contains("血压"), "{}", r.text());
+    app.get_as(&away, &format!("/fhir/Patient/{a}/$everything"))
+        .await
+        .outcome(403);
+    app.get_as(&away, "/fhir/Observation/_history")
+        .await
+        .outcome(403);
+    // A's own institution still sees everything.
+    assert_eq!(
+        total(&app, &home, "/fhir/Observation?_total=accurate").await,
+        2
+    );
+    assert_eq!(
+        app.get_as(&home, &format!("/fhir/Observation/{a_obs}"))
+            .await
+            .status,
+        200
+    );
+    // Withdrawn: the next request sees A again.
+    let mut withdrawn = c.clone();
+    withdrawn["status"] = json!("inactive");
+    let id = c["id"].as_str().unwrap();
+    assert_eq!(
+        app.put_json(&format!("/fhir/Consent/{id}"), &withdrawn)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        2
+    );
+    assert_eq!(
+        app.get_as(&away, &format!("/fhir/Observation/{a_obs}"))
+            .await
+            .status,
+        200
+    );
+}
+
+#[actix_rt::test]
+async fn a_permit_with_a_nested_deny_hides_one_type() {
+    let app = spawn_app().await;
+    let (a, a_obs, a_cond) = resident_of_home(&app, "CON-N", "丙").await;
+    app.create(&consent(
+        &a,
+        json!({"type": "permit", "provision": [{"type": "deny",
+            "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Condition"}]}]}),
+    ))
+    .await;
+    let away = doctor(&app, "away");
+    assert_eq!(
+        app.get_as(&away, &format!("/fhir/Observation/{a_obs}"))
+            .await
+            .status,
+        200
+    );
+    app.get_as(&away, &format!("/fhir/Condition/{a_cond}"))
+        .await
+        .outcome(403);
+    assert_eq!(
+        total(&app, &away, "/fhir/Condition?_total=accurate").await,
+        0
+    );
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        1
+    );
+}
+
+#[actix_rt::test]
+async fn under_opt_in_nothing_is_shared_without_a_permit() {
+    let app = spawn_app_with(|s| s.consent_default = "opt-in".to_owned()).await;
+    let (a, a_obs, _) = resident_of_home(&app, "CON-I", "戊").await;
+    let away = doctor(&app, "away");
+    let home = doctor(&app, "home");
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        0
+    );
+    app.get_as(&away, &format!("/fhir/Observation/{a_obs}"))
+        .await
+        .outcome(403);
+    assert_eq!(
+        total(&app, &home, "/fhir/Observation?_total=accurate").await,
+        1
+    );
+    app.create(&consent(&a, json!({"type": "permit"}))).await;
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        1
+    );
+    assert_eq!(
+        app.get_as(&away, &format!("/fhir/Observation/{a_obs}"))
+            .await
+            .status,
+        200
+    );
+}
