@@ -292,13 +292,7 @@ async fn read(
         let access = api::access(&state, &caller).await?;
         let (tt, ii) = (t.clone(), id.clone());
         let rec = run_db(&state.store, true, move |store| {
-            let rec = record::read(store, &tt, &ii)?;
-            let visible = store.read(|c| access.visible(c, &tt, &ii, rec.resident.as_deref()))?;
-            if visible {
-                Ok(rec)
-            } else {
-                Err(AccessFilter::denied())
-            }
+            access.shown(store, record::read(store, &tt, &ii)?)
         })
         .await?;
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);
@@ -340,13 +334,7 @@ async fn vread(
         let access = api::access(&state, &caller).await?;
         let (tt, ii) = (t.clone(), id.clone());
         let rec = run_db(&state.store, true, move |store| {
-            let rec = record::vread(store, &tt, &ii, vid)?;
-            let visible = store.read(|c| access.visible(c, &tt, &ii, rec.resident.as_deref()))?;
-            if visible {
-                Ok(rec)
-            } else {
-                Err(AccessFilter::denied())
-            }
+            access.shown(store, record::vread(store, &tt, &ii, vid)?)
         })
         .await?;
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);

@@ -150,6 +150,21 @@ impl AccessFilter {
         }
     }
 
+    /// A record read directly, if the caller may see it (403 otherwise).
+    pub fn shown(
+        &self,
+        store: &crate::store::Store,
+        rec: crate::services::record::Record,
+    ) -> Result<crate::services::record::Record, ApiError> {
+        let visible =
+            store.read(|c| self.visible(c, &rec.res_type, &rec.id, rec.resident.as_deref()))?;
+        if visible {
+            Ok(rec)
+        } else {
+            Err(AccessFilter::denied())
+        }
+    }
+
     /// A direct read's answer when [`AccessFilter::allows`] says no: 403, naming nothing of
     /// the resource.
     pub fn denied() -> ApiError {
