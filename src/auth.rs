@@ -164,7 +164,13 @@ pub struct Caller {
     pub org: Option<String>,
     pub fhir_user: Option<String>,
     pub scopes: Vec<Scope>,
+    /// Emergency access (break-glass): the reason a doctor stated in the
+    /// `X-Break-Glass-Reason` header of this request.
+    pub break_glass: Option<String>,
 }
+
+/// The header a doctor states an emergency in (break-glass, 破窗).
+pub const BREAK_GLASS_HEADER: &str = "x-break-glass-reason";
 
 impl Caller {
     /// Allow `perm` on `resource_type` (`None` for system-wide interactions) or answer 403.
@@ -308,6 +314,7 @@ impl Authenticator {
                 .split_whitespace()
                 .filter_map(Scope::parse)
                 .collect(),
+            break_glass: None,
         };
         Ok((caller, exp))
     }
@@ -468,7 +475,25 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".to_owned())
         })?;
-    auth.verify(token.trim())
+    let mut caller = auth.verify(token.trim())?;
+    if let Some(v) = req.headers().get(BREAK_GLASS_HEADER) {
+        // UTF-8 as sent, or percent-encoded (header values are ASCII for many clients).
+        let raw = std::str::from_utf8(v.as_bytes()).unwrap_or_default();
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        let reason = decoded.trim();
+        if caller.role != Role::Doctor {
+            return Err(ApiError::Forbidden(
+                "emergency access (X-Break-Glass-Reason) is for doctors".to_owned(),
+            ));
+        }
+        if reason.is_empty() || reason.len() > 500 {
+            return Err(ApiError::bad_request(
+                "X-Break-Glass-Reason must state the emergency (1 to 500 bytes)",
+            ));
+        }
+        caller.break_glass = Some(reason.to_owned());
+    }
+    Ok(caller)
 }
 
 #[cfg(test)]

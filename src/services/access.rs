@@ -94,6 +94,9 @@ impl AccessFilter {
     pub fn of_role(caller: &Caller, consent: &consent::Engine) -> Option<AccessFilter> {
         match caller.role {
             Role::Admin => Some(AccessFilter::Unrestricted),
+            // Emergency access: consent does not apply to this request, which is audited as
+            // such (flagged, purpose ETREAT) and listed for the resident.
+            Role::Doctor if caller.break_glass.is_some() => Some(AccessFilter::Unrestricted),
             Role::His | Role::Doctor if consent.nothing_restricted() => {
                 Some(AccessFilter::Unrestricted)
             }

@@ -50,6 +50,8 @@ pub struct Actor {
     pub fhir_user: Option<String>,
     /// The client's network address.
     pub address: Option<String>,
+    /// The stated emergency of a break-glass access.
+    pub break_glass: Option<String>,
 }
 
 impl Actor {
@@ -60,11 +62,15 @@ impl Actor {
             org: caller.org.clone(),
             fhir_user: caller.fhir_user.clone(),
             address,
+            break_glass: caller.break_glass.clone(),
         }
     }
 
     /// The purpose of use (HL7 v3 ActReason) of this actor's role.
     fn purpose(&self) -> (&'static str, &'static str) {
+        if self.break_glass.is_some() {
+            return ("ETREAT", "emergency treatment");
+        }
         match self.role {
             Role::His | Role::Doctor => ("TREAT", "treatment"),
             Role::Resident => ("PATRQT", "patient requested"),
@@ -218,10 +224,21 @@ impl Draft {
         if let Some(d) = outcome_desc {
             ev["outcomeDesc"] = json!(d);
         }
+        if let Some(reason) = &a.break_glass {
+            // Break the glass (HL7 v3 ActCode BTG), with the emergency the doctor stated.
+            ev["purposeOfEvent"] = json!([{
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "ETREAT"},
+                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "BTG",
+                     "display": "break the glass"}
+                ],
+                "text": reason
+            }]);
+        }
         NewEvent {
             recorded,
             resident: resident.map(str::to_owned),
-            flagged: false,
+            flagged: a.break_glass.is_some(),
             content: ev.to_string(),
         }
     }

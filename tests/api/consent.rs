@@ -194,3 +194,74 @@ async fn under_opt_in_nothing_is_shared_without_a_permit() {
         200
     );
 }
+
+#[actix_rt::test]
+async fn a_doctor_breaks_the_glass_with_a_stated_reason_and_the_resident_sees_it() {
+    let app = spawn_app().await;
+    let (a, a_obs, _) = resident_of_home(&app, "CON-G", "庚").await;
+    app.create(&consent(&a, json!({"type": "deny"}))).await;
+    let away = doctor(&app, "away");
+    let auth = format!("Bearer {away}");
+    let path = format!("/fhir/Observation/{a_obs}");
+    app.get_as(&away, &path).await.outcome(403);
+    let emergency = |reason: &'static str| {
+        let (auth, path, app) = (auth.clone(), path.clone(), &app);
+        async move {
+            app.send(
+                "GET",
+                &path,
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("X-Break-Glass-Reason", reason),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+    let read = emergency("昏迷急诊，无法取得同意").await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    emergency("   ").await.outcome(400);
+    // Bounded to the request that states it: the next one without the reason is refused again.
+    app.get_as(&away, &path).await.outcome(403);
+    // Only doctors break the glass.
+    let his = format!("Bearer {}", app.token);
+    app.send(
+        "GET",
+        &path,
+        &[
+            ("Authorization", his.as_str()),
+            ("X-Break-Glass-Reason", "x"),
+        ],
+        None,
+    )
+    .await
+    .outcome(403);
+    // The resident lists the emergency accesses to their record, with the reason.
+    let resident = app.token_as(
+        "resident-g",
+        Role::Resident,
+        "patient/*.rs",
+        Some(&format!("Patient/{a}")),
+    );
+    let listed = app.get_as(&resident, "/fhir/AuditEvent?purpose=BTG").await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let events: Vec<Value> = listed.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["purposeOfEvent"][0]["coding"][1]["code"], "BTG", "{e}");
+    assert_eq!(
+        e["purposeOfEvent"][0]["text"], "昏迷急诊，无法取得同意",
+        "{e}"
+    );
+    assert_eq!(
+        e["agent"][0]["who"]["identifier"]["value"], "dr-away",
+        "{e}"
+    );
+}
