@@ -245,11 +245,15 @@ type Policies = HashMap<String, Vec<Policy>>;
 /// changed (another server process may have written one).
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// How long loaded Consents are used at most before they are read again regardless.
+const RELOAD: Duration = Duration::from_secs(60);
+
 /// The loaded Consents: the newest Consent version (`resource_versions.seq`) they reflect, when
 /// that was last confirmed, and the views built on them.
-#[derive(Default)]
 struct Loaded {
     stamp: Option<i64>,
+    /// When the Consents were read.
+    loaded: Instant,
     checked: Option<Instant>,
     policies: Arc<Policies>,
     views: HashMap<(Option<String>, Option<String>, String), Arc<View>>,
@@ -311,7 +315,12 @@ impl Engine {
             .is_some_and(|l| l.checked.is_some_and(|c| c.elapsed() < RECHECK));
         if !fresh {
             let stamp = resources::latest_version_seq(conn, "Consent")?;
-            let same = self.cache().as_ref().is_some_and(|l| l.stamp == stamp);
+            // Also read again once a minute: on PostgreSQL a Consent committed late with a
+            // lower version number than one already seen leaves the newest number unchanged.
+            let same = self
+                .cache()
+                .as_ref()
+                .is_some_and(|l| l.stamp == stamp && l.loaded.elapsed() < RELOAD);
             if same {
                 if let Some(l) = self.cache().as_mut() {
                     l.checked = Some(Instant::now());
@@ -328,6 +337,7 @@ impl Engine {
                 }
                 *self.cache() = Some(Loaded {
                     stamp,
+                    loaded: Instant::now(),
                     checked: Some(Instant::now()),
                     policies: Arc::new(policies),
                     views: HashMap::new(),
