@@ -12,11 +12,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::format;
-use super::rest::{bundle_response, page_size, page_url, pairs_of, resource_id};
+use super::rest::{bundle_response, page_links, page_size, pairs_of, resource_id};
 use crate::auth::{Caller, Perm, Role};
 use crate::clock;
 use crate::error::ApiError;
-use crate::fhir::bundle::{self, Link};
+use crate::fhir::bundle;
 use crate::fhir::json::Json;
 use crate::services::access::AccessFilter;
 use crate::services::{audit, record};
@@ -179,21 +179,15 @@ async fn search(
     let more = rows.len() as i64 > count;
     rows.truncate(usize::try_from(count).unwrap_or(0));
     let base = super::rest::base_url(&req, &state);
-    let mut links = vec![Link {
-        relation: "self",
-        url: page_url(
-            &req,
-            &state,
-            &pairs,
-            before.map(|b| b.to_string()).as_deref(),
-        ),
-    }];
-    if more && let Some(last) = rows.last() {
-        links.push(Link {
-            relation: "next",
-            url: page_url(&req, &state, &pairs, Some(&last.id.to_string())),
-        });
-    }
+    let next = rows.last().filter(|_| more).map(|last| last.id.to_string());
+    let links = page_links(
+        &req,
+        &state,
+        &pairs,
+        before.map(|b| b.to_string()).as_deref(),
+        false,
+        next.as_deref(),
+    );
     let entries: Vec<Json> = rows
         .iter()
         .map(|e| {

@@ -7,13 +7,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::format;
 use super::rest::{
-    authorize, base_url, bundle_response, page_size, page_url, pairs_of, since_param, type_cursor,
+    authorize, base_url, bundle_response, page_links, page_size, pairs_of, since_param, type_cursor,
 };
 use super::{self as api, AppState};
 use crate::auth::{Caller, Perm, Role};
 use crate::clock;
 use crate::error::ApiError;
-use crate::fhir::bundle::{self, Link, obj, s as text};
+use crate::fhir::bundle::{self, obj, s as text};
 use crate::fhir::json::Json;
 use crate::fhir::validate::is_valid_id;
 use crate::services::audit::Draft;
@@ -474,16 +474,8 @@ async fn patient_everything_body(
         .iter()
         .find(|(k, _)| k == "_cursor")
         .map(|(_, v)| v.as_str());
-    let mut links = vec![Link {
-        relation: "self",
-        url: page_url(&req, &state, &pairs, cursor),
-    }];
-    if let Some((t, i)) = &page.next {
-        links.push(Link {
-            relation: "next",
-            url: page_url(&req, &state, &pairs, Some(&format!("{t}/{i}"))),
-        });
-    }
+    let next = page.next.as_ref().map(|(t, i)| format!("{t}/{i}"));
+    let links = page_links(&req, &state, &pairs, cursor, false, next.as_deref());
     // The page's own resources are the resident's; the registry resources it includes are not.
     let touched: Vec<(String, Option<String>)> = page
         .found

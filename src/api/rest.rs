@@ -632,6 +632,35 @@ pub(crate) fn type_cursor(v: &str) -> Result<(String, String), ApiError> {
 }
 
 /// Rebuild the request URL with `_cursor` replaced, for paging links.
+/// The links of one page: `self`, `first` (when `with_first` and this is not the first page)
+/// and `next` (when there is a next page: its cursor).
+pub(crate) fn page_links(
+    req: &HttpRequest,
+    state: &AppState,
+    pairs: &[(String, String)],
+    cursor: Option<&str>,
+    with_first: bool,
+    next: Option<&str>,
+) -> Vec<Link> {
+    let mut links = vec![Link {
+        relation: "self",
+        url: page_url(req, state, pairs, cursor),
+    }];
+    if with_first && cursor.is_some() {
+        links.push(Link {
+            relation: "first",
+            url: page_url(req, state, pairs, None),
+        });
+    }
+    if let Some(next) = next {
+        links.push(Link {
+            relation: "next",
+            url: page_url(req, state, pairs, Some(next)),
+        });
+    }
+    links
+}
+
 pub(crate) fn page_url(
     req: &HttpRequest,
     state: &AppState,
@@ -764,42 +793,28 @@ async fn history_body(
             .map(|v| (v.res_type.as_str(), v.res_id.as_str()))
             .collect();
         let touched = store.read(|conn| record::residents(conn, &keys))?;
+        if let Some((t, id)) = instance {
+            let resident = touched.first().and_then(|(_, r)| r.as_deref());
+            if !store.read(|c| access.visible(c, &t, &id, resident))? {
+                return Err(AccessFilter::denied());
+            }
+        }
         Ok::<_, ApiError>((rows, touched))
     })
     .await??;
-    if let Some((t, id)) = instance {
-        let resident = touched.first().and_then(|(_, r)| r.clone());
-        let store = state.store.clone();
-        let visible = run_db(&state.store, false, move |_| {
-            store.read(|c| access.visible(c, &t, &id, resident.as_deref()))
-        })
-        .await?;
-        if !visible {
-            return Err(AccessFilter::denied());
-        }
-    }
     let base = base_url(&req, &state);
-    let mut links = vec![Link {
-        relation: "self",
-        url: page_url(
-            &req,
-            &state,
-            &pairs,
-            cursor.map(|c| c.to_string()).as_deref(),
-        ),
-    }];
-    if cursor.is_some() {
-        links.push(Link {
-            relation: "first",
-            url: page_url(&req, &state, &pairs, None),
-        });
-    }
-    if more && let Some(last) = rows.last() {
-        links.push(Link {
-            relation: "next",
-            url: page_url(&req, &state, &pairs, Some(&last.seq.to_string())),
-        });
-    }
+    let next = rows
+        .last()
+        .filter(|_| more)
+        .map(|last| last.seq.to_string());
+    let links = page_links(
+        &req,
+        &state,
+        &pairs,
+        cursor.map(|c| c.to_string()).as_deref(),
+        true,
+        next.as_deref(),
+    );
     let entries = rows
         .into_iter()
         .map(|v| {
@@ -1019,22 +1034,15 @@ async fn search_body(
     })
     .await??;
     let base = base_url(&req, &state);
-    let mut links = vec![Link {
-        relation: "self",
-        url: page_url(&req, &state, &pairs, cursor.as_deref()),
-    }];
-    if cursor.is_some() {
-        links.push(Link {
-            relation: "first",
-            url: page_url(&req, &state, &pairs, None),
-        });
-    }
-    if let Some(next) = &page.next {
-        links.push(Link {
-            relation: "next",
-            url: page_url(&req, &state, &pairs, Some(&encode_cursor(next))),
-        });
-    }
+    let next = page.next.as_ref().map(encode_cursor);
+    let links = page_links(
+        &req,
+        &state,
+        &pairs,
+        cursor.as_deref(),
+        true,
+        next.as_deref(),
+    );
     let matches = page.matches.into_iter().map(|(id, content)| {
         bundle::search_entry(
             &format!("{base}/{t}/{id}"),
@@ -1194,16 +1202,15 @@ async fn search_system_body(
     })
     .await??;
     let base = base_url(&req, &state);
-    let mut links = vec![Link {
-        relation: "self",
-        url: page_url(&req, &state, &pairs, cursor.as_deref()),
-    }];
-    if let Some((t, id)) = next {
-        links.push(Link {
-            relation: "next",
-            url: page_url(&req, &state, &pairs, Some(&format!("{t}/{id}"))),
-        });
-    }
+    let next = next.map(|(t, id)| format!("{t}/{id}"));
+    let links = page_links(
+        &req,
+        &state,
+        &pairs,
+        cursor.as_deref(),
+        false,
+        next.as_deref(),
+    );
     let entries = rows
         .into_iter()
         .map(|(t, id, content)| bundle::search_entry(&format!("{base}/{t}/{id}"), content, "match"))
