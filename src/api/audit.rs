@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::fhir::bundle;
 use crate::fhir::json::Json;
 use crate::services::access::AccessFilter;
-use crate::services::{audit, record};
+use crate::services::audit;
 use crate::store::audit as repo;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -73,11 +73,9 @@ fn visible_to(caller: &Caller, state: &AppState) -> Result<Option<String>, ApiEr
 fn golden_of_param(state: &AppState, v: &str) -> Result<Option<String>, ApiError> {
     let id = v.rsplit_once("Patient/").map_or(v, |(_, id)| id);
     resource_id(id)?;
-    let id = id.to_owned();
-    let found = state
+    state
         .store
-        .read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
-    Ok(found.into_iter().next().and_then(|(_, g)| g))
+        .read(|conn| crate::store::resources::resident(conn, "Patient", id).map_err(ApiError::from))
 }
 
 async fn search(

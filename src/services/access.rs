@@ -141,8 +141,9 @@ impl AccessFilter {
         }
     }
 
-    /// Whether the caller may see a resource of type `t` that belongs to `resident`.
-    pub fn allows(&self, t: &str, resident: Option<&str>) -> bool {
+    /// Whether the caller's role lets it see a resource of type `t` that belongs to
+    /// `resident` (consent is decided per resource by [`AccessFilter::visible`]).
+    fn allows(&self, t: &str, resident: Option<&str>) -> bool {
         match self {
             AccessFilter::Unrestricted => true,
             _ if !is_personal(t) => true,

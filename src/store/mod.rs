@@ -422,9 +422,10 @@ where
     E: From<diesel::result::Error> + Send + 'static,
 {
     let run: JobFn = Box::new(move |conn: &mut DbConn| {
-        // Grouped: a nested diesel transaction is a savepoint inside the group's
-        // transaction, so a failing write rolls back only itself. Alone: the write is the
-        // whole transaction, rolled back when it fails.
+        // Savepoint: a nested diesel transaction inside the group's transaction, so a failing
+        // write rolls back only itself. Plain: straight in the group's transaction, which a
+        // failure rolls back. Alone: the write is the whole transaction, rolled back when it
+        // fails.
         let result = match mode {
             Mode::Savepoint => conn.transaction(f),
             Mode::Plain | Mode::Alone => f(conn),
@@ -570,19 +571,11 @@ fn group_transaction(
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
         DbConn::Postgres(_) => Manager::begin_transaction(conn)?,
     }
-    match f(conn) {
-        Ok(()) => match Manager::commit_transaction(conn) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = Manager::rollback_transaction(conn);
-                Err(e)
-            }
-        },
-        Err(e) => {
-            let _ = Manager::rollback_transaction(conn);
-            Err(e)
-        }
+    let out = f(conn).and_then(|()| Manager::commit_transaction(conn));
+    if out.is_err() {
+        let _ = Manager::rollback_transaction(conn);
     }
+    out
 }
 
 /// Run a group of writes in one transaction and answer each caller after the commit.
