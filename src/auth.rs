@@ -392,7 +392,7 @@ pub fn dev_secret(data_dir: &Path, create: bool) -> anyhow::Result<Vec<u8>> {
     Ok(secret)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt as _;

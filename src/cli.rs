@@ -1,5 +1,5 @@
 //! The `huimin` command line: `serve` (default), `migrate`, `token`, `fixtures generate`,
-//! `residents relink`, `audit verify`.
+//! `residents relink`, `audit verify`, `keys list|rotate|reencrypt|retire`.
 
 use clap::{Parser, Subcommand};
 
@@ -63,6 +63,28 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// The keys that protect ID, health card and phone numbers at rest (SM4, HMAC-SM3).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Show the keyring's keys (ids and dates, never the keys), the active one last.
+    List,
+    /// Add a new key and make it the active one (creating the keyring when there is none).
+    /// Then restart the servers so they use it, and run `keys reencrypt`.
+    Rotate,
+    /// Seal what is stored under older keys (or in the clear) again under the active key and
+    /// rebuild its blind index. Safe to run while servers run, and to run again.
+    Reencrypt,
+    /// Remove a key from the keyring once nothing stored uses it any more.
+    Retire {
+        /// The key id (from `keys list`).
+        id: String,
     },
 }
 
@@ -162,7 +184,7 @@ pub fn run() -> anyhow::Result<()> {
         } => {
             let db = settings.database()?;
             store::migrate(&db)?;
-            let store = store::Store::open(&db, settings.db_pool_size)?;
+            let store = store::Store::open(&db, settings.db_pool_size, settings.protection()?)?;
             crate::services::mpi::configure(crate::services::mpi::Thresholds {
                 upper: settings.resident_match_upper,
                 lower: settings.resident_match_lower,
@@ -187,7 +209,7 @@ pub fn run() -> anyhow::Result<()> {
             };
             let db = settings.database()?;
             store::migrate(&db)?;
-            let store = store::Store::open(&db, 2)?;
+            let store = store::Store::open(&db, 2, settings.protection()?)?;
             if seal {
                 loop {
                     let (n, _) = crate::services::audit::seal_pending(&store)
@@ -224,6 +246,7 @@ pub fn run() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Keys { action } => keys(&settings, action),
         Command::Fixtures {
             action:
                 FixturesAction::Generate {
@@ -245,6 +268,79 @@ pub fn run() -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            Ok(())
+        }
+    }
+}
+
+fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<()> {
+    use crate::protect::{KeyEntry, KeyringFile};
+    let path = settings.keyring_path();
+    match action {
+        KeysAction::List => {
+            let file = KeyringFile::read(&path)?;
+            let last = file.keys.len() - 1;
+            for (i, k) in file.keys.iter().enumerate() {
+                let state = if i == last {
+                    "active"
+                } else {
+                    "open and search only"
+                };
+                println!("{}  created {}  {state}", k.id, k.created);
+            }
+            Ok(())
+        }
+        KeysAction::Rotate => {
+            let entry = KeyEntry::generate()?;
+            let id = entry.id.clone();
+            if path.exists() {
+                let mut file = KeyringFile::read(&path)?;
+                file.keys.push(entry);
+                file.replace(&path)?;
+            } else {
+                KeyringFile { keys: vec![entry] }.write_new(&path)?;
+            }
+            println!("key {id} added to {} and active", path.display());
+            println!(
+                "next: restart the servers (they then seal with it and search under every key), \
+                 then run `huimin keys reencrypt`, then `huimin keys retire <old id>`"
+            );
+            Ok(())
+        }
+        KeysAction::Reencrypt => {
+            let db = settings.database()?;
+            store::migrate(&db)?;
+            let store = store::Store::open(&db, 2, settings.protection()?)?;
+            let r = crate::services::rekey::reencrypt(&store)
+                .map_err(|e| anyhow::anyhow!("re-encryption failed: {e}"))?;
+            println!(
+                "sealed again: {} resource(s), {} version(s); {} resident key(s) moved, {} stale conditional key(s) dropped",
+                r.resources, r.versions, r.resident_keys, r.stale_keys
+            );
+            Ok(())
+        }
+        KeysAction::Retire { id } => {
+            let mut file = KeyringFile::read(&path)?;
+            let Some(at) = file.keys.iter().position(|k| k.id == id) else {
+                anyhow::bail!("no key {id} in {}", path.display());
+            };
+            if at == file.keys.len() - 1 {
+                anyhow::bail!("{id} is the active key: rotate first");
+            }
+            let db = settings.database()?;
+            store::migrate(&db)?;
+            let store = store::Store::open(&db, 2, settings.protection()?)?;
+            let left = crate::services::rekey::rows_under(&store, &id)
+                .map_err(|e| anyhow::anyhow!("checking the key's use failed: {e}"))?;
+            if left > 0 {
+                anyhow::bail!(
+                    "key {id} still protects {left} stored row(s): run `huimin keys reencrypt` first"
+                );
+            }
+            file.keys.remove(at);
+            file.replace(&path)?;
+            store.forget_key(&id)?;
+            println!("key {id} retired from {}", path.display());
             Ok(())
         }
     }

@@ -67,6 +67,11 @@ pub struct Settings {
     /// The regional default for residents who gave no Consent: `opt-out` (shared unless a
     /// Consent denies) or `opt-in` (shared with other institutions only when a Consent permits).
     pub consent_default: String,
+    /// Store ID, health card and phone numbers encrypted (SM4) with a blind index (HMAC-SM3).
+    pub protect_identifiers: bool,
+    /// The keyring of those keys (JSON); default `<data_dir>/keyring.json`, generated there in
+    /// dev mode.
+    pub keyring_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -96,6 +101,8 @@ impl Default for Settings {
             audit_retention_days: 184,
             audit_seal_interval_ms: 1000,
             consent_default: "opt-out".to_owned(),
+            protect_identifiers: true,
+            keyring_file: None,
         }
     }
 }
@@ -257,6 +264,24 @@ impl Settings {
         }
     }
 
+    /// The keyring file of identifiers at rest.
+    pub fn keyring_path(&self) -> PathBuf {
+        self.keyring_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keyring.json"))
+    }
+
+    /// The protection of identifiers at rest: the keyring, generated in dev mode when missing.
+    pub fn protection(&self) -> anyhow::Result<std::sync::Arc<crate::protect::Protection>> {
+        let p = crate::protect::Protection::load(
+            &self.keyring_path(),
+            self.protect_identifiers,
+            self.auth_mode == "dev",
+        )
+        .context("invalid setting keyring_file (HUIMIN_KEYRING_FILE)")?;
+        Ok(std::sync::Arc::new(p))
+    }
+
     /// The issuer tokens must carry.
     pub fn issuer(&self) -> &str {
         self.auth_issuer.as_deref().unwrap_or(DEV_ISSUER)
@@ -285,6 +310,8 @@ const KNOWN: &[&str] = &[
     "audit_retention_days",
     "audit_seal_interval_ms",
     "consent_default",
+    "protect_identifiers",
+    "keyring_file",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fhir;
 pub mod fixtures;
 pub mod metrics;
+pub mod protect;
 pub mod services;
 pub mod startup;
 pub mod store;

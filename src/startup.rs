@@ -33,7 +33,7 @@ impl Application {
                 "database migrated"
             );
         }
-        let store = Store::open(&db, settings.db_pool_size)?;
+        let store = Store::open(&db, settings.db_pool_size, settings.protection()?)?;
         crate::services::mpi::configure(crate::services::mpi::Thresholds {
             upper: settings.resident_match_upper,
             lower: settings.resident_match_lower,

@@ -154,6 +154,11 @@ pub fn draft(
     what: String,
 ) -> Draft {
     let address = req.peer_addr().map(|a| a.ip().to_string());
+    // Searched ID and phone numbers are kept in their blind form, as the index keeps them.
+    let what = match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state.store.protection().redact_query(&what),
+        None => what,
+    };
     Draft::new(Arc::new(Actor::new(caller, address)), subtype, action, what)
 }
 

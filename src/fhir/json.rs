@@ -198,6 +198,12 @@ fn newline(out: &mut String, indent: Option<usize>, level: usize) {
 
 fn write_str(out: &mut String, s: &str) {
     out.push('"');
+    escape_into(out, s);
+    out.push('"');
+}
+
+/// `s` escaped as the inside of a JSON string (without the quotes).
+pub fn escape_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -211,7 +217,6 @@ fn write_str(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
 struct Parser<'a> {

@@ -11,3 +11,4 @@ pub mod matching;
 pub mod merge;
 pub mod mpi;
 pub mod record;
+pub mod rekey;

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use crate::fhir::search::{Clause, Include, Query, SortKey};
 use crate::fhir::validate;
+use crate::protect;
 use crate::services::access::AccessFilter;
 use crate::services::audit::{self, Draft};
 use crate::services::{ident, mpi};
@@ -55,6 +56,30 @@ fn index_entries(t: &str, tree: &Json) -> Vec<crate::fhir::index::Entry> {
     crate::fhir::index::extract(t, tree)
 }
 
+/// A resource that could not be guarded: a string with a control character is the client's
+/// error; anything else is the server's.
+fn guard_error(e: protect::GuardError) -> ApiError {
+    match e {
+        protect::GuardError::ControlCharacter(at) => ApiError::invalid(
+            "invalid",
+            at,
+            "a string holds a control character (below U+0020 other than tab, CR and LF), which FHIR does not allow",
+        ),
+        protect::GuardError::Protect(e) => ApiError::internal(e),
+    }
+}
+
+/// A resource's protected form (when it holds protected identifiers) and its index rows, which
+/// hold those identifiers blinded.
+fn guarded_entries(
+    t: &str,
+    tree: &Json,
+) -> Result<(Option<protect::Guarded>, Vec<crate::fhir::index::Entry>), ApiError> {
+    let guarded = protect::guard(t, tree).map_err(guard_error)?;
+    let entries = index_entries(t, guarded.as_ref().map_or(tree, |g| &g.blinded));
+    Ok((guarded, entries))
+}
+
 /// A new server-assigned id: a time-ordered UUID (v7), so that new rows land at the end of
 /// every index keyed by id instead of on a random page (far fewer pages written per commit).
 pub fn new_id() -> String {
@@ -69,6 +94,7 @@ fn store_version(
     t: &str,
     id: &str,
     tree: &Json,
+    sealed: Option<&Json>,
     version_id: i64,
     last_updated: i64,
     method: &str,
@@ -76,6 +102,10 @@ fn store_version(
     resident: Option<&str>,
 ) -> Result<String, ApiError> {
     let content = String::from_utf8(tree.to_bytes()).map_err(ApiError::internal)?;
+    let stored = match sealed {
+        Some(s) => Some(String::from_utf8(s.to_bytes()).map_err(ApiError::internal)?),
+        None => None,
+    };
     repo::write_version(
         conn,
         &NewVersion {
@@ -85,7 +115,7 @@ fn store_version(
             last_updated,
             deleted: false,
             method,
-            content: &content,
+            content: stored.as_deref().unwrap_or(&content),
             resident,
         },
         is_new,
@@ -114,7 +144,7 @@ fn put_version(
     };
     let now = clock::now_millis();
     stamp(&mut tree, id, version_id, now);
-    let entries = index_entries(t, &tree);
+    let (guarded, entries) = guarded_entries(t, &tree)?;
     let resident = match golden {
         Some(g) => Some(g),
         None => mpi::resident_of(conn, t, id, &entries)?,
@@ -124,6 +154,7 @@ fn put_version(
         t,
         id,
         &tree,
+        guarded.as_ref().map(|g| &g.sealed),
         version_id,
         now,
         method,
@@ -165,15 +196,22 @@ fn put_version_over(
 ) -> Result<(), ApiError> {
     let now = clock::now_millis();
     stamp(&mut tree, id, version_id, now);
-    store_version(conn, t, id, &tree, version_id, now, "PUT", false, Some(id))?;
-    audit::touched(t, id, Some(id));
-    index::update(
+    let (guarded, entries) = guarded_entries(t, &tree)?;
+    let sealed = guarded.as_ref().map(|g| &g.sealed);
+    store_version(
         conn,
         t,
         id,
-        &index_entries(t, old),
-        &index_entries(t, &tree),
+        &tree,
+        sealed,
+        version_id,
+        now,
+        "PUT",
+        false,
+        Some(id),
     )?;
+    audit::touched(t, id, Some(id));
+    index::update(conn, t, id, &guarded_entries(t, old)?.1, &entries)?;
     Ok(())
 }
 

@@ -14,9 +14,10 @@ use crate::fhir::index::key;
 /// for it). A key whose holder no longer matches (updated, deleted) is taken over when the
 /// caller's search found nothing twice; see [`take_over`].
 pub fn claim(conn: &mut DbConn, t: &str, criteria: &str, id: &str) -> QueryResult<bool> {
+    let criteria = stored(criteria)?;
     let row = (
         match_keys::res_type.eq(t),
-        match_keys::criteria.eq(key(criteria)),
+        match_keys::criteria.eq(key(&criteria)),
         match_keys::res_id.eq(id),
     );
     let q = diesel::insert_into(match_keys::table)
@@ -35,7 +36,11 @@ pub fn claim_many(
     t: &str,
     wanted: &[(&str, &str)],
 ) -> QueryResult<HashSet<String>> {
-    let mut sorted: Vec<(&str, &str)> = wanted.iter().map(|&(c, id)| (key(c), id)).collect();
+    let forms: Vec<(String, &str, &str)> = wanted
+        .iter()
+        .map(|&(c, id)| Ok((key(&stored(c)?).to_owned(), c, id)))
+        .collect::<QueryResult<_>>()?;
+    let mut sorted: Vec<(&str, &str)> = forms.iter().map(|(f, _, id)| (f.as_str(), *id)).collect();
     sorted.sort_unstable();
     let mut claimed = HashSet::new();
     for chunk in sorted.chunks(1000) {
@@ -61,21 +66,40 @@ pub fn claim_many(
             // One cached statement per key: SQLite has no round trips to save.
             DbConn::Sqlite(_) => {
                 for &(criteria, id) in chunk {
-                    if claim(conn, t, criteria, id)? {
+                    let q = diesel::insert_into(match_keys::table)
+                        .values((
+                            match_keys::res_type.eq(t),
+                            match_keys::criteria.eq(criteria),
+                            match_keys::res_id.eq(id),
+                        ))
+                        .on_conflict_do_nothing();
+                    if native!(conn, c => q.execute(c))? == 1 {
                         claimed.insert(criteria.to_owned());
                     }
                 }
             }
         }
     }
-    Ok(claimed)
+    // Answered in the callers' terms.
+    Ok(forms
+        .into_iter()
+        .filter(|(f, _, _)| claimed.contains(f))
+        .map(|(_, c, _)| c.to_owned())
+        .collect())
+}
+
+/// `criteria` as stored: protected identifiers in their blind form (see [`crate::protect`]).
+fn stored(criteria: &str) -> QueryResult<String> {
+    crate::protect::match_key(criteria)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
 }
 
 /// The resource currently holding `criteria`.
 pub fn holder(conn: &mut DbConn, t: &str, criteria: &str) -> QueryResult<Option<String>> {
+    let criteria = stored(criteria)?;
     let q = match_keys::table
         .filter(match_keys::res_type.eq(t))
-        .filter(match_keys::criteria.eq(key(criteria)))
+        .filter(match_keys::criteria.eq(key(&criteria)))
         .select(match_keys::res_id);
     native!(conn, c => q.first::<String>(c).optional())
 }
@@ -88,10 +112,11 @@ pub fn take_over(
     old: &str,
     id: &str,
 ) -> QueryResult<bool> {
+    let criteria = stored(criteria)?;
     let q = diesel::update(
         match_keys::table
             .filter(match_keys::res_type.eq(t))
-            .filter(match_keys::criteria.eq(key(criteria)))
+            .filter(match_keys::criteria.eq(key(&criteria)))
             .filter(match_keys::res_id.eq(old)),
     )
     .set(match_keys::res_id.eq(id));

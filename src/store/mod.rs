@@ -43,6 +43,7 @@ pub mod resources;
 pub mod schema;
 pub mod search;
 
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ use diesel::pg::PgConnection;
 use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::protect::Protection;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -146,24 +149,33 @@ pub struct Store {
     /// The queue of the group-commit writer threads.
     writer: mpsc::Sender<Job>,
     url: DatabaseUrl,
+    /// The keys that protect identifiers at rest in this database, in scope during every job.
+    protection: Arc<Protection>,
 }
 
 impl Store {
     /// Connect, reporting the real cause when the database cannot be reached.
-    pub fn open(url: &DatabaseUrl, pool_size: u32) -> anyhow::Result<Store> {
+    pub fn open(
+        url: &DatabaseUrl,
+        pool_size: u32,
+        protection: Arc<Protection>,
+    ) -> anyhow::Result<Store> {
         check_reachable(url)?;
         let manager = Manager { url: url.clone() };
-        let writer = spawn_writers(manager.clone(), url)?;
+        let writer = spawn_writers(manager.clone(), url, &protection)?;
         let pool = Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(5))
             .build(manager)
             .context("creating the database connection pool")?;
-        Ok(Store {
+        let store = Store {
             pool,
             writer,
             url: url.clone(),
-        })
+            protection,
+        };
+        store.check_keys()?;
+        Ok(store)
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -175,13 +187,61 @@ impl Store {
         matches!(self.url, DatabaseUrl::Sqlite(_))
     }
 
+    /// Refuse a keyring that holds none of the keys this database's identifiers were protected
+    /// with (a second server that generated its own development keyring would seal what the
+    /// others cannot open, and its blind index would find nothing of theirs); note the active
+    /// key as used.
+    fn check_keys(&self) -> anyhow::Result<()> {
+        use diesel::prelude::*;
+        use schema::protect_keys as k;
+        let mut conn = self.pool.get().context("checking the database's keys")?;
+        let listed: Vec<String> = native!(&mut *conn, c => k::table.select(k::id).load(c))
+            .context("reading the database's keys")?;
+        let ours = self.protection.key_ids();
+        if !listed.is_empty() && !listed.iter().any(|id| ours.contains(&id.as_str())) {
+            anyhow::bail!(
+                "this database's identifiers are protected by key(s) {} and the keyring holds none \
+                 of them: every server and tool of one database needs the same keyring \
+                 (keyring_file, HUIMIN_KEYRING_FILE)",
+                listed.join(", ")
+            );
+        }
+        if let Some(active) = self.protection.active()
+            && !listed.contains(&active.id)
+        {
+            let q = diesel::insert_into(k::table)
+                .values((
+                    k::id.eq(&active.id),
+                    k::added.eq(crate::clock::now_millis()),
+                ))
+                .on_conflict_do_nothing();
+            native!(&mut *conn, c => q.execute(c)).context("noting the active key")?;
+        }
+        Ok(())
+    }
+
+    /// Forget a retired key (nothing stored uses it any more).
+    pub fn forget_key(&self, id: &str) -> anyhow::Result<()> {
+        use diesel::prelude::*;
+        use schema::protect_keys as k;
+        let mut conn = self.pool.get().context("forgetting a key")?;
+        let q = diesel::delete(k::table.filter(k::id.eq(id)));
+        native!(&mut *conn, c => q.execute(c)).context("forgetting a key")?;
+        Ok(())
+    }
+
+    /// The keys protecting identifiers at rest.
+    pub fn protection(&self) -> &Arc<Protection> {
+        &self.protection
+    }
+
     /// Run `f` on a pooled connection.
     pub fn read<T, E>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
     where
         E: From<diesel::r2d2::PoolError>,
     {
         let mut conn = self.pool.get()?;
-        f(&mut conn)
+        crate::protect::scoped(&self.protection, || f(&mut conn))
     }
 
     /// Run `f` inside one database transaction: all of it is committed, or none. Returns once
@@ -502,15 +562,21 @@ fn writer_connection(manager: &Manager) -> anyhow::Result<DbConn> {
     Ok(conn)
 }
 
-fn spawn_writers(manager: Manager, url: &DatabaseUrl) -> anyhow::Result<mpsc::Sender<Job>> {
+fn spawn_writers(
+    manager: Manager,
+    url: &DatabaseUrl,
+    protection: &Arc<Protection>,
+) -> anyhow::Result<mpsc::Sender<Job>> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = std::sync::Arc::new(std::sync::Mutex::new(Queue { rx, held: None }));
     for n in 0..writer_count(url) {
         let mut conn = writer_connection(&manager)?;
         let (rx, manager) = (rx.clone(), manager.clone());
+        let protection = protection.clone();
         std::thread::Builder::new()
             .name(format!("db-writer-{n}"))
             .spawn(move || {
+                crate::protect::enter(protection);
                 while let Some(jobs) = next_group(&rx) {
                     let group = std::panic::AssertUnwindSafe(|| run_group(&mut conn, jobs));
                     if std::panic::catch_unwind(group).is_err() {

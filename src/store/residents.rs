@@ -6,6 +6,7 @@ use diesel::result::QueryResult;
 
 use super::DbConn;
 use super::schema::{resident_reviews, resources};
+use crate::fhir::index::key;
 
 /// Record a possible match for review (kept once per pair).
 pub fn add_review(
@@ -109,7 +110,7 @@ pub fn golden_candidates(
         let q = tok::table
             .filter(tok::res_type.eq("Patient"))
             .filter(tok::param.eq("phone"))
-            .filter(tok::code.eq(crate::fhir::index::key(p)))
+            .filter(tok::code.eq_any(crate::protect::search_codes("phone", None, key(p))))
             .select(tok::res_id)
             .limit(limit * 4);
         ids.extend(native!(conn, c => q.load::<String>(c))?);
@@ -126,7 +127,10 @@ pub fn golden_candidates(
         .filter(resources::deleted.eq(false))
         .select((resources::res_id, resources::content))
         .limit(limit);
-    native!(conn, c => q.load::<(String, String)>(c))
+    native!(conn, c => q.load::<(String, String)>(c))?
+        .into_iter()
+        .map(|(id, c)| Ok((id, crate::protect::reveal(c)?)))
+        .collect()
 }
 
 /// Resources that refer to `Patient/patient` through any reference parameter: (type, id).

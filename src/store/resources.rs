@@ -5,6 +5,7 @@ use diesel::result::QueryResult;
 
 use super::DbConn;
 use super::schema::{resource_versions, resources};
+use crate::protect::reveal;
 
 /// The current version of a resource.
 #[derive(Debug, Clone, Queryable)]
@@ -57,7 +58,27 @@ pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<
         ));
     // Run on the concrete connection: the backend's prepared-statement cache then applies to
     // the hottest query of the server.
-    native!(conn, c => q.first(c).optional())
+    let found: Option<Current> = native!(conn, c => q.first(c).optional())?;
+    found
+        .map(|mut cur| {
+            cur.content = reveal(cur.content)?;
+            Ok(cur)
+        })
+        .transpose()
+}
+
+/// Open the sealed values of each row's JSON (the second member).
+fn reveal_rows<K>(rows: Vec<(K, String)>) -> QueryResult<Vec<(K, String)>> {
+    rows.into_iter().map(|(k, c)| Ok((k, reveal(c)?))).collect()
+}
+
+fn reveal_versions(rows: Vec<Version>) -> QueryResult<Vec<Version>> {
+    rows.into_iter()
+        .map(|mut v| {
+            v.content = reveal(v.content)?;
+            Ok(v)
+        })
+        .collect()
 }
 
 /// The live resources of type `t` among `ids`, in id order: (id, JSON).
@@ -70,7 +91,9 @@ pub fn find_live(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<
             .filter(resources::deleted.eq(false))
             .order(resources::res_id)
             .select((resources::res_id, resources::content));
-        out.extend(native!(conn, c => q.load::<(String, String)>(c))?);
+        out.extend(reveal_rows(
+            native!(conn, c => q.load::<(String, String)>(c))?,
+        )?);
     }
     Ok(out)
 }
@@ -112,10 +135,11 @@ pub fn live_of_type_with_resident(
         .filter(resources::resident.is_not_null())
         .select((resources::resident, resources::content))
         .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(r, c)| Some((r?, c)))
-        .collect())
+    reveal_rows(
+        rows.into_iter()
+            .filter_map(|(r, c)| Some((r?, c)))
+            .collect(),
+    )
 }
 
 /// The live Patients (institution and golden) of these residents: (resident, JSON).
@@ -130,7 +154,7 @@ pub fn patients_of(conn: &mut DbConn, residents: &[String]) -> QueryResult<Vec<(
             .load(conn)?;
         out.extend(rows.into_iter().filter_map(|(r, c)| Some((r?, c))));
     }
-    Ok(out)
+    reveal_rows(out)
 }
 
 /// The current version number and deletion flag, locked for update on PostgreSQL (SQLite
@@ -157,8 +181,13 @@ pub fn find_version(
         .filter(resource_versions::res_id.eq(id))
         .filter(resource_versions::version_id.eq(vid))
         .select(resource_versions::all_columns)
-        .first(conn)
-        .optional()
+        .first::<Version>(conn)
+        .optional()?
+        .map(|mut v| {
+            v.content = reveal(v.content)?;
+            Ok(v)
+        })
+        .transpose()
 }
 
 /// A new resource's first version held back by [`defer`].
@@ -370,5 +399,134 @@ pub fn history(
     if let Some(b) = before_seq {
         q = q.filter(resource_versions::seq.lt(b));
     }
-    q.load(conn)
+    reveal_versions(q.load(conn)?)
+}
+
+/// Stored rows as they are (sealed values not opened), for re-keying.
+pub mod raw {
+    use super::*;
+    use diesel::sql_types::{Integer, Text};
+
+    /// The resource types that have rows.
+    pub fn types(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+        resources::table
+            .select(resources::res_type)
+            .distinct()
+            .load(conn)
+    }
+
+    /// Live resources of type `t` after `after` in id order: (id, version, stored JSON).
+    pub fn page(
+        conn: &mut DbConn,
+        t: &str,
+        after: &str,
+        limit: i64,
+    ) -> QueryResult<Vec<(String, i64, String)>> {
+        resources::table
+            .filter(resources::res_type.eq(t))
+            .filter(resources::deleted.eq(false))
+            .filter(resources::res_id.gt(after))
+            .order(resources::res_id)
+            .select((resources::res_id, resources::version_id, resources::content))
+            .limit(limit)
+            .load(conn)
+    }
+
+    /// Versions after position `after`: (position, type, stored JSON); deleted ones skipped.
+    pub fn versions(
+        conn: &mut DbConn,
+        after: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<(i64, String, String)>> {
+        resource_versions::table
+            .filter(resource_versions::seq.gt(after))
+            .filter(resource_versions::deleted.eq(false))
+            .order(resource_versions::seq)
+            .select((
+                resource_versions::seq,
+                resource_versions::res_type,
+                resource_versions::content,
+            ))
+            .limit(limit)
+            .load(conn)
+    }
+
+    /// Replace the stored JSON of `t/id` if it is still at `version`; whether it was.
+    pub fn set_current(
+        conn: &mut DbConn,
+        t: &str,
+        id: &str,
+        version: i64,
+        content: &str,
+    ) -> QueryResult<bool> {
+        let n = diesel::update(
+            resources::table
+                .filter(resources::res_type.eq(t))
+                .filter(resources::res_id.eq(id))
+                .filter(resources::version_id.eq(version)),
+        )
+        .set(resources::content.eq(content))
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+
+    pub fn set_version(conn: &mut DbConn, seq: i64, content: &str) -> QueryResult<()> {
+        diesel::update(resource_versions::table.filter(resource_versions::seq.eq(seq)))
+            .set(resource_versions::content.eq(content))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = Integer)]
+        n: i32,
+    }
+
+    /// How many stored rows (resources, versions, index rows, conditional-create keys) hold
+    /// `needle`, one table at a time.
+    pub fn rows_holding(conn: &mut DbConn, needle: &str) -> QueryResult<i64> {
+        let find = match conn {
+            DbConn::Postgres(_) => "strpos",
+            DbConn::Sqlite(_) => "instr",
+        };
+        let mut total = 0;
+        for (table, column) in [
+            ("resources", "content"),
+            ("resource_versions", "content"),
+            ("search_token", "code"),
+            ("search_text", "content"),
+            ("match_keys", "criteria"),
+        ] {
+            let q = diesel::sql_query(format!(
+                "SELECT CAST(COUNT(*) AS INTEGER) AS n FROM {table} WHERE {find}({column}, $1) > 0"
+            ))
+            .bind::<Text, _>(needle);
+            let c: Count = native!(conn, c => q.get_result(c))?;
+            total += i64::from(c.n);
+        }
+        Ok(total)
+    }
+
+    /// Re-point conditional-create and resident keys from `old` to `new`; rows changed.
+    pub fn rename_key(conn: &mut DbConn, old: &str, new: &str) -> QueryResult<usize> {
+        use super::super::schema::match_keys as k;
+        diesel::update(k::table.filter(k::criteria.eq(old)))
+            .set(k::criteria.eq(new))
+            .execute(conn)
+    }
+
+    /// Forget conditional-create keys holding `needle` (blind values of a key being retired:
+    /// they only guard creates in flight); rows removed.
+    pub fn drop_keys_holding(conn: &mut DbConn, needle: &str) -> QueryResult<usize> {
+        let find = match conn {
+            DbConn::Postgres(_) => "strpos",
+            DbConn::Sqlite(_) => "instr",
+        };
+        let q = diesel::sql_query(format!(
+            "DELETE FROM match_keys WHERE {find}(criteria, $1) > 0 AND criteria NOT LIKE 'resident|%'"
+        ))
+        .bind::<Text, _>(needle);
+        native!(conn, c => q.execute(c))
+    }
 }

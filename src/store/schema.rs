@@ -177,3 +177,10 @@ diesel::table! {
 diesel::joinable!(audit_pending -> audit_events (event_id));
 diesel::joinable!(audit_seals -> audit_events (event_id));
 diesel::allow_tables_to_appear_in_same_query!(audit_events, audit_pending, audit_seals);
+
+diesel::table! {
+    protect_keys (id) {
+        id -> Text,
+        added -> BigInt,
+    }
+}

@@ -15,6 +15,7 @@ use super::DbConn;
 use crate::clock;
 use crate::fhir::index::key;
 use crate::fhir::search::{Clause, Cond, Prefix, Query, SortBy, SortKey, Table};
+use crate::protect::reveal;
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +108,8 @@ fn approx_margin_ms(low: i64) -> i64 {
     ((now - low).abs() / 10).max(86_400_000)
 }
 
-fn cond_sql(q: &mut Sql, c: &Cond) {
+/// The condition on one index row of parameter `param`.
+fn cond_sql(q: &mut Sql, param: &str, c: &Cond) {
     match c {
         Cond::Token { system, code } => {
             let mut first = true;
@@ -120,8 +122,16 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
                 if !first {
                     q.push(" AND ");
                 }
-                q.push("x.code = ");
-                q.text(key(code));
+                // A protected identifier or phone is indexed in its blind form.
+                let codes = crate::protect::search_codes(param, system.as_deref(), key(code));
+                if let [only] = codes.as_slice() {
+                    q.push("x.code = ");
+                    q.text(only);
+                } else {
+                    q.push("x.code IN (");
+                    text_list(q, &codes);
+                    q.push(")");
+                }
                 first = false;
             }
             if first {
@@ -227,7 +237,7 @@ fn cond_sql(q: &mut Sql, c: &Cond) {
                     q.push(" AND x.text2 < ");
                     q.text(&format!("{p}{MAX_CHAR}"));
                 }
-                other => cond_sql(q, other),
+                other => cond_sql(q, "", other),
             }
             q.push(")");
         }
@@ -468,7 +478,7 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
                     q.push(" OR ");
                 }
                 q.push("(");
-                cond_sql(q, cond);
+                cond_sql(q, param, cond);
                 q.push(")");
             }
             q.push(")");
@@ -855,7 +865,9 @@ pub fn run(
     q.push(" LIMIT ");
     q.bind(Bind::Int(limit));
     let rows = load_rows!(conn, q, Row);
-    Ok(rows.into_iter().map(|r| (r.res_id, r.content)).collect())
+    rows.into_iter()
+        .map(|r| Ok((r.res_id, reveal(r.content)?)))
+        .collect()
 }
 
 /// How many live resources of type `t` match `query` (`_total=accurate`).
@@ -967,9 +979,15 @@ pub fn token_matches(
     codes: &[&str],
 ) -> QueryResult<Vec<(String, String)>> {
     use super::schema::search_token as tok;
-    let mut unique: Vec<&str> = codes.iter().map(|c| key(c)).collect();
+    // Each code as indexed: a protected identifier in its blind forms, each mapped back.
+    let mut forms: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for c in codes {
+        for f in crate::protect::search_codes(param, Some(system), key(c)) {
+            forms.insert(f, key(c).to_owned());
+        }
+    }
+    let mut unique: Vec<&str> = forms.keys().map(String::as_str).collect();
     unique.sort_unstable();
-    unique.dedup();
     let mut rows: Vec<(String, String)> = Vec::new();
     for keys in unique.chunks(500) {
         match &mut *conn {
@@ -1002,7 +1020,10 @@ pub fn token_matches(
             }
         }
     }
-    Ok(rows)
+    Ok(rows
+        .into_iter()
+        .filter_map(|(form, id)| Some((forms.get(&form)?.clone(), id)))
+        .collect())
 }
 
 #[derive(QueryableByName)]
@@ -1093,10 +1114,9 @@ pub fn resident_members(
     q.push(" ORDER BY r.resident, r.res_type, r.res_id LIMIT ");
     q.bind(Bind::Int(limit));
     let rows = load_rows!(conn, q, MemberRow);
-    Ok(rows
-        .into_iter()
-        .map(|m| (m.res_type, m.res_id, m.content))
-        .collect())
+    rows.into_iter()
+        .map(|m| Ok((m.res_type, m.res_id, reveal(m.content)?)))
+        .collect()
 }
 
 /// Which of `ids` (of type `t`) carry the tag `system|code`.
@@ -1166,5 +1186,7 @@ pub fn without_resident(
     q.push(" AND r.resident IS NULL ORDER BY r.res_id LIMIT ");
     q.bind(Bind::Int(limit));
     let rows = load_rows!(conn, q, Row);
-    Ok(rows.into_iter().map(|r| (r.res_id, r.content)).collect())
+    rows.into_iter()
+        .map(|r| Ok((r.res_id, reveal(r.content)?)))
+        .collect()
 }

@@ -183,6 +183,40 @@ async fn metadata_and_smart_configuration_are_public() {
     );
 }
 
+/// Production mode needs a keyring for identifiers at rest: one made as an operator would.
+fn production_keyring(s: &mut huimin::config::Settings) {
+    let path = s.data_dir.join("operator-keyring.json");
+    huimin::protect::KeyringFile {
+        keys: vec![huimin::protect::KeyEntry::generate().unwrap()],
+    }
+    .write_new(&path)
+    .unwrap();
+    s.keyring_file = Some(path);
+}
+
+#[test]
+fn production_mode_without_a_keyring_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = huimin::config::Settings {
+        data_dir: dir.path().to_path_buf(),
+        auth_mode: "jwt".into(),
+        auth_issuer: Some("https://idp.example.cn".into()),
+        auth_keys_file: Some(keys_dir().join("rsa-public.pem")),
+        ..Default::default()
+    };
+    let e = format!("{:#}", settings.protection().unwrap_err());
+    assert!(
+        e.contains("HUIMIN_KEYRING_FILE") && e.contains("no keyring"),
+        "{e}"
+    );
+    // Unless identifiers are not to be protected.
+    let off = huimin::config::Settings {
+        protect_identifiers: false,
+        ..settings
+    };
+    assert!(!off.protection().unwrap().is_enabled());
+}
+
 fn production_claims() -> Claims {
     claims("https://idp.example.cn", "huimin", 600)
 }
@@ -193,6 +227,7 @@ async fn production_mode_verifies_rs256_with_a_pem_key() {
         s.auth_mode = "jwt".into();
         s.auth_issuer = Some("https://idp.example.cn".into());
         s.auth_keys_file = Some(keys_dir().join("rsa-public.pem"));
+        production_keyring(s);
     })
     .await;
     let key =
@@ -222,6 +257,7 @@ async fn production_mode_verifies_es256_and_rs256_from_a_jwks() {
         s.auth_mode = "jwt".into();
         s.auth_issuer = Some("https://idp.example.cn".into());
         s.auth_keys_file = Some(keys_dir().join("jwks.json"));
+        production_keyring(s);
     })
     .await;
     let ec = EncodingKey::from_ec_pem(&std::fs::read(keys_dir().join("ec-private.pem")).unwrap())

@@ -575,7 +575,13 @@ async fn two_servers_on_one_postgres_database_create_one_resident() {
     }
     let a = spawn_app().await;
     let shared = a.settings.database_url.clone();
-    let b = spawn_app_with(|s| s.database_url = shared).await;
+    // Servers of one database share its keyring.
+    let keyring = a.settings.keyring_path();
+    let b = spawn_app_with(|s| {
+        s.database_url = shared;
+        s.keyring_file = Some(keyring);
+    })
+    .await;
     let body = his_push(9).to_string();
     let replies = futures_util::future::join_all((0..32).map(|i| {
         let app = if i % 2 == 0 { &a } else { &b };

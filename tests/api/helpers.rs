@@ -178,7 +178,12 @@ impl TestApp {
 
     /// A second handle on the test's database (what a tool running beside the server sees).
     pub fn store(&self) -> huimin::store::Store {
-        huimin::store::Store::open(&self.settings.database().unwrap(), 2).unwrap()
+        huimin::store::Store::open(
+            &self.settings.database().unwrap(),
+            2,
+            self.settings.protection().unwrap(),
+        )
+        .unwrap()
     }
 
     /// GET with another token.

@@ -20,5 +20,6 @@ mod formats;
 mod helpers;
 mod history;
 mod ops;
+mod protect;
 mod residents;
 mod search;
