@@ -460,12 +460,15 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
     let auth = req
         .app_data::<web::Data<Arc<Authenticator>>>()
         .ok_or_else(|| ApiError::internal("authenticator not configured"))?;
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or_else(|| {
-            ApiError::Unauthorized("an Authorization: Bearer token is required".to_owned())
-        })?;
+    let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+        // A hospital system's verified client certificate (mutual TLS) stands for a token.
+        if let Some(cert) = req.conn_data::<crate::tls::ClientCertificate>() {
+            return Ok(certificate_caller(cert));
+        }
+        return Err(ApiError::Unauthorized(
+            "an Authorization: Bearer token (or a client certificate) is required".to_owned(),
+        ));
+    };
     let value = header
         .to_str()
         .map_err(|_| ApiError::Unauthorized("malformed Authorization header".to_owned()))?;
@@ -494,6 +497,19 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
         caller.break_glass = Some(reason.to_owned());
     }
     Ok(caller)
+}
+
+/// The caller a verified client certificate authenticates: the hospital system of the
+/// institution its subject CN names.
+fn certificate_caller(cert: &crate::tls::ClientCertificate) -> Caller {
+    Caller {
+        sub: format!("certificate:{}", cert.common_name),
+        role: Role::His,
+        org: Some(format!("Organization/{}", cert.common_name)),
+        fhir_user: None,
+        scopes: Scope::parse("system/*.cruds").into_iter().collect(),
+        break_glass: None,
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,14 @@ pub struct Settings {
     /// The keyring of those keys (JSON); default `<data_dir>/keyring.json`, generated there in
     /// dev mode.
     pub keyring_file: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS (with `tls_key_file`); plain HTTP without.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that sign hospital systems' client certificates (mutual TLS).
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// `optional` (clients without a certificate need a token) or `required`.
+    pub tls_client_auth: String,
 }
 
 impl Default for Settings {
@@ -103,6 +111,10 @@ impl Default for Settings {
             consent_default: "opt-out".to_owned(),
             protect_identifiers: true,
             keyring_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth: "optional".to_owned(),
         }
     }
 }
@@ -238,6 +250,17 @@ impl Settings {
                 self.consent_default
             );
         }
+        if !matches!(self.tls_client_auth.as_str(), "optional" | "required") {
+            bail!(
+                "invalid setting tls_client_auth (HUIMIN_TLS_CLIENT_AUTH): '{}' is not optional or required",
+                self.tls_client_auth
+            );
+        }
+        if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
+            bail!(
+                "invalid setting tls_client_ca_file (HUIMIN_TLS_CLIENT_CA_FILE): client certificates need HTTPS (tls_cert_file, tls_key_file)"
+            );
+        }
         if self.audit_seal_interval_ms == 0 {
             bail!(
                 "invalid setting audit_seal_interval_ms (HUIMIN_AUDIT_SEAL_INTERVAL_MS): must be at least 1"
@@ -312,6 +335,10 @@ const KNOWN: &[&str] = &[
     "consent_default",
     "protect_identifiers",
     "keyring_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_ca_file",
+    "tls_client_auth",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

@@ -59,6 +59,7 @@ impl Application {
                  directory; run `huimin token --help` to print one. Use auth_mode=jwt in production."
             );
         }
+        let tls = crate::tls::acceptor(&settings)?;
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {} (HUIMIN_LISTEN)", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -71,15 +72,24 @@ impl Application {
             consent,
             metrics: Arc::new(Metrics::new()),
         });
-        tracing::info!(address = %listener.local_addr()?, backend = db.backend_name(), "huimin listening");
-        let mut server = HttpServer::new(move || {
+        tracing::info!(
+            address = %listener.local_addr()?,
+            backend = db.backend_name(),
+            https = tls.is_some(),
+            "huimin listening"
+        );
+        let server = HttpServer::new(move || {
             let auth = auth.clone();
             App::new()
                 .app_data(state.clone())
                 .wrap(from_fn(api::middleware::observe))
                 .configure(|cfg| api::configure(cfg, auth, max_body))
         })
-        .listen(listener)?;
+        .on_connect(crate::tls::on_connect);
+        let mut server = match tls {
+            Some(acceptor) => server.listen_openssl(listener, acceptor)?,
+            None => server.listen(listener)?,
+        };
         if workers > 0 {
             server = server.workers(workers);
         }

@@ -23,3 +23,4 @@ mod ops;
 mod protect;
 mod residents;
 mod search;
+mod tls;
