@@ -8,9 +8,7 @@ use std::sync::OnceLock;
 
 use openssl::cipher::Cipher;
 use openssl::cipher_ctx::CipherCtx;
-use openssl::hash::{MessageDigest, hash};
-use openssl::pkey::PKey;
-use openssl::sign::Signer;
+use openssl::hash::{Hasher, MessageDigest, hash};
 
 /// Length of an SM3 digest.
 pub const SM3_LEN: usize = 32;
@@ -42,13 +40,52 @@ pub fn sm3_hex(data: &[u8]) -> Result<String, CryptoError> {
 
 /// HMAC-SM3 of `data` under `key`.
 pub fn hmac_sm3(key: &[u8], data: &[u8]) -> Result<[u8; SM3_LEN], CryptoError> {
-    let key = PKey::hmac(key)?;
-    let mut signer = Signer::new(MessageDigest::sm3(), &key)?;
-    signer.update(data)?;
-    let mac = signer.sign_to_vec()?;
-    let mut out = [0u8; SM3_LEN];
-    out.copy_from_slice(&mac);
-    Ok(out)
+    HmacSm3::new(key)?.mac(data)
+}
+
+/// SM3's block length.
+const SM3_BLOCK: usize = 64;
+
+/// An HMAC-SM3 key (RFC 2104) with its inner and outer hash states computed once: each MAC
+/// then costs two state copies and the data's blocks, where OpenSSL's keyed signer sets up a
+/// key object and fetches its algorithms on every call (a blind index is computed for every
+/// protected identifier written or searched).
+pub struct HmacSm3 {
+    inner: Hasher,
+    outer: Hasher,
+}
+
+impl HmacSm3 {
+    pub fn new(key: &[u8]) -> Result<HmacSm3, CryptoError> {
+        let mut block = [0u8; SM3_BLOCK];
+        if key.len() > SM3_BLOCK {
+            block[..SM3_LEN].copy_from_slice(&sm3(key)?);
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let pad = |byte: u8| -> Result<Hasher, CryptoError> {
+            let padded: Vec<u8> = block.iter().map(|b| b ^ byte).collect();
+            let mut h = Hasher::new(MessageDigest::sm3())?;
+            h.update(&padded)?;
+            Ok(h)
+        };
+        Ok(HmacSm3 {
+            inner: pad(0x36)?,
+            outer: pad(0x5c)?,
+        })
+    }
+
+    pub fn mac(&self, data: &[u8]) -> Result<[u8; SM3_LEN], CryptoError> {
+        let mut inner = self.inner.clone();
+        inner.update(data)?;
+        let digest = inner.finish()?;
+        let mut outer = self.outer.clone();
+        outer.update(&digest)?;
+        let mac = outer.finish()?;
+        let mut out = [0u8; SM3_LEN];
+        out.copy_from_slice(&mac);
+        Ok(out)
+    }
 }
 
 /// Lowercase hex of `bytes`.
@@ -170,6 +207,23 @@ mod tests {
         assert_eq!(a, hmac_sm3(b"key one", b"110101199003077777").unwrap());
         assert_ne!(a, hmac_sm3(b"key two", b"110101199003077777").unwrap());
         assert_ne!(a, sm3(b"110101199003077777").unwrap());
+    }
+
+    #[test]
+    fn hmac_sm3_matches_openssls_keyed_signer() {
+        use openssl::pkey::PKey;
+        use openssl::sign::Signer;
+        for key in [&b"k"[..], &[7u8; 32], &[9u8; 64], &[3u8; 100]] {
+            for data in [&b""[..], b"110101199003077777", &[1u8; 200]] {
+                let pkey = PKey::hmac(key).unwrap();
+                let mut signer = Signer::new(MessageDigest::sm3(), &pkey).unwrap();
+                signer.update(data).unwrap();
+                assert_eq!(
+                    hmac_sm3(key, data).unwrap().to_vec(),
+                    signer.sign_to_vec().unwrap()
+                );
+            }
+        }
     }
 
     #[test]

@@ -74,7 +74,7 @@ fn is_phone_system(system: &str) -> bool {
 pub struct Key {
     pub id: String,
     sm4: Sm4Key,
-    hmac: [u8; 32],
+    hmac: crypto::HmacSm3,
 }
 
 impl std::fmt::Debug for Key {
@@ -90,7 +90,7 @@ impl Key {
 
     /// The blind index form of `value` under this key.
     pub fn blind(&self, value: &str) -> Result<String, crypto::CryptoError> {
-        let mac = crypto::hmac_sm3(&self.hmac, normal(value).as_bytes())?;
+        let mac = self.hmac.mac(normal(value).as_bytes())?;
         Ok(format!(
             "{BLIND}{}:{}",
             self.id,
@@ -398,8 +398,8 @@ fn protected_value(node: &Json, person: bool) -> bool {
 fn check(node: &Json, person: bool, found: &mut bool) -> Result<(), Vec<String>> {
     match node {
         Json::String(s)
-            if s.chars()
-                .any(|c| (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r')) =>
+            if s.bytes()
+                .any(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) =>
         {
             return Err(Vec::new());
         }
@@ -587,7 +587,7 @@ impl KeyEntry {
         Ok(Key {
             id: self.id.clone(),
             sm4: Sm4Key::new(sm4),
-            hmac,
+            hmac: crypto::HmacSm3::new(&hmac)?,
         })
     }
 }

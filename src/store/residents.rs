@@ -106,14 +106,18 @@ pub fn golden_candidates(
             .limit(limit * 4);
         ids.extend(native!(conn, c => q.load::<String>(c))?);
     }
+    // One index probe per form of each phone (as written, and blind under each key):
+    // `code = ANY(…)` may be planned generically on PostgreSQL as a scan of every phone row.
     for p in phones {
-        let q = tok::table
-            .filter(tok::res_type.eq("Patient"))
-            .filter(tok::param.eq("phone"))
-            .filter(tok::code.eq_any(crate::protect::search_codes("phone", None, key(p))))
-            .select(tok::res_id)
-            .limit(limit * 4);
-        ids.extend(native!(conn, c => q.load::<String>(c))?);
+        for code in crate::protect::search_codes("phone", None, key(p)) {
+            let q = tok::table
+                .filter(tok::res_type.eq("Patient"))
+                .filter(tok::param.eq("phone"))
+                .filter(tok::code.eq(code))
+                .select(tok::res_id)
+                .limit(limit * 4);
+            ids.extend(native!(conn, c => q.load::<String>(c))?);
+        }
     }
     ids.sort_unstable();
     ids.dedup();

@@ -980,14 +980,22 @@ pub fn token_matches(
 ) -> QueryResult<Vec<(String, String)>> {
     use super::schema::search_token as tok;
     // Each code as indexed: a protected identifier in its blind forms, each mapped back.
+    let protected = crate::protect::search_codes(param, Some(system), "").len() > 1;
     let mut forms: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    for c in codes {
-        for f in crate::protect::search_codes(param, Some(system), key(c)) {
-            forms.insert(f, key(c).to_owned());
+    if protected {
+        for c in codes {
+            for f in crate::protect::search_codes(param, Some(system), key(c)) {
+                forms.insert(f, key(c).to_owned());
+            }
         }
     }
-    let mut unique: Vec<&str> = forms.keys().map(String::as_str).collect();
+    let mut unique: Vec<&str> = if protected {
+        forms.keys().map(String::as_str).collect()
+    } else {
+        codes.iter().map(|c| key(c)).collect()
+    };
     unique.sort_unstable();
+    unique.dedup();
     let mut rows: Vec<(String, String)> = Vec::new();
     for keys in unique.chunks(500) {
         match &mut *conn {
@@ -1019,6 +1027,9 @@ pub fn token_matches(
                 rows.extend(q.load::<(String, String)>(c)?);
             }
         }
+    }
+    if !protected {
+        return Ok(rows);
     }
     Ok(rows
         .into_iter()
