@@ -179,6 +179,10 @@ where
             if draft.what.starts_with("Consent") || draft.what == "Bundle" {
                 state.consent.changed();
             }
+            // A merge moves Consents' residents without a new Consent version.
+            if matches!(draft.subtype.as_str(), "$merge" | "$unmerge") {
+                state.consent.reload();
+            }
             Ok(resp)
         }
         Ok((resp, Some(touched))) => {

@@ -286,6 +286,13 @@ impl Engine {
         }
     }
 
+    /// Residents changed shape here (a `$merge` or `$unmerge` moved records and Patients
+    /// between golden residents): the next request reads every Consent again. Other server
+    /// processes see it at their next full reload (a minute at most).
+    pub fn reload(&self) {
+        *self.cache() = None;
+    }
+
     /// Whether consent hides nothing from anyone right now (opt-out, no Consent, confirmed
     /// within the last second), so that a request needs no lookup.
     pub fn nothing_restricted(&self) -> bool {

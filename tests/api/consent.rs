@@ -265,3 +265,51 @@ async fn a_doctor_breaks_the_glass_with_a_stated_reason_and_the_resident_sees_it
         "{e}"
     );
 }
+
+#[actix_rt::test]
+async fn a_merge_carries_a_consent_to_the_merged_resident_at_once() {
+    let app = spawn_app().await;
+    let (x, _, _) = resident_of_home(&app, "MRG-X", "甲").await;
+    let (y, _, _) = resident_of_home(&app, "MRG-Y", "乙").await;
+    let away = doctor(&app, "away");
+    app.create(&consent(&x, json!({"type": "deny"}))).await;
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        1
+    );
+    let admin_token = app.token_for(Role::Admin, "system/*.cruds");
+    let golden = |pid: String| {
+        let (app, admin_token) = (&app, &admin_token);
+        async move {
+            let p = app
+                .get_as(admin_token, &format!("/fhir/Patient/{pid}"))
+                .await
+                .json();
+            p["link"][0]["other"]["reference"].as_str().unwrap().to_owned()
+        }
+    };
+    let (gx, gy) = (golden(x).await, golden(y).await);
+    assert_ne!(gx, gy);
+    let admin = format!("Bearer {admin_token}");
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "source-patient", "valueReference": {"reference": gx}},
+        {"name": "target-patient", "valueReference": {"reference": gy}},
+        {"name": "reason", "valueString": "同一人"}]});
+    let r = app
+        .send(
+            "POST",
+            "/fhir/Patient/$merge",
+            &[
+                ("Authorization", admin.as_str()),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            Some(params.to_string().as_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // X's deny now governs the merged resident: Y's record is hidden too, on the next request.
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        0
+    );
+}
