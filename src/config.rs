@@ -80,6 +80,8 @@ pub struct Settings {
     pub tls_client_ca_file: Option<PathBuf>,
     /// `optional` (clients without a certificate need a token) or `required`.
     pub tls_client_auth: String,
+    /// Minutes a doctor's emergency access (break-glass) to the residents it touched lasts.
+    pub break_glass_minutes: u32,
 }
 
 impl Default for Settings {
@@ -115,6 +117,7 @@ impl Default for Settings {
             tls_key_file: None,
             tls_client_ca_file: None,
             tls_client_auth: "optional".to_owned(),
+            break_glass_minutes: 60,
         }
     }
 }
@@ -261,6 +264,12 @@ impl Settings {
                 "invalid setting tls_client_ca_file (HUIMIN_TLS_CLIENT_CA_FILE): client certificates need HTTPS (tls_cert_file, tls_key_file)"
             );
         }
+        if !(1..=1440).contains(&self.break_glass_minutes) {
+            bail!(
+                "invalid setting break_glass_minutes (HUIMIN_BREAK_GLASS_MINUTES): {} is not 1 to 1440",
+                self.break_glass_minutes
+            );
+        }
         if self.audit_seal_interval_ms == 0 {
             bail!(
                 "invalid setting audit_seal_interval_ms (HUIMIN_AUDIT_SEAL_INTERVAL_MS): must be at least 1"
@@ -339,6 +348,7 @@ const KNOWN: &[&str] = &[
     "tls_key_file",
     "tls_client_ca_file",
     "tls_client_auth",
+    "break_glass_minutes",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

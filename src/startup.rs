@@ -60,6 +60,7 @@ impl Application {
             );
         }
         let tls = crate::tls::acceptor(&settings)?;
+        let break_glass_minutes = settings.break_glass_minutes;
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {} (HUIMIN_LISTEN)", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -70,6 +71,9 @@ impl Application {
             store,
             audit,
             consent,
+            grants: Arc::new(crate::services::break_glass::Grants::new(
+                break_glass_minutes,
+            )),
             metrics: Arc::new(Metrics::new()),
         });
         tracing::info!(

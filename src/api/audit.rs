@@ -55,7 +55,7 @@ fn visible_to(caller: &Caller, state: &AppState) -> Result<Option<String>, ApiEr
         Role::Admin => Ok(None),
         Role::Resident => match state
             .store
-            .read(|conn| AccessFilter::for_caller(conn, caller, &state.consent))?
+            .read(|conn| AccessFilter::for_caller(conn, caller, &state.consent, &state.grants))?
         {
             AccessFilter::OwnRecord(golden) => Ok(Some(golden)),
             _ => Err(ApiError::Forbidden(

@@ -31,6 +31,8 @@ pub struct AppState {
     pub audit: crate::services::audit::Sink,
     /// The consent engine of this database.
     pub consent: Arc<crate::services::consent::Engine>,
+    /// Running emergency access grants (break-glass).
+    pub grants: Arc<crate::services::break_glass::Grants>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -78,9 +80,9 @@ pub async fn access(state: &AppState, caller: &Caller) -> Result<AccessFilter, A
         return Ok(f);
     }
     let caller = caller.clone();
-    let consent = state.consent.clone();
+    let (consent, grants) = (state.consent.clone(), state.grants.clone());
     run_db(&state.store, true, move |store| {
-        store.read(|conn| AccessFilter::for_caller(conn, &caller, &consent))
+        store.read(|conn| AccessFilter::for_caller(conn, &caller, &consent, &grants))
     })
     .await
 }
@@ -186,10 +188,22 @@ where
             Ok(resp)
         }
         Ok((resp, Some(touched))) => {
+            let draft = with_grants(state, draft).await?;
             state
                 .audit
                 .record(draft.events(&touched, Outcome::Success))
                 .await?;
+            // An emergency access grants the residents it touched for a bounded time.
+            if let Some(reason) = &draft.actor.break_glass {
+                let mut residents: Vec<String> =
+                    touched.iter().filter_map(|(_, r)| r.clone()).collect();
+                residents.sort_unstable();
+                residents.dedup();
+                state
+                    .grants
+                    .grant(&state.store, &draft.actor.sub, residents, reason)
+                    .await?;
+            }
             Ok(resp)
         }
         Err(e) => {
@@ -200,6 +214,21 @@ where
             Err(e)
         }
     }
+}
+
+/// A doctor's draft with the emergency grants running now: accesses to those residents are
+/// audited as break-glass.
+async fn with_grants(state: &AppState, mut draft: Draft) -> Result<Draft, ApiError> {
+    if draft.actor.role != Role::Doctor || draft.actor.break_glass.is_some() {
+        return Ok(draft);
+    }
+    let (grants, sub) = (state.grants.clone(), draft.actor.sub.clone());
+    let granted = run_db(&state.store, true, move |store| {
+        store.read(|conn| grants.active(conn, &sub))
+    })
+    .await?;
+    draft.granted = granted;
+    Ok(draft)
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

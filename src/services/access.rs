@@ -30,8 +30,10 @@ pub enum AccessFilter {
     OwnRecord(String),
     /// No individual's data at all.
     NoPersonalData,
-    /// What the residents' Consents and the regional default allow this caller.
-    Consent(std::sync::Arc<consent::View>),
+    /// What the residents' Consents and the regional default allow this caller, and the
+    /// residents an emergency grant lets this doctor see (break-glass, see
+    /// [`crate::services::break_glass`]).
+    Consent(std::sync::Arc<consent::View>, Vec<String>),
 }
 
 impl PartialEq for AccessFilter {
@@ -40,7 +42,9 @@ impl PartialEq for AccessFilter {
             (AccessFilter::Unrestricted, AccessFilter::Unrestricted)
             | (AccessFilter::NoPersonalData, AccessFilter::NoPersonalData) => true,
             (AccessFilter::OwnRecord(a), AccessFilter::OwnRecord(b)) => a == b,
-            (AccessFilter::Consent(a), AccessFilter::Consent(b)) => std::sync::Arc::ptr_eq(a, b),
+            (AccessFilter::Consent(a, ga), AccessFilter::Consent(b, gb)) => {
+                std::sync::Arc::ptr_eq(a, b) && ga == gb
+            }
             _ => false,
         }
     }
@@ -59,6 +63,7 @@ impl AccessFilter {
         conn: &mut DbConn,
         caller: &Caller,
         consent: &consent::Engine,
+        grants: &crate::services::break_glass::Grants,
     ) -> Result<AccessFilter, ApiError> {
         match AccessFilter::of_role(caller, consent) {
             Some(f) => Ok(f),
@@ -68,7 +73,15 @@ impl AccessFilter {
                     .as_deref()
                     .filter(|u| u.starts_with("Practitioner/"));
                 let view = consent.view(conn, caller.org.as_deref(), practitioner, "TREAT")?;
-                Ok(AccessFilter::Consent(view))
+                let granted = if caller.role == Role::Doctor {
+                    let mut g: Vec<String> =
+                        grants.active(conn, &caller.sub)?.keys().cloned().collect();
+                    g.sort_unstable();
+                    g
+                } else {
+                    Vec::new()
+                };
+                Ok(AccessFilter::Consent(view, granted))
             }
             None => {
                 let Some(pid) = caller
@@ -113,7 +126,13 @@ impl AccessFilter {
             _ if !is_personal(resource_type) => None,
             AccessFilter::OwnRecord(golden) => Some(Clause::Resident(Some(golden.clone()))),
             AccessFilter::NoPersonalData => Some(Clause::Resident(None)),
-            AccessFilter::Consent(view) => view.clause(resource_type),
+            AccessFilter::Consent(view, granted) => match view.clause(resource_type) {
+                Some(c) if !granted.is_empty() => Some(Clause::Or(vec![
+                    c,
+                    Clause::ResidentsOrPatientsOf(granted.clone(), None),
+                ])),
+                c => c,
+            },
         }
     }
 
@@ -127,7 +146,7 @@ impl AccessFilter {
         resident: Option<&str>,
     ) -> Result<bool, ApiError> {
         match self {
-            AccessFilter::Consent(_) => match self.clause(t) {
+            AccessFilter::Consent(..) => match self.clause(t) {
                 None => Ok(true),
                 Some(c) => {
                     let query = crate::fhir::search::Query {
@@ -150,7 +169,7 @@ impl AccessFilter {
             AccessFilter::OwnRecord(golden) => resident == Some(golden.as_str()),
             AccessFilter::NoPersonalData => false,
             // Decided per resource by `visible`.
-            AccessFilter::Consent(_) => true,
+            AccessFilter::Consent(..) => true,
         }
     }
 
@@ -191,7 +210,7 @@ impl AccessFilter {
         match (self, t) {
             (AccessFilter::Unrestricted, _) => false,
             (_, Some(t)) => self.clause(t).is_some(),
-            (AccessFilter::Consent(view), None) => view.restricts_anything(),
+            (AccessFilter::Consent(view, _), None) => view.restricts_anything(),
             (_, None) => true,
         }
     }

@@ -90,6 +90,8 @@ pub struct Draft {
     pub action: char,
     /// What was asked for, as `Type/id`, `Type?query` or the operation's URL path and query.
     pub what: String,
+    /// The doctor's running emergency grants: accesses to these residents are break-glass.
+    pub granted: Arc<crate::services::break_glass::Granted>,
 }
 
 impl Draft {
@@ -99,6 +101,7 @@ impl Draft {
             subtype: subtype.to_owned(),
             action,
             what,
+            granted: Arc::default(),
         }
     }
 
@@ -138,7 +141,16 @@ impl Draft {
         recorded: i64,
     ) -> NewEvent {
         let a = &self.actor;
-        let (purpose, purpose_display) = a.purpose();
+        // Break-glass: stated in this request, or granted for this resident by an earlier one.
+        let emergency: Option<&str> = a.break_glass.as_deref().or_else(|| {
+            resident
+                .and_then(|r| self.granted.get(r))
+                .map(|(reason, _)| reason.as_str())
+        });
+        let (purpose, purpose_display) = match emergency {
+            Some(_) => ("ETREAT", "emergency treatment"),
+            None => a.purpose(),
+        };
         let mut user = json!({
             "type": {"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
@@ -224,7 +236,7 @@ impl Draft {
         if let Some(d) = outcome_desc {
             ev["outcomeDesc"] = json!(d);
         }
-        if let Some(reason) = &a.break_glass {
+        if let Some(reason) = emergency {
             // Break the glass (HL7 v3 ActCode BTG), with the emergency the doctor stated.
             ev["purposeOfEvent"] = json!([{
                 "coding": [
@@ -238,7 +250,7 @@ impl Draft {
         NewEvent {
             recorded,
             resident: resident.map(str::to_owned),
-            flagged: a.break_glass.is_some(),
+            flagged: emergency.is_some(),
             content: ev.to_string(),
         }
     }

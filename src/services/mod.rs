@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod break_glass;
 pub mod bundle;
 pub mod consent;
 pub mod everything;

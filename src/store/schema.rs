@@ -184,3 +184,13 @@ diesel::table! {
         added -> BigInt,
     }
 }
+
+diesel::table! {
+    break_glass (sub, resident) {
+        sub -> Text,
+        resident -> Text,
+        reason -> Text,
+        granted -> BigInt,
+        expires -> BigInt,
+    }
+}

@@ -219,10 +219,34 @@ async fn a_doctor_breaks_the_glass_with_a_stated_reason_and_the_resident_sees_it
             .await
         }
     };
+    let (b, b_obs, _) = resident_of_home(&app, "CON-H", "辛").await;
+    app.create(&consent(&b, json!({"type": "deny"}))).await;
     let read = emergency("昏迷急诊，无法取得同意").await;
     assert_eq!(read.status, 200, "{}", read.text());
     emergency("   ").await.outcome(400);
-    // Bounded to the request that states it: the next one without the reason is refused again.
+    // For a bounded time the doctor keeps seeing that resident (and only that one), in
+    // searches too; each access is audited as break-glass.
+    let again = app.get_as(&away, &path).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    app.get_as(&away, &format!("/fhir/Observation/{b_obs}"))
+        .await
+        .outcome(403);
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        1
+    );
+    // Once the grant has run out, the deny holds again.
+    app.store()
+        .write(|c| {
+            use diesel::prelude::*;
+            use huimin::store::schema::break_glass as g;
+            diesel::update(g::table)
+                .set(g::expires.eq(huimin::clock::now_millis() - 1))
+                .execute(c)
+                .map_err(huimin::error::ApiError::from)
+        })
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     app.get_as(&away, &path).await.outcome(403);
     // Only doctors break the glass.
     let his = format!("Bearer {}", app.token);
@@ -253,7 +277,8 @@ async fn a_doctor_breaks_the_glass_with_a_stated_reason_and_the_resident_sees_it
         .into_iter()
         .map(|e| e["resource"].clone())
         .collect();
-    assert_eq!(events.len(), 1, "{events:?}");
+    // The emergency read, the read and the search under the grant.
+    assert_eq!(events.len(), 3, "{events:?}");
     let e = &events[0];
     assert_eq!(e["purposeOfEvent"][0]["coding"][1]["code"], "BTG", "{e}");
     assert_eq!(
@@ -285,7 +310,10 @@ async fn a_merge_carries_a_consent_to_the_merged_resident_at_once() {
                 .get_as(admin_token, &format!("/fhir/Patient/{pid}"))
                 .await
                 .json();
-            p["link"][0]["other"]["reference"].as_str().unwrap().to_owned()
+            p["link"][0]["other"]["reference"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }
     };
     let (gx, gy) = (golden(x).await, golden(y).await);
