@@ -544,6 +544,13 @@ pub fn start_sealer(store: Store, interval: Duration, retention_days: u32) {
                         Ok(n) => tracing::info!(purged = n, retention_days, "audit records past retention purged"),
                         Err(e) => tracing::error!(error = %e, "purging old audit records failed"),
                     }
+                    // Emergency grants that ran out (their accesses stay in the audit trail).
+                    let now = clock::now_millis();
+                    if let Err(e) = store.write(move |conn| {
+                        crate::store::break_glass::purge_expired(conn, now).map_err(ApiError::from)
+                    }) {
+                        tracing::error!(error = %e, "purging expired emergency grants failed");
+                    }
                 }
             }
         });

@@ -46,3 +46,9 @@ pub fn active(conn: &mut DbConn, sub: &str, now: i64) -> QueryResult<Vec<(String
         .select((g::resident, g::reason, g::expires));
     native!(conn, c => q.load(c))
 }
+
+/// Forget grants that ran out before `now`; rows removed.
+pub fn purge_expired(conn: &mut DbConn, now: i64) -> QueryResult<usize> {
+    let q = diesel::delete(g::table.filter(g::expires.le(now)));
+    native!(conn, c => q.execute(c))
+}
