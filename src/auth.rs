@@ -167,7 +167,23 @@ pub struct Caller {
     /// Emergency access (break-glass): the reason a doctor stated in the
     /// `X-Break-Glass-Reason` header of this request.
     pub break_glass: Option<String>,
+    /// The purpose of use stated in `X-Purpose-Of-Use` (HL7 v3 ActReason); treatment when
+    /// none is stated.
+    pub purpose: Option<String>,
 }
+
+/// The header a hospital system or doctor states the purpose of a request in.
+pub const PURPOSE_HEADER: &str = "x-purpose-of-use";
+
+/// Purposes of use a `his` or `doctor` caller may state (HL7 v3 ActReason), with their names:
+/// treatment, coordination of care (referrals, 转诊), research, public health. Emergency
+/// treatment is stated with `X-Break-Glass-Reason`.
+pub const PURPOSES: &[(&str, &str)] = &[
+    ("TREAT", "treatment"),
+    ("COC", "coordination of care"),
+    ("HRESCH", "healthcare research"),
+    ("PUBHLTH", "public health"),
+];
 
 /// The header a doctor states an emergency in (break-glass, 破窗).
 pub const BREAK_GLASS_HEADER: &str = "x-break-glass-reason";
@@ -315,6 +331,7 @@ impl Authenticator {
                 .filter_map(Scope::parse)
                 .collect(),
             break_glass: None,
+            purpose: None,
         };
         Ok((caller, exp))
     }
@@ -463,7 +480,7 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
     let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
         // A hospital system's verified client certificate (mutual TLS) stands for a token.
         if let Some(cert) = req.conn_data::<crate::tls::ClientCertificate>() {
-            return Ok(certificate_caller(cert));
+            return with_request_headers(req, certificate_caller(cert));
         }
         return Err(ApiError::Unauthorized(
             "an Authorization: Bearer token (or a client certificate) is required".to_owned(),
@@ -478,7 +495,31 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".to_owned())
         })?;
-    let mut caller = auth.verify(token.trim())?;
+    with_request_headers(req, auth.verify(token.trim())?)
+}
+
+/// The caller with what this request states: an emergency, a purpose of use.
+fn with_request_headers(req: &HttpRequest, mut caller: Caller) -> Result<Caller, ApiError> {
+    if let Some(v) = req.headers().get(PURPOSE_HEADER) {
+        let code = v.to_str().unwrap_or_default().trim();
+        if !matches!(caller.role, Role::His | Role::Doctor) {
+            return Err(ApiError::Forbidden(
+                "a purpose of use (X-Purpose-Of-Use) is stated by hospital systems and doctors"
+                    .to_owned(),
+            ));
+        }
+        if !PURPOSES.iter().any(|(c, _)| *c == code) {
+            return Err(ApiError::bad_request(format!(
+                "X-Purpose-Of-Use must be one of {} (emergencies: X-Break-Glass-Reason)",
+                PURPOSES
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        caller.purpose = Some(code.to_owned());
+    }
     if let Some(v) = req.headers().get(BREAK_GLASS_HEADER) {
         // UTF-8 as sent, or percent-encoded (header values are ASCII for many clients).
         let raw = std::str::from_utf8(v.as_bytes()).unwrap_or_default();
@@ -509,6 +550,7 @@ fn certificate_caller(cert: &crate::tls::ClientCertificate) -> Caller {
         fhir_user: None,
         scopes: Scope::parse("system/*.cruds").into_iter().collect(),
         break_glass: None,
+        purpose: None,
     }
 }
 

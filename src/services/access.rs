@@ -72,7 +72,8 @@ impl AccessFilter {
                     .fhir_user
                     .as_deref()
                     .filter(|u| u.starts_with("Practitioner/"));
-                let view = consent.view(conn, caller.org.as_deref(), practitioner, "TREAT")?;
+                let purpose = caller.purpose.as_deref().unwrap_or("TREAT");
+                let view = consent.view(conn, caller.org.as_deref(), practitioner, purpose)?;
                 let granted = if caller.role == Role::Doctor {
                     let mut g: Vec<String> =
                         grants.active(conn, &caller.sub)?.keys().cloned().collect();

@@ -52,6 +52,8 @@ pub struct Actor {
     pub address: Option<String>,
     /// The stated emergency of a break-glass access.
     pub break_glass: Option<String>,
+    /// The stated purpose of use (`X-Purpose-Of-Use`).
+    pub purpose: Option<String>,
 }
 
 impl Actor {
@@ -63,6 +65,7 @@ impl Actor {
             fhir_user: caller.fhir_user.clone(),
             address,
             break_glass: caller.break_glass.clone(),
+            purpose: caller.purpose.clone(),
         }
     }
 
@@ -72,7 +75,14 @@ impl Actor {
             return ("ETREAT", "emergency treatment");
         }
         match self.role {
-            Role::His | Role::Doctor => ("TREAT", "treatment"),
+            Role::His | Role::Doctor => {
+                let code = self.purpose.as_deref().unwrap_or("TREAT");
+                crate::auth::PURPOSES
+                    .iter()
+                    .copied()
+                    .find(|(c, _)| *c == code)
+                    .unwrap_or(("TREAT", "treatment"))
+            }
             Role::Resident => ("PATRQT", "patient requested"),
             Role::Official => ("PUBHLTH", "public health"),
             Role::Admin => ("HOPERAT", "healthcare operations"),

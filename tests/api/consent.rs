@@ -341,3 +341,66 @@ async fn a_merge_carries_a_consent_to_the_merged_resident_at_once() {
         0
     );
 }
+
+#[actix_rt::test]
+async fn a_stated_purpose_of_use_is_decided_by_consent_and_audited() {
+    let app = spawn_app().await;
+    let (a, a_obs, _) = resident_of_home(&app, "CON-P", "壬").await;
+    // Shared for treatment, not for research.
+    app.create(&consent(
+        &a,
+        json!({"type": "permit", "provision": [{"type": "deny", "purpose": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HRESCH"}]}]}),
+    ))
+    .await;
+    let away = format!("Bearer {}", doctor(&app, "away"));
+    let get = |path: String, purpose: Option<&'static str>| {
+        let (app, away) = (&app, away.clone());
+        async move {
+            let mut headers = vec![("Authorization", away.as_str())];
+            if let Some(p) = purpose {
+                headers.push(("X-Purpose-Of-Use", p));
+            }
+            app.send("GET", &path, &headers, None).await
+        }
+    };
+    let obs = format!("/fhir/Observation/{a_obs}");
+    assert_eq!(get(obs.clone(), None).await.status, 200);
+    assert_eq!(get(obs.clone(), Some("TREAT")).await.status, 200);
+    assert_eq!(get(obs.clone(), Some("COC")).await.status, 200);
+    get(obs.clone(), Some("HRESCH")).await.outcome(403);
+    let research = get("/fhir/Observation?_total=accurate".into(), Some("HRESCH"))
+        .await
+        .json();
+    assert_eq!(research["total"], 0, "{research}");
+    // Emergencies are stated as such; unknown purposes are refused; residents state none.
+    get(obs.clone(), Some("ETREAT")).await.outcome(400);
+    get(obs.clone(), Some("SHOPPING")).await.outcome(400);
+    let resident = app.token_as(
+        "resident-p",
+        Role::Resident,
+        "patient/*.rs",
+        Some(&format!("Patient/{a}")),
+    );
+    app.send(
+        "GET",
+        &obs,
+        &[
+            ("Authorization", format!("Bearer {resident}").as_str()),
+            ("X-Purpose-Of-Use", "TREAT"),
+        ],
+        None,
+    )
+    .await
+    .outcome(403);
+    // The audit trail records the purpose stated.
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let audit = app
+        .get_as(&admin, "/fhir/AuditEvent?_count=1000")
+        .await
+        .text();
+    assert!(
+        audit.contains("\"HRESCH\"") && audit.contains("\"COC\""),
+        "{audit}"
+    );
+}
