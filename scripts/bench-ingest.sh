@@ -21,10 +21,19 @@ if [ ! -f "$city/manifest.json" ]; then
 fi
 # Entries of the institution bundles (the registry is pushed before timing starts).
 entries=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["entries"] - len(json.load(open(sys.argv[2]))["entry"]))' "$city/manifest.json" "$city/registry.json")
+# Each institution's system pushes its own bundles (a hospital system writes for its own
+# institution): one token per institution directory.
+mkdir -p "$work/tokens"
+for d in "$city"/*/; do
+  org=$(basename "$d")
+  "$bin" token --role his --org "Organization/$org" --scope 'system/*.cruds' > "$work/tokens/$org" 2>/dev/null
+done
 push() {
-  local out
+  local out token
   out=$(mktemp -p "$work")
-  curl -s -o "$out" -w "%{http_code} %{time_total}\n" -H "Authorization: Bearer $TOKEN" \
+  token=$TOKEN
+  [ -f "$work/tokens/$(basename "$(dirname "$1")")" ] && token=$(cat "$work/tokens/$(basename "$(dirname "$1")")")
+  curl -s -o "$out" -w "%{http_code} %{time_total}\n" -H "Authorization: Bearer $token" \
     -H "Content-Type: application/fhir+json" --data-binary "@$1" "$base/fhir" | tee "$out.status"
   # Keep the answer of a failed push (the OperationOutcome says why).
   if ! grep -q '^200 ' "$out.status"; then mv "$out" "$work/failed-$(basename "$(dirname "$1")")-$(basename "$1")"; else rm -f "$out"; fi

@@ -143,7 +143,42 @@ pub async fn may_write(
                 Err(refused())
             }
         }
-        Role::Admin | Role::His | Role::Doctor => Ok(()),
+        Role::His => match body {
+            Some(b) => own_institution(caller, t, b),
+            None => Ok(()),
+        },
+        Role::Admin | Role::Doctor => Ok(()),
+    }
+}
+
+/// The elements that name the institution a record belongs to.
+const CUSTODIANS: &[(&str, &str)] = &[
+    ("Patient", "managingOrganization"),
+    ("Encounter", "serviceProvider"),
+];
+
+/// A hospital system writes for its own institution: a Patient it writes is managed by the
+/// institution its token (or client certificate) names, an Encounter is provided by it. 403
+/// naming the element otherwise.
+pub fn own_institution(
+    caller: &Caller,
+    t: &str,
+    body: &crate::fhir::json::Json,
+) -> Result<(), ApiError> {
+    let (Role::His, Some(org)) = (caller.role, caller.org.as_deref()) else {
+        return Ok(());
+    };
+    let Some((_, element)) = CUSTODIANS.iter().find(|(ct, _)| *ct == t) else {
+        return Ok(());
+    };
+    let Some(named) = body.get(element) else {
+        return Ok(());
+    };
+    match named.get_str("reference") {
+        Some(r) if r == org => Ok(()),
+        _ => Err(ApiError::Forbidden(format!(
+            "{t}.{element} names another institution: a hospital system writes for its own ({org})"
+        ))),
     }
 }
 

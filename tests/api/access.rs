@@ -247,3 +247,66 @@ async fn an_official_sees_no_individual_resource() {
     .await
     .outcome(403);
 }
+
+#[actix_web::test]
+async fn a_hospital_system_writes_for_its_own_institution() {
+    let app = spawn_app().await;
+    let a = app.his_of("hosp-a");
+    let mut p = patient("OWN-1");
+    p["managingOrganization"] = serde_json::json!({"reference": "Organization/hosp-b"});
+    let send =
+        |token: String, method: &'static str, path: &'static str, body: serde_json::Value| {
+            let app = &app;
+            async move {
+                app.send(
+                    method,
+                    path,
+                    &[
+                        ("Authorization", format!("Bearer {token}").as_str()),
+                        ("Content-Type", crate::helpers::FHIR_JSON),
+                    ],
+                    Some(body.to_string().as_bytes()),
+                )
+                .await
+            }
+        };
+    let refused = send(a.clone(), "POST", "/fhir/Patient", p.clone()).await;
+    let outcome = refused.outcome(403);
+    assert!(
+        outcome.to_string().contains("Patient.managingOrganization"),
+        "{outcome}"
+    );
+    let enc = serde_json::json!({"resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "serviceProvider": {"reference": "Organization/hosp-b"}});
+    send(a.clone(), "POST", "/fhir/Encounter", enc.clone())
+        .await
+        .outcome(403);
+    // In a transaction the whole bundle is refused, nothing written.
+    let bundle = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient("OWN-2"), "request": {"method": "POST", "url": "Patient"}},
+        {"resource": enc, "request": {"method": "POST", "url": "Encounter"}}]});
+    send(a.clone(), "POST", "/fhir", bundle).await.outcome(403);
+    let none = app
+        .get("/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.13|OWN-2")
+        .await;
+    assert!(none.json()["entry"].as_array().is_none_or(Vec::is_empty));
+    // Its own institution's records, and records naming none, are written.
+    p["managingOrganization"] = serde_json::json!({"reference": "Organization/hosp-a"});
+    assert_eq!(
+        send(a.clone(), "POST", "/fhir/Patient", p.clone())
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        send(a, "POST", "/fhir/Patient", patient("OWN-3"))
+            .await
+            .status,
+        201
+    );
+    // Administrators maintain every institution's records.
+    p["managingOrganization"] = serde_json::json!({"reference": "Organization/hosp-b"});
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    assert_eq!(send(admin, "POST", "/fhir/Patient", p).await.status, 201);
+}

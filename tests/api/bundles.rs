@@ -502,8 +502,23 @@ async fn push_city(app: &TestApp, dir: &std::path::Path) -> usize {
     }
     for f in &files {
         let body = std::fs::read(f).unwrap();
+        // Each institution's system pushes its own bundles (the registry: the default token).
+        let org = f.parent().unwrap().file_name().unwrap().to_string_lossy();
+        let auth = if f.ends_with("registry.json") {
+            format!("Bearer {}", app.token)
+        } else {
+            format!("Bearer {}", app.his_of(&org))
+        };
         let r = app
-            .send("POST", "/fhir", &[("Content-Type", FHIR_JSON)], Some(&body))
+            .send(
+                "POST",
+                "/fhir",
+                &[
+                    ("Content-Type", FHIR_JSON),
+                    ("Authorization", auth.as_str()),
+                ],
+                Some(&body),
+            )
             .await;
         assert_eq!(r.status.as_u16(), 200, "{}: {}", f.display(), r.text());
     }

@@ -14,7 +14,10 @@ async fn resident_of_home(app: &TestApp, mrn: &str, family: &str) -> (String, St
     let mut p = patient(mrn);
     p["name"] = json!([{"family": family, "given": ["丁"]}]);
     p["managingOrganization"] = json!({"reference": "Organization/home"});
-    let pid = app.create(&p).await["id"].as_str().unwrap().to_owned();
+    let pid = app.create_as(&app.his_of("home"), &p).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let subject = json!({"reference": format!("Patient/{pid}")});
     let obs = app
         .create(&json!({"resourceType": "Observation", "status": "final",

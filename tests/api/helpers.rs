@@ -176,6 +176,42 @@ impl TestApp {
         .unwrap()
     }
 
+    /// A hospital system's token for institution `Organization/<org>` (it writes the Patients
+    /// that institution manages).
+    pub fn his_of(&self, org: &str) -> String {
+        dev_token(
+            &self.settings,
+            &TokenRequest {
+                sub: format!("his-{org}"),
+                role: Role::His,
+                scope: "system/*.cruds".to_owned(),
+                org: Some(format!("Organization/{org}")),
+                fhir_user: None,
+                ttl_secs: 600,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Create a resource with another token and return its JSON as stored.
+    pub async fn create_as(&self, token: &str, body: &Value) -> Value {
+        let t = body["resourceType"].as_str().unwrap();
+        let auth = format!("Bearer {token}");
+        let r = self
+            .send(
+                "POST",
+                &format!("/fhir/{t}"),
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", FHIR_JSON),
+                ],
+                Some(body.to_string().as_bytes()),
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+        r.json()
+    }
+
     /// A second handle on the test's database (what a tool running beside the server sees).
     pub fn store(&self) -> huimin::store::Store {
         huimin::store::Store::open(

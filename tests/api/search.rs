@@ -11,7 +11,22 @@ async fn put(app: &TestApp, r: Value) {
         r["resourceType"].as_str().unwrap(),
         r["id"].as_str().unwrap()
     );
-    let reply = app.put_json(&path, &r).await;
+    // A Patient is written by the system of the institution that manages it.
+    let auth = match r["managingOrganization"]["reference"].as_str() {
+        Some(org) => app.his_of(org.trim_start_matches("Organization/")),
+        None => app.token.clone(),
+    };
+    let reply = app
+        .send(
+            "PUT",
+            &path,
+            &[
+                ("Authorization", format!("Bearer {auth}").as_str()),
+                ("Content-Type", crate::helpers::FHIR_JSON),
+            ],
+            Some(r.to_string().as_bytes()),
+        )
+        .await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.text());
 }
 
