@@ -82,6 +82,11 @@ pub struct Settings {
     pub tls_client_auth: String,
     /// Minutes a doctor's emergency access (break-glass) to the residents it touched lasts.
     pub break_glass_minutes: u32,
+    /// Redis (`redis://host:port/`) through which server processes of one database tell each
+    /// other of Consent, merge and emergency-grant changes at once; none by default.
+    pub redis_url: Option<String>,
+    /// How often a process asks the database whether a Consent changed, in milliseconds.
+    pub consent_recheck_ms: u64,
 }
 
 impl Default for Settings {
@@ -118,6 +123,8 @@ impl Default for Settings {
             tls_client_ca_file: None,
             tls_client_auth: "optional".to_owned(),
             break_glass_minutes: 60,
+            redis_url: None,
+            consent_recheck_ms: 1000,
         }
     }
 }
@@ -270,6 +277,16 @@ impl Settings {
                 self.break_glass_minutes
             );
         }
+        if self.consent_recheck_ms == 0 {
+            bail!(
+                "invalid setting consent_recheck_ms (HUIMIN_CONSENT_RECHECK_MS): must be at least 1"
+            );
+        }
+        if let Some(u) = &self.redis_url
+            && !(u.starts_with("redis://") || u.starts_with("unix://"))
+        {
+            bail!("invalid setting redis_url (HUIMIN_REDIS_URL): '{u}' is not a redis:// URL");
+        }
         if self.audit_seal_interval_ms == 0 {
             bail!(
                 "invalid setting audit_seal_interval_ms (HUIMIN_AUDIT_SEAL_INTERVAL_MS): must be at least 1"
@@ -349,6 +366,8 @@ const KNOWN: &[&str] = &[
     "tls_client_ca_file",
     "tls_client_auth",
     "break_glass_minutes",
+    "redis_url",
+    "consent_recheck_ms",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

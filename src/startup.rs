@@ -39,13 +39,26 @@ impl Application {
             lower: settings.resident_match_lower,
         });
         store.start_maintenance();
-        let consent = Arc::new(crate::services::consent::Engine::new(
+        let consent = Arc::new(crate::services::consent::Engine::with_recheck(
             if settings.consent_default == "opt-in" {
                 crate::services::consent::Default::OptIn
             } else {
                 crate::services::consent::Default::OptOut
             },
+            std::time::Duration::from_millis(settings.consent_recheck_ms),
         ));
+        let grants = Arc::new(crate::services::break_glass::Grants::new(
+            settings.break_glass_minutes,
+        ));
+        let bus = match &settings.redis_url {
+            Some(url) => Some(crate::services::bus::Bus::start(
+                url,
+                crate::services::bus::channel_of(&db),
+                consent.clone(),
+                grants.clone(),
+            )?),
+            None => None,
+        };
         let audit = crate::services::audit::Sink::new(store.clone());
         crate::services::audit::start_sealer(
             store.clone(),
@@ -60,7 +73,6 @@ impl Application {
             );
         }
         let tls = crate::tls::acceptor(&settings)?;
-        let break_glass_minutes = settings.break_glass_minutes;
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {} (HUIMIN_LISTEN)", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -71,9 +83,8 @@ impl Application {
             store,
             audit,
             consent,
-            grants: Arc::new(crate::services::break_glass::Grants::new(
-                break_glass_minutes,
-            )),
+            grants,
+            bus,
             metrics: Arc::new(Metrics::new()),
         });
         tracing::info!(

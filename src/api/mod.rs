@@ -33,7 +33,18 @@ pub struct AppState {
     pub consent: Arc<crate::services::consent::Engine>,
     /// Running emergency access grants (break-glass).
     pub grants: Arc<crate::services::break_glass::Grants>,
+    /// Tells the other server processes of changes (Redis, when configured).
+    pub bus: Option<crate::services::bus::Bus>,
     pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Tell the other server processes of a change (nothing without Redis).
+    pub fn publish(&self, change: crate::services::bus::Change) {
+        if let Some(b) = &self.bus {
+            b.publish(change);
+        }
+    }
 }
 
 /// Register every route of the application.
@@ -213,12 +224,15 @@ where
     match body.await {
         Ok((resp, None)) => {
             // A write (committed): if it touched a Consent, decisions reload.
+            use crate::services::bus::Change;
             if draft.what.starts_with("Consent") || draft.what == "Bundle" {
                 state.consent.changed();
+                state.publish(Change::Consent);
             }
             // A merge moves Consents' residents without a new Consent version.
             if matches!(draft.subtype.as_str(), "$merge" | "$unmerge") {
                 state.consent.reload();
+                state.publish(Change::Residents);
             }
             Ok(resp)
         }
@@ -238,6 +252,9 @@ where
                     .grants
                     .grant(&state.store, &draft.actor.sub, residents, reason)
                     .await?;
+                state.publish(crate::services::bus::Change::Grants(
+                    draft.actor.sub.clone(),
+                ));
             }
             Ok(resp)
         }

@@ -70,6 +70,16 @@ impl Grants {
         Ok(granted)
     }
 
+    /// Forget what was read of doctor `sub`'s grants (they changed elsewhere).
+    pub fn forget(&self, sub: &str) {
+        self.cache().remove(sub);
+    }
+
+    /// Forget every doctor's grants read so far.
+    pub fn forget_all(&self) {
+        self.cache().clear();
+    }
+
     /// Grant doctor `sub` the `residents` an emergency request touched.
     pub async fn grant(
         &self,

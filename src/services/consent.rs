@@ -242,8 +242,8 @@ pub fn decide(policies: &[Policy], default: Default, minor: bool, req: &Request<
 type Policies = HashMap<String, Vec<Policy>>;
 
 /// How long a process trusts what it loaded before it asks the database whether a Consent
-/// changed (another server process may have written one).
-const RECHECK: Duration = Duration::from_secs(1);
+/// changed (another server process may have written one), unless configured otherwise.
+pub const RECHECK: Duration = Duration::from_secs(1);
 
 /// How long loaded Consents are used at most before they are read again regardless.
 const RELOAD: Duration = Duration::from_secs(60);
@@ -262,13 +262,21 @@ struct Loaded {
 /// The consent engine of one database: the regional default and what it loaded.
 pub struct Engine {
     default: Default,
+    recheck: Duration,
     cache: Mutex<Option<Loaded>>,
 }
 
 impl Engine {
     pub fn new(default: Default) -> Engine {
+        Engine::with_recheck(default, RECHECK)
+    }
+
+    /// An engine that asks the database every `recheck` whether a Consent changed (longer when
+    /// Redis tells every process of each change, see [`crate::services::bus`]).
+    pub fn with_recheck(default: Default, recheck: Duration) -> Engine {
         Engine {
             default,
+            recheck,
             cache: Mutex::new(None),
         }
     }
@@ -298,7 +306,7 @@ impl Engine {
     pub fn nothing_restricted(&self) -> bool {
         self.default == Default::OptOut
             && self.cache().as_ref().is_some_and(|l| {
-                l.policies.is_empty() && l.checked.is_some_and(|c| c.elapsed() < RECHECK)
+                l.policies.is_empty() && l.checked.is_some_and(|c| c.elapsed() < self.recheck)
             })
     }
 
@@ -319,7 +327,7 @@ impl Engine {
         let fresh = self
             .cache()
             .as_ref()
-            .is_some_and(|l| l.checked.is_some_and(|c| c.elapsed() < RECHECK));
+            .is_some_and(|l| l.checked.is_some_and(|c| c.elapsed() < self.recheck));
         if !fresh {
             let stamp = resources::latest_version_seq(conn, "Consent")?;
             // Also read again once a minute: on PostgreSQL a Consent committed late with a

@@ -5,6 +5,7 @@ pub mod access;
 pub mod audit;
 pub mod break_glass;
 pub mod bundle;
+pub mod bus;
 pub mod consent;
 pub mod everything;
 pub mod ident;

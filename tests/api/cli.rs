@@ -23,6 +23,10 @@ fn bad_settings_stop_start_up_naming_the_setting() {
         ("HUIMIN_LOG_FORMAT", "yaml"),
         ("HUIMIN_LISTN", "127.0.0.1:1"),
         ("HUIMIN_AUDIT_RETENTION_DAYS", "30"),
+        ("HUIMIN_REDIS_URL", "localhost:6379"),
+        ("HUIMIN_BREAK_GLASS_MINUTES", "0"),
+        ("HUIMIN_TLS_CLIENT_AUTH", "sometimes"),
+        ("HUIMIN_CONSENT_RECHECK_MS", "0"),
     ] {
         let out = huimin().arg("serve").env(var, value).output().unwrap();
         assert!(!out.status.success(), "{var}={value} must stop start-up");

@@ -407,3 +407,51 @@ async fn a_stated_purpose_of_use_is_decided_by_consent_and_audited() {
         "{audit}"
     );
 }
+
+#[actix_rt::test]
+async fn with_redis_a_consent_applies_in_another_server_process_at_once() {
+    // Runs where a Redis is named (CI: the PostgreSQL + Redis suite).
+    let Ok(redis) = std::env::var("HUIMIN_TEST_REDIS_URL") else {
+        return;
+    };
+    // A decision cached for ten minutes: only Redis can make the change apply sooner.
+    let r = redis.clone();
+    let a = spawn_app_with(move |s| {
+        s.redis_url = Some(r);
+        s.consent_recheck_ms = 600_000;
+    })
+    .await;
+    let url = a.settings.database_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            a.settings.data_dir.join("huimin.db").display()
+        )
+    });
+    let keyring = a.settings.keyring_path();
+    let b = spawn_app_with(move |s| {
+        s.database_url = Some(url);
+        s.keyring_file = Some(keyring);
+        s.redis_url = Some(redis);
+        s.consent_recheck_ms = 600_000;
+    })
+    .await;
+    let (pid, _, _) = resident_of_home(&a, "CON-R", "癸").await;
+    let away = doctor(&b, "away");
+    assert_eq!(
+        total(&b, &away, "/fhir/Observation?_total=accurate").await,
+        1
+    );
+    a.create(&consent(&pid, json!({"type": "deny"}))).await;
+    let mut seen = 1;
+    for _ in 0..50 {
+        seen = total(&b, &away, "/fhir/Observation?_total=accurate").await;
+        if seen == 0 {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen, 0,
+        "the other process still showed the denied record after 5 s"
+    );
+}
