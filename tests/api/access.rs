@@ -137,9 +137,16 @@ async fn a_resident_reads_and_searches_only_their_own_record() {
             .status,
         200
     );
-    // History across residents and the resident index are not for residents.
-    get("/fhir/Observation/_history".into()).await.outcome(403);
-    get("/fhir/_history".into()).await.outcome(403);
+    // History across resources shows only my own record's versions (and registries').
+    for path in ["/fhir/Observation/_history", "/fhir/_history"] {
+        let h = get(path.into()).await;
+        assert_eq!(h.status, 200, "{path}: {}", h.text());
+        let text = h.text();
+        assert!(text.contains(&my_obs), "{path}: {text}");
+        assert!(!text.contains(&their_obs), "{path}: {text}");
+        assert!(!text.contains(&them), "{path}: {text}");
+    }
+    // The resident index is not for residents.
     get("/fhir/Patient/$ihe-pix?sourceIdentifier=urn:oid:2.16.156.10011.1.13|ACC-2".into())
         .await
         .outcome(403);

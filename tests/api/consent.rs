@@ -102,9 +102,15 @@ async fn a_deny_keeps_other_institutions_out_and_takes_effect_at_once() {
     app.get_as(&away, &format!("/fhir/Patient/{a}/$everything"))
         .await
         .outcome(403);
-    app.get_as(&away, "/fhir/Observation/_history")
-        .await
-        .outcome(403);
+    // History across resources leaves A's versions out.
+    let h = app.get_as(&away, "/fhir/Observation/_history").await;
+    assert_eq!(h.status, 200, "{}", h.text());
+    assert!(
+        !h.text().contains(&a_obs) && !h.text().contains(&a),
+        "{}",
+        h.text()
+    );
+    assert_eq!(h.json()["entry"].as_array().map_or(0, Vec::len), 1);
     // A's own institution still sees everything.
     assert_eq!(
         total(&app, &home, "/fhir/Observation?_total=accurate").await,
