@@ -460,7 +460,7 @@ async fn patient_everything_body(
     let store = state.store.clone();
     let access = api::access(&state, &caller).await?;
     let page = web::block(move || {
-        let page = everything::everything(&store, &id, &request)?;
+        let page = everything::everything(&store, &id, &request, &access)?;
         let g = page.golden.as_str();
         if store.read(|c| access.visible(c, "Patient", g, Some(g)))? {
             Ok(page)
@@ -642,7 +642,7 @@ async fn patient_summary_body(
         if !store.read(|c| access.visible(c, "Patient", &id, resident.as_deref()))? {
             return Err(crate::services::access::AccessFilter::denied());
         }
-        let doc = everything::summary(&store, &id, &base)?;
+        let doc = everything::summary(&store, &id, &base, &access)?;
         Ok::<_, ApiError>((doc, touched))
     })
     .await??;

@@ -174,6 +174,47 @@ impl AccessFilter {
         }
     }
 
+    /// Keep of a resident's resources `(type, id, JSON)` those the caller may see: one query
+    /// per type whose clause hides anything (consent by type, grants), none otherwise.
+    pub fn retain_visible(
+        &self,
+        conn: &mut DbConn,
+        rows: &mut Vec<(String, String, String)>,
+    ) -> Result<(), ApiError> {
+        let types: std::collections::BTreeSet<String> =
+            rows.iter().map(|(t, _, _)| t.clone()).collect();
+        let mut hidden: std::collections::HashSet<(String, String)> = Default::default();
+        for t in types {
+            let Some(c) = self.clause(&t) else {
+                continue;
+            };
+            let ids: Vec<String> = rows
+                .iter()
+                .filter(|(rt, _, _)| *rt == t)
+                .map(|(_, id, _)| id.clone())
+                .collect();
+            let query = crate::fhir::search::Query {
+                clauses: vec![Clause::Id(ids.clone()), c],
+                ignored: Vec::new(),
+            };
+            let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+            let shown: std::collections::HashSet<String> =
+                crate::store::search::run(conn, &t, &query, &[], None, limit)?
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+            hidden.extend(
+                ids.into_iter()
+                    .filter(|id| !shown.contains(id))
+                    .map(|id| (t.clone(), id)),
+            );
+        }
+        if !hidden.is_empty() {
+            rows.retain(|(t, id, _)| !hidden.contains(&(t.clone(), id.clone())));
+        }
+        Ok(())
+    }
+
     /// A record read directly, if the caller may see it (403 otherwise).
     pub fn shown(
         &self,

@@ -2,6 +2,7 @@
 //! every institution, found through the `resident` column (one index range), with the
 //! Organizations, Practitioners, PractitionerRoles and Locations they refer to.
 
+use crate::services::access::AccessFilter;
 use std::collections::HashSet;
 
 use crate::clock;
@@ -50,7 +51,12 @@ pub fn golden_of(conn: &mut DbConn, id: &str) -> Result<String, ApiError> {
 }
 
 /// `Patient/[id]/$everything`, one page.
-pub fn everything(store: &Store, id: &str, req: &Request) -> Result<Page, ApiError> {
+pub fn everything(
+    store: &Store,
+    id: &str,
+    req: &Request,
+    access: &AccessFilter,
+) -> Result<Page, ApiError> {
     store.read(|conn| {
         let golden = golden_of(conn, id)?;
         let want = usize::try_from(req.count).unwrap_or(usize::MAX);
@@ -69,6 +75,8 @@ pub fn everything(store: &Store, id: &str, req: &Request) -> Result<Page, ApiErr
         } else {
             None
         };
+        // What consent hides of this resident by type (the page may then be short).
+        access.retain_visible(conn, &mut found)?;
         let mut seen: HashSet<(String, String)> = found
             .iter()
             .map(|(t, id, _)| (t.clone(), id.clone()))
@@ -217,11 +225,17 @@ fn care_date(r: &Json) -> String {
 /// `Patient/[id]/$summary`: a document Bundle (Composition first) of the resident's active
 /// problems, current medications, allergies, latest vital signs and results with their dates,
 /// recent encounters with their institutions, immunizations, and the contributing institutions.
-pub fn summary(store: &Store, id: &str, base: &str) -> Result<Json, ApiError> {
+pub fn summary(
+    store: &Store,
+    id: &str,
+    base: &str,
+    access: &AccessFilter,
+) -> Result<Json, ApiError> {
     store.read(|conn| {
         let golden = golden_of(conn, id)?;
-        let members =
+        let mut members =
             store_search::resident_members(conn, &golden, &[], None, None, None, SUMMARY_MAX)?;
+        access.retain_visible(conn, &mut members)?;
         let mut sections = [
             Section {
                 code: Some("11450-4"),

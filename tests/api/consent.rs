@@ -172,6 +172,29 @@ async fn a_permit_with_a_nested_deny_hides_one_type() {
         total(&app, &away, "/fhir/Observation?_total=accurate").await,
         1
     );
+    // $everything and $summary leave the denied type out too.
+    let all = app
+        .get_as(&away, &format!("/fhir/Patient/{a}/$everything"))
+        .await;
+    assert_eq!(all.status, 200, "{}", all.text());
+    assert!(all.text().contains(&a_obs), "{}", all.text());
+    assert!(
+        !all.text().contains(&a_cond) && !all.text().contains("高血压"),
+        "{}",
+        all.text()
+    );
+    let summary = app
+        .get_as(&away, &format!("/fhir/Patient/{a}/$summary"))
+        .await;
+    assert_eq!(summary.status, 200, "{}", summary.text());
+    assert!(!summary.text().contains("高血压"), "{}", summary.text());
+    // The resident's own institution sees it all.
+    let home = doctor(&app, "home");
+    let all = app
+        .get_as(&home, &format!("/fhir/Patient/{a}/$everything"))
+        .await
+        .text();
+    assert!(all.contains(&a_cond), "{all}");
 }
 
 #[actix_rt::test]
