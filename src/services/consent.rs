@@ -256,6 +256,8 @@ struct Loaded {
     loaded: Instant,
     checked: Option<Instant>,
     policies: Arc<Policies>,
+    /// The types of which some resource carries a sensitive label.
+    labelled: Arc<HashSet<String>>,
     views: HashMap<(Option<String>, Option<String>, String), Arc<View>>,
 }
 
@@ -306,7 +308,9 @@ impl Engine {
     pub fn nothing_restricted(&self) -> bool {
         self.default == Default::OptOut
             && self.cache().as_ref().is_some_and(|l| {
-                l.policies.is_empty() && l.checked.is_some_and(|c| c.elapsed() < self.recheck)
+                l.policies.is_empty()
+                    && l.labelled.is_empty()
+                    && l.checked.is_some_and(|c| c.elapsed() < self.recheck)
             })
     }
 
@@ -330,6 +334,7 @@ impl Engine {
             .is_some_and(|l| l.checked.is_some_and(|c| c.elapsed() < self.recheck));
         if !fresh {
             let stamp = resources::latest_version_seq(conn, "Consent")?;
+            let labelled: HashSet<String> = resources::sensitive_types(conn)?.into_iter().collect();
             // Also read again once a minute: on PostgreSQL a Consent committed late with a
             // lower version number than one already seen leaves the newest number unchanged.
             let same = self
@@ -339,6 +344,11 @@ impl Engine {
             if same {
                 if let Some(l) = self.cache().as_mut() {
                     l.checked = Some(Instant::now());
+                    if *l.labelled != labelled {
+                        // Another type now holds sensitive data: views are built again.
+                        l.labelled = Arc::new(labelled);
+                        l.views.clear();
+                    }
                 }
             } else {
                 let mut policies: Policies = HashMap::new();
@@ -355,15 +365,17 @@ impl Engine {
                     loaded: Instant::now(),
                     checked: Some(Instant::now()),
                     policies: Arc::new(policies),
+                    labelled: Arc::new(labelled),
                     views: HashMap::new(),
                 });
             }
         }
-        let (policies, known) = {
+        let (policies, labelled, known) = {
             let guard = self.cache();
             let l = guard.as_ref();
             (
                 l.map(|l| l.policies.clone()).unwrap_or_default(),
+                l.map(|l| l.labelled.clone()).unwrap_or_default(),
                 l.and_then(|l| l.views.get(&key).cloned()),
             )
         };
@@ -373,6 +385,7 @@ impl Engine {
         let v = Arc::new(View::new(
             conn,
             policies,
+            labelled,
             self.default,
             org,
             practitioner,
@@ -389,6 +402,8 @@ impl Engine {
 #[derive(Debug, Clone)]
 pub struct View {
     policies: Arc<Policies>,
+    /// The types of which some resource carries a sensitive label.
+    labelled: Arc<HashSet<String>>,
     default: Default,
     /// The caller's institution and practitioner references.
     actors: Vec<String>,
@@ -407,6 +422,7 @@ impl View {
     fn new(
         conn: &mut DbConn,
         policies: Arc<Policies>,
+        labelled: Arc<HashSet<String>>,
         default: Default,
         org: Option<&str>,
         practitioner: Option<&str>,
@@ -438,6 +454,7 @@ impl View {
         }
         Ok(View {
             policies,
+            labelled,
             default,
             actors: org
                 .into_iter()
@@ -453,12 +470,17 @@ impl View {
 
     /// The decision for `resident`'s data of type `t`.
     fn decide(&self, resident: &str, t: &str) -> Decision {
+        self.decide_labelled(resident, t, &[])
+    }
+
+    /// The decision for `resident`'s data of type `t` carrying security `labels`.
+    fn decide_labelled(&self, resident: &str, t: &str, labels: &[&str]) -> Decision {
         let actors: Vec<&str> = self.actors.iter().map(String::as_str).collect();
         let req = Request {
             actors: &actors,
             purpose: &self.purpose,
             resource_type: t,
-            labels: &[],
+            labels,
             now: clock::now_millis(),
         };
         let none = Vec::new();
@@ -468,11 +490,61 @@ impl View {
 
     /// Whether any resident's data may be hidden from this caller.
     pub fn restricts_anything(&self) -> bool {
-        self.default == Default::OptIn || !self.policies.is_empty()
+        self.default == Default::OptIn || !self.policies.is_empty() || !self.labelled.is_empty()
     }
 
-    /// The search clause for type `t`: `None` when nothing is hidden.
+    /// The search clause for type `t`: `None` when nothing is hidden. Consent by resident and
+    /// type, and for a type holding sensitive data, by label.
     pub fn clause(&self, t: &str) -> Option<Clause> {
+        let base = self.resident_clause(t);
+        if !self.labelled.contains(t) {
+            return base;
+        }
+        let mut all: Vec<Clause> = base.into_iter().collect();
+        all.extend(self.label_clauses(t));
+        Some(Clause::All(all))
+    }
+
+    /// Sensitive data of type `t` is withheld unless the resident is a patient of the caller's
+    /// institution or a permit names its label: for each label, a resource carrying it is
+    /// shown only for those residents (labels with the same residents share one clause).
+    fn label_clauses(&self, t: &str) -> Vec<Clause> {
+        let mut groups: std::collections::BTreeMap<Vec<String>, Vec<&str>> =
+            std::collections::BTreeMap::new();
+        for label in SENSITIVE_LABELS {
+            let mut permitted: Vec<String> = self
+                .policies
+                .keys()
+                .filter(|r| self.decide_labelled(r, t, &[label]) == Decision::Permit)
+                .cloned()
+                .collect();
+            permitted.sort_unstable();
+            groups.entry(permitted).or_default().push(label);
+        }
+        groups
+            .into_iter()
+            .map(|(permitted, labels)| {
+                Clause::Or(vec![
+                    Clause::Index {
+                        table: crate::fhir::search::Table::Token,
+                        param: "_security".to_owned(),
+                        any: labels
+                            .iter()
+                            .map(|l| crate::fhir::search::Cond::Token {
+                                system: None,
+                                code: Some((*l).to_owned()),
+                            })
+                            .collect(),
+                        negate: true,
+                    },
+                    Clause::ResidentsOrPatientsOf(permitted, self.org.clone()),
+                ])
+            })
+            .collect()
+    }
+
+    /// The clause of consent by resident and type.
+    fn resident_clause(&self, t: &str) -> Option<Clause> {
         match self.default {
             Default::OptOut => {
                 let denied: Vec<String> = self

@@ -80,6 +80,23 @@ fn guarded_entries(
     Ok((guarded, entries))
 }
 
+/// Note the type of a resource carrying a sensitive security label (the consent engine then
+/// filters that type by label).
+fn note_sensitive(
+    conn: &mut DbConn,
+    t: &str,
+    entries: &[crate::fhir::index::Entry],
+) -> Result<(), ApiError> {
+    let labelled = entries.iter().any(|e| {
+        matches!(e, crate::fhir::index::Entry::Token { param, code, .. }
+            if param == "_security" && crate::services::consent::SENSITIVE_LABELS.contains(&code.as_str()))
+    });
+    if labelled {
+        repo::note_sensitive(conn, t)?;
+    }
+    Ok(())
+}
+
 /// A new server-assigned id: a time-ordered UUID (v7), so that new rows land at the end of
 /// every index keyed by id instead of on a random page (far fewer pages written per commit).
 pub fn new_id() -> String {
@@ -145,6 +162,7 @@ fn put_version(
     let now = clock::now_millis();
     stamp(&mut tree, id, version_id, now);
     let (guarded, entries) = guarded_entries(t, &tree)?;
+    note_sensitive(conn, t, &entries)?;
     let resident = match golden {
         Some(g) => Some(g),
         None => mpi::resident_of(conn, t, id, &entries)?,
@@ -197,6 +215,7 @@ fn put_version_over(
     let now = clock::now_millis();
     stamp(&mut tree, id, version_id, now);
     let (guarded, entries) = guarded_entries(t, &tree)?;
+    note_sensitive(conn, t, &entries)?;
     let sealed = guarded.as_ref().map(|g| &g.sealed);
     store_version(
         conn,

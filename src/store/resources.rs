@@ -530,3 +530,20 @@ pub mod raw {
         native!(conn, c => q.execute(c))
     }
 }
+
+/// Note that some resource of type `t` carries a sensitive security label.
+pub fn note_sensitive(conn: &mut DbConn, t: &str) -> QueryResult<()> {
+    use super::schema::sensitive_types as s;
+    let q = diesel::insert_into(s::table)
+        .values(s::res_type.eq(t))
+        .on_conflict_do_nothing();
+    native!(conn, c => q.execute(c))?;
+    Ok(())
+}
+
+/// The types of which some resource carries a sensitive security label.
+pub fn sensitive_types(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+    use super::schema::sensitive_types as s;
+    let q = s::table.select(s::res_type);
+    native!(conn, c => q.load(c))
+}

@@ -194,3 +194,9 @@ diesel::table! {
         expires -> BigInt,
     }
 }
+
+diesel::table! {
+    sensitive_types (res_type) {
+        res_type -> Text,
+    }
+}

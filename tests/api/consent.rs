@@ -484,3 +484,65 @@ async fn with_redis_a_consent_applies_in_another_server_process_at_once() {
         "the other process still showed the denied record after 5 s"
     );
 }
+
+#[actix_rt::test]
+async fn sensitive_data_needs_a_permit_that_names_its_label() {
+    let app = spawn_app().await;
+    let (a, plain, _) = resident_of_home(&app, "CON-S", "子").await;
+    let hiv = app
+        .create(&json!({"resourceType": "Observation", "status": "final",
+            "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HIV"}]},
+            "code": {"text": "HIV抗体"}, "subject": {"reference": format!("Patient/{a}")}}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let away = doctor(&app, "away");
+    let home = doctor(&app, "home");
+    // No Consent at all: another institution sees the ordinary result, not the sensitive one.
+    app.get_as(&away, &format!("/fhir/Observation/{hiv}"))
+        .await
+        .outcome(403);
+    assert_eq!(
+        app.get_as(&away, &format!("/fhir/Observation/{plain}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        1
+    );
+    let all = app
+        .get_as(&away, &format!("/fhir/Patient/{a}/$everything"))
+        .await
+        .text();
+    assert!(all.contains(&plain) && !all.contains(&hiv), "{all}");
+    // The resident's own institution sees it.
+    assert_eq!(
+        total(&app, &home, "/fhir/Observation?_total=accurate").await,
+        2
+    );
+    // A permit that does not name the label is not enough; one that names it is.
+    app.create(&consent(&a, json!({"type": "permit"}))).await;
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        1
+    );
+    app.create(&consent(
+        &a,
+        json!({"type": "permit", "securityLabel": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HIV"}]}),
+    ))
+    .await;
+    assert_eq!(
+        total(&app, &away, "/fhir/Observation?_total=accurate").await,
+        2
+    );
+    assert_eq!(
+        app.get_as(&away, &format!("/fhir/Observation/{hiv}"))
+            .await
+            .status,
+        200
+    );
+}
