@@ -10,6 +10,7 @@ pub mod outcome;
 pub mod pinyin;
 pub mod search;
 pub mod search_params;
+pub mod sensitive;
 pub mod shape;
 pub mod validate;
 pub mod xml;

@@ -258,7 +258,22 @@ struct Loaded {
     policies: Arc<Policies>,
     /// The types of which some resource carries a sensitive label.
     labelled: Arc<HashSet<String>>,
+    /// [`SENSITIVE_EPOCH`] when `labelled` was read.
+    epoch: u64,
     views: HashMap<(Option<String>, Option<String>, String), Arc<View>>,
+}
+
+/// Bumped when this process notes a type newly holding sensitive data: engines then read the
+/// list again at their next request instead of after their recheck interval.
+static SENSITIVE_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A type newly holds sensitive data (see [`SENSITIVE_EPOCH`]).
+pub fn sensitive_types_changed() {
+    SENSITIVE_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn sensitive_epoch() -> u64 {
+    SENSITIVE_EPOCH.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The consent engine of one database: the regional default and what it loaded.
@@ -310,6 +325,7 @@ impl Engine {
             && self.cache().as_ref().is_some_and(|l| {
                 l.policies.is_empty()
                     && l.labelled.is_empty()
+                    && l.epoch == sensitive_epoch()
                     && l.checked.is_some_and(|c| c.elapsed() < self.recheck)
             })
     }
@@ -328,11 +344,11 @@ impl Engine {
             practitioner.map(str::to_owned),
             purpose.to_owned(),
         );
-        let fresh = self
-            .cache()
-            .as_ref()
-            .is_some_and(|l| l.checked.is_some_and(|c| c.elapsed() < self.recheck));
+        let fresh = self.cache().as_ref().is_some_and(|l| {
+            l.epoch == sensitive_epoch() && l.checked.is_some_and(|c| c.elapsed() < self.recheck)
+        });
         if !fresh {
+            let epoch = sensitive_epoch();
             let stamp = resources::latest_version_seq(conn, "Consent")?;
             let labelled: HashSet<String> = resources::sensitive_types(conn)?.into_iter().collect();
             // Also read again once a minute: on PostgreSQL a Consent committed late with a
@@ -344,6 +360,7 @@ impl Engine {
             if same {
                 if let Some(l) = self.cache().as_mut() {
                     l.checked = Some(Instant::now());
+                    l.epoch = epoch;
                     if *l.labelled != labelled {
                         // Another type now holds sensitive data: views are built again.
                         l.labelled = Arc::new(labelled);
@@ -366,6 +383,7 @@ impl Engine {
                     checked: Some(Instant::now()),
                     policies: Arc::new(policies),
                     labelled: Arc::new(labelled),
+                    epoch,
                     views: HashMap::new(),
                 });
             }

@@ -91,8 +91,8 @@ fn note_sensitive(
         matches!(e, crate::fhir::index::Entry::Token { param, code, .. }
             if param == "_security" && crate::services::consent::SENSITIVE_LABELS.contains(&code.as_str()))
     });
-    if labelled {
-        repo::note_sensitive(conn, t)?;
+    if labelled && repo::note_sensitive(conn, t)? {
+        crate::services::consent::sensitive_types_changed();
     }
     Ok(())
 }
@@ -161,7 +161,11 @@ fn put_version(
     };
     let now = clock::now_millis();
     stamp(&mut tree, id, version_id, now);
-    let (guarded, entries) = guarded_entries(t, &tree)?;
+    let (mut guarded, mut entries) = guarded_entries(t, &tree)?;
+    // Codes of the sensitive code lists label the resource, as a sender's label would.
+    if crate::fhir::sensitive::label(&mut tree, &entries) {
+        (guarded, entries) = guarded_entries(t, &tree)?;
+    }
     note_sensitive(conn, t, &entries)?;
     let resident = match golden {
         Some(g) => Some(g),

@@ -531,14 +531,14 @@ pub mod raw {
     }
 }
 
-/// Note that some resource of type `t` carries a sensitive security label.
-pub fn note_sensitive(conn: &mut DbConn, t: &str) -> QueryResult<()> {
+/// Note that some resource of type `t` carries a sensitive security label; whether the type
+/// is new to the list.
+pub fn note_sensitive(conn: &mut DbConn, t: &str) -> QueryResult<bool> {
     use super::schema::sensitive_types as s;
     let q = diesel::insert_into(s::table)
         .values(s::res_type.eq(t))
         .on_conflict_do_nothing();
-    native!(conn, c => q.execute(c))?;
-    Ok(())
+    Ok(native!(conn, c => q.execute(c))? == 1)
 }
 
 /// The types of which some resource carries a sensitive security label.

@@ -523,6 +523,28 @@ async fn sensitive_data_needs_a_permit_that_names_its_label() {
         total(&app, &home, "/fhir/Observation?_total=accurate").await,
         2
     );
+    // A diagnosis from the sensitive code lists (fhir-profiles/sensitive-codes.json) is
+    // labelled on the way in and withheld the same way.
+    let depression = app
+        .create(&json!({"resourceType": "Condition",
+            "code": {"coding": [{"system": "urn:oid:2.16.156.10011.2.3.3.11", "code": "F32.1"}],
+                     "text": "中度抑郁发作"},
+            "subject": {"reference": format!("Patient/{a}")}}))
+        .await;
+    assert_eq!(
+        depression["meta"]["security"][0]["code"], "PSY",
+        "{depression}"
+    );
+    let dep = depression["id"].as_str().unwrap();
+    app.get_as(&away, &format!("/fhir/Condition/{dep}"))
+        .await
+        .outcome(403);
+    assert_eq!(
+        app.get_as(&home, &format!("/fhir/Condition/{dep}"))
+            .await
+            .status,
+        200
+    );
     // A permit that does not name the label is not enough; one that names it is.
     app.create(&consent(&a, json!({"type": "permit"}))).await;
     assert_eq!(
