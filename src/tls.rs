@@ -99,28 +99,7 @@ pub fn on_connect(conn: &dyn Any, data: &mut Extensions) {
         .entries_by_nid(Nid::COMMONNAME)
         .next()
         .and_then(|e| e.data().to_string().ok());
-    if let Some(common_name) = cn.filter(|c| is_id(c)) {
+    if let Some(common_name) = cn.filter(|c| crate::fhir::validate::is_valid_id(c)) {
         data.insert(ClientCertificate { common_name });
-    }
-}
-
-/// A FHIR id (`[A-Za-z0-9\-\.]{1,64}`).
-fn is_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_fhir_ids_name_an_institution() {
-        assert!(is_id("org-3201"));
-        assert!(!is_id("Org 1"));
-        assert!(!is_id(""));
-        assert!(!is_id(&"a".repeat(65)));
     }
 }

@@ -495,20 +495,7 @@ async fn huimin_audit_verify_reports_an_intact_chain_and_names_a_tampered_record
     for i in 0..3 {
         app.create(&patient(&format!("AUD-V{i}"))).await;
     }
-    let run = |args: &[&str]| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_huimin"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("HUIMIN_") {
-                c.env_remove(k);
-            }
-        }
-        c.env("HUIMIN_DATA_DIR", &app.settings.data_dir);
-        if let Some(url) = &app.settings.database_url {
-            c.env("HUIMIN_DATABASE_URL", url);
-        }
-        c.env("HUIMIN_LOG_LEVEL", "error");
-        c.args(["audit", "verify"]).args(args).output().unwrap()
-    };
+    let run = |args: &[&str]| app.cli(&[&["audit", "verify"], args].concat());
     let out = run(&["--seal"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

@@ -212,6 +212,23 @@ impl TestApp {
         r.json()
     }
 
+    /// Run the `huimin` binary on this test's database and keyring (`args` after the
+    /// program name), as an operator would beside the running server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_huimin"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("HUIMIN_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("HUIMIN_DATA_DIR", &self.settings.data_dir);
+        if let Some(url) = &self.settings.database_url {
+            c.env("HUIMIN_DATABASE_URL", url);
+        }
+        c.env("HUIMIN_LOG_LEVEL", "error");
+        c.args(args).output().unwrap()
+    }
+
     /// A second handle on the test's database (what a tool running beside the server sees).
     pub fn store(&self) -> huimin::store::Store {
         huimin::store::Store::open(

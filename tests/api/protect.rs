@@ -224,17 +224,7 @@ async fn keys_rotate_reencrypt_and_retire() {
     assert!(stored_rows(&app, &format!("sm4:{first}:")) > 0);
 
     let keys = |args: &[&str]| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_huimin"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("HUIMIN_") {
-                c.env_remove(k);
-            }
-        }
-        c.env("HUIMIN_DATA_DIR", &app.settings.data_dir);
-        if let Some(url) = &app.settings.database_url {
-            c.env("HUIMIN_DATABASE_URL", url);
-        }
-        let out = c.arg("keys").args(args).output().unwrap();
+        let out = app.cli(&[&["keys"], args].concat());
         (
             out.status.success(),
             format!(
