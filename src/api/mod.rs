@@ -154,10 +154,34 @@ pub async fn may_write(
                 Err(refused())
             }
         }
-        Role::His => match body {
-            Some(b) => own_institution(caller, t, b),
-            None => Ok(()),
-        },
+        Role::His => {
+            if let Some(b) = body {
+                own_institution(caller, t, b)?;
+            }
+            // Nor does it change or delete another institution's record.
+            if let Some(id) = id
+                && caller.org.is_some()
+                && CUSTODIANS.iter().any(|(ct, _)| *ct == t)
+            {
+                let (t2, id2) = (t.to_owned(), id.to_owned());
+                let stored = run_db(&state.store, true, move |store| {
+                    store.read(|c| {
+                        Ok::<_, ApiError>(crate::store::resources::find_current(c, &t2, &id2)?)
+                    })
+                })
+                .await?;
+                if let Some(cur) = stored.filter(|c| !c.deleted) {
+                    let tree = crate::fhir::json::Json::parse(cur.content.as_bytes())
+                        .map_err(ApiError::internal)?;
+                    own_institution(caller, t, &tree).map_err(|_| {
+                        ApiError::Forbidden(format!(
+                            "{t}/{id} belongs to another institution: a hospital system changes only its own records"
+                        ))
+                    })?;
+                }
+            }
+            Ok(())
+        }
         Role::Admin | Role::Doctor => Ok(()),
     }
 }

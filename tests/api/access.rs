@@ -312,6 +312,33 @@ async fn a_hospital_system_writes_for_its_own_institution() {
             .status,
         201
     );
+    // Another institution's system neither takes over nor deletes that Patient.
+    let ours = send(app.his_of("hosp-a"), "POST", "/fhir/Patient", {
+        let mut q = patient("OWN-4");
+        q["managingOrganization"] = serde_json::json!({"reference": "Organization/hosp-a"});
+        q
+    })
+    .await
+    .json();
+    let path = format!("/fhir/Patient/{}", ours["id"].as_str().unwrap());
+    let mut taken = ours.clone();
+    taken["managingOrganization"] = serde_json::json!({"reference": "Organization/hosp-c"});
+    let c = format!("Bearer {}", app.his_of("hosp-c"));
+    let put = app
+        .send(
+            "PUT",
+            &path,
+            &[
+                ("Authorization", c.as_str()),
+                ("Content-Type", crate::helpers::FHIR_JSON),
+            ],
+            Some(taken.to_string().as_bytes()),
+        )
+        .await;
+    assert!(put.outcome(403).to_string().contains("another institution"));
+    app.send("DELETE", &path, &[("Authorization", c.as_str())], None)
+        .await
+        .outcome(403);
     // Administrators maintain every institution's records.
     p["managingOrganization"] = serde_json::json!({"reference": "Organization/hosp-b"});
     let admin = app.token_for(Role::Admin, "system/*.cruds");

@@ -424,7 +424,17 @@ async fn include_and_revinclude() {
 async fn deleted_and_updated_resources_leave_the_index() {
     let app = spawn_app().await;
     fixtures(&app).await;
-    app.delete("/fhir/Patient/pat-a").await;
+    // pat-a is org-1's: its system deletes it.
+    let org1 = format!("Bearer {}", app.his_of("org-1"));
+    let gone = app
+        .send(
+            "DELETE",
+            "/fhir/Patient/pat-a",
+            &[("Authorization", org1.as_str())],
+            None,
+        )
+        .await;
+    assert_eq!(gone.status.as_u16(), 204, "{}", gone.text());
     check(
         &app,
         &[
