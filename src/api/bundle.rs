@@ -382,16 +382,11 @@ fn parse_entry(
                 t,
             }
         }
-        ("GET", [_, id] | [_, id, "_history", _], None) if access.may_hide(Some(&t)) => {
-            return Err(ApiError::Forbidden(format!(
-                "reads of {t}/{id} inside a Bundle are not available to this caller: use \
-                 GET {t}/{id}, which applies the residents' consent"
-            )));
-        }
         ("GET", [_, id], None) => {
             authorize(caller, &[Perm::Read], &t, Some(id))?;
             Action::Read {
                 id: resource_id(id)?.to_owned(),
+                shown: shown(access, &t),
                 t,
             }
         }
@@ -406,6 +401,7 @@ fn parse_entry(
                         format!("'{vid}' is not a version"),
                     )
                 })?,
+                shown: shown(access, &t),
                 t,
             }
         }
@@ -454,4 +450,14 @@ fn json_patch_of(resource: Option<Json>) -> Result<json_patch::Patch, ApiError> 
         .decode(data)
         .map_err(|_| bad("Binary.data is not base64"))?;
     serde_json::from_slice(&bytes).map_err(|e| bad(&format!("not a JSON Patch: {e}")))
+}
+
+/// The access filter a read entry of type `t` is checked against, when it may hide anything.
+fn shown(
+    access: &crate::services::access::AccessFilter,
+    t: &str,
+) -> Option<std::sync::Arc<crate::services::access::AccessFilter>> {
+    access
+        .may_hide(Some(t))
+        .then(|| std::sync::Arc::new(access.clone()))
 }

@@ -12,6 +12,7 @@
 //! A batch runs its entries independently: each in its own savepoint of one writer job, so
 //! a failing entry rolls back only itself.
 
+use crate::services::access::AccessFilter;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::Connection as _;
@@ -60,14 +61,18 @@ pub enum Action {
         t: String,
         criteria: Query,
     },
+    /// `shown`: the caller's access filter, when it may hide this type (the entry answers 403
+    /// for a resource the caller may not see).
     Read {
         t: String,
         id: String,
+        shown: Option<std::sync::Arc<AccessFilter>>,
     },
     VRead {
         t: String,
         id: String,
         vid: i64,
+        shown: Option<std::sync::Arc<AccessFilter>>,
     },
     Search {
         t: String,
@@ -548,6 +553,7 @@ fn write_and_read(
             Action::Read {
                 t: String::new(),
                 id: String::new(),
+                shown: None,
             },
         );
         let target = targets.remove(&i);
@@ -627,8 +633,14 @@ fn write_and_read(
 /// A GET entry (or an unexpected action, refused).
 fn read_action(conn: &mut DbConn, action: Action) -> Result<Outcome, ApiError> {
     match action {
-        Action::Read { t, id } => record::read_in(conn, &t, &id).map(Outcome::Read),
-        Action::VRead { t, id, vid } => record::vread_in(conn, &t, &id, vid).map(Outcome::Read),
+        Action::Read { t, id, shown } => {
+            let rec = record::read_in(conn, &t, &id)?;
+            check_shown(conn, shown.as_deref(), rec)
+        }
+        Action::VRead { t, id, vid, shown } => {
+            let rec = record::vread_in(conn, &t, &id, vid)?;
+            check_shown(conn, shown.as_deref(), rec)
+        }
         Action::Search { t, query, count } => {
             let rows = store_search::run(conn, &t, &query, &[], None, count)?;
             let keys: Vec<(&str, &str)> = rows
@@ -648,6 +660,22 @@ fn read_action(conn: &mut DbConn, action: Action) -> Result<Outcome, ApiError> {
         }
         _ => Err(ApiError::internal("unexpected bundle action")),
     }
+}
+
+/// A read entry's answer: 403 (naming nothing of it) when the caller may not see the record.
+/// The error rolls back what the read noted for the audit trail with the entry (batch) or the
+/// whole bundle (transaction).
+fn check_shown(
+    conn: &mut DbConn,
+    shown: Option<&AccessFilter>,
+    rec: record::Record,
+) -> Result<Outcome, ApiError> {
+    if let Some(f) = shown
+        && !f.visible(conn, &rec.res_type, &rec.id, rec.resident.as_deref())?
+    {
+        return Err(AccessFilter::denied());
+    }
+    Ok(Outcome::Read(rec))
 }
 
 /// Rewrites the references of one resource.

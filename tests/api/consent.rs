@@ -76,7 +76,7 @@ async fn total(app: &TestApp, token: &str, path: &str) -> i64 {
 async fn a_deny_keeps_other_institutions_out_and_takes_effect_at_once() {
     let app = spawn_app().await;
     let (a, a_obs, _) = resident_of_home(&app, "CON-A", "甲").await;
-    let (_b, _, _) = resident_of_home(&app, "CON-B", "乙").await;
+    let (_b, b_obs, _) = resident_of_home(&app, "CON-B", "乙").await;
     let away = doctor(&app, "away");
     let home = doctor(&app, "home");
     assert_eq!(
@@ -102,6 +102,54 @@ async fn a_deny_keeps_other_institutions_out_and_takes_effect_at_once() {
     app.get_as(&away, &format!("/fhir/Patient/{a}/$everything"))
         .await
         .outcome(403);
+    // Reads inside a batch: A's entry is a 403 naming nothing of it, B's is read; the audit
+    // trail records only what was given.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": format!("Observation/{a_obs}")}},
+        {"request": {"method": "GET", "url": format!("Observation/{b_obs}")}}]});
+    let r = app
+        .send(
+            "POST",
+            "/fhir",
+            &[
+                ("Authorization", format!("Bearer {away}").as_str()),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            Some(batch.to_string().as_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(
+        answer["entry"][0]["response"]["status"], "403 Forbidden",
+        "{answer}"
+    );
+    assert!(
+        answer["entry"][1]["resource"]["id"] == b_obs.as_str(),
+        "{answer}"
+    );
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let events = app
+        .get_as(&admin, "/fhir/AuditEvent?_count=1000")
+        .await
+        .json();
+    let batch_events: Vec<String> = events["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .filter(|e| e["subtype"][0]["code"] == "batch")
+        .map(|e| e.to_string())
+        .collect();
+    assert!(!batch_events.is_empty());
+    assert!(
+        batch_events.iter().any(|e| e.contains(&b_obs)),
+        "{batch_events:?}"
+    );
+    assert!(
+        batch_events.iter().all(|e| !e.contains(&a_obs)),
+        "{batch_events:?}"
+    );
     // History across resources leaves A's versions out.
     let h = app.get_as(&away, "/fhir/Observation/_history").await;
     assert_eq!(h.status, 200, "{}", h.text());
