@@ -245,10 +245,15 @@ pub async fn audited<F>(state: &AppState, draft: Draft, body: F) -> Result<HttpR
 where
     F: Future<Output = Result<(HttpResponse, Touched), ApiError>>,
 {
+    let epoch = crate::services::consent::sensitive_epoch();
     match body.await {
         Ok((resp, None)) => {
             // A write (committed): if it touched a Consent, decisions reload.
             use crate::services::bus::Change;
+            // A write that made a type hold sensitive data: other processes read the list too.
+            if crate::services::consent::sensitive_epoch() != epoch {
+                state.publish(Change::Consent);
+            }
             if draft.what.starts_with("Consent") || draft.what == "Bundle" {
                 state.consent.changed();
                 state.publish(Change::Consent);

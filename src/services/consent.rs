@@ -272,7 +272,8 @@ pub fn sensitive_types_changed() {
     SENSITIVE_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
-fn sensitive_epoch() -> u64 {
+/// The current [`SENSITIVE_EPOCH`].
+pub fn sensitive_epoch() -> u64 {
     SENSITIVE_EPOCH.load(std::sync::atomic::Ordering::SeqCst)
 }
 
