@@ -244,14 +244,7 @@ impl Protection {
     /// and when it may be a protected value, its blind form under every key.
     pub fn search_codes(&self, param: &str, system: Option<&str>, code: &str) -> Vec<String> {
         let mut out = vec![code.to_owned()];
-        if self.keys.is_empty() || !is_protected_param(param) {
-            return out;
-        }
-        if let Some(s) = system
-            && !ident::is_person_number_system(s)
-            && !is_phone_system(s)
-            && !param.ends_with(":of-type")
-        {
+        if !self.blinds(param, system) {
             return out;
         }
         // `:of-type` codes are `type|value`: the value part is blinded.
@@ -268,6 +261,22 @@ impl Protection {
             }
         }
         out
+    }
+
+    /// Whether a token search on `param` under `system` may meet protected values, indexed in
+    /// their blind form.
+    pub fn blinds(&self, param: &str, system: Option<&str>) -> bool {
+        if self.keys.is_empty() || !is_protected_param(param) {
+            return false;
+        }
+        match system {
+            Some(s) => {
+                ident::is_person_number_system(s)
+                    || is_phone_system(s)
+                    || param.ends_with(":of-type")
+            }
+            None => true,
+        }
     }
 
     /// `query` (a URL path with its query, as the audit trail and conditional-create keys keep
@@ -347,15 +356,9 @@ pub struct Guarded {
 /// no protected value (or writes are not protected); an error naming the element when a
 /// string holds a control character FHIR does not allow.
 pub fn guard(res_type: &str, tree: &Json) -> Result<Option<Guarded>, GuardError> {
-    let mut found = false;
-    let person = PEOPLE.contains(&res_type);
-    check(tree, person, &mut found).map_err(|at| {
-        let path: String = at.iter().rev().map(String::as_str).collect();
-        GuardError::ControlCharacter(format!("{res_type}{path}"))
-    })?;
-    if !found {
+    let Some(person) = holds_protected(res_type, tree)? else {
         return Ok(None);
-    }
+    };
     with_current(|p| {
         let Some(key) = p.active() else {
             return Ok(None);
@@ -365,6 +368,23 @@ pub fn guard(res_type: &str, tree: &Json) -> Result<Option<Guarded>, GuardError>
         rewrite(&mut sealed, person, &mut |v| key.seal(v))?;
         rewrite(&mut blinded, person, &mut |v| key.blind(v))?;
         Ok(Some(Guarded { sealed, blinded }))
+    })?
+}
+
+/// The copy of a stored resource its index rows come from: protected values blinded under the
+/// active key (`None`: it holds none, or writes are not protected). No sealing: for a version
+/// whose stored form already exists.
+pub fn blinded(res_type: &str, tree: &Json) -> Result<Option<Json>, GuardError> {
+    let Some(person) = holds_protected(res_type, tree)? else {
+        return Ok(None);
+    };
+    with_current(|p| {
+        let Some(key) = p.active() else {
+            return Ok(None);
+        };
+        let mut blinded = tree.clone();
+        rewrite(&mut blinded, person, &mut |v| key.blind(v))?;
+        Ok(Some(blinded))
     })?
 }
 
@@ -390,6 +410,18 @@ fn protected_value(node: &Json, person: bool) -> bool {
         return false;
     };
     ident::is_person_number_system(system) || (person && is_phone_system(system))
+}
+
+/// Walk a resource once: an error naming the element holding a control character, `None` when
+/// it holds no protected value, else whether it describes a person (its phones are protected).
+fn holds_protected(res_type: &str, tree: &Json) -> Result<Option<bool>, GuardError> {
+    let mut found = false;
+    let person = PEOPLE.contains(&res_type);
+    check(tree, person, &mut found).map_err(|at| {
+        let path: String = at.iter().rev().map(String::as_str).collect();
+        GuardError::ControlCharacter(format!("{res_type}{path}"))
+    })?;
+    Ok(found.then_some(person))
 }
 
 /// Walk `node`: note whether it holds a protected value, and refuse a control character. The
@@ -485,6 +517,12 @@ pub fn with_current<R>(f: impl FnOnce(&Protection) -> R) -> Result<R, ProtectErr
 
 /// The codes a token search looks for (see [`Protection::search_codes`]); the code alone
 /// outside any scope.
+/// Whether a token search on `param` under `system` may meet blind values (see
+/// [`Protection::blinds`]); no outside any scope.
+pub fn blinds(param: &str, system: Option<&str>) -> bool {
+    with_current(|p| p.blinds(param, system)).unwrap_or(false)
+}
+
 pub fn search_codes(param: &str, system: Option<&str>, code: &str) -> Vec<String> {
     with_current(|p| p.search_codes(param, system, code)).unwrap_or_else(|_| vec![code.to_owned()])
 }

@@ -250,12 +250,13 @@ where
         Ok((resp, None)) => {
             // A write (committed): if it touched a Consent, decisions reload.
             use crate::services::bus::Change;
-            // A write that made a type hold sensitive data: other processes read the list too.
-            if crate::services::consent::sensitive_epoch() != epoch {
-                state.publish(Change::Consent);
-            }
-            if draft.what.starts_with("Consent") || draft.what == "Bundle" {
+            let consent_write = draft.what.starts_with("Consent") || draft.what == "Bundle";
+            if consent_write {
                 state.consent.changed();
+            }
+            // Also a write that made a type hold sensitive data (this process's engines saw the
+            // epoch move): the other processes read the list again.
+            if consent_write || crate::services::consent::sensitive_epoch() != epoch {
                 state.publish(Change::Consent);
             }
             // A merge moves Consents' residents without a new Consent version.
@@ -301,6 +302,11 @@ where
 /// audited as break-glass.
 async fn with_grants(state: &AppState, mut draft: Draft) -> Result<Draft, ApiError> {
     if draft.actor.role != Role::Doctor || draft.actor.break_glass.is_some() {
+        return Ok(draft);
+    }
+    // Read for this request's access filter a moment ago, as a rule: no database hop then.
+    if let Some(g) = state.grants.cached(&draft.actor.sub) {
+        draft.granted = g;
         return Ok(draft);
     }
     let (grants, sub) = (state.grants.clone(), draft.actor.sub.clone());

@@ -234,7 +234,9 @@ fn put_version_over(
         Some(id),
     )?;
     audit::touched(t, id, Some(id));
-    index::update(conn, t, id, &guarded_entries(t, old)?.1, &entries)?;
+    let old_blinded = protect::blinded(t, old).map_err(guard_error)?;
+    let old_entries = index_entries(t, old_blinded.as_ref().unwrap_or(old));
+    index::update(conn, t, id, &old_entries, &entries)?;
     Ok(())
 }
 

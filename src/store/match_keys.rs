@@ -14,10 +14,14 @@ use crate::fhir::index::key;
 /// for it). A key whose holder no longer matches (updated, deleted) is taken over when the
 /// caller's search found nothing twice; see [`take_over`].
 pub fn claim(conn: &mut DbConn, t: &str, criteria: &str, id: &str) -> QueryResult<bool> {
-    let criteria = stored(criteria)?;
+    claim_stored(conn, t, key(&stored(criteria)?), id)
+}
+
+/// [`claim`] of a key already in its stored form.
+fn claim_stored(conn: &mut DbConn, t: &str, stored: &str, id: &str) -> QueryResult<bool> {
     let row = (
         match_keys::res_type.eq(t),
-        match_keys::criteria.eq(key(&criteria)),
+        match_keys::criteria.eq(stored),
         match_keys::res_id.eq(id),
     );
     let q = diesel::insert_into(match_keys::table)
@@ -66,14 +70,7 @@ pub fn claim_many(
             // One cached statement per key: SQLite has no round trips to save.
             DbConn::Sqlite(_) => {
                 for &(criteria, id) in chunk {
-                    let q = diesel::insert_into(match_keys::table)
-                        .values((
-                            match_keys::res_type.eq(t),
-                            match_keys::criteria.eq(criteria),
-                            match_keys::res_id.eq(id),
-                        ))
-                        .on_conflict_do_nothing();
-                    if native!(conn, c => q.execute(c))? == 1 {
+                    if claim_stored(conn, t, criteria, id)? {
                         claimed.insert(criteria.to_owned());
                     }
                 }

@@ -980,7 +980,7 @@ pub fn token_matches(
 ) -> QueryResult<Vec<(String, String)>> {
     use super::schema::search_token as tok;
     // Each code as indexed: a protected identifier in its blind forms, each mapped back.
-    let protected = crate::protect::search_codes(param, Some(system), "").len() > 1;
+    let protected = crate::protect::blinds(param, Some(system));
     let mut forms: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     if protected {
         for c in codes {
