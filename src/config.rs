@@ -64,6 +64,11 @@ pub struct Settings {
     pub audit_retention_days: u32,
     /// How often the sealer chains new audit records, in milliseconds.
     pub audit_seal_interval_ms: u64,
+    /// How a read's audit record is made durable before the answer leaves, in the node's
+    /// audit log: `os` (written to the operating system: survives a crash of the server
+    /// process, as a SQLite commit does), `disk` (synced to disk, as a PostgreSQL commit is), or
+    /// empty for the backend's own rule (SQLite `os`, PostgreSQL `disk`).
+    pub audit_sync: String,
     /// The regional default for residents who gave no Consent: `opt-out` (shared unless a
     /// Consent denies) or `opt-in` (shared with other institutions only when a Consent permits).
     pub consent_default: String,
@@ -115,6 +120,7 @@ impl Default for Settings {
             resident_match_lower: 8.0,
             audit_retention_days: 184,
             audit_seal_interval_ms: 1000,
+            audit_sync: String::new(),
             consent_default: "opt-out".to_owned(),
             protect_identifiers: true,
             keyring_file: None,
@@ -287,6 +293,12 @@ impl Settings {
         {
             bail!("invalid setting redis_url (HUIMIN_REDIS_URL): '{u}' is not a redis:// URL");
         }
+        if !matches!(self.audit_sync.as_str(), "" | "os" | "disk") {
+            bail!(
+                "invalid setting audit_sync (HUIMIN_AUDIT_SYNC): '{}' is not os or disk",
+                self.audit_sync
+            );
+        }
         if self.audit_seal_interval_ms == 0 {
             bail!(
                 "invalid setting audit_seal_interval_ms (HUIMIN_AUDIT_SEAL_INTERVAL_MS): must be at least 1"
@@ -358,6 +370,7 @@ const KNOWN: &[&str] = &[
     "resident_match_lower",
     "audit_retention_days",
     "audit_seal_interval_ms",
+    "audit_sync",
     "consent_default",
     "protect_identifiers",
     "keyring_file",
@@ -425,6 +438,10 @@ mod tests {
         assert!(e.to_string().contains("HUIMIN_DATABASE_URL"), "{e}");
         let e = Settings::load_from(None, &vars(&[("HUIMIN_AUTH_MODE", "jwt")])).unwrap_err();
         assert!(e.to_string().contains("HUIMIN_AUTH_KEYS_FILE"), "{e}");
+        let e = Settings::load_from(None, &vars(&[("HUIMIN_AUDIT_SYNC", "never")])).unwrap_err();
+        assert!(e.to_string().contains("HUIMIN_AUDIT_SYNC"), "{e}");
+        let s = Settings::load_from(None, &vars(&[("HUIMIN_AUDIT_SYNC", "disk")])).unwrap();
+        assert_eq!(s.audit_sync, "disk");
     }
 
     #[test]

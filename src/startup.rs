@@ -13,12 +13,14 @@ use crate::api::{self, AppState};
 use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::services::audit_log::{AuditLog, Durability};
 use crate::store::{self, Store};
 
 /// A bound, migrated, ready-to-run server.
 pub struct Application {
     port: u16,
     server: Server,
+    audit: crate::services::audit::Sink,
 }
 
 impl Application {
@@ -59,7 +61,17 @@ impl Application {
             )?),
             None => None,
         };
-        let audit = crate::services::audit::Sink::new(store.clone());
+        let durability = match settings.audit_sync.as_str() {
+            "os" => Durability::Os,
+            "disk" => Durability::Disk,
+            _ if db.backend_name() == "sqlite" => Durability::Os,
+            _ => Durability::Disk,
+        };
+        let audit = crate::services::audit::Sink::new(AuditLog::open(
+            &settings.data_dir.join("audit-log"),
+            store.clone(),
+            durability,
+        )?);
         crate::services::audit::start_sealer(
             store.clone(),
             std::time::Duration::from_millis(settings.audit_seal_interval_ms),
@@ -81,7 +93,7 @@ impl Application {
         let state = web::Data::new(AppState {
             settings,
             store,
-            audit,
+            audit: audit.clone(),
             consent,
             grants,
             bus,
@@ -111,6 +123,7 @@ impl Application {
         Ok(Application {
             port,
             server: server.run(),
+            audit,
         })
     }
 
@@ -118,7 +131,10 @@ impl Application {
         self.port
     }
 
+    /// Serve until stopped, then copy the audit log's last records into the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.audit.drain();
+        served
     }
 }

@@ -158,6 +158,8 @@ async fn search(
         }
     };
     let count = page_size(&pairs, &state)?;
+    // This process's latest records first reach the database (the audit log is copied behind).
+    state.audit.flush().await;
     let store = state.store.clone();
     let mut rows = web::block(move || {
         store.read(|conn| {

@@ -161,46 +161,63 @@ impl Draft {
             Some(_) => ("ETREAT", "emergency treatment"),
             None => a.purpose(),
         };
-        let mut user = json!({
-            "type": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
-                "code": if a.role == Role::His { "dataprocessor" } else { "humanuser" }
-            }]},
-            "who": {"identifier": {"value": a.sub}},
-            "requestor": true,
-            "role": [{"coding": [{"system": "urn:huimin:role", "code": role_code(a.role)}]}],
-            "purposeOfUse": [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-                "code": purpose, "display": purpose_display
-            }]}]
-        });
-        if let Some(u) = &a.fhir_user {
-            user["who"]["reference"] = json!(u);
-        }
-        if let Some(addr) = &a.address {
-            user["network"] = json!({"address": addr, "type": "2"});
-        }
-        let mut agents = vec![user];
+        let mut agents = vec![Agent {
+            kind: Concept::of(Coding::new(
+                "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+                if a.role == Role::His {
+                    "dataprocessor"
+                } else {
+                    "humanuser"
+                },
+            )),
+            who: Who {
+                identifier: Some(Value1 { value: &a.sub }),
+                reference: a.fhir_user.as_deref(),
+                display: None,
+            },
+            requestor: true,
+            role: vec![Concept::of(Coding::new(
+                "urn:huimin:role",
+                role_code(a.role),
+            ))],
+            network: a
+                .address
+                .as_deref()
+                .map(|address| Network { address, kind: "2" }),
+            purpose_of_use: vec![Concept::of(
+                Coding::new(ACT_REASON, purpose).display(purpose_display),
+            )],
+        }];
         if let Some(org) = &a.org {
-            agents.push(json!({
-                "type": {"coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
-                    "code": "PROV", "display": "healthcare provider"
-                }]},
-                "who": {"reference": org},
-                "requestor": false
-            }));
+            agents.push(Agent {
+                kind: Concept::of(
+                    Coding::new("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PROV")
+                        .display("healthcare provider"),
+                ),
+                who: Who {
+                    identifier: None,
+                    reference: Some(org),
+                    display: None,
+                },
+                requestor: false,
+                role: Vec::new(),
+                network: None,
+                purpose_of_use: Vec::new(),
+            });
         }
-        let mut entities = Vec::new();
+        let mut entities = Vec::with_capacity(what.len().min(MAX_ENTITIES) + 3);
         if let Some(r) = resident {
-            entities.push(json!({
-                "what": {"reference": format!("Patient/{r}")},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}
-            }));
+            entities.push(Entity {
+                what: Some(Ref {
+                    reference: format!("Patient/{r}").into(),
+                }),
+                kind: Some(Coding::new(ENTITY_TYPE, "1")),
+                role: Some(Coding::new(OBJECT_ROLE, "1")),
+                description: None,
+            });
         }
         for w in what.iter().take(MAX_ENTITIES) {
-            entities.push(json!({"what": {"reference": w}}));
+            entities.push(Entity::what(w));
         }
         if what.len() > MAX_ENTITIES {
             // The rest by type and count: a record of hundreds of resources stays a small row.
@@ -209,59 +226,55 @@ impl Draft {
                 *by_type.entry(w.split('/').next().unwrap_or(w)).or_default() += 1;
             }
             let rest: Vec<String> = by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
-            entities.push(json!({
-                "description": format!("and {} more: {}", what.len() - MAX_ENTITIES, rest.join(", "))
-            }));
+            entities.push(Entity::described(format!(
+                "and {} more: {}",
+                what.len() - MAX_ENTITIES,
+                rest.join(", ")
+            )));
         }
-        entities.push(json!({
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24"},
-            "description": self.what
-        }));
-        let (outcome_code, outcome_desc) = outcome.code();
-        let mut ev = json!({
-            "resourceType": "AuditEvent",
-            "type": {
-                "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-                "code": "rest", "display": "RESTful Operation"
-            },
-            "subtype": [{"system": subtype_system(&self.subtype), "code": self.subtype}],
-            "action": self.action.to_string(),
-            "recorded": clock::instant(recorded),
-            "outcome": outcome_code,
-            "purposeOfEvent": [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-                "code": purpose
-            }]}],
-            "agent": agents,
-            "source": {
-                "observer": {"display": "huimin"},
-                "type": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
-                    "code": "4", "display": "Application Server"
-                }]
-            },
-            "entity": entities
+        entities.push(Entity {
+            what: None,
+            kind: Some(Coding::new(ENTITY_TYPE, "2")),
+            role: Some(Coding::new(OBJECT_ROLE, "24")),
+            description: Some(self.what.as_str().into()),
         });
-        if let Some(d) = outcome_desc {
-            ev["outcomeDesc"] = json!(d);
-        }
-        if let Some(reason) = emergency {
+        let (outcome_code, outcome_desc) = outcome.code();
+        let purpose_of_event = match emergency {
             // Break the glass (HL7 v3 ActCode BTG), with the emergency the doctor stated.
-            ev["purposeOfEvent"] = json!([{
-                "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "ETREAT"},
-                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "BTG",
-                     "display": "break the glass"}
+            Some(reason) => Concept {
+                coding: vec![
+                    Coding::new(ACT_REASON, "ETREAT"),
+                    Coding::new("http://terminology.hl7.org/CodeSystem/v3-ActCode", "BTG")
+                        .display("break the glass"),
                 ],
-                "text": reason
-            }]);
-        }
+                text: Some(reason),
+            },
+            None => Concept::of(Coding::new(ACT_REASON, purpose)),
+        };
+        let action = self.action.to_string();
+        let ev = AuditEventJson {
+            resource_type: "AuditEvent",
+            kind: Coding::new(
+                "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                "rest",
+            )
+            .display("RESTful Operation"),
+            subtype: vec![Coding::new(subtype_system(&self.subtype), &self.subtype)],
+            action: &action,
+            recorded: clock::instant(recorded),
+            outcome: outcome_code,
+            outcome_desc: outcome_desc.as_deref(),
+            purpose_of_event: vec![purpose_of_event],
+            agent: agents,
+            source: Source::server(),
+            entity: entities,
+        };
         NewEvent {
             recorded,
             resident: resident.map(str::to_owned),
             flagged: emergency.is_some(),
-            content: ev.to_string(),
+            // Serialising plain structs cannot fail.
+            content: serde_json::to_string(&ev).unwrap_or_default(),
         }
     }
 }
@@ -270,43 +283,210 @@ impl Draft {
 /// outcome minor failure): who is unknown, so the client's address and the path asked for.
 pub fn refused_authentication(address: Option<String>, path: &str) -> NewEvent {
     let recorded = clock::now_millis();
-    let mut agent = json!({
-        "who": {"display": "unauthenticated"},
-        "requestor": true
-    });
-    if let Some(addr) = address {
-        agent["network"] = json!({"address": addr, "type": "2"});
-    }
-    let ev = json!({
-        "resourceType": "AuditEvent",
-        "type": {
-            "system": "http://dicom.nema.org/resources/ontology/DCM",
-            "code": "110114", "display": "User Authentication"
+    let agent = Agent {
+        kind: Concept::default(),
+        who: Who {
+            identifier: None,
+            reference: None,
+            display: Some("unauthenticated"),
         },
-        "subtype": [{
-            "system": "http://dicom.nema.org/resources/ontology/DCM",
-            "code": "110122", "display": "Login"
-        }],
-        "action": "E",
-        "recorded": clock::instant(recorded),
-        "outcome": "4",
-        "outcomeDesc": "no valid bearer token (HTTP 401)",
-        "agent": [agent],
-        "source": {
-            "observer": {"display": "huimin"},
-            "type": [{
-                "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
-                "code": "4", "display": "Application Server"
-            }]
-        },
-        "entity": [{"description": path}]
-    });
+        requestor: true,
+        role: Vec::new(),
+        network: address
+            .as_deref()
+            .map(|address| Network { address, kind: "2" }),
+        purpose_of_use: Vec::new(),
+    };
+    let ev = AuditEventJson {
+        resource_type: "AuditEvent",
+        kind: Coding::new(DICOM, "110114").display("User Authentication"),
+        subtype: vec![Coding::new(DICOM, "110122").display("Login")],
+        action: "E",
+        recorded: clock::instant(recorded),
+        outcome: "4",
+        outcome_desc: Some("no valid bearer token (HTTP 401)"),
+        purpose_of_event: Vec::new(),
+        agent: vec![agent],
+        source: Source::server(),
+        entity: vec![Entity::described(path.to_owned())],
+    };
     NewEvent {
         recorded,
         resident: None,
         flagged: false,
-        content: ev.to_string(),
+        content: serde_json::to_string(&ev).unwrap_or_default(),
     }
+}
+
+// The AuditEvent JSON, serialised straight from these (no intermediate `Value`), its
+// elements in the order the specification lists them.
+
+const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+const DICOM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+
+#[derive(serde::Serialize)]
+struct AuditEventJson<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    kind: Coding<'a>,
+    subtype: Vec<Coding<'a>>,
+    action: &'a str,
+    recorded: String,
+    outcome: &'a str,
+    #[serde(rename = "outcomeDesc", skip_serializing_if = "Option::is_none")]
+    outcome_desc: Option<&'a str>,
+    #[serde(rename = "purposeOfEvent", skip_serializing_if = "Vec::is_empty")]
+    purpose_of_event: Vec<Concept<'a>>,
+    agent: Vec<Agent<'a>>,
+    source: Source,
+    entity: Vec<Entity<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Coding<'a> {
+    system: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+}
+
+impl<'a> Coding<'a> {
+    fn new(system: &'a str, code: &'a str) -> Coding<'a> {
+        Coding {
+            system,
+            code,
+            display: None,
+        }
+    }
+
+    fn display(mut self, display: &'a str) -> Coding<'a> {
+        self.display = Some(display);
+        self
+    }
+}
+
+#[derive(serde::Serialize, Default)]
+struct Concept<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    coding: Vec<Coding<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+impl<'a> Concept<'a> {
+    fn of(coding: Coding<'a>) -> Concept<'a> {
+        Concept {
+            coding: vec![coding],
+            text: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.coding.is_empty() && self.text.is_none()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Agent<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Concept::is_empty")]
+    kind: Concept<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    role: Vec<Concept<'a>>,
+    who: Who<'a>,
+    requestor: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<Network<'a>>,
+    #[serde(rename = "purposeOfUse", skip_serializing_if = "Vec::is_empty")]
+    purpose_of_use: Vec<Concept<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Who<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<Value1<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct Value1<'a> {
+    value: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Network<'a> {
+    address: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Source {
+    observer: Observer,
+    #[serde(rename = "type")]
+    kind: [Coding<'static>; 1],
+}
+
+#[derive(serde::Serialize)]
+struct Observer {
+    display: &'static str,
+}
+
+impl Source {
+    fn server() -> Source {
+        Source {
+            observer: Observer { display: "huimin" },
+            kind: [Coding::new(
+                "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "4",
+            )
+            .display("Application Server")],
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Entity<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    what: Option<Ref<'a>>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<Coding<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Coding<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Entity<'a> {
+    fn what(reference: &'a str) -> Entity<'a> {
+        Entity {
+            what: Some(Ref {
+                reference: reference.into(),
+            }),
+            kind: None,
+            role: None,
+            description: None,
+        }
+    }
+
+    fn described(description: String) -> Entity<'a> {
+        Entity {
+            what: None,
+            kind: None,
+            role: None,
+            description: Some(description.into()),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Ref<'a> {
+    reference: std::borrow::Cow<'a, str>,
 }
 
 /// Resources named one by one in an event at most (`$everything` touches hundreds of one
@@ -421,32 +601,34 @@ pub fn append_writes(conn: &mut DbConn, draft: &Draft) -> Result<(), ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Reads: events appended through the group-commit writer, without a blocked thread.
 
-/// Where reads hand their events.
+/// Where reads hand their events: this process's audit log (see [`super::audit_log`]).
 #[derive(Clone)]
 pub struct Sink {
-    store: Store,
+    log: super::audit_log::AuditLog,
 }
 
 impl Sink {
-    pub fn new(store: Store) -> Sink {
-        Sink { store }
+    pub fn new(log: super::audit_log::AuditLog) -> Sink {
+        Sink { log }
     }
 
-    /// Append `events` durably: the caller's task waits (without a thread) for the group
-    /// commit that holds them. Fails, and the caller must not answer with data, when the audit
-    /// trail cannot be written.
+    /// Append `events` durably, before the caller answers. Fails, and the caller must not
+    /// answer with data, when the audit trail cannot be written.
     pub async fn record(&self, events: Vec<NewEvent>) -> Result<(), ApiError> {
         if events.is_empty() {
             return Ok(());
         }
-        let n = events.len();
-        self.store
-            .append_async(move |conn| repo::append(conn, &events).map_err(ApiError::from))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, events = n, "audit records could not be written");
-                ApiError::Unavailable("the audit trail is not available".to_owned())
-            })
+        self.log.append(&events).await
+    }
+
+    /// Wait until what this process recorded is in the database (before reading the trail).
+    pub async fn flush(&self) {
+        self.log.flush().await;
+    }
+
+    /// Copy everything recorded into the database (at shutdown).
+    pub fn drain(&self) {
+        self.log.drain();
     }
 }
 

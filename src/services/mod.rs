@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod audit_log;
 pub mod break_glass;
 pub mod bundle;
 pub mod bus;

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 
 use super::DbConn;
-use super::schema::{audit_chain, audit_events, audit_pending, audit_seals};
+use super::schema::{audit_chain, audit_events, audit_log_copied, audit_pending, audit_seals};
 
 /// An audit record to append.
 #[derive(Debug, Clone, Insertable)]
@@ -35,12 +35,62 @@ pub struct Link {
     pub event: Option<Event>,
 }
 
-/// Append records (in the caller's transaction); a trigger queues each for the sealer.
+/// Append records (in the caller's transaction); a trigger queues each for the sealer. SQLite
+/// inserts them one statement each (a cached statement; a multi-row insert through the
+/// trigger keeps a statement journal that spills to a temporary file), PostgreSQL in
+/// multi-row statements.
 pub fn append(conn: &mut DbConn, events: &[NewEvent]) -> QueryResult<()> {
-    for chunk in events.chunks(500) {
-        native!(conn, c => diesel::insert_into(audit_events::table).values(chunk).execute(c))?;
+    match conn {
+        DbConn::Sqlite(c) => {
+            for e in events {
+                diesel::insert_into(audit_events::table)
+                    .values(e)
+                    .execute(c)?;
+            }
+        }
+        DbConn::Postgres(c) => {
+            for chunk in events.chunks(500) {
+                diesel::insert_into(audit_events::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
     }
     Ok(())
+}
+
+/// How many bytes of the node audit log file `log` have been copied (0 when none).
+pub fn log_copied(conn: &mut DbConn, log: &str) -> QueryResult<i64> {
+    Ok(audit_log_copied::table
+        .filter(audit_log_copied::log.eq(log))
+        .select(audit_log_copied::copied)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Note (in the transaction that appended them) that `log` is copied up to `copied` bytes. Only
+/// one process copies a file at a time (it holds the file's lock).
+pub fn set_log_copied(conn: &mut DbConn, log: &str, copied: i64) -> QueryResult<()> {
+    let updated = diesel::update(audit_log_copied::table.filter(audit_log_copied::log.eq(log)))
+        .set(audit_log_copied::copied.eq(copied))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(audit_log_copied::table)
+            .values((
+                audit_log_copied::log.eq(log),
+                audit_log_copied::copied.eq(copied),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Forget a copied and removed log file.
+pub fn forget_log(conn: &mut DbConn, log: &str) -> QueryResult<()> {
+    diesel::delete(audit_log_copied::table.filter(audit_log_copied::log.eq(log)))
+        .execute(conn)
+        .map(|_| ())
 }
 
 /// Where the stored chain starts: (first position, hash before it).

@@ -167,6 +167,9 @@ impl Store {
         let pool = Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(5))
+            // A SQLite file does not go away under a connection: no `SELECT 1` per checkout.
+            // A PostgreSQL connection is checked, so that one a restart broke is replaced.
+            .test_on_check_out(!matches!(url, DatabaseUrl::Sqlite(_)))
             .build(manager)
             .context("creating the database connection pool")?;
         let store = Store {

@@ -200,3 +200,10 @@ diesel::table! {
         res_type -> Text,
     }
 }
+
+diesel::table! {
+    audit_log_copied (log) {
+        log -> Text,
+        copied -> BigInt,
+    }
+}

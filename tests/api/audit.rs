@@ -548,3 +548,79 @@ async fn a_refused_authentication_is_audited_without_a_patient() {
     assert_eq!(login["entity"][0]["description"], "/fhir/Patient");
     assert!(!login.to_string().contains("not-a-token"), "{login}");
 }
+
+/// The audit log file a process left behind when it was killed: two whole records, and a third
+/// cut short mid-write.
+fn left_behind(dir: &std::path::Path) -> std::path::PathBuf {
+    let log = dir.join("audit-log");
+    std::fs::create_dir_all(&log).unwrap();
+    let record = |n: u32| {
+        let content = json!({
+            "resourceType": "AuditEvent",
+            "subtype": [{"code": "read"}],
+            "entity": [{"what": {"reference": format!("Patient/left-behind-{n}")}}],
+        });
+        format!("1764000000000\t0\t\t{content}\n")
+    };
+    let path = log.join("0123456789abcdef0123456789abcdef.000001.log");
+    let cut = record(3);
+    std::fs::write(
+        &path,
+        format!("{}{}{}", record(1), record(2), &cut[..cut.len() / 2]),
+    )
+    .unwrap();
+    path
+}
+
+#[actix_rt::test]
+async fn a_stopped_servers_audit_log_is_copied_by_the_next_one() {
+    let mut file = None;
+    let app = spawn_app_with(|s| file = Some(left_behind(&s.data_dir))).await;
+    let file = file.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file was not adopted"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let events = audit_events(&app).await;
+    let left: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.to_string().contains("left-behind"))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(refers_to(left[0], "Patient/left-behind-1"));
+    assert!(refers_to(left[1], "Patient/left-behind-2"));
+    // And the copied records are chained like any other.
+    let store = app.store();
+    seal_all(&store);
+    let report = verify(&store, None);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[actix_rt::test]
+async fn reads_are_audited_once_each_however_they_are_copied() {
+    for sync in ["os", "disk"] {
+        let app = spawn_app_with(|s| s.audit_sync = sync.to_owned()).await;
+        let p = app.create(&patient("AUD-LOG")).await;
+        let id = p["id"].as_str().unwrap().to_owned();
+        // Bursts of concurrent reads, each answered only once its record is in the node's log.
+        let path = format!("/fhir/Patient/{id}");
+        let reads = (0..60).map(|_| app.get(&path));
+        for r in futures_util::future::join_all(reads).await {
+            assert_eq!(r.status, 200);
+        }
+        let me = format!("Patient/{id}");
+        let events = audit_events(&app).await;
+        let read = events
+            .iter()
+            .filter(|e| subtype(e) == "read" && refers_to(e, &me))
+            .count();
+        assert_eq!(read, 60, "audit_sync={sync}");
+        let log = app.settings.data_dir.join("audit-log");
+        let files: Vec<_> = std::fs::read_dir(&log).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one log file per process");
+    }
+}

@@ -19,12 +19,12 @@ impl Drop for PgDatabase {
 }
 
 /// How the killed server reaches its database: (`HUIMIN_DATABASE_URL` or none, data dir).
-fn database() -> (Option<String>, Option<PgDatabase>, tempfile::TempDir) {
+fn database(tag: &str) -> (Option<String>, Option<PgDatabase>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     match std::env::var("HUIMIN_TEST_POSTGRES_URL") {
         Ok(server) => {
             let server = server.trim_end_matches('/').to_owned();
-            let name = format!("huimin_test_crash_{}", std::process::id());
+            let name = format!("huimin_test_crash_{tag}_{}", std::process::id());
             crate::helpers::create_pg_database(&server, &name);
             let url = format!("{server}/{name}?sslmode=disable");
             (Some(url), Some(PgDatabase(server, name)), dir)
@@ -111,7 +111,7 @@ fn stored(port: u16, token: &str) -> u64 {
 #[test]
 fn a_server_killed_mid_transaction_leaves_all_or_nothing() {
     const N: u64 = 6000;
-    let (url, _pg, dir) = database();
+    let (url, _pg, dir) = database("bundle");
     let token = command(&url, dir.path())
         .args(["token", "--role", "his", "--org", "Organization/crash"])
         .args(["--scope", "system/*.cruds"])
@@ -190,6 +190,89 @@ fn a_server_killed_mid_transaction_leaves_all_or_nothing() {
     let (status, body) = exchange(port, "POST", "/fhir", &token, &second).unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(count2(port), N);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// Print a token of `role` for the server's data directory.
+fn token_of(url: &Option<String>, dir: &std::path::Path, role: &str, org: &str) -> String {
+    let out = command(url, dir)
+        .args([
+            "token",
+            "--role",
+            role,
+            "--org",
+            org,
+            "--scope",
+            "system/*.cruds",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn reads_answered_before_a_kill_are_in_the_audit_trail_once_each() {
+    let (url, _pg, dir) = database("reads");
+    let his = token_of(&url, dir.path(), "his", "Organization/crash");
+    let port = free_port();
+    let mut server = start(&url, dir.path(), port);
+    let patient = json!({"resourceType": "Patient", "active": true,
+        "identifier": [{"system": "urn:crash:mrn", "value": "read-1"}]});
+    let (status, body) = exchange(
+        port,
+        "POST",
+        "/fhir/Patient",
+        &his,
+        patient.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Four clients read at once; the server is killed the moment the last answer arrives, so
+    // the newest records are still in the node's audit log, not yet copied.
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (his, id) = (his.clone(), id.clone());
+            std::thread::spawn(move || {
+                (0..50)
+                    .filter(|_| {
+                        exchange(port, "GET", &format!("/fhir/Patient/{id}"), &his, b"")
+                            .is_some_and(|(s, _)| s == 200)
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let answered: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(answered, 200);
+
+    let port = free_port();
+    let mut server = start(&url, dir.path(), port);
+    let admin = token_of(&url, dir.path(), "admin", "Organization/crash");
+    let (status, body) =
+        exchange(port, "GET", "/fhir/AuditEvent?_count=1000", &admin, b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let bundle: Value = serde_json::from_str(&body).unwrap();
+    let me = format!("Patient/{id}");
+    let reads = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            let r = &e["resource"];
+            r["subtype"][0]["code"] == "read"
+                && r["entity"]
+                    .as_array()
+                    .is_some_and(|x| x.iter().any(|w| w["what"]["reference"] == me.as_str()))
+        })
+        .count();
+    assert_eq!(reads, answered, "every answered read audited, none twice");
     server.kill().unwrap();
     server.wait().unwrap();
 }
