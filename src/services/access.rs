@@ -146,18 +146,26 @@ impl AccessFilter {
         id: &str,
         resident: Option<&str>,
     ) -> Result<bool, ApiError> {
+        if let Some(v) = self.decided(t, resident) {
+            return Ok(v);
+        }
+        let Some(c) = self.clause(t) else {
+            return Ok(true);
+        };
+        let query = crate::fhir::search::Query {
+            clauses: vec![Clause::Id(vec![id.to_owned()]), c],
+            ignored: Vec::new(),
+        };
+        Ok(!crate::store::search::run(conn, t, &query, &[], None, 1)?.is_empty())
+    }
+
+    /// Whether the caller may see a resource of type `t` of `resident`, when that is decided
+    /// without the database: always, except under a consent clause for the type.
+    fn decided(&self, t: &str, resident: Option<&str>) -> Option<bool> {
         match self {
-            AccessFilter::Consent(..) => match self.clause(t) {
-                None => Ok(true),
-                Some(c) => {
-                    let query = crate::fhir::search::Query {
-                        clauses: vec![Clause::Id(vec![id.to_owned()]), c],
-                        ignored: Vec::new(),
-                    };
-                    Ok(!crate::store::search::run(conn, t, &query, &[], None, 1)?.is_empty())
-                }
-            },
-            _ => Ok(self.allows(t, resident)),
+            AccessFilter::Consent(..) if self.clause(t).is_some() => None,
+            AccessFilter::Consent(..) => Some(true),
+            _ => Some(self.allows(t, resident)),
         }
     }
 
@@ -221,8 +229,14 @@ impl AccessFilter {
         store: &crate::store::Store,
         rec: crate::services::record::Record,
     ) -> Result<crate::services::record::Record, ApiError> {
-        let visible =
-            store.read(|c| self.visible(c, &rec.res_type, &rec.id, rec.resident.as_deref()))?;
+        // Most callers need no query to decide (and no pooled connection, which on
+        // PostgreSQL is a round trip to check it).
+        let visible = match self.decided(&rec.res_type, rec.resident.as_deref()) {
+            Some(v) => v,
+            None => {
+                store.read(|c| self.visible(c, &rec.res_type, &rec.id, rec.resident.as_deref()))?
+            }
+        };
         if visible {
             Ok(rec)
         } else {
