@@ -45,7 +45,11 @@ const COPY_BATCH: usize = 500;
 /// Bytes read from a file at a time when copying.
 const READ_CHUNK: u64 = 4 << 20;
 /// A fully copied file holding at least this much is replaced by a new one.
-const ROTATE_BYTES: u64 = 16 << 20;
+const ROTATE_BYTES: u64 = 8 << 20;
+// With `Durability::Disk`, files are made twice that long (zeros, synced) before use:
+// overwriting allocated blocks lets `fdatasync` flush data alone, where growing the file also
+// commits the file system's journal (measured here: 0.13 ms against 1.0 ms per synced write).
+// Records are written from the start; the first NUL byte marks the end.
 /// How often the copier looks for new records when nobody is waiting for them.
 const COPY_INTERVAL: Duration = Duration::from_millis(20);
 /// How often files of stopped processes are looked for.
@@ -63,6 +67,10 @@ struct Inner {
     dir: PathBuf,
     node: String,
     durability: Durability,
+    /// A fully copied file holding this much is replaced.
+    rotate_bytes: u64,
+    /// How long a new file is made before use (0: grown by appends).
+    preallocate: u64,
     store: Store,
     /// The file appended to.
     current: Mutex<Current>,
@@ -128,11 +136,12 @@ fn file_name(node: &str, seq: u64) -> String {
     format!("{node}.{seq:06}.log")
 }
 
-/// Create a new log file locked by this process. It gets its name only once locked, so that
-/// no other process takes it for the file of a stopped one.
-fn create(dir: &Path, name: &str) -> std::io::Result<File> {
+/// Create a new log file locked by this process (zero-filled and synced when `preallocate`).
+/// It gets its name only once locked, so that no other process takes it for the file of a
+/// stopped one.
+fn create(dir: &Path, name: &str, preallocate: u64) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
-    options.append(true).create_new(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -141,6 +150,16 @@ fn create(dir: &Path, name: &str) -> std::io::Result<File> {
     let making = dir.join(format!("{name}.new"));
     let file = options.open(&making)?;
     file.try_lock().map_err(std::io::Error::other)?;
+    if preallocate > 0 {
+        let zeros = vec![0u8; preallocate.min(1 << 20) as usize];
+        let mut at = 0;
+        while at < preallocate {
+            let n = (preallocate - at).min(zeros.len() as u64);
+            file.write_all_at(&zeros[..n as usize], at)?;
+            at += n;
+        }
+        file.sync_all()?;
+    }
     std::fs::rename(&making, dir.join(name))?;
     Ok(file)
 }
@@ -149,6 +168,16 @@ impl AuditLog {
     /// Open a new log file of this process in `dir` and start the copier (and, for
     /// `Durability::Disk`, the syncer).
     pub fn open(dir: &Path, store: Store, durability: Durability) -> anyhow::Result<AuditLog> {
+        AuditLog::open_sized(dir, store, durability, ROTATE_BYTES)
+    }
+
+    /// [`AuditLog::open`] with files replaced once they hold `rotate_bytes`.
+    fn open_sized(
+        dir: &Path,
+        store: Store,
+        durability: Durability,
+        rotate_bytes: u64,
+    ) -> anyhow::Result<AuditLog> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the audit log directory {}", dir.display()))?;
         #[cfg(unix)]
@@ -159,7 +188,12 @@ impl AuditLog {
         }
         let node = uuid::Uuid::new_v4().simple().to_string();
         let name = file_name(&node, 1);
-        let file = create(dir, &name)
+        let preallocate = if durability == Durability::Disk {
+            2 * rotate_bytes
+        } else {
+            0
+        };
+        let file = create(dir, &name, preallocate)
             .with_context(|| format!("creating the audit log file in {}", dir.display()))?;
         let reader = File::open(dir.join(&name))
             .with_context(|| format!("opening the audit log file in {}", dir.display()))?;
@@ -167,6 +201,8 @@ impl AuditLog {
             dir: dir.to_path_buf(),
             node,
             durability,
+            rotate_bytes,
+            preallocate,
             store,
             current: Mutex::new(Current {
                 file,
@@ -297,7 +333,8 @@ impl Inner {
             encode(e, &mut buf)?;
         }
         let mut current = lock(&self.current);
-        current.file.write_all(&buf)?;
+        let at = current.len;
+        current.file.write_all_at(&buf, at)?;
         current.len += buf.len() as u64;
         Ok(self.appended.fetch_add(buf.len() as u64, Ordering::AcqRel) + buf.len() as u64)
     }
@@ -335,7 +372,7 @@ impl Inner {
             (current.name.clone(), current.len)
         };
         if name != cursor.name || cursor.at >= len {
-            if cursor.at >= ROTATE_BYTES {
+            if cursor.at >= self.rotate_bytes {
                 self.rotate(&mut cursor);
             }
             return;
@@ -365,7 +402,7 @@ impl Inner {
             }
             let seq = current.seq + 1;
             let name = file_name(&self.node, seq);
-            let opened = create(&self.dir, &name)
+            let opened = create(&self.dir, &name, self.preallocate)
                 .and_then(|f| File::open(self.dir.join(&name)).map(|r| (f, r)));
             let (file, reader) = match opened {
                 Ok(x) => x,
@@ -512,7 +549,9 @@ fn copy_range(
             Ok(n) => n,
             Err(e) => return Err((at, ApiError::internal(e))),
         };
-        let chunk = &buf[..n];
+        // Past the last record of a preallocated file: zeros.
+        let data_end = buf[..n].iter().position(|b| *b == 0);
+        let chunk = &buf[..data_end.unwrap_or(n)];
         let mut events = Vec::new();
         let mut consumed = 0usize;
         let mut skipped = 0usize;
@@ -531,7 +570,7 @@ fn copy_range(
         }
         if consumed == 0 {
             // No complete line: the tail of a file whose writer was cut short.
-            if n as u64 == READ_CHUNK {
+            if n as u64 == READ_CHUNK && data_end.is_none() {
                 tracing::error!(file = %name, offset = at, "an audit log line longer than the read size skipped");
                 at += READ_CHUNK;
                 continue;
@@ -556,6 +595,62 @@ fn copy_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(n: usize) -> NewEvent {
+        NewEvent {
+            recorded: 1_764_000_000_000 + n as i64,
+            resident: Some(format!("r{n}")),
+            flagged: false,
+            content: format!(
+                r#"{{"resourceType":"AuditEvent","n":{n},"pad":"{}"}}"#,
+                "x".repeat(200)
+            ),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn files_are_replaced_once_copied_and_nothing_is_lost_or_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::store::DatabaseUrl::Sqlite(
+            dir.path().join("t.db").to_string_lossy().into_owned(),
+        );
+        crate::store::migrate(&url).unwrap();
+        let store = Store::open(&url, 2, Arc::new(crate::protect::Protection::disabled())).unwrap();
+        let logs = dir.path().join("audit-log");
+        let log = AuditLog::open_sized(&logs, store.clone(), Durability::Disk, 2048).unwrap();
+        for n in 0..60 {
+            log.append(&[event(n)]).await.unwrap();
+            if n % 7 == 0 {
+                log.flush().await;
+            }
+        }
+        log.flush().await;
+        // The copier replaces a fully copied file on its next round.
+        let files = || -> Vec<String> {
+            std::fs::read_dir(&logs)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while files().iter().any(|f| f.ends_with(".000001.log")) {
+            assert!(Instant::now() < deadline, "never replaced: {:?}", files());
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(files().len(), 1, "{:?}", files());
+        log.append(&[event(60)]).await.unwrap();
+        log.flush().await;
+        let mut seen: Vec<i64> = store
+            .read(|c| {
+                repo::list(c, None, false, None, None, None, 1000)
+                    .map(|v| v.iter().map(|e| e.recorded - 1_764_000_000_000).collect())
+                    .map_err(ApiError::from)
+            })
+            .unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..=60).collect::<Vec<i64>>());
+    }
 
     #[test]
     fn a_record_survives_its_line() {

@@ -549,8 +549,8 @@ async fn a_refused_authentication_is_audited_without_a_patient() {
     assert!(!login.to_string().contains("not-a-token"), "{login}");
 }
 
-/// The audit log file a process left behind when it was killed: two whole records, and a third
-/// cut short mid-write.
+/// The audit log file a process left behind when it was killed: two whole records, a third cut
+/// short mid-write, and the zeros of a preallocated file after them.
 fn left_behind(dir: &std::path::Path) -> std::path::PathBuf {
     let log = dir.join("audit-log");
     std::fs::create_dir_all(&log).unwrap();
@@ -564,11 +564,9 @@ fn left_behind(dir: &std::path::Path) -> std::path::PathBuf {
     };
     let path = log.join("0123456789abcdef0123456789abcdef.000001.log");
     let cut = record(3);
-    std::fs::write(
-        &path,
-        format!("{}{}{}", record(1), record(2), &cut[..cut.len() / 2]),
-    )
-    .unwrap();
+    let mut bytes = format!("{}{}{}", record(1), record(2), &cut[..cut.len() / 2]).into_bytes();
+    bytes.resize(bytes.len() + 64 * 1024, 0);
+    std::fs::write(&path, bytes).unwrap();
     path
 }
 
