@@ -99,6 +99,15 @@ struct Cursor {
     name: String,
     reader: File,
     at: u64,
+    /// The next file, made ahead.
+    spare: Option<Spare>,
+}
+
+struct Spare {
+    seq: u64,
+    name: String,
+    file: File,
+    reader: File,
 }
 
 /// A wake-up call for a background thread.
@@ -214,6 +223,7 @@ impl AuditLog {
                 name,
                 reader,
                 at: 0,
+                spare: None,
             }),
             appended: AtomicU64::new(0),
             copied: watch::Sender::new(0),
@@ -395,31 +405,44 @@ impl Inner {
     /// Start a new file when nothing was appended to the fully copied current one, and remove
     /// the old one.
     fn rotate(&self, cursor: &mut Cursor) {
-        let old = {
-            let mut current = lock(&self.current);
-            if current.len != cursor.at || current.name != cursor.name {
-                return;
-            }
-            let seq = current.seq + 1;
+        // The next file is made (with disk durability: zero-filled and synced) before the
+        // appenders' lock is taken, so that no append waits for it.
+        if cursor.spare.is_none() {
+            let seq = lock(&self.current).seq + 1;
             let name = file_name(&self.node, seq);
             let opened = create(&self.dir, &name, self.preallocate)
                 .and_then(|f| File::open(self.dir.join(&name)).map(|r| (f, r)));
-            let (file, reader) = match opened {
-                Ok(x) => x,
+            match opened {
+                Ok((file, reader)) => {
+                    cursor.spare = Some(Spare {
+                        seq,
+                        name,
+                        file,
+                        reader,
+                    })
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "starting a new audit log file failed");
                     return;
                 }
+            }
+        }
+        let old = {
+            let mut current = lock(&self.current);
+            // Appended to meanwhile: the spare waits for the next round.
+            if current.len != cursor.at || current.name != cursor.name {
+                return;
+            }
+            let Some(spare) = cursor.spare.take() else {
+                return;
             };
-            let old = std::mem::replace(&mut current.name, name.clone());
-            current.file = file;
-            current.seq = seq;
+            let old = std::mem::replace(&mut current.name, spare.name.clone());
+            current.file = spare.file;
+            current.seq = spare.seq;
             current.len = 0;
-            *cursor = Cursor {
-                name,
-                reader,
-                at: 0,
-            };
+            cursor.name = spare.name;
+            cursor.reader = spare.reader;
+            cursor.at = 0;
             old
         };
         self.remove(&old);
