@@ -146,27 +146,29 @@ impl AccessFilter {
         id: &str,
         resident: Option<&str>,
     ) -> Result<bool, ApiError> {
-        if let Some(v) = self.decided(t, resident) {
-            return Ok(v);
+        match self.decided(t, resident) {
+            Ok(v) => Ok(v),
+            Err(c) => Self::matches(conn, t, id, c),
         }
-        let Some(c) = self.clause(t) else {
-            return Ok(true);
-        };
-        let query = crate::fhir::search::Query {
-            clauses: vec![Clause::Id(vec![id.to_owned()]), c],
-            ignored: Vec::new(),
-        };
-        Ok(!crate::store::search::run(conn, t, &query, &[], None, 1)?.is_empty())
     }
 
     /// Whether the caller may see a resource of type `t` of `resident`, when that is decided
-    /// without the database: always, except under a consent clause for the type.
-    fn decided(&self, t: &str, resident: Option<&str>) -> Option<bool> {
+    /// without the database (always, except under a consent clause for the type); otherwise
+    /// the clause to run on the resource.
+    fn decided(&self, t: &str, resident: Option<&str>) -> Result<bool, Clause> {
         match self {
-            AccessFilter::Consent(..) if self.clause(t).is_some() => None,
-            AccessFilter::Consent(..) => Some(true),
-            _ => Some(self.allows(t, resident)),
+            AccessFilter::Consent(..) => self.clause(t).map_or(Ok(true), Err),
+            _ => Ok(self.allows(t, resident)),
         }
+    }
+
+    /// Whether resource `t/id` satisfies `clause`.
+    fn matches(conn: &mut DbConn, t: &str, id: &str, clause: Clause) -> Result<bool, ApiError> {
+        let query = crate::fhir::search::Query {
+            clauses: vec![Clause::Id(vec![id.to_owned()]), clause],
+            ignored: Vec::new(),
+        };
+        Ok(!crate::store::search::run(conn, t, &query, &[], None, 1)?.is_empty())
     }
 
     /// Whether the caller's role lets it see a resource of type `t` that belongs to
@@ -232,10 +234,8 @@ impl AccessFilter {
         // Most callers need no query to decide (and no pooled connection, which on
         // PostgreSQL is a round trip to check it).
         let visible = match self.decided(&rec.res_type, rec.resident.as_deref()) {
-            Some(v) => v,
-            None => {
-                store.read(|c| self.visible(c, &rec.res_type, &rec.id, rec.resident.as_deref()))?
-            }
+            Ok(v) => v,
+            Err(clause) => store.read(|c| Self::matches(c, &rec.res_type, &rec.id, clause))?,
         };
         if visible {
             Ok(rec)

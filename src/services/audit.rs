@@ -171,7 +171,7 @@ impl Draft {
                 },
             )),
             who: Who {
-                identifier: Some(Value1 { value: &a.sub }),
+                identifier: Some(Identifier { value: &a.sub }),
                 reference: a.fhir_user.as_deref(),
                 display: None,
             },
@@ -408,13 +408,13 @@ struct Who<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     reference: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    identifier: Option<Value1<'a>>,
+    identifier: Option<Identifier<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     display: Option<&'a str>,
 }
 
 #[derive(serde::Serialize)]
-struct Value1<'a> {
+struct Identifier<'a> {
     value: &'a str,
 }
 

@@ -377,11 +377,10 @@ impl Inner {
     /// and fully copied.
     fn copy_own(&self) {
         let mut cursor = lock(&self.cursor);
-        let (name, len) = {
-            let current = lock(&self.current);
-            (current.name.clone(), current.len)
-        };
-        if name != cursor.name || cursor.at >= len {
+        // Only `rotate`, called here under the cursor's lock, moves to a new file, so the cursor and
+        // the current file name the same one.
+        let len = lock(&self.current).len;
+        if cursor.at >= len {
             if cursor.at >= self.rotate_bytes {
                 self.rotate(&mut cursor);
             }
@@ -430,7 +429,7 @@ impl Inner {
         let old = {
             let mut current = lock(&self.current);
             // Appended to meanwhile: the spare waits for the next round.
-            if current.len != cursor.at || current.name != cursor.name {
+            if current.len != cursor.at {
                 return;
             }
             let Some(spare) = cursor.spare.take() else {

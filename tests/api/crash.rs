@@ -112,12 +112,7 @@ fn stored(port: u16, token: &str) -> u64 {
 fn a_server_killed_mid_transaction_leaves_all_or_nothing() {
     const N: u64 = 6000;
     let (url, _pg, dir) = database("bundle");
-    let token = command(&url, dir.path())
-        .args(["token", "--role", "his", "--org", "Organization/crash"])
-        .args(["--scope", "system/*.cruds"])
-        .output()
-        .unwrap();
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let token = token_of(&url, dir.path(), "his", "Organization/crash");
     let mut entries = vec![json!({
         "fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "active": true,
             "identifier": [{"system": "urn:crash:mrn", "value": "1"}]},
