@@ -98,7 +98,8 @@ enum AuditAction {
         /// records is detected too.
         #[arg(long)]
         expect: Option<String>,
-        /// Seal committed records first (what the running server does every second).
+        /// Seal committed records first (what the running server does every second), waiting
+        /// up to 30 s for records held back by a database transaction still running.
         #[arg(long)]
         seal: bool,
     },
@@ -211,12 +212,16 @@ pub fn run() -> anyhow::Result<()> {
             store::migrate(&db)?;
             let store = store::Store::open(&db, 2, settings.protection()?)?;
             if seal {
-                loop {
-                    let (n, _) = crate::services::audit::seal_pending(&store)
-                        .map_err(|e| anyhow::anyhow!("sealing failed: {e}"))?;
-                    if n == 0 {
-                        break;
-                    }
+                let (_, waiting) = crate::services::audit::seal_committed(
+                    &store,
+                    std::time::Duration::from_secs(30),
+                )
+                .map_err(|e| anyhow::anyhow!("sealing failed: {e}"))?;
+                if waiting > 0 {
+                    println!(
+                        "{waiting} record(s) still wait for a database transaction that is \
+                         running; they are sealed when it ends"
+                    );
                 }
             }
             let report = store

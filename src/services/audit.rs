@@ -665,7 +665,7 @@ const SEAL_BATCH: i64 = 100;
 /// Advisory lock key of the sealer on PostgreSQL ("huimin-audit" folded into an i64).
 const SEAL_LOCK: i64 = 0x6875_696d_696e_0a0d;
 
-/// Seal the committed records that have no position yet, in commit order. Returns how many
+/// Seal the committed records after the sealer's cursor, in (txid, id) order. Returns how many
 /// were sealed and the new head. Safe to run from several processes: on PostgreSQL only the
 /// holder of the sealer lock seals; SQLite serialises writers.
 pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), ApiError> {
@@ -684,10 +684,11 @@ pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), Api
                 return Ok((0, None));
             }
         }
-        let rows = repo::pending(conn, SEAL_BATCH)?;
-        if rows.is_empty() {
+        let cursor = repo::sealed_up_to(conn)?;
+        let rows = repo::unsealed(conn, cursor, SEAL_BATCH)?;
+        let Some(last) = rows.last().map(|r| (r.txid, r.id)) else {
             return Ok((0, None));
-        }
+        };
         let (mut seq, mut prev) = match repo::head(conn)? {
             Some(h) => h,
             None => {
@@ -702,9 +703,33 @@ pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), Api
             seals.push((seq, r.id, h.clone()));
             prev = h;
         }
-        repo::seal(conn, &seals)?;
+        repo::seal(conn, &seals, last)?;
         Ok((rows.len(), Some((seq, prev))))
     })
+}
+
+/// Seal until every record recorded before this call is sealed, or `patience` runs out (a
+/// transaction still running may hold sealing back; see [`seal_pending`]). Returns how many
+/// were sealed and how many of those recorded before the call still wait.
+pub fn seal_committed(store: &Store, patience: Duration) -> Result<(usize, usize), ApiError> {
+    // Records of this millisecond too.
+    let started = clock::now_millis() + 1;
+    let deadline = std::time::Instant::now() + patience;
+    let mut sealed = 0;
+    loop {
+        loop {
+            let (n, _) = seal_pending(store)?;
+            sealed += n;
+            if n == 0 {
+                break;
+            }
+        }
+        let waiting = store.read(|c| repo::unsealed_before(c, started).map_err(ApiError::from))?;
+        if waiting.is_empty() || std::time::Instant::now() >= deadline {
+            return Ok((sealed, waiting.len()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Start the sealer thread: seals what is committed every `interval`, logs the head when it
@@ -834,7 +859,7 @@ pub fn verify(conn: &mut DbConn, expect: Option<(i64, &str)>) -> Result<Report, 
                 _ => format!("the expected head's position {s} is not in the stored chain"),
             });
         }
-        let stale = repo::pending_before(conn, clock::now_millis() - 60_000)?;
+        let stale = repo::unsealed_before(conn, clock::now_millis() - 60_000)?;
         if let Some(first) = stale.first() {
             problems.push(format!(
                 "{} record(s) older than a minute are not sealed (first: AuditEvent/{first}); \
@@ -846,7 +871,7 @@ pub fn verify(conn: &mut DbConn, expect: Option<(i64, &str)>) -> Result<Report, 
         if let Some(first) = unchained.first() {
             problems.push(format!(
                 "{} record(s) are neither sealed nor waiting to be (first: AuditEvent/{first}): \
-                 their place in the queue was removed",
+                 the sealer's position was moved past them",
                 unchained.len()
             ));
         }

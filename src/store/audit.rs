@@ -4,11 +4,11 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 
 use super::DbConn;
-use super::schema::{audit_chain, audit_events, audit_log_copied, audit_pending, audit_seals};
+use super::schema::{audit_chain, audit_events, audit_log_copied, audit_seals};
 
 /// An audit record to append.
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = audit_events)]
+#[diesel(table_name = audit_events, treat_none_as_default_value = false)]
 pub struct NewEvent {
     pub recorded: i64,
     pub resident: Option<String>,
@@ -17,13 +17,17 @@ pub struct NewEvent {
 }
 
 /// A stored audit record.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, QueryableByName)]
+#[diesel(table_name = audit_events)]
 pub struct Event {
     pub id: i64,
     pub recorded: i64,
     pub resident: Option<String>,
     pub flagged: bool,
     pub content: String,
+    /// The writing transaction's id on PostgreSQL (0 on SQLite): with `id`, the record's place
+    /// in the sealer's order. Not part of the hash.
+    pub txid: i64,
 }
 
 /// One chain position: the seal, and the record it seals if that is still stored.
@@ -35,10 +39,8 @@ pub struct Link {
     pub event: Option<Event>,
 }
 
-/// Append records (in the caller's transaction); a trigger queues each for the sealer. SQLite
-/// inserts them one statement each (a cached statement; a multi-row insert through the
-/// trigger keeps a statement journal that spills to a temporary file), PostgreSQL in
-/// multi-row statements.
+/// Append records (in the caller's transaction); the sealer finds them after its cursor. SQLite
+/// inserts them one statement each (a cached statement), PostgreSQL with one binary `COPY`.
 pub fn append(conn: &mut DbConn, events: &[NewEvent]) -> QueryResult<()> {
     match conn {
         DbConn::Sqlite(c) => {
@@ -49,9 +51,9 @@ pub fn append(conn: &mut DbConn, events: &[NewEvent]) -> QueryResult<()> {
             }
         }
         DbConn::Postgres(c) => {
-            for chunk in events.chunks(500) {
-                diesel::insert_into(audit_events::table)
-                    .values(chunk)
+            if !events.is_empty() {
+                diesel::copy_from(audit_events::table)
+                    .from_insertable(events)
                     .execute(c)?;
             }
         }
@@ -110,18 +112,44 @@ pub fn head(conn: &mut DbConn) -> QueryResult<Option<(i64, String)>> {
         .optional()
 }
 
-/// Up to `limit` committed records waiting for the sealer, oldest first.
-pub fn pending(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<Event>> {
-    audit_pending::table
-        .inner_join(audit_events::table)
-        .order(audit_pending::event_id)
-        .limit(limit)
-        .select(audit_events::all_columns)
-        .load(conn)
+/// The last sealed record's (txid, id): the sealer's cursor.
+pub fn sealed_up_to(conn: &mut DbConn) -> QueryResult<(i64, i64)> {
+    audit_chain::table
+        .filter(audit_chain::id.eq(1))
+        .select((audit_chain::sealed_txid, audit_chain::sealed_id))
+        .first(conn)
 }
 
-/// Record seals as (position, record id, hash) and take their records off the queue.
-pub fn seal(conn: &mut DbConn, seals: &[(i64, i64, String)]) -> QueryResult<()> {
+/// Up to `limit` committed records after the cursor `after` (txid, id), in (txid, id) order.
+/// On PostgreSQL only records of transactions older than every one still running: a running
+/// transaction may yet commit records that sort before those of a younger one. SQLite has one
+/// writer, and the caller is in a write transaction: everything it sees is final.
+pub fn unsealed(conn: &mut DbConn, after: (i64, i64), limit: i64) -> QueryResult<Vec<Event>> {
+    use diesel::sql_types::BigInt;
+    match conn {
+        DbConn::Postgres(c) => diesel::sql_query(
+            "SELECT id, recorded, resident, flagged, content, txid FROM audit_events \
+             WHERE (txid, id) > ($1, $2) \
+               AND txid < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint \
+             ORDER BY txid, id LIMIT $3",
+        )
+        .bind::<BigInt, _>(after.0)
+        .bind::<BigInt, _>(after.1)
+        .bind::<BigInt, _>(limit)
+        .load(c),
+        DbConn::Sqlite(c) => diesel::sql_query(
+            "SELECT id, recorded, resident, flagged, content, txid FROM audit_events \
+             WHERE (txid, id) > (?, ?) ORDER BY txid, id LIMIT ?",
+        )
+        .bind::<BigInt, _>(after.0)
+        .bind::<BigInt, _>(after.1)
+        .bind::<BigInt, _>(limit)
+        .load(c),
+    }
+}
+
+/// Record seals as (position, record id, hash) and move the cursor to `last` (txid, id).
+pub fn seal(conn: &mut DbConn, seals: &[(i64, i64, String)], last: (i64, i64)) -> QueryResult<()> {
     for chunk in seals.chunks(500) {
         let rows: Vec<_> = chunk
             .iter()
@@ -134,9 +162,13 @@ pub fn seal(conn: &mut DbConn, seals: &[(i64, i64, String)]) -> QueryResult<()> 
             })
             .collect();
         native!(conn, c => diesel::insert_into(audit_seals::table).values(&rows).execute(c))?;
-        let ids: Vec<i64> = chunk.iter().map(|(_, id, _)| *id).collect();
-        native!(conn, c => diesel::delete(audit_pending::table.filter(audit_pending::event_id.eq_any(&ids))).execute(c))?;
     }
+    diesel::update(audit_chain::table.filter(audit_chain::id.eq(1)))
+        .set((
+            audit_chain::sealed_txid.eq(last.0),
+            audit_chain::sealed_id.eq(last.1),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -167,25 +199,34 @@ pub fn chain_from(conn: &mut DbConn, from: i64, limit: i64) -> QueryResult<Vec<L
         .collect())
 }
 
-/// Records waiting for the sealer since before `before` (ms): the sealer is not running.
-pub fn pending_before(conn: &mut DbConn, before: i64) -> QueryResult<Vec<i64>> {
-    audit_pending::table
-        .inner_join(audit_events::table)
+/// Whether a record sorts after the cursor `c` (txid, id).
+macro_rules! after_cursor {
+    ($c:expr) => {
+        audit_events::txid
+            .gt($c.0)
+            .or(audit_events::txid.eq($c.0).and(audit_events::id.gt($c.1)))
+    };
+}
+
+/// Records after the sealer's cursor recorded before `before` (ms): the sealer is not running.
+pub fn unsealed_before(conn: &mut DbConn, before: i64) -> QueryResult<Vec<i64>> {
+    let c = sealed_up_to(conn)?;
+    audit_events::table
+        .filter(after_cursor!(c))
         .filter(audit_events::recorded.lt(before))
-        .order(audit_pending::event_id)
+        .order(audit_events::id)
         .limit(100)
-        .select(audit_pending::event_id)
+        .select(audit_events::id)
         .load(conn)
 }
 
-/// Records that are neither sealed nor waiting to be (their queue entry was removed).
+/// Records at or before the sealer's cursor without a seal: the cursor was moved past them.
 pub fn unchained(conn: &mut DbConn) -> QueryResult<Vec<i64>> {
+    let c = sealed_up_to(conn)?;
     audit_events::table
+        .filter(diesel::dsl::not(after_cursor!(c)))
         .filter(diesel::dsl::not(diesel::dsl::exists(
             audit_seals::table.filter(audit_seals::event_id.eq(audit_events::id)),
-        )))
-        .filter(diesel::dsl::not(diesel::dsl::exists(
-            audit_pending::table.filter(audit_pending::event_id.eq(audit_events::id)),
         )))
         .order(audit_events::id)
         .limit(100)

@@ -149,12 +149,7 @@ diesel::table! {
         resident -> Nullable<Text>,
         flagged -> Bool,
         content -> Text,
-    }
-}
-
-diesel::table! {
-    audit_pending (event_id) {
-        event_id -> BigInt,
+        txid -> BigInt,
     }
 }
 
@@ -171,12 +166,13 @@ diesel::table! {
         id -> Integer,
         start_seq -> BigInt,
         start_prev -> Text,
+        sealed_txid -> BigInt,
+        sealed_id -> BigInt,
     }
 }
 
-diesel::joinable!(audit_pending -> audit_events (event_id));
 diesel::joinable!(audit_seals -> audit_events (event_id));
-diesel::allow_tables_to_appear_in_same_query!(audit_events, audit_pending, audit_seals);
+diesel::allow_tables_to_appear_in_same_query!(audit_events, audit_seals);
 
 diesel::table! {
     protect_keys (id) {
