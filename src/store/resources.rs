@@ -117,11 +117,30 @@ pub fn residents_of(
 
 /// The position of the newest version of any resource of type `t` (`None`: none was ever
 /// written): changes whenever one of them is created, updated or deleted.
+///
+/// On PostgreSQL an unnamed statement, planned for the type it is given: a cached statement
+/// gets a generic plan after five runs, which walks the primary key backwards filtering on the
+/// type (a type is a tenth of the rows, on average), and for a type with no versions at all
+/// (Consent, in a region that has none) that read every version: 260 ms at 290,000 versions,
+/// once a second, with requests waiting behind it. The custom plan reads `(res_type, seq)`.
 pub fn latest_version_seq(conn: &mut DbConn, t: &str) -> QueryResult<Option<i64>> {
-    resource_versions::table
-        .filter(resource_versions::res_type.eq(t))
-        .select(diesel::dsl::max(resource_versions::seq))
-        .first(conn)
+    match conn {
+        DbConn::Postgres(c) => {
+            #[derive(QueryableByName)]
+            struct Newest {
+                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+                seq: Option<i64>,
+            }
+            diesel::sql_query("SELECT max(seq) AS seq FROM resource_versions WHERE res_type = $1")
+                .bind::<diesel::sql_types::Text, _>(t)
+                .get_result::<Newest>(c)
+                .map(|n| n.seq)
+        }
+        DbConn::Sqlite(c) => resource_versions::table
+            .filter(resource_versions::res_type.eq(t))
+            .select(diesel::dsl::max(resource_versions::seq))
+            .first(c),
+    }
 }
 
 /// Every live resource of type `t` that belongs to a resident: (resident, JSON).
