@@ -50,6 +50,33 @@ impl PartialEq for AccessFilter {
     }
 }
 
+/// The elements that name the institution a record belongs to (a hospital system writes and
+/// changes only its own institution's records).
+const CUSTODIANS: &[(&str, &str)] = &[
+    ("Patient", "managingOrganization"),
+    ("Encounter", "serviceProvider"),
+];
+
+/// Whether records of type `t` name the institution they belong to.
+pub fn has_custodian(t: &str) -> bool {
+    CUSTODIANS.iter().any(|(ct, _)| *ct == t)
+}
+
+/// Whether `body`, a resource of type `t`, may be written by institution `org` (a reference,
+/// `Organization/…`): it names no institution, or `org`. Otherwise 403 naming the element.
+pub fn custodian_check(t: &str, body: &crate::fhir::json::Json, org: &str) -> Result<(), ApiError> {
+    let Some((_, element)) = CUSTODIANS.iter().find(|(ct, _)| *ct == t) else {
+        return Ok(());
+    };
+    match body.get(element) {
+        None => Ok(()),
+        Some(named) if named.get_str("reference") == Some(org) => Ok(()),
+        Some(_) => Err(ApiError::Forbidden(format!(
+            "{t}.{element} names another institution: a hospital system writes for its own ({org})"
+        ))),
+    }
+}
+
 /// Whether resources of type `t` are an individual's data: Patient, and every type in the
 /// Patient compartment.
 pub fn is_personal(t: &str) -> bool {

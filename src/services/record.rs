@@ -262,14 +262,81 @@ where
     store.write(move |conn| audited(conn, &draft, |conn| linked(conn, f)))
 }
 
+thread_local! {
+    /// The institution whose records the write running on this thread may change (a hospital
+    /// system's), set by [`audited`] for the length of the write.
+    static WRITES_FOR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets [`WRITES_FOR`] and clears it when dropped (also when the write fails or panics).
+struct WritingFor;
+
+impl WritingFor {
+    fn set(org: Option<String>) -> WritingFor {
+        WRITES_FOR.with(|w| *w.borrow_mut() = org);
+        WritingFor
+    }
+}
+
+impl Drop for WritingFor {
+    fn drop(&mut self) {
+        WRITES_FOR.with(|w| *w.borrow_mut() = None);
+    }
+}
+
+/// 403 when the running write is a hospital system's and `current` (the stored `t/id`) belongs
+/// to another institution.
+fn check_owned(t: &str, id: &str, current: &Json) -> Result<(), ApiError> {
+    WRITES_FOR.with(|w| match w.borrow().as_deref() {
+        Some(org) if crate::services::access::custodian_check(t, current, org).is_err() => {
+            Err(ApiError::Forbidden(format!(
+                "{t}/{id} belongs to another institution: a hospital system changes only its own records"
+            )))
+        }
+        _ => Ok(()),
+    })
+}
+
+/// [`check_owned`] for the live stored version of `t/id`, read only when it can matter.
+fn check_owned_stored(conn: &mut DbConn, t: &str, id: &str) -> Result<(), ApiError> {
+    if !crate::services::access::has_custodian(t) || WRITES_FOR.with(|w| w.borrow().is_none()) {
+        return Ok(());
+    }
+    match repo::find_current(conn, t, id)? {
+        Some(c) if !c.deleted => {
+            let tree = Json::parse(c.content.as_bytes()).map_err(ApiError::internal)?;
+            check_owned(t, id, &tree)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// 403 naming the element when the running write is a hospital system's and `tree`, the new
+/// content of a `t`, names another institution.
+fn check_writes_for(t: &str, tree: &Json) -> Result<(), ApiError> {
+    WRITES_FOR.with(|w| match w.borrow().as_deref() {
+        Some(org) => crate::services::access::custodian_check(t, tree, org),
+        None => Ok(()),
+    })
+}
+
 /// Run `f` inside the caller's transaction and append the audit events of every resource it
 /// wrote or read before the transaction commits.
+///
+/// A hospital system's write changes only its own institution's records: while `f` runs, the
+/// updates, patches and deletes below check the stored version (and a patch its result) against
+/// the institution of the draft's actor, in the transaction that writes.
 pub fn audited<T>(
     conn: &mut DbConn,
     draft: &Draft,
     f: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     audit::begin_writes();
+    let writes_for = match draft.actor.role {
+        crate::auth::Role::His => draft.actor.org.clone(),
+        _ => None,
+    };
+    let _institution = WritingFor::set(writes_for);
     match f(conn) {
         Ok(v) => {
             audit::append_writes(conn, draft)?;
@@ -495,6 +562,9 @@ pub fn update_in(
     check_body_id(&tree, t, Some(id))?;
     let current = repo::lock_current(conn, t, id)?;
     check_if_match(current.map(|c| c.0), if_match)?;
+    if current.is_some_and(|(_, deleted)| !deleted) {
+        check_owned_stored(conn, t, id)?;
+    }
     if !may_create && current.is_none_or(|(_, deleted)| deleted) {
         return Err(ApiError::Forbidden(format!(
             "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
@@ -632,6 +702,7 @@ pub fn patch_in(
             Some(c) => c,
         };
         check_if_match(Some(current.version_id), if_match)?;
+        check_owned_stored(conn, t, id)?;
         let mut doc: serde_json::Value =
             serde_json::from_str(&current.content).map_err(ApiError::internal)?;
         json_patch::patch(&mut doc, patch)
@@ -639,6 +710,7 @@ pub fn patch_in(
         let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
         check_body_id(&tree, t, Some(id))?;
+        check_writes_for(t, &tree)?;
         put_version(conn, t, id, tree, current.version_id + 1, "PATCH", false)
     }
 }
@@ -658,6 +730,7 @@ pub fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, Ap
     if deleted {
         return Ok(None);
     }
+    check_owned_stored(conn, t, id)?;
     audit::touched(t, id, repo::resident(conn, t, id)?.as_deref());
     if t == "Patient" {
         mpi::unlink_deleted(conn, id)?;

@@ -339,6 +339,80 @@ async fn a_hospital_system_writes_for_its_own_institution() {
     app.send("DELETE", &path, &[("Authorization", c.as_str())], None)
         .await
         .outcome(403);
+    let id = ours["id"].as_str().unwrap();
+    let patch_of = |ops: serde_json::Value| {
+        use base64::Engine as _;
+        serde_json::json!({"resourceType": "Binary", "contentType": "application/json-patch+json",
+            "data": base64::engine::general_purpose::STANDARD.encode(ops.to_string())})
+    };
+    let to_c = serde_json::json!([{"op": "replace", "path": "/managingOrganization",
+        "value": {"reference": "Organization/hosp-c"}}]);
+    let gender = serde_json::json!([{"op": "replace", "path": "/gender", "value": "other"}]);
+    // Nor in a transaction, whichever way the entry changes it: the whole bundle is refused.
+    for entry in [
+        serde_json::json!({"resource": taken, "request": {"method": "PUT", "url": format!("Patient/{id}")}}),
+        serde_json::json!({"resource": patch_of(gender.clone()), "request": {"method": "PATCH", "url": format!("Patient/{id}")}}),
+        serde_json::json!({"request": {"method": "DELETE", "url": format!("Patient/{id}")}}),
+    ] {
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": patient("OWN-5"), "request": {"method": "POST", "url": "Patient"}}, entry]});
+        let refused = send(app.his_of("hosp-c"), "POST", "/fhir", bundle).await;
+        let outcome = refused.outcome(403);
+        assert!(
+            outcome.to_string().contains("another institution"),
+            "{outcome}"
+        );
+    }
+    // In a batch the entry is refused and the others are written.
+    let batch = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "DELETE", "url": format!("Patient/{id}")}},
+        {"resource": patient("OWN-6"), "request": {"method": "POST", "url": "Patient"}}]});
+    let answered = send(app.his_of("hosp-c"), "POST", "/fhir", batch)
+        .await
+        .json();
+    let statuses: Vec<&str> = answered["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses[0].starts_with("403"), "{statuses:?}");
+    assert!(statuses[1].starts_with("201"), "{statuses:?}");
+    // Nor does a PATCH of another institution's record, or one that would hand its own record
+    // to another institution, go through.
+    let json_patch = |token: String, ops: serde_json::Value| {
+        let path = path.clone();
+        let app = &app;
+        async move {
+            app.send(
+                "PATCH",
+                &path,
+                &[
+                    ("Authorization", format!("Bearer {token}").as_str()),
+                    ("Content-Type", "application/json-patch+json"),
+                ],
+                Some(ops.to_string().as_bytes()),
+            )
+            .await
+        }
+    };
+    json_patch(app.his_of("hosp-c"), gender.clone())
+        .await
+        .outcome(403);
+    let handed = json_patch(app.his_of("hosp-a"), to_c).await.outcome(403);
+    assert!(
+        handed.to_string().contains("Patient.managingOrganization"),
+        "{handed}"
+    );
+    // Nothing of all that was written: the record is as its institution left it.
+    let stored = app.get(&path).await.json();
+    assert_eq!(stored["meta"]["versionId"], ours["meta"]["versionId"]);
+    assert_eq!(
+        stored["managingOrganization"]["reference"],
+        "Organization/hosp-a"
+    );
+    // Its own institution still changes it.
+    assert_eq!(json_patch(app.his_of("hosp-a"), gender).await.status, 200);
     // Administrators maintain every institution's records.
     p["managingOrganization"] = serde_json::json!({"reference": "Organization/hosp-b"});
     let admin = app.token_for(Role::Admin, "system/*.cruds");
