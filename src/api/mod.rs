@@ -87,7 +87,7 @@ where
 
 /// What the caller may see (a resident's own record is looked up).
 pub async fn access(state: &AppState, caller: &Caller) -> Result<AccessFilter, ApiError> {
-    if let Some(f) = AccessFilter::of_role(caller, &state.consent) {
+    if let Some(f) = AccessFilter::cached_for_caller(caller, &state.consent, &state.grants) {
         return Ok(f);
     }
     let caller = caller.clone();

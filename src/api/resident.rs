@@ -462,7 +462,7 @@ async fn patient_everything_body(
     let page = web::block(move || {
         let page = everything::everything(&store, &id, &request, &access)?;
         let g = page.golden.as_str();
-        if store.read(|c| access.visible(c, "Patient", g, Some(g)))? {
+        if access.visible_in(&store, "Patient", g, Some(g))? {
             Ok(page)
         } else {
             Err(crate::services::access::AccessFilter::denied())
@@ -639,7 +639,7 @@ async fn patient_summary_body(
     let (doc, touched) = web::block(move || {
         let touched = store.read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
         let resident = touched.first().and_then(|(_, r)| r.clone());
-        if !store.read(|c| access.visible(c, "Patient", &id, resident.as_deref()))? {
+        if !access.visible_in(&store, "Patient", &id, resident.as_deref())? {
             return Err(crate::services::access::AccessFilter::denied());
         }
         let doc = everything::summary(&store, &id, &base, &access)?;

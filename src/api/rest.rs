@@ -811,7 +811,7 @@ async fn history_body(
         }
         if let Some((t, id)) = instance {
             let resident = touched.first().and_then(|(_, r)| r.as_deref());
-            if !store.read(|c| access.visible(c, &t, &id, resident))? {
+            if !access.visible_in(&store, &t, &id, resident)? {
                 return Err(AccessFilter::denied());
             }
         }

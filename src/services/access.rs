@@ -95,17 +95,10 @@ impl AccessFilter {
         match AccessFilter::of_role(caller, consent) {
             Some(f) => Ok(f),
             None if matches!(caller.role, Role::His | Role::Doctor) => {
-                let practitioner = caller
-                    .fhir_user
-                    .as_deref()
-                    .filter(|u| u.starts_with("Practitioner/"));
-                let purpose = caller.purpose.as_deref().unwrap_or("TREAT");
+                let (practitioner, purpose) = acting_as(caller);
                 let view = consent.view(conn, caller.org.as_deref(), practitioner, purpose)?;
                 let granted = if caller.role == Role::Doctor {
-                    let mut g: Vec<String> =
-                        grants.active(conn, &caller.sub)?.keys().cloned().collect();
-                    g.sort_unstable();
-                    g
+                    sorted_residents(grants.active(conn, &caller.sub)?.as_ref())
                 } else {
                     Vec::new()
                 };
@@ -129,6 +122,30 @@ impl AccessFilter {
                 }
             }
         }
+    }
+
+    /// [`AccessFilter::for_caller`] when it needs no database (the caller's consent view, and a
+    /// doctor's emergency grants, cached and fresh): most requests decide their access without
+    /// taking a connection or a thread hop.
+    pub fn cached_for_caller(
+        caller: &Caller,
+        consent: &consent::Engine,
+        grants: &crate::services::break_glass::Grants,
+    ) -> Option<AccessFilter> {
+        if let Some(f) = AccessFilter::of_role(caller, consent) {
+            return Some(f);
+        }
+        if !matches!(caller.role, Role::His | Role::Doctor) {
+            return None;
+        }
+        let (practitioner, purpose) = acting_as(caller);
+        let view = consent.view_cached(caller.org.as_deref(), practitioner, purpose)?;
+        let granted = if caller.role == Role::Doctor {
+            sorted_residents(grants.cached(&caller.sub)?.as_ref())
+        } else {
+            Vec::new()
+        };
+        Some(AccessFilter::Consent(view, granted))
     }
 
     /// The filter of the caller's role when it needs no lookup (every role but `resident`).
@@ -252,19 +269,28 @@ impl AccessFilter {
         Ok(())
     }
 
+    /// [`AccessFilter::visible`] taking a pooled connection only when the decision needs a
+    /// query: most callers need none (and a checkout is a round trip on PostgreSQL).
+    pub fn visible_in(
+        &self,
+        store: &crate::store::Store,
+        t: &str,
+        id: &str,
+        resident: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        match self.decided(t, resident) {
+            Ok(v) => Ok(v),
+            Err(clause) => store.read(|c| Self::matches(c, t, id, clause)),
+        }
+    }
+
     /// A record read directly, if the caller may see it (403 otherwise).
     pub fn shown(
         &self,
         store: &crate::store::Store,
         rec: crate::services::record::Record,
     ) -> Result<crate::services::record::Record, ApiError> {
-        // Most callers need no query to decide (and no pooled connection, which on
-        // PostgreSQL is a round trip to check it).
-        let visible = match self.decided(&rec.res_type, rec.resident.as_deref()) {
-            Ok(v) => v,
-            Err(clause) => store.read(|c| Self::matches(c, &rec.res_type, &rec.id, clause))?,
-        };
-        if visible {
+        if self.visible_in(store, &rec.res_type, &rec.id, rec.resident.as_deref())? {
             Ok(rec)
         } else {
             Err(AccessFilter::denied())
@@ -297,6 +323,22 @@ impl AccessFilter {
             (_, None) => true,
         }
     }
+}
+
+/// The practitioner (`fhirUser`, when a Practitioner) and purpose of use a caller acts as.
+fn acting_as(caller: &Caller) -> (Option<&str>, &str) {
+    let practitioner = caller
+        .fhir_user
+        .as_deref()
+        .filter(|u| u.starts_with("Practitioner/"));
+    (practitioner, caller.purpose.as_deref().unwrap_or("TREAT"))
+}
+
+/// The residents of a doctor's emergency grants, in order.
+fn sorted_residents(granted: &crate::services::break_glass::Granted) -> Vec<String> {
+    let mut g: Vec<String> = granted.keys().cloned().collect();
+    g.sort_unstable();
+    g
 }
 
 #[cfg(test)]

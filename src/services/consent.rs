@@ -331,6 +331,28 @@ impl Engine {
             })
     }
 
+    /// [`Engine::view`] when it needs no database: the Consents were checked within the
+    /// recheck interval and this caller's view is built already.
+    pub fn view_cached(
+        &self,
+        org: Option<&str>,
+        practitioner: Option<&str>,
+        purpose: &str,
+    ) -> Option<Arc<View>> {
+        let guard = self.cache();
+        let l = guard.as_ref()?;
+        if l.epoch != sensitive_epoch() || l.checked.is_none_or(|c| c.elapsed() >= self.recheck) {
+            return None;
+        }
+        l.views
+            .get(&(
+                org.map(str::to_owned),
+                practitioner.map(str::to_owned),
+                purpose.to_owned(),
+            ))
+            .cloned()
+    }
+
     /// The view of a caller acting for `org` (`Organization/<id>`) as `practitioner`, for
     /// `purpose`, built once per state of the Consents.
     pub fn view(
