@@ -190,10 +190,8 @@ impl AccessFilter {
         id: &str,
         resident: Option<&str>,
     ) -> Result<bool, ApiError> {
-        match self.decided(t, resident) {
-            Ok(v) => Ok(v),
-            Err(c) => Self::matches(conn, t, id, c),
-        }
+        self.decided(t, resident)
+            .or_else(|c| Self::matches(conn, t, id, c))
     }
 
     /// Whether the caller may see a resource of type `t` of `resident`, when that is decided
@@ -278,10 +276,8 @@ impl AccessFilter {
         id: &str,
         resident: Option<&str>,
     ) -> Result<bool, ApiError> {
-        match self.decided(t, resident) {
-            Ok(v) => Ok(v),
-            Err(clause) => store.read(|c| Self::matches(c, t, id, clause)),
-        }
+        self.decided(t, resident)
+            .or_else(|clause| store.read(|c| Self::matches(c, t, id, clause)))
     }
 
     /// A record read directly, if the caller may see it (403 otherwise).
