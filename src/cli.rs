@@ -212,7 +212,7 @@ pub fn run() -> anyhow::Result<()> {
             store::migrate(&db)?;
             let store = store::Store::open(&db, 2, settings.protection()?)?;
             if seal {
-                let (_, waiting) = crate::services::audit::seal_committed(
+                let waiting = crate::services::audit::seal_committed(
                     &store,
                     std::time::Duration::from_secs(30),
                 )

@@ -174,18 +174,9 @@ pub fn own_institution(
     t: &str,
     body: &crate::fhir::json::Json,
 ) -> Result<(), ApiError> {
-    match writes_for(caller) {
+    match crate::services::access::writes_for(caller.role, caller.org.as_deref()) {
         Some(org) => crate::services::access::custodian_check(t, body, org),
         None => Ok(()),
-    }
-}
-
-/// The institution a caller writes for, when it may write only that institution's records (a
-/// hospital system whose token or certificate names one).
-pub fn writes_for(caller: &Caller) -> Option<&str> {
-    match caller.role {
-        Role::His => caller.org.as_deref(),
-        _ => None,
     }
 }
 

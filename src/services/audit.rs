@@ -709,24 +709,17 @@ pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), Api
 }
 
 /// Seal until every record recorded before this call is sealed, or `patience` runs out (a
-/// transaction still running may hold sealing back; see [`seal_pending`]). Returns how many
-/// were sealed and how many of those recorded before the call still wait.
-pub fn seal_committed(store: &Store, patience: Duration) -> Result<(usize, usize), ApiError> {
+/// transaction still running may hold sealing back; see [`seal_pending`]). Returns how many of
+/// the records recorded before the call still wait.
+pub fn seal_committed(store: &Store, patience: Duration) -> Result<usize, ApiError> {
     // Records of this millisecond too.
     let started = clock::now_millis() + 1;
     let deadline = std::time::Instant::now() + patience;
-    let mut sealed = 0;
     loop {
-        loop {
-            let (n, _) = seal_pending(store)?;
-            sealed += n;
-            if n == 0 {
-                break;
-            }
-        }
+        while seal_pending(store)?.0 > 0 {}
         let waiting = store.read(|c| repo::unsealed_before(c, started).map_err(ApiError::from))?;
         if waiting.is_empty() || std::time::Instant::now() >= deadline {
-            return Ok((sealed, waiting.len()));
+            return Ok(waiting.len());
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -284,11 +284,21 @@ impl Drop for WritingFor {
     }
 }
 
-/// 403 when the running write is a hospital system's and `current` (the stored `t/id`) belongs
-/// to another institution.
-fn check_owned(t: &str, id: &str, current: &Json) -> Result<(), ApiError> {
+/// Whether the running write is a hospital system's and `t` names the institution of a record:
+/// only then can a stored version be another institution's.
+fn ownership_matters(t: &str) -> bool {
+    crate::services::access::has_custodian(t) && WRITES_FOR.with(|w| w.borrow().is_some())
+}
+
+/// 403 when the running write is a hospital system's and `current` (the stored JSON of `t/id`)
+/// belongs to another institution.
+fn check_owned(t: &str, id: &str, current: &str) -> Result<(), ApiError> {
+    if !ownership_matters(t) {
+        return Ok(());
+    }
+    let tree = Json::parse(current.as_bytes()).map_err(ApiError::internal)?;
     WRITES_FOR.with(|w| match w.borrow().as_deref() {
-        Some(org) if crate::services::access::custodian_check(t, current, org).is_err() => {
+        Some(org) if crate::services::access::custodian_check(t, &tree, org).is_err() => {
             Err(ApiError::Forbidden(format!(
                 "{t}/{id} belongs to another institution: a hospital system changes only its own records"
             )))
@@ -299,14 +309,11 @@ fn check_owned(t: &str, id: &str, current: &Json) -> Result<(), ApiError> {
 
 /// [`check_owned`] for the live stored version of `t/id`, read only when it can matter.
 fn check_owned_stored(conn: &mut DbConn, t: &str, id: &str) -> Result<(), ApiError> {
-    if !crate::services::access::has_custodian(t) || WRITES_FOR.with(|w| w.borrow().is_none()) {
+    if !ownership_matters(t) {
         return Ok(());
     }
     match repo::find_current(conn, t, id)? {
-        Some(c) if !c.deleted => {
-            let tree = Json::parse(c.content.as_bytes()).map_err(ApiError::internal)?;
-            check_owned(t, id, &tree)
-        }
+        Some(c) if !c.deleted => check_owned(t, id, &c.content),
         _ => Ok(()),
     }
 }
@@ -332,11 +339,10 @@ pub fn audited<T>(
     f: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     audit::begin_writes();
-    let writes_for = match draft.actor.role {
-        crate::auth::Role::His => draft.actor.org.clone(),
-        _ => None,
-    };
-    let _institution = WritingFor::set(writes_for);
+    let _institution = WritingFor::set(
+        crate::services::access::writes_for(draft.actor.role, draft.actor.org.as_deref())
+            .map(str::to_owned),
+    );
     match f(conn) {
         Ok(v) => {
             audit::append_writes(conn, draft)?;
@@ -702,7 +708,7 @@ pub fn patch_in(
             Some(c) => c,
         };
         check_if_match(Some(current.version_id), if_match)?;
-        check_owned_stored(conn, t, id)?;
+        check_owned(t, id, &current.content)?;
         let mut doc: serde_json::Value =
             serde_json::from_str(&current.content).map_err(ApiError::internal)?;
         json_patch::patch(&mut doc, patch)

@@ -54,7 +54,7 @@ async fn golden_of(app: &TestApp, id: &str) -> String {
 /// Seal every committed record (on PostgreSQL the sealer waits for transactions still running
 /// anywhere on the server, other tests' too).
 fn seal_all(store: &Store) {
-    let (_, waiting) = audit::seal_committed(store, std::time::Duration::from_secs(60)).unwrap();
+    let waiting = audit::seal_committed(store, std::time::Duration::from_secs(60)).unwrap();
     assert_eq!(waiting, 0, "records stay unsealed");
 }
 
