@@ -1074,3 +1074,55 @@ async fn very_long_values_are_indexed_and_found() {
     )
     .await;
 }
+
+/// Text compares byte by byte on both backends: on PostgreSQL every text column is COLLATE
+/// "C" (index inserts make no locale comparisons), so ids and codes order as on SQLite. A
+/// migration that adds a text column without `COLLATE "C"` fails here.
+#[actix_rt::test]
+async fn text_compares_in_byte_order_on_both_backends() {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let app = spawn_app().await;
+    if app.settings.database_url.is_some() {
+        let others: Vec<Column> = app
+            .store()
+            .read(|c| match c {
+                huimin::store::DbConn::Postgres(pg) => diesel::sql_query(
+                    "SELECT table_name || '.' || column_name AS name \
+                     FROM information_schema.columns WHERE table_schema = current_schema() \
+                     AND data_type = 'text' AND table_name NOT LIKE '\\_\\_diesel%' \
+                     AND coalesce(collation_name, '') <> 'C'",
+                )
+                .load(pg)
+                .map_err(huimin::error::ApiError::from),
+                huimin::store::DbConn::Sqlite(_) => Ok(Vec::new()),
+            })
+            .unwrap();
+        let names: Vec<&str> = others.iter().map(|c| c.name.as_str()).collect();
+        assert!(
+            names.is_empty(),
+            "text columns in the locale's order: {names:?}"
+        );
+    }
+    // Upper case before lower case, whatever the database's locale.
+    for id in ["b-1", "Z-1", "B-1"] {
+        put(
+            &app,
+            json!({"resourceType": "Organization", "id": id, "name": id}),
+        )
+        .await;
+    }
+    let page = app.get("/fhir/Organization?_sort=_id&_count=100").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let ids: Vec<String> = entries_of(&[page.json()])
+        .iter()
+        .filter_map(|e| e["resource"]["id"].as_str())
+        .filter(|id| id.ends_with("-1"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids, ["B-1", "Z-1", "b-1"]);
+}
