@@ -131,18 +131,12 @@ const NOT_CONTENT: &[&str] = &[
 /// Every index row of `resource` (of type `resource_type`).
 pub fn extract(resource_type: &str, resource: &Json) -> Vec<Entry> {
     let mut out = Vec::new();
-    for p in REGISTRY.for_type(resource_type) {
+    // Parameters searched and sorted on the resources table's own columns, or answered from
+    // other parameters' rows, need no rows and are not in this list.
+    for p in REGISTRY.indexed(resource_type) {
         let Some(expr) = &p.expr else {
             continue;
         };
-        // Searched and sorted on the resources table's own columns, or answered from other
-        // parameters' rows: no rows needed.
-        if p.code == "_lastUpdated"
-            || p.code == "_id"
-            || REGISTRY.alias(resource_type, &p.code).is_some()
-        {
-            continue;
-        }
         let items = fhirpath::evaluate(expr, resource);
         for item in &items {
             let Item::Node(node, _) = item else {

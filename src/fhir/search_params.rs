@@ -135,6 +135,9 @@ pub struct Registry {
     by_url: HashMap<String, Arc<SearchParam>>,
     /// Per (resource type, code): parameters answered from other parameters' index rows.
     aliases: HashMap<(String, String), Alias>,
+    /// Per resource type, in code order: the parameters that have index rows of their own
+    /// (an expression, not an alias, not searched on the resources table's columns).
+    indexed: HashMap<String, Vec<Arc<SearchParam>>>,
 }
 
 /// A parameter that has no index rows of its own because other parameters of the same
@@ -443,11 +446,35 @@ impl Registry {
                 aliases.insert((t.clone(), code), alias);
             }
         }
+        let indexed = by_type
+            .iter()
+            .map(|(t, params)| {
+                let mut own: Vec<Arc<SearchParam>> = params
+                    .values()
+                    .filter(|p| {
+                        p.expr.is_some()
+                            && p.code != "_lastUpdated"
+                            && p.code != "_id"
+                            && !aliases.contains_key(&(t.clone(), p.code.clone()))
+                    })
+                    .cloned()
+                    .collect();
+                own.sort_by(|a, b| a.code.cmp(&b.code));
+                (t.clone(), own)
+            })
+            .collect();
         Registry {
             by_type,
             by_url,
             aliases,
+            indexed,
         }
+    }
+
+    /// The parameters of `resource_type` that have index rows of their own, in code order:
+    /// what a resource's index rows are extracted for.
+    pub fn indexed(&self, resource_type: &str) -> &[Arc<SearchParam>] {
+        self.indexed.get(resource_type).map_or(&[], Vec::as_slice)
     }
 
     /// How `code` of `resource_type` is answered from other parameters' rows, if it is.

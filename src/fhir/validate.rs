@@ -66,14 +66,113 @@ fn check_tree(tree: &Json, bytes: &[u8], expected_type: Option<&str>) -> Result<
             }
         }
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        vec![Issue::error(
-            "structure",
-            format!("the body is not valid JSON: {e}"),
-        )]
-    })?;
-    huimin_model::check(rt, bytes, &value)
-        .map_err(|e| vec![Issue::error(issue_code(&e.message), e.message).at(e.path)])
+    let kept = huimin_model::kept(rt, bytes)
+        .map_err(|e| vec![Issue::error(issue_code(&e.message), e.message).at(e.path)])?;
+    compare(&Path::Root(rt), tree, &kept, true)
+        .map_err(|(path, message)| vec![Issue::error(issue_code(&message), message).at(path)])
+}
+
+/// Where an element is, built only when an issue names it (formatting every element's path
+/// up front was half of the comparison's time).
+enum Path<'a> {
+    Root(&'a str),
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(r) => f.write_str(r),
+            Path::Key(p, k) => write!(f, "{p}.{k}"),
+            Path::Index(p, i) => write!(f, "{p}[{i}]"),
+        }
+    }
+}
+
+/// (where, why) of the first element the model did not keep.
+type Mismatch = (String, String);
+
+fn mismatch(path: &Path<'_>, message: impl Into<String>) -> Mismatch {
+    (path.to_string(), message.into())
+}
+
+/// The first element of the input (`input`, as parsed) that the typed model did not keep
+/// (`kept`): unknown, invalid, empty, or of the wrong JSON type.
+fn compare(
+    path: &Path<'_>,
+    input: &Json,
+    kept: &serde_json::Value,
+    root: bool,
+) -> Result<(), Mismatch> {
+    use serde_json::Value;
+    match (input, kept) {
+        (Json::Object(a), Value::Object(b)) => {
+            if a.is_empty() {
+                return Err(mismatch(path, "an object must not be empty"));
+            }
+            for (k, v) in a {
+                if root && k == "resourceType" {
+                    continue;
+                }
+                let child = Path::Key(path, k);
+                match v {
+                    Json::Array(a) if a.is_empty() => {
+                        return Err(mismatch(&child, "an array must not be empty"));
+                    }
+                    Json::Object(o) if o.is_empty() => {
+                        return Err(mismatch(&child, "an object must not be empty"));
+                    }
+                    _ => {}
+                }
+                match b.get(k.as_str()) {
+                    Some(w) => compare(&child, v, w, false)?,
+                    None if matches!(v, Json::Null) => {
+                        return Err(mismatch(&child, "null is not a valid value here"));
+                    }
+                    None => {
+                        return Err(mismatch(
+                            &child,
+                            format!("unknown element '{k}' or invalid content"),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        (Json::Array(a), Value::Array(b)) => {
+            if a.is_empty() {
+                return Err(mismatch(path, "an array must not be empty"));
+            }
+            if a.len() != b.len() {
+                return Err(mismatch(path, "some items of this array are not valid"));
+            }
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                compare(&Path::Index(path, i), v, w, false)?;
+            }
+            Ok(())
+        }
+        // Parsed as the typed model parsed it (serde_json), so that equal means kept.
+        (Json::Number(a), Value::Number(b)) => {
+            if serde_json::from_str::<f64>(a).ok() == b.as_f64() {
+                Ok(())
+            } else {
+                Err(mismatch(path, "number out of range for this element"))
+            }
+        }
+        (Json::String(a), Value::String(_)) => {
+            if a.is_empty() {
+                Err(mismatch(path, "a string must not be empty"))
+            } else {
+                Ok(())
+            }
+        }
+        (Json::Bool(_), Value::Bool(_)) | (Json::Null, Value::Null) => Ok(()),
+        (Json::Object(_), _) | (Json::Array(_), _) => {
+            Err(mismatch(path, "unexpected structure for this element"))
+        }
+        _ => Err(mismatch(path, "wrong type for this element")),
+    }
 }
 
 fn issue_code(message: &str) -> &'static str {
