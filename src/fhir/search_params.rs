@@ -471,6 +471,25 @@ impl Registry {
         }
     }
 
+    /// The types and reference parameters (as two sorted lists) whose rows may refer to a
+    /// resource of type `target`: parameters with rows of their own that name `target`, or
+    /// no type at all, among their targets.
+    pub fn referring_to(&self, target: &str) -> (Vec<String>, Vec<String>) {
+        let mut types = std::collections::BTreeSet::new();
+        let mut params = std::collections::BTreeSet::new();
+        for (t, own) in &self.indexed {
+            for p in own {
+                if p.kind == ParamType::Reference
+                    && (p.targets.is_empty() || p.targets.iter().any(|x| x == target))
+                {
+                    types.insert(t.clone());
+                    params.insert(p.code.clone());
+                }
+            }
+        }
+        (types.into_iter().collect(), params.into_iter().collect())
+    }
+
     /// The parameters of `resource_type` that have index rows of their own, in code order:
     /// what a resource's index rows are extracted for.
     pub fn indexed(&self, resource_type: &str) -> &[Arc<SearchParam>] {

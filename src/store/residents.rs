@@ -138,11 +138,16 @@ pub fn golden_candidates(
 }
 
 /// Resources that refer to `Patient/patient` through any reference parameter: (type, id).
+/// Every type and parameter that may refer to a Patient is probed in the target index (there
+/// is no index on the target alone: every other lookup knows the referring parameter).
 pub fn referrers(conn: &mut DbConn, patient: &str) -> QueryResult<Vec<(String, String)>> {
     use super::schema::search_reference as x;
+    let (types, params) = crate::fhir::search_params::REGISTRY.referring_to("Patient");
     let q = x::table
+        .filter(x::res_type.eq_any(&types))
+        .filter(x::param.eq_any(&params))
+        .filter(x::target_id.eq(key(patient)))
         .filter(x::target_type.eq("Patient"))
-        .filter(x::target_id.eq(patient))
         .select((x::res_type, x::res_id))
         .distinct();
     native!(conn, c => q.load::<(String, String)>(c))

@@ -548,7 +548,7 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
                 ));
                 q.text(source_type);
             } else {
-                let from = lookup_from(q, "search_reference", "search_reference_reverse");
+                let from = lookup_from(q, "search_reference", "search_reference_target");
                 q.push(&format!("EXISTS (SELECT 1 FROM {from} WHERE x.res_type = "));
                 q.text(source_type);
                 q.push(&format!(" AND x.target_id = {r}.res_id"));
