@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ingest benchmark on the release build: generate the synthetic city (RESIDENTS residents,
 # seed 1), start a fresh server, push the registry, then every institution's transaction
-# bundles with PUSHERS concurrent pushers (curl). Prints resources/second over the whole push
+# bundles with PUSHERS concurrent pushers (scripts/load/push.py: a thread and a kept-alive
+# connection per pusher). Prints resources/second over the whole push
 # and the p50/p99/max bundle latency, then the precision and recall of the resident index's
 # links against the generator's truth (BENCH_NO_QUALITY=1 skips that).
 #
@@ -28,20 +29,8 @@ for d in "$city"/*/; do
   org=$(basename "$d")
   "$bin" token --role his --org "Organization/$org" --scope 'system/*.cruds' > "$work/tokens/$org" 2>/dev/null
 done
-push() {
-  local out token
-  out=$(mktemp -p "$work")
-  token=$TOKEN
-  [ -f "$work/tokens/$(basename "$(dirname "$1")")" ] && token=$(cat "$work/tokens/$(basename "$(dirname "$1")")")
-  curl -s -o "$out" -w "%{http_code} %{time_total}\n" -H "Authorization: Bearer $token" \
-    -H "Content-Type: application/fhir+json" --data-binary "@$1" "$base/fhir" | tee "$out.status"
-  # Keep the answer of a failed push (the OperationOutcome says why).
-  if ! grep -q '^200 ' "$out.status"; then mv "$out" "$work/failed-$(basename "$(dirname "$1")")-$(basename "$1")"; else rm -f "$out"; fi
-  rm -f "$out.status"
-}
-export -f push
-export base work
-push "$city/registry.json" > /dev/null
+curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/fhir+json" \
+  --data-binary "@$city/registry.json" "$base/fhir"
 find "$city" -mindepth 2 -name 'bundle-*.json' | sort > "$work/bundles"
 echo "== $backend: $(wc -l < "$work/bundles") bundles, $entries entries, $pushers pushers"
 cpu_snapshot() {
@@ -58,7 +47,7 @@ pg_stats() {
 pg_before=$(pg_stats)
 cpu_snapshot > "$work/cpu-start"
 start=$(date +%s.%N)
-xargs -P "$pushers" -I{} bash -c 'push "$1"' _ {} < "$work/bundles" > "$work/times"
+python3 scripts/load/push.py "$base" "$work/bundles" "$work/tokens" "$TOKEN" "$pushers" "$work" > "$work/times"
 end=$(date +%s.%N)
 cpu_snapshot > "$work/cpu-end"
 if [ "$backend" = postgres ]; then

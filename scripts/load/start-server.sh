@@ -4,6 +4,8 @@
 # its files go away when the calling script exits, unless BENCH_KEEP names a directory: then
 # the SQLite data (or, on postgres, the database huimin_bench) is kept there and reused.
 # BENCH_BIN runs another binary instead (an earlier build, to compare on the same machine).
+# BENCH_PG_PARAMS is appended to the PostgreSQL URL (e.g. `?sslmode=disable`), and
+# BENCH_AFTER_START is a command run once the server answers (e.g. a psql schema experiment).
 target="${CARGO_TARGET_DIR:-target}"
 if [ -n "${BENCH_BIN:-}" ]; then
   bin="$BENCH_BIN"
@@ -24,11 +26,12 @@ if [ "$backend" = postgres ] && [ -z "${BENCH_KEEP:-}" ]; then
 fi
 if [ "$backend" = postgres ]; then
   psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE huimin_bench" postgres 2>/dev/null || true
-  export HUIMIN_DATABASE_URL="postgres://postgres@127.0.0.1:5432/huimin_bench"
+  export HUIMIN_DATABASE_URL="postgres://postgres@127.0.0.1:5432/huimin_bench${BENCH_PG_PARAMS:-}"
 fi
 "$bin" serve 2>"$work/server.log" &
 server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 50); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.2; done
+if [ -n "${BENCH_AFTER_START:-}" ]; then bash -c "$BENCH_AFTER_START"; fi
 TOKEN=$("$bin" token --role his --org Organization/bench --scope 'system/*.cruds' 2>/dev/null)
 export TOKEN
