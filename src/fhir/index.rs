@@ -387,15 +387,11 @@ fn composite_entries(p: &SearchParam, item: &Json, out: &mut Vec<Entry>) {
 }
 
 fn dedup(v: &mut Vec<Entry>) {
-    let mut seen: Vec<Entry> = Vec::with_capacity(v.len());
-    v.retain(|e| {
-        if seen.contains(e) {
-            false
-        } else {
-            seen.push(e.clone());
-            true
-        }
-    });
+    // A resource has tens of rows: comparing each with those before it costs less than hashing
+    // (and copying every row into a set of seen ones cost an allocation per string).
+    let first: Vec<bool> = (0..v.len()).map(|i| !v[..i].contains(&v[i])).collect();
+    let mut first = first.into_iter();
+    v.retain(|_| first.next().unwrap_or(true));
 }
 
 fn s<'a>(j: &'a Json, key: &str) -> Option<&'a str> {
