@@ -13,6 +13,10 @@ backend="${1:-sqlite}"
 residents="${2:-10000}"
 pushers="${3:-4}"
 port=18083
+# PostgreSQL runs on this machine: connect as a deployment with its database on the same host
+# should (README, "Running with PostgreSQL"), without TLS on loopback. BENCH_PG_PARAMS= (empty)
+# keeps libpq's default.
+export BENCH_PG_PARAMS="${BENCH_PG_PARAMS-?sslmode=disable}"
 # shellcheck source=load/start-server.sh
 source scripts/load/start-server.sh
 
