@@ -219,6 +219,37 @@ mod tests {
     }
 
     #[test]
+    fn keeps_decimals_as_written_and_names_what_the_model_dropped() {
+        let obs = |value: &str| {
+            format!(
+                r#"{{"resourceType":"Observation","status":"final","code":{{"text":"t"}},{value}}}"#
+            )
+        };
+        for ok in [
+            r#""valueQuantity":{"value":36.60,"unit":"C"}"#,
+            r#""valueQuantity":{"value":1e2}"#,
+            r#""valueInteger":12"#,
+        ] {
+            assert!(resource(obs(ok).as_bytes(), None).is_ok(), "{ok}");
+        }
+        let e = resource(obs(r#""valueFoo":{"value":1}"#).as_bytes(), None).unwrap_err();
+        assert_eq!(e[0].expression.as_deref(), Some("Observation.valueFoo"));
+        assert_eq!(e[0].code, "structure");
+        let e = resource(obs(r#""note":[]"#).as_bytes(), None).unwrap_err();
+        assert_eq!(e[0].expression.as_deref(), Some("Observation.note"));
+        let e = resource(
+            obs(r#""component":[{"code":{"text":"a"}},{"code":{"text":"b"},"valueQuantity":{"value":1,"x":2}}]"#)
+                .as_bytes(),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e[0].expression.as_deref(),
+            Some("Observation.component[1].valueQuantity.x")
+        );
+    }
+
+    #[test]
     fn ids() {
         assert!(is_valid_id("abc-1.2"));
         assert!(!is_valid_id(""));
