@@ -404,6 +404,41 @@ async fn a_hospital_system_writes_for_its_own_institution() {
         handed.to_string().contains("Patient.managingOrganization"),
         "{handed}"
     );
+    // Nor a conditional delete or update that finds it by its identifier.
+    let by_identifier = "/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.13|OWN-4";
+    let deleted = app
+        .send(
+            "DELETE",
+            by_identifier,
+            &[("Authorization", c.as_str())],
+            None,
+        )
+        .await;
+    assert!(
+        deleted
+            .outcome(403)
+            .to_string()
+            .contains("another institution"),
+        "conditional delete"
+    );
+    let updated = app
+        .send(
+            "PUT",
+            by_identifier,
+            &[
+                ("Authorization", c.as_str()),
+                ("Content-Type", crate::helpers::FHIR_JSON),
+            ],
+            Some(taken.to_string().as_bytes()),
+        )
+        .await;
+    assert!(
+        updated
+            .outcome(403)
+            .to_string()
+            .contains("another institution"),
+        "conditional update"
+    );
     // Nothing of all that was written: the record is as its institution left it.
     let stored = app.get(&path).await.json();
     assert_eq!(stored["meta"]["versionId"], ours["meta"]["versionId"]);
