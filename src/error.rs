@@ -182,6 +182,18 @@ impl ResponseError for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
+        if let diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            _,
+        ) = &e
+        {
+            // Check every pooled connection before its next use.
+            crate::store::connection_lost();
+            tracing::error!(error = %e, "the database connection was closed");
+            return ApiError::Unavailable(
+                "the database is unavailable, try again later".to_owned(),
+            );
+        }
         ApiError::internal(e)
     }
 }

@@ -45,8 +45,9 @@ pub mod schema;
 pub mod search;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use diesel::Connection;
@@ -115,11 +116,8 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NO
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32000; \
      PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;";
 
-impl ManageConnection for Manager {
-    type Connection = DbConn;
-    type Error = diesel::r2d2::Error;
-
-    fn connect(&self) -> Result<DbConn, Self::Error> {
+impl Manager {
+    fn open(&self) -> Result<DbConn, diesel::r2d2::Error> {
         match &self.url {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url)
                 .map(DbConn::Postgres)
@@ -133,13 +131,71 @@ impl ManageConnection for Manager {
             }
         }
     }
+}
 
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
-        R2D2Connection::ping(conn).map_err(diesel::r2d2::Error::QueryError)
+/// A pooled connection, with when it was last known to work.
+pub struct Pooled {
+    conn: DbConn,
+    /// When the pool last took it back or checked it.
+    known_good_at: Instant,
+    /// [`LOST_CONNECTIONS`] as it stood then.
+    epoch: u64,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        &mut self.conn
+    }
+}
+
+/// How many statements found their PostgreSQL connection closed (a restart, a terminated
+/// backend). When it moves, every pooled connection is checked before its next use.
+static LOST_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Note that a statement found its connection closed.
+pub fn connection_lost() {
+    LOST_CONNECTIONS.fetch_add(1, Ordering::AcqRel);
+}
+
+/// A PostgreSQL connection handed back this recently is lent again without a `SELECT 1`
+/// round trip (which was a third of the statements of a read by id); HikariCP's bypass window
+/// is 500 ms too. Connections idle for longer, and all of them once any statement found its
+/// connection closed, are checked first.
+const TRUSTED_FOR: Duration = Duration::from_millis(500);
+
+impl ManageConnection for Manager {
+    type Connection = Pooled;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Pooled, Self::Error> {
+        Ok(Pooled {
+            conn: self.open()?,
+            known_good_at: Instant::now(),
+            epoch: LOST_CONNECTIONS.load(Ordering::Acquire),
+        })
     }
 
-    fn has_broken(&self, conn: &mut DbConn) -> bool {
-        R2D2Connection::is_broken(conn)
+    fn is_valid(&self, conn: &mut Pooled) -> Result<(), Self::Error> {
+        let epoch = LOST_CONNECTIONS.load(Ordering::Acquire);
+        if conn.epoch == epoch && conn.known_good_at.elapsed() < TRUSTED_FOR {
+            return Ok(());
+        }
+        R2D2Connection::ping(&mut conn.conn).map_err(diesel::r2d2::Error::QueryError)?;
+        conn.known_good_at = Instant::now();
+        conn.epoch = epoch;
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        conn.known_good_at = Instant::now();
+        R2D2Connection::is_broken(&mut conn.conn)
     }
 }
 
@@ -199,7 +255,7 @@ impl Store {
         use diesel::prelude::*;
         use schema::protect_keys as k;
         let mut conn = self.pool.get().context("checking the database's keys")?;
-        let listed: Vec<String> = native!(&mut *conn, c => k::table.select(k::id).load(c))
+        let listed: Vec<String> = native!(&mut **conn, c => k::table.select(k::id).load(c))
             .context("reading the database's keys")?;
         let ours = self.protection.key_ids();
         if !listed.is_empty() && !listed.iter().any(|id| ours.contains(&id.as_str())) {
@@ -219,7 +275,7 @@ impl Store {
                     k::added.eq(crate::clock::now_millis()),
                 ))
                 .on_conflict_do_nothing();
-            native!(&mut *conn, c => q.execute(c)).context("noting the active key")?;
+            native!(&mut **conn, c => q.execute(c)).context("noting the active key")?;
         }
         Ok(())
     }
@@ -230,7 +286,7 @@ impl Store {
         use schema::protect_keys as k;
         let mut conn = self.pool.get().context("forgetting a key")?;
         let q = diesel::delete(k::table.filter(k::id.eq(id)));
-        native!(&mut *conn, c => q.execute(c)).context("forgetting a key")?;
+        native!(&mut **conn, c => q.execute(c)).context("forgetting a key")?;
         Ok(())
     }
 
@@ -464,7 +520,8 @@ pub fn discard_writes() {
 
 /// One queued write: runs inside the group transaction and returns how to answer its caller
 /// once the group's commit outcome is known, and whether the transaction must roll back.
-type JobFn = Box<dyn FnOnce(&mut DbConn) -> (Completion, bool) + Send>;
+/// Given no connection but why, it answers its caller with that failure without running.
+type JobFn = Box<dyn FnOnce(Result<&mut DbConn, &str>) -> (Completion, bool) + Send>;
 
 /// How a writer job runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -485,7 +542,15 @@ where
     T: Send + 'static,
     E: From<diesel::result::Error> + Send + 'static,
 {
-    let run: JobFn = Box::new(move |conn: &mut DbConn| {
+    let run: JobFn = Box::new(move |conn: Result<&mut DbConn, &str>| {
+        let conn = match conn {
+            Ok(c) => c,
+            Err(why) => {
+                let e = E::from(group_error(why));
+                let done: Completion = Box::new(move |_| reply(Err(e)));
+                return (done, false);
+            }
+        };
         // Savepoint: a nested diesel transaction inside the group's transaction, so a failing
         // write rolls back only itself. Plain: straight in the group's transaction, which a
         // failure rolls back. Alone: the write is the whole transaction, rolled back when it
@@ -526,11 +591,16 @@ type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
 /// Most writes committed together.
 const MAX_GROUP: usize = 256;
 
+/// Why a group failed when its writer's connection was closed under it.
+const CONNECTION_CLOSED: &str = "the database connection was closed";
+
 fn group_error(why: &str) -> diesel::result::Error {
-    diesel::result::Error::DatabaseError(
-        diesel::result::DatabaseErrorKind::Unknown,
-        Box::new(why.to_owned()),
-    )
+    let kind = if why == CONNECTION_CLOSED {
+        diesel::result::DatabaseErrorKind::ClosedConnection
+    } else {
+        diesel::result::DatabaseErrorKind::Unknown
+    };
+    diesel::result::Error::DatabaseError(kind, Box::new(why.to_owned()))
 }
 
 /// Writer threads per backend: SQLite allows one writer; PostgreSQL takes several groups at
@@ -542,8 +612,6 @@ fn writer_count(url: &DatabaseUrl) -> usize {
     }
 }
 
-/// Start the group-commit writer threads, sharing one queue; they end when every sender
-/// (every `Store` clone) is gone.
 /// A writer's connection. On SQLite its statement journals live in a temporary file once they
 /// pass 64 KiB (`temp_store = FILE`): an in-memory journal is a list of 1 KiB chunks that SQLite
 /// walks from the start at the end of every statement, so inside a large transaction (a bundle
@@ -551,7 +619,7 @@ fn writer_count(url: &DatabaseUrl) -> usize {
 /// it (12.9 s per 360-entry bundle).
 fn writer_connection(manager: &Manager) -> anyhow::Result<DbConn> {
     let mut conn = manager
-        .connect()
+        .open()
         .context("opening a database writer connection")?;
     if let DbConn::Sqlite(c) = &mut conn {
         // Checkpoints run on their own thread (see `Store::start_maintenance`); the writer
@@ -568,6 +636,8 @@ fn writer_connection(manager: &Manager) -> anyhow::Result<DbConn> {
     Ok(conn)
 }
 
+/// Start the group-commit writer threads, sharing one queue; they end when every sender
+/// (every `Store` clone) is gone.
 fn spawn_writers(
     manager: Manager,
     url: &DatabaseUrl,
@@ -584,7 +654,8 @@ fn spawn_writers(
             .spawn(move || {
                 crate::protect::enter(protection);
                 while let Some(jobs) = next_group(&rx) {
-                    let group = std::panic::AssertUnwindSafe(|| run_group(&mut conn, jobs));
+                    let group =
+                        std::panic::AssertUnwindSafe(|| run_jobs(&mut conn, &manager, jobs));
                     if std::panic::catch_unwind(group).is_err() {
                         // The callers of this group see their answer channel close and fail;
                         // the writer carries on with a fresh connection.
@@ -650,15 +721,19 @@ fn group_transaction(
     out
 }
 
-/// Run a group of writes in one transaction and answer each caller after the commit.
-fn run_group(conn: &mut DbConn, jobs: Vec<Job>) {
+/// Run a group of writes in one transaction and answer each caller after the commit. Returns
+/// why the group could not be committed (not when a job rolled it back), and the jobs it did
+/// not run: those after a job that rolled the group back, or all when the transaction could
+/// not begin.
+fn run_group(conn: &mut DbConn, jobs: Vec<Job>) -> (Option<&'static str>, Vec<Job>) {
     // Nothing held back by an earlier job that panicked may leak into this group.
     discard_writes();
     let mut completions = Vec::with_capacity(jobs.len());
     let mut rolled_back = false;
+    let mut queue = jobs.into_iter();
     let committed = group_transaction(conn, |conn| {
-        for job in jobs {
-            let (done, roll_back) = (job.run)(conn);
+        for job in queue.by_ref() {
+            let (done, roll_back) = (job.run)(Ok(conn));
             completions.push(done);
             if roll_back {
                 rolled_back = true;
@@ -669,14 +744,55 @@ fn run_group(conn: &mut DbConn, jobs: Vec<Job>) {
     });
     let failure = match committed {
         Ok(()) => None,
-        Err(_) if rolled_back => Some("rolled back".to_owned()),
+        Err(_) if rolled_back => Some("rolled back"),
         Err(e) => {
             tracing::error!(error = %e, "group commit failed");
-            Some("the write could not be committed".to_owned())
+            Some(match e {
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ClosedConnection
+                    | diesel::result::DatabaseErrorKind::UnableToSendCommand,
+                    _,
+                ) => CONNECTION_CLOSED,
+                _ => "the write could not be committed",
+            })
         }
     };
     for done in completions {
-        done(failure.as_deref());
+        done(failure);
+    }
+    (failure.filter(|_| !rolled_back), queue.collect())
+}
+
+/// Run `jobs` as a group on the writer's connection `conn`. When the group fails to commit
+/// and the connection is gone (a database restart, a terminated backend), reconnect; jobs the
+/// group did not run go into a new group, twice at most, and are then refused.
+fn run_jobs(conn: &mut DbConn, manager: &Manager, jobs: Vec<Job>) {
+    let mut jobs = jobs;
+    for attempt in 0.. {
+        let (failure, unrun) = run_group(conn, jobs);
+        if failure.is_some()
+            && (R2D2Connection::is_broken(conn) || R2D2Connection::ping(conn).is_err())
+        {
+            match writer_connection(manager) {
+                Ok(fresh) => {
+                    tracing::warn!("a database writer reconnected");
+                    *conn = fresh;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot reopen a database writer"),
+            }
+        }
+        if unrun.is_empty() {
+            return;
+        }
+        if attempt == 2 {
+            let why = failure.unwrap_or("the write could not be committed");
+            for job in unrun {
+                let (done, _) = (job.run)(Err(why));
+                done(Some(why));
+            }
+            return;
+        }
+        jobs = unrun;
     }
 }
 

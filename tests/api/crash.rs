@@ -1,6 +1,7 @@
 //! A server killed (SIGKILL) while it writes a large transaction bundle: after a restart on the
 //! same database the bundle is either wholly there or wholly absent, the database opens, and
-//! pushing the bundle again completes it exactly once.
+//! pushing the bundle again completes it exactly once. And a database that drops every
+//! connection of a running server (a restart, terminated backends): the server carries on.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -270,4 +271,63 @@ fn reads_answered_before_a_kill_are_in_the_audit_trail_once_each() {
     assert_eq!(reads, answered, "every answered read audited, none twice");
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+/// PostgreSQL drops every connection of the running server (as a restart of the database, or
+/// an administrator terminating its backends, would): reads and writes carry on over fresh
+/// connections. A request that ran on a dropped connection gets 503 with an OperationOutcome,
+/// never 500, and nothing written before or after is lost.
+#[actix_rt::test]
+async fn a_server_whose_database_connections_are_dropped_reconnects() {
+    use diesel::{Connection as _, RunQueryDsl as _};
+    let app = crate::helpers::spawn_app().await;
+    let Some((server, name)) = app.pg_database() else {
+        return; // SQLite: no connection to lose.
+    };
+    let p = app.create(&crate::helpers::patient("LOST-1")).await;
+    let path = format!("/fhir/Patient/{}", p["id"].as_str().unwrap());
+    // Several pooled connections in use, and every writer's.
+    let reads: Vec<_> = (0..6).map(|_| app.get(&path)).collect();
+    for r in futures_util::future::join_all(reads).await {
+        assert_eq!(r.status, 200);
+    }
+    let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres")).unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .execute(&mut admin)
+    .unwrap();
+
+    // Each request gets its answer or a 503; within a few, every one succeeds again.
+    let mut statuses = Vec::new();
+    let mut created = Vec::new();
+    for n in 0..12 {
+        let r = app.get(&path).await;
+        let c = app
+            .post_json(
+                "/fhir/Patient",
+                &crate::helpers::patient(&format!("LOST-2-{n}")),
+            )
+            .await;
+        if c.status == 201 {
+            created.push(c.json()["id"].as_str().unwrap().to_owned());
+        }
+        for (status, body) in [(r.status.as_u16(), r.json()), (c.status.as_u16(), c.json())] {
+            assert!(
+                status == 200 || status == 201 || status == 503,
+                "after the connections were dropped: {status} {body}"
+            );
+            if status == 503 {
+                assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+            }
+            statuses.push(status);
+        }
+    }
+    assert!(
+        statuses[statuses.len() - 8..].iter().all(|s| *s != 503),
+        "the server did not recover: {statuses:?}"
+    );
+    for id in created {
+        assert_eq!(app.get(&format!("/fhir/Patient/{id}")).await.status, 200);
+    }
 }

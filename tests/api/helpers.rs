@@ -230,6 +230,11 @@ impl TestApp {
     }
 
     /// A second handle on the test's database (what a tool running beside the server sees).
+    /// The PostgreSQL server and database this app uses (none on SQLite).
+    pub fn pg_database(&self) -> Option<(&str, &str)> {
+        self.pg.as_ref().map(|(s, n)| (s.as_str(), n.as_str()))
+    }
+
     pub fn store(&self) -> huimin::store::Store {
         huimin::store::Store::open(
             &self.settings.database().unwrap(),
