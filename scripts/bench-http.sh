@@ -4,12 +4,14 @@
 #
 #   scripts/bench-http.sh [sqlite|postgres] [seconds]
 #
-# PostgreSQL mode uses (and recreates) the database huimin_bench at 127.0.0.1:5432.
+# PostgreSQL mode uses (and recreates) the database huimin_bench_http at 127.0.0.1:5432.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend="${1:-sqlite}"
 secs="${2:-20}"
 port=18080
+# A database of its own: the city benchmarks keep huimin_bench.
+export BENCH_DB=huimin_bench_http
 # shellcheck source=load/start-server.sh
 source scripts/load/start-server.sh
 

@@ -6,6 +6,8 @@
 # BENCH_BIN runs another binary instead (an earlier build, to compare on the same machine).
 # BENCH_PG_PARAMS is appended to the PostgreSQL URL (e.g. `?sslmode=disable`), and
 # BENCH_AFTER_START is a command run once the server answers (e.g. a psql schema experiment).
+# BENCH_DB names the PostgreSQL database (default huimin_bench, which the city benchmarks keep;
+# the scripts that need only a throwaway database name their own).
 target="${CARGO_TARGET_DIR:-target}"
 if [ -n "${BENCH_BIN:-}" ]; then
   bin="$BENCH_BIN"
@@ -21,12 +23,13 @@ if [ -n "${BENCH_KEEP:-}" ]; then
 fi
 base="http://127.0.0.1:$port"
 export HUIMIN_DATA_DIR="$data" HUIMIN_LISTEN="127.0.0.1:$port" HUIMIN_LOG_LEVEL=warn
+db="${BENCH_DB:-huimin_bench}"
 if [ "$backend" = postgres ] && [ -z "${BENCH_KEEP:-}" ]; then
-  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS huimin_bench" -c "CREATE DATABASE huimin_bench" postgres
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" postgres
 fi
 if [ "$backend" = postgres ]; then
-  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE huimin_bench" postgres 2>/dev/null || true
-  export HUIMIN_DATABASE_URL="postgres://postgres@127.0.0.1:5432/huimin_bench${BENCH_PG_PARAMS:-}"
+  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $db" postgres 2>/dev/null || true
+  export HUIMIN_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db${BENCH_PG_PARAMS:-}"
 fi
 "$bin" serve 2>"$work/server.log" &
 server=$!
