@@ -646,22 +646,25 @@ fn spawn_writers(
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = std::sync::Arc::new(std::sync::Mutex::new(Queue { rx, held: None }));
     for n in 0..writer_count(url) {
-        let mut conn = writer_connection(&manager)?;
-        let (rx, manager) = (rx.clone(), manager.clone());
+        let mut writer = Writer {
+            conn: writer_connection(&manager)?,
+            manager: manager.clone(),
+            retry_at: None,
+        };
+        let rx = rx.clone();
         let protection = protection.clone();
         std::thread::Builder::new()
             .name(format!("db-writer-{n}"))
             .spawn(move || {
                 crate::protect::enter(protection);
                 while let Some(jobs) = next_group(&rx) {
-                    let group =
-                        std::panic::AssertUnwindSafe(|| run_jobs(&mut conn, &manager, jobs));
+                    let group = std::panic::AssertUnwindSafe(|| writer.run(jobs));
                     if std::panic::catch_unwind(group).is_err() {
                         // The callers of this group see their answer channel close and fail;
                         // the writer carries on with a fresh connection.
                         tracing::error!("a write panicked; its group was rolled back");
-                        match writer_connection(&manager) {
-                            Ok(fresh) => conn = fresh,
+                        match writer_connection(&writer.manager) {
+                            Ok(fresh) => writer.conn = fresh,
                             Err(e) => {
                                 tracing::error!(error = %e, "cannot reopen a database writer");
                                 return;
@@ -763,36 +766,75 @@ fn run_group(conn: &mut DbConn, jobs: Vec<Job>) -> (Option<&'static str>, Vec<Jo
     (failure.filter(|_| !rolled_back), queue.collect())
 }
 
-/// Run `jobs` as a group on the writer's connection `conn`. When the group fails to commit
-/// and the connection is gone (a database restart, a terminated backend), reconnect; jobs the
-/// group did not run go into a new group, twice at most, and are then refused.
-fn run_jobs(conn: &mut DbConn, manager: &Manager, jobs: Vec<Job>) {
-    let mut jobs = jobs;
-    for attempt in 0.. {
-        let (failure, unrun) = run_group(conn, jobs);
-        if failure.is_some()
-            && (R2D2Connection::is_broken(conn) || R2D2Connection::ping(conn).is_err())
+/// How long a writer that could not reconnect refuses writes before it tries again.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// A writer thread's connection.
+struct Writer {
+    conn: DbConn,
+    manager: Manager,
+    /// Set while the database cannot be reached: writes are refused until then, and a
+    /// reconnect is tried.
+    retry_at: Option<Instant>,
+}
+
+impl Writer {
+    /// Run `jobs` as a group. When the group fails to commit and the connection is gone (a
+    /// database restart, a terminated backend), reconnect; jobs the group did not run go into a
+    /// new group, twice at most, and are then refused. While the database cannot be reached,
+    /// writes are refused at once and a reconnect is tried every [`RECONNECT_PAUSE`].
+    fn run(&mut self, jobs: Vec<Job>) {
+        if let Some(at) = self.retry_at
+            && (Instant::now() < at || !self.reconnect())
         {
-            match writer_connection(manager) {
-                Ok(fresh) => {
-                    tracing::warn!("a database writer reconnected");
-                    *conn = fresh;
+            refuse(jobs, CONNECTION_CLOSED);
+            return;
+        }
+        let mut jobs = jobs;
+        for attempt in 0.. {
+            let (failure, unrun) = run_group(&mut self.conn, jobs);
+            let lost = failure.is_some()
+                && (R2D2Connection::is_broken(&mut self.conn)
+                    || R2D2Connection::ping(&mut self.conn).is_err());
+            if lost && !self.reconnect() {
+                refuse(unrun, CONNECTION_CLOSED);
+                return;
+            }
+            if unrun.is_empty() {
+                return;
+            }
+            if attempt == 2 {
+                refuse(unrun, failure.unwrap_or("the write could not be committed"));
+                return;
+            }
+            jobs = unrun;
+        }
+    }
+
+    fn reconnect(&mut self) -> bool {
+        match writer_connection(&self.manager) {
+            Ok(fresh) => {
+                self.retry_at = None;
+                tracing::warn!("a database writer reconnected");
+                self.conn = fresh;
+                true
+            }
+            Err(e) => {
+                if self.retry_at.is_none() {
+                    tracing::error!(error = %e, "a database writer lost its connection; writes are refused until it reconnects");
                 }
-                Err(e) => tracing::error!(error = %e, "cannot reopen a database writer"),
+                self.retry_at = Some(Instant::now() + RECONNECT_PAUSE);
+                false
             }
         }
-        if unrun.is_empty() {
-            return;
-        }
-        if attempt == 2 {
-            let why = failure.unwrap_or("the write could not be committed");
-            for job in unrun {
-                let (done, _) = (job.run)(Err(why));
-                done(Some(why));
-            }
-            return;
-        }
-        jobs = unrun;
+    }
+}
+
+/// Answer jobs that were not run with the failure `why`.
+fn refuse(jobs: Vec<Job>, why: &str) {
+    for job in jobs {
+        let (done, _) = (job.run)(Err(why));
+        done(Some(why));
     }
 }
 

@@ -1,7 +1,8 @@
 //! A server killed (SIGKILL) while it writes a large transaction bundle: after a restart on the
 //! same database the bundle is either wholly there or wholly absent, the database opens, and
 //! pushing the bundle again completes it exactly once. And a database that drops every
-//! connection of a running server (a restart, terminated backends): the server carries on.
+//! connection of a running server (a restart, terminated backends), or refuses connections
+//! for a while: the server carries on.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -330,4 +331,51 @@ async fn a_server_whose_database_connections_are_dropped_reconnects() {
     for id in created {
         assert_eq!(app.get(&format!("/fhir/Patient/{id}")).await.status, 200);
     }
+}
+
+/// PostgreSQL refuses the server's connections for a while (down, or closed to connections):
+/// writes answer 503 with an OperationOutcome, and once it accepts connections again, writes
+/// succeed again without a restart of the server.
+#[actix_rt::test]
+async fn a_server_whose_database_is_unreachable_refuses_writes_then_recovers() {
+    use diesel::{Connection as _, RunQueryDsl as _};
+    let app = crate::helpers::spawn_app().await;
+    let Some((server, name)) = app.pg_database() else {
+        return; // SQLite: no server to lose.
+    };
+    app.create(&crate::helpers::patient("DOWN-1")).await;
+    let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres")).unwrap();
+    let mut admin_sql = |sql: String| diesel::sql_query(sql).execute(&mut admin).unwrap();
+    admin_sql(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    admin_sql(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ));
+    for n in 0..3 {
+        let r = app
+            .post_json(
+                "/fhir/Patient",
+                &crate::helpers::patient(&format!("DOWN-2-{n}")),
+            )
+            .await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.json()["resourceType"], "OperationOutcome");
+    }
+    admin_sql(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    let started = std::time::Instant::now();
+    let created = loop {
+        let r = app
+            .post_json("/fhir/Patient", &crate::helpers::patient("DOWN-3"))
+            .await;
+        if r.status == 201 {
+            break r.json();
+        }
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "writes did not recover"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let path = format!("/fhir/Patient/{}", created["id"].as_str().unwrap());
+    assert_eq!(app.get(&path).await.status, 200);
 }
