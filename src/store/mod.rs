@@ -79,10 +79,19 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    /// Parse `sqlite://path`, `sqlite:path` or `postgres://…`.
+    /// Parse `sqlite://path`, `sqlite:path` or `postgres://…`. A PostgreSQL URL without a
+    /// `connect_timeout` gets one of 5 s: without it libpq waits for the operating system's TCP
+    /// timeout (minutes) when the host does not answer, and a writer thread reconnecting would
+    /// be held that long.
     pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(DatabaseUrl::Postgres(url.to_owned()))
+            if url.contains("connect_timeout=") {
+                return Ok(DatabaseUrl::Postgres(url.to_owned()));
+            }
+            let joint = if url.contains('?') { '&' } else { '?' };
+            Ok(DatabaseUrl::Postgres(format!(
+                "{url}{joint}connect_timeout=5"
+            )))
         } else if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -923,4 +932,33 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
         e,
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn postgres_urls_get_a_connect_timeout_unless_they_name_one() {
+        let pg = |u: &str| match DatabaseUrl::parse(u) {
+            Ok(DatabaseUrl::Postgres(u)) => u,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            pg("postgres://u@h/db"),
+            "postgres://u@h/db?connect_timeout=5"
+        );
+        assert_eq!(
+            pg("postgresql://u@h:5432/db?sslmode=disable"),
+            "postgresql://u@h:5432/db?sslmode=disable&connect_timeout=5"
+        );
+        assert_eq!(
+            pg("postgres://u@h/db?connect_timeout=30"),
+            "postgres://u@h/db?connect_timeout=30"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/huimin.db"),
+            Ok(DatabaseUrl::Sqlite("data/huimin.db".to_owned()))
+        );
+    }
 }
