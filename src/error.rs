@@ -182,17 +182,11 @@ impl ResponseError for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        if let diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::ClosedConnection,
-            _,
-        ) = &e
-        {
+        if crate::store::is_connection_lost(&e) {
             // Check every pooled connection before its next use.
             crate::store::connection_lost();
-            tracing::error!(error = %e, "the database connection was closed");
-            return ApiError::Unavailable(
-                "the database is unavailable, try again later".to_owned(),
-            );
+            tracing::error!(error = %e, "the database connection was lost");
+            return database_unavailable();
         }
         ApiError::internal(e)
     }
@@ -201,8 +195,12 @@ impl From<diesel::result::Error> for ApiError {
 impl From<diesel::r2d2::PoolError> for ApiError {
     fn from(e: diesel::r2d2::PoolError) -> Self {
         tracing::error!(error = %e, "database pool unavailable");
-        ApiError::Unavailable("the database is unavailable, try again later".to_owned())
+        database_unavailable()
     }
+}
+
+fn database_unavailable() -> ApiError {
+    ApiError::Unavailable("the database is unavailable, try again later".to_owned())
 }
 
 impl From<actix_web::error::BlockingError> for ApiError {

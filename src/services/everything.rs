@@ -151,14 +151,15 @@ fn references_in(text: &str, out: &mut Vec<(String, String)>) -> bool {
         if r.contains('\\') {
             return false;
         }
-        if let Some((t, id)) = r.split_once('/')
-            && REFERENCED.contains(&t)
-            && !id.contains('/')
-        {
-            out.push((t.to_owned(), id.to_owned()));
-        }
+        out.extend(registry_reference(r));
     }
     true
+}
+
+/// `r` as (type, id) when it is a relative reference to one of the [`REFERENCED`] types.
+fn registry_reference(r: &str) -> Option<(String, String)> {
+    let (t, id) = r.split_once('/')?;
+    (REFERENCED.contains(&t) && !id.contains('/')).then(|| (t.to_owned(), id.to_owned()))
 }
 
 /// Relative references `Type/id` to the [`REFERENCED`] types anywhere in `node`.
@@ -167,12 +168,9 @@ fn references(node: &Json, out: &mut Vec<(String, String)>) {
         Json::Object(members) => {
             for (k, v) in members {
                 if k == "reference"
-                    && let Some(r) = v.as_str()
-                    && let Some((t, id)) = r.split_once('/')
-                    && REFERENCED.contains(&t)
-                    && !id.contains('/')
+                    && let Some(found) = v.as_str().and_then(registry_reference)
                 {
-                    out.push((t.to_owned(), id.to_owned()));
+                    out.push(found);
                 } else {
                     references(v, out);
                 }

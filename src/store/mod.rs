@@ -602,6 +602,8 @@ const MAX_GROUP: usize = 256;
 
 /// Why a group failed when its writer's connection was closed under it.
 const CONNECTION_CLOSED: &str = "the database connection was closed";
+/// Why a group failed otherwise.
+const COMMIT_FAILED: &str = "the write could not be committed";
 
 fn group_error(why: &str) -> diesel::result::Error {
     let kind = if why == CONNECTION_CLOSED {
@@ -670,15 +672,10 @@ fn spawn_writers(
                     let group = std::panic::AssertUnwindSafe(|| writer.run(jobs));
                     if std::panic::catch_unwind(group).is_err() {
                         // The callers of this group see their answer channel close and fail;
-                        // the writer carries on with a fresh connection.
+                        // the writer carries on with a fresh connection (refusing writes until
+                        // it can open one).
                         tracing::error!("a write panicked; its group was rolled back");
-                        match writer_connection(&writer.manager) {
-                            Ok(fresh) => writer.conn = fresh,
-                            Err(e) => {
-                                tracing::error!(error = %e, "cannot reopen a database writer");
-                                return;
-                            }
-                        }
+                        writer.reconnect();
                     }
                 }
             })
@@ -759,13 +756,10 @@ fn run_group(conn: &mut DbConn, jobs: Vec<Job>) -> (Option<&'static str>, Vec<Jo
         Err(_) if rolled_back => Some("rolled back"),
         Err(e) => {
             tracing::error!(error = %e, "group commit failed");
-            Some(match e {
-                diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::ClosedConnection
-                    | diesel::result::DatabaseErrorKind::UnableToSendCommand,
-                    _,
-                ) => CONNECTION_CLOSED,
-                _ => "the write could not be committed",
+            Some(if is_connection_lost(&e) {
+                CONNECTION_CLOSED
+            } else {
+                COMMIT_FAILED
             })
         }
     };
@@ -813,7 +807,7 @@ impl Writer {
                 return;
             }
             if attempt == 2 {
-                refuse(unrun, failure.unwrap_or("the write could not be committed"));
+                refuse(unrun, failure.unwrap_or(COMMIT_FAILED));
                 return;
             }
             jobs = unrun;
@@ -924,6 +918,19 @@ where
         .run_pending_migrations(m)
         .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
     Ok(done.iter().map(ToString::to_string).collect())
+}
+
+/// Whether a diesel error says the connection is gone (closed by the server, or a statement
+/// could not be sent): the connection must be checked or replaced before it is used again.
+pub fn is_connection_lost(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection
+                | diesel::result::DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+    )
 }
 
 /// Whether a diesel error is a unique-constraint violation (a concurrent insert won the race).
