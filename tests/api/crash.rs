@@ -280,7 +280,6 @@ fn reads_answered_before_a_kill_are_in_the_audit_trail_once_each() {
 /// never 500, and nothing written before or after is lost.
 #[actix_rt::test]
 async fn a_server_whose_database_connections_are_dropped_reconnects() {
-    use diesel::{Connection as _, RunQueryDsl as _};
     let app = crate::helpers::spawn_app().await;
     let Some((server, name)) = app.pg_database() else {
         return; // SQLite: no connection to lose.
@@ -292,12 +291,7 @@ async fn a_server_whose_database_connections_are_dropped_reconnects() {
     for r in futures_util::future::join_all(reads).await {
         assert_eq!(r.status, 200);
     }
-    let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres")).unwrap();
-    diesel::sql_query(format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ))
-    .execute(&mut admin)
-    .unwrap();
+    crate::helpers::terminate_connections(server, name);
 
     // Each request gets its answer or a 503; within a few, every one succeeds again.
     let mut statuses = Vec::new();
@@ -338,18 +332,16 @@ async fn a_server_whose_database_connections_are_dropped_reconnects() {
 /// succeed again without a restart of the server.
 #[actix_rt::test]
 async fn a_server_whose_database_is_unreachable_refuses_writes_then_recovers() {
-    use diesel::{Connection as _, RunQueryDsl as _};
     let app = crate::helpers::spawn_app().await;
     let Some((server, name)) = app.pg_database() else {
         return; // SQLite: no server to lose.
     };
     app.create(&crate::helpers::patient("DOWN-1")).await;
-    let mut admin = diesel::PgConnection::establish(&format!("{server}/postgres")).unwrap();
-    let mut admin_sql = |sql: String| diesel::sql_query(sql).execute(&mut admin).unwrap();
-    admin_sql(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
-    admin_sql(format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ));
+    crate::helpers::pg_admin(
+        server,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+    );
+    crate::helpers::terminate_connections(server, name);
     for n in 0..3 {
         let r = app
             .post_json(
@@ -360,7 +352,10 @@ async fn a_server_whose_database_is_unreachable_refuses_writes_then_recovers() {
         assert_eq!(r.status, 503, "{}", r.text());
         assert_eq!(r.json()["resourceType"], "OperationOutcome");
     }
-    admin_sql(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    crate::helpers::pg_admin(
+        server,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    );
     let started = std::time::Instant::now();
     let created = loop {
         let r = app

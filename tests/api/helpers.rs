@@ -128,6 +128,20 @@ pub fn create_pg_database(server: &str, name: &str) {
         .unwrap();
 }
 
+/// Run `statement` on `server`'s maintenance database (`postgres`).
+pub fn pg_admin(server: &str, statement: &str) {
+    let mut admin = PgConnection::establish(&format!("{server}/postgres")).unwrap();
+    diesel::sql_query(statement).execute(&mut admin).unwrap();
+}
+
+/// Terminate every connection to database `name` (what a restart of PostgreSQL does to them).
+pub fn terminate_connections(server: &str, name: &str) {
+    pg_admin(
+        server,
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+    );
+}
+
 /// Drop a test database (best effort).
 pub fn drop_pg_database(server: &str, name: &str) {
     if let Ok(mut admin) = PgConnection::establish(&format!("{server}/postgres")) {
