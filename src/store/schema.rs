@@ -203,3 +203,10 @@ diesel::table! {
         copied -> BigInt,
     }
 }
+
+diesel::table! {
+    audit_log_open (node) {
+        node -> Text,
+        open -> Text,
+    }
+}

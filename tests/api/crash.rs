@@ -274,6 +274,100 @@ fn reads_answered_before_a_kill_are_in_the_audit_trail_once_each() {
     server.wait().unwrap();
 }
 
+/// What a machine crash right after a read was answered can leave in the node's log: the
+/// read's opening (synced before the answer) without its closing (written to the operating
+/// system only). The next server records the access as the opening's provisional record
+/// ("the server stopped before the outcome was recorded"), given the resident of the resource
+/// asked for, so the resident's own listing shows it.
+#[test]
+fn a_read_whose_outcome_a_crash_lost_is_still_in_the_trail() {
+    let (url, _pg, dir) = database("unclosed");
+    let his = token_of(&url, dir.path(), "his", "Organization/crash");
+    let port = free_port();
+    let mut server = start(&url, dir.path(), port);
+    let patient = json!({"resourceType": "Patient", "active": true,
+        "identifier": [{"system": "urn:crash:mrn", "value": "unclosed-1"}]});
+    let (status, body) = exchange(
+        port,
+        "POST",
+        "/fhir/Patient",
+        &his,
+        patient.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let provisional = json!({
+        "resourceType": "AuditEvent",
+        "subtype": [{"code": "read"}],
+        "outcome": "8",
+        "outcomeDesc": "the server stopped before the outcome was recorded",
+        "entity": [{"type": {"code": "2"}, "role": {"code": "24"},
+                    "description": format!("Patient/{id}")}],
+    });
+    let closed = json!({"resourceType": "AuditEvent", "subtype": [{"code": "read"}],
+        "outcome": "0", "entity": [{"description": "closed-one"}]});
+    let log = dir.path().join("data").join("audit-log");
+    std::fs::create_dir_all(&log).unwrap();
+    let lines = format!(
+        "o1\t1764000000000\t0\t\t{provisional}\n\
+         o2\t1764000000001\t0\t\t{provisional}\n\
+         c2/1\t1764000000002\t0\t\t{closed}\n"
+    );
+    let file = log.join("fedcba9876543210fedcba9876543210.000001.log");
+    std::fs::write(&file, lines).unwrap();
+
+    let port = free_port();
+    let mut server = start(&url, dir.path(), port);
+    assert!(!file.exists(), "adopted before serving");
+    let admin = token_of(&url, dir.path(), "admin", "Organization/crash");
+    let (status, body) = exchange(
+        port,
+        "GET",
+        &format!("/fhir/AuditEvent?patient=Patient/{id}&_count=100"),
+        &admin,
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let bundle: Value = serde_json::from_str(&body).unwrap();
+    let unrecorded: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["outcome"] == "8")
+        .collect();
+    assert_eq!(unrecorded.len(), 1, "{body}");
+    assert_eq!(unrecorded[0]["subtype"][0]["code"], "read");
+    let patient_entity = &unrecorded[0]["entity"][0];
+    assert_eq!(patient_entity["role"]["code"], "1", "{}", unrecorded[0]);
+    assert!(
+        patient_entity["what"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("Patient/")
+    );
+    // The closed opening left only its closing's record.
+    let (status, body) =
+        exchange(port, "GET", "/fhir/AuditEvent?_count=1000", &admin, b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.matches("closed-one").count(), 1, "{body}");
+    assert_eq!(
+        body.matches("the server stopped before").count(),
+        1,
+        "{body}"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
 /// PostgreSQL drops every connection of the running server (as a restart of the database, or
 /// an administrator terminating its backends, would): reads and writes carry on over fresh
 /// connections. A request that ran on a dropped connection gets 503 with an OperationOutcome,
