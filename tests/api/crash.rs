@@ -58,6 +58,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Create a Patient with this MRN through the API; its id.
+fn create_patient(port: u16, token: &str, mrn: &str) -> String {
+    let patient = json!({"resourceType": "Patient", "active": true,
+        "identifier": [{"system": "urn:crash:mrn", "value": mrn}]});
+    let (status, body) = exchange(
+        port,
+        "POST",
+        "/fhir/Patient",
+        token,
+        patient.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// One HTTP/1.1 exchange; the status and body, or `None` when the connection broke.
 fn exchange(
     port: u16,
@@ -214,21 +233,7 @@ fn reads_answered_before_a_kill_are_in_the_audit_trail_once_each() {
     let his = token_of(&url, dir.path(), "his", "Organization/crash");
     let port = free_port();
     let mut server = start(&url, dir.path(), port);
-    let patient = json!({"resourceType": "Patient", "active": true,
-        "identifier": [{"system": "urn:crash:mrn", "value": "read-1"}]});
-    let (status, body) = exchange(
-        port,
-        "POST",
-        "/fhir/Patient",
-        &his,
-        patient.to_string().as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_patient(port, &his, "read-1");
     // Four clients read at once; the server is killed the moment the last answer arrives, so
     // the newest records are still in the node's audit log, not yet copied.
     let readers: Vec<_> = (0..4)
@@ -285,21 +290,7 @@ fn a_read_whose_outcome_a_crash_lost_is_still_in_the_trail() {
     let his = token_of(&url, dir.path(), "his", "Organization/crash");
     let port = free_port();
     let mut server = start(&url, dir.path(), port);
-    let patient = json!({"resourceType": "Patient", "active": true,
-        "identifier": [{"system": "urn:crash:mrn", "value": "unclosed-1"}]});
-    let (status, body) = exchange(
-        port,
-        "POST",
-        "/fhir/Patient",
-        &his,
-        patient.to_string().as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_patient(port, &his, "unclosed-1");
     server.kill().unwrap();
     server.wait().unwrap();
 
