@@ -209,11 +209,8 @@ where
     F: Future<Output = Result<(HttpResponse, Touched), ApiError>>,
 {
     let epoch = crate::services::consent::sensitive_epoch();
-    // A read's opening is synced while its body runs.
-    let access = state.audit.begin(&draft)?;
     match body.await {
         Ok((resp, None)) => {
-            access.close(Vec::new()).await?;
             // A write (committed): if it touched a Consent, decisions reload.
             use crate::services::bus::Change;
             let consent_write = draft.what.starts_with("Consent") || draft.what == "Bundle";
@@ -234,8 +231,9 @@ where
         }
         Ok((resp, Some(touched))) => {
             let draft = with_grants(state, draft).await?;
-            access
-                .close(draft.events(&touched, Outcome::Success))
+            state
+                .audit
+                .record(draft.events(&touched, Outcome::Success))
                 .await?;
             // An emergency access grants the residents it touched for a bounded time.
             if let Some(reason) = &draft.actor.break_glass {
@@ -254,7 +252,10 @@ where
             Ok(resp)
         }
         Err(e) => {
-            access.close(draft.events(&[], Outcome::of(&e))).await?;
+            state
+                .audit
+                .record(draft.events(&[], Outcome::of(&e)))
+                .await?;
             Err(e)
         }
     }

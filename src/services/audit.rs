@@ -12,8 +12,8 @@
 //!   not at all.
 //! - **Reads** hand their events to this node's audit log ([`Sink`], see
 //!   [`super::audit_log`]) and are answered once they are as durable as configured: written
-//!   to the operating system (`os`) or on disk (`disk`, where the read's opening is synced
-//!   while its query runs). A copier moves them into the database in large transactions.
+//!   to the operating system (`os`) or synced to disk (`disk`). A copier moves them into the
+//!   database in large transactions.
 //! - **Sealing.** A sealer thread gives committed records their position in one chain, in
 //!   commit order: `hash = SM3(previous hash ‖ position ‖ record)`. On PostgreSQL an advisory
 //!   lock keeps it to one sealer at a time across server processes. [`verify`] walks the chain
@@ -116,16 +116,6 @@ impl Draft {
         }
     }
 
-    /// Whether the interaction only reads: its records go through the node's audit log (a
-    /// write's go in its own transaction).
-    pub fn reads(&self) -> bool {
-        match self.action {
-            'R' => true,
-            'E' => !matches!(self.subtype.as_str(), "transaction" | "$merge" | "$unmerge"),
-            _ => false,
-        }
-    }
-
     /// The events of an interaction that touched `resources` (`Type/id`, each with its
     /// resident): one per resident, or one without a patient when no resident's data was
     /// touched.
@@ -218,7 +208,14 @@ impl Draft {
         }
         let mut entities = Vec::with_capacity(what.len().min(MAX_ENTITIES) + 3);
         if let Some(r) = resident {
-            entities.push(Entity::patient(r));
+            entities.push(Entity {
+                what: Some(Ref {
+                    reference: format!("Patient/{r}").into(),
+                }),
+                kind: Some(Coding::new(ENTITY_TYPE, "1")),
+                role: Some(Coding::new(OBJECT_ROLE, "1")),
+                description: None,
+            });
         }
         for w in what.iter().take(MAX_ENTITIES) {
             entities.push(Entity::what(w));
@@ -478,18 +475,6 @@ impl<'a> Entity<'a> {
         }
     }
 
-    /// The resident whose data was touched (BALP: the patient entity).
-    fn patient(resident: &str) -> Entity<'a> {
-        Entity {
-            what: Some(Ref {
-                reference: format!("Patient/{resident}").into(),
-            }),
-            kind: Some(Coding::new(ENTITY_TYPE, "1")),
-            role: Some(Coding::new(OBJECT_ROLE, "1")),
-            description: None,
-        }
-    }
-
     fn described(description: String) -> Entity<'a> {
         Entity {
             what: None,
@@ -535,11 +520,6 @@ pub enum Outcome {
     Refused(u16),
     /// The server failed (a 5xx answer).
     Failed,
-    /// Not known: the server stopped before the interaction's outcome was recorded (the
-    /// provisional record of an opening, see [`super::audit_log`]).
-    Unrecorded,
-    /// The interaction ended before an answer was sent (the client went away).
-    Unanswered,
 }
 
 impl Outcome {
@@ -548,11 +528,6 @@ impl Outcome {
             Outcome::Success => ("0", None),
             Outcome::Refused(s) => ("4", Some(format!("refused with HTTP {s}"))),
             Outcome::Failed => ("8", Some("server error".to_owned())),
-            Outcome::Unrecorded => (
-                "8",
-                Some("the server stopped before the outcome was recorded".to_owned()),
-            ),
-            Outcome::Unanswered => ("4", Some("ended before an answer was sent".to_owned())),
         }
     }
 
@@ -647,22 +622,6 @@ impl Sink {
         self.log.append(&events).await
     }
 
-    /// Start auditing a reading interaction about to run: with `disk` durability its opening
-    /// is appended and synced while it runs (see [`super::audit_log`]). Close the access with
-    /// the interaction's events; an access dropped unclosed records that no answer was sent.
-    pub fn begin(&self, draft: &Draft) -> Result<Access, ApiError> {
-        let opening = if draft.reads() {
-            let provisional = draft.events(&[], Outcome::Unrecorded);
-            self.log.begin(&provisional[0])?
-        } else {
-            None
-        };
-        Ok(Access {
-            sink: self.clone(),
-            opened: opening.map(|o| (o, draft.clone())),
-        })
-    }
-
     /// Wait until what this process recorded is in the database (before reading the trail).
     pub async fn flush(&self) {
         self.log.flush().await;
@@ -672,66 +631,6 @@ impl Sink {
     pub fn drain(&self) {
         self.log.drain();
     }
-}
-
-/// An interaction being audited (see [`Sink::begin`]).
-pub struct Access {
-    sink: Sink,
-    /// The opening in the node's log, and the draft to record an unanswered end with.
-    opened: Option<(super::audit_log::Opening, Draft)>,
-}
-
-impl Access {
-    /// Record the interaction's events durably, before the caller answers (see
-    /// [`Sink::record`]).
-    pub async fn close(mut self, events: Vec<NewEvent>) -> Result<(), ApiError> {
-        match self.opened.take() {
-            Some((opening, _)) => self.sink.log.close(opening, &events).await,
-            None => self.sink.record(events).await,
-        }
-    }
-}
-
-impl Drop for Access {
-    fn drop(&mut self) {
-        if let Some((opening, draft)) = self.opened.take() {
-            let events = draft.events(&[], Outcome::Unanswered);
-            // Written to the operating system; nothing is answered, so nothing waits.
-            let _ = self.sink.log.close_now(&opening, &events);
-        }
-    }
-}
-
-/// Give the record of an interaction that was never closed the resident of the resource it
-/// asked for (`Type/id…`), when that resource has one, so that the resident sees it too.
-pub fn attribute_unclosed(conn: &mut DbConn, event: &mut NewEvent) -> Result<(), ApiError> {
-    let Ok(mut content) = serde_json::from_str::<Value>(&event.content) else {
-        return Ok(());
-    };
-    let Some(entities) = content.get_mut("entity").and_then(Value::as_array_mut) else {
-        return Ok(());
-    };
-    let asked = entities
-        .iter()
-        .find(|e| e.pointer("/role/code") == Some(&json!("24")))
-        .and_then(|e| e.get("description"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let mut parts = asked.split(['/', '?']);
-    let (Some(t), Some(id)) = (parts.next(), parts.next()) else {
-        return Ok(());
-    };
-    if t.is_empty() || id.is_empty() || id.starts_with('$') || !asked[t.len()..].starts_with('/') {
-        return Ok(());
-    }
-    let Some(resident) = crate::store::resources::resident(conn, t, id)? else {
-        return Ok(());
-    };
-    let patient = serde_json::to_value(Entity::patient(&resident)).map_err(ApiError::internal)?;
-    entities.insert(0, patient);
-    event.content = content.to_string();
-    event.resident = Some(resident);
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 
 use super::DbConn;
-use super::schema::{audit_chain, audit_events, audit_log_copied, audit_log_open, audit_seals};
+use super::schema::{audit_chain, audit_events, audit_log_copied, audit_seals};
 
 /// An audit record to append.
 #[derive(Debug, Clone, Insertable)]
@@ -91,35 +91,6 @@ pub fn set_log_copied(conn: &mut DbConn, log: &str, copied: i64) -> QueryResult<
 /// Forget a copied and removed log file.
 pub fn forget_log(conn: &mut DbConn, log: &str) -> QueryResult<()> {
     diesel::delete(audit_log_copied::table.filter(audit_log_copied::log.eq(log)))
-        .execute(conn)
-        .map(|_| ())
-}
-
-/// The openings node `node` left unclosed as of its copied positions (see `audit_log_open`).
-pub fn log_open(conn: &mut DbConn, node: &str) -> QueryResult<Option<String>> {
-    audit_log_open::table
-        .filter(audit_log_open::node.eq(node))
-        .select(audit_log_open::open)
-        .first(conn)
-        .optional()
-}
-
-/// Note (in the transaction that copied up to them) the openings `node` left unclosed.
-pub fn set_log_open(conn: &mut DbConn, node: &str, open: &str) -> QueryResult<()> {
-    let updated = diesel::update(audit_log_open::table.filter(audit_log_open::node.eq(node)))
-        .set(audit_log_open::open.eq(open))
-        .execute(conn)?;
-    if updated == 0 {
-        diesel::insert_into(audit_log_open::table)
-            .values((audit_log_open::node.eq(node), audit_log_open::open.eq(open)))
-            .execute(conn)?;
-    }
-    Ok(())
-}
-
-/// Forget a stopped node's openings (in the transaction that recorded the unclosed ones).
-pub fn forget_log_open(conn: &mut DbConn, node: &str) -> QueryResult<()> {
-    diesel::delete(audit_log_open::table.filter(audit_log_open::node.eq(node)))
         .execute(conn)
         .map(|_| ())
 }

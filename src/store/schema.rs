@@ -203,10 +203,3 @@ diesel::table! {
         copied -> BigInt,
     }
 }
-
-diesel::table! {
-    audit_log_open (node) {
-        node -> Text,
-        open -> Text,
-    }
-}
