@@ -55,7 +55,8 @@ impl Application {
         let bus = match &settings.redis_url {
             Some(url) => Some(crate::services::bus::Bus::start(
                 url,
-                crate::services::bus::channel_of(&db),
+                crate::services::bus::channel_of(&store)
+                    .map_err(|e| anyhow::anyhow!("reading the database's identity: {e}"))?,
                 consent.clone(),
                 grants.clone(),
             )?),

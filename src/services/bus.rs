@@ -151,15 +151,13 @@ fn subscriber(client: &redis::Client, channel: &str, consent: &Engine, grants: &
     }
 }
 
-/// The channel of the database at `url`: processes of one database share it, other
-/// databases on the same Redis do not hear it.
-pub fn channel_of(database: &crate::store::DatabaseUrl) -> String {
-    let id = match database {
-        crate::store::DatabaseUrl::Sqlite(p) => p.clone(),
-        crate::store::DatabaseUrl::Postgres(u) => u.clone(),
-    };
-    let hash = crate::crypto::sm3_hex(id.as_bytes()).unwrap_or_default();
-    format!("huimin:{}:changes", &hash[..16.min(hash.len())])
+/// The channel of the database `store` opens: every process of this database shares it,
+/// however each reaches the database (it is named by the identity the database holds, not by
+/// its URL), and processes of other databases on the same Redis do not hear it.
+pub fn channel_of(store: &crate::store::Store) -> Result<String, crate::error::ApiError> {
+    let token = store
+        .read(|conn| crate::store::instance_token(conn).map_err(crate::error::ApiError::from))?;
+    Ok(format!("huimin:{token}:changes"))
 }
 
 #[cfg(test)]

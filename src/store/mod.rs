@@ -920,6 +920,16 @@ where
     Ok(done.iter().map(ToString::to_string).collect())
 }
 
+/// The database's own identity (made by migration 000018): the same for every process of
+/// this database, however each reaches it.
+pub fn instance_token(conn: &mut DbConn) -> diesel::QueryResult<String> {
+    use diesel::prelude::*;
+    schema::instance::table
+        .filter(schema::instance::id.eq(1))
+        .select(schema::instance::token)
+        .first(conn)
+}
+
 /// Whether a diesel error says the connection is gone (closed by the server, or a statement
 /// could not be sent): the connection must be checked or replaced before it is used again.
 pub fn is_connection_lost(e: &diesel::result::Error) -> bool {

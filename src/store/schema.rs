@@ -203,3 +203,10 @@ diesel::table! {
         copied -> BigInt,
     }
 }
+
+diesel::table! {
+    instance (id) {
+        id -> Integer,
+        token -> Text,
+    }
+}

@@ -498,12 +498,16 @@ async fn with_redis_a_consent_applies_in_another_server_process_at_once() {
         s.consent_recheck_ms = 600_000;
     })
     .await;
-    let url = a.settings.database_url.clone().unwrap_or_else(|| {
-        format!(
+    // The same database, reached by a URL written otherwise (other parameters; a path through
+    // `.`): the processes still share one change channel.
+    let url = match a.settings.database_url.clone() {
+        Some(u) if u.contains('?') => format!("{u}&application_name=second"),
+        Some(u) => format!("{u}?application_name=second"),
+        None => format!(
             "sqlite://{}",
-            a.settings.data_dir.join("huimin.db").display()
-        )
-    });
+            a.settings.data_dir.join(".").join("huimin.db").display()
+        ),
+    };
     let keyring = a.settings.keyring_path();
     let b = spawn_app_with(move |s| {
         s.database_url = Some(url);
