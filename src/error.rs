@@ -184,8 +184,7 @@ impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         if crate::store::is_connection_lost(&e) {
             // Check every pooled connection before its next use.
-            crate::store::connection_lost();
-            tracing::error!(error = %e, "the database connection was lost");
+            crate::store::connection_lost(&e);
             return database_unavailable();
         }
         ApiError::internal(e)

@@ -734,18 +734,26 @@ pub fn start_sealer(store: Store, interval: Duration, retention_days: u32) {
         .name("huimin-audit-seal".to_owned())
         .spawn(move || {
             let mut last_purge: Option<std::time::Instant> = None;
+            // Failures are logged when sealing starts failing, not every interval it goes on.
+            let mut failing = false;
             loop {
                 std::thread::sleep(interval);
-                match seal_pending(&store) {
-                    Ok((n, Some((seq, hash)))) => {
-                        tracing::info!(sealed = n, head_seq = seq, head_hash = %hash, "audit chain sealed");
-                        if n as i64 == SEAL_BATCH {
-                            // More are waiting: seal on without sleeping.
-                            while matches!(seal_pending(&store), Ok((n, _)) if n as i64 == SEAL_BATCH) {}
-                        }
+                let sealed = seal_pending(&store);
+                match (&sealed, failing) {
+                    (Err(e), false) => {
+                        tracing::error!(error = %e, "sealing the audit chain failed; retrying");
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "sealing the audit chain failed"),
+                    (Err(e), true) => tracing::debug!(error = %e, "sealing the audit chain failed"),
+                    (Ok(_), true) => tracing::info!("sealing the audit chain resumed"),
+                    (Ok(_), false) => {}
+                }
+                failing = sealed.is_err();
+                if let Ok((n, Some((seq, hash)))) = sealed {
+                    tracing::info!(sealed = n, head_seq = seq, head_hash = %hash, "audit chain sealed");
+                    if n as i64 == SEAL_BATCH {
+                        // More are waiting: seal on without sleeping.
+                        while matches!(seal_pending(&store), Ok((n, _)) if n as i64 == SEAL_BATCH) {}
+                    }
                 }
                 if last_purge.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
                     last_purge = Some(std::time::Instant::now());

@@ -168,9 +168,31 @@ impl std::ops::DerefMut for Pooled {
 /// backend). When it moves, every pooled connection is checked before its next use.
 static LOST_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
-/// Note that a statement found its connection closed.
-pub fn connection_lost() {
+/// When a lost connection was last logged (ms since the epoch).
+static LOST_LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// A lost connection is logged at most this often: while the database is away every
+/// statement of every thread finds it, and the first line says it all.
+const LOST_LOG_EVERY_MS: u64 = 10_000;
+
+/// Note that a statement found its connection closed (`error`, logged at most every 10 s).
+pub fn connection_lost(error: &dyn std::fmt::Display) {
     LOST_CONNECTIONS.fetch_add(1, Ordering::AcqRel);
+    let now = u64::try_from(crate::clock::now_millis()).unwrap_or(0);
+    if log_due(&LOST_LOGGED_AT, now, LOST_LOG_EVERY_MS) {
+        tracing::error!(error = %error, "the database connection was lost");
+    } else {
+        tracing::debug!(error = %error, "the database connection was lost");
+    }
+}
+
+/// Whether a line logged at most every `every` ms is due at `now` (one caller wins the turn).
+fn log_due(last: &AtomicU64, now: u64, every: u64) -> bool {
+    let before = last.load(Ordering::Acquire);
+    now.saturating_sub(before) >= every
+        && last
+            .compare_exchange(before, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
 }
 
 /// A PostgreSQL connection handed back this recently is lent again without a `SELECT 1`
@@ -953,7 +975,21 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::DatabaseUrl;
+    use super::{AtomicU64, DatabaseUrl, LOST_LOG_EVERY_MS, log_due};
+
+    #[test]
+    fn a_lost_connection_is_logged_once_every_ten_seconds() {
+        let last = AtomicU64::new(0);
+        let t = 1_764_000_000_000;
+        assert!(log_due(&last, t, LOST_LOG_EVERY_MS));
+        assert!(!log_due(&last, t + 1, LOST_LOG_EVERY_MS));
+        assert!(!log_due(
+            &last,
+            t + LOST_LOG_EVERY_MS - 1,
+            LOST_LOG_EVERY_MS
+        ));
+        assert!(log_due(&last, t + LOST_LOG_EVERY_MS, LOST_LOG_EVERY_MS));
+    }
 
     #[test]
     fn postgres_urls_get_a_connect_timeout_unless_they_name_one() {
