@@ -28,7 +28,7 @@ fn database(tag: &str) -> (Option<String>, Option<PgDatabase>, tempfile::TempDir
             let server = server.trim_end_matches('/').to_owned();
             let name = format!("huimin_test_crash_{tag}_{}", std::process::id());
             crate::helpers::create_pg_database(&server, &name);
-            let url = format!("{server}/{name}?sslmode=disable");
+            let url = format!("{server}/{name}?sslmode=disable&gssencmode=disable");
             (Some(url), Some(PgDatabase(server, name)), dir)
         }
         Err(_) => (None, None, dir),
