@@ -21,6 +21,7 @@ pub struct Application {
     port: u16,
     server: Server,
     audit: crate::services::audit::Sink,
+    store: Store,
 }
 
 impl Application {
@@ -93,7 +94,7 @@ impl Application {
         let max_body = settings.max_body_bytes;
         let state = web::Data::new(AppState {
             settings,
-            store,
+            store: store.clone(),
             audit: audit.clone(),
             consent,
             grants,
@@ -125,6 +126,7 @@ impl Application {
             port,
             server: server.run(),
             audit,
+            store,
         })
     }
 
@@ -132,10 +134,18 @@ impl Application {
         self.port
     }
 
-    /// Serve until stopped, then copy the audit log's last records into the database.
+    /// The application's store: closing it ([`Store::close`]) stops its background threads
+    /// (an embedding that drops the application without stopping the server, as tests do).
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// Serve until stopped, then copy the audit log's last records into the database and stop
+    /// the background threads.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.audit.drain();
+        self.store.close();
         served
     }
 }

@@ -736,7 +736,7 @@ pub fn start_sealer(store: Store, interval: Duration, retention_days: u32) {
             let mut last_purge: Option<std::time::Instant> = None;
             // Failures are logged when sealing starts failing, not every interval it goes on.
             let mut failing = false;
-            loop {
+            while !store.is_closed() {
                 std::thread::sleep(interval);
                 let sealed = seal_pending(&store);
                 match (&sealed, failing) {

@@ -323,6 +323,9 @@ fn spawn(
             loop {
                 signal.wait(COPY_INTERVAL);
                 let Some(inner) = weak.upgrade() else { break };
+                if inner.store.is_closed() {
+                    break;
+                }
                 let adopt = adopted.elapsed() >= ADOPT_INTERVAL;
                 if adopt {
                     adopted = Instant::now();

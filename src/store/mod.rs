@@ -239,6 +239,9 @@ pub struct Store {
     url: DatabaseUrl,
     /// The keys that protect identifiers at rest in this database, in scope during every job.
     protection: Arc<Protection>,
+    /// Set once the application is done with the store: its background threads (statistics,
+    /// checkpoints, the audit sealer and copier) stop, so they send the writers no more work.
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Store {
@@ -264,6 +267,7 @@ impl Store {
             writer,
             url: url.clone(),
             protection,
+            closed: Arc::default(),
         };
         store.check_keys()?;
         Ok(store)
@@ -403,12 +407,22 @@ impl Store {
     /// start and every ten minutes. PostgreSQL: every minute, `ANALYZE` the tables changed by
     /// more than a tenth since their last analysis, which is what autovacuum does when it is
     /// on (and nothing is left to do then).
+    /// Tell the store's background threads to stop (the application stopped).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Store::close`] was called on this store or a clone of it.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     pub fn start_maintenance(&self) {
         let store = self.clone();
         let spawned = std::thread::Builder::new()
             .name("db-statistics".to_owned())
             .spawn(move || {
-                loop {
+                while !store.is_closed() {
                     // On SQLite through the writer: ANALYZE writes, and a second writer would
                     // make the group transaction's upgrade from read to write fail.
                     let done: anyhow::Result<()> = if store.is_embedded() {
@@ -420,7 +434,10 @@ impl Store {
                         tracing::warn!(error = %e, "refreshing planner statistics failed");
                     }
                     let every = if store.is_embedded() { 600 } else { 60 };
-                    std::thread::sleep(Duration::from_secs(every));
+                    let until = Instant::now() + Duration::from_secs(every);
+                    while Instant::now() < until && !store.is_closed() {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
                 }
             });
         if let Err(e) = spawned {
@@ -435,7 +452,7 @@ impl Store {
             let spawned = std::thread::Builder::new()
                 .name("sqlite-checkpoint".to_owned())
                 .spawn(move || {
-                    loop {
+                    while !store.is_closed() {
                         std::thread::sleep(Duration::from_millis(200));
                         let done = store.read(|c| {
                             let DbConn::Sqlite(c) = c else { return Ok(()) };

@@ -24,6 +24,8 @@ pub struct TestApp {
     client: awc::Client,
     _dir: tempfile::TempDir,
     pg: Option<(String, String)>,
+    /// The running application's store, closed when the test ends.
+    app_store: huimin::store::Store,
 }
 
 /// What a request answered.
@@ -101,6 +103,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     huimin::telemetry::init("text", &settings.log_level);
     let app = Application::build(settings.clone()).unwrap();
     let port = app.port();
+    let app_store = app.store();
     actix_web::rt::spawn(app.run_until_stopped());
     let client = awc::Client::builder()
         .timeout(std::time::Duration::from_secs(60))
@@ -112,6 +115,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         client,
         _dir: dir,
         pg,
+        app_store,
     };
     if t.settings.auth_mode == "dev" {
         t.token = t.token_for(Role::His, "system/*.cruds");
@@ -156,6 +160,9 @@ pub fn drop_pg_database(server: &str, name: &str) {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // The server is left to the test's runtime, which ends with the test; its background
+        // threads would go on sending work to the writers, against a dropped database.
+        self.app_store.close();
         if let Some((server, name)) = &self.pg {
             drop_pg_database(server, name);
         }
