@@ -959,7 +959,7 @@ where
     Ok(done.iter().map(ToString::to_string).collect())
 }
 
-/// The database's own identity (made by migration 000018): the same for every process of
+/// The database's own identity (made by migration 000019): the same for every process of
 /// this database, however each reaches it.
 pub fn instance_token(conn: &mut DbConn) -> diesel::QueryResult<String> {
     use diesel::prelude::*;
