@@ -402,11 +402,6 @@ impl Store {
             .unwrap_or_else(|_| Err(E::from(group_error("the database writer has stopped"))))
     }
 
-    /// Keep the planner's statistics current as the data grows, so that search plans stay
-    /// index-driven after bulk loads. SQLite: `PRAGMA optimize` (bounded `analysis_limit`) at
-    /// start and every ten minutes. PostgreSQL: every minute, `ANALYZE` the tables changed by
-    /// more than a tenth since their last analysis, which is what autovacuum does when it is
-    /// on (and nothing is left to do then).
     /// Tell the store's background threads to stop (the application stopped).
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
@@ -417,6 +412,11 @@ impl Store {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Keep the planner's statistics current as the data grows, so that search plans stay
+    /// index-driven after bulk loads. SQLite: `PRAGMA optimize` (bounded `analysis_limit`) at
+    /// start and every ten minutes. PostgreSQL: every minute, `ANALYZE` the tables changed by
+    /// more than a tenth since their last analysis, which is what autovacuum does when it is
+    /// on (and nothing is left to do then).
     pub fn start_maintenance(&self) {
         let store = self.clone();
         let spawned = std::thread::Builder::new()
