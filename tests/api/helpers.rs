@@ -93,8 +93,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     if let Some((server, name)) = &pg {
         // TLS and GSSAPI are pointless on the local test server, and libpq's OpenSSL and
         // Kerberos state racing the process exit can crash it: the servers of finished tests
-        // still hold connections, and their writers try to reconnect to the dropped
-        // databases (one CI run aborted at exit in `k5_mutex_lock`).
+        // still hold connections, and a writer that finds its database dropped reconnects
+        // (one CI run aborted at exit in `k5_mutex_lock`).
         settings.database_url = Some(format!(
             "{server}/{name}?sslmode=disable&gssencmode=disable"
         ));
@@ -254,12 +254,12 @@ impl TestApp {
         c.args(args).output().unwrap()
     }
 
-    /// A second handle on the test's database (what a tool running beside the server sees).
     /// The PostgreSQL server and database this app uses (none on SQLite).
     pub fn pg_database(&self) -> Option<(&str, &str)> {
         self.pg.as_ref().map(|(s, n)| (s.as_str(), n.as_str()))
     }
 
+    /// A second handle on the test's database (what a tool running beside the server sees).
     pub fn store(&self) -> huimin::store::Store {
         huimin::store::Store::open(
             &self.settings.database().unwrap(),
