@@ -231,6 +231,7 @@ impl Authenticator {
                 v.set_issuer(&[s.issuer()]);
                 v.set_audience(&[&s.auth_audience]);
                 v.validate_nbf = true;
+                v.leeway = TOKEN_LEEWAY_SECS;
                 v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
                 Ok(Authenticator {
                     keys: Keys::Single(DecodingKey::from_secret(&secret)),
@@ -249,6 +250,7 @@ impl Authenticator {
                 v.set_issuer(&[s.issuer()]);
                 v.set_audience(&[&s.auth_audience]);
                 v.validate_nbf = true;
+                v.leeway = TOKEN_LEEWAY_SECS;
                 v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
                 Ok(Authenticator {
                     keys,
@@ -318,6 +320,15 @@ impl Authenticator {
             }
         })?;
         let c = data.claims;
+        // An institution's system or doctor acts for one institution, named as a reference:
+        // custody and consent are decided by it, so a token without one (or with a full URL,
+        // which names no institution of this platform) is refused rather than let through
+        // unrestricted.
+        if matches!(c.role, Role::His | Role::Doctor) && !is_institution(c.org.as_deref()) {
+            return Err(unauthorized(
+                "a his or doctor token must name its institution as org: Organization/<id>",
+            ));
+        }
         // A token not yet valid is refused above, so it is never cached early.
         let exp = c.exp;
         let caller = Caller {
@@ -335,6 +346,15 @@ impl Authenticator {
         };
         Ok((caller, exp))
     }
+}
+
+/// Clock skew allowed on `exp` and `nbf`: a few seconds between the issuer's clock and ours.
+pub const TOKEN_LEEWAY_SECS: u64 = 5;
+
+/// Whether `org` is a well-formed institution reference, `Organization/<id>`.
+pub fn is_institution(org: Option<&str>) -> bool {
+    org.and_then(|o| o.strip_prefix("Organization/"))
+        .is_some_and(crate::fhir::validate::is_valid_id)
 }
 
 fn load_public_keys(path: &Path) -> anyhow::Result<Keys> {

@@ -165,6 +165,13 @@ pub fn run() -> anyhow::Result<()> {
             sub,
             ttl,
         } => {
+            if matches!(role, auth::Role::His | auth::Role::Doctor)
+                && !auth::is_institution(org.as_deref())
+            {
+                anyhow::bail!(
+                    "a his or doctor token acts for one institution: pass --org Organization/<id>"
+                );
+            }
             let sub = sub.unwrap_or_else(|| format!("{role:?}").to_lowercase());
             let token = auth::dev_token(
                 &settings,

@@ -103,7 +103,8 @@ async fn system_post_body(
         Kind::Transaction => {
             let entries: Vec<Entry> = parsed.into_iter().filter_map(Result::ok).collect();
             let base = base.clone();
-            web::block(move || engine::transaction(&store, entries, base, draft))
+            let guard = crate::services::access::Guard::of(&caller, access.clone());
+            web::block(move || engine::transaction(&store, guard, entries, base, draft))
                 .await??
                 .into_iter()
                 .map(Ok)
@@ -124,7 +125,9 @@ async fn system_post_body(
                 }
             }
             let base = base.clone();
-            let results = web::block(move || engine::batch(&store, ok, base, draft)).await??;
+            let guard = crate::services::access::Guard::of(&caller, access.clone());
+            let results =
+                web::block(move || engine::batch(&store, guard, ok, base, draft)).await??;
             for (pos, r) in positions.into_iter().zip(results) {
                 answers[pos] = Some(r);
             }

@@ -19,7 +19,7 @@ use crate::auth::{Authenticator, Caller, Role};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::services::access::AccessFilter;
+use crate::services::access::{AccessFilter, Guard};
 use crate::services::audit::{Actor, Draft, Outcome};
 use crate::store::Store;
 
@@ -96,6 +96,11 @@ pub async fn access(state: &AppState, caller: &Caller) -> Result<AccessFilter, A
         store.read(|conn| AccessFilter::for_caller(conn, &caller, &consent, &grants))
     })
     .await
+}
+
+/// The door a caller's writes pass (what it may see, whose records it may change).
+pub async fn guard(state: &AppState, caller: &Caller) -> Result<Guard, ApiError> {
+    Ok(Guard::of(caller, access(state, caller).await?))
 }
 
 /// Writes by role: officials write nothing; a resident writes only Consents about their own

@@ -465,7 +465,7 @@ async fn patient_everything_body(
         if access.visible_in(&store, "Patient", g, Some(g))? {
             Ok(page)
         } else {
-            Err(crate::services::access::AccessFilter::denied())
+            Err(access.hidden("Patient", &id))
         }
     })
     .await??;
@@ -640,7 +640,7 @@ async fn patient_summary_body(
         let touched = store.read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
         let resident = touched.first().and_then(|(_, r)| r.clone());
         if !access.visible_in(&store, "Patient", &id, resident.as_deref())? {
-            return Err(crate::services::access::AccessFilter::denied());
+            return Err(access.hidden("Patient", &id));
         }
         let doc = everything::summary(&store, &id, &base, &access)?;
         Ok::<_, ApiError>((doc, touched))

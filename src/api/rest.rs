@@ -18,7 +18,6 @@ use base64::Engine as _;
 use crate::fhir::search::{self, Query, SortKey};
 use crate::fhir::shape::{self, Shape};
 use crate::fhir::validate::is_valid_id;
-use crate::services::access::AccessFilter;
 use crate::services::record::{self, Record, Written};
 use crate::store::resources::HistoryScope;
 use crate::store::search::{self as store_search, After, SortValue, ValueType};
@@ -334,7 +333,13 @@ async fn vread(
         let access = api::access(&state, &caller).await?;
         let (tt, ii) = (t.clone(), id.clone());
         let rec = run_db(&state.store, true, move |store| {
-            access.shown(store, record::vread(store, &tt, &ii, vid)?)
+            // A hidden version answers as an absent one.
+            access
+                .shown(store, record::vread(store, &tt, &ii, vid)?)
+                .map_err(|e| match e {
+                    ApiError::NotFound(_) => record::no_version(&tt, &ii, vid),
+                    e => e,
+                })
         })
         .await?;
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);
@@ -364,10 +369,11 @@ async fn create(
             }
             None => None,
         };
+        let guard = api::guard(&state, &caller).await?;
         let store = state.store.clone();
         let tt = t.clone();
         let (rec, w) =
-            web::block(move || record::create(&store, &tt, tree, criteria, draft)).await??;
+            web::block(move || record::create(&store, guard, &tt, tree, criteria, draft)).await??;
         written(&req, &state, neg, write_status(w), rec)
     })
     .await
@@ -388,12 +394,14 @@ async fn update(
         let tree = format::read_resource(&req, &body, Some(&t))?;
         api::may_write(&state, &caller, &t, Some(&id), Some(&tree)).await?;
         let im = if_match(&req)?;
+        let guard = api::guard(&state, &caller).await?;
         let store = state.store.clone();
         let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
         let (tt, ii) = (t.clone(), id.clone());
-        let (rec, w) =
-            web::block(move || record::update(&store, &tt, &ii, tree, im, may_create, draft))
-                .await??;
+        let (rec, w) = web::block(move || {
+            record::update(&store, guard, &tt, &ii, tree, im, may_create, draft)
+        })
+        .await??;
         written(&req, &state, neg, write_status(w), rec)
     })
     .await
@@ -467,10 +475,11 @@ async fn conditional_update(
         let tree = format::read_resource(&req, &body, Some(&t))?;
         let im = if_match(&req)?;
         let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
+        let guard = api::guard(&state, &caller).await?;
         let store = state.store.clone();
         let tt = t.clone();
         let (rec, w) = web::block(move || {
-            record::conditional_update(&store, &tt, criteria, tree, im, may_create, draft)
+            record::conditional_update(&store, guard, &tt, criteria, tree, im, may_create, draft)
         })
         .await??;
         written(&req, &state, neg, write_status(w), rec)
@@ -502,9 +511,11 @@ async fn patch(
             ApiError::bad_request(format!("the body is not a JSON Patch document: {e}"))
         })?;
         let im = if_match(&req)?;
+        let guard = api::guard(&state, &caller).await?;
         let store = state.store.clone();
         let (tt, ii) = (t.clone(), id.clone());
-        let rec = web::block(move || record::patch(&store, &tt, &ii, &patch, im, draft)).await??;
+        let rec =
+            web::block(move || record::patch(&store, guard, &tt, &ii, &patch, im, draft)).await??;
         written(&req, &state, neg, StatusCode::OK, rec)
     })
     .await
@@ -551,9 +562,10 @@ async fn delete(
         let neg = format::negotiate(&req)?;
         authorize(&caller, &[Perm::Delete], &t, Some(&id))?;
         api::may_write(&state, &caller, &t, Some(&id), None).await?;
+        let guard = api::guard(&state, &caller).await?;
         let store = state.store.clone();
         let (tt, ii) = (t.clone(), id.clone());
-        let v = web::block(move || record::delete(&store, &tt, &ii, draft)).await??;
+        let v = web::block(move || record::delete(&store, guard, &tt, &ii, draft)).await??;
         Ok((delete_response(&req, neg, v, &what)?, None))
     })
     .await
@@ -578,10 +590,11 @@ async fn conditional_delete(
         authorize(&caller, &[Perm::Delete, Perm::Search], &t, None)?;
         api::may_write(&state, &caller, &t, None, None).await?;
         let criteria = criteria_of(&req, &state, &t)?;
+        let guard = api::guard(&state, &caller).await?;
         let store = state.store.clone();
         let tt = t.clone();
-        let v =
-            web::block(move || record::conditional_delete(&store, &tt, criteria, draft)).await??;
+        let v = web::block(move || record::conditional_delete(&store, guard, &tt, criteria, draft))
+            .await??;
         Ok((delete_response(&req, neg, v, &t)?, None))
     })
     .await
@@ -812,7 +825,7 @@ async fn history_body(
         if let Some((t, id)) = instance {
             let resident = touched.first().and_then(|(_, r)| r.as_deref());
             if !access.visible_in(&store, &t, &id, resident)? {
-                return Err(AccessFilter::denied());
+                return Err(access.hidden(&t, &id));
             }
         }
         Ok::<_, ApiError>(((rows, more, last_seq), touched))

@@ -16,8 +16,10 @@
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::fhir::search::Clause;
+use crate::fhir::search::Query;
 use crate::fhir::search_params;
 use crate::services::consent;
+use crate::store::resources::Locked;
 use crate::store::{DbConn, resources};
 
 /// The restriction applied to one caller.
@@ -289,7 +291,7 @@ impl AccessFilter {
             .or_else(|clause| store.read(|c| Self::matches(c, t, id, clause)))
     }
 
-    /// A record read directly, if the caller may see it (403 otherwise).
+    /// A record read directly, if the caller may see it (see [`AccessFilter::hidden`]).
     pub fn shown(
         &self,
         store: &crate::store::Store,
@@ -298,14 +300,20 @@ impl AccessFilter {
         if self.visible_in(store, &rec.res_type, &rec.id, rec.resident.as_deref())? {
             Ok(rec)
         } else {
-            Err(AccessFilter::denied())
+            Err(self.hidden(&rec.res_type, &rec.id))
         }
     }
 
-    /// A direct read's answer when [`AccessFilter::allows`] says no: 403, naming nothing of
-    /// the resource.
-    pub fn denied() -> ApiError {
-        ApiError::Forbidden("the caller may not see this resource".to_owned())
+    /// A direct read's answer for a record the caller may not see: the 404 of an absent one
+    /// (the same text), so that existence does not leak; an official, who sees no individual's
+    /// record of any kind, is told so (403, whatever the record).
+    pub fn hidden(&self, t: &str, id: &str) -> ApiError {
+        match self {
+            AccessFilter::NoPersonalData => ApiError::Forbidden(format!(
+                "officials read aggregates: {t} holds personal data"
+            )),
+            _ => ApiError::NotFound(format!("{t}/{id} is not known")),
+        }
     }
 
     /// Whether the caller's role limits it to less than every resident's data (resident,
@@ -326,6 +334,152 @@ impl AccessFilter {
             (_, Some(t)) => self.clause(t).is_some(),
             (AccessFilter::Consent(view, _), None) => view.restricts_anything(),
             (_, None) => true,
+        }
+    }
+}
+
+/// Whose records a write may change (custody, architecture principle 9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writer {
+    /// The platform itself (the resident index, merges, maintenance): no custody applies.
+    Platform,
+    /// An administrator: changes any record but golden residents, and leaves custody as stored.
+    Admin,
+    /// An institution (`Organization/<id>`: a hospital system or a doctor working there):
+    /// changes only the records it wrote.
+    Institution(String),
+    /// A resident (the golden resident's id): changes only the Consents about their own record.
+    Resident(String),
+    /// A caller that writes nothing (an official).
+    Nobody,
+}
+
+/// The door every write passes, in its own transaction: what the caller may see (a record it
+/// may not see answers as an absent one, so a write never reveals or confirms what a read
+/// would hide) and whose records it may change.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub filter: AccessFilter,
+    pub writer: Writer,
+}
+
+impl Guard {
+    /// The platform's own writes: everything visible, no custody.
+    pub fn platform() -> Guard {
+        Guard {
+            filter: AccessFilter::Unrestricted,
+            writer: Writer::Platform,
+        }
+    }
+
+    /// The guard of `caller`'s writes, given what it may see.
+    pub fn of(caller: &Caller, filter: AccessFilter) -> Guard {
+        let writer = match (caller.role, &filter) {
+            (Role::Admin, _) => Writer::Admin,
+            (Role::His | Role::Doctor, _) => match caller.org.as_deref() {
+                Some(org) => Writer::Institution(org.to_owned()),
+                None => Writer::Nobody,
+            },
+            (Role::Resident, AccessFilter::OwnRecord(golden)) => Writer::Resident(golden.clone()),
+            _ => Writer::Nobody,
+        };
+        Guard { filter, writer }
+    }
+
+    /// The institution a new version records as its custodian (`None` keeps what is stored).
+    pub fn custodian(&self) -> Option<&str> {
+        match &self.writer {
+            Writer::Institution(org) => Some(org),
+            _ => None,
+        }
+    }
+
+    /// Whether the writer may write resources of type `t` at all: a Consent is the resident's
+    /// word, written by the resident or an administrator acting on their request, never by the
+    /// institutions it governs; an official writes nothing.
+    pub fn may_write(&self, t: &str) -> Result<(), ApiError> {
+        match (&self.writer, t) {
+            (Writer::Nobody, _) => Err(ApiError::Forbidden(
+                "this caller writes nothing".to_owned(),
+            )),
+            (Writer::Institution(_), "Consent") => Err(ApiError::Forbidden(
+                "a Consent is written by the resident it is about (or an administrator on their request), never by the institutions it governs".to_owned(),
+            )),
+            (Writer::Resident(_), t) if t != "Consent" => Err(ApiError::Forbidden(
+                "a resident writes only Consents about their own record".to_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Conditional criteria as this caller may match them: only what it may see.
+    pub fn criteria(&self, t: &str, criteria: &Query) -> Query {
+        let mut q = criteria.clone();
+        q.clauses.extend(self.filter.clause(t));
+        q
+    }
+
+    /// The key a conditional create claims (`match_keys`): an institution's criteria are its
+    /// own, so that a record it may not see never answers its create, by a match or by a
+    /// key held.
+    pub fn key(&self, key: &str) -> String {
+        match &self.writer {
+            // A pair of the key's own form, so that its values are blinded as the rest are.
+            Writer::Institution(org) => format!("_custodian={org}&{key}"),
+            _ => key.to_owned(),
+        }
+    }
+
+    /// Whether the writer may change (update, patch, delete) `t/id`, whose current row is
+    /// `current`: Ok, 403 for a record the caller sees but does not hold, or 404 as for an
+    /// absent one when it may not see it.
+    pub fn may_change(
+        &self,
+        conn: &mut DbConn,
+        t: &str,
+        id: &str,
+        current: &Locked,
+    ) -> Result<(), ApiError> {
+        let golden = t == "Patient" && current.resident.as_deref() == Some(id);
+        let why = match &self.writer {
+            Writer::Platform => return Ok(()),
+            _ if golden => "is a golden resident: it changes only through the resident index",
+            Writer::Admin => return Ok(()),
+            Writer::Institution(org) if current.custodian.as_deref() == Some(org.as_str()) => {
+                return Ok(());
+            }
+            Writer::Resident(own) if t == "Consent" && current.resident.as_deref() == Some(own) => {
+                return Ok(());
+            }
+            Writer::Institution(_) => {
+                "belongs to another institution: an institution changes only the records it wrote"
+            }
+            Writer::Resident(_) => "is not a Consent about the resident's own record",
+            Writer::Nobody => "may not be changed by this caller",
+        };
+        if self
+            .filter
+            .visible(conn, t, id, current.resident.as_deref())?
+        {
+            Err(ApiError::Forbidden(format!("{t}/{id} {why}")))
+        } else {
+            Err(ApiError::NotFound(format!("{t}/{id} is not known")))
+        }
+    }
+
+    /// A record this write is about to return or act on: itself when the caller may see it,
+    /// otherwise 404 as for an absent one.
+    pub fn shown(
+        &self,
+        conn: &mut DbConn,
+        t: &str,
+        id: &str,
+        resident: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if self.filter.visible(conn, t, id, resident)? {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!("{t}/{id} is not known")))
         }
     }
 }

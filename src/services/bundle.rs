@@ -12,7 +12,7 @@
 //! A batch runs its entries independently: each in its own savepoint of one writer job, so
 //! a failing entry rolls back only itself.
 
-use crate::services::access::AccessFilter;
+use crate::services::access::{AccessFilter, Guard};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::Connection as _;
@@ -126,13 +126,14 @@ fn phase(a: &Action) -> u8 {
 /// Run a transaction: all entries or none. `base` is this server's FHIR base URL.
 pub fn transaction(
     store: &Store,
+    guard: Guard,
     entries: Vec<Entry>,
     base: String,
     draft: Draft,
 ) -> Result<Vec<Outcome>, ApiError> {
     store.write_alone(move |conn| {
         record::audited(conn, &draft, |conn| {
-            run_transaction(conn, entries, &base).map_err(ApiError::from)
+            run_transaction(conn, &guard, entries, &base).map_err(ApiError::from)
         })
     })
 }
@@ -150,6 +151,7 @@ enum Target {
 
 fn run_transaction(
     conn: &mut DbConn,
+    guard: &Guard,
     mut entries: Vec<Entry>,
     base: &str,
 ) -> Result<Vec<Outcome>, Failure> {
@@ -162,9 +164,9 @@ fn run_transaction(
     // 1. Deletes.
     for &i in order.iter().filter(|&&i| phase(&entries[i].action) == 0) {
         let out = match &entries[i].action {
-            Action::Delete { t, id } => record::delete_in(conn, t, id),
+            Action::Delete { t, id } => record::delete_in(conn, guard, t, id),
             Action::ConditionalDelete { t, criteria } => {
-                record::conditional_delete_in(conn, t, criteria)
+                record::conditional_delete_in(conn, guard, t, criteria)
             }
             _ => continue,
         }
@@ -193,7 +195,7 @@ fn run_transaction(
 
     // 2. Settle the target of every create and conditional update, and map fullUrls to them.
     let mut settled =
-        Settled::prefetch(conn, &entries).map_err(|e| Failure { index: 0, error: e })?;
+        Settled::prefetch(conn, guard, &entries).map_err(|e| Failure { index: 0, error: e })?;
     let mut targets: HashMap<usize, Target> = HashMap::new();
     let mut by_criteria: HashMap<(String, String), String> = HashMap::new();
     // The first conditional create of each criteria: a second one in the same bundle is the
@@ -215,7 +217,7 @@ fn run_transaction(
                         None => Target::New(record::new_id()),
                     },
                     (None, None) => Target::New(record::new_id()),
-                    (Some(c), None) => match settled.create(conn, t, c).map_err(fail(i))? {
+                    (Some(c), None) => match settled.create(conn, guard, t, c).map_err(fail(i))? {
                         record::Resolved::Existing(id) => Target::Existing(id),
                         record::Resolved::New(id) => Target::New(id),
                     },
@@ -238,7 +240,7 @@ fn run_transaction(
             } => {
                 let body_id = resource.get("id").and_then(Json::as_str);
                 match settled
-                    .update(conn, t, criteria, body_id, e.may_create)
+                    .update(conn, guard, t, criteria, body_id, e.may_create)
                     .map_err(fail(i))?
                 {
                     record::Resolved::Existing(id) => Target::Existing(id),
@@ -301,6 +303,7 @@ fn run_transaction(
         };
         let mut resolver = Resolver {
             conn: &mut *conn,
+            guard,
             map: &map,
             by_criteria: &by_criteria,
             base,
@@ -322,6 +325,7 @@ fn run_transaction(
     }
     let written = write_and_read(
         conn,
+        guard,
         &mut entries,
         &later,
         &mut targets,
@@ -405,7 +409,7 @@ fn conditional(e: &Entry) -> Option<(&str, &Criteria, Option<&str>, bool)> {
 }
 
 impl Settled {
-    fn prefetch(conn: &mut DbConn, entries: &[Entry]) -> Result<Settled, ApiError> {
+    fn prefetch(conn: &mut DbConn, guard: &Guard, entries: &[Entry]) -> Result<Settled, ApiError> {
         // (type, param, system) → (code, criteria key) of every entry of that shape.
         type Group<'e> = HashMap<(&'e str, &'e str, &'e str), Vec<(&'e str, &'e str)>>;
         let mut groups: Group = HashMap::new();
@@ -430,6 +434,22 @@ impl Settled {
                 let golden: HashSet<String> = mpi::golden_among(conn, &ids)?.into_iter().collect();
                 matches.retain(|(_, id)| !golden.contains(id));
             }
+            // As in single requests: criteria match only what the caller may see.
+            if let Some(clause) = guard.filter.clause(t)
+                && !matches.is_empty()
+            {
+                let ids: Vec<String> = matches.iter().map(|(_, id)| id.clone()).collect();
+                let query = Query {
+                    clauses: vec![Clause::Id(ids), clause],
+                    ignored: Vec::new(),
+                };
+                let limit = i64::try_from(matches.len()).unwrap_or(i64::MAX);
+                let shown: HashSet<String> = store_search::run(conn, t, &query, &[], None, limit)?
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+                matches.retain(|(_, id)| shown.contains(id));
+            }
             for (code, id) in matches {
                 by_code.entry(code).or_default().push(id);
             }
@@ -444,7 +464,7 @@ impl Settled {
         // New ids for the criteria that will create, claimed per type in one go; types (and
         // keys, see `claim_many`) in one global order, so that concurrent pushes of overlapping
         // bundles wait for each other instead of deadlocking.
-        let mut wanted: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
+        let mut wanted: BTreeMap<&str, Vec<(&str, String, String)>> = BTreeMap::new();
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
         for e in entries {
             let Some((t, c, body_id, update)) = conditional(e) else {
@@ -465,15 +485,20 @@ impl Settled {
                 wanted
                     .entry(t)
                     .or_default()
-                    .push((&c.key, record::new_id()));
+                    .push((&c.key, guard.key(&c.key), record::new_id()));
             }
         }
         let mut claimed = HashMap::new();
-        for (t, keys) in wanted {
-            let pairs: Vec<(&str, &str)> = keys.iter().map(|(c, id)| (*c, id.as_str())).collect();
+        for (t, mut keys) in wanted {
+            // Claimed in key order (see `claim_many`): the guard's keys sort as they are.
+            keys.sort_by(|a, b| a.1.cmp(&b.1));
+            let pairs: Vec<(&str, &str)> = keys
+                .iter()
+                .map(|(_, k, id)| (k.as_str(), id.as_str()))
+                .collect();
             let got = match_keys::claim_many(conn, t, &pairs)?;
-            for (c, id) in keys {
-                if got.contains(crate::fhir::index::key(c)) {
+            for (c, k, id) in keys {
+                if got.contains(crate::fhir::index::key(&k)) {
                     claimed.insert((t.to_owned(), c.to_owned()), id);
                 }
             }
@@ -485,6 +510,7 @@ impl Settled {
     fn create(
         &mut self,
         conn: &mut DbConn,
+        guard: &Guard,
         t: &str,
         c: &Criteria,
     ) -> Result<record::Resolved, ApiError> {
@@ -496,7 +522,7 @@ impl Settled {
         }
         match self.claimed.remove(&k) {
             Some(id) => Ok(record::Resolved::New(id)),
-            None => record::resolve_create(conn, t, c),
+            None => record::resolve_create(conn, guard, t, c),
         }
     }
 
@@ -504,6 +530,7 @@ impl Settled {
     fn update(
         &mut self,
         conn: &mut DbConn,
+        guard: &Guard,
         t: &str,
         c: &Criteria,
         body_id: Option<&str>,
@@ -511,14 +538,14 @@ impl Settled {
     ) -> Result<record::Resolved, ApiError> {
         let k = (t.to_owned(), c.key.clone());
         let Some(ids) = self.found.get(&k) else {
-            return record::resolve_update(conn, t, c, body_id, may_create);
+            return record::resolve_update(conn, guard, t, c, body_id, may_create);
         };
         if let Some(r) = record::decide_update(t, ids, body_id, may_create)? {
             return Ok(r);
         }
         match self.claimed.remove(&k) {
             Some(id) => Ok(record::Resolved::New(id)),
-            None => record::resolve_update(conn, t, c, body_id, may_create),
+            None => record::resolve_update(conn, guard, t, c, body_id, may_create),
         }
     }
 }
@@ -526,6 +553,7 @@ impl Settled {
 /// Step 4 of a transaction: the writes and then the reads, in processing order.
 fn write_and_read(
     conn: &mut DbConn,
+    guard: &Guard,
     entries: &mut [Entry],
     later: &[usize],
     targets: &mut HashMap<usize, Target>,
@@ -559,7 +587,7 @@ fn write_and_read(
         let target = targets.remove(&i);
         let out = match (action, target) {
             (Action::Create { t, resource, .. }, Some(Target::New(id))) => {
-                record::create_with_id(conn, &t, &id, resource)
+                record::create_with_id(conn, guard, &t, &id, resource)
                     .map(|r| Outcome::Written(r, Written::Created))
             }
             (Action::Create { t, .. }, Some(Target::Existing(id))) => {
@@ -583,7 +611,7 @@ fn write_and_read(
                 Some(Target::New(id)),
             ) => {
                 resource.set_at("id", Json::String(id.clone()), 1);
-                record::create_by_update_in(conn, &t, &id, resource, if_match, may_create)
+                record::create_by_update_in(conn, guard, &t, &id, resource, if_match, may_create)
                     .map(|r| Outcome::Written(r, Written::Created))
             }
             (
@@ -596,7 +624,7 @@ fn write_and_read(
                 Some(Target::Existing(id)),
             ) => {
                 resource.set_at("id", Json::String(id.clone()), 1);
-                record::update_in(conn, &t, &id, resource, if_match, may_create)
+                record::update_in(conn, guard, &t, &id, resource, if_match, may_create)
                     .map(|(r, w)| Outcome::Written(r, w))
             }
             (
@@ -607,7 +635,7 @@ fn write_and_read(
                     if_match,
                 },
                 _,
-            ) => record::update_in(conn, &t, &id, resource, if_match, may_create)
+            ) => record::update_in(conn, guard, &t, &id, resource, if_match, may_create)
                 .map(|(r, w)| Outcome::Written(r, w)),
             (
                 Action::Patch {
@@ -617,7 +645,7 @@ fn write_and_read(
                     if_match,
                 },
                 _,
-            ) => record::patch_in(conn, &t, &id, &patch, if_match)
+            ) => record::patch_in(conn, guard, &t, &id, &patch, if_match)
                 .map(|r| Outcome::Written(r, Written::Updated)),
             (action, _) => read_action(conn, action),
         }
@@ -662,7 +690,7 @@ fn read_action(conn: &mut DbConn, action: Action) -> Result<Outcome, ApiError> {
     }
 }
 
-/// A read entry's answer: 403 (naming nothing of it) when the caller may not see the record.
+/// A read entry's answer: as for an absent record when the caller may not see it.
 /// The error rolls back what the read noted for the audit trail with the entry (batch) or the
 /// whole bundle (transaction).
 fn check_shown(
@@ -673,7 +701,7 @@ fn check_shown(
     if let Some(f) = shown
         && !f.visible(conn, &rec.res_type, &rec.id, rec.resident.as_deref())?
     {
-        return Err(AccessFilter::denied());
+        return Err(f.hidden(&rec.res_type, &rec.id));
     }
     Ok(Outcome::Read(rec))
 }
@@ -681,6 +709,7 @@ fn check_shown(
 /// Rewrites the references of one resource.
 struct Resolver<'a> {
     conn: &'a mut DbConn,
+    guard: &'a Guard,
     map: &'a HashMap<String, String>,
     by_criteria: &'a HashMap<(String, String), String>,
     base: &'a str,
@@ -754,7 +783,7 @@ impl Resolver<'_> {
         if let Some(id) = self.by_criteria.get(&(t.to_owned(), key)) {
             return Ok(Some(format!("{t}/{id}")));
         }
-        let ids = record::matching_ids(self.conn, t, &query, 2)?;
+        let ids = record::matching_ids(self.conn, self.guard, t, &query, 2)?;
         match ids.as_slice() {
             [one] => Ok(Some(format!("{t}/{one}"))),
             [] => Err(ApiError::PreconditionFailed(
@@ -774,6 +803,7 @@ impl Resolver<'_> {
 /// entries must not depend on each other).
 pub fn batch(
     store: &Store,
+    guard: Guard,
     entries: Vec<Entry>,
     base: String,
     draft: Draft,
@@ -794,13 +824,14 @@ pub fn batch(
                     {
                         Resolver {
                             conn: &mut *conn,
+                            guard: &guard,
                             map: &empty,
                             by_criteria: &empty_criteria,
                             base: &base,
                         }
                         .rewrite(resource)?;
                     }
-                    record::linked(conn, |conn| single(conn, action, may_create))
+                    record::linked(conn, |conn| single(conn, &guard, action, may_create))
                 });
                 if result.is_err() {
                     audit::rollback_to(mark);
@@ -813,38 +844,45 @@ pub fn batch(
 }
 
 /// One batch entry.
-fn single(conn: &mut DbConn, action: Action, may_create: bool) -> Result<Outcome, ApiError> {
+fn single(
+    conn: &mut DbConn,
+    guard: &Guard,
+    action: Action,
+    may_create: bool,
+) -> Result<Outcome, ApiError> {
     match action {
         Action::Create {
             t,
             resource,
             if_none_exist,
-        } => record::create_in(conn, &t, resource, if_none_exist.as_ref())
+        } => record::create_in(conn, guard, &t, resource, if_none_exist.as_ref())
             .map(|(r, w)| Outcome::Written(r, w)),
         Action::Update {
             t,
             id,
             resource,
             if_match,
-        } => record::update_in(conn, &t, &id, resource, if_match, may_create)
+        } => record::update_in(conn, guard, &t, &id, resource, if_match, may_create)
             .map(|(r, w)| Outcome::Written(r, w)),
         Action::ConditionalUpdate {
             t,
             criteria,
             resource,
             if_match,
-        } => record::conditional_update_in(conn, &t, &criteria, resource, if_match, may_create)
-            .map(|(r, w)| Outcome::Written(r, w)),
+        } => record::conditional_update_in(
+            conn, guard, &t, &criteria, resource, if_match, may_create,
+        )
+        .map(|(r, w)| Outcome::Written(r, w)),
         Action::Patch {
             t,
             id,
             patch,
             if_match,
-        } => record::patch_in(conn, &t, &id, &patch, if_match)
+        } => record::patch_in(conn, guard, &t, &id, &patch, if_match)
             .map(|r| Outcome::Written(r, Written::Updated)),
-        Action::Delete { t, id } => record::delete_in(conn, &t, &id).map(Outcome::Deleted),
+        Action::Delete { t, id } => record::delete_in(conn, guard, &t, &id).map(Outcome::Deleted),
         Action::ConditionalDelete { t, criteria } => {
-            record::conditional_delete_in(conn, &t, &criteria).map(Outcome::Deleted)
+            record::conditional_delete_in(conn, guard, &t, &criteria).map(Outcome::Deleted)
         }
         other => read_action(conn, other),
     }

@@ -12,6 +12,7 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle::{obj, s};
 use crate::fhir::json::Json;
+use crate::services::access::Guard;
 use crate::services::audit::Draft;
 use crate::services::mpi;
 use crate::services::record::{self, Record};
@@ -62,7 +63,7 @@ fn rewrite(
     f: impl FnOnce(&mut Json),
 ) -> Result<(), ApiError> {
     f(&mut tree);
-    record::update_in(conn, "Patient", id, tree, None, false)?;
+    record::update_in(conn, &Guard::platform(), "Patient", id, tree, None, false)?;
     Ok(())
 }
 
@@ -71,7 +72,15 @@ fn move_source(conn: &mut DbConn, source: &str, to: &str) -> Result<(), ApiError
     let rec = record::read_in(conn, "Patient", source)?;
     let tree = Json::parse(rec.content.as_bytes()).map_err(ApiError::internal)?;
     mpi::relink(source, to);
-    record::update_in(conn, "Patient", source, tree, None, false)?;
+    record::update_in(
+        conn,
+        &Guard::platform(),
+        "Patient",
+        source,
+        tree,
+        None,
+        false,
+    )?;
     Ok(())
 }
 
@@ -200,7 +209,7 @@ fn provenance(
         ),
         ("entity", Json::Array(entity)),
     ]);
-    Ok(record::create_in(conn, "Provenance", p, None)?.0)
+    Ok(record::create_in(conn, &Guard::platform(), "Provenance", p, None)?.0)
 }
 
 /// `Patient/$unmerge`: undo the latest merge of golden resident `from` into `to`.

@@ -28,6 +28,7 @@ use crate::fhir::index::Entry;
 use crate::fhir::json::Json;
 use crate::fhir::search::Clause;
 use crate::fhir::search_params::{REGISTRY, compartment_members};
+use crate::services::access::Guard;
 use crate::services::ident;
 use crate::services::matching::{self, Demographics, Weights};
 use crate::store::residents as store_residents;
@@ -474,7 +475,7 @@ pub fn finish(conn: &mut DbConn, write: &mut GoldenWriter<'_>) -> Result<(), Api
         let sources: &[(String, Json)] = txn.goldens.get(golden).map_or(&[], Vec::as_slice);
         let gone: &[String] = txn.unlinked.get(golden).map_or(&[], Vec::as_slice);
         let current = crate::store::resources::lock_current(conn, "Patient", golden)?;
-        match current {
+        match current.map(|c| (c.version_id, c.deleted)) {
             Some((v, false)) => {
                 let stored = crate::store::resources::find_current(conn, "Patient", golden)?
                     .ok_or_else(|| ApiError::internal("a locked golden resident vanished"))?;
@@ -753,7 +754,7 @@ const RELINK_BATCH: i64 = 500;
 /// linked. Safe to run again: what is linked is skipped.
 pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), ApiError> {
     let patients = relink_type(store, "Patient", |conn, _, id, tree| {
-        super::record::update_in(conn, "Patient", id, tree, None, false)?;
+        super::record::update_in(conn, &Guard::platform(), "Patient", id, tree, None, false)?;
         Ok(true)
     })?;
     let mut resources = 0;

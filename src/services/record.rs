@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use crate::fhir::search::{Clause, Include, Query, SortKey};
 use crate::fhir::validate;
 use crate::protect;
-use crate::services::access::AccessFilter;
+use crate::services::access::{AccessFilter, Guard, Writer};
 use crate::services::audit::{self, Draft};
 use crate::services::{ident, mpi};
 use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
@@ -117,6 +117,7 @@ fn store_version(
     method: &str,
     is_new: bool,
     resident: Option<&str>,
+    custodian: Option<&str>,
 ) -> Result<String, ApiError> {
     let content = String::from_utf8(tree.to_bytes()).map_err(ApiError::internal)?;
     let stored = match sealed {
@@ -134,6 +135,7 @@ fn store_version(
             method,
             content: stored.as_deref().unwrap_or(&content),
             resident,
+            custodian,
         },
         is_new,
     )
@@ -141,7 +143,9 @@ fn store_version(
     Ok(content)
 }
 
-/// Write one new version (`is_new` when no row exists yet).
+/// Write one new version (`is_new` when no row exists yet), held by `custodian` (`None`
+/// keeps the stored custodian).
+#[expect(clippy::too_many_arguments, reason = "the parts of one version")]
 fn put_version(
     conn: &mut DbConn,
     t: &str,
@@ -150,6 +154,7 @@ fn put_version(
     version_id: i64,
     method: &str,
     is_new: bool,
+    custodian: Option<&str>,
 ) -> Result<Record, ApiError> {
     if let Some(why) = ident::check_resource(t, &tree, &clock::today_digits()) {
         return Err(ApiError::Unprocessable(why));
@@ -182,6 +187,7 @@ fn put_version(
         method,
         is_new,
         resident.as_deref(),
+        custodian,
     )?;
     index::replace(conn, t, id, &entries, is_new)?;
     audit::touched(t, id, resident.as_deref());
@@ -200,8 +206,10 @@ fn put_version(
 pub fn finish_links(conn: &mut DbConn) -> Result<(), ApiError> {
     mpi::finish(conn, &mut |conn, id, tree, version| match version {
         Some((v, Some(old))) => put_version_over(conn, "Patient", id, tree, v + 1, old),
-        Some((v, None)) => put_version(conn, "Patient", id, tree, v + 1, "PUT", false).map(|_| ()),
-        None => put_version(conn, "Patient", id, tree, 1, "POST", true).map(|_| ()),
+        Some((v, None)) => {
+            put_version(conn, "Patient", id, tree, v + 1, "PUT", false, None).map(|_| ())
+        }
+        None => put_version(conn, "Patient", id, tree, 1, "POST", true, None).map(|_| ()),
     })
 }
 
@@ -232,6 +240,7 @@ fn put_version_over(
         "PUT",
         false,
         Some(id),
+        None,
     )?;
     audit::touched(t, id, Some(id));
     let old_blinded = protect::blinded(t, old).map_err(guard_error)?;
@@ -262,87 +271,24 @@ where
     store.write(move |conn| audited(conn, &draft, |conn| linked(conn, f)))
 }
 
-thread_local! {
-    /// The institution whose records the write running on this thread may change (a hospital
-    /// system's), set by [`audited`] for the length of the write.
-    static WRITES_FOR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Sets [`WRITES_FOR`] and clears it when dropped (also when the write fails or panics).
-struct WritingFor;
-
-impl WritingFor {
-    fn set(org: Option<String>) -> WritingFor {
-        WRITES_FOR.with(|w| *w.borrow_mut() = org);
-        WritingFor
-    }
-}
-
-impl Drop for WritingFor {
-    fn drop(&mut self) {
-        WRITES_FOR.with(|w| *w.borrow_mut() = None);
-    }
-}
-
-/// Whether the running write is a hospital system's and `t` names the institution of a record:
-/// only then can a stored version be another institution's.
-fn ownership_matters(t: &str) -> bool {
-    crate::services::access::has_custodian(t) && WRITES_FOR.with(|w| w.borrow().is_some())
-}
-
-/// 403 when the running write is a hospital system's and `current` (the stored JSON of `t/id`)
-/// belongs to another institution.
-fn check_owned(t: &str, id: &str, current: &str) -> Result<(), ApiError> {
-    if !ownership_matters(t) {
-        return Ok(());
-    }
-    let tree = Json::parse(current.as_bytes()).map_err(ApiError::internal)?;
-    WRITES_FOR.with(|w| match w.borrow().as_deref() {
-        Some(org) if crate::services::access::custodian_check(t, &tree, org).is_err() => {
-            Err(ApiError::Forbidden(format!(
-                "{t}/{id} belongs to another institution: a hospital system changes only its own records"
-            )))
-        }
-        _ => Ok(()),
-    })
-}
-
-/// [`check_owned`] for the live stored version of `t/id`, read only when it can matter.
-fn check_owned_stored(conn: &mut DbConn, t: &str, id: &str) -> Result<(), ApiError> {
-    if !ownership_matters(t) {
-        return Ok(());
-    }
-    match repo::find_current(conn, t, id)? {
-        Some(c) if !c.deleted => check_owned(t, id, &c.content),
+/// 403 when the writer may not write a `t` at all, or when it is an institution and `tree`, the
+/// new content of a `t`, names another institution as the record's own.
+fn check_writes_for(guard: &Guard, t: &str, tree: &Json) -> Result<(), ApiError> {
+    guard.may_write(t)?;
+    match &guard.writer {
+        Writer::Institution(org) => crate::services::access::custodian_check(t, tree, org),
         _ => Ok(()),
     }
-}
-
-/// 403 naming the element when the running write is a hospital system's and `tree`, the new
-/// content of a `t`, names another institution.
-fn check_writes_for(t: &str, tree: &Json) -> Result<(), ApiError> {
-    WRITES_FOR.with(|w| match w.borrow().as_deref() {
-        Some(org) => crate::services::access::custodian_check(t, tree, org),
-        None => Ok(()),
-    })
 }
 
 /// Run `f` inside the caller's transaction and append the audit events of every resource it
 /// wrote or read before the transaction commits.
-///
-/// A hospital system's write changes only its own institution's records: while `f` runs, the
-/// updates, patches and deletes below check the stored version (and a patch its result) against
-/// the institution of the draft's actor, in the transaction that writes.
 pub fn audited<T>(
     conn: &mut DbConn,
     draft: &Draft,
     f: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     audit::begin_writes();
-    let _institution = WritingFor::set(
-        crate::services::access::writes_for(draft.actor.role, draft.actor.org.as_deref())
-            .map(str::to_owned),
-    );
     match f(conn) {
         Ok(v) => {
             audit::append_writes(conn, draft)?;
@@ -355,22 +301,22 @@ pub fn audited<T>(
     }
 }
 
-/// Ids matching conditional criteria (at most `limit`).
+/// Ids matching conditional criteria (at most `limit`), among the records the guard's caller
+/// may see: criteria never confirm what a read would hide.
 pub fn matching_ids(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     criteria: &Query,
     limit: i64,
 ) -> Result<Vec<String>, ApiError> {
-    let rows = if t == "Patient" {
+    let mut q = guard.criteria(t, criteria);
+    if t == "Patient" {
         // Conditional criteria address institution records, never the golden residents the
         // resident index keeps beside them (which carry the same ID numbers).
-        let mut q = criteria.clone();
         q.clauses.push(mpi::not_golden().clone());
-        store_search::run(conn, t, &q, &[], None, limit)?
-    } else {
-        store_search::run(conn, t, criteria, &[], None, limit)?
-    };
+    }
+    let rows = store_search::run(conn, t, &q, &[], None, limit)?;
     Ok(rows.into_iter().map(|(id, _)| id).collect())
 }
 
@@ -409,6 +355,7 @@ const CONDITIONAL_RETRIES: usize = 3;
 /// `POST [type]`, optionally conditional (`If-None-Exist`).
 pub fn create(
     store: &Store,
+    guard: Guard,
     t: &str,
     tree: Json,
     if_none_exist: Option<Criteria>,
@@ -416,7 +363,7 @@ pub fn create(
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
     write(store, draft, move |conn| {
-        create_in(conn, &t, tree, if_none_exist.as_ref())
+        create_in(conn, &guard, &t, tree, if_none_exist.as_ref())
     })
 }
 
@@ -424,16 +371,18 @@ pub fn create(
 /// unchanged, several matches are 412, no match creates the resource (see [`resolve_create`]).
 pub fn create_in(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     tree: Json,
     if_none_exist: Option<&Criteria>,
 ) -> Result<(Record, Written), ApiError> {
+    guard.may_write(t)?;
     let target = match if_none_exist {
         None => Resolved::New(new_id()),
-        Some(criteria) => resolve_create(conn, t, criteria)?,
+        Some(criteria) => resolve_create(conn, guard, t, criteria)?,
     };
     match target {
-        Resolved::New(id) => Ok((create_with_id(conn, t, &id, tree)?, Written::Created)),
+        Resolved::New(id) => Ok((create_with_id(conn, guard, t, &id, tree)?, Written::Created)),
         Resolved::Existing(id) => Ok((read_in(conn, t, &id)?, Written::Matched)),
     }
 }
@@ -441,11 +390,13 @@ pub fn create_in(
 /// Store a new resource under a server-assigned id.
 pub fn create_with_id(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     id: &str,
     tree: Json,
 ) -> Result<Record, ApiError> {
-    put_version(conn, t, id, tree, 1, "POST", true)
+    check_writes_for(guard, t, &tree)?;
+    put_version(conn, t, id, tree, 1, "POST", true, guard.custodian())
 }
 
 /// A conditional update whose criteria matched nothing and whose id is new (it was just claimed
@@ -453,6 +404,7 @@ pub fn create_with_id(
 /// cannot exist.
 pub fn create_by_update_in(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     id: &str,
     tree: Json,
@@ -465,7 +417,8 @@ pub fn create_by_update_in(
             "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
         )));
     }
-    put_version(conn, t, id, tree, 1, "PUT", true)
+    check_writes_for(guard, t, &tree)?;
+    put_version(conn, t, id, tree, 1, "PUT", true, guard.custodian())
 }
 
 /// Where a conditional create lands.
@@ -483,27 +436,26 @@ pub enum Resolved {
 /// then find its resource instead of creating a second one.
 pub fn resolve_create(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     criteria: &Criteria,
 ) -> Result<Resolved, ApiError> {
     require_criteria(&criteria.query)?;
+    let key = guard.key(&criteria.key);
     let mut stale: Option<String> = None;
     for _ in 0..CONDITIONAL_RETRIES {
-        let ids = matching_ids(conn, t, &criteria.query, 2)?;
+        let ids = matching_ids(conn, guard, t, &criteria.query, 2)?;
         if let Some(found) = decide_create(&ids)? {
             return Ok(found);
         }
         let id = new_id();
-        let claimed = match (
-            match_keys::claim(conn, t, &criteria.key, &id)?,
-            stale.take(),
-        ) {
+        let claimed = match (match_keys::claim(conn, t, &key, &id)?, stale.take()) {
             (true, _) => true,
             // Nothing matched twice while the same resource held the key: it no longer
             // matches (updated since), so the key moves to the new resource.
-            (false, Some(old)) => match_keys::take_over(conn, t, &criteria.key, &old, &id)?,
+            (false, Some(old)) => match_keys::take_over(conn, t, &key, &old, &id)?,
             (false, None) => {
-                stale = match_keys::holder(conn, t, &criteria.key)?;
+                stale = match_keys::holder(conn, t, &key)?;
                 false
             }
         };
@@ -533,8 +485,10 @@ pub fn decide_create(ids: &[String]) -> Result<Option<Resolved>, ApiError> {
 /// `PUT [type]/[id]`: update, or create with the client's id when `may_create` (the caller's
 /// scopes allow creating); otherwise creating is refused inside the transaction, so nothing is
 /// written.
+#[expect(clippy::too_many_arguments, reason = "the parts of an update request")]
 pub fn update(
     store: &Store,
+    guard: Guard,
     t: &str,
     id: &str,
     tree: Json,
@@ -544,9 +498,9 @@ pub fn update(
 ) -> Result<(Record, Written), ApiError> {
     check_body_id(&tree, t, Some(id))?;
     let attempt = |tree: Json| {
-        let (t, id, draft) = (t.to_owned(), id.to_owned(), draft.clone());
+        let (t, id, draft, guard) = (t.to_owned(), id.to_owned(), draft.clone(), guard.clone());
         write(store, draft, move |conn| {
-            update_in(conn, &t, &id, tree, if_match, may_create)
+            update_in(conn, &guard, &t, &id, tree, if_match, may_create)
         })
     };
     match attempt(tree.clone()) {
@@ -559,6 +513,7 @@ pub fn update(
 /// An update (or create with the client's id) inside the caller's transaction.
 pub fn update_in(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     id: &str,
     tree: Json,
@@ -566,11 +521,13 @@ pub fn update_in(
     may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
     check_body_id(&tree, t, Some(id))?;
-    let current = repo::lock_current(conn, t, id)?;
-    check_if_match(current.map(|c| c.0), if_match)?;
-    if current.is_some_and(|(_, deleted)| !deleted) {
-        check_owned_stored(conn, t, id)?;
+    check_writes_for(guard, t, &tree)?;
+    let locked = repo::lock_current(conn, t, id)?;
+    if let Some(l) = locked.as_ref().filter(|l| !l.deleted) {
+        guard.may_change(conn, t, id, l)?;
     }
+    let current = locked.map(|l| (l.version_id, l.deleted));
+    check_if_match(current.map(|c| c.0), if_match)?;
     if !may_create && current.is_none_or(|(_, deleted)| deleted) {
         return Err(ApiError::Forbidden(format!(
             "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
@@ -578,7 +535,7 @@ pub fn update_in(
     }
     match current {
         None => Ok((
-            put_version(conn, t, id, tree, 1, "PUT", true)?,
+            put_version(conn, t, id, tree, 1, "PUT", true, guard.custodian())?,
             Written::Created,
         )),
         Some((v, deleted)) => {
@@ -587,14 +544,20 @@ pub fn update_in(
             } else {
                 Written::Updated
             };
-            Ok((put_version(conn, t, id, tree, v + 1, "PUT", false)?, how))
+            let custodian = guard.custodian();
+            Ok((
+                put_version(conn, t, id, tree, v + 1, "PUT", false, custodian)?,
+                how,
+            ))
         }
     }
 }
 
 /// `PUT [type]?criteria`: conditional update.
+#[expect(clippy::too_many_arguments, reason = "the parts of an update request")]
 pub fn conditional_update(
     store: &Store,
+    guard: Guard,
     t: &str,
     criteria: Criteria,
     tree: Json,
@@ -604,7 +567,7 @@ pub fn conditional_update(
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
     write(store, draft, move |conn| {
-        conditional_update_in(conn, &t, &criteria, tree, if_match, may_create)
+        conditional_update_in(conn, &guard, &t, &criteria, tree, if_match, may_create)
     })
 }
 
@@ -612,6 +575,7 @@ pub fn conditional_update(
 /// if it has one), one match is updated, several are 412.
 pub fn conditional_update_in(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     criteria: &Criteria,
     mut tree: Json,
@@ -619,14 +583,14 @@ pub fn conditional_update_in(
     may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
     let body_id = tree.get("id").and_then(Json::as_str).map(str::to_owned);
-    match resolve_update(conn, t, criteria, body_id.as_deref(), may_create)? {
+    match resolve_update(conn, guard, t, criteria, body_id.as_deref(), may_create)? {
         Resolved::Existing(id) => {
             tree.set_at("id", Json::String(id.clone()), 1);
-            update_in(conn, t, &id, tree, if_match, may_create)
+            update_in(conn, guard, t, &id, tree, if_match, may_create)
         }
         Resolved::New(id) => {
             tree.set_at("id", Json::String(id.clone()), 1);
-            let rec = create_by_update_in(conn, t, &id, tree, if_match, may_create)?;
+            let rec = create_by_update_in(conn, guard, t, &id, tree, if_match, may_create)?;
             Ok((rec, Written::Created))
         }
     }
@@ -637,16 +601,17 @@ pub fn conditional_update_in(
 /// has claimed the criteria (403 without the create scope); several matches are 412.
 pub fn resolve_update(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     criteria: &Criteria,
     body_id: Option<&str>,
     may_create: bool,
 ) -> Result<Resolved, ApiError> {
     require_criteria(&criteria.query)?;
-    let ids = matching_ids(conn, t, &criteria.query, 2)?;
+    let ids = matching_ids(conn, guard, t, &criteria.query, 2)?;
     match decide_update(t, &ids, body_id, may_create)? {
         Some(found) => Ok(found),
-        None => resolve_create(conn, t, criteria),
+        None => resolve_create(conn, guard, t, criteria),
     }
 }
 
@@ -680,6 +645,7 @@ pub fn decide_update(
 /// `PATCH [type]/[id]` with a JSON Patch document.
 pub fn patch(
     store: &Store,
+    guard: Guard,
     t: &str,
     id: &str,
     patch: &json_patch::Patch,
@@ -688,27 +654,32 @@ pub fn patch(
 ) -> Result<Record, ApiError> {
     let (t, id, patch) = (t.to_owned(), id.to_owned(), patch.clone());
     write(store, draft, move |conn| {
-        patch_in(conn, &t, &id, &patch, if_match)
+        patch_in(conn, &guard, &t, &id, &patch, if_match)
     })
 }
 
 /// A JSON Patch inside the caller's transaction.
 pub fn patch_in(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     id: &str,
     patch: &json_patch::Patch,
     if_match: Option<i64>,
 ) -> Result<Record, ApiError> {
     {
-        let current = repo::find_current(conn, t, id)?;
-        let current = match current {
+        // Custody and visibility before anything of the stored version is looked at: a patch
+        // (even a `test`) of a record the caller may not see answers as for an absent one.
+        guard.may_write(t)?;
+        match repo::lock_current(conn, t, id)? {
             None => return Err(not_found(t, id)),
-            Some(c) if c.deleted => return Err(gone(t, id)),
-            Some(c) => c,
+            Some(l) if l.deleted => return Err(gone(t, id)),
+            Some(l) => guard.may_change(conn, t, id, &l)?,
+        }
+        let Some(current) = repo::find_current(conn, t, id)? else {
+            return Err(not_found(t, id));
         };
         check_if_match(Some(current.version_id), if_match)?;
-        check_owned(t, id, &current.content)?;
         let mut doc: serde_json::Value =
             serde_json::from_str(&current.content).map_err(ApiError::internal)?;
         json_patch::patch(&mut doc, patch)
@@ -716,27 +687,46 @@ pub fn patch_in(
         let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
         check_body_id(&tree, t, Some(id))?;
-        check_writes_for(t, &tree)?;
-        put_version(conn, t, id, tree, current.version_id + 1, "PATCH", false)
+        check_writes_for(guard, t, &tree)?;
+        let (v, custodian) = (current.version_id + 1, guard.custodian());
+        put_version(conn, t, id, tree, v, "PATCH", false, custodian)
     }
 }
 
 /// `DELETE [type]/[id]`: writes a tombstone version. Deleting what does not exist or is
 /// already deleted succeeds without a new version.
-pub fn delete(store: &Store, t: &str, id: &str, draft: Draft) -> Result<Option<i64>, ApiError> {
+pub fn delete(
+    store: &Store,
+    guard: Guard,
+    t: &str,
+    id: &str,
+    draft: Draft,
+) -> Result<Option<i64>, ApiError> {
     let (t, id) = (t.to_owned(), id.to_owned());
-    write(store, draft, move |conn| delete_in(conn, &t, &id))
+    write(store, draft, move |conn| delete_in(conn, &guard, &t, &id))
 }
 
-/// A delete inside the caller's transaction.
-pub fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, ApiError> {
-    let Some((v, deleted)) = repo::lock_current(conn, t, id)? else {
+/// A delete inside the caller's transaction. A record the caller may not see is deleted as an
+/// absent one is: nothing happens, and the answer is the same.
+pub fn delete_in(
+    conn: &mut DbConn,
+    guard: &Guard,
+    t: &str,
+    id: &str,
+) -> Result<Option<i64>, ApiError> {
+    guard.may_write(t)?;
+    let Some(locked) = repo::lock_current(conn, t, id)? else {
         return Ok(None);
     };
-    if deleted {
+    if locked.deleted {
         return Ok(None);
     }
-    check_owned_stored(conn, t, id)?;
+    match guard.may_change(conn, t, id, &locked) {
+        Ok(()) => {}
+        Err(ApiError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let v = locked.version_id;
     audit::touched(t, id, repo::resident(conn, t, id)?.as_deref());
     if t == "Patient" {
         mpi::unlink_deleted(conn, id)?;
@@ -753,6 +743,7 @@ pub fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, Ap
             method: "DELETE",
             content: "",
             resident: None,
+            custodian: None,
         },
         false,
     )?;
@@ -764,27 +755,29 @@ pub fn delete_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Option<i64>, Ap
 /// `DELETE [type]?criteria`: deletes the single match (412 when several match).
 pub fn conditional_delete(
     store: &Store,
+    guard: Guard,
     t: &str,
     criteria: Query,
     draft: Draft,
 ) -> Result<Option<i64>, ApiError> {
     let t = t.to_owned();
     write(store, draft, move |conn| {
-        conditional_delete_in(conn, &t, &criteria)
+        conditional_delete_in(conn, &guard, &t, &criteria)
     })
 }
 
 /// A conditional delete inside the caller's transaction.
 pub fn conditional_delete_in(
     conn: &mut DbConn,
+    guard: &Guard,
     t: &str,
     criteria: &Query,
 ) -> Result<Option<i64>, ApiError> {
     require_criteria(criteria)?;
-    let ids = matching_ids(conn, t, criteria, 2)?;
+    let ids = matching_ids(conn, guard, t, criteria, 2)?;
     match ids.as_slice() {
         [] => Ok(None),
-        [one] => delete_in(conn, t, one),
+        [one] => delete_in(conn, guard, t, one),
         _ => Err(ApiError::PreconditionFailed(
             "multiple-matches",
             "the criteria match more than one resource".to_owned(),
@@ -850,7 +843,7 @@ pub fn vread(store: &Store, t: &str, id: &str, vid: i64) -> Result<Record, ApiEr
 /// A version read inside the caller's transaction.
 pub fn vread_in(conn: &mut DbConn, t: &str, id: &str, vid: i64) -> Result<Record, ApiError> {
     match repo::find_version(conn, t, id, vid)? {
-        None => Err(ApiError::NotFound(format!("{t}/{id} has no version {vid}"))),
+        None => Err(no_version(t, id, vid)),
         Some(v) if v.deleted => Err(ApiError::Gone(format!(
             "{t}/{id} was deleted in version {vid}"
         ))),
@@ -1142,6 +1135,11 @@ fn check_if_match(current: Option<i64>, if_match: Option<i64>) -> Result<(), Api
             },
         )),
     }
+}
+
+/// The answer for a version that does not exist (or that the caller may not see).
+pub fn no_version(t: &str, id: &str, vid: i64) -> ApiError {
+    ApiError::NotFound(format!("{t}/{id} has no version {vid}"))
 }
 
 fn not_found(t: &str, id: &str) -> ApiError {

@@ -43,6 +43,19 @@ pub struct NewVersion<'a> {
     pub content: &'a str,
     /// The golden resident the resource belongs to (kept on the current row only).
     pub resident: Option<&'a str>,
+    /// The institution that wrote the resource (current row only); `None` on an update keeps
+    /// the stored one (an administrator's or the platform's write changes no custody).
+    pub custodian: Option<&'a str>,
+}
+
+/// The current row of a resource, locked for the writing transaction (on PostgreSQL), as a
+/// write needs it to decide: version, tombstone, whose record it is and who holds it.
+#[derive(Debug, Clone, Queryable)]
+pub struct Locked {
+    pub version_id: i64,
+    pub deleted: bool,
+    pub resident: Option<String>,
+    pub custodian: Option<String>,
 }
 
 pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Current>> {
@@ -178,11 +191,16 @@ pub fn patients_of(conn: &mut DbConn, residents: &[String]) -> QueryResult<Vec<(
 
 /// The current version number and deletion flag, locked for update on PostgreSQL (SQLite
 /// writers are already serialised).
-pub fn lock_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<(i64, bool)>> {
+pub fn lock_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Locked>> {
     let q = resources::table
         .filter(resources::res_type.eq(t))
         .filter(resources::res_id.eq(id))
-        .select((resources::version_id, resources::deleted));
+        .select((
+            resources::version_id,
+            resources::deleted,
+            resources::resident,
+            resources::custodian,
+        ));
     match conn {
         DbConn::Postgres(c) => q.for_update().first(c).optional(),
         DbConn::Sqlite(c) => q.first(c).optional(),
@@ -218,6 +236,7 @@ struct HeldVersion {
     method: String,
     content: String,
     resident: Option<String>,
+    custodian: Option<String>,
 }
 
 thread_local! {
@@ -252,6 +271,7 @@ pub(super) fn flush(conn: &mut DbConn) -> QueryResult<()> {
                     resources::deleted.eq(false),
                     resources::content.eq(&v.content),
                     resources::resident.eq(v.resident.as_deref()),
+                    resources::custodian.eq(v.custodian.as_deref()),
                 )
             })
             .collect();
@@ -299,6 +319,7 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
                     method: v.method.to_owned(),
                     content: v.content.to_owned(),
                     resident: v.resident.map(str::to_owned),
+                    custodian: v.custodian.map(str::to_owned),
                 });
                 true
             }
@@ -317,6 +338,22 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
             resources::deleted.eq(v.deleted),
             resources::content.eq(v.content),
             resources::resident.eq(v.resident),
+            resources::custodian.eq(v.custodian),
+        ));
+        native!(conn, c => q.execute(c))?;
+    } else if let Some(custodian) = v.custodian {
+        let q = diesel::update(
+            resources::table
+                .filter(resources::res_type.eq(v.res_type))
+                .filter(resources::res_id.eq(v.res_id)),
+        )
+        .set((
+            resources::version_id.eq(v.version_id),
+            resources::last_updated.eq(v.last_updated),
+            resources::deleted.eq(v.deleted),
+            resources::content.eq(v.content),
+            resources::resident.eq(v.resident),
+            resources::custodian.eq(custodian),
         ));
         native!(conn, c => q.execute(c))?;
     } else {

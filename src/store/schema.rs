@@ -9,6 +9,7 @@ diesel::table! {
         deleted -> Bool,
         content -> Text,
         resident -> Nullable<Text>,
+        custodian -> Nullable<Text>,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Access by role: a resident sees only their own record, an official no individual's data;
 //! searches are filtered before paging (totals and includes too) and a hidden resource's
-//! direct read is a 403 that reveals nothing of it.
+//! direct read answers as for an absent resource.
 
 use huimin::auth::Role;
 use serde_json::{Value, json};
@@ -110,7 +110,8 @@ async fn a_resident_reads_and_searches_only_their_own_record() {
         1
     );
 
-    // Direct reads: mine 200; theirs 403 naming nothing of the resource.
+    // Direct reads: mine 200; theirs answered exactly as an absent record is (404), so that
+    // not even their existence shows.
     assert_eq!(get(format!("/fhir/Observation/{my_obs}")).await.status, 200);
     assert_eq!(get(format!("/fhir/Patient/{me}")).await.status, 200);
     for path in [
@@ -122,10 +123,19 @@ async fn a_resident_reads_and_searches_only_their_own_record() {
         format!("/fhir/Patient/{them}/$summary"),
     ] {
         let r = get(path.clone()).await;
-        let issue = r.outcome(403);
-        assert!(!r.text().contains(&them), "{path}: {}", r.text());
+        let issue = r.outcome(404);
         assert!(!r.text().contains("体温"), "{path}: {}", r.text());
         assert!(issue["diagnostics"].as_str().is_some(), "{path}");
+        let absent_id = "0190aaaa-0000-7000-8000-000000000000";
+        let absent = get(path
+            .replace(&their_obs, absent_id)
+            .replace(&them, absent_id))
+        .await;
+        assert_eq!(
+            r.text().replace(&their_obs, "ID").replace(&them, "ID"),
+            absent.text().replace(absent_id, "ID"),
+            "{path}"
+        );
     }
     assert_eq!(
         get(format!("/fhir/Patient/{me}/$everything")).await.status,

@@ -113,6 +113,32 @@ async fn missing_and_bad_tokens_are_401() {
     let mut future = claims("huimin-dev", "huimin", 600);
     future.nbf = Some(jsonwebtoken::get_current_timestamp() + 3600);
     assert_eq!(status_with(&app, &sign(&future, &secret)).await, 401);
+    // A few seconds of clock skew are allowed, not a minute.
+    assert_eq!(
+        status_with(&app, &sign(&claims("huimin-dev", "huimin", -20), &secret)).await,
+        401
+    );
+    let mut soon = claims("huimin-dev", "huimin", 600);
+    soon.nbf = Some(jsonwebtoken::get_current_timestamp() + 20);
+    assert_eq!(status_with(&app, &sign(&soon, &secret)).await, 401);
+    // A hospital system or doctor acts for one institution, named as `Organization/<id>`:
+    // without one (or with a full URL) the token is refused, not let through unrestricted.
+    for role in [Role::His, Role::Doctor] {
+        for org in [
+            None,
+            Some("https://his.example/fhir/Organization/1"),
+            Some("Organization/"),
+        ] {
+            let mut c = claims("huimin-dev", "huimin", 600);
+            c.role = role;
+            c.org = org.map(str::to_owned);
+            assert_eq!(
+                status_with(&app, &sign(&c, &secret)).await,
+                401,
+                "{role:?} {org:?}"
+            );
+        }
+    }
     // And the proper one works.
     assert_eq!(
         status_with(&app, &sign(&claims("huimin-dev", "huimin", 600), &secret)).await,

@@ -15,6 +15,7 @@ mod conditional;
 mod consent;
 mod crash;
 mod crud;
+mod door;
 mod examples;
 mod formats;
 mod helpers;

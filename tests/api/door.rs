@@ -1,0 +1,442 @@
+//! One door for every record: a write never reads, confirms or changes what the caller may not
+//! see (PATCH, conditional create, update and delete, bundle entries answer as for an absent
+//! record), an institution changes only the records it wrote, golden residents change only
+//! through the resident index, and the institutions a Consent governs never write it.
+
+use huimin::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{Reply, TestApp, id_number, patient, spawn_app};
+
+const ID_CARD: &str = "urn:oid:2.16.156.10011.1.3";
+/// An id no resource has, to compare a hidden record's answer with an absent one's.
+const ABSENT: &str = "0190aaaa-0000-7000-8000-000000000000";
+
+/// Resident A of `Organization/home`, with an ID number and an HIV diagnosis written by home,
+/// whose Consent denies every other institution: (Patient id, Condition id, ID number).
+async fn denied_resident(app: &TestApp) -> (String, String, String) {
+    let home = app.his_of("home");
+    let number = id_number("510104", "19800101", 2);
+    let mut p = patient("DOOR-A");
+    p["identifier"] = json!([{"system": ID_CARD, "value": number}]);
+    p["managingOrganization"] = json!({"reference": "Organization/home"});
+    let pid = id_of(&app.create_as(&home, &p).await);
+    let cond = id_of(
+        &app.create_as(
+            &home,
+            &json!({"resourceType": "Condition",
+                    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "B20"}]},
+                    "subject": {"reference": format!("Patient/{pid}")}}),
+        )
+        .await,
+    );
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    app.create_as(&admin, &consent(&pid, "deny")).await;
+    (pid, cond, number)
+}
+
+fn consent(pid: &str, kind: &str) -> Value {
+    json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{pid}")},
+        "dateTime": "2026-01-01",
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {"type": kind}
+    })
+}
+
+fn id_of(resource: &Value) -> String {
+    resource["id"].as_str().unwrap().to_owned()
+}
+
+async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: Option<&Value>) -> Reply {
+    call_typed(app, token, method, path, "application/fhir+json", &[], body).await
+}
+
+async fn call_typed(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Reply {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", content_type),
+    ];
+    headers.extend_from_slice(extra);
+    let text = body.map(Value::to_string);
+    app.send(method, path, &headers, text.as_deref().map(str::as_bytes))
+        .await
+}
+
+/// The version home reads of `t/id`: unchanged by what another institution tried.
+async fn version(app: &TestApp, t: &str, id: &str) -> String {
+    let r = app
+        .get_as(&app.his_of("home"), &format!("/fhir/{t}/{id}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["meta"]["versionId"].as_str().unwrap().to_owned()
+}
+
+#[actix_rt::test]
+async fn writes_of_a_denied_institution_answer_as_for_an_absent_record() {
+    let app = spawn_app().await;
+    let (pid, cond, number) = denied_resident(&app).await;
+    let away = app.his_of("away");
+
+    // A PATCH, even a no-op `test`, answers exactly as for an absent record.
+    let test_op = json!([{"op": "test", "path": "/code/coding/0/code", "value": "B20"}]);
+    let patch = |id: String| {
+        let (app, away, test_op) = (&app, &away, &test_op);
+        async move {
+            call_typed(
+                app,
+                away,
+                "PATCH",
+                &format!("/fhir/Condition/{id}"),
+                "application/json-patch+json",
+                &[],
+                Some(test_op),
+            )
+            .await
+        }
+    };
+    let hidden = patch(cond.clone()).await;
+    let absent = patch(ABSENT.to_owned()).await;
+    hidden.outcome(404);
+    assert_eq!(
+        hidden.text().replace(&cond, "ID"),
+        absent.text().replace(ABSENT, "ID")
+    );
+    assert!(!hidden.text().contains("B20"), "{}", hidden.text());
+
+    // Updates and deletes by id: 404 and nothing changed; a delete is a no-op as for an absent one.
+    let put = json!({"resourceType": "Condition", "id": cond,
+                     "code": {"text": "改写"}, "subject": {"reference": format!("Patient/{pid}")}});
+    call(
+        &app,
+        &away,
+        "PUT",
+        &format!("/fhir/Condition/{cond}"),
+        Some(&put),
+    )
+    .await
+    .outcome(404);
+    let del = call(
+        &app,
+        &away,
+        "DELETE",
+        &format!("/fhir/Condition/{cond}"),
+        None,
+    )
+    .await;
+    let del_absent = call(
+        &app,
+        &away,
+        "DELETE",
+        &format!("/fhir/Condition/{ABSENT}"),
+        None,
+    )
+    .await;
+    assert_eq!(del.status, del_absent.status, "{}", del.text());
+    let del = call(
+        &app,
+        &away,
+        "DELETE",
+        &format!("/fhir/Condition?_id={cond}"),
+        None,
+    )
+    .await;
+    assert_eq!(del.status, del_absent.status, "{}", del.text());
+    assert_eq!(version(&app, "Condition", &cond).await, "1");
+
+    // Conditional creates never match the hidden record (by id, or by a code and the
+    // resident's ID number): the caller's own record is created, the hidden one stays unseen.
+    let new_cond = json!({"resourceType": "Condition", "code": {"text": "随访"},
+                          "subject": {"reference": format!("Patient/{pid}")}});
+    for criteria in [
+        format!("_id={cond}"),
+        format!("code=http://hl7.org/fhir/sid/icd-10|B20&patient.identifier={ID_CARD}|{number}"),
+    ] {
+        let r = call_typed(
+            &app,
+            &away,
+            "POST",
+            "/fhir/Condition",
+            "application/fhir+json",
+            &[
+                ("If-None-Exist", criteria.as_str()),
+                ("Prefer", "return=representation"),
+            ],
+            Some(&new_cond),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{criteria}: {}", r.text());
+        assert_ne!(r.json()["id"], cond.as_str());
+        assert!(!r.text().contains("B20"), "{}", r.text());
+    }
+    // A conditional update of criteria matching only the hidden record does not touch it.
+    let r = call(
+        &app,
+        &away,
+        "PUT",
+        &format!("/fhir/Condition?_id={cond}"),
+        Some(&new_cond),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(version(&app, "Condition", &cond).await, "1");
+
+    // Bundle entries: the same door, with `return=representation`.
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": new_cond, "request": {"method": "POST", "url": "Condition",
+                                           "ifNoneExist": format!("_id={cond}")}},
+        {"request": {"method": "PATCH", "url": format!("Condition/{cond}")},
+         "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                      "data": base64_of(&test_op)}},
+        {"request": {"method": "DELETE", "url": format!("Condition/{cond}")}}]});
+    let r = call_typed(
+        &app,
+        &away,
+        "POST",
+        "/fhir",
+        "application/fhir+json",
+        &[("Prefer", "return=representation")],
+        Some(&bundle),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains("B20"), "{}", r.text());
+    let answer = r.json();
+    assert_eq!(
+        answer["entry"][0]["response"]["status"], "201 Created",
+        "{answer}"
+    );
+    assert!(
+        answer["entry"][1]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("404"),
+        "{answer}"
+    );
+    assert_eq!(version(&app, "Condition", &cond).await, "1");
+}
+
+fn base64_of(v: &Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(v.to_string())
+}
+
+#[actix_rt::test]
+async fn an_institution_changes_only_the_records_it_wrote() {
+    let app = spawn_app().await;
+    let home = app.his_of("home");
+    let away = app.his_of("away");
+    let mut p = patient("DOOR-B");
+    p["managingOrganization"] = json!({"reference": "Organization/home"});
+    let pid = id_of(&app.create_as(&home, &p).await);
+    let obs_body = json!({"resourceType": "Observation", "status": "final", "code": {"text": "体重"},
+                          "subject": {"reference": format!("Patient/{pid}")}});
+    let obs = id_of(&app.create_as(&home, &obs_body).await);
+
+    // Another institution sees the record (no Consent restricts it) but cannot change it,
+    // whichever way it tries.
+    let mut changed = obs_body.clone();
+    changed["id"] = json!(obs);
+    changed["status"] = json!("entered-in-error");
+    let refused = call(
+        &app,
+        &away,
+        "PUT",
+        &format!("/fhir/Observation/{obs}"),
+        Some(&changed),
+    )
+    .await;
+    assert!(
+        refused.outcome(403)["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("another institution")
+    );
+    call(
+        &app,
+        &away,
+        "PUT",
+        &format!("/fhir/Observation?_id={obs}"),
+        Some(&changed),
+    )
+    .await
+    .outcome(403);
+    let replace = json!([{"op": "replace", "path": "/status", "value": "entered-in-error"}]);
+    call_typed(
+        &app,
+        &away,
+        "PATCH",
+        &format!("/fhir/Observation/{obs}"),
+        "application/json-patch+json",
+        &[],
+        Some(&replace),
+    )
+    .await
+    .outcome(403);
+    call(
+        &app,
+        &away,
+        "DELETE",
+        &format!("/fhir/Observation/{obs}"),
+        None,
+    )
+    .await
+    .outcome(403);
+    call(
+        &app,
+        &away,
+        "DELETE",
+        &format!("/fhir/Observation?_id={obs}"),
+        None,
+    )
+    .await
+    .outcome(403);
+    // Nor re-point it to a Patient of its own, in a transaction.
+    let theirs = id_of(&app.create_as(&away, &patient("DOOR-C")).await);
+    let mut moved = changed.clone();
+    moved["subject"] = json!({"reference": format!("Patient/{theirs}")});
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": moved, "request": {"method": "PUT", "url": format!("Observation/{obs}")}}]});
+    call(&app, &away, "POST", "/fhir", Some(&tx))
+        .await
+        .outcome(403);
+    assert_eq!(version(&app, "Observation", &obs).await, "1");
+    let history = app
+        .get_as(&home, &format!("/fhir/Observation/{obs}/_history"))
+        .await
+        .json();
+    assert_eq!(history["entry"].as_array().unwrap().len(), 1, "{history}");
+
+    // The institution that wrote it changes it.
+    let r = call(
+        &app,
+        &home,
+        "PUT",
+        &format!("/fhir/Observation/{obs}"),
+        Some(&changed),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(version(&app, "Observation", &obs).await, "2");
+}
+
+#[actix_rt::test]
+async fn golden_residents_change_only_through_the_resident_index() {
+    let app = spawn_app().await;
+    let home = app.his_of("home");
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let mut p = patient("DOOR-G");
+    p["managingOrganization"] = json!({"reference": "Organization/home"});
+    let pid = id_of(&app.create_as(&home, &p).await);
+    let everything = app
+        .get_as(&admin, &format!("/fhir/Patient/{pid}/$everything"))
+        .await
+        .json();
+    let golden = everything["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Patient" && crate::helpers::is_golden(r))
+        .unwrap()
+        .clone();
+    let gid = id_of(&golden);
+    let mut changed = golden.clone();
+    changed["gender"] = json!("male");
+    for token in [&home, &admin] {
+        let r = call(
+            &app,
+            token,
+            "PUT",
+            &format!("/fhir/Patient/{gid}"),
+            Some(&changed),
+        )
+        .await;
+        assert!(
+            r.outcome(403)["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("resident index"),
+            "{}",
+            r.text()
+        );
+        call(&app, token, "DELETE", &format!("/fhir/Patient/{gid}"), None)
+            .await
+            .outcome(403);
+    }
+    let now = app
+        .get_as(&admin, &format!("/fhir/Patient/{gid}"))
+        .await
+        .json();
+    assert_eq!(now["meta"]["versionId"], golden["meta"]["versionId"]);
+}
+
+#[actix_rt::test]
+async fn the_institutions_a_consent_governs_never_write_it() {
+    let app = spawn_app().await;
+    let (pid, cond, _) = denied_resident(&app).await;
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let consents = app
+        .get_as(&admin, &format!("/fhir/Consent?patient=Patient/{pid}"))
+        .await
+        .json();
+    let cid = consents["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for token in [app.his_of("away"), app.his_of("home")] {
+        // Neither a newer permit nor a withdrawal of the deny.
+        call(
+            &app,
+            &token,
+            "POST",
+            "/fhir/Consent",
+            Some(&consent(&pid, "permit")),
+        )
+        .await
+        .outcome(403);
+        let mut withdrawn = consent(&pid, "deny");
+        withdrawn["id"] = json!(cid);
+        withdrawn["status"] = json!("inactive");
+        call(
+            &app,
+            &token,
+            "PUT",
+            &format!("/fhir/Consent/{cid}"),
+            Some(&withdrawn),
+        )
+        .await
+        .outcome(403);
+        call(
+            &app,
+            &token,
+            "DELETE",
+            &format!("/fhir/Consent/{cid}"),
+            None,
+        )
+        .await
+        .outcome(403);
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": consent(&pid, "permit"), "request": {"method": "POST", "url": "Consent"}}]});
+        call(&app, &token, "POST", "/fhir", Some(&tx))
+            .await
+            .outcome(403);
+    }
+    // The deny still holds.
+    app.get_as(&app.his_of("away"), &format!("/fhir/Condition/{cond}"))
+        .await
+        .outcome(404);
+}
