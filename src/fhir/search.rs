@@ -138,8 +138,9 @@ pub enum Clause {
     /// Consent (`services::consent`): resources of no resident or of a resident not listed.
     NotResidents(Vec<String>),
     /// Consent under an opt-in default: resources of no resident, of a listed resident, or of a
-    /// resident who is a patient of this institution (`Organization` id).
-    ResidentsOrPatientsOf(Vec<String>, Option<String>),
+    /// resident who is a patient of this institution (`Organization` id), save the residents
+    /// listed with it (those whose Consents decide for themselves whether it is theirs).
+    ResidentsOrPatientsOf(Vec<String>, Option<(String, Vec<String>)>),
 }
 
 /// The clause that keeps resources of `resource_type` in the compartment of `compartment/id`

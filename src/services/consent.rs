@@ -64,6 +64,9 @@ pub struct Provision {
 pub struct Policy {
     /// When it was given (ms), to find the newest.
     pub given: i64,
+    /// When it was last recorded on the platform (ms, `meta.lastUpdated`): the institutions
+    /// that had registered the resident by then are the resident's own for it.
+    pub recorded: i64,
     /// Whether the performer is a guardian (a RelatedPerson) rather than the resident.
     pub by_guardian: bool,
     pub root: Provision,
@@ -99,6 +102,11 @@ pub fn parse(consent: &Json) -> Option<Policy> {
         .get_str("dateTime")
         .and_then(clock::parse_fhir_datetime)
         .unwrap_or(0);
+    let recorded = consent
+        .get("meta")
+        .and_then(|m| m.get_str("lastUpdated"))
+        .and_then(clock::parse_fhir_datetime)
+        .unwrap_or(0);
     let by_guardian = match consent.get("performer") {
         Some(Json::Array(ps)) => ps.iter().any(|p| {
             p.get_str("reference")
@@ -115,6 +123,7 @@ pub fn parse(consent: &Json) -> Option<Policy> {
     }
     Some(Policy {
         given,
+        recorded,
         by_guardian,
         root,
     })
@@ -477,6 +486,8 @@ impl View {
         let mut minors = HashSet::new();
         let mut own_patients = HashSet::new();
         if !residents.is_empty() {
+            // (Patient id, resident) of the caller's institution's Patients.
+            let mut managed: Vec<(String, String)> = Vec::new();
             for (resident, content) in resources::patients_of(conn, &residents)? {
                 let Ok(p) = Json::parse(content.as_bytes()) else {
                     continue;
@@ -488,8 +499,29 @@ impl View {
                     .get("managingOrganization")
                     .and_then(|m| m.get_str("reference"))
                     .and_then(|r| r.strip_prefix("Organization/"));
-                if manager.is_some() && manager == org_id.as_deref() {
-                    own_patients.insert(resident);
+                if manager.is_some()
+                    && manager == org_id.as_deref()
+                    && let Some(id) = p.get_str("id")
+                {
+                    managed.push((id.to_owned(), resident));
+                }
+            }
+            // The resident's institution is one that registered them before they last stated
+            // their Consent: registering a Patient with a resident's ID number afterwards does
+            // not make an institution theirs, so it never overrides the resident's deny.
+            if !managed.is_empty() {
+                let ids: Vec<String> = managed.iter().map(|(id, _)| id.clone()).collect();
+                let first: HashMap<String, i64> = resources::first_stored(conn, "Patient", &ids)?
+                    .into_iter()
+                    .collect();
+                for (id, resident) in managed {
+                    let stated = policies
+                        .get(&resident)
+                        .and_then(|ps| ps.iter().map(|p| p.recorded).max())
+                        .unwrap_or(0);
+                    if first.get(&id).is_some_and(|&at| at <= stated) {
+                        own_patients.insert(resident);
+                    }
                 }
             }
         }
@@ -578,10 +610,32 @@ impl View {
                             .collect(),
                         negate: true,
                     },
-                    Clause::ResidentsOrPatientsOf(permitted, self.org.clone()),
+                    Clause::ResidentsOrPatientsOf(self.with_own(permitted), self.registered()),
                 ])
             })
             .collect()
+    }
+
+    /// `permitted` and the residents with Consents whose institution the caller's is (see
+    /// [`View::new`]), sorted.
+    fn with_own(&self, mut permitted: Vec<String>) -> Vec<String> {
+        permitted.extend(
+            self.own_patients
+                .iter()
+                .filter(|r| !permitted.contains(r))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        permitted.sort_unstable();
+        permitted
+    }
+
+    /// The caller's institution, whose patients see their records, save the residents with
+    /// Consents: for those, registering a Patient counts only as [`View::new`] decides.
+    fn registered(&self) -> Option<(String, Vec<String>)> {
+        let mut with_consent: Vec<String> = self.policies.keys().cloned().collect();
+        with_consent.sort_unstable();
+        self.org.clone().map(|o| (o, with_consent))
     }
 
     /// The clause of consent by resident and type.
@@ -604,7 +658,10 @@ impl View {
                     .filter(|r| self.decide(r, t) == Decision::Permit)
                     .cloned()
                     .collect();
-                Some(Clause::ResidentsOrPatientsOf(permitted, self.org.clone()))
+                Some(Clause::ResidentsOrPatientsOf(
+                    self.with_own(permitted),
+                    self.registered(),
+                ))
             }
         }
     }

@@ -189,6 +189,21 @@ pub fn patients_of(conn: &mut DbConn, residents: &[String]) -> QueryResult<Vec<(
     reveal_rows(out)
 }
 
+/// When each of the Patients `ids` was first stored (ms): its first version's time.
+pub fn first_stored(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(String, i64)> = resource_versions::table
+            .filter(resource_versions::res_type.eq(t))
+            .filter(resource_versions::res_id.eq_any(chunk))
+            .filter(resource_versions::version_id.eq(1))
+            .select((resource_versions::res_id, resource_versions::last_updated))
+            .load(conn)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
 /// The current version number and deletion flag, locked for update on PostgreSQL (SQLite
 /// writers are already serialised).
 pub fn lock_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Locked>> {

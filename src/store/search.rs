@@ -524,16 +524,22 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
                 text_list(q, residents);
                 q.push(")");
             }
-            if let Some(org) = org {
+            if let Some((org, except)) = org {
+                q.push(" OR (");
+                if !except.is_empty() {
+                    q.push(&format!("{r}.resident NOT IN ("));
+                    text_list(q, except);
+                    q.push(") AND ");
+                }
                 q.push(&format!(
-                    " OR EXISTS (SELECT 1 FROM resources p JOIN search_reference o \
+                    "EXISTS (SELECT 1 FROM resources p JOIN search_reference o \
                      ON o.res_type = 'Patient' AND o.res_id = p.res_id \
                      WHERE p.res_type = 'Patient' AND p.resident = {r}.resident \
                      AND o.param = 'organization' AND o.target_type = 'Organization' \
                      AND o.target_id = "
                 ));
                 q.text(org);
-                q.push(")");
+                q.push("))");
             }
             q.push(")");
         }

@@ -440,3 +440,51 @@ async fn the_institutions_a_consent_governs_never_write_it() {
         .await
         .outcome(404);
 }
+
+#[actix_rt::test]
+async fn registering_a_resident_after_their_deny_opens_nothing() {
+    let app = spawn_app().await;
+    let (pid, cond, number) = denied_resident(&app).await;
+    let away = app.his_of("away");
+    // Away registers a Patient with the resident's ID number: it joins the same resident...
+    let mut p = patient("DOOR-AWAY");
+    p["identifier"] = json!([{"system": ID_CARD, "value": number}]);
+    p["managingOrganization"] = json!({"reference": "Organization/away"});
+    let theirs = id_of(&app.create_as(&away, &p).await);
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let linked = app
+        .get_as(&admin, &format!("/fhir/Patient/{theirs}"))
+        .await
+        .json();
+    let home_patient = app
+        .get_as(&admin, &format!("/fhir/Patient/{pid}"))
+        .await
+        .json();
+    let golden_of = |p: &Value| {
+        p["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["type"] == "refer")
+            .map(|l| l["other"]["reference"].clone())
+    };
+    assert_eq!(golden_of(&linked), golden_of(&home_patient));
+    // Any later change of Consents has every view built again, from the registers as they are.
+    let other = id_of(&app.create_as(&app.his_of("home"), &patient("DOOR-O")).await);
+    app.create_as(&admin, &consent(&other, "permit")).await;
+    // ...but does not become the resident's institution: the deny still holds for it.
+    app.get_as(&away, &format!("/fhir/Condition/{cond}"))
+        .await
+        .outcome(404);
+    let after = call(&app, &away, "GET", "/fhir/Condition?_total=accurate", None)
+        .await
+        .json();
+    assert_eq!(after["total"], 0, "{after}");
+    let probe = format!("/fhir/Condition?patient.identifier={ID_CARD}|{number}&_total=accurate");
+    assert_eq!(
+        call(&app, &away, "GET", &probe, None).await.json()["total"],
+        0
+    );
+    // Home, which registered the resident before the Consent, still sees the record.
+    assert_eq!(version(&app, "Condition", &cond).await, "1");
+}
