@@ -131,7 +131,7 @@ impl Scope {
         })
     }
 
-    fn grants(&self, perm: Perm, resource_type: Option<&str>) -> bool {
+    pub fn grants(&self, perm: Perm, resource_type: Option<&str>) -> bool {
         let type_ok = match (&self.resource_type, resource_type) {
             (None, _) => true,
             (Some(a), Some(b)) => a == b,

@@ -92,7 +92,7 @@ async fn system_post_body(
     };
     let mut parsed = Vec::with_capacity(raw_entries.len());
     for (i, e) in raw_entries.into_iter().enumerate() {
-        match parse_entry(&req, &state, &caller, &access, e, &base) {
+        match parse_entry(&req, &state, &caller, e, &base) {
             Ok(entry) => parsed.push(Ok(entry)),
             Err(e) if kind == Kind::Transaction => return Err(e.in_entry(i)),
             Err(e) => parsed.push(Err(e)),
@@ -271,7 +271,6 @@ fn parse_entry(
     req: &HttpRequest,
     state: &AppState,
     caller: &Caller,
-    access: &crate::services::access::AccessFilter,
     mut e: Json,
     base: &str,
 ) -> Result<Entry, ApiError> {
@@ -389,7 +388,6 @@ fn parse_entry(
             authorize(caller, &[Perm::Read], &t, Some(id))?;
             Action::Read {
                 id: resource_id(id)?.to_owned(),
-                shown: shown(access, &t),
                 t,
             }
         }
@@ -404,18 +402,13 @@ fn parse_entry(
                         format!("'{vid}' is not a version"),
                     )
                 })?,
-                shown: shown(access, &t),
                 t,
             }
         }
         ("GET", [_], _) => {
             authorize(caller, &[Perm::Search], &t, None)?;
             Action::Search {
-                query: {
-                    let mut q = parse_query(req, state, &t, &pairs)?;
-                    q.clauses.extend(access.clause(&t));
-                    q
-                },
+                query: parse_query(req, state, &t, &pairs)?,
                 count: page_size(&pairs, state)?,
                 t,
             }
@@ -453,14 +446,4 @@ fn json_patch_of(resource: Option<Json>) -> Result<json_patch::Patch, ApiError> 
         .decode(data)
         .map_err(|_| bad("Binary.data is not base64"))?;
     serde_json::from_slice(&bytes).map_err(|e| bad(&format!("not a JSON Patch: {e}")))
-}
-
-/// The access filter a read entry of type `t` is checked against, when it may hide anything.
-fn shown(
-    access: &crate::services::access::AccessFilter,
-    t: &str,
-) -> Option<std::sync::Arc<crate::services::access::AccessFilter>> {
-    access
-        .may_hide(Some(t))
-        .then(|| std::sync::Arc::new(access.clone()))
 }

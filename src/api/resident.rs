@@ -420,6 +420,7 @@ async fn patient_everything_body(
     let pairs = pairs_of(req.query_string().as_bytes());
     let mut request = everything::Request {
         count: page_size(&pairs, &state)?,
+        readable: crate::services::access::Readable::of(&caller),
         ..Default::default()
     };
     let (mut start, mut end) = (None, None);
@@ -636,13 +637,14 @@ async fn patient_summary_body(
     let base = base_url(&req, &state);
     let store = state.store.clone();
     let access = api::access(&state, &caller).await?;
+    let readable = crate::services::access::Readable::of(&caller);
     let (doc, touched) = web::block(move || {
         let touched = store.read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
         let resident = touched.first().and_then(|(_, r)| r.clone());
         if !access.visible_in(&store, "Patient", &id, resident.as_deref())? {
             return Err(access.hidden("Patient", &id));
         }
-        let doc = everything::summary(&store, &id, &base, &access)?;
+        let doc = everything::summary(&store, &id, &base, &access, &readable)?;
         Ok::<_, ApiError>((doc, touched))
     })
     .await??;

@@ -1035,6 +1035,7 @@ async fn search_body(
         .transpose()?;
     let request = record::SearchRequest {
         access: api::access(&state, &caller).await?,
+        readable: crate::services::access::Readable::of(&caller),
         criteria,
         sort,
         includes,
@@ -1206,9 +1207,7 @@ async fn search_system_body(
             ));
         }
         caller.require(Perm::Search, Some(t))?;
-        let mut query = parse_query(&req, &state, t, &selection)?;
-        query.clauses.extend(access.clause(t));
-        per_type.push((t.clone(), query));
+        per_type.push((t.clone(), parse_query(&req, &state, t, &selection)?));
     }
     let count = page_size(&pairs, &state)?;
     let cursor = pairs
@@ -1218,7 +1217,7 @@ async fn search_system_body(
     let after = cursor.as_deref().map(type_cursor).transpose()?;
     let store = state.store.clone();
     let (record::SystemPage { found: rows, next }, touched) = web::block(move || {
-        let page = record::search_system(&store, &per_type, after, count)?;
+        let page = record::search_system(&store, &access, &per_type, after, count)?;
         let keys: Vec<(&str, &str)> = page
             .found
             .iter()

@@ -192,6 +192,47 @@ impl AccessFilter {
         }
     }
 
+    /// Search criteria for type `t` as this caller may use them: the filter on `t` itself, and
+    /// on every type a chain or `_has` inside them reaches, so that a criterion never matches
+    /// through a record the caller may not see (which institution holds this ID number).
+    pub fn restrict(&self, t: &str, criteria: &Query) -> Query {
+        let mut q = criteria.clone();
+        for c in &mut q.clauses {
+            self.restrict_clause(c);
+        }
+        q.clauses.extend(self.clause(t));
+        q
+    }
+
+    fn restrict_clause(&self, c: &mut Clause) {
+        let narrowed = |inner: &mut Clause, t: &str| {
+            if let Some(f) = self.clause(t) {
+                let own = std::mem::replace(inner, Clause::All(Vec::new()));
+                *inner = Clause::All(vec![own, f]);
+            }
+        };
+        match c {
+            Clause::Chain { targets, .. } => {
+                for (target, inner) in targets {
+                    self.restrict_clause(inner);
+                    narrowed(inner, target);
+                }
+            }
+            Clause::Has {
+                source_type, inner, ..
+            } => {
+                self.restrict_clause(inner);
+                narrowed(inner, source_type);
+            }
+            Clause::Or(cs) | Clause::All(cs) => {
+                for c in cs {
+                    self.restrict_clause(c);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Whether the caller may see resource `t/id`, which belongs to `resident` (the check of a
     /// direct read; under consent the search clause is run on the one resource).
     pub fn visible(
@@ -338,6 +379,32 @@ impl AccessFilter {
     }
 }
 
+/// The resource types a caller's token lets it read (its SMART scopes): what a search's
+/// includes, `$everything` and `$summary` may return, whatever the request asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Readable(Option<std::sync::Arc<Vec<crate::auth::Scope>>>);
+
+impl Readable {
+    /// Every type (the platform's own reads).
+    pub fn all() -> Readable {
+        Readable(None)
+    }
+
+    /// The types `caller`'s scopes grant reading.
+    pub fn of(caller: &Caller) -> Readable {
+        Readable(Some(std::sync::Arc::new(caller.scopes.clone())))
+    }
+
+    /// Whether resources of type `t` may be returned.
+    pub fn allows(&self, t: &str) -> bool {
+        self.0.as_ref().is_none_or(|scopes| {
+            scopes
+                .iter()
+                .any(|s| s.grants(crate::auth::Perm::Read, Some(t)))
+        })
+    }
+}
+
 /// Whose records a write may change (custody, architecture principle 9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Writer {
@@ -414,9 +481,7 @@ impl Guard {
 
     /// Conditional criteria as this caller may match them: only what it may see.
     pub fn criteria(&self, t: &str, criteria: &Query) -> Query {
-        let mut q = criteria.clone();
-        q.clauses.extend(self.filter.clause(t));
-        q
+        self.filter.restrict(t, criteria)
     }
 
     /// The key a conditional create claims (`match_keys`): an institution's criteria are its

@@ -61,18 +61,15 @@ pub enum Action {
         t: String,
         criteria: Query,
     },
-    /// `shown`: the caller's access filter, when it may hide this type (the entry answers 403
-    /// for a resource the caller may not see).
+    /// A read of a resource the caller may not see answers as for an absent one.
     Read {
         t: String,
         id: String,
-        shown: Option<std::sync::Arc<AccessFilter>>,
     },
     VRead {
         t: String,
         id: String,
         vid: i64,
-        shown: Option<std::sync::Arc<AccessFilter>>,
     },
     Search {
         t: String,
@@ -581,7 +578,6 @@ fn write_and_read(
             Action::Read {
                 t: String::new(),
                 id: String::new(),
-                shown: None,
             },
         );
         let target = targets.remove(&i);
@@ -647,7 +643,7 @@ fn write_and_read(
                 _,
             ) => record::patch_in(conn, guard, &t, &id, &patch, if_match)
                 .map(|r| Outcome::Written(r, Written::Updated)),
-            (action, _) => read_action(conn, action),
+            (action, _) => read_action(conn, guard, action),
         }
         .map_err(fail(i))?;
         outcomes[i] = Some(out);
@@ -659,17 +655,22 @@ fn write_and_read(
 }
 
 /// A GET entry (or an unexpected action, refused).
-fn read_action(conn: &mut DbConn, action: Action) -> Result<Outcome, ApiError> {
+fn read_action(conn: &mut DbConn, guard: &Guard, action: Action) -> Result<Outcome, ApiError> {
     match action {
-        Action::Read { t, id, shown } => {
+        Action::Read { t, id } => {
             let rec = record::read_in(conn, &t, &id)?;
-            check_shown(conn, shown.as_deref(), rec)
+            check_shown(conn, &guard.filter, rec)
         }
-        Action::VRead { t, id, vid, shown } => {
+        Action::VRead { t, id, vid } => {
             let rec = record::vread_in(conn, &t, &id, vid)?;
-            check_shown(conn, shown.as_deref(), rec)
+            check_shown(conn, &guard.filter, rec).map_err(|e| match e {
+                ApiError::NotFound(_) => record::no_version(&t, &id, vid),
+                e => e,
+            })
         }
         Action::Search { t, query, count } => {
+            // Only what the caller may see matches, through chains and `_has` too.
+            let query = guard.filter.restrict(&t, &query);
             let rows = store_search::run(conn, &t, &query, &[], None, count)?;
             let keys: Vec<(&str, &str)> = rows
                 .iter()
@@ -695,12 +696,10 @@ fn read_action(conn: &mut DbConn, action: Action) -> Result<Outcome, ApiError> {
 /// whole bundle (transaction).
 fn check_shown(
     conn: &mut DbConn,
-    shown: Option<&AccessFilter>,
+    f: &AccessFilter,
     rec: record::Record,
 ) -> Result<Outcome, ApiError> {
-    if let Some(f) = shown
-        && !f.visible(conn, &rec.res_type, &rec.id, rec.resident.as_deref())?
-    {
+    if !f.visible(conn, &rec.res_type, &rec.id, rec.resident.as_deref())? {
         return Err(f.hidden(&rec.res_type, &rec.id));
     }
     Ok(Outcome::Read(rec))
@@ -884,6 +883,6 @@ fn single(
         Action::ConditionalDelete { t, criteria } => {
             record::conditional_delete_in(conn, guard, &t, &criteria).map(Outcome::Deleted)
         }
-        other => read_action(conn, other),
+        other => read_action(conn, guard, other),
     }
 }

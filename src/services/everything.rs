@@ -23,6 +23,8 @@ pub struct Request {
     /// Resume after this (type, id) (the `next` link's cursor).
     pub after: Option<(String, String)>,
     pub count: i64,
+    /// The types the caller's token may read: nothing else is returned.
+    pub readable: crate::services::access::Readable,
 }
 
 /// One page: the resident's resources (type, id, JSON), the registry resources they refer to,
@@ -75,7 +77,9 @@ pub fn everything(
         } else {
             None
         };
-        // What consent hides of this resident by type (the page may then be short).
+        // What the token's scopes and consent hide of this resident by type (the page may then
+        // be short).
+        found.retain(|(t, _, _)| req.readable.allows(t));
         access.retain_visible(conn, &mut found)?;
         let mut seen: HashSet<(String, String)> = found
             .iter()
@@ -100,7 +104,7 @@ pub fn everything(
             }
         }
         let mut included = Vec::new();
-        for t in REFERENCED {
+        for t in REFERENCED.iter().filter(|t| req.readable.allows(t)) {
             let ids: Vec<String> = wanted
                 .iter()
                 .filter(|(wt, _)| wt == t)
@@ -272,11 +276,13 @@ pub fn summary(
     id: &str,
     base: &str,
     access: &AccessFilter,
+    readable: &crate::services::access::Readable,
 ) -> Result<Json, ApiError> {
     store.read(|conn| {
         let golden = golden_of(conn, id)?;
         let mut members =
             store_search::resident_members(conn, &golden, &[], None, None, None, SUMMARY_MAX)?;
+        members.retain(|(t, _, _)| readable.allows(t));
         access.retain_visible(conn, &mut members)?;
         let mut sections = [
             Section {

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use crate::fhir::search::{Clause, Include, Query, SortKey};
 use crate::fhir::validate;
 use crate::protect;
-use crate::services::access::{AccessFilter, Guard, Writer};
+use crate::services::access::{AccessFilter, Guard, Readable, Writer};
 use crate::services::audit::{self, Draft};
 use crate::services::{ident, mpi};
 use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
@@ -900,6 +900,8 @@ pub struct SearchRequest {
     pub criteria: Query,
     /// What the caller may see (applied to matches and includes alike).
     pub access: AccessFilter,
+    /// The types the caller's token may read (includes of other types are left out).
+    pub readable: Readable,
     pub sort: Vec<SortKey>,
     pub includes: Vec<Include>,
     pub after: Option<After>,
@@ -917,10 +919,11 @@ pub struct SystemPage {
     pub next: Option<(String, String)>,
 }
 
-/// A page of a system-wide search (`GET [base]?_type=…`): per type, in type order, then id
-/// order; `after` is the (type, id) the previous page ended with, and so is the cursor returned.
+/// A page of a system-wide search (`GET [base]?_type=…`), of what the caller may see: per type,
+/// in type order, then id order; `after` is the (type, id) the previous page ended with, and so is the cursor returned.
 pub fn search_system(
     store: &Store,
+    access: &AccessFilter,
     per_type: &[(String, Query)],
     after: Option<(String, String)>,
     count: i64,
@@ -935,7 +938,8 @@ pub fn search_system(
                 _ => None,
             };
             let room = i64::try_from(want + 1 - out.len()).unwrap_or(i64::MAX);
-            for (id, content) in store_search::run(conn, t, query, &[], resume.as_ref(), room)? {
+            let query = access.restrict(t, query);
+            for (id, content) in store_search::run(conn, t, &query, &[], resume.as_ref(), room)? {
                 out.push((t.clone(), id, content));
             }
             if out.len() > want {
@@ -960,8 +964,7 @@ const MAX_INCLUDED: usize = 1000;
 /// paging), with the resources `_include` and `_revinclude` ask for (each at most once).
 pub fn search(store: &Store, t: &str, req: &SearchRequest) -> Result<SearchPage, ApiError> {
     // What the caller may not see is filtered inside the query, before paging and counting.
-    let mut criteria = req.criteria.clone();
-    criteria.clauses.extend(req.access.clause(t));
+    let criteria = req.access.restrict(t, &req.criteria);
     store.read(|conn| {
         let limit = usize::try_from(req.count).unwrap_or(usize::MAX);
         let mut matches = store_search::run(
@@ -994,7 +997,7 @@ pub fn search(store: &Store, t: &str, req: &SearchRequest) -> Result<SearchPage,
             Vec::new()
         } else {
             let ids: Vec<String> = matches.iter().map(|(id, _)| id.clone()).collect();
-            include(conn, t, ids, &req.includes, &req.access)?
+            include(conn, t, ids, &req.includes, &req.access, &req.readable)?
         };
         Ok(SearchPage {
             matches,
@@ -1011,6 +1014,7 @@ fn include(
     ids: Vec<String>,
     includes: &[Include],
     access: &AccessFilter,
+    readable: &Readable,
 ) -> Result<Vec<(String, String, String)>, ApiError> {
     let mut seen: HashSet<(String, String)> =
         ids.iter().map(|id| (t.to_owned(), id.clone())).collect();
@@ -1079,7 +1083,7 @@ fn include(
         let mut types: Vec<&String> = fresh.iter().map(|(ty, _)| ty).collect();
         types.sort();
         types.dedup();
-        for ty in types {
+        for ty in types.into_iter().filter(|ty| readable.allows(ty)) {
             let ids: Vec<String> = fresh
                 .iter()
                 .filter(|(ft, _)| ft == ty)

@@ -488,3 +488,157 @@ async fn registering_a_resident_after_their_deny_opens_nothing() {
     // Home, which registered the resident before the Consent, still sees the record.
     assert_eq!(version(&app, "Condition", &cond).await, "1");
 }
+
+#[actix_rt::test]
+async fn criteria_reach_no_hidden_record_through_chains_and_has() {
+    let app = spawn_app().await;
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let org = json!({"resourceType": "Organization", "id": "home", "name": "第一人民医院"});
+    assert!(
+        call(&app, &admin, "PUT", "/fhir/Organization/home", Some(&org))
+            .await
+            .status
+            .is_success()
+    );
+    let (_, _, number) = denied_resident(&app).await;
+    let away = app.his_of("away");
+    // Which institution holds this ID number: a registry searched through the hidden Patient.
+    let probe = format!(
+        "/fhir/Organization?_has:Patient:organization:identifier={ID_CARD}|{number}&_total=accurate"
+    );
+    assert_eq!(
+        call(&app, &admin, "GET", &probe, None).await.json()["total"],
+        1
+    );
+    let r = call(&app, &away, "GET", &probe, None).await;
+    assert_eq!(r.json()["total"], 0, "{}", r.text());
+    // Through a chain, and inside a batch and a search across types.
+    let chained = format!("/fhir/Condition?patient.identifier={ID_CARD}|{number}&_total=accurate");
+    let r = call(&app, &away, "GET", &chained, None).await;
+    assert_eq!(r.json()["total"], 0, "{}", r.text());
+    let system =
+        format!("/fhir?_type=Organization&_has:Patient:organization:identifier={ID_CARD}|{number}");
+    let r = call(&app, &away, "GET", &system, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.json()["entry"].as_array().is_none_or(Vec::is_empty),
+        "{}",
+        r.text()
+    );
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": probe.trim_start_matches("/fhir/")}}]});
+    let r = call(&app, &away, "POST", "/fhir", Some(&batch))
+        .await
+        .json();
+    assert_eq!(r["entry"][0]["response"]["status"], "200 OK", "{r}");
+    assert!(
+        r["entry"][0]["resource"]["entry"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{r}"
+    );
+}
+
+#[actix_rt::test]
+async fn includes_and_everything_return_only_types_the_token_may_read() {
+    let app = spawn_app().await;
+    let home = app.his_of("home");
+    let mut p = patient("DOOR-S");
+    p["managingOrganization"] = json!({"reference": "Organization/home"});
+    let pid = id_of(&app.create_as(&home, &p).await);
+    let subject = json!({"reference": format!("Patient/{pid}")});
+    app.create_as(
+        &home,
+        &json!({"resourceType": "Observation", "status": "final",
+                                 "code": {"text": "体温"}, "subject": subject}),
+    )
+    .await;
+    app.create_as(
+        &home,
+        &json!({"resourceType": "Condition", "code": {"text": "高血压"},
+                                 "subject": subject}),
+    )
+    .await;
+    let token = |scope: &str| {
+        huimin::auth::dev_token(
+            &app.settings,
+            &huimin::auth::TokenRequest {
+                sub: "dr-home".to_owned(),
+                role: Role::Doctor,
+                scope: scope.to_owned(),
+                org: Some("Organization/home".to_owned()),
+                fhir_user: Some("Practitioner/p1".to_owned()),
+                ttl_secs: 600,
+            },
+        )
+        .unwrap()
+    };
+    let types = |b: &Value| -> Vec<String> {
+        let mut t: Vec<String> = b["entry"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e["resource"]["resourceType"].as_str().unwrap().to_owned())
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let obs_only = token("user/Observation.rs");
+    let r = call(
+        &app,
+        &obs_only,
+        "GET",
+        "/fhir/Observation?_include=Observation:subject",
+        None,
+    )
+    .await;
+    assert_eq!(types(&r.json()), ["Observation"], "{}", r.text());
+    let patient_only = token("user/Patient.rs");
+    let r = call(
+        &app,
+        &patient_only,
+        "GET",
+        "/fhir/Patient?_revinclude=Condition:subject&_revinclude=Observation:subject",
+        None,
+    )
+    .await;
+    assert_eq!(types(&r.json()), ["Patient"], "{}", r.text());
+    for op in ["$everything", "$summary"] {
+        let r = call(
+            &app,
+            &patient_only,
+            "GET",
+            &format!("/fhir/Patient/{pid}/{op}"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            !r.text().contains("高血压") && !r.text().contains("体温"),
+            "{op}: {}",
+            r.text()
+        );
+    }
+    let r = call(
+        &app,
+        &patient_only,
+        "GET",
+        &format!("/fhir/Patient/{pid}/$everything"),
+        None,
+    )
+    .await;
+    assert_eq!(types(&r.json()), ["Patient"], "{}", r.text());
+    // A token that may read them gets them.
+    let both = token("user/Patient.rs user/Condition.rs");
+    let r = call(
+        &app,
+        &both,
+        "GET",
+        &format!("/fhir/Patient/{pid}/$everything"),
+        None,
+    )
+    .await;
+    assert_eq!(types(&r.json()), ["Condition", "Patient"], "{}", r.text());
+}
