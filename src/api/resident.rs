@@ -99,7 +99,8 @@ async fn patient_match_body(
     state: web::Data<AppState>,
 ) -> Result<(HttpResponse, api::Touched), ApiError> {
     authorize(&caller, &[Perm::Search], "Patient", None)?;
-    if api::access(&state, &caller).await?.is_restricted() {
+    let access = api::access(&state, &caller).await?;
+    if access.is_restricted() {
         return Err(ApiError::Forbidden(
             "the resident index is for institutions' systems and staff".to_owned(),
         ));
@@ -151,7 +152,7 @@ async fn patient_match_body(
     }
     let store = state.store.clone();
     let found = web::block(move || {
-        store.read(|conn| mpi::match_residents(conn, &patient, only_certain, count))
+        store.read(|conn| mpi::match_residents(conn, &access, &patient, only_certain, count))
     })
     .await??;
     let base = base_url(&req, &state);
@@ -220,7 +221,8 @@ async fn patient_pix_body(
     state: web::Data<AppState>,
 ) -> Result<(HttpResponse, api::Touched), ApiError> {
     authorize(&caller, &[Perm::Search], "Patient", None)?;
-    if api::access(&state, &caller).await?.is_restricted() {
+    let access = api::access(&state, &caller).await?;
+    if access.is_restricted() {
         return Err(ApiError::Forbidden(
             "the resident index is for institutions' systems and staff".to_owned(),
         ));
@@ -258,9 +260,11 @@ async fn patient_pix_body(
     }
     let (system, value) = (system.to_owned(), value.to_owned());
     let store = state.store.clone();
-    let found = web::block(move || store.read(|conn| mpi::cross_references(conn, &system, &value)))
-        .await??
-        .ok_or_else(|| ApiError::NotFound("no Patient has the source identifier".to_owned()))?;
+    let found = web::block(move || {
+        store.read(|conn| mpi::cross_references(conn, &access, &system, &value))
+    })
+    .await??
+    .ok_or_else(|| ApiError::NotFound("no Patient has the source identifier".to_owned()))?;
     let base = base_url(&req, &state);
     let mut parameters = Vec::new();
     let mut patients: Vec<String> = Vec::new();

@@ -135,6 +135,8 @@ pub enum Clause {
     /// Access control (`services::access`), never parsed from a request: resources of this
     /// golden resident only (`Some`), or none (`None`).
     Resident(Option<String>),
+    /// Custody (`services::access`): resources this institution (`Organization/<id>`) wrote.
+    Custodian(String),
     /// Consent (`services::consent`): resources of no resident or of a resident not listed.
     NotResidents(Vec<String>),
     /// Consent under an opt-in default: resources of no resident, of a listed resident, or of a

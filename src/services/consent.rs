@@ -570,12 +570,21 @@ impl View {
     /// type, and for a type holding sensitive data, by label.
     pub fn clause(&self, t: &str) -> Option<Clause> {
         let base = self.resident_clause(t);
-        if !self.labelled.contains(t) {
-            return base;
+        let consented = if self.labelled.contains(t) {
+            let mut all: Vec<Clause> = base.into_iter().collect();
+            all.extend(self.label_clauses(t));
+            Some(Clause::All(all))
+        } else {
+            base
+        };
+        // An institution always sees what it wrote itself: it holds it already.
+        match (consented, &self.org) {
+            (Some(c), Some(org)) => Some(Clause::Or(vec![
+                c,
+                Clause::Custodian(format!("Organization/{org}")),
+            ])),
+            (c, _) => c,
         }
-        let mut all: Vec<Clause> = base.into_iter().collect();
-        all.extend(self.label_clauses(t));
-        Some(Clause::All(all))
     }
 
     /// Sensitive data of type `t` is withheld unless the resident is a patient of the caller's

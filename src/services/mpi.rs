@@ -28,7 +28,7 @@ use crate::fhir::index::Entry;
 use crate::fhir::json::Json;
 use crate::fhir::search::Clause;
 use crate::fhir::search_params::{REGISTRY, compartment_members};
-use crate::services::access::Guard;
+use crate::services::access::{AccessFilter, Guard};
 use crate::services::ident;
 use crate::services::matching::{self, Demographics, Weights};
 use crate::store::residents as store_residents;
@@ -634,6 +634,7 @@ pub struct Candidate {
 /// scored, and those at or above the lower threshold are returned.
 pub fn match_residents(
     conn: &mut DbConn,
+    access: &AccessFilter,
     tree: &Json,
     only_certain: bool,
     count: usize,
@@ -685,6 +686,13 @@ pub fn match_residents(
     if only_certain {
         out.retain(|c| c.grade == "certain");
     }
+    // Only residents the caller may see, before the count: a hidden one is absent, not a gap.
+    let mut rows: Vec<(String, String, String)> = out
+        .iter()
+        .map(|c| ("Patient".to_owned(), c.id.clone(), String::new()))
+        .collect();
+    access.retain_visible(conn, &mut rows)?;
+    out.retain(|c| rows.iter().any(|(_, id, _)| *id == c.id));
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
     out.truncate(count);
     Ok(out)
@@ -698,12 +706,15 @@ pub type CrossReference = (String, String, String);
 /// no Patient carries that identifier.
 pub fn cross_references(
     conn: &mut DbConn,
+    access: &AccessFilter,
     system: &str,
     value: &str,
 ) -> Result<Option<Vec<CrossReference>>, ApiError> {
     let pairs = [("identifier".to_owned(), format!("{system}|{value}"))];
     let query = crate::fhir::search::parse("Patient", &pairs, "", false)
         .map_err(|i| ApiError::Invalid(vec![i]))?;
+    // The source identifier finds only a Patient the caller may see (else: as if none had it).
+    let query = access.restrict("Patient", &query);
     let found = crate::store::search::run(conn, "Patient", &query, &[], None, 1)?;
     let Some((id, content)) = found.into_iter().next() else {
         return Ok(None);
@@ -726,6 +737,10 @@ pub fn cross_references(
             break;
         };
         after = Some((last.0.clone(), last.1.clone()));
+        let full = page.len() == 500;
+        let mut page = page;
+        // The person's Patients the caller may see: a hidden one's identifiers stay unknown.
+        access.retain_visible(conn, &mut page)?;
         for (_, pid, content) in &page {
             let Ok(p) = Json::parse(content.as_bytes()) else {
                 continue;
@@ -738,7 +753,7 @@ pub fn cross_references(
                 }
             }
         }
-        if page.len() < 500 {
+        if !full {
             break;
         }
     }

@@ -405,6 +405,7 @@ fn selectivity(c: &Clause) -> Option<u8> {
         Clause::NotId(_)
         | Clause::Resident(_)
         | Clause::NotResidents(_)
+        | Clause::Custodian(_)
         | Clause::ResidentsOrPatientsOf(..) => None,
     }
 }
@@ -508,6 +509,10 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
             q.text(golden);
         }
         Clause::Resident(None) => q.push("1 = 0"),
+        Clause::Custodian(org) => {
+            q.push(&format!("{r}.custodian = "));
+            q.text(org);
+        }
         Clause::NotResidents(residents) => {
             q.push(&format!("({r}.resident IS NULL"));
             if !residents.is_empty() {

@@ -642,3 +642,53 @@ async fn includes_and_everything_return_only_types_the_token_may_read() {
     .await;
     assert_eq!(types(&r.json()), ["Condition", "Patient"], "{}", r.text());
 }
+
+#[actix_rt::test]
+async fn the_resident_index_operations_show_only_what_a_read_would() {
+    let app = spawn_app().await;
+    let (pid, _, number) = denied_resident(&app).await;
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let away = app.his_of("away");
+    // $match: name, birth date and sex of the denied resident.
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": {"resourceType": "Patient",
+            "name": [{"family": "测试", "given": ["甲"]}], "gender": "female",
+            "birthDate": "1980-01-01"}}]});
+    let matched = call(&app, &admin, "POST", "/fhir/Patient/$match", Some(&params)).await;
+    assert!(matched.text().contains(&number), "{}", matched.text());
+    let r = call(&app, &away, "POST", "/fhir/Patient/$match", Some(&params)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["total"], 0, "{}", r.text());
+    assert!(!r.text().contains(&number), "{}", r.text());
+    // $ihe-pix: the ID number finds nothing the caller may see, as for an unknown one.
+    let pix = |n: &str| format!("/fhir/Patient/$ihe-pix?sourceIdentifier={ID_CARD}|{n}");
+    let listed = call(&app, &admin, "GET", &pix(&number), None).await;
+    assert!(listed.text().contains(&pid), "{}", listed.text());
+    let hidden = call(&app, &away, "GET", &pix(&number), None).await;
+    let unknown = call(
+        &app,
+        &away,
+        "GET",
+        &pix(&id_number("510104", "19700101", 4)),
+        None,
+    )
+    .await;
+    hidden.outcome(404);
+    assert_eq!(hidden.text(), unknown.text());
+    // Once away registers the resident itself, it sees its own record but none of home's
+    // record numbers.
+    let mut p = patient("DOOR-AWAY");
+    p["identifier"] = json!([{"system": ID_CARD, "value": number}]);
+    p["managingOrganization"] = json!({"reference": "Organization/away"});
+    let theirs = id_of(&app.create_as(&away, &p).await);
+    let r = call(&app, &away, "GET", &pix(&number), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(&theirs), "{}", r.text());
+    assert!(!r.text().contains(&pid), "{}", r.text());
+    assert_eq!(
+        app.get_as(&away, &format!("/fhir/Patient/{theirs}"))
+            .await
+            .status,
+        200
+    );
+}
