@@ -92,6 +92,13 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// How often a process asks the database whether a Consent changed, in milliseconds.
     pub consent_recheck_ms: u64,
+    /// Whether the `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` headers of a request
+    /// say where it was sent (behind a reverse proxy that sets them); off by default, so that
+    /// a client cannot choose the host of the links and locations the server answers with.
+    pub trust_forwarded: bool,
+    /// How long a request body may take to arrive once its headers did, in milliseconds (a
+    /// slow sender is answered 408 instead of holding a connection and a worker's buffer).
+    pub body_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -131,6 +138,8 @@ impl Default for Settings {
             break_glass_minutes: 60,
             redis_url: None,
             consent_recheck_ms: 1000,
+            trust_forwarded: false,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -283,6 +292,9 @@ impl Settings {
                 self.break_glass_minutes
             );
         }
+        if self.body_timeout_ms == 0 {
+            bail!("invalid setting body_timeout_ms (HUIMIN_BODY_TIMEOUT_MS): must be at least 1");
+        }
         if self.consent_recheck_ms == 0 {
             bail!(
                 "invalid setting consent_recheck_ms (HUIMIN_CONSENT_RECHECK_MS): must be at least 1"
@@ -381,6 +393,8 @@ const KNOWN: &[&str] = &[
     "break_glass_minutes",
     "redis_url",
     "consent_recheck_ms",
+    "trust_forwarded",
+    "body_timeout_ms",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

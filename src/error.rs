@@ -12,6 +12,7 @@
 //! | `Forbidden`            | 403  | `forbidden`                   |
 //! | `NotFound`             | 404  | `not-found`                   |
 //! | `MethodNotAllowed`     | 405  | `not-supported`               |
+//! | `RequestTimeout`       | 408  | `timeout`                     |
 //! | `NotAcceptable`        | 406  | `not-supported`               |
 //! | `Conflict`             | 409  | `conflict`                    |
 //! | `Gone`                 | 410  | `deleted`                     |
@@ -43,6 +44,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("not acceptable: {0}")]
     NotAcceptable(String),
+    #[error("request timeout: {0}")]
+    RequestTimeout(String),
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("gone: {0}")]
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::NotFound(t) => ApiError::NotFound(say(t)),
             ApiError::MethodNotAllowed(t) => ApiError::MethodNotAllowed(say(t)),
             ApiError::NotAcceptable(t) => ApiError::NotAcceptable(say(t)),
+            ApiError::RequestTimeout(t) => ApiError::RequestTimeout(say(t)),
             ApiError::Conflict(t) => ApiError::Conflict(say(t)),
             ApiError::Gone(t) => ApiError::Gone(say(t)),
             ApiError::PreconditionFailed(c, t) => ApiError::PreconditionFailed(c, say(t)),
@@ -134,6 +138,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(t) | ApiError::NotImplemented(t) => {
                 Issue::error("not-supported", t)
             }
+            ApiError::RequestTimeout(t) => Issue::error("timeout", t),
             ApiError::Conflict(t) => Issue::error("conflict", t),
             ApiError::Gone(t) => Issue::error("deleted", t),
             ApiError::PreconditionFailed(code, t) => Issue::error(code, t),
@@ -157,6 +162,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PreconditionFailed(..) => StatusCode::PRECONDITION_FAILED,

@@ -103,7 +103,11 @@ async fn system_post_body(
         Kind::Transaction => {
             let entries: Vec<Entry> = parsed.into_iter().filter_map(Result::ok).collect();
             let base = base.clone();
-            let guard = crate::services::access::Guard::of(&caller, access.clone());
+            let guard = crate::services::access::Guard::of(
+                &caller,
+                access.clone(),
+                state.settings.max_body_bytes,
+            );
             web::block(move || engine::transaction(&store, guard, entries, base, draft))
                 .await??
                 .into_iter()
@@ -125,7 +129,11 @@ async fn system_post_body(
                 }
             }
             let base = base.clone();
-            let guard = crate::services::access::Guard::of(&caller, access.clone());
+            let guard = crate::services::access::Guard::of(
+                &caller,
+                access.clone(),
+                state.settings.max_body_bytes,
+            );
             let results =
                 web::block(move || engine::batch(&store, guard, ok, base, draft)).await??;
             for (pos, r) in positions.into_iter().zip(results) {

@@ -3,7 +3,11 @@
 //! as OperationOutcome in the negotiated format, including those raised by the framework itself
 //! (unknown routes, oversized bodies, malformed paths).
 
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -13,6 +17,30 @@ use actix_web::{Error, HttpResponse, web};
 use super::AppState;
 use super::format::{self, Format};
 use crate::error::ApiError;
+
+/// A request body that fails once its deadline passes (and says so in `fired`).
+struct Deadline {
+    inner: actix_web::dev::Payload,
+    sleep: Pin<Box<actix_web::rt::time::Sleep>>,
+    fired: Arc<AtomicBool>,
+}
+
+impl futures_util::Stream for Deadline {
+    type Item = Result<web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.fired.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(actix_web::error::PayloadError::Io(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "request body timed out"),
+            ))));
+        }
+        Poll::Pending
+    }
+}
 
 /// The FHIR interaction (or operations endpoint) a request is, from its route name and method.
 pub fn interaction(route: Option<&str>, method: &Method) -> &'static str {
@@ -42,14 +70,44 @@ pub fn interaction(route: Option<&str>, method: &Method) -> &'static str {
 }
 
 pub async fn observe(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: actix_web::middleware::Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let started = Instant::now();
     let method = req.method().clone();
     let negotiated = format::negotiate(req.request()).ok();
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    // The body must arrive within the deadline: a client sending it slowly (or not at all)
+    // is answered 408 instead of holding the connection.
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let headers = req.headers();
+    let has_body = headers.contains_key(actix_web::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if let Some(s) = state.as_ref().filter(|_| has_body) {
+        let deadline = Duration::from_millis(s.settings.body_timeout_ms);
+        let inner = actix_web::HttpMessage::take_payload(&mut req);
+        let stream: actix_http::BoxedPayloadStream = Box::pin(Deadline {
+            inner,
+            sleep: Box::pin(actix_web::rt::time::sleep(deadline)),
+            fired: timed_out.clone(),
+        });
+        req.set_payload(actix_http::Payload::from(stream));
+    }
     let res = next.call(req).await?;
+    let res = if timed_out.load(Ordering::Relaxed) {
+        let e = ApiError::RequestTimeout("the request body did not arrive in time".to_owned());
+        let (req, _) = res.into_parts();
+        let mut res = ServiceResponse::from_err(e, req);
+        res.response_mut().headers_mut().insert(
+            actix_web::http::header::CONNECTION,
+            actix_web::http::header::HeaderValue::from_static("close"),
+        );
+        res
+    } else {
+        res
+    };
     // A refused authentication is audited too (a login-relevant event), with no patient.
     if res.status() == actix_web::http::StatusCode::UNAUTHORIZED
         && let Some(s) = &state

@@ -100,7 +100,8 @@ pub async fn access(state: &AppState, caller: &Caller) -> Result<AccessFilter, A
 
 /// The door a caller's writes pass (what it may see, whose records it may change).
 pub async fn guard(state: &AppState, caller: &Caller) -> Result<Guard, ApiError> {
-    Ok(Guard::of(caller, access(state, caller).await?))
+    let max = state.settings.max_body_bytes;
+    Ok(Guard::of(caller, access(state, caller).await?, max))
 }
 
 /// Writes by role: officials write nothing; a resident writes only Consents about their own

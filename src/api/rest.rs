@@ -93,13 +93,25 @@ pub(crate) fn resource_id(id: &str) -> Result<&str, ApiError> {
     }
 }
 
-/// The public base URL of the FHIR endpoint, without a trailing slash.
+/// The public base URL of the FHIR endpoint, without a trailing slash (`base_url` when set).
 pub fn base_url(req: &HttpRequest, state: &AppState) -> String {
     match &state.settings.base_url {
         Some(b) => b.trim_end_matches('/').to_owned(),
-        None => {
+        None if state.settings.trust_forwarded => {
             let info = req.connection_info();
             format!("{}://{}/fhir", info.scheme(), info.host())
+        }
+        // The connection's own scheme and the Host header: a client's X-Forwarded-Host does
+        // not choose where the links and locations of the answer point.
+        None => {
+            let config = req.app_config();
+            let scheme = if config.secure() { "https" } else { "http" };
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(config.host());
+            format!("{scheme}://{host}/fhir")
         }
     }
 }

@@ -7,13 +7,18 @@ use pinyin::{Pinyin, ToPinyinMulti as _};
 /// several ways; every combination of readings is indexed up to this bound).
 const MAX_VARIANTS: usize = 8;
 
+/// Characters of a name spelled at most: every real name fits (the index keeps 1,000 bytes of
+/// a key anyway), and the work per name stays linear and small however long the text sent.
+pub const MAX_NAME_CHARS: usize = 64;
+
 /// The full pinyin (`zhangwei`) and the initials (`zw`) of every reading of `name`, lower case
 /// without tones. Latin letters and digits are kept as they are; other characters are skipped.
-/// Empty when `name` holds no Han character.
+/// Empty when `name` holds no Han character. Only the first [`MAX_NAME_CHARS`] characters are
+/// spelled.
 pub fn spellings(name: &str) -> Vec<String> {
     let mut variants: Vec<(String, String)> = vec![(String::new(), String::new())];
     let mut any_han = false;
-    for c in name.chars() {
+    for c in name.chars().take(MAX_NAME_CHARS) {
         let readings: Vec<String> = match c.to_pinyin_multi() {
             Some(multi) => {
                 any_han = true;
@@ -74,5 +79,17 @@ mod tests {
         assert!(spellings("Smith").is_empty());
         assert_eq!(search_form("Zhang Wei"), "zhangwei");
         assert_eq!(search_form("xi'an"), "xian");
+    }
+
+    #[test]
+    fn a_long_name_is_spelled_in_bounded_time_and_size() {
+        let long: String = "张".repeat(2_000_000);
+        let s = spellings(&long);
+        assert!(!s.is_empty());
+        assert!(
+            s.iter().all(|v| v.len() <= MAX_NAME_CHARS * 6),
+            "{}",
+            s[0].len()
+        );
     }
 }

@@ -428,6 +428,9 @@ pub enum Writer {
 pub struct Guard {
     pub filter: AccessFilter,
     pub writer: Writer,
+    /// The largest resource the write may store (the request body limit): what a JSON Patch
+    /// makes is bounded like what a body carries.
+    pub max_bytes: usize,
 }
 
 impl Guard {
@@ -436,11 +439,13 @@ impl Guard {
         Guard {
             filter: AccessFilter::Unrestricted,
             writer: Writer::Platform,
+            max_bytes: usize::MAX,
         }
     }
 
-    /// The guard of `caller`'s writes, given what it may see.
-    pub fn of(caller: &Caller, filter: AccessFilter) -> Guard {
+    /// The guard of `caller`'s writes, given what it may see, storing at most `max_bytes` per
+    /// resource.
+    pub fn of(caller: &Caller, filter: AccessFilter, max_bytes: usize) -> Guard {
         let writer = match (caller.role, &filter) {
             (Role::Admin, _) => Writer::Admin,
             (Role::His | Role::Doctor, _) => match caller.org.as_deref() {
@@ -450,7 +455,11 @@ impl Guard {
             (Role::Resident, AccessFilter::OwnRecord(golden)) => Writer::Resident(golden.clone()),
             _ => Writer::Nobody,
         };
-        Guard { filter, writer }
+        Guard {
+            filter,
+            writer,
+            max_bytes,
+        }
     }
 
     /// The institution a new version records as its custodian (`None` keeps what is stored).

@@ -682,14 +682,62 @@ pub fn patch_in(
         check_if_match(Some(current.version_id), if_match)?;
         let mut doc: serde_json::Value =
             serde_json::from_str(&current.content).map_err(ApiError::internal)?;
-        json_patch::patch(&mut doc, patch)
-            .map_err(|e| ApiError::Unprocessable(format!("the patch cannot be applied: {e}")))?;
+        apply_bounded(&mut doc, patch, current.content.len(), guard.max_bytes)?;
         let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
         check_body_id(&tree, t, Some(id))?;
         check_writes_for(guard, t, &tree)?;
         let (v, custodian) = (current.version_id + 1, guard.custodian());
         put_version(conn, t, id, tree, v, "PATCH", false, custodian)
+    }
+}
+
+/// Apply a JSON Patch to `doc` (`size` bytes as stored) one operation at a time, refusing (413)
+/// before an operation would make it larger than `max` bytes: a short patch of `copy` ops
+/// doubles the document with each, and must not build it.
+fn apply_bounded(
+    doc: &mut serde_json::Value,
+    patch: &json_patch::Patch,
+    size: usize,
+    max: usize,
+) -> Result<(), ApiError> {
+    let mut size = size;
+    for op in &patch.0 {
+        use json_patch::PatchOperation as P;
+        let added = match op {
+            P::Add(o) => json_len(&o.value),
+            P::Replace(o) => json_len(&o.value),
+            P::Copy(o) => doc.pointer(o.from.as_str()).map_or(0, json_len),
+            _ => 0,
+        };
+        size = size.saturating_add(added);
+        if size > max {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the patched resource would be larger than {max} bytes"
+            )));
+        }
+        json_patch::patch(doc, std::slice::from_ref(op))
+            .map_err(|e| ApiError::Unprocessable(format!("the patch cannot be applied: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The length of `v` as compact JSON, counted without building the text.
+fn json_len(v: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
     }
 }
 

@@ -891,14 +891,71 @@ fn check_reachable(url: &DatabaseUrl) -> anyhow::Result<()> {
         DatabaseUrl::Sqlite(path) => {
             if let Some(dir) = std::path::Path::new(path).parent()
                 && !dir.as_os_str().is_empty()
+                && !dir.exists()
             {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating the data directory {}", dir.display()))?;
+                restrict(dir, 0o700)?;
             }
+            private_database_file(path)?;
             SqliteConnection::establish(path)
                 .with_context(|| format!("cannot open the SQLite database {path}"))?;
         }
     }
+    Ok(())
+}
+
+/// The SQLite database file readable by this user only: created `0600` when new (SQLite gives
+/// its `-wal` and `-shm` files the database file's permissions), and an existing one open to
+/// others narrowed to that.
+fn private_database_file(path: &str) -> anyhow::Result<()> {
+    if path.starts_with(':') || path.starts_with("file:") {
+        return Ok(());
+    }
+    let p = std::path::Path::new(path);
+    if !p.exists() {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
+        }
+        match opts.open(p) {
+            Ok(_) => {}
+            // Created meanwhile by another process: it narrows its own.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating the SQLite database {path}"));
+            }
+        }
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(p)
+            .with_context(|| format!("reading {path}"))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!("the SQLite database was readable by others: narrowed to its owner");
+            restrict(p, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// Set `path`'s permission bits (Unix; nothing elsewhere).
+fn restrict(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
     Ok(())
 }
 

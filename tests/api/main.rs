@@ -20,6 +20,7 @@ mod examples;
 mod formats;
 mod helpers;
 mod history;
+mod limits;
 mod ops;
 mod protect;
 mod residents;
