@@ -1,6 +1,8 @@
 //! `POST [base]` with a transaction or batch Bundle: entries parsed and authorized here, run by
 //! [`crate::services::bundle`], answered with a `transaction-response` / `batch-response`.
 
+use std::collections::HashMap;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
@@ -54,8 +56,7 @@ async fn system_post_body(
     }
     let neg = format::negotiate(&req)?;
     let body_format = format::body_format(&req, &body)?;
-    let mut tree =
-        web::block(move || format::parse_resource(body_format, &body, Some("Bundle"))).await??;
+    let (mut tree, mut invalid) = web::block(move || parse_bundle(body_format, &body)).await??;
     let kind = match tree.get("type").and_then(Json::as_str) {
         Some("transaction") => Kind::Transaction,
         Some("batch") => {
@@ -92,6 +93,10 @@ async fn system_post_body(
     };
     let mut parsed = Vec::with_capacity(raw_entries.len());
     for (i, e) in raw_entries.into_iter().enumerate() {
+        if let Some(error) = invalid.remove(&i) {
+            parsed.push(Err(error));
+            continue;
+        }
         match parse_entry(&req, &state, &caller, e, &base) {
             Ok(entry) => parsed.push(Ok(entry)),
             Err(e) if kind == Kind::Transaction => return Err(e.in_entry(i)),
@@ -272,6 +277,49 @@ fn response_entry(answer: Result<Outcome, ApiError>, ret: Return, base: &str) ->
             )])
         }
     }
+}
+
+/// The request Bundle, validated. A batch whose Bundle is valid but for some entries'
+/// resources is accepted with those entries failing on their own: (Bundle, the invalid entries'
+/// errors by index). A transaction is all or nothing, so any invalid resource refuses it.
+fn parse_bundle(
+    body_format: format::Format,
+    body: &[u8],
+) -> Result<(Json, HashMap<usize, ApiError>), ApiError> {
+    let whole = match format::parse_resource(body_format, body, Some("Bundle")) {
+        Ok(tree) => return Ok((tree, HashMap::new())),
+        Err(e) => e,
+    };
+    let Ok(mut tree) = format::parse_tree(body_format, body) else {
+        return Err(whole);
+    };
+    if tree.get_str("type") != Some("batch") {
+        return Err(whole);
+    }
+    // The Bundle without its entries' resources, then each resource on its own.
+    let mut resources: Vec<(usize, Json)> = Vec::new();
+    if let Some(Json::Array(entries)) = tree.get_mut("entry") {
+        for (i, e) in entries.iter_mut().enumerate() {
+            if let Some(r) = e.remove("resource") {
+                resources.push((i, r));
+            }
+        }
+    }
+    crate::fhir::validate::tree(&tree, Some("Bundle")).map_err(|_| whole)?;
+    let mut invalid = HashMap::new();
+    for (i, r) in &resources {
+        if let Err(issues) = crate::fhir::validate::tree(r, None) {
+            invalid.insert(*i, ApiError::Invalid(issues));
+        }
+    }
+    if let Some(Json::Array(entries)) = tree.get_mut("entry") {
+        for (i, r) in resources {
+            if let Some(e) = entries.get_mut(i) {
+                e.set_at("resource", r, usize::MAX);
+            }
+        }
+    }
+    Ok((tree, invalid))
 }
 
 /// Parse and authorize one entry.

@@ -152,6 +152,16 @@ pub fn parse_resource(
     }
 }
 
+/// A body parsed into a tree without validating it as a resource (the caller validates parts).
+pub fn parse_tree(format: Format, body: &[u8]) -> Result<Json, ApiError> {
+    match format {
+        Format::Json => Json::parse(body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
+        Format::Xml => xml::xml_to_json(body)
+            .map_err(|e| ApiError::Invalid(vec![Issue::error("structure", e.message).at(e.path)])),
+    }
+}
+
 fn sniff(body: &[u8]) -> Format {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'<') => Format::Xml,

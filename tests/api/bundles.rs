@@ -735,3 +735,39 @@ async fn bulk_settled_entries_match_create_and_refuse_like_single_requests() {
         0
     );
 }
+
+#[actix_rt::test]
+async fn an_invalid_resource_fails_its_batch_entry_alone_and_refuses_a_transaction() {
+    let app = spawn_app().await;
+    let entries = || {
+        vec![
+            json!({"resource": patient("BATCH-OK"), "request": {"method": "POST", "url": "Patient"}}),
+            json!({"resource": {"resourceType": "Observation", "status": "final",
+                                "code": {"text": "体温"}, "colour": "blue"},
+                   "request": {"method": "POST", "url": "Observation"}}),
+        ]
+    };
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": entries()});
+    let r = post_bundle(&app, &batch).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(
+        answer["entry"][0]["response"]["status"], "201 Created",
+        "{answer}"
+    );
+    let failed = &answer["entry"][1]["response"];
+    assert!(
+        failed["status"].as_str().unwrap().starts_with("400"),
+        "{answer}"
+    );
+    assert!(failed["outcome"].to_string().contains("colour"), "{answer}");
+    assert_eq!(count(&app, "Observation?status=final").await, 0);
+    // All or nothing: the transaction is refused whole, naming the element.
+    let r = post_bundle(&app, &tx(entries())).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("colour"), "{}", r.text());
+    assert_eq!(
+        count(&app, &format!("Patient?identifier=BATCH-OK&{NOT_GOLDEN}")).await,
+        1
+    );
+}
