@@ -66,6 +66,21 @@ fn is_protected_param(param: &str) -> bool {
     matches!(base, "identifier" | "telecom" | "phone") || base.ends_with(":identifier")
 }
 
+/// Whether a query parameter named `name` (as written: chains, modifiers, `_has`) may carry an
+/// identifier or phone number, so that the audit trail and conditional-create keys keep its
+/// value blinded: the protected parameters with any modifier (`identifier:not`, `:of-type`,
+/// `:text`), a reference's `:identifier`, chains and `_has` ending in one, the IHE PIXm source
+/// identifier, and the free-text parameters (`_content`, `_text`), which match any string.
+fn is_redacted_param(name: &str) -> bool {
+    let end = chain_end(name);
+    let mut parts = end.split(':');
+    let first = parts.next().unwrap_or("");
+    matches!(
+        first,
+        "identifier" | "telecom" | "phone" | "sourceIdentifier" | "_content" | "_text"
+    ) || end.split(':').any(|p| p == "identifier")
+}
+
 fn is_phone_system(system: &str) -> bool {
     matches!(system, "phone" | "sms")
 }
@@ -295,7 +310,11 @@ impl Protection {
                 out.push('&');
             }
             match pair.split_once('=') {
-                Some((name, value)) if is_protected_param(chain_end(name)) => {
+                Some((name, value))
+                    if is_redacted_param(
+                        &percent_encoding::percent_decode_str(name).decode_utf8_lossy(),
+                    ) =>
+                {
                     out.push_str(name);
                     out.push('=');
                     out.push_str(&blind_values(key, value));

@@ -2,7 +2,9 @@
 //!
 //! - A resident (role `resident`, `fhirUser` a Patient) lists who accessed their own record:
 //!   `GET AuditEvent` (or `AuditEvent?patient=<their Patient>`), newest first. Any other
-//!   patient is 403.
+//!   patient is 403; another resident's record read by id answers as an absent one.
+//! - Reading the trail is itself audited: each record read is noted with the resident it
+//!   concerns, who then sees that the accesses to their record were read.
 //! - An administrator lists and reads every record (`patient`, `date`, `_count`, paging).
 //! - Everybody else gets 403: the trail names who saw which resident, which is itself personal.
 //! - AuditEvents are written by the server only: create, update, patch and delete are 405.
@@ -78,11 +80,36 @@ fn golden_of_param(state: &AppState, v: &str) -> Result<Option<String>, ApiError
         .read(|conn| crate::store::resources::resident(conn, "Patient", id).map_err(ApiError::from))
 }
 
+/// What a page of audit records touched, for the audit trail of reading it: each record, and
+/// the resident it concerns (who then sees that their record's accesses were read).
+fn touched_by(rows: &[repo::Event]) -> super::Touched {
+    Some(
+        rows.iter()
+            .map(|e| (format!("AuditEvent/{}", e.id), e.resident.clone()))
+            .collect(),
+    )
+}
+
+/// `GET AuditEvent?…`, itself audited: the trail names who saw which resident's record.
 async fn search(
     req: HttpRequest,
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let what = match req.query_string() {
+        "" => "AuditEvent".to_owned(),
+        q => format!("AuditEvent?{q}"),
+    };
+    let draft = super::draft(&req, &caller, "search-type", 'E', what);
+    super::audited(&state, draft, search_body(&req, caller, state.clone())).await
+}
+
+async fn search_body(
+    req: &HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<(HttpResponse, super::Touched), ApiError> {
+    let req = req.clone();
     caller.require(Perm::Search, Some("AuditEvent"))?;
     let neg = format::negotiate(&req)?;
     let pairs = pairs_of(req.query_string().as_bytes());
@@ -198,18 +225,33 @@ async fn search(
             )
         })
         .collect();
-    bundle_response(neg, "searchset", None, links, entries)
+    let touched = touched_by(&rows);
+    Ok((
+        bundle_response(neg, "searchset", None, links, entries)?,
+        touched,
+    ))
 }
 
+/// `GET AuditEvent/[id]`, itself audited.
 async fn read(
     req: HttpRequest,
     caller: Caller,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Perm::Read, Some("AuditEvent"))?;
-    let neg = format::negotiate(&req)?;
     let raw = path.into_inner();
+    let draft = super::draft(&req, &caller, "read", 'R', format!("AuditEvent/{raw}"));
+    super::audited(&state, draft, read_body(&req, caller, raw, state.clone())).await
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    caller: Caller,
+    raw: String,
+    state: web::Data<AppState>,
+) -> Result<(HttpResponse, super::Touched), ApiError> {
+    caller.require(Perm::Read, Some("AuditEvent"))?;
+    let neg = format::negotiate(req)?;
     let id: i64 = raw
         .parse()
         .map_err(|_| ApiError::NotFound(format!("AuditEvent/{raw} does not exist")))?;
@@ -227,17 +269,18 @@ async fn read(
             "AuditEvent/{id} does not exist"
         )));
     };
+    // Another resident's record answers as an absent one.
     if let Some(own) = own
         && e.resident.as_deref() != Some(own.as_str())
     {
-        return Err(ApiError::Forbidden(
-            "a resident can read the accesses to their own record only".to_owned(),
-        ));
+        return Err(ApiError::NotFound(format!(
+            "AuditEvent/{id} does not exist"
+        )));
     }
-    Ok(
-        format::respond(neg, StatusCode::OK).body(format::encode_stored(
-            neg,
-            audit::as_resource(&e).to_string(),
-        )?),
-    )
+    let touched = touched_by(std::slice::from_ref(&e));
+    let resp = format::respond(neg, StatusCode::OK).body(format::encode_stored(
+        neg,
+        audit::as_resource(&e).to_string(),
+    )?);
+    Ok((resp, touched))
 }

@@ -269,9 +269,16 @@ async fn a_resident_lists_who_accessed_their_record_and_nothing_else() {
         .get_as(&resident, &format!("/fhir/AuditEvent?patient={me}"))
         .await;
     assert_eq!(same.status, 200);
-    assert_eq!(
-        same.json()["entry"].as_array().map(Vec::len),
-        Some(events.len())
+    // The same records, and one more: reading the trail is audited too, and concerns them.
+    let again: Vec<Value> = entries_of(&[same.json()])
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect();
+    assert_eq!(again.len(), events.len() + 1);
+    assert!(
+        again.iter().any(|e| subtype(e) == "search-type"
+            && e["agent"][0]["who"]["identifier"]["value"] == "resident-1"),
+        "{again:?}"
     );
     app.get_as(&resident, &format!("/fhir/AuditEvent?patient={theirs}"))
         .await
@@ -293,12 +300,23 @@ async fn a_resident_lists_who_accessed_their_record_and_nothing_else() {
         .to_owned();
     app.get_as(&resident, &format!("/fhir/AuditEvent/{foreign}"))
         .await
-        .outcome(403);
+        .outcome(404);
     assert_eq!(
         app.get_as(&admin, &format!("/fhir/AuditEvent/{foreign}"))
             .await
             .json()["id"],
         foreign.as_str()
+    );
+    // The administrator's reading of the trail is listed for the resident it concerned.
+    let mine_now: Vec<Value> =
+        entries_of(&[app.get_as(&resident, "/fhir/AuditEvent").await.json()])
+            .into_iter()
+            .map(|e| e["resource"].clone())
+            .collect();
+    assert!(
+        mine_now.iter().any(|e| subtype(e) == "search-type"
+            && e["agent"][0]["role"][0]["coding"][0]["code"] == "admin"),
+        "{mine_now:?}"
     );
     // Doctors and HIS systems do not read the trail; nobody writes it.
     app.get_as(&doctor, "/fhir/AuditEvent").await.outcome(403);
@@ -675,5 +693,48 @@ async fn reads_are_audited_once_each_however_they_are_copied() {
         let log = app.settings.data_dir.join("audit-log");
         let files: Vec<_> = std::fs::read_dir(&log).unwrap().flatten().collect();
         assert_eq!(files.len(), 1, "one log file per process");
+    }
+}
+
+#[actix_web::test]
+async fn no_identifier_reaches_the_audit_trail_in_clear_however_it_is_searched() {
+    let app = spawn_app().await;
+    let number = id_number("110105", "19491231", 3);
+    let id_card = "urn:oid:2.16.156.10011.1.3";
+    let mut p = patient("AUD-ID");
+    p["identifier"] = json!([{"system": id_card, "value": number}]);
+    p["gender"] = json!("male");
+    app.create(&p).await;
+    let gets = [
+        format!("/fhir/Patient?identifier:not={id_card}|{number}"),
+        format!(
+            "/fhir/Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|NI|{number}"
+        ),
+        format!("/fhir/Patient?identifier:text={number}"),
+        format!("/fhir/Observation?subject:identifier={id_card}|{number}"),
+        format!("/fhir/Observation?patient.identifier={id_card}|{number}"),
+        format!("/fhir/Patient?_content={number}"),
+        format!("/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.13|{number}"),
+        format!("/fhir/Organization?_has:Patient:organization:identifier={number}"),
+        format!("/fhir/Patient/$ihe-pix?sourceIdentifier={id_card}|{number}"),
+    ];
+    for g in &gets {
+        let r = app.get(g).await;
+        assert!(r.status.as_u16() < 500, "{g}: {}", r.text());
+    }
+    let form = format!("identifier={id_card}%7C{number}");
+    let r = app
+        .send(
+            "POST",
+            "/fhir/Patient/_search",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(form.as_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = audit_events(&app).await;
+    assert!(events.len() >= gets.len(), "{}", events.len());
+    for e in &events {
+        assert!(!e.to_string().contains(&number), "{e}");
     }
 }
