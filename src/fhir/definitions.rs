@@ -144,6 +144,18 @@ impl Definitions {
         self.children.get(context).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Every resource type.
+    pub fn resource_types(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .kinds
+            .iter()
+            .filter(|(_, k)| **k == Kind::Resource)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Every resource type with its kind, for listings.
     pub fn is_resource(&self, name: &str) -> bool {
         self.kind(name) == Some(Kind::Resource)

@@ -37,6 +37,61 @@ pub fn compartment_params(compartment: &str, resource_type: &str) -> Option<&'st
         .map(Vec::as_slice)
 }
 
+/// Whether resources of type `t` may hold an individual's data, decided from the definitions:
+/// Patient; every type of the Patient compartment; every type with a reference search
+/// parameter made to name a patient (its only target Patient: `Task.patient`,
+/// `Device.patient`, `Contract.patient`; not references that may also name one, such as
+/// `Schedule.actor` or `Measure.depends-on`); and every type whose elements carry other resources or stand for one
+/// (an element of type `Resource` other than `contained`: `Bundle.entry.resource`,
+/// `Parameters.parameter.resource`; a `securityContext`: `Binary`, whose content is another
+/// resource's).
+pub fn is_personal_type(t: &str) -> bool {
+    PERSONAL.contains(t)
+}
+
+static PERSONAL: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| {
+    let defs = &crate::fhir::definitions::DEFINITIONS;
+    let all = defs.resource_types();
+    let mut out: std::collections::HashSet<String> = compartment_members("Patient")
+        .into_iter()
+        .map(|(t, _)| t.to_owned())
+        .collect();
+    out.insert("Patient".to_owned());
+    for t in &all {
+        let aimed = REGISTRY.for_type(t).iter().any(|p| {
+            p.kind == ParamType::Reference && p.targets.len() == 1 && p.targets[0] == "Patient"
+        });
+        if aimed || carries_resources(defs, t) {
+            out.insert((*t).to_owned());
+        }
+    }
+    out
+});
+
+/// Whether a type's elements (at any depth) hold another resource or stand for one.
+fn carries_resources(defs: &crate::fhir::definitions::Definitions, t: &str) -> bool {
+    let mut contexts = vec![t.to_owned()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(c) = contexts.pop() {
+        if !seen.insert(c.clone()) {
+            continue;
+        }
+        for e in defs.children(&c) {
+            if (e.types.iter().any(|x| x == "Resource") && e.name != "contained")
+                || (e.name == "securityContext" && c == t)
+            {
+                return true;
+            }
+            if let Some(inner) = &e.children_of
+                && inner.starts_with(t)
+            {
+                contexts.push(inner.clone());
+            }
+        }
+    }
+    false
+}
+
 /// Every resource type that can be in `compartment`, with the parameters that place it there.
 pub fn compartment_members(compartment: &str) -> Vec<(&'static str, &'static [String])> {
     COMPARTMENTS
@@ -543,6 +598,34 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn personal_types_come_from_the_definitions() {
+        for t in [
+            "Patient",
+            "Observation",
+            "Task",
+            "Device",
+            "Binary",
+            "Bundle",
+            "Group",
+            "Consent",
+        ] {
+            assert!(is_personal_type(t), "{t}");
+        }
+        for t in [
+            "Organization",
+            "Practitioner",
+            "Location",
+            "Measure",
+            "StructureDefinition",
+            "ActivityDefinition",
+            "HealthcareService",
+            "Slot",
+        ] {
+            assert!(!is_personal_type(t), "{t}");
+        }
+    }
+
     use super::*;
 
     #[test]

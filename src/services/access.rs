@@ -88,10 +88,10 @@ pub fn custodian_check(t: &str, body: &crate::fhir::json::Json, org: &str) -> Re
     }
 }
 
-/// Whether resources of type `t` are an individual's data: Patient, and every type in the
-/// Patient compartment.
+/// Whether resources of type `t` are an individual's data (decided from the definitions, see
+/// [`search_params::is_personal_type`]).
 pub fn is_personal(t: &str) -> bool {
-    t == "Patient" || search_params::compartment_params("Patient", t).is_some()
+    search_params::is_personal_type(t)
 }
 
 impl AccessFilter {

@@ -398,10 +398,32 @@ fn candidates(conn: &mut DbConn, me: &Demographics) -> Result<Vec<(String, Strin
 }
 
 /// The parameters of each type whose Patient references name the resident: the Patient
-/// compartment's parameters, with aliases replaced by the parameters whose rows they read.
+/// compartment's parameters, and for the other personal types those made to name a patient
+/// (`Task.patient`, `Device.patient`), with aliases replaced by the parameters whose rows they
+/// read.
 static RESIDENT_PARAMS: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for (t, params) in compartment_members("Patient") {
+    let mut members: Vec<(String, Vec<String>)> = compartment_members("Patient")
+        .into_iter()
+        .map(|(t, p)| (t.to_owned(), p.to_vec()))
+        .collect();
+    for t in crate::fhir::definitions::DEFINITIONS.resource_types() {
+        if compartment_members("Patient").iter().any(|(c, _)| *c == t) || t == "Patient" {
+            continue;
+        }
+        let aimed: Vec<String> = REGISTRY
+            .for_type(t)
+            .iter()
+            .filter(|p| p.targets.len() == 1 && p.targets[0] == "Patient")
+            .filter(|p| p.kind == crate::fhir::search_params::ParamType::Reference)
+            .map(|p| p.code.clone())
+            .collect();
+        if !aimed.is_empty() {
+            members.push((t.to_owned(), aimed));
+        }
+    }
+    for (t, params) in &members {
+        let t = t.as_str();
         let mut bases: Vec<String> = Vec::new();
         for p in params {
             match REGISTRY.alias(t, p) {
@@ -773,7 +795,9 @@ pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), Ap
         Ok(true)
     })?;
     let mut resources = 0;
-    for (t, _) in compartment_members("Patient") {
+    let mut types: Vec<&str> = RESIDENT_PARAMS.keys().map(String::as_str).collect();
+    types.sort_unstable();
+    for t in types {
         if t == "Patient" {
             continue;
         }

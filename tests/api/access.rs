@@ -463,3 +463,80 @@ async fn a_hospital_system_writes_for_its_own_institution() {
     let admin = app.token_for(Role::Admin, "system/*.cruds");
     assert_eq!(send(admin, "POST", "/fhir/Patient", p).await.status, 201);
 }
+
+/// Personal data outside the R4B Patient compartment (a Task for the resident, a Device they
+/// wear, a Binary, a document Bundle) is hidden like any other: an official sees none of it,
+/// another resident none, and the resident their own Task.
+#[actix_rt::test]
+async fn personal_types_outside_the_patient_compartment_are_hidden_too() {
+    let app = spawn_app().await;
+    let (me, _, them, _) = two_residents(&app).await;
+    let task = |p: &str| {
+        json!({"resourceType": "Task", "status": "requested", "intent": "order",
+               "for": {"reference": format!("Patient/{p}")}})
+    };
+    let my_task = app.create(&task(&me)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let their_task = app.create(&task(&them)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let device = app
+        .create(
+            &json!({"resourceType": "Device", "patient": {"reference": format!("Patient/{them}")}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let binary = app
+        .create(
+            &json!({"resourceType": "Binary", "contentType": "text/plain",
+                        "securityContext": {"reference": format!("Patient/{them}")},
+                        "data": "5L2T5rip"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let official = app.token_for(Role::Official, "system/*.rs");
+    for path in [
+        format!("/fhir/Task/{their_task}"),
+        format!("/fhir/Device/{device}"),
+        format!("/fhir/Binary/{binary}"),
+    ] {
+        app.get_as(&official, &path).await.outcome(403);
+    }
+    for t in ["Task", "Device", "Binary"] {
+        let r = app
+            .get_as(&official, &format!("/fhir/{t}?_total=accurate"))
+            .await;
+        assert_eq!(r.json()["total"], 0, "{t}: {}", r.text());
+    }
+    let resident = app.token_as(
+        "resident-task",
+        Role::Resident,
+        "patient/*.rs",
+        Some(&format!("Patient/{me}")),
+    );
+    assert_eq!(
+        app.get_as(&resident, &format!("/fhir/Task/{my_task}"))
+            .await
+            .status,
+        200
+    );
+    for path in [
+        format!("/fhir/Task/{their_task}"),
+        format!("/fhir/Device/{device}"),
+        format!("/fhir/Binary/{binary}"),
+    ] {
+        app.get_as(&resident, &path).await.outcome(404);
+    }
+    let listed = app
+        .get_as(&resident, "/fhir/Task?_total=accurate")
+        .await
+        .json();
+    assert_eq!(listed["total"], 1, "{listed}");
+}
