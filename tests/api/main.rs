@@ -16,6 +16,7 @@ mod consent;
 mod crash;
 mod crud;
 mod door;
+mod door_property;
 mod examples;
 mod formats;
 mod helpers;
