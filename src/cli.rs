@@ -231,10 +231,12 @@ pub fn run() -> anyhow::Result<()> {
                     );
                 }
             }
+            let keys = store.protection().clone();
             let report = store
                 .read(|conn| {
                     crate::services::audit::verify(
                         conn,
+                        &keys,
                         expect.as_ref().map(|(s, h)| (*s, h.as_str())),
                     )
                 })
@@ -347,6 +349,14 @@ fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<()> {
             if left > 0 {
                 anyhow::bail!(
                     "key {id} still protects {left} stored row(s): run `huimin keys reencrypt` first"
+                );
+            }
+            let chained = crate::services::rekey::seals_under(&store, &id)
+                .map_err(|e| anyhow::anyhow!("checking the key's use failed: {e}"))?;
+            if chained > 0 {
+                anyhow::bail!(
+                    "key {id} chained {chained} audit record(s), which it alone verifies: it stays \
+                     until the retention period has purged them"
                 );
             }
             file.keys.remove(at);

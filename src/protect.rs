@@ -113,6 +113,12 @@ impl Key {
         ))
     }
 
+    /// The key that chains the audit trail under this key (HMAC-SM3 keyed by this key's HMAC of
+    /// a fixed label, so that it is neither the blinding key nor derivable without it).
+    pub fn chain_mac(&self) -> Result<crypto::HmacSm3, crypto::CryptoError> {
+        crypto::HmacSm3::new(&self.hmac.mac(b"huimin audit chain v1")?)
+    }
+
     fn seal(&self, value: &str) -> Result<String, crypto::CryptoError> {
         let sealed = self.sm4.encrypt(value.as_bytes(), &self.aad())?;
         Ok(format!(
@@ -204,6 +210,12 @@ impl Protection {
         if self.enabled { self.keys.last() } else { None }
     }
 
+    /// The key the audit trail is chained under now: the newest of the keyring (whether or not
+    /// identifiers are protected); `None` without a keyring.
+    pub fn chain_key(&self) -> Option<&Key> {
+        self.keys.last()
+    }
+
     /// Every key, oldest first.
     pub fn keys(&self) -> &[Key] {
         &self.keys
@@ -213,7 +225,8 @@ impl Protection {
         self.keys.iter().map(|k| k.id.as_str()).collect()
     }
 
-    fn key(&self, id: &str) -> Option<&Key> {
+    /// The key of id `id`.
+    pub fn key(&self, id: &str) -> Option<&Key> {
         self.keys.iter().find(|k| k.id == id)
     }
 

@@ -636,10 +636,20 @@ impl Sink {
 // ---------------------------------------------------------------------------------------------
 // The chain.
 
-/// The hash of the record at position `seq` after the record whose hash is `prev` (hex):
-/// SM3 over the previous hash, the position and every field of the record, each
-/// length-prefixed so that no two records encode alike.
-pub fn chain_hash(prev: &str, seq: i64, e: &Event) -> Result<String, ApiError> {
+/// The prefix of a seal made under a key of the keyring: `k:<key id>:<HMAC-SM3, hex>`.
+const KEYED: &str = "k:";
+
+/// The seal of the record at position `seq` after the seal `prev`: HMAC-SM3 under `key`'s chain
+/// key (`k:<key id>:<hex>`), so that someone who can write the database but does not hold the
+/// keyring cannot rewrite the chain and seal it again; plain SM3 (hex) without a key, as
+/// chains sealed before keyed sealing were. Over the previous seal, the position and every
+/// field of the record, each length-prefixed so that no two records encode alike.
+pub fn chain_hash(
+    prev: &str,
+    seq: i64,
+    e: &Event,
+    key: Option<&crate::protect::Key>,
+) -> Result<String, ApiError> {
     let mut buf = Vec::with_capacity(64 + e.content.len());
     buf.extend_from_slice(prev.as_bytes());
     buf.extend_from_slice(&seq.to_be_bytes());
@@ -656,7 +666,36 @@ pub fn chain_hash(prev: &str, seq: i64, e: &Event) -> Result<String, ApiError> {
     }
     buf.extend_from_slice(&(e.content.len() as u64).to_be_bytes());
     buf.extend_from_slice(e.content.as_bytes());
-    crypto::sm3_hex(&buf).map_err(ApiError::internal)
+    match key {
+        Some(k) => {
+            let mac = k
+                .chain_mac()
+                .and_then(|m| m.mac(&buf))
+                .map_err(ApiError::internal)?;
+            Ok(format!("{KEYED}{}:{}", k.id, crypto::hex(&mac)))
+        }
+        None => crypto::sm3_hex(&buf).map_err(ApiError::internal),
+    }
+}
+
+/// The seal a stored link should have, given how it was sealed: under the key its seal names
+/// (`Err` naming the problem when the keyring does not hold it), or unkeyed.
+fn expected_seal(
+    keys: &crate::protect::Protection,
+    prev: &str,
+    seq: i64,
+    e: &Event,
+    stored: &str,
+) -> Result<Result<String, String>, ApiError> {
+    match stored.strip_prefix(KEYED).and_then(|r| r.split_once(':')) {
+        Some((id, _)) => match keys.key(id) {
+            Some(k) => Ok(Ok(chain_hash(prev, seq, e, Some(k))?)),
+            None => Ok(Err(format!(
+                "the seal at position {seq} names key {id}, which the keyring does not hold"
+            ))),
+        },
+        None => Ok(Ok(chain_hash(prev, seq, e, None)?)),
+    }
 }
 
 /// Records sealed in one transaction at most: small enough that requests queued behind a seal
@@ -670,7 +709,8 @@ const SEAL_LOCK: i64 = 0x6875_696d_696e_0a0d;
 /// were sealed and the new head. Safe to run from several processes: on PostgreSQL only the
 /// holder of the sealer lock seals; SQLite serialises writers.
 pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), ApiError> {
-    store.write(|conn| {
+    let protection = store.protection().clone();
+    store.write(move |conn| {
         if let DbConn::Postgres(c) = conn {
             use diesel::RunQueryDsl as _;
             #[derive(diesel::QueryableByName)]
@@ -697,10 +737,11 @@ pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), Api
                 (start - 1, prev)
             }
         };
+        let key = protection.chain_key();
         let mut seals = Vec::with_capacity(rows.len());
         for r in &rows {
             seq += 1;
-            let h = chain_hash(&prev, seq, r)?;
+            let h = chain_hash(&prev, seq, r, key)?;
             seals.push((seq, r.id, h.clone()));
             prev = h;
         }
@@ -793,8 +834,15 @@ pub struct Report {
 
 /// Walk the chain from its start and check every record's hash and position; `expect` is a
 /// head recorded earlier (position, hash) that must still be in the chain unchanged.
-pub fn verify(conn: &mut DbConn, expect: Option<(i64, &str)>) -> Result<Report, ApiError> {
+pub fn verify(
+    conn: &mut DbConn,
+    keys: &crate::protect::Protection,
+    expect: Option<(i64, &str)>,
+) -> Result<Report, ApiError> {
     conn.transaction(|conn| {
+        // Once a seal is keyed, every later one must be: an unkeyed seal after it is a rewrite
+        // by someone without the keyring.
+        let mut keyed_from: Option<i64> = None;
         let start = repo::chain_start(conn)?;
         let mut problems = Vec::new();
         let (mut expected, mut prev) = (start.0, start.1.clone());
@@ -824,12 +872,26 @@ pub fn verify(conn: &mut DbConn, expect: Option<(i64, &str)>) -> Result<Report, 
                         l.seq, l.event_id
                     )),
                     Some(e) => {
-                        if !after_gap && chain_hash(&prev, l.seq, e)? != l.hash {
+                        let keyed = l.hash.starts_with(KEYED);
+                        if keyed && keyed_from.is_none() {
+                            keyed_from = Some(l.seq);
+                        }
+                        if let (false, Some(from)) = (keyed, keyed_from) {
                             problems.push(format!(
-                                "the record at position {} (AuditEvent/{}) does not match its \
-                                 hash: it was modified, or moved",
-                                l.seq, e.id
+                                "the seal at position {} is not keyed though the chain is keyed \
+                                 from position {from}: it was sealed again without the keyring",
+                                l.seq
                             ));
+                        } else if !after_gap {
+                            match expected_seal(keys, &prev, l.seq, e, &l.hash)? {
+                                Err(problem) => problems.push(problem),
+                                Ok(h) if h != l.hash => problems.push(format!(
+                                    "the record at position {} (AuditEvent/{}) does not match \
+                                     its hash: it was modified, or moved",
+                                    l.seq, e.id
+                                )),
+                                Ok(_) => {}
+                            }
                         }
                     }
                 }

@@ -175,3 +175,10 @@ pub fn rows_under(store: &Store, id: &str) -> Result<i64, ApiError> {
     store
         .read(|c| Ok::<_, ApiError>(raw::rows_holding(c, &sealed)? + raw::rows_holding(c, &blind)?))
 }
+
+/// Seals of the audit chain made under key `id`: the key verifies them, so it stays in the
+/// keyring until retention has purged them (seals are never rewritten).
+pub fn seals_under(store: &Store, id: &str) -> Result<i64, ApiError> {
+    let chained = format!("k:{id}:");
+    store.read(|c| Ok::<_, ApiError>(crate::store::audit::seals_under(c, &chained)?))
+}

@@ -320,3 +320,13 @@ pub fn purge_before(conn: &mut DbConn, cutoff: i64) -> QueryResult<usize> {
         .execute(conn)?;
     Ok(n)
 }
+
+/// How many seals of the chain begin with `prefix` (those made under one key: `k:<id>:`).
+pub fn seals_under(conn: &mut DbConn, prefix: &str) -> QueryResult<i64> {
+    let end = format!("{prefix}\u{10FFFF}");
+    let q = audit_seals::table
+        .filter(audit_seals::hash.ge(prefix))
+        .filter(audit_seals::hash.lt(end))
+        .count();
+    native!(conn, c => q.get_result(c))
+}

@@ -59,7 +59,8 @@ fn seal_all(store: &Store) {
 }
 
 fn verify(store: &Store, expect: Option<(i64, &str)>) -> audit::Report {
-    store.read(|c| audit::verify(c, expect)).unwrap()
+    let keys = store.protection().clone();
+    store.read(|c| audit::verify(c, &keys, expect)).unwrap()
 }
 
 fn sql(store: &Store, statement: &str) -> Result<(), String> {
@@ -737,4 +738,73 @@ async fn no_identifier_reaches_the_audit_trail_in_clear_however_it_is_searched()
     for e in &events {
         assert!(!e.to_string().contains(&number), "{e}");
     }
+}
+
+/// The chain is keyed (HMAC-SM3 under the keyring): someone who can write the database but
+/// does not hold the keyring edits a record and seals the chain again from it with the public
+/// algorithm, and verification still names the rewrite.
+#[actix_rt::test]
+async fn a_rewrite_sealed_again_without_the_keyring_is_detected() {
+    let app = spawn_unsealed().await;
+    for i in 0..5 {
+        app.create(&patient(&format!("AUD-K{i}"))).await;
+    }
+    let store = app.store();
+    seal_all(&store);
+    assert!(verify(&store, None).problems.is_empty());
+    let links = store
+        .read(|c| {
+            huimin::store::audit::chain_from(c, 1, 100).map_err(huimin::error::ApiError::from)
+        })
+        .unwrap();
+    assert!(
+        links.iter().all(|l| l.hash.starts_with("k:")),
+        "seals are keyed"
+    );
+    drop_guards(&app, &store);
+    // Rewrite record 3 and re-seal positions 3.. as an attacker can: unkeyed, or under a key
+    // id of the keyring with a key of their own making (they cannot compute the real one).
+    let at3 = &links[2];
+    let forged_content = at3
+        .event
+        .as_ref()
+        .unwrap()
+        .content
+        .replace("create", "read");
+    sql(
+        &store,
+        &format!(
+            "UPDATE audit_events SET content = '{}' WHERE id = {}",
+            forged_content.replace('\'', "''"),
+            at3.event_id
+        ),
+    )
+    .unwrap();
+    let relinked = store
+        .read(|c| {
+            huimin::store::audit::chain_from(c, 1, 100).map_err(huimin::error::ApiError::from)
+        })
+        .unwrap();
+    let mut prev = relinked[1].hash.clone();
+    for l in &relinked[2..] {
+        let forged = audit::chain_hash(&prev, l.seq, l.event.as_ref().unwrap(), None).unwrap();
+        sql(
+            &store,
+            &format!(
+                "UPDATE audit_seals SET hash = '{forged}' WHERE chain_seq = {}",
+                l.seq
+            ),
+        )
+        .unwrap();
+        prev = forged;
+    }
+    let r = verify(&store, None);
+    assert!(!r.problems.is_empty(), "the rewrite went unseen");
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("position 3") && p.contains("keyring")),
+        "{:?}",
+        r.problems
+    );
 }

@@ -216,7 +216,8 @@ async fn a_control_character_is_refused_naming_the_element() {
 
 #[actix_web::test]
 async fn keys_rotate_reencrypt_and_retire() {
-    let app = spawn_app().await;
+    // No sealer: a key that chained audit records stays (see the test below).
+    let app = crate::helpers::spawn_app_with(|s| s.audit_seal_interval_ms = 3_600_000).await;
     let number = id_number("440106", "19900909", 55);
     let created = app.create(&resident(&number, "d", "D-1")).await;
     let id = created["id"].as_str().unwrap().to_owned();
@@ -298,4 +299,29 @@ async fn a_server_with_another_keyring_is_refused_at_start_up() {
         Err(e) => format!("{e:#}"),
     };
     assert!(e.contains("keyring holds none"), "{e}");
+}
+
+#[actix_web::test]
+async fn a_key_that_chained_the_audit_trail_is_not_retired() {
+    let app = crate::helpers::spawn_app_with(|s| s.audit_seal_interval_ms = 3_600_000).await;
+    app.create(&resident(&id_number("440106", "19900909", 57), "e", "E-1"))
+        .await;
+    let first = app.store().protection().key_ids()[0].to_owned();
+    huimin::services::audit::seal_committed(&app.store(), std::time::Duration::from_secs(30))
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = app.cli(&[&["keys"], args].concat());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    assert!(run(&["rotate"]).0);
+    assert!(run(&["reencrypt"]).0);
+    let (ok, out) = run(&["retire", &first]);
+    assert!(!ok && out.contains("audit"), "{out}");
+    let (ok, out) = run(&["list"]);
+    assert!(ok && out.contains(&first), "{out}");
 }
