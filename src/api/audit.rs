@@ -15,14 +15,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::AppState;
 use super::format;
 use super::rest::{bundle_response, page_links, page_size, pairs_of, resource_id};
-use crate::auth::{Caller, Perm, Role};
+use crate::auth::{Caller, Perm};
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle;
 use crate::fhir::json::Json;
-use crate::services::access::AccessFilter;
 use crate::services::audit;
-use crate::store::audit as repo;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -50,39 +48,21 @@ async fn refuse() -> Result<HttpResponse, ApiError> {
     ))
 }
 
-/// Whose records the caller may see: `Ok(None)` every resident's (administrators),
-/// `Ok(Some(golden))` one resident's (a resident: their own).
+/// Whose records the caller may see (see [`audit::readable_by`]).
 fn visible_to(caller: &Caller, state: &AppState) -> Result<Option<String>, ApiError> {
-    match caller.role {
-        Role::Admin => Ok(None),
-        Role::Resident => match state
-            .store
-            .read(|conn| AccessFilter::for_caller(conn, caller, &state.consent, &state.grants))?
-        {
-            AccessFilter::OwnRecord(golden) => Ok(Some(golden)),
-            _ => Err(ApiError::Forbidden(
-                "audit records are readable by the resident they concern".to_owned(),
-            )),
-        },
-        _ => Err(ApiError::Forbidden(
-            "audit records are readable by the resident they concern and by administrators"
-                .to_owned(),
-        )),
-    }
+    audit::readable_by(&state.store, caller, &state.consent, &state.grants)
 }
 
 /// The golden resident a `patient` parameter names (`Patient/id`, `id` or an absolute URL).
 fn golden_of_param(state: &AppState, v: &str) -> Result<Option<String>, ApiError> {
     let id = v.rsplit_once("Patient/").map_or(v, |(_, id)| id);
     resource_id(id)?;
-    state
-        .store
-        .read(|conn| crate::store::resources::resident(conn, "Patient", id).map_err(ApiError::from))
+    audit::resident_of_patient(&state.store, id)
 }
 
 /// What a page of audit records touched, for the audit trail of reading it: each record, and
 /// the resident it concerns (who then sees that their record's accesses were read).
-fn touched_by(rows: &[repo::Event]) -> super::Touched {
+fn touched_by(rows: &[audit::Event]) -> super::Touched {
     Some(
         rows.iter()
             .map(|e| (format!("AuditEvent/{}", e.id), e.resident.clone()))
@@ -188,21 +168,15 @@ async fn search_body(
     // This process's latest records first reach the database (the audit log is copied behind).
     state.audit.flush().await;
     let store = state.store.clone();
-    let mut rows = web::block(move || {
-        store.read(|conn| {
-            repo::list(
-                conn,
-                resident.as_deref(),
-                flagged,
-                since,
-                until,
-                before,
-                count + 1,
-            )
-            .map_err(ApiError::from)
-        })
-    })
-    .await??;
+    let query = audit::TrailQuery {
+        resident,
+        flagged,
+        since,
+        until,
+        before,
+        limit: count + 1,
+    };
+    let mut rows = web::block(move || audit::list(&store, &query)).await??;
     let more = rows.len() as i64 > count;
     rows.truncate(usize::try_from(count).unwrap_or(0));
     let base = super::rest::base_url(&req, &state);
@@ -258,9 +232,7 @@ async fn read_body(
     let st = state.clone();
     let (own, found) = web::block(move || {
         let own = visible_to(&caller, &st)?;
-        let found = st
-            .store
-            .read(|conn| repo::find(conn, id).map_err(ApiError::from))?;
+        let found = audit::find(&st.store, id)?;
         Ok::<_, ApiError>((own, found))
     })
     .await??;

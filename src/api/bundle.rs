@@ -367,10 +367,7 @@ fn parse_entry(
             )
         })?;
         match r.get_str("resourceType") {
-            Some(rt) if rt == t => {
-                crate::api::own_institution(caller, &t, &r)?;
-                Ok(r)
-            }
+            Some(rt) if rt == t => Ok(r),
             other => Err(ApiError::invalid(
                 "invalid",
                 "resource.resourceType",

@@ -331,10 +331,7 @@ async fn resident_reviews_body(
     let pairs = pairs_of(req.query_string().as_bytes());
     let count = page_size(&pairs, &state)?;
     let store = state.store.clone();
-    let reviews = web::block(move || {
-        store.read(|conn| Ok::<_, ApiError>(crate::store::residents::reviews(conn, count)?))
-    })
-    .await??;
+    let reviews = web::block(move || mpi::reviews(&store, count)).await??;
     let parameters = reviews
         .into_iter()
         .map(|r| {

@@ -476,7 +476,7 @@ impl Guard {
     pub fn may_write(&self, t: &str) -> Result<(), ApiError> {
         match (&self.writer, t) {
             (Writer::Nobody, _) => Err(ApiError::Forbidden(
-                "this caller writes nothing".to_owned(),
+                "this caller writes nothing: officials read aggregates".to_owned(),
             )),
             (Writer::Institution(_), "Consent") => Err(ApiError::Forbidden(
                 "a Consent is written by the resident it is about (or an administrator on their request), never by the institutions it governs".to_owned(),

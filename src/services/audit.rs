@@ -36,7 +36,8 @@ use crate::auth::{Caller, Role};
 use crate::clock;
 use crate::crypto;
 use crate::error::ApiError;
-use crate::store::audit::{self as repo, Event, NewEvent};
+pub use crate::store::audit::Event;
+use crate::store::audit::{self as repo, NewEvent};
 use crate::store::{DbConn, Store};
 
 /// The least retention the law allows (6 months).
@@ -955,4 +956,73 @@ pub fn as_resource(e: &Event) -> Value {
         m.insert("id".to_owned(), json!(e.id.to_string()));
     }
     v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the trail.
+
+/// Whose records a caller may read: `Ok(None)` every resident's (administrators),
+/// `Ok(Some(golden))` one resident's (a resident: their own); 403 for everybody else, since
+/// the trail names who saw which resident's record.
+pub fn readable_by(
+    store: &Store,
+    caller: &Caller,
+    consent: &crate::services::consent::Engine,
+    grants: &crate::services::break_glass::Grants,
+) -> Result<Option<String>, ApiError> {
+    use crate::services::access::AccessFilter;
+    match caller.role {
+        Role::Admin => Ok(None),
+        Role::Resident => {
+            match store.read(|conn| AccessFilter::for_caller(conn, caller, consent, grants))? {
+                AccessFilter::OwnRecord(golden) => Ok(Some(golden)),
+                _ => Err(ApiError::Forbidden(
+                    "audit records are readable by the resident they concern".to_owned(),
+                )),
+            }
+        }
+        _ => Err(ApiError::Forbidden(
+            "audit records are readable by the resident they concern and by administrators"
+                .to_owned(),
+        )),
+    }
+}
+
+/// The golden resident of `Patient/id` (the `patient` parameter of a trail search).
+pub fn resident_of_patient(store: &Store, id: &str) -> Result<Option<String>, ApiError> {
+    store.read(|conn| Ok(crate::store::resources::resident(conn, "Patient", id)?))
+}
+
+/// What a search of the trail asks for.
+#[derive(Debug, Clone, Default)]
+pub struct TrailQuery {
+    /// One resident's records only.
+    pub resident: Option<String>,
+    /// Emergency accesses only.
+    pub flagged: bool,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Records before this id (paging, newest first).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// Records of the trail, newest first.
+pub fn list(store: &Store, q: &TrailQuery) -> Result<Vec<Event>, ApiError> {
+    store.read(|conn| {
+        Ok(repo::list(
+            conn,
+            q.resident.as_deref(),
+            q.flagged,
+            q.since,
+            q.until,
+            q.before,
+            q.limit,
+        )?)
+    })
+}
+
+/// One record of the trail.
+pub fn find(store: &Store, id: i64) -> Result<Option<Event>, ApiError> {
+    store.read(|conn| Ok(repo::find(conn, id)?))
 }

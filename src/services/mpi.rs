@@ -846,3 +846,11 @@ fn relink_type(
         }
     }
 }
+
+/// The review list (possible matches waiting for an administrator), newest first.
+pub fn reviews(
+    store: &crate::store::Store,
+    limit: i64,
+) -> Result<Vec<crate::store::residents::Review>, ApiError> {
+    store.read(|conn| Ok(crate::store::residents::reviews(conn, limit)?))
+}

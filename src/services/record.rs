@@ -13,9 +13,12 @@ use crate::protect;
 use crate::services::access::{AccessFilter, Guard, Readable, Writer};
 use crate::services::audit::{self, Draft};
 use crate::services::{ident, mpi};
-use crate::store::resources::{self as repo, HistoryScope, NewVersion, Version};
-use crate::store::search::After;
+use crate::store::resources::{self as repo, NewVersion, Version};
 use crate::store::{DbConn, Store, index, is_unique_violation, match_keys, search as store_search};
+
+// The paging cursors' parts, as the API encodes them into `next` links.
+pub use crate::store::resources::HistoryScope;
+pub use crate::store::search::{After, SortValue, ValueType, value_type};
 
 /// A stored resource version as the API returns it.
 #[derive(Debug, Clone)]
@@ -273,10 +276,33 @@ where
 
 /// 403 when the writer may not write a `t` at all, or when it is an institution and `tree`, the
 /// new content of a `t`, names another institution as the record's own.
-fn check_writes_for(guard: &Guard, t: &str, tree: &Json) -> Result<(), ApiError> {
+fn check_writes_for(
+    conn: &mut DbConn,
+    guard: &Guard,
+    t: &str,
+    tree: &Json,
+) -> Result<(), ApiError> {
     guard.may_write(t)?;
     match &guard.writer {
         Writer::Institution(org) => crate::services::access::custodian_check(t, tree, org),
+        // A resident's Consent is about their own record.
+        Writer::Resident(own) => {
+            let pid = tree
+                .get("patient")
+                .and_then(|p| p.get_str("reference"))
+                .and_then(|r| r.strip_prefix("Patient/"));
+            let whose = match pid {
+                Some(pid) => repo::resident(conn, "Patient", pid)?,
+                None => None,
+            };
+            if whose.as_deref() == Some(own.as_str()) {
+                Ok(())
+            } else {
+                Err(ApiError::Forbidden(
+                    "a resident writes only Consents about their own record".to_owned(),
+                ))
+            }
+        }
         _ => Ok(()),
     }
 }
@@ -395,7 +421,7 @@ pub fn create_with_id(
     id: &str,
     tree: Json,
 ) -> Result<Record, ApiError> {
-    check_writes_for(guard, t, &tree)?;
+    check_writes_for(conn, guard, t, &tree)?;
     put_version(conn, t, id, tree, 1, "POST", true, guard.custodian())
 }
 
@@ -417,7 +443,7 @@ pub fn create_by_update_in(
             "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
         )));
     }
-    check_writes_for(guard, t, &tree)?;
+    check_writes_for(conn, guard, t, &tree)?;
     put_version(conn, t, id, tree, 1, "PUT", true, guard.custodian())
 }
 
@@ -521,7 +547,7 @@ pub fn update_in(
     may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
     check_body_id(&tree, t, Some(id))?;
-    check_writes_for(guard, t, &tree)?;
+    check_writes_for(conn, guard, t, &tree)?;
     let locked = repo::lock_current(conn, t, id)?;
     if let Some(l) = locked.as_ref().filter(|l| !l.deleted) {
         guard.may_change(conn, t, id, l)?;
@@ -686,7 +712,7 @@ pub fn patch_in(
         let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
         check_body_id(&tree, t, Some(id))?;
-        check_writes_for(guard, t, &tree)?;
+        check_writes_for(conn, guard, t, &tree)?;
         let (v, custodian) = (current.version_id + 1, guard.custodian());
         put_version(conn, t, id, tree, v, "PATCH", false, custodian)
     }
