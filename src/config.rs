@@ -66,8 +66,8 @@ pub struct Settings {
     pub audit_seal_interval_ms: u64,
     /// How a read's audit record is made durable before the answer leaves, in the node's
     /// audit log: `os` (written to the operating system: survives a crash of the server
-    /// process, as a SQLite commit does), `disk` (synced to disk, as a PostgreSQL commit is), or
-    /// empty for the backend's own rule (SQLite `os`, PostgreSQL `disk`).
+    /// process, as a SQLite commit does; the default on both backends), or `disk` (synced to
+    /// disk before the answer, as a PostgreSQL commit is). Empty means `os`.
     pub audit_sync: String,
     /// The regional default for residents who gave no Consent: `opt-out` (shared unless a
     /// Consent denies) or `opt-in` (shared with other institutions only when a Consent permits).

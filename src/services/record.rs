@@ -146,8 +146,7 @@ fn store_version(
     Ok(content)
 }
 
-/// Write one new version (`is_new` when no row exists yet), held by `custodian` (`None`
-/// keeps the stored custodian).
+/// Write one new version (`is_new` when no row exists yet), held by `custodian`.
 #[expect(clippy::too_many_arguments, reason = "the parts of one version")]
 fn put_version(
     conn: &mut DbConn,
@@ -552,6 +551,7 @@ pub fn update_in(
     if let Some(l) = locked.as_ref().filter(|l| !l.deleted) {
         guard.may_change(conn, t, id, l)?;
     }
+    let stored_custodian = locked.as_ref().and_then(|l| l.custodian.clone());
     let current = locked.map(|l| (l.version_id, l.deleted));
     check_if_match(current.map(|c| c.0), if_match)?;
     if !may_create && current.is_none_or(|(_, deleted)| deleted) {
@@ -570,7 +570,8 @@ pub fn update_in(
             } else {
                 Written::Updated
             };
-            let custodian = guard.custodian();
+            // An administrator's write leaves custody as it was.
+            let custodian = guard.custodian().or(stored_custodian.as_deref());
             Ok((
                 put_version(conn, t, id, tree, v + 1, "PUT", false, custodian)?,
                 how,
@@ -697,11 +698,14 @@ pub fn patch_in(
         // Custody and visibility before anything of the stored version is looked at: a patch
         // (even a `test`) of a record the caller may not see answers as for an absent one.
         guard.may_write(t)?;
-        match repo::lock_current(conn, t, id)? {
+        let stored_custodian = match repo::lock_current(conn, t, id)? {
             None => return Err(not_found(t, id)),
             Some(l) if l.deleted => return Err(gone(t, id)),
-            Some(l) => guard.may_change(conn, t, id, &l)?,
-        }
+            Some(l) => {
+                guard.may_change(conn, t, id, &l)?;
+                l.custodian
+            }
+        };
         let Some(current) = repo::find_current(conn, t, id)? else {
             return Err(not_found(t, id));
         };
@@ -713,7 +717,8 @@ pub fn patch_in(
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
         check_body_id(&tree, t, Some(id))?;
         check_writes_for(conn, guard, t, &tree)?;
-        let (v, custodian) = (current.version_id + 1, guard.custodian());
+        let v = current.version_id + 1;
+        let custodian = guard.custodian().or(stored_custodian.as_deref());
         put_version(conn, t, id, tree, v, "PATCH", false, custodian)
     }
 }
@@ -817,7 +822,7 @@ pub fn delete_in(
             method: "DELETE",
             content: "",
             resident: None,
-            custodian: None,
+            custodian: locked.custodian.as_deref(),
         },
         false,
     )?;

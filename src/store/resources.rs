@@ -43,8 +43,8 @@ pub struct NewVersion<'a> {
     pub content: &'a str,
     /// The golden resident the resource belongs to (kept on the current row only).
     pub resident: Option<&'a str>,
-    /// The institution that wrote the resource (current row only); `None` on an update keeps
-    /// the stored one (an administrator's or the platform's write changes no custody).
+    /// The institution that holds the resource (current row only): the writer's, or for an
+    /// administrator's or the platform's write the one stored before.
     pub custodian: Option<&'a str>,
 }
 
@@ -356,21 +356,6 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
             resources::custodian.eq(v.custodian),
         ));
         native!(conn, c => q.execute(c))?;
-    } else if let Some(custodian) = v.custodian {
-        let q = diesel::update(
-            resources::table
-                .filter(resources::res_type.eq(v.res_type))
-                .filter(resources::res_id.eq(v.res_id)),
-        )
-        .set((
-            resources::version_id.eq(v.version_id),
-            resources::last_updated.eq(v.last_updated),
-            resources::deleted.eq(v.deleted),
-            resources::content.eq(v.content),
-            resources::resident.eq(v.resident),
-            resources::custodian.eq(custodian),
-        ));
-        native!(conn, c => q.execute(c))?;
     } else {
         let q = diesel::update(
             resources::table
@@ -383,6 +368,7 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
             resources::deleted.eq(v.deleted),
             resources::content.eq(v.content),
             resources::resident.eq(v.resident),
+            resources::custodian.eq(v.custodian),
         ));
         native!(conn, c => q.execute(c))?;
     }

@@ -38,16 +38,7 @@ async fn resident_of_home(app: &TestApp, mrn: &str, family: &str) -> (String, St
 }
 
 fn consent(pid: &str, provision: Value) -> Value {
-    json!({
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{pid}")},
-        "dateTime": "2026-01-01",
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
-        "provision": provision
-    })
+    crate::helpers::privacy_consent(pid, provision)
 }
 
 /// Record a Consent as the platform's administrator does on the resident's request (the

@@ -36,16 +36,17 @@ async fn denied_resident(app: &TestApp) -> (String, String, String) {
 }
 
 fn consent(pid: &str, kind: &str) -> Value {
-    json!({
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{pid}")},
-        "dateTime": "2026-01-01",
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
-        "provision": {"type": kind}
-    })
+    crate::helpers::privacy_consent(pid, json!({ "type": kind }))
+}
+
+/// A 403 whose OperationOutcome says `why`.
+fn refused(r: &Reply, why: &str) {
+    let issue = r.outcome(403);
+    assert!(
+        issue["diagnostics"].as_str().unwrap_or("").contains(why),
+        "{}",
+        r.text()
+    );
 }
 
 fn id_of(resource: &Value) -> String {
@@ -251,19 +252,10 @@ async fn an_institution_changes_only_the_records_it_wrote() {
     let mut changed = obs_body.clone();
     changed["id"] = json!(obs);
     changed["status"] = json!("entered-in-error");
-    let refused = call(
-        &app,
-        &away,
-        "PUT",
-        &format!("/fhir/Observation/{obs}"),
-        Some(&changed),
-    )
-    .await;
-    assert!(
-        refused.outcome(403)["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("another institution")
+    let path = format!("/fhir/Observation/{obs}");
+    refused(
+        &call(&app, &away, "PUT", &path, Some(&changed)).await,
+        "another institution",
     );
     call(
         &app,
@@ -357,21 +349,10 @@ async fn golden_residents_change_only_through_the_resident_index() {
     let mut changed = golden.clone();
     changed["gender"] = json!("male");
     for token in [&home, &admin] {
-        let r = call(
-            &app,
-            token,
-            "PUT",
-            &format!("/fhir/Patient/{gid}"),
-            Some(&changed),
-        )
-        .await;
-        assert!(
-            r.outcome(403)["diagnostics"]
-                .as_str()
-                .unwrap()
-                .contains("resident index"),
-            "{}",
-            r.text()
+        let path = format!("/fhir/Patient/{gid}");
+        refused(
+            &call(&app, token, "PUT", &path, Some(&changed)).await,
+            "resident index",
         );
         call(&app, token, "DELETE", &format!("/fhir/Patient/{gid}"), None)
             .await
@@ -476,15 +457,13 @@ async fn registering_a_resident_after_their_deny_opens_nothing() {
     app.get_as(&away, &format!("/fhir/Condition/{cond}"))
         .await
         .outcome(404);
-    let after = call(&app, &away, "GET", "/fhir/Condition?_total=accurate", None)
+    let after = app
+        .get_as(&away, "/fhir/Condition?_total=accurate")
         .await
         .json();
     assert_eq!(after["total"], 0, "{after}");
     let probe = format!("/fhir/Condition?patient.identifier={ID_CARD}|{number}&_total=accurate");
-    assert_eq!(
-        call(&app, &away, "GET", &probe, None).await.json()["total"],
-        0
-    );
+    assert_eq!(app.get_as(&away, &probe).await.json()["total"], 0);
     // Home, which registered the resident before the Consent, still sees the record.
     assert_eq!(version(&app, "Condition", &cond).await, "1");
 }
@@ -506,19 +485,16 @@ async fn criteria_reach_no_hidden_record_through_chains_and_has() {
     let probe = format!(
         "/fhir/Organization?_has:Patient:organization:identifier={ID_CARD}|{number}&_total=accurate"
     );
-    assert_eq!(
-        call(&app, &admin, "GET", &probe, None).await.json()["total"],
-        1
-    );
-    let r = call(&app, &away, "GET", &probe, None).await;
+    assert_eq!(app.get_as(&admin, &probe).await.json()["total"], 1);
+    let r = app.get_as(&away, &probe).await;
     assert_eq!(r.json()["total"], 0, "{}", r.text());
     // Through a chain, and inside a batch and a search across types.
     let chained = format!("/fhir/Condition?patient.identifier={ID_CARD}|{number}&_total=accurate");
-    let r = call(&app, &away, "GET", &chained, None).await;
+    let r = app.get_as(&away, &chained).await;
     assert_eq!(r.json()["total"], 0, "{}", r.text());
     let system =
         format!("/fhir?_type=Organization&_has:Patient:organization:identifier={ID_CARD}|{number}");
-    let r = call(&app, &away, "GET", &system, None).await;
+    let r = app.get_as(&away, &system).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         r.json()["entry"].as_array().is_none_or(Vec::is_empty),
@@ -586,34 +562,22 @@ async fn includes_and_everything_return_only_types_the_token_may_read() {
         t
     };
     let obs_only = token("user/Observation.rs");
-    let r = call(
-        &app,
-        &obs_only,
-        "GET",
-        "/fhir/Observation?_include=Observation:subject",
-        None,
-    )
-    .await;
+    let r = app
+        .get_as(&obs_only, "/fhir/Observation?_include=Observation:subject")
+        .await;
     assert_eq!(types(&r.json()), ["Observation"], "{}", r.text());
     let patient_only = token("user/Patient.rs");
-    let r = call(
-        &app,
-        &patient_only,
-        "GET",
-        "/fhir/Patient?_revinclude=Condition:subject&_revinclude=Observation:subject",
-        None,
-    )
-    .await;
-    assert_eq!(types(&r.json()), ["Patient"], "{}", r.text());
-    for op in ["$everything", "$summary"] {
-        let r = call(
-            &app,
+    let r = app
+        .get_as(
             &patient_only,
-            "GET",
-            &format!("/fhir/Patient/{pid}/{op}"),
-            None,
+            "/fhir/Patient?_revinclude=Condition:subject&_revinclude=Observation:subject",
         )
         .await;
+    assert_eq!(types(&r.json()), ["Patient"], "{}", r.text());
+    for op in ["$everything", "$summary"] {
+        let r = app
+            .get_as(&patient_only, &format!("/fhir/Patient/{pid}/{op}"))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(
             !r.text().contains("高血压") && !r.text().contains("体温"),
@@ -621,25 +585,15 @@ async fn includes_and_everything_return_only_types_the_token_may_read() {
             r.text()
         );
     }
-    let r = call(
-        &app,
-        &patient_only,
-        "GET",
-        &format!("/fhir/Patient/{pid}/$everything"),
-        None,
-    )
-    .await;
+    let r = app
+        .get_as(&patient_only, &format!("/fhir/Patient/{pid}/$everything"))
+        .await;
     assert_eq!(types(&r.json()), ["Patient"], "{}", r.text());
     // A token that may read them gets them.
     let both = token("user/Patient.rs user/Condition.rs");
-    let r = call(
-        &app,
-        &both,
-        "GET",
-        &format!("/fhir/Patient/{pid}/$everything"),
-        None,
-    )
-    .await;
+    let r = app
+        .get_as(&both, &format!("/fhir/Patient/{pid}/$everything"))
+        .await;
     assert_eq!(types(&r.json()), ["Condition", "Patient"], "{}", r.text());
 }
 
@@ -662,9 +616,9 @@ async fn the_resident_index_operations_show_only_what_a_read_would() {
     assert!(!r.text().contains(&number), "{}", r.text());
     // $ihe-pix: the ID number finds nothing the caller may see, as for an unknown one.
     let pix = |n: &str| format!("/fhir/Patient/$ihe-pix?sourceIdentifier={ID_CARD}|{n}");
-    let listed = call(&app, &admin, "GET", &pix(&number), None).await;
+    let listed = app.get_as(&admin, &pix(&number)).await;
     assert!(listed.text().contains(&pid), "{}", listed.text());
-    let hidden = call(&app, &away, "GET", &pix(&number), None).await;
+    let hidden = app.get_as(&away, &pix(&number)).await;
     let unknown = call(
         &app,
         &away,
@@ -681,7 +635,7 @@ async fn the_resident_index_operations_show_only_what_a_read_would() {
     p["identifier"] = json!([{"system": ID_CARD, "value": number}]);
     p["managingOrganization"] = json!({"reference": "Organization/away"});
     let theirs = id_of(&app.create_as(&away, &p).await);
-    let r = call(&app, &away, "GET", &pix(&number), None).await;
+    let r = app.get_as(&away, &pix(&number)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains(&theirs), "{}", r.text());
     assert!(!r.text().contains(&pid), "{}", r.text());

@@ -141,7 +141,7 @@ async fn city(app: &TestApp, rng: &mut Rng) -> Vec<(String, &'static str)> {
         match rng.below(3) {
             0 => {}
             1 => {
-                let c = consent(&pid, json!({"type": "deny"}));
+                let c = crate::helpers::privacy_consent(&pid, json!({"type": "deny"}));
                 assert_eq!(
                     send(app, &admin, "POST", "/fhir/Consent", Some(&c)).await.0,
                     201
@@ -149,7 +149,7 @@ async fn city(app: &TestApp, rng: &mut Rng) -> Vec<(String, &'static str)> {
             }
             _ => {
                 let who = INSTITUTIONS[rng.below(3)];
-                let c = consent(
+                let c = crate::helpers::privacy_consent(
                     &pid,
                     json!({"type": "permit", "provision": [{"type": "deny",
                     "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP"}]},
@@ -164,17 +164,6 @@ async fn city(app: &TestApp, rng: &mut Rng) -> Vec<(String, &'static str)> {
         patients.push((pid, home));
     }
     patients
-}
-
-fn consent(pid: &str, provision: Value) -> Value {
-    json!({
-        "resourceType": "Consent", "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{pid}")}, "dateTime": "2026-01-01",
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
-        "provision": provision
-    })
 }
 
 #[actix_rt::test]

@@ -436,3 +436,18 @@ pub fn id_number(area: &str, birth: &str, seq: u32) -> String {
     let check = b"10X98765432"[(sum % 11) as usize] as char;
     format!("{body}{check}")
 }
+
+/// A resident's patient-privacy Consent (scope `patient-privacy`, OPTIN policy) with the given
+/// provision.
+pub fn privacy_consent(pid: &str, provision: Value) -> Value {
+    serde_json::json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{pid}")},
+        "dateTime": "2026-01-01",
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": provision
+    })
+}
