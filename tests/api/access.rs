@@ -540,3 +540,49 @@ async fn personal_types_outside_the_patient_compartment_are_hidden_too() {
         .json();
     assert_eq!(listed["total"], 1, "{listed}");
 }
+
+/// A resident's conditional create of a Consent matches only their own record's Consents:
+/// criteria naming another resident's Consent confirm nothing and return nothing of it.
+#[actix_rt::test]
+async fn a_residents_criteria_never_match_another_residents_consent() {
+    let app = spawn_app().await;
+    let (me, _, them, _) = two_residents(&app).await;
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let theirs = app
+        .create_as(
+            &admin,
+            &crate::helpers::privacy_consent(&them, json!({"type": "deny"})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tok = app.token_as(
+        "resident-c",
+        Role::Resident,
+        "patient/*.cruds",
+        Some(&format!("Patient/{me}")),
+    );
+    let auth = format!("Bearer {tok}");
+    for criteria in [format!("_id={theirs}"), format!("patient=Patient/{them}")] {
+        let r = app
+            .send(
+                "POST",
+                "/fhir/Consent",
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/fhir+json"),
+                    ("If-None-Exist", criteria.as_str()),
+                ],
+                Some(
+                    crate::helpers::privacy_consent(&me, json!({"type": "permit"}))
+                        .to_string()
+                        .as_bytes(),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{criteria}: {}", r.text());
+        assert_ne!(r.json()["id"], theirs.as_str());
+        assert!(!r.text().contains(&them), "{}", r.text());
+    }
+}
