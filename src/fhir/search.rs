@@ -137,9 +137,10 @@ pub enum Clause {
     Resident(Option<String>),
     /// Custody (`services::access`): resources this institution (`Organization/<id>`) wrote.
     Custodian(String),
-    /// Consent (`services::consent`): resources of no resident or of a resident not listed.
+    /// Consent (`services::consent`): resources of a resident not listed (of any resident when
+    /// the list is empty).
     NotResidents(Vec<String>),
-    /// Consent under an opt-in default: resources of no resident, of a listed resident, or of a
+    /// Consent under an opt-in default: resources of a listed resident, or of a
     /// resident who is a patient of this institution (`Organization` id), save the residents
     /// listed with it (those whose Consents decide for themselves whether it is theirs).
     ResidentsOrPatientsOf(Vec<String>, Option<(String, Vec<String>)>),

@@ -36,6 +36,9 @@ pub enum AccessFilter {
     /// residents an emergency grant lets this doctor see (break-glass, see
     /// [`crate::services::break_glass`]).
     Consent(std::sync::Arc<consent::View>, Vec<String>),
+    /// An institution's caller when no Consent restricts anything: every resident's data, and
+    /// of personal records without a resident only those it wrote (`Organization/<id>`).
+    Institution(String),
 }
 
 impl PartialEq for AccessFilter {
@@ -43,7 +46,8 @@ impl PartialEq for AccessFilter {
         match (self, other) {
             (AccessFilter::Unrestricted, AccessFilter::Unrestricted)
             | (AccessFilter::NoPersonalData, AccessFilter::NoPersonalData) => true,
-            (AccessFilter::OwnRecord(a), AccessFilter::OwnRecord(b)) => a == b,
+            (AccessFilter::OwnRecord(a), AccessFilter::OwnRecord(b))
+            | (AccessFilter::Institution(a), AccessFilter::Institution(b)) => a == b,
             (AccessFilter::Consent(a, ga), AccessFilter::Consent(b, gb)) => {
                 std::sync::Arc::ptr_eq(a, b) && ga == gb
             }
@@ -166,22 +170,47 @@ impl AccessFilter {
             // Emergency access: consent does not apply to this request, which is audited as
             // such (flagged, purpose ETREAT) and listed for the resident.
             Role::Doctor if caller.break_glass.is_some() => Some(AccessFilter::Unrestricted),
-            Role::His | Role::Doctor if consent.nothing_restricted() => {
-                Some(AccessFilter::Unrestricted)
-            }
+            Role::His | Role::Doctor if consent.nothing_restricted() => Some(
+                AccessFilter::Institution(caller.org.clone().unwrap_or_default()),
+            ),
             Role::Official => Some(AccessFilter::NoPersonalData),
             Role::His | Role::Doctor | Role::Resident => None,
         }
     }
 
     /// The clause that keeps only the resources of type `resource_type` the caller may see;
-    /// `None` when nothing is hidden.
+    /// `None` when nothing is hidden. For an institution's caller a personal record without a
+    /// resident (subject by identifier, pushed before its Patient, or of a type that names
+    /// none) is shown only to the institution that wrote it.
     pub fn clause(&self, resource_type: &str) -> Option<Clause> {
+        let with_resident = || Clause::NotResidents(Vec::new());
         match self {
             AccessFilter::Unrestricted => None,
             _ if !is_personal(resource_type) => None,
             AccessFilter::OwnRecord(golden) => Some(Clause::Resident(Some(golden.clone()))),
             AccessFilter::NoPersonalData => Some(Clause::Resident(None)),
+            AccessFilter::Institution(org) => Some(Clause::Or(vec![
+                with_resident(),
+                Clause::Custodian(org.clone()),
+            ])),
+            AccessFilter::Consent(view, _) => {
+                let of_residents = match self.resident_rows_clause(resource_type) {
+                    Some(c) => Clause::All(vec![with_resident(), c]),
+                    None => with_resident(),
+                };
+                Some(match view.writer() {
+                    Some(org) => Clause::Or(vec![of_residents, Clause::Custodian(org)]),
+                    None => of_residents,
+                })
+            }
+        }
+    }
+
+    /// The clause for records known to belong to a resident (a resident's own record, as
+    /// `$everything` pages it): consent by resident and type only; `None` when it hides nothing.
+    fn resident_rows_clause(&self, resource_type: &str) -> Option<Clause> {
+        match self {
+            AccessFilter::Institution(_) => None,
             AccessFilter::Consent(view, granted) => match view.clause(resource_type) {
                 Some(c) if !granted.is_empty() => Some(Clause::Or(vec![
                     c,
@@ -189,6 +218,7 @@ impl AccessFilter {
                 ])),
                 c => c,
             },
+            _ => self.clause(resource_type),
         }
     }
 
@@ -250,8 +280,15 @@ impl AccessFilter {
     /// without the database (always, except under a consent clause for the type); otherwise
     /// the clause to run on the resource.
     fn decided(&self, t: &str, resident: Option<&str>) -> Result<bool, Clause> {
-        match self {
-            AccessFilter::Consent(..) => self.clause(t).map_or(Ok(true), Err),
+        match (self, resident) {
+            (AccessFilter::Consent(..) | AccessFilter::Institution(_), Some(_))
+                if is_personal(t) =>
+            {
+                self.resident_rows_clause(t).map_or(Ok(true), Err)
+            }
+            (AccessFilter::Consent(..) | AccessFilter::Institution(_), _) => {
+                self.clause(t).map_or(Ok(true), Err)
+            }
             _ => Ok(self.allows(t, resident)),
         }
     }
@@ -274,7 +311,7 @@ impl AccessFilter {
             AccessFilter::OwnRecord(golden) => resident == Some(golden.as_str()),
             AccessFilter::NoPersonalData => false,
             // Decided per resource by `visible`.
-            AccessFilter::Consent(..) => true,
+            AccessFilter::Consent(..) | AccessFilter::Institution(_) => true,
         }
     }
 
@@ -289,7 +326,8 @@ impl AccessFilter {
             rows.iter().map(|(t, _, _)| t.clone()).collect();
         let mut hidden: std::collections::HashSet<(String, String)> = Default::default();
         for t in types {
-            let Some(c) = self.clause(&t) else {
+            // The rows are a resident's: consent by resident and type decides.
+            let Some(c) = self.resident_rows_clause(&t) else {
                 continue;
             };
             let ids: Vec<String> = rows
@@ -373,7 +411,7 @@ impl AccessFilter {
         match (self, t) {
             (AccessFilter::Unrestricted, _) => false,
             (_, Some(t)) => self.clause(t).is_some(),
-            (AccessFilter::Consent(view, _), None) => view.restricts_anything(),
+            // Personal records without a resident are hidden from other institutions.
             (_, None) => true,
         }
     }

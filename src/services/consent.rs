@@ -561,6 +561,11 @@ impl View {
         decide(policies, self.default, self.minors.contains(resident), &req)
     }
 
+    /// The caller's institution as a reference (`Organization/<id>`), which sees what it wrote.
+    pub fn writer(&self) -> Option<String> {
+        self.org.as_ref().map(|o| format!("Organization/{o}"))
+    }
+
     /// Whether any resident's data may be hidden from this caller.
     pub fn restricts_anything(&self) -> bool {
         self.default == Default::OptIn || !self.policies.is_empty() || !self.labelled.is_empty()

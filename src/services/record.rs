@@ -821,7 +821,9 @@ pub fn delete_in(
             deleted: true,
             method: "DELETE",
             content: "",
-            resident: None,
+            // A tombstone stays the resident's and the writer's: who may see its history is
+            // decided as for the live record.
+            resident: locked.resident.as_deref(),
             custodian: locked.custodian.as_deref(),
         },
         false,

@@ -514,16 +514,16 @@ fn clause_sql(q: &mut Sql, t: &str, c: &Clause, r: &str, driver: bool) {
             q.text(org);
         }
         Clause::NotResidents(residents) => {
-            q.push(&format!("({r}.resident IS NULL"));
+            q.push(&format!("({r}.resident IS NOT NULL"));
             if !residents.is_empty() {
-                q.push(&format!(" OR {r}.resident NOT IN ("));
+                q.push(&format!(" AND {r}.resident NOT IN ("));
                 text_list(q, residents);
                 q.push(")");
             }
             q.push(")");
         }
         Clause::ResidentsOrPatientsOf(residents, org) => {
-            q.push(&format!("({r}.resident IS NULL"));
+            q.push("(1 = 0");
             if !residents.is_empty() {
                 q.push(&format!(" OR {r}.resident IN ("));
                 text_list(q, residents);

@@ -646,3 +646,59 @@ async fn the_resident_index_operations_show_only_what_a_read_would() {
         200
     );
 }
+
+/// A personal record without a resident (its subject given by identifier only, or a Patient not
+/// pushed yet) is seen by the institution that wrote it and by administrators, never by other
+/// institutions, whether or not any Consent exists.
+#[actix_rt::test]
+async fn records_without_a_resident_are_their_writers_alone() {
+    let app = spawn_app().await;
+    let home = app.his_of("home");
+    let away = app.his_of("away");
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let number = id_number("510104", "19800101", 6);
+    let by_identifier = id_of(
+        &app.create_as(
+            &home,
+            &json!({"resourceType": "Observation", "status": "final", "code": {"text": "血糖"},
+                    "subject": {"identifier": {"system": ID_CARD, "value": number}}}),
+        )
+        .await,
+    );
+    let before_patient = id_of(
+        &app.create_as(
+            &home,
+            &json!({"resourceType": "Observation", "status": "final", "code": {"text": "血糖"},
+                    "subject": {"reference": "Patient/not-pushed-yet"}}),
+        )
+        .await,
+    );
+    for id in [&by_identifier, &before_patient] {
+        let path = format!("/fhir/Observation/{id}");
+        assert_eq!(app.get_as(&home, &path).await.status, 200);
+        assert_eq!(app.get_as(&admin, &path).await.status, 200);
+        let hidden = app.get_as(&away, &path).await;
+        hidden.outcome(404);
+        assert!(!hidden.text().contains("血糖"));
+    }
+    let count = |tok: &str| {
+        let tok = tok.to_owned();
+        let app = &app;
+        async move {
+            app.get_as(&tok, "/fhir/Observation?_total=accurate")
+                .await
+                .json()["total"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    assert_eq!(count(&home).await, 2);
+    assert_eq!(count(&away).await, 0);
+    // The same once some resident's Consent restricts something somewhere.
+    let (_, _, _) = denied_resident(&app).await;
+    assert_eq!(count(&away).await, 0);
+    assert_eq!(count(&home).await, 2);
+    app.get_as(&away, &format!("/fhir/Observation/{by_identifier}"))
+        .await
+        .outcome(404);
+}
