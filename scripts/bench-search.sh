@@ -18,7 +18,8 @@ wrk -t2 -c16 -d"${load_secs}s" -s scripts/load/create-patient.lua "$base" | grep
 total=$(curl -s -H "Authorization: Bearer $TOKEN" "$base/fhir/Patient?_summary=count" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 echo "Patients stored: $total"
-curl -s -H "Authorization: Bearer $TOKEN" "$base/fhir/Patient?_count=1000&_elements=identifier" \
+# Institution Patients only: golden residents without an ID number carry no identifier.
+curl -s -H "Authorization: Bearer $TOKEN" "$base/fhir/Patient?_count=1000&_elements=identifier&_tag:not=urn:huimin:CodeSystem:resident-index|golden" \
   | python3 -c 'import json,sys; [print(e["resource"]["identifier"][0]["value"]) for e in json.load(sys.stdin)["entry"]]' > "$work/ids"
 export IDS="$work/ids"
 echo "== $backend: Patient?identifier=system|value, 16 connections, ${search_secs}s"
