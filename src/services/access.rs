@@ -63,20 +63,6 @@ const CUSTODIANS: &[(&str, &str)] = &[
     ("Encounter", "serviceProvider"),
 ];
 
-/// The institution a caller of `role` acting for `org` writes for, when it may write only that
-/// institution's records (a hospital system whose token or certificate names one).
-pub fn writes_for(role: Role, org: Option<&str>) -> Option<&str> {
-    match role {
-        Role::His => org,
-        _ => None,
-    }
-}
-
-/// Whether records of type `t` name the institution they belong to.
-pub fn has_custodian(t: &str) -> bool {
-    CUSTODIANS.iter().any(|(ct, _)| *ct == t)
-}
-
 /// Whether `body`, a resource of type `t`, may be written by institution `org` (a reference,
 /// `Organization/…`): it names no institution, or `org`. Otherwise 403 naming the element.
 pub fn custodian_check(t: &str, body: &crate::fhir::json::Json, org: &str) -> Result<(), ApiError> {
