@@ -73,11 +73,10 @@ fn is_protected_param(param: &str) -> bool {
 /// identifier, and the free-text parameters (`_content`, `_text`), which match any string.
 fn is_redacted_param(name: &str) -> bool {
     let end = chain_end(name);
-    let mut parts = end.split(':');
-    let first = parts.next().unwrap_or("");
+    let base = end.split(':').next().unwrap_or("");
     matches!(
-        first,
-        "identifier" | "telecom" | "phone" | "sourceIdentifier" | "_content" | "_text"
+        base,
+        "telecom" | "phone" | "sourceIdentifier" | "_content" | "_text"
     ) || end.split(':').any(|p| p == "identifier")
 }
 
@@ -90,6 +89,9 @@ pub struct Key {
     pub id: String,
     sm4: Sm4Key,
     hmac: crypto::HmacSm3,
+    /// The key that chains the audit trail under this key: HMAC-SM3 keyed by this key's HMAC
+    /// of a fixed label, so that it is neither the blinding key nor derivable without it.
+    chain: crypto::HmacSm3,
 }
 
 impl std::fmt::Debug for Key {
@@ -113,10 +115,9 @@ impl Key {
         ))
     }
 
-    /// The key that chains the audit trail under this key (HMAC-SM3 keyed by this key's HMAC of
-    /// a fixed label, so that it is neither the blinding key nor derivable without it).
-    pub fn chain_mac(&self) -> Result<crypto::HmacSm3, crypto::CryptoError> {
-        crypto::HmacSm3::new(&self.hmac.mac(b"huimin audit chain v1")?)
+    /// The audit chain's seal of `data` under this key.
+    pub fn chain_mac(&self, data: &[u8]) -> Result<[u8; 32], crypto::CryptoError> {
+        self.chain.mac(data)
     }
 
     fn seal(&self, value: &str) -> Result<String, crypto::CryptoError> {
@@ -654,10 +655,13 @@ impl KeyEntry {
         let hmac: [u8; 32] = unhex(&self.hmac)
             .and_then(|b| b.try_into().ok())
             .with_context(|| format!("key {}: hmac must be 64 hex digits", self.id))?;
+        let blinding = crypto::HmacSm3::new(&hmac)?;
+        let chain = crypto::HmacSm3::new(&blinding.mac(b"huimin audit chain v1")?)?;
         Ok(Key {
             id: self.id.clone(),
             sm4: Sm4Key::new(sm4),
-            hmac: crypto::HmacSm3::new(&hmac)?,
+            hmac: blinding,
+            chain,
         })
     }
 }

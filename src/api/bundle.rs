@@ -48,8 +48,8 @@ async fn system_post_body(
     state: web::Data<AppState>,
     mut draft: crate::services::audit::Draft,
 ) -> Result<(HttpResponse, super::Touched), ApiError> {
-    let access = api::access(&state, &caller).await?;
-    if access.is_restricted() {
+    let guard = api::guard(&state, &caller).await?;
+    if guard.filter.is_restricted() {
         return Err(ApiError::Forbidden(
             "transaction and batch Bundles are for institutions' systems and staff".to_owned(),
         ));
@@ -108,11 +108,6 @@ async fn system_post_body(
         Kind::Transaction => {
             let entries: Vec<Entry> = parsed.into_iter().filter_map(Result::ok).collect();
             let base = base.clone();
-            let guard = crate::services::access::Guard::of(
-                &caller,
-                access.clone(),
-                state.settings.max_body_bytes,
-            );
             web::block(move || engine::transaction(&store, guard, entries, base, draft))
                 .await??
                 .into_iter()
@@ -134,11 +129,6 @@ async fn system_post_body(
                 }
             }
             let base = base.clone();
-            let guard = crate::services::access::Guard::of(
-                &caller,
-                access.clone(),
-                state.settings.max_body_bytes,
-            );
             let results =
                 web::block(move || engine::batch(&store, guard, ok, base, draft)).await??;
             for (pos, r) in positions.into_iter().zip(results) {

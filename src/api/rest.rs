@@ -347,10 +347,7 @@ async fn vread(
             // A hidden version answers as an absent one.
             access
                 .shown(store, record::vread(store, &tt, &ii, vid)?)
-                .map_err(|e| match e {
-                    ApiError::NotFound(_) => record::no_version(&tt, &ii, vid),
-                    e => e,
-                })
+                .map_err(|e| record::version_refused(e, &tt, &ii, vid))
         })
         .await?;
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);

@@ -41,8 +41,9 @@ pub fn compartment_params(compartment: &str, resource_type: &str) -> Option<&'st
 /// Patient; every type of the Patient compartment; every type with a reference search
 /// parameter made to name a patient (its only target Patient: `Task.patient`,
 /// `Device.patient`, `Contract.patient`; not references that may also name one, such as
-/// `Schedule.actor` or `Measure.depends-on`); and every type whose elements carry other resources or stand for one
-/// (an element of type `Resource` other than `contained`: `Bundle.entry.resource`,
+/// `Schedule.actor` or `Measure.depends-on`); and every type whose elements carry other
+/// resources or stand for one (an element of type `Resource` other than `contained`:
+/// `Bundle.entry.resource`,
 /// `Parameters.parameter.resource`; a `securityContext`: `Binary`, whose content is another
 /// resource's).
 pub fn is_personal_type(t: &str) -> bool {
@@ -58,15 +59,25 @@ static PERSONAL: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| 
         .collect();
     out.insert("Patient".to_owned());
     for t in &all {
-        let aimed = REGISTRY.for_type(t).iter().any(|p| {
-            p.kind == ParamType::Reference && p.targets.len() == 1 && p.targets[0] == "Patient"
-        });
-        if aimed || carries_resources(defs, t) {
+        if !patient_params(t).is_empty() || carries_resources(defs, t) {
             out.insert((*t).to_owned());
         }
     }
     out
 });
+
+/// The reference parameters of type `t` made to name a patient: their only target is Patient
+/// (`Task.patient`, `Device.patient`, the Patient compartment's `patient` parameters).
+pub fn patient_params(t: &str) -> Vec<String> {
+    REGISTRY
+        .for_type(t)
+        .iter()
+        .filter(|p| {
+            p.kind == ParamType::Reference && p.targets.len() == 1 && p.targets[0] == "Patient"
+        })
+        .map(|p| p.code.clone())
+        .collect()
+}
 
 /// Whether a type's elements (at any depth) hold another resource or stand for one.
 fn carries_resources(defs: &crate::fhir::definitions::Definitions, t: &str) -> bool {

@@ -321,16 +321,7 @@ impl AccessFilter {
                 .filter(|(rt, _, _)| *rt == t)
                 .map(|(_, id, _)| id.clone())
                 .collect();
-            let query = crate::fhir::search::Query {
-                clauses: vec![Clause::Id(ids.clone()), c],
-                ignored: Vec::new(),
-            };
-            let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-            let shown: std::collections::HashSet<String> =
-                crate::store::search::run(conn, &t, &query, &[], None, limit)?
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect();
+            let shown = Self::satisfying(conn, &t, ids.clone(), c)?;
             hidden.extend(
                 ids.into_iter()
                     .filter(|id| !shown.contains(id))
@@ -341,6 +332,39 @@ impl AccessFilter {
             rows.retain(|(t, id, _)| !hidden.contains(&(t.clone(), id.clone())));
         }
         Ok(())
+    }
+
+    /// Of resources `t/ids`, those the caller may see (one query when anything may be hidden).
+    pub fn visible_among(
+        &self,
+        conn: &mut DbConn,
+        t: &str,
+        ids: Vec<String>,
+    ) -> Result<std::collections::HashSet<String>, ApiError> {
+        match self.clause(t) {
+            Some(c) => Self::satisfying(conn, t, ids, c),
+            None => Ok(ids.into_iter().collect()),
+        }
+    }
+
+    /// Of resources `t/ids`, those that satisfy `clause`.
+    fn satisfying(
+        conn: &mut DbConn,
+        t: &str,
+        ids: Vec<String>,
+        clause: Clause,
+    ) -> Result<std::collections::HashSet<String>, ApiError> {
+        let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        let query = Query {
+            clauses: vec![Clause::Id(ids), clause],
+            ignored: Vec::new(),
+        };
+        Ok(
+            crate::store::search::run(conn, t, &query, &[], None, limit)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+        )
     }
 
     /// [`AccessFilter::visible`] taking a pooled connection only when the decision needs a
@@ -404,16 +428,12 @@ impl AccessFilter {
 }
 
 /// The resource types a caller's token lets it read (its SMART scopes): what a search's
-/// includes, `$everything` and `$summary` may return, whatever the request asked for.
+/// includes, `$everything` and `$summary` may return, whatever the request asked for. The
+/// default reads every type (the platform's own reads).
 #[derive(Debug, Clone, Default)]
 pub struct Readable(Option<std::sync::Arc<Vec<crate::auth::Scope>>>);
 
 impl Readable {
-    /// Every type (the platform's own reads).
-    pub fn all() -> Readable {
-        Readable(None)
-    }
-
     /// The types `caller`'s scopes grant reading.
     pub fn of(caller: &Caller) -> Readable {
         Readable(Some(std::sync::Arc::new(caller.scopes.clone())))
@@ -486,11 +506,47 @@ impl Guard {
         }
     }
 
-    /// The institution a new version records as its custodian (`None` keeps what is stored).
-    pub fn custodian(&self) -> Option<&str> {
+    /// The institution a new version of a record held by `stored` records as its custodian:
+    /// the writing institution, or for an administrator's or the platform's write the holder
+    /// it had (`None` for a new record).
+    pub fn holder<'a>(&'a self, stored: Option<&'a str>) -> Option<&'a str> {
         match &self.writer {
             Writer::Institution(org) => Some(org),
-            _ => None,
+            _ => stored,
+        }
+    }
+
+    /// What a write may store as `tree`, a `t`: 403 when the writer may not write a `t` at
+    /// all; when it is an institution and the content names another institution as the
+    /// record's own (naming the element); when it is a resident and the Consent is not about
+    /// their own record (its `patient` a Patient of another resident, or none).
+    pub fn check_content(
+        &self,
+        conn: &mut DbConn,
+        t: &str,
+        tree: &crate::fhir::json::Json,
+    ) -> Result<(), ApiError> {
+        self.may_write(t)?;
+        match &self.writer {
+            Writer::Institution(org) => custodian_check(t, tree, org),
+            Writer::Resident(own) => {
+                let pid = tree
+                    .get("patient")
+                    .and_then(|p| p.get_str("reference"))
+                    .and_then(|r| r.strip_prefix("Patient/"));
+                let whose = match pid {
+                    Some(pid) => resources::resident(conn, "Patient", pid)?,
+                    None => None,
+                };
+                if whose.as_deref() == Some(own.as_str()) {
+                    Ok(())
+                } else {
+                    Err(ApiError::Forbidden(
+                        "a resident writes only Consents about their own record".to_owned(),
+                    ))
+                }
+            }
+            _ => Ok(()),
         }
     }
 
@@ -561,23 +617,7 @@ impl Guard {
         {
             Err(ApiError::Forbidden(format!("{t}/{id} {why}")))
         } else {
-            Err(ApiError::NotFound(format!("{t}/{id} is not known")))
-        }
-    }
-
-    /// A record this write is about to return or act on: itself when the caller may see it,
-    /// otherwise 404 as for an absent one.
-    pub fn shown(
-        &self,
-        conn: &mut DbConn,
-        t: &str,
-        id: &str,
-        resident: Option<&str>,
-    ) -> Result<(), ApiError> {
-        if self.filter.visible(conn, t, id, resident)? {
-            Ok(())
-        } else {
-            Err(ApiError::NotFound(format!("{t}/{id} is not known")))
+            Err(self.filter.hidden(t, id))
         }
     }
 }

@@ -669,10 +669,7 @@ pub fn chain_hash(
     buf.extend_from_slice(e.content.as_bytes());
     match key {
         Some(k) => {
-            let mac = k
-                .chain_mac()
-                .and_then(|m| m.mac(&buf))
-                .map_err(ApiError::internal)?;
+            let mac = k.chain_mac(&buf).map_err(ApiError::internal)?;
             Ok(format!("{KEYED}{}:{}", k.id, crypto::hex(&mac)))
         }
         None => crypto::sm3_hex(&buf).map_err(ApiError::internal),

@@ -432,19 +432,9 @@ impl Settled {
                 matches.retain(|(_, id)| !golden.contains(id));
             }
             // As in single requests: criteria match only what the caller may see.
-            if let Some(clause) = guard.filter.clause(t)
-                && !matches.is_empty()
-            {
+            if !matches.is_empty() {
                 let ids: Vec<String> = matches.iter().map(|(_, id)| id.clone()).collect();
-                let query = Query {
-                    clauses: vec![Clause::Id(ids), clause],
-                    ignored: Vec::new(),
-                };
-                let limit = i64::try_from(matches.len()).unwrap_or(i64::MAX);
-                let shown: HashSet<String> = store_search::run(conn, t, &query, &[], None, limit)?
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect();
+                let shown = guard.filter.visible_among(conn, t, ids)?;
                 matches.retain(|(_, id)| shown.contains(id));
             }
             for (code, id) in matches {
@@ -486,9 +476,7 @@ impl Settled {
             }
         }
         let mut claimed = HashMap::new();
-        for (t, mut keys) in wanted {
-            // Claimed in key order (see `claim_many`): the guard's keys sort as they are.
-            keys.sort_by(|a, b| a.1.cmp(&b.1));
+        for (t, keys) in wanted {
             let pairs: Vec<(&str, &str)> = keys
                 .iter()
                 .map(|(_, k, id)| (k.as_str(), id.as_str()))
@@ -663,10 +651,8 @@ fn read_action(conn: &mut DbConn, guard: &Guard, action: Action) -> Result<Outco
         }
         Action::VRead { t, id, vid } => {
             let rec = record::vread_in(conn, &t, &id, vid)?;
-            check_shown(conn, &guard.filter, rec).map_err(|e| match e {
-                ApiError::NotFound(_) => record::no_version(&t, &id, vid),
-                e => e,
-            })
+            check_shown(conn, &guard.filter, rec)
+                .map_err(|e| record::version_refused(e, &t, &id, vid))
         }
         Action::Search { t, query, count } => {
             // Only what the caller may see matches, through chains and `_has` too.

@@ -464,6 +464,9 @@ pub struct View {
     minors: HashSet<String>,
     /// Residents with Consents who are patients of the caller's institution.
     own_patients: HashSet<String>,
+    /// The residents with Consents, sorted: those for whom registering a Patient at the
+    /// caller's institution does not decide (see [`View::new`]).
+    with_consent: Vec<String>,
 }
 
 impl View {
@@ -525,7 +528,10 @@ impl View {
                 }
             }
         }
+        let mut with_consent = residents;
+        with_consent.sort_unstable();
         Ok(View {
+            with_consent,
             policies,
             labelled,
             default,
@@ -564,11 +570,6 @@ impl View {
     /// The caller's institution as a reference (`Organization/<id>`), which sees what it wrote.
     pub fn writer(&self) -> Option<String> {
         self.org.as_ref().map(|o| format!("Organization/{o}"))
-    }
-
-    /// Whether any resident's data may be hidden from this caller.
-    pub fn restricts_anything(&self) -> bool {
-        self.default == Default::OptIn || !self.policies.is_empty() || !self.labelled.is_empty()
     }
 
     /// The search clause for type `t`: `None` when nothing is hidden. Consent by resident and
@@ -633,23 +634,16 @@ impl View {
     /// `permitted` and the residents with Consents whose institution the caller's is (see
     /// [`View::new`]), sorted.
     fn with_own(&self, mut permitted: Vec<String>) -> Vec<String> {
-        permitted.extend(
-            self.own_patients
-                .iter()
-                .filter(|r| !permitted.contains(r))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+        permitted.extend(self.own_patients.iter().cloned());
         permitted.sort_unstable();
+        permitted.dedup();
         permitted
     }
 
     /// The caller's institution, whose patients see their records, save the residents with
     /// Consents: for those, registering a Patient counts only as [`View::new`] decides.
     fn registered(&self) -> Option<(String, Vec<String>)> {
-        let mut with_consent: Vec<String> = self.policies.keys().cloned().collect();
-        with_consent.sort_unstable();
-        self.org.clone().map(|o| (o, with_consent))
+        self.org.clone().map(|o| (o, self.with_consent.clone()))
     }
 
     /// The clause of consent by resident and type.

@@ -403,23 +403,17 @@ fn candidates(conn: &mut DbConn, me: &Demographics) -> Result<Vec<(String, Strin
 /// read.
 static RESIDENT_PARAMS: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    let mut members: Vec<(String, Vec<String>)> = compartment_members("Patient")
+    let mut members: HashMap<String, Vec<String>> = compartment_members("Patient")
         .into_iter()
         .map(|(t, p)| (t.to_owned(), p.to_vec()))
         .collect();
     for t in crate::fhir::definitions::DEFINITIONS.resource_types() {
-        if compartment_members("Patient").iter().any(|(c, _)| *c == t) || t == "Patient" {
+        if t == "Patient" || members.contains_key(t) {
             continue;
         }
-        let aimed: Vec<String> = REGISTRY
-            .for_type(t)
-            .iter()
-            .filter(|p| p.targets.len() == 1 && p.targets[0] == "Patient")
-            .filter(|p| p.kind == crate::fhir::search_params::ParamType::Reference)
-            .map(|p| p.code.clone())
-            .collect();
+        let aimed = crate::fhir::search_params::patient_params(t);
         if !aimed.is_empty() {
-            members.push((t.to_owned(), aimed));
+            members.insert(t.to_owned(), aimed);
         }
     }
     for (t, params) in &members {

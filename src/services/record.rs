@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use crate::fhir::search::{Clause, Include, Query, SortKey};
 use crate::fhir::validate;
 use crate::protect;
-use crate::services::access::{AccessFilter, Guard, Readable, Writer};
+use crate::services::access::{AccessFilter, Guard, Readable};
 use crate::services::audit::{self, Draft};
 use crate::services::{ident, mpi};
 use crate::store::resources::{self as repo, NewVersion, Version};
@@ -273,39 +273,6 @@ where
     store.write(move |conn| audited(conn, &draft, |conn| linked(conn, f)))
 }
 
-/// 403 when the writer may not write a `t` at all, or when it is an institution and `tree`, the
-/// new content of a `t`, names another institution as the record's own.
-fn check_writes_for(
-    conn: &mut DbConn,
-    guard: &Guard,
-    t: &str,
-    tree: &Json,
-) -> Result<(), ApiError> {
-    guard.may_write(t)?;
-    match &guard.writer {
-        Writer::Institution(org) => crate::services::access::custodian_check(t, tree, org),
-        // A resident's Consent is about their own record.
-        Writer::Resident(own) => {
-            let pid = tree
-                .get("patient")
-                .and_then(|p| p.get_str("reference"))
-                .and_then(|r| r.strip_prefix("Patient/"));
-            let whose = match pid {
-                Some(pid) => repo::resident(conn, "Patient", pid)?,
-                None => None,
-            };
-            if whose.as_deref() == Some(own.as_str()) {
-                Ok(())
-            } else {
-                Err(ApiError::Forbidden(
-                    "a resident writes only Consents about their own record".to_owned(),
-                ))
-            }
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Run `f` inside the caller's transaction and append the audit events of every resource it
 /// wrote or read before the transaction commits.
 pub fn audited<T>(
@@ -420,8 +387,8 @@ pub fn create_with_id(
     id: &str,
     tree: Json,
 ) -> Result<Record, ApiError> {
-    check_writes_for(conn, guard, t, &tree)?;
-    put_version(conn, t, id, tree, 1, "POST", true, guard.custodian())
+    guard.check_content(conn, t, &tree)?;
+    put_version(conn, t, id, tree, 1, "POST", true, guard.holder(None))
 }
 
 /// A conditional update whose criteria matched nothing and whose id is new (it was just claimed
@@ -442,8 +409,8 @@ pub fn create_by_update_in(
             "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
         )));
     }
-    check_writes_for(conn, guard, t, &tree)?;
-    put_version(conn, t, id, tree, 1, "PUT", true, guard.custodian())
+    guard.check_content(conn, t, &tree)?;
+    put_version(conn, t, id, tree, 1, "PUT", true, guard.holder(None))
 }
 
 /// Where a conditional create lands.
@@ -546,7 +513,7 @@ pub fn update_in(
     may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
     check_body_id(&tree, t, Some(id))?;
-    check_writes_for(conn, guard, t, &tree)?;
+    guard.check_content(conn, t, &tree)?;
     let locked = repo::lock_current(conn, t, id)?;
     if let Some(l) = locked.as_ref().filter(|l| !l.deleted) {
         guard.may_change(conn, t, id, l)?;
@@ -561,7 +528,7 @@ pub fn update_in(
     }
     match current {
         None => Ok((
-            put_version(conn, t, id, tree, 1, "PUT", true, guard.custodian())?,
+            put_version(conn, t, id, tree, 1, "PUT", true, guard.holder(None))?,
             Written::Created,
         )),
         Some((v, deleted)) => {
@@ -570,8 +537,7 @@ pub fn update_in(
             } else {
                 Written::Updated
             };
-            // An administrator's write leaves custody as it was.
-            let custodian = guard.custodian().or(stored_custodian.as_deref());
+            let custodian = guard.holder(stored_custodian.as_deref());
             Ok((
                 put_version(conn, t, id, tree, v + 1, "PUT", false, custodian)?,
                 how,
@@ -716,9 +682,9 @@ pub fn patch_in(
         let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
         check_body_id(&tree, t, Some(id))?;
-        check_writes_for(conn, guard, t, &tree)?;
+        guard.check_content(conn, t, &tree)?;
         let v = current.version_id + 1;
-        let custodian = guard.custodian().or(stored_custodian.as_deref());
+        let custodian = guard.holder(stored_custodian.as_deref());
         put_version(conn, t, id, tree, v, "PATCH", false, custodian)
     }
 }
@@ -1225,6 +1191,14 @@ fn check_if_match(current: Option<i64>, if_match: Option<i64>) -> Result<(), Api
 /// The answer for a version that does not exist (or that the caller may not see).
 pub fn no_version(t: &str, id: &str, vid: i64) -> ApiError {
     ApiError::NotFound(format!("{t}/{id} has no version {vid}"))
+}
+
+/// A vread's refusal: a hidden version answers as an absent one ([`no_version`]).
+pub fn version_refused(e: ApiError, t: &str, id: &str, vid: i64) -> ApiError {
+    match e {
+        ApiError::NotFound(_) => no_version(t, id, vid),
+        e => e,
+    }
 }
 
 fn not_found(t: &str, id: &str) -> ApiError {
