@@ -50,18 +50,7 @@ async fn give(app: &TestApp, consent: &Value) -> Value {
 
 /// A doctor's token at institution `org`.
 fn doctor(app: &TestApp, org: &str) -> String {
-    huimin::auth::dev_token(
-        &app.settings,
-        &huimin::auth::TokenRequest {
-            sub: format!("dr-{org}"),
-            role: Role::Doctor,
-            scope: "user/*.rs".to_owned(),
-            org: Some(format!("Organization/{org}")),
-            fhir_user: Some("Practitioner/p1".to_owned()),
-            ttl_secs: 600,
-        },
-    )
-    .unwrap()
+    app.doctor_of(org, "user/*.rs")
 }
 
 async fn total(app: &TestApp, token: &str, path: &str) -> i64 {

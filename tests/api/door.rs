@@ -535,20 +535,7 @@ async fn includes_and_everything_return_only_types_the_token_may_read() {
                                  "subject": subject}),
     )
     .await;
-    let token = |scope: &str| {
-        huimin::auth::dev_token(
-            &app.settings,
-            &huimin::auth::TokenRequest {
-                sub: "dr-home".to_owned(),
-                role: Role::Doctor,
-                scope: scope.to_owned(),
-                org: Some("Organization/home".to_owned()),
-                fhir_user: Some("Practitioner/p1".to_owned()),
-                ttl_secs: 600,
-            },
-        )
-        .unwrap()
-    };
+    let token = |scope: &str| app.doctor_of("home", scope);
     let types = |b: &Value| -> Vec<String> {
         let mut t: Vec<String> = b["entry"]
             .as_array()

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use huimin::auth::{Role, TokenRequest, dev_token};
+use huimin::auth::Role;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, id_number, spawn_app};
@@ -37,18 +37,7 @@ fn token(app: &TestApp, sub: &str, role: Role, org: Option<&str>, user: Option<S
         Role::Doctor => "user/*.cruds",
         _ => "system/*.cruds",
     };
-    dev_token(
-        &app.settings,
-        &TokenRequest {
-            sub: sub.to_owned(),
-            role,
-            scope: scope.to_owned(),
-            org: org.map(|o| format!("Organization/{o}")),
-            fhir_user: user,
-            ttl_secs: 600,
-        },
-    )
-    .unwrap()
+    app.token_at(sub, role, scope, org, user.as_deref())
 }
 
 async fn send(

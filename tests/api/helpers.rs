@@ -170,30 +170,23 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
-    pub fn token_for(&self, role: Role, scope: &str) -> String {
-        dev_token(
-            &self.settings,
-            &TokenRequest {
-                sub: "test-client".to_owned(),
-                role,
-                scope: scope.to_owned(),
-                org: Some("Organization/test".to_owned()),
-                fhir_user: None,
-                ttl_secs: 600,
-            },
-        )
-        .unwrap()
-    }
-
-    /// A token for a user: `sub`, role, scopes and `fhirUser` of one's own choosing.
-    pub fn token_as(&self, sub: &str, role: Role, scope: &str, fhir_user: Option<&str>) -> String {
+    /// A development token: subject, role, scopes, institution (`Organization/<org>`) and
+    /// `fhirUser` of one's own choosing.
+    pub fn token_at(
+        &self,
+        sub: &str,
+        role: Role,
+        scope: &str,
+        org: Option<&str>,
+        fhir_user: Option<&str>,
+    ) -> String {
         dev_token(
             &self.settings,
             &TokenRequest {
                 sub: sub.to_owned(),
                 role,
                 scope: scope.to_owned(),
-                org: Some("Organization/test".to_owned()),
+                org: org.map(|o| format!("Organization/{o}")),
                 fhir_user: fhir_user.map(str::to_owned),
                 ttl_secs: 600,
             },
@@ -201,21 +194,38 @@ impl TestApp {
         .unwrap()
     }
 
+    pub fn token_for(&self, role: Role, scope: &str) -> String {
+        self.token_at("test-client", role, scope, Some("test"), None)
+    }
+
+    /// A token for a user: `sub`, role, scopes and `fhirUser` of one's own choosing.
+    pub fn token_as(&self, sub: &str, role: Role, scope: &str, fhir_user: Option<&str>) -> String {
+        self.token_at(sub, role, scope, Some("test"), fhir_user)
+    }
+
     /// A hospital system's token for institution `Organization/<org>` (it writes the Patients
     /// that institution manages).
     pub fn his_of(&self, org: &str) -> String {
-        dev_token(
-            &self.settings,
-            &TokenRequest {
-                sub: format!("his-{org}"),
-                role: Role::His,
-                scope: "system/*.cruds".to_owned(),
-                org: Some(format!("Organization/{org}")),
-                fhir_user: None,
-                ttl_secs: 600,
-            },
+        self.token_at(
+            &format!("his-{org}"),
+            Role::His,
+            "system/*.cruds",
+            Some(org),
+            None,
         )
-        .unwrap()
+    }
+
+    /// A doctor's token at institution `Organization/<org>` with `scope` (`fhirUser`
+    /// Practitioner/p1).
+    pub fn doctor_of(&self, org: &str, scope: &str) -> String {
+        let sub = format!("dr-{org}");
+        self.token_at(
+            &sub,
+            Role::Doctor,
+            scope,
+            Some(org),
+            Some("Practitioner/p1"),
+        )
     }
 
     /// Create a resource with another token and return its JSON as stored.
