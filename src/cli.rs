@@ -192,11 +192,12 @@ pub fn run() -> anyhow::Result<()> {
         } => {
             let db = settings.database()?;
             store::migrate(&db)?;
-            let store = store::Store::open(&db, settings.db_pool_size, settings.protection()?)?;
-            crate::services::mpi::configure(crate::services::mpi::Thresholds {
-                upper: settings.resident_match_upper,
-                lower: settings.resident_match_lower,
-            });
+            let store = store::Store::open(
+                &db,
+                settings.db_pool_size,
+                settings.protection()?,
+                crate::startup::thresholds(&settings),
+            )?;
             let (patients, resources) = crate::services::mpi::relink_existing(&store)
                 .map_err(|e| anyhow::anyhow!("relinking failed: {e}"))?;
             println!("linked {patients} Patient(s) and {resources} other resource(s)");
@@ -217,7 +218,12 @@ pub fn run() -> anyhow::Result<()> {
             };
             let db = settings.database()?;
             store::migrate(&db)?;
-            let store = store::Store::open(&db, 2, settings.protection()?)?;
+            let store = store::Store::open(
+                &db,
+                2,
+                settings.protection()?,
+                crate::startup::thresholds(&settings),
+            )?;
             if seal {
                 let waiting = crate::services::audit::seal_committed(
                     &store,
@@ -324,7 +330,12 @@ fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<()> {
         KeysAction::Reencrypt => {
             let db = settings.database()?;
             store::migrate(&db)?;
-            let store = store::Store::open(&db, 2, settings.protection()?)?;
+            let store = store::Store::open(
+                &db,
+                2,
+                settings.protection()?,
+                crate::startup::thresholds(settings),
+            )?;
             let r = crate::services::rekey::reencrypt(&store)
                 .map_err(|e| anyhow::anyhow!("re-encryption failed: {e}"))?;
             println!(
@@ -343,7 +354,12 @@ fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<()> {
             }
             let db = settings.database()?;
             store::migrate(&db)?;
-            let store = store::Store::open(&db, 2, settings.protection()?)?;
+            let store = store::Store::open(
+                &db,
+                2,
+                settings.protection()?,
+                crate::startup::thresholds(settings),
+            )?;
             let left = crate::services::rekey::rows_under(&store, &id)
                 .map_err(|e| anyhow::anyhow!("checking the key's use failed: {e}"))?;
             if left > 0 {

@@ -21,15 +21,12 @@
 //! `huimin keys rotate` adds a key and makes it active; `huimin keys reencrypt` moves what is
 //! stored onto it; `huimin keys retire` drops a key nothing uses any more (README, "Keys").
 //!
-//! The protection a database uses travels with its [`crate::store::Store`]: each store job
-//! runs with it in scope (a thread-local), so the record and search code reach it without
-//! passing it through every call. A write outside any scope fails rather than store a value in
-//! the clear.
+//! The protection a database uses belongs to its [`crate::store::Store`]: every unit of work
+//! is passed a [`crate::store::Tx`] that carries it, and the functions here take it as their
+//! first argument.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
@@ -148,8 +145,6 @@ pub struct Protection {
 /// What is wrong with a stored or written value.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtectError {
-    #[error("no key protection is in scope for this database operation")]
-    NoScope,
     #[error("a stored value is sealed under key {0}, which is not in the keyring")]
     UnknownKey(String),
     #[error("a stored sealed value is malformed")]
@@ -388,37 +383,33 @@ pub struct Guarded {
 /// Check a resource about to be written and protect its identifiers: `Ok(None)` when it holds
 /// no protected value (or writes are not protected); an error naming the element when a
 /// string holds a control character FHIR does not allow.
-pub fn guard(res_type: &str, tree: &Json) -> Result<Option<Guarded>, GuardError> {
+pub fn guard(p: &Protection, res_type: &str, tree: &Json) -> Result<Option<Guarded>, GuardError> {
     let Some(person) = holds_protected(res_type, tree)? else {
         return Ok(None);
     };
-    with_current(|p| {
-        let Some(key) = p.active() else {
-            return Ok(None);
-        };
-        let mut sealed = tree.clone();
-        let mut blinded = tree.clone();
-        rewrite(&mut sealed, person, &mut |v| key.seal(v))?;
-        rewrite(&mut blinded, person, &mut |v| key.blind(v))?;
-        Ok(Some(Guarded { sealed, blinded }))
-    })?
+    let Some(key) = p.active() else {
+        return Ok(None);
+    };
+    let mut sealed = tree.clone();
+    let mut blinded = tree.clone();
+    rewrite(&mut sealed, person, &mut |v| key.seal(v))?;
+    rewrite(&mut blinded, person, &mut |v| key.blind(v))?;
+    Ok(Some(Guarded { sealed, blinded }))
 }
 
 /// The copy of a stored resource its index rows come from: protected values blinded under the
 /// active key (`None`: it holds none, or writes are not protected). No sealing: for a version
 /// whose stored form already exists.
-pub fn blinded(res_type: &str, tree: &Json) -> Result<Option<Json>, GuardError> {
+pub fn blinded(p: &Protection, res_type: &str, tree: &Json) -> Result<Option<Json>, GuardError> {
     let Some(person) = holds_protected(res_type, tree)? else {
         return Ok(None);
     };
-    with_current(|p| {
-        let Some(key) = p.active() else {
-            return Ok(None);
-        };
-        let mut blinded = tree.clone();
-        rewrite(&mut blinded, person, &mut |v| key.blind(v))?;
-        Ok(Some(blinded))
-    })?
+    let Some(key) = p.active() else {
+        return Ok(None);
+    };
+    let mut blinded = tree.clone();
+    rewrite(&mut blinded, person, &mut |v| key.blind(v))?;
+    Ok(Some(blinded))
 }
 
 /// Why a resource could not be guarded.
@@ -517,69 +508,25 @@ fn rewrite(
     Ok(())
 }
 
-thread_local! {
-    static SCOPE: RefCell<Option<Arc<Protection>>> = const { RefCell::new(None) };
-}
-
-/// Run `f` with `p` as the protection in scope on this thread.
-pub fn scoped<R>(p: &Arc<Protection>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Arc<Protection>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let prev = self.0.take();
-            SCOPE.with(|s| *s.borrow_mut() = prev);
-        }
-    }
-    let prev = SCOPE.with(|s| s.borrow_mut().replace(p.clone()));
-    let _restore = Restore(prev);
-    f()
-}
-
-/// Make `p` the protection in scope on this thread for good (a database writer thread).
-pub fn enter(p: Arc<Protection>) {
-    SCOPE.with(|s| *s.borrow_mut() = Some(p));
-}
-
-/// Run `f` with the protection in scope; [`ProtectError::NoScope`] outside any.
-pub fn with_current<R>(f: impl FnOnce(&Protection) -> R) -> Result<R, ProtectError> {
-    SCOPE.with(|s| match s.borrow().as_deref() {
-        Some(p) => Ok(f(p)),
-        None => Err(ProtectError::NoScope),
-    })
-}
-
-/// The codes a token search looks for (see [`Protection::search_codes`]); the code alone
-/// outside any scope.
-/// Whether a token search on `param` under `system` may meet blind values (see
-/// [`Protection::blinds`]); no outside any scope.
-pub fn blinds(param: &str, system: Option<&str>) -> bool {
-    with_current(|p| p.blinds(param, system)).unwrap_or(false)
-}
-
-pub fn search_codes(param: &str, system: Option<&str>, code: &str) -> Vec<String> {
-    with_current(|p| p.search_codes(param, system, code)).unwrap_or_else(|_| vec![code.to_owned()])
-}
-
 /// A conditional-create key or resident key with protected values blinded (active key).
-pub fn match_key(criteria: &str) -> Result<String, ProtectError> {
-    with_current(|p| {
-        let Some(key) = p.active() else {
-            return Ok(criteria.to_owned());
-        };
-        if let Some(number) = criteria.strip_prefix("resident|") {
-            return Ok(format!("resident|{}", key.blind(number)?));
-        }
-        Ok(p.redact_query(&format!("?{criteria}"))[1..].to_owned())
-    })?
+pub fn match_key(p: &Protection, criteria: &str) -> Result<String, ProtectError> {
+    let Some(key) = p.active() else {
+        return Ok(criteria.to_owned());
+    };
+    if let Some(number) = criteria.strip_prefix("resident|") {
+        return Ok(format!("resident|{}", key.blind(number)?));
+    }
+    Ok(p.redact_query(&format!("?{criteria}"))[1..].to_owned())
 }
 
 /// Stored JSON with its sealed values opened, as the store's read functions return it.
-pub fn reveal(stored: String) -> diesel::QueryResult<String> {
+pub fn reveal(p: &Protection, stored: String) -> diesel::QueryResult<String> {
     if !stored.contains(SEALED_IN_JSON) {
         return Ok(stored);
     }
-    let opened = with_current(|p| p.reveal(&stored).map(Cow::into_owned))
-        .and_then(|r| r)
+    let opened = p
+        .reveal(&stored)
+        .map(Cow::into_owned)
         .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
     Ok(opened)
 }
@@ -728,6 +675,8 @@ impl KeyringFile {
 mod tests {
     use super::*;
 
+    use std::sync::Arc;
+
     fn protection(n: usize) -> Arc<Protection> {
         let file = KeyringFile {
             keys: (0..n).map(|_| KeyEntry::generate().unwrap()).collect(),
@@ -749,9 +698,7 @@ mod tests {
     #[test]
     fn seals_blinds_and_reveals_only_protected_values() {
         let p = protection(1);
-        let g = scoped(&p, || guard("Patient", &patient()))
-            .unwrap()
-            .unwrap();
+        let g = guard(&p, "Patient", &patient()).unwrap().unwrap();
         let stored = String::from_utf8(g.sealed.to_bytes()).unwrap();
         assert!(!stored.contains("11010119900307777"), "{stored}");
         assert!(!stored.contains("13800000000"), "{stored}");
@@ -772,33 +719,30 @@ mod tests {
     fn phones_are_protected_for_people_only_and_identifiers_everywhere() {
         let p = protection(1);
         let org = Json::parse(br#"{"telecom":[{"system":"phone","value":"010-1"}]}"#).unwrap();
-        assert!(
-            scoped(&p, || guard("Organization", &org))
-                .unwrap()
-                .is_none()
-        );
+        assert!(guard(&p, "Organization", &org).unwrap().is_none());
         let obs = Json::parse(
             br#"{"subject":{"identifier":{"system":"urn:oid:2.16.156.10011.1.19","value":"1"}}}"#,
         )
         .unwrap();
-        assert!(scoped(&p, || guard("Observation", &obs)).unwrap().is_some());
-        // Nothing to protect needs no scope; something to protect does.
-        assert!(guard("Organization", &org).unwrap().is_none());
-        assert!(matches!(
-            guard("Patient", &patient()),
-            Err(GuardError::Protect(ProtectError::NoScope))
-        ));
+        assert!(guard(&p, "Observation", &obs).unwrap().is_some());
+        // Without keys nothing is sealed.
+        let off = Protection::disabled();
+        assert!(guard(&off, "Patient", &patient()).unwrap().is_none());
     }
 
     #[test]
     fn control_characters_are_refused_with_their_element() {
         let bad = Json::parse(br#"{"name":[{"text":"a\u0001sm4:x"}]}"#).unwrap();
-        match guard("Patient", &bad) {
+        match guard(&Protection::disabled(), "Patient", &bad) {
             Err(GuardError::ControlCharacter(at)) => assert_eq!(at, "Patient.name[0].text"),
             other => panic!("{other:?}"),
         }
         let fine = Json::parse(br#"{"text":{"div":"a\tb\r\nc"}}"#).unwrap();
-        assert!(guard("Patient", &fine).unwrap().is_none());
+        assert!(
+            guard(&Protection::disabled(), "Patient", &fine)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -833,7 +777,7 @@ mod tests {
             "{mrn}"
         );
         assert!(mrn.ends_with("&_count=5"));
-        let k = scoped(&p, || match_key("resident|11010119900307777X")).unwrap();
+        let k = match_key(&p, "resident|11010119900307777X").unwrap();
         assert_eq!(
             k,
             format!(
@@ -842,10 +786,7 @@ mod tests {
             )
         );
         let off = Arc::new(Protection::disabled());
-        assert_eq!(
-            scoped(&off, || match_key("identifier=a|1")).unwrap(),
-            "identifier=a|1"
-        );
+        assert_eq!(match_key(&off, "identifier=a|1").unwrap(), "identifier=a|1");
     }
 
     #[test]

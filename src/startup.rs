@@ -24,6 +24,14 @@ pub struct Application {
     store: Store,
 }
 
+/// The resident index's match thresholds the settings name.
+pub fn thresholds(settings: &Settings) -> store::Thresholds {
+    store::Thresholds {
+        upper: settings.resident_match_upper,
+        lower: settings.resident_match_lower,
+    }
+}
+
 impl Application {
     /// Migrate the database, bind the listener and build the server.
     pub fn build(settings: Settings) -> anyhow::Result<Application> {
@@ -36,11 +44,12 @@ impl Application {
                 "database migrated"
             );
         }
-        let store = Store::open(&db, settings.db_pool_size, settings.protection()?)?;
-        crate::services::mpi::configure(crate::services::mpi::Thresholds {
-            upper: settings.resident_match_upper,
-            lower: settings.resident_match_lower,
-        });
+        let store = Store::open(
+            &db,
+            settings.db_pool_size,
+            settings.protection()?,
+            thresholds(&settings),
+        )?;
         store.start_maintenance();
         let consent = Arc::new(crate::services::consent::Engine::with_recheck(
             if settings.consent_default == "opt-in" {
@@ -48,6 +57,7 @@ impl Application {
             } else {
                 crate::services::consent::Default::OptOut
             },
+            store.context().clone(),
             std::time::Duration::from_millis(settings.consent_recheck_ms),
         ));
         let grants = Arc::new(crate::services::break_glass::Grants::new(

@@ -132,7 +132,7 @@ pub async fn audited<F>(state: &AppState, draft: Draft, body: F) -> Result<HttpR
 where
     F: Future<Output = Result<(HttpResponse, Touched), ApiError>>,
 {
-    let epoch = crate::services::consent::sensitive_epoch();
+    let epoch = state.store.context().sensitive_epoch();
     match body.await {
         Ok((resp, None)) => {
             // A write (committed): if it touched a Consent, decisions reload.
@@ -141,9 +141,8 @@ where
             if consent_write {
                 state.consent.changed();
             }
-            // Also a write that made a type hold sensitive data (this process's engines saw the
-            // epoch move): the other processes read the list again.
-            if consent_write || crate::services::consent::sensitive_epoch() != epoch {
+            // Also a write that made a type hold sensitive data (this store's epoch moved): the other processes read the list again.
+            if consent_write || state.store.context().sensitive_epoch() != epoch {
                 state.publish(Change::Consent);
             }
             // A merge moves Consents' residents without a new Consent version.

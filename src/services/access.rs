@@ -20,7 +20,7 @@ use crate::fhir::search::Query;
 use crate::fhir::search_params;
 use crate::services::consent;
 use crate::store::resources::Locked;
-use crate::store::{DbConn, resources};
+use crate::store::{Tx, resources};
 
 /// The restriction applied to one caller.
 #[derive(Debug, Clone, Default)]
@@ -88,7 +88,7 @@ impl AccessFilter {
     /// The filter for this caller. A resident's token must name their Patient (`fhirUser`),
     /// which must belong to a resident record.
     pub fn for_caller(
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         caller: &Caller,
         consent: &consent::Engine,
         grants: &crate::services::break_glass::Grants,
@@ -253,7 +253,7 @@ impl AccessFilter {
     /// direct read; under consent the search clause is run on the one resource).
     pub fn visible(
         &self,
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         t: &str,
         id: &str,
         resident: Option<&str>,
@@ -280,7 +280,7 @@ impl AccessFilter {
     }
 
     /// Whether resource `t/id` satisfies `clause`.
-    fn matches(conn: &mut DbConn, t: &str, id: &str, clause: Clause) -> Result<bool, ApiError> {
+    fn matches(conn: &mut Tx<'_>, t: &str, id: &str, clause: Clause) -> Result<bool, ApiError> {
         let query = crate::fhir::search::Query {
             clauses: vec![Clause::Id(vec![id.to_owned()]), clause],
             ignored: Vec::new(),
@@ -305,7 +305,7 @@ impl AccessFilter {
     /// per type whose clause hides anything (consent by type, grants), none otherwise.
     pub fn retain_visible(
         &self,
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         rows: &mut Vec<(String, String, String)>,
     ) -> Result<(), ApiError> {
         let types: std::collections::BTreeSet<String> =
@@ -337,7 +337,7 @@ impl AccessFilter {
     /// Of resources `t/ids`, those the caller may see (one query when anything may be hidden).
     pub fn visible_among(
         &self,
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         t: &str,
         ids: Vec<String>,
     ) -> Result<std::collections::HashSet<String>, ApiError> {
@@ -349,7 +349,7 @@ impl AccessFilter {
 
     /// Of resources `t/ids`, those that satisfy `clause`.
     fn satisfying(
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         t: &str,
         ids: Vec<String>,
         clause: Clause,
@@ -522,7 +522,7 @@ impl Guard {
     /// their own record (its `patient` a Patient of another resident, or none).
     pub fn check_content(
         &self,
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         t: &str,
         tree: &crate::fhir::json::Json,
     ) -> Result<(), ApiError> {
@@ -589,7 +589,7 @@ impl Guard {
     /// absent one when it may not see it.
     pub fn may_change(
         &self,
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         t: &str,
         id: &str,
         current: &Locked,

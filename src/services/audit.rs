@@ -24,12 +24,10 @@
 //!   are purged from the start of the chain, which then starts at the first kept record and the
 //!   hash before it.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::Connection as _;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
@@ -38,7 +36,7 @@ use crate::crypto;
 use crate::error::ApiError;
 pub use crate::store::audit::Event;
 use crate::store::audit::{self as repo, NewEvent};
-use crate::store::{DbConn, Store};
+use crate::store::{DbConn, Store, Tx};
 
 /// The least retention the law allows (6 months).
 pub const MIN_RETENTION_DAYS: u32 = 184;
@@ -548,50 +546,45 @@ impl Outcome {
 /// Resources an interaction touched, as (`Type/id`, golden resident).
 pub type Accessed = Vec<(String, Option<String>)>;
 
-thread_local! {
-    /// The resources written in the current write transaction on this (writer) thread; `None`
-    /// when no audited write is running.
-    static WRITTEN: RefCell<Option<Accessed>> = const { RefCell::new(None) };
-}
+/// The resources an audited write transaction wrote or read, carried in its [`Tx`]; `None`
+/// when no audited write is running.
+#[derive(Default)]
+struct Written(Option<Accessed>);
 
-/// Start noting the resources this thread writes.
-pub fn begin_writes() {
-    WRITTEN.with(|w| *w.borrow_mut() = Some(Vec::new()));
+/// Start noting the resources this transaction writes.
+pub fn begin_writes(conn: &mut Tx<'_>) {
+    conn.work::<Written>().0 = Some(Vec::new());
 }
 
 /// Note a resource written (created, updated, deleted) or read inside an audited write, with
 /// its resident.
-pub fn touched(t: &str, id: &str, resident: Option<&str>) {
-    WRITTEN.with(|w| {
-        if let Some(list) = w.borrow_mut().as_mut() {
-            list.push((format!("{t}/{id}"), resident.map(str::to_owned)));
-        }
-    });
+pub fn touched(conn: &mut Tx<'_>, t: &str, id: &str, resident: Option<&str>) {
+    if let Some(list) = conn.work::<Written>().0.as_mut() {
+        list.push((format!("{t}/{id}"), resident.map(str::to_owned)));
+    }
 }
 
 /// How much has been noted so far (see [`rollback_to`]).
-pub fn mark() -> usize {
-    WRITTEN.with(|w| w.borrow().as_ref().map_or(0, Vec::len))
+pub fn mark(conn: &mut Tx<'_>) -> usize {
+    conn.work::<Written>().0.as_ref().map_or(0, Vec::len)
 }
 
 /// Forget what was noted after `mark` (a savepoint rolled back).
-pub fn rollback_to(mark: usize) {
-    WRITTEN.with(|w| {
-        if let Some(list) = w.borrow_mut().as_mut() {
-            list.truncate(mark);
-        }
-    });
+pub fn rollback_to(conn: &mut Tx<'_>, mark: usize) {
+    if let Some(list) = conn.work::<Written>().0.as_mut() {
+        list.truncate(mark);
+    }
 }
 
 /// Stop noting, and forget what was noted (the write failed).
-pub fn discard_writes() {
-    WRITTEN.with(|w| *w.borrow_mut() = None);
+pub fn discard_writes(conn: &mut Tx<'_>) {
+    conn.work::<Written>().0 = None;
 }
 
 /// Append the events of the resources written since [`begin_writes`] in the caller's
 /// transaction, and stop noting.
-pub fn append_writes(conn: &mut DbConn, draft: &Draft) -> Result<(), ApiError> {
-    let written = WRITTEN.with(|w| w.borrow_mut().take()).unwrap_or_default();
+pub fn append_writes(conn: &mut Tx<'_>, draft: &Draft) -> Result<(), ApiError> {
+    let written = conn.take_work::<Written>().0.unwrap_or_default();
     let mut seen = std::collections::HashSet::new();
     let written: Vec<(String, Option<String>)> = written
         .into_iter()
@@ -709,7 +702,7 @@ const SEAL_LOCK: i64 = 0x6875_696d_696e_0a0d;
 pub fn seal_pending(store: &Store) -> Result<(usize, Option<(i64, String)>), ApiError> {
     let protection = store.protection().clone();
     store.write(move |conn| {
-        if let DbConn::Postgres(c) = conn {
+        if let DbConn::Postgres(c) = conn.conn() {
             use diesel::RunQueryDsl as _;
             #[derive(diesel::QueryableByName)]
             struct Locked {
@@ -833,11 +826,11 @@ pub struct Report {
 /// Walk the chain from its start and check every record's hash and position; `expect` is a
 /// head recorded earlier (position, hash) that must still be in the chain unchanged.
 pub fn verify(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     keys: &crate::protect::Protection,
     expect: Option<(i64, &str)>,
 ) -> Result<Report, ApiError> {
-    conn.transaction(|conn| {
+    conn.savepoint(|conn| {
         // Once a seal is keyed, every later one must be: an unkeyed seal after it is a rewrite
         // by someone without the keyring.
         let mut keyed_from: Option<i64> = None;

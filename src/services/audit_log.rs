@@ -640,7 +640,13 @@ mod tests {
             dir.path().join("t.db").to_string_lossy().into_owned(),
         );
         crate::store::migrate(&url).unwrap();
-        let store = Store::open(&url, 2, Arc::new(crate::protect::Protection::disabled())).unwrap();
+        let store = Store::open(
+            &url,
+            2,
+            Arc::new(crate::protect::Protection::disabled()),
+            crate::store::Thresholds::default(),
+        )
+        .unwrap();
         let logs = dir.path().join("audit-log");
         let log = AuditLog::open_sized(&logs, store.clone(), Durability::Disk, 2048).unwrap();
         for n in 0..60 {

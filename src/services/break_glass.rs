@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::store::{DbConn, Store, break_glass as repo};
+use crate::store::{Store, Tx, break_glass as repo};
 
 /// How long a doctor's grants are reused before they are read again.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -64,7 +64,7 @@ impl Grants {
     }
 
     /// The grants of doctor `sub` running now.
-    pub fn active(&self, conn: &mut DbConn, sub: &str) -> Result<Arc<Granted>, ApiError> {
+    pub fn active(&self, conn: &mut Tx<'_>, sub: &str) -> Result<Arc<Granted>, ApiError> {
         if let Some(g) = self.cached(sub) {
             return Ok(g);
         }

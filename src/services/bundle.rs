@@ -15,8 +15,6 @@
 use crate::services::access::{AccessFilter, Guard};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use diesel::Connection as _;
-
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::fhir::search::{self, Clause, Cond, Query, Table};
@@ -25,7 +23,7 @@ use crate::services::mpi;
 use crate::services::record::{self, Criteria, Record, Written};
 use crate::store::match_keys;
 use crate::store::search as store_search;
-use crate::store::{self, DbConn, Store};
+use crate::store::{self, DbConn, Store, Tx};
 
 /// What one entry asks for, parsed and authorized by the API layer.
 #[derive(Debug)]
@@ -147,12 +145,12 @@ enum Target {
 }
 
 fn run_transaction(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     mut entries: Vec<Entry>,
     base: &str,
 ) -> Result<Vec<Outcome>, Failure> {
-    mpi::begin();
+    mpi::begin(conn);
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&i| phase(&entries[i].action));
     let mut outcomes: Vec<Option<Outcome>> = (0..entries.len()).map(|_| None).collect();
@@ -316,9 +314,9 @@ fn run_transaction(
         .copied()
         .filter(|&i| phase(&entries[i].action) > 0)
         .collect();
-    let mut deferring = matches!(conn, DbConn::Postgres(_));
+    let mut deferring = matches!(**conn, DbConn::Postgres(_));
     if deferring {
-        store::defer_writes();
+        store::defer_writes(conn);
     }
     let written = write_and_read(
         conn,
@@ -335,7 +333,7 @@ fn run_transaction(
                 index: later.last().copied().unwrap_or(0),
                 error: ApiError::from(e),
             })?,
-            Err(_) => store::discard_writes(),
+            Err(_) => store::discard_writes(conn),
         }
     }
     written?;
@@ -406,7 +404,7 @@ fn conditional(e: &Entry) -> Option<(&str, &Criteria, Option<&str>, bool)> {
 }
 
 impl Settled {
-    fn prefetch(conn: &mut DbConn, guard: &Guard, entries: &[Entry]) -> Result<Settled, ApiError> {
+    fn prefetch(conn: &mut Tx<'_>, guard: &Guard, entries: &[Entry]) -> Result<Settled, ApiError> {
         // (type, param, system) → (code, criteria key) of every entry of that shape.
         type Group<'e> = HashMap<(&'e str, &'e str, &'e str), Vec<(&'e str, &'e str)>>;
         let mut groups: Group = HashMap::new();
@@ -494,7 +492,7 @@ impl Settled {
     /// A conditional create's target: settled in bulk, else as a single request would.
     fn create(
         &mut self,
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         guard: &Guard,
         t: &str,
         c: &Criteria,
@@ -514,7 +512,7 @@ impl Settled {
     /// A conditional update's target, likewise.
     fn update(
         &mut self,
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         guard: &Guard,
         t: &str,
         c: &Criteria,
@@ -537,7 +535,7 @@ impl Settled {
 
 /// Step 4 of a transaction: the writes and then the reads, in processing order.
 fn write_and_read(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     entries: &mut [Entry],
     later: &[usize],
@@ -643,7 +641,7 @@ fn write_and_read(
 }
 
 /// A GET entry (or an unexpected action, refused).
-fn read_action(conn: &mut DbConn, guard: &Guard, action: Action) -> Result<Outcome, ApiError> {
+fn read_action(conn: &mut Tx<'_>, guard: &Guard, action: Action) -> Result<Outcome, ApiError> {
     match action {
         Action::Read { t, id } => {
             let rec = record::read_in(conn, &t, &id)?;
@@ -664,7 +662,7 @@ fn read_action(conn: &mut DbConn, guard: &Guard, action: Action) -> Result<Outco
                 .collect();
             for (r, resident) in record::residents(conn, &keys)? {
                 if let Some((rt, id)) = r.split_once('/') {
-                    audit::touched(rt, id, resident.as_deref());
+                    audit::touched(conn, rt, id, resident.as_deref());
                 }
             }
             Ok(Outcome::Found(
@@ -681,7 +679,7 @@ fn read_action(conn: &mut DbConn, guard: &Guard, action: Action) -> Result<Outco
 /// The error rolls back what the read noted for the audit trail with the entry (batch) or the
 /// whole bundle (transaction).
 fn check_shown(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     f: &AccessFilter,
     rec: record::Record,
 ) -> Result<Outcome, ApiError> {
@@ -692,15 +690,15 @@ fn check_shown(
 }
 
 /// Rewrites the references of one resource.
-struct Resolver<'a> {
-    conn: &'a mut DbConn,
+struct Resolver<'a, 'b> {
+    conn: &'a mut Tx<'b>,
     guard: &'a Guard,
     map: &'a HashMap<String, String>,
     by_criteria: &'a HashMap<(String, String), String>,
     base: &'a str,
 }
 
-impl Resolver<'_> {
+impl Resolver<'_, '_> {
     fn rewrite(&mut self, node: &mut Json) -> Result<(), ApiError> {
         match node {
             Json::Object(members) => {
@@ -800,8 +798,8 @@ pub fn batch(
             let mut out = Vec::with_capacity(entries.len());
             for e in entries {
                 let may_create = e.may_create;
-                let mark = audit::mark();
-                let result = conn.transaction(|conn| {
+                let mark = audit::mark(conn);
+                let result = conn.savepoint(|conn| {
                     let mut action = e.action;
                     if let Action::Create { resource, .. }
                     | Action::Update { resource, .. }
@@ -819,7 +817,7 @@ pub fn batch(
                     record::linked(conn, |conn| single(conn, &guard, action, may_create))
                 });
                 if result.is_err() {
-                    audit::rollback_to(mark);
+                    audit::rollback_to(conn, mark);
                 }
                 out.push(result);
             }
@@ -830,7 +828,7 @@ pub fn batch(
 
 /// One batch entry.
 fn single(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     action: Action,
     may_create: bool,

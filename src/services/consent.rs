@@ -25,7 +25,7 @@ use diesel::result::QueryResult;
 use crate::clock;
 use crate::fhir::json::Json;
 use crate::fhir::search::Clause;
-use crate::store::{DbConn, resources};
+use crate::store::{Tx, resources};
 
 /// The regional default when a resident has given no Consent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,42 +267,37 @@ struct Loaded {
     policies: Arc<Policies>,
     /// The types of which some resource carries a sensitive label.
     labelled: Arc<HashSet<String>>,
-    /// [`SENSITIVE_EPOCH`] when `labelled` was read.
+    /// The store's sensitive epoch ([`crate::store::Context::sensitive_epoch`]) when
+    /// `labelled` was read.
     epoch: u64,
     views: HashMap<(Option<String>, Option<String>, String), Arc<View>>,
-}
-
-/// Bumped when this process notes a type newly holding sensitive data: engines then read the
-/// list again at their next request instead of after their recheck interval.
-static SENSITIVE_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// A type newly holds sensitive data (see [`SENSITIVE_EPOCH`]).
-pub fn sensitive_types_changed() {
-    SENSITIVE_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// The current [`SENSITIVE_EPOCH`].
-pub fn sensitive_epoch() -> u64 {
-    SENSITIVE_EPOCH.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The consent engine of one database: the regional default and what it loaded.
 pub struct Engine {
     default: Default,
+    /// The store's context, whose sensitive epoch moves when a write there made a type newly
+    /// hold sensitive data.
+    store: Arc<crate::store::Context>,
     recheck: Duration,
     cache: Mutex<Option<Loaded>>,
 }
 
 impl Engine {
-    pub fn new(default: Default) -> Engine {
-        Engine::with_recheck(default, RECHECK)
+    pub fn new(default: Default, store: Arc<crate::store::Context>) -> Engine {
+        Engine::with_recheck(default, store, RECHECK)
     }
 
     /// An engine that asks the database every `recheck` whether a Consent changed (longer when
     /// Redis tells every process of each change, see [`crate::services::bus`]).
-    pub fn with_recheck(default: Default, recheck: Duration) -> Engine {
+    pub fn with_recheck(
+        default: Default,
+        store: Arc<crate::store::Context>,
+        recheck: Duration,
+    ) -> Engine {
         Engine {
             default,
+            store,
             recheck,
             cache: Mutex::new(None),
         }
@@ -335,7 +330,7 @@ impl Engine {
             && self.cache().as_ref().is_some_and(|l| {
                 l.policies.is_empty()
                     && l.labelled.is_empty()
-                    && l.epoch == sensitive_epoch()
+                    && l.epoch == self.store.sensitive_epoch()
                     && l.checked.is_some_and(|c| c.elapsed() < self.recheck)
             })
     }
@@ -350,7 +345,9 @@ impl Engine {
     ) -> Option<Arc<View>> {
         let guard = self.cache();
         let l = guard.as_ref()?;
-        if l.epoch != sensitive_epoch() || l.checked.is_none_or(|c| c.elapsed() >= self.recheck) {
+        if l.epoch != self.store.sensitive_epoch()
+            || l.checked.is_none_or(|c| c.elapsed() >= self.recheck)
+        {
             return None;
         }
         l.views
@@ -366,7 +363,7 @@ impl Engine {
     /// `purpose`, built once per state of the Consents.
     pub fn view(
         &self,
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         org: Option<&str>,
         practitioner: Option<&str>,
         purpose: &str,
@@ -377,10 +374,11 @@ impl Engine {
             purpose.to_owned(),
         );
         let fresh = self.cache().as_ref().is_some_and(|l| {
-            l.epoch == sensitive_epoch() && l.checked.is_some_and(|c| c.elapsed() < self.recheck)
+            l.epoch == self.store.sensitive_epoch()
+                && l.checked.is_some_and(|c| c.elapsed() < self.recheck)
         });
         if !fresh {
-            let epoch = sensitive_epoch();
+            let epoch = self.store.sensitive_epoch();
             let stamp = resources::latest_version_seq(conn, "Consent")?;
             let labelled: HashSet<String> = resources::sensitive_types(conn)?.into_iter().collect();
             // Also read again once a minute: on PostgreSQL a Consent committed late with a
@@ -473,7 +471,7 @@ impl View {
     /// The view of a caller acting for `org` (`Organization/<id>`) as `practitioner`, for
     /// `purpose` (HL7 v3 ActReason), over `policies`.
     fn new(
-        conn: &mut DbConn,
+        conn: &mut Tx<'_>,
         policies: Arc<Policies>,
         labelled: Arc<HashSet<String>>,
         default: Default,

@@ -9,7 +9,7 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::services::mpi;
-use crate::store::{DbConn, Store, resources as repo, search as store_search};
+use crate::store::{Store, Tx, resources as repo, search as store_search};
 
 /// What `$everything` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +46,7 @@ const REFERENCED: &[&str] = &[
 ];
 
 /// The golden resident of `Patient/id` (itself when it is one): 404 or 410 like a read.
-pub fn golden_of(conn: &mut DbConn, id: &str) -> Result<String, ApiError> {
+pub fn golden_of(conn: &mut Tx<'_>, id: &str) -> Result<String, ApiError> {
     let rec = super::record::read_in(conn, "Patient", id)?;
     let tree = Json::parse(rec.content.as_bytes()).map_err(ApiError::internal)?;
     mpi::golden_for(conn, id, &tree)

@@ -17,7 +17,7 @@ use crate::services::audit::Draft;
 use crate::services::mpi;
 use crate::services::record::{self, Record};
 use crate::store::residents as store_residents;
-use crate::store::{DbConn, Store, match_keys, search as store_search};
+use crate::store::{Store, Tx, match_keys, search as store_search};
 
 const LIFECYCLE: &str = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle";
 
@@ -26,7 +26,7 @@ fn reference(r: impl Into<String>) -> Json {
 }
 
 /// The live golden resident `id` and its JSON, or 404 / 422.
-fn golden(conn: &mut DbConn, id: &str, role: &str) -> Result<(Record, Json), ApiError> {
+fn golden(conn: &mut Tx<'_>, id: &str, role: &str) -> Result<(Record, Json), ApiError> {
     let rec = record::read_in(conn, "Patient", id)?;
     let tree = Json::parse(rec.content.as_bytes()).map_err(ApiError::internal)?;
     if !mpi::is_golden(&tree) {
@@ -57,7 +57,7 @@ fn set_links(tree: &mut Json, links: Vec<Json>) {
 /// Write a new version of golden resident `Patient/id` (its content changed by `f`; the stored
 /// `meta` keeps its golden tag, the write stamps the rest).
 fn rewrite(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     id: &str,
     mut tree: Json,
     f: impl FnOnce(&mut Json),
@@ -68,10 +68,10 @@ fn rewrite(
 }
 
 /// Move an institution Patient to another golden resident (a new version with its new link).
-fn move_source(conn: &mut DbConn, source: &str, to: &str) -> Result<(), ApiError> {
+fn move_source(conn: &mut Tx<'_>, source: &str, to: &str) -> Result<(), ApiError> {
     let rec = record::read_in(conn, "Patient", source)?;
     let tree = Json::parse(rec.content.as_bytes()).map_err(ApiError::internal)?;
-    mpi::relink(source, to);
+    mpi::relink(conn, source, to);
     record::update_in(
         conn,
         &Guard::platform(),
@@ -95,7 +95,7 @@ pub fn merge(
 ) -> Result<Record, ApiError> {
     store.write(move |conn| {
         record::audited(conn, &draft, |conn| {
-            mpi::begin();
+            mpi::begin(conn);
             if from == to {
                 return Err(ApiError::Unprocessable(
                     "a golden resident cannot be merged into itself".to_owned(),
@@ -174,7 +174,7 @@ fn moved_entities(moved: &[String]) -> Vec<Json> {
 }
 
 fn provenance(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     activity: &str,
     to: &str,
     from: &str,
@@ -223,7 +223,7 @@ pub fn unmerge(
 ) -> Result<Record, ApiError> {
     store.write(move |conn| {
         record::audited(conn, &draft, |conn| {
-            mpi::begin();
+            mpi::begin(conn);
             let merge = latest_merge(conn, &from, &to)?.ok_or_else(|| {
                 ApiError::Unprocessable(format!("Patient/{from} is not merged into Patient/{to}"))
             })?;
@@ -303,7 +303,7 @@ pub fn unmerge(
 }
 
 /// The latest merge or unmerge Provenance naming `from` and `to`, when it is a merge.
-fn latest_merge(conn: &mut DbConn, from: &str, to: &str) -> Result<Option<Json>, ApiError> {
+fn latest_merge(conn: &mut Tx<'_>, from: &str, to: &str) -> Result<Option<Json>, ApiError> {
     let pairs = [
         ("target".to_owned(), format!("Patient/{from}")),
         ("_sort".to_owned(), "-recorded".to_owned()),

@@ -18,9 +18,8 @@
 //! are written once per transaction, at its end ([`finish`]), in id order: created with the
 //! best-known demographics and a `seealso` link to every source, or updated with the new links.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{LazyLock, OnceLock};
+use std::sync::LazyLock;
 
 use crate::clock;
 use crate::error::ApiError;
@@ -33,31 +32,13 @@ use crate::services::ident;
 use crate::services::matching::{self, Demographics, Weights};
 use crate::store::residents as store_residents;
 use crate::store::resources as repo;
-use crate::store::{DbConn, match_keys};
+use crate::store::{Tx, match_keys};
 
 /// The tag of golden resident Patients (`meta.tag`).
 pub const TAG_SYSTEM: &str = "urn:huimin:CodeSystem:resident-index";
 pub const GOLDEN: &str = "golden";
 
-/// Thresholds of the probabilistic match.
-#[derive(Debug, Clone, Copy)]
-pub struct Thresholds {
-    /// At or above: linked automatically.
-    pub upper: f64,
-    /// At or above (and below `upper`): a new golden resident, and the match kept for review.
-    pub lower: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Thresholds {
-        Thresholds {
-            upper: 14.0,
-            lower: 8.0,
-        }
-    }
-}
-
-static THRESHOLDS: OnceLock<Thresholds> = OnceLock::new();
+pub use crate::store::Thresholds;
 
 /// The search clause that leaves golden residents out (`_tag:not=…|golden`).
 pub fn not_golden() -> &'static Clause {
@@ -72,24 +53,15 @@ pub fn not_golden() -> &'static Clause {
 }
 
 /// Which of `ids` (Patients) are golden residents.
-pub fn golden_among(conn: &mut DbConn, ids: &[String]) -> Result<Vec<String>, ApiError> {
+pub fn golden_among(conn: &mut Tx<'_>, ids: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(crate::store::search::tagged(
         conn, "Patient", TAG_SYSTEM, GOLDEN, ids,
     )?)
 }
 
-/// Set the thresholds at start-up (the first call wins).
-pub fn configure(t: Thresholds) {
-    let _ = THRESHOLDS.set(t);
-}
-
-pub fn thresholds() -> Thresholds {
-    THRESHOLDS.get().copied().unwrap_or_default()
-}
-
-/// The work of the current write transaction on this thread.
+/// The resident-index work of a write transaction, carried in its [`Tx`].
 #[derive(Default)]
-struct Txn {
+pub struct Links {
     /// Patient id → golden resident id, for Patients linked in this transaction.
     residents: HashMap<String, String>,
     /// ID number → golden resident id, settled in this transaction.
@@ -107,51 +79,43 @@ struct Txn {
     fresh: Vec<(String, Demographics)>,
 }
 
-thread_local! {
-    static TXN: RefCell<Txn> = RefCell::new(Txn::default());
-}
-
 /// Start a write transaction's resident-index work (forgetting anything left over).
-pub fn begin() {
-    TXN.with(|t| *t.borrow_mut() = Txn::default());
+pub fn begin(conn: &mut Tx<'_>) {
+    *conn.work::<Links>() = Links::default();
 }
 
 /// Move the institution Patient `id` to the golden resident `golden` when it is next written
 /// in this transaction (merge and unmerge).
-pub fn relink(id: &str, golden: &str) {
-    TXN.with(|t| {
-        t.borrow_mut()
-            .relink
-            .insert(id.to_owned(), golden.to_owned())
-    });
+pub fn relink(conn: &mut Tx<'_>, id: &str, golden: &str) {
+    conn.work::<Links>()
+        .relink
+        .insert(id.to_owned(), golden.to_owned());
 }
 
 /// The institution Patient `id` is being deleted: its golden resident drops the link to it at
 /// the end of the transaction.
-pub fn unlink_deleted(conn: &mut DbConn, id: &str) -> Result<(), ApiError> {
+pub fn unlink_deleted(conn: &mut Tx<'_>, id: &str) -> Result<(), ApiError> {
     if let Some(g) = stored_resident(conn, id)?
         && g != id
     {
-        TXN.with(|t| {
-            t.borrow_mut()
-                .unlinked
-                .entry(g)
-                .or_default()
-                .push(id.to_owned())
-        });
+        conn.work::<Links>()
+            .unlinked
+            .entry(g)
+            .or_default()
+            .push(id.to_owned());
     }
     Ok(())
 }
 
 /// The golden resident stored for `Patient/patient` (a golden resident names itself). Rows
 /// held back in this transaction are not seen.
-pub fn stored_resident(conn: &mut DbConn, patient: &str) -> Result<Option<String>, ApiError> {
+pub fn stored_resident(conn: &mut Tx<'_>, patient: &str) -> Result<Option<String>, ApiError> {
     Ok(repo::resident(conn, "Patient", patient)?)
 }
 
 /// The golden resident of `Patient/id` stored as `tree`: itself when it is one, else its
 /// stored resident, else itself (a Patient not linked yet).
-pub fn golden_for(conn: &mut DbConn, id: &str, tree: &Json) -> Result<String, ApiError> {
+pub fn golden_for(conn: &mut Tx<'_>, id: &str, tree: &Json) -> Result<String, ApiError> {
     if is_golden(tree) {
         return Ok(id.to_owned());
     }
@@ -193,19 +157,19 @@ fn number_key(number: &str) -> String {
 /// order: a number already held resolves to its holder; a new number claims its key for the
 /// golden resident without an ID number that its Patient matches with certainty (made from an
 /// institution that did not have the number), else for a new golden resident.
-pub fn settle_numbers(conn: &mut DbConn, numbers: &[(String, &Json)]) -> Result<(), ApiError> {
+pub fn settle_numbers(conn: &mut Tx<'_>, numbers: &[(String, &Json)]) -> Result<(), ApiError> {
     let mut wanted: Vec<(String, String)> = Vec::new();
     for (n, tree) in numbers {
-        if TXN.with(|t| t.borrow().by_number.contains_key(n)) {
+        if conn.work::<Links>().by_number.contains_key(n) {
             continue;
         }
         if let Some(g) = match_keys::holder(conn, "Patient", &number_key(n))? {
-            TXN.with(|t| t.borrow_mut().by_number.insert(n.clone(), g));
+            conn.work::<Links>().by_number.insert(n.clone(), g);
             continue;
         }
         let planned = match best_match(conn, tree)? {
             Some((score, golden, g))
-                if score >= thresholds().upper && person_number(&g).is_none() =>
+                if score >= conn.thresholds().upper && person_number(&g).is_none() =>
             {
                 golden
             }
@@ -230,19 +194,22 @@ pub fn settle_numbers(conn: &mut DbConn, numbers: &[(String, &Json)]) -> Result<
             }
         };
         let n = k.trim_start_matches("resident|").to_owned();
-        TXN.with(|t| t.borrow_mut().by_number.insert(n, golden));
+        conn.work::<Links>().by_number.insert(n, golden);
     }
     Ok(())
 }
 
 /// The golden resident of the ID number `n` carried by `tree`: settled in this transaction,
 /// held, or claimed now.
-fn golden_of_number(conn: &mut DbConn, n: &str, tree: &Json) -> Result<String, ApiError> {
-    if let Some(g) = TXN.with(|t| t.borrow().by_number.get(n).cloned()) {
+fn golden_of_number(conn: &mut Tx<'_>, n: &str, tree: &Json) -> Result<String, ApiError> {
+    if let Some(g) = conn.work::<Links>().by_number.get(n).cloned() {
         return Ok(g);
     }
     settle_numbers(conn, &[(n.to_owned(), tree)])?;
-    TXN.with(|t| t.borrow().by_number.get(n).cloned())
+    conn.work::<Links>()
+        .by_number
+        .get(n)
+        .cloned()
         .ok_or_else(|| ApiError::internal("a resident key was neither claimed nor held"))
 }
 
@@ -250,7 +217,7 @@ fn golden_of_number(conn: &mut DbConn, n: &str, tree: &Json) -> Result<String, A
 /// adds the `link` to `tree` and returns the golden resident's id. A golden resident is its
 /// own resident.
 pub fn link_patient(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     id: &str,
     tree: &mut Json,
     is_new: bool,
@@ -258,7 +225,7 @@ pub fn link_patient(
     if is_golden(tree) {
         return Ok(id.to_owned());
     }
-    let moved = TXN.with(|t| t.borrow().relink.get(id).cloned());
+    let moved = conn.work::<Links>().relink.get(id).cloned();
     let existing = match moved {
         Some(g) => Some(g),
         None if is_new => None,
@@ -272,16 +239,14 @@ pub fn link_patient(
         },
     };
     set_link(tree, &golden);
-    TXN.with(|t| {
-        let mut t = t.borrow_mut();
-        t.residents.insert(id.to_owned(), golden.clone());
-        let sources = t.goldens.entry(golden.clone()).or_default();
-        let first = sources.is_empty();
-        sources.push((id.to_owned(), tree.clone()));
-        if first {
-            t.fresh.push((golden.clone(), matching::demographics(tree)));
-        }
-    });
+    let t = conn.work::<Links>();
+    t.residents.insert(id.to_owned(), golden.clone());
+    let sources = t.goldens.entry(golden.clone()).or_default();
+    let first = sources.is_empty();
+    sources.push((id.to_owned(), tree.clone()));
+    if first {
+        t.fresh.push((golden.clone(), matching::demographics(tree)));
+    }
     Ok(golden)
 }
 
@@ -317,7 +282,7 @@ pub fn take_links(tree: &mut Json) -> Vec<Json> {
 
 /// The golden resident that scores best against `tree` among those sharing its birth date or
 /// a phone (and those made earlier in this transaction): (score, id, the golden's JSON).
-fn best_match(conn: &mut DbConn, tree: &Json) -> Result<Option<(f64, String, Json)>, ApiError> {
+fn best_match(conn: &mut Tx<'_>, tree: &Json) -> Result<Option<(f64, String, Json)>, ApiError> {
     let me = matching::demographics(tree);
     let weights = Weights::default();
     let mut best: Option<(f64, String, Option<Json>)> = None;
@@ -334,32 +299,28 @@ fn best_match(conn: &mut DbConn, tree: &Json) -> Result<Option<(f64, String, Jso
     }
     // Golden residents made earlier in this transaction are not in the index yet: their first
     // source stands for them (blocked like the index: same birth date or a shared phone).
-    TXN.with(|t| {
-        for (golden, d) in t
-            .borrow()
-            .fresh
-            .iter()
-            .rev()
-            .filter(|(_, d)| {
-                (me.birth_date.is_some() && d.birth_date == me.birth_date)
-                    || d.phones.iter().any(|p| me.phones.contains(p))
-            })
-            .take(CANDIDATES)
-        {
-            consider(golden, d, None);
-        }
-    });
+    let links = conn.work::<Links>();
+    for (golden, d) in links
+        .fresh
+        .iter()
+        .rev()
+        .filter(|(_, d)| {
+            (me.birth_date.is_some() && d.birth_date == me.birth_date)
+                || d.phones.iter().any(|p| me.phones.contains(p))
+        })
+        .take(CANDIDATES)
+    {
+        consider(golden, d, None);
+    }
     Ok(best.map(|(score, golden, g)| {
         // A golden resident of this transaction has no ID number of its own yet only when its
         // first source has none; its JSON stands in as an empty Patient then.
         let g = g.unwrap_or_else(|| {
-            let first = TXN.with(|t| {
-                t.borrow()
-                    .goldens
-                    .get(&golden)
-                    .and_then(|s| s.first())
-                    .map(|(_, tree)| tree.clone())
-            });
+            let first = links
+                .goldens
+                .get(&golden)
+                .and_then(|s| s.first())
+                .map(|(_, tree)| tree.clone());
             first.unwrap_or(Json::Object(Vec::new()))
         });
         (score, golden, g)
@@ -370,8 +331,8 @@ fn best_match(conn: &mut DbConn, tree: &Json) -> Result<Option<(f64, String, Jso
 const CANDIDATES: usize = 50;
 
 /// The golden resident of a Patient without an ID number (see the module documentation).
-fn probabilistic(conn: &mut DbConn, id: &str, tree: &Json) -> Result<String, ApiError> {
-    let limits = thresholds();
+fn probabilistic(conn: &mut Tx<'_>, id: &str, tree: &Json) -> Result<String, ApiError> {
+    let limits = conn.thresholds();
     match best_match(conn, tree)? {
         Some((score, golden, _)) if score >= limits.upper => Ok(golden),
         Some((score, golden, _)) if score >= limits.lower => {
@@ -383,7 +344,7 @@ fn probabilistic(conn: &mut DbConn, id: &str, tree: &Json) -> Result<String, Api
 }
 
 /// Golden residents that share a birth date or a phone with `me`: (id, JSON).
-fn candidates(conn: &mut DbConn, me: &Demographics) -> Result<Vec<(String, String)>, ApiError> {
+fn candidates(conn: &mut Tx<'_>, me: &Demographics) -> Result<Vec<(String, String)>, ApiError> {
     let birth = me.birth_date.as_deref().and_then(clock::period_of);
     if birth.is_none() && me.phones.is_empty() {
         return Ok(Vec::new());
@@ -435,7 +396,7 @@ static RESIDENT_PARAMS: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|
 /// the Patient its compartment references name. `None` when it names none, or when that
 /// Patient is not linked yet (it is written later in this transaction: [`finish`] sets it).
 pub fn resident_of(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     t: &str,
     id: &str,
     entries: &[Entry],
@@ -455,35 +416,31 @@ pub fn resident_of(
     let Some(patient) = patient else {
         return Ok(None);
     };
-    if let Some(g) = TXN.with(|x| x.borrow().residents.get(patient).cloned()) {
+    if let Some(g) = conn.work::<Links>().residents.get(patient).cloned() {
         return Ok(Some(g));
     }
     if let Some(g) = stored_resident(conn, patient)? {
-        TXN.with(|x| {
-            x.borrow_mut()
-                .residents
-                .insert(patient.to_owned(), g.clone())
-        });
+        conn.work::<Links>()
+            .residents
+            .insert(patient.to_owned(), g.clone());
         return Ok(Some(g));
     }
-    TXN.with(|x| {
-        x.borrow_mut()
-            .unresolved
-            .push((t.to_owned(), id.to_owned(), patient.to_owned()))
-    });
+    conn.work::<Links>()
+        .unresolved
+        .push((t.to_owned(), id.to_owned(), patient.to_owned()));
     Ok(None)
 }
 
 /// Stores a golden resident version: (connection, id, resource, the current version if any
 /// with its JSON when it is live).
 pub type GoldenWriter<'a> =
-    dyn FnMut(&mut DbConn, &str, Json, Option<(i64, Option<&Json>)>) -> Result<(), ApiError> + 'a;
+    dyn FnMut(&mut Tx<'_>, &str, Json, Option<(i64, Option<&Json>)>) -> Result<(), ApiError> + 'a;
 
 /// End of a write transaction: write the golden residents linked in it (in id order), then the
 /// golden residents of resources written before their Patient was linked. `write` stores a
 /// golden resident version (the record service's writer).
-pub fn finish(conn: &mut DbConn, write: &mut GoldenWriter<'_>) -> Result<(), ApiError> {
-    let txn = TXN.with(|t| std::mem::take(&mut *t.borrow_mut()));
+pub fn finish(conn: &mut Tx<'_>, write: &mut GoldenWriter<'_>) -> Result<(), ApiError> {
+    let txn = conn.take_work::<Links>();
     let mut touched: Vec<&String> = txn.goldens.keys().chain(txn.unlinked.keys()).collect();
     touched.sort();
     touched.dedup();
@@ -649,13 +606,13 @@ pub struct Candidate {
 /// An ID number decides (`certain`); otherwise candidates sharing the birth date or a phone are
 /// scored, and those at or above the lower threshold are returned.
 pub fn match_residents(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     access: &AccessFilter,
     tree: &Json,
     only_certain: bool,
     count: usize,
 ) -> Result<Vec<Candidate>, ApiError> {
-    let limits = thresholds();
+    let limits = conn.thresholds();
     let weights = Weights::default();
     let top = matching::max_score(&weights);
     let me = matching::demographics(tree);
@@ -721,7 +678,7 @@ pub type CrossReference = (String, String, String);
 /// identifies, across every institution: (identifier system, value, Patient id). `None` when
 /// no Patient carries that identifier.
 pub fn cross_references(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     access: &AccessFilter,
     system: &str,
     value: &str,
@@ -814,7 +771,7 @@ pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), Ap
 fn relink_type(
     store: &crate::store::Store,
     t: &str,
-    link: fn(&mut DbConn, &str, &str, Json) -> Result<bool, ApiError>,
+    link: fn(&mut Tx<'_>, &str, &str, Json) -> Result<bool, ApiError>,
 ) -> Result<usize, ApiError> {
     let mut linked = 0;
     let mut after = String::new();

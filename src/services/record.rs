@@ -14,7 +14,7 @@ use crate::services::access::{AccessFilter, Guard, Readable};
 use crate::services::audit::{self, Draft};
 use crate::services::{ident, mpi};
 use crate::store::resources::{self as repo, NewVersion, Version};
-use crate::store::{DbConn, Store, index, is_unique_violation, match_keys, search as store_search};
+use crate::store::{Store, Tx, index, is_unique_violation, match_keys, search as store_search};
 
 // The paging cursors' parts, as the API encodes them into `next` links.
 pub use crate::store::resources::HistoryScope;
@@ -75,10 +75,11 @@ fn guard_error(e: protect::GuardError) -> ApiError {
 /// A resource's protected form (when it holds protected identifiers) and its index rows, which
 /// hold those identifiers blinded.
 fn guarded_entries(
+    p: &protect::Protection,
     t: &str,
     tree: &Json,
 ) -> Result<(Option<protect::Guarded>, Vec<crate::fhir::index::Entry>), ApiError> {
-    let guarded = protect::guard(t, tree).map_err(guard_error)?;
+    let guarded = protect::guard(p, t, tree).map_err(guard_error)?;
     let entries = index_entries(t, guarded.as_ref().map_or(tree, |g| &g.blinded));
     Ok((guarded, entries))
 }
@@ -86,7 +87,7 @@ fn guarded_entries(
 /// Note the type of a resource carrying a sensitive security label (the consent engine then
 /// filters that type by label).
 fn note_sensitive(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     t: &str,
     entries: &[crate::fhir::index::Entry],
 ) -> Result<(), ApiError> {
@@ -95,7 +96,7 @@ fn note_sensitive(
             if param == "_security" && crate::services::consent::SENSITIVE_LABELS.contains(&code.as_str()))
     });
     if labelled && repo::note_sensitive(conn, t)? {
-        crate::services::consent::sensitive_types_changed();
+        conn.note_sensitive_type();
     }
     Ok(())
 }
@@ -110,7 +111,7 @@ pub fn new_id() -> String {
 /// and history row); returns the stored JSON.
 #[expect(clippy::too_many_arguments, reason = "the columns of one version row")]
 fn store_version(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     t: &str,
     id: &str,
     tree: &Json,
@@ -149,7 +150,7 @@ fn store_version(
 /// Write one new version (`is_new` when no row exists yet), held by `custodian`.
 #[expect(clippy::too_many_arguments, reason = "the parts of one version")]
 fn put_version(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     t: &str,
     id: &str,
     mut tree: Json,
@@ -168,10 +169,10 @@ fn put_version(
     };
     let now = clock::now_millis();
     stamp(&mut tree, id, version_id, now);
-    let (mut guarded, mut entries) = guarded_entries(t, &tree)?;
+    let (mut guarded, mut entries) = guarded_entries(conn.protection(), t, &tree)?;
     // Codes of the sensitive code lists label the resource, as a sender's label would.
     if crate::fhir::sensitive::label(&mut tree, &entries) {
-        (guarded, entries) = guarded_entries(t, &tree)?;
+        (guarded, entries) = guarded_entries(conn.protection(), t, &tree)?;
     }
     note_sensitive(conn, t, &entries)?;
     let resident = match golden {
@@ -192,7 +193,7 @@ fn put_version(
         custodian,
     )?;
     index::replace(conn, t, id, &entries, is_new)?;
-    audit::touched(t, id, resident.as_deref());
+    audit::touched(conn, t, id, resident.as_deref());
     Ok(Record {
         res_type: t.to_owned(),
         id: id.to_owned(),
@@ -205,7 +206,7 @@ fn put_version(
 
 /// End of a write transaction: the golden residents its Patients were linked to are written
 /// (see [`mpi::finish`]).
-pub fn finish_links(conn: &mut DbConn) -> Result<(), ApiError> {
+pub fn finish_links(conn: &mut Tx<'_>) -> Result<(), ApiError> {
     mpi::finish(conn, &mut |conn, id, tree, version| match version {
         Some((v, Some(old))) => put_version_over(conn, "Patient", id, tree, v + 1, old),
         Some((v, None)) => {
@@ -219,7 +220,7 @@ pub fn finish_links(conn: &mut DbConn) -> Result<(), ApiError> {
 /// the difference: a golden resident gaining a link adds one row instead of rewriting its
 /// forty (their rows are written only by this code, so `old`'s rows are what it extracts).
 fn put_version_over(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     t: &str,
     id: &str,
     mut tree: Json,
@@ -228,7 +229,7 @@ fn put_version_over(
 ) -> Result<(), ApiError> {
     let now = clock::now_millis();
     stamp(&mut tree, id, version_id, now);
-    let (guarded, entries) = guarded_entries(t, &tree)?;
+    let (guarded, entries) = guarded_entries(conn.protection(), t, &tree)?;
     note_sensitive(conn, t, &entries)?;
     let sealed = guarded.as_ref().map(|g| &g.sealed);
     store_version(
@@ -244,8 +245,8 @@ fn put_version_over(
         Some(id),
         None,
     )?;
-    audit::touched(t, id, Some(id));
-    let old_blinded = protect::blinded(t, old).map_err(guard_error)?;
+    audit::touched(conn, t, id, Some(id));
+    let old_blinded = protect::blinded(conn.protection(), t, old).map_err(guard_error)?;
     let old_entries = index_entries(t, old_blinded.as_ref().unwrap_or(old));
     index::update(conn, t, id, &old_entries, &entries)?;
     Ok(())
@@ -254,10 +255,10 @@ fn put_version_over(
 /// Run `f` inside the caller's transaction with its resident-index work: linking starts
 /// afresh, and the golden residents are written at its end.
 pub fn linked<T>(
-    conn: &mut DbConn,
-    f: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
+    conn: &mut Tx<'_>,
+    f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    mpi::begin();
+    mpi::begin(conn);
     let out = f(conn)?;
     finish_links(conn)?;
     Ok(out)
@@ -267,7 +268,7 @@ pub fn linked<T>(
 /// audit records (see [`audited`]).
 fn write<T, F>(store: &Store, draft: Draft, f: F) -> Result<T, ApiError>
 where
-    F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
     store.write(move |conn| audited(conn, &draft, |conn| linked(conn, f)))
@@ -276,18 +277,18 @@ where
 /// Run `f` inside the caller's transaction and append the audit events of every resource it
 /// wrote or read before the transaction commits.
 pub fn audited<T>(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     draft: &Draft,
-    f: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
+    f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    audit::begin_writes();
+    audit::begin_writes(conn);
     match f(conn) {
         Ok(v) => {
             audit::append_writes(conn, draft)?;
             Ok(v)
         }
         Err(e) => {
-            audit::discard_writes();
+            audit::discard_writes(conn);
             Err(e)
         }
     }
@@ -296,7 +297,7 @@ pub fn audited<T>(
 /// Ids matching conditional criteria (at most `limit`), among the records the guard's caller
 /// may see: criteria never confirm what a read would hide.
 pub fn matching_ids(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     criteria: &Query,
@@ -362,7 +363,7 @@ pub fn create(
 /// A create inside the caller's transaction. With criteria: the single match is returned
 /// unchanged, several matches are 412, no match creates the resource (see [`resolve_create`]).
 pub fn create_in(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     tree: Json,
@@ -381,7 +382,7 @@ pub fn create_in(
 
 /// Store a new resource under a server-assigned id.
 pub fn create_with_id(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     id: &str,
@@ -395,7 +396,7 @@ pub fn create_with_id(
 /// in `match_keys`, see [`resolve_update`]): a create, without looking for a current row that
 /// cannot exist.
 pub fn create_by_update_in(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     id: &str,
@@ -427,7 +428,7 @@ pub enum Resolved {
 /// makes a concurrent identical conditional create (any process) wait for this transaction and
 /// then find its resource instead of creating a second one.
 pub fn resolve_create(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     criteria: &Criteria,
@@ -504,7 +505,7 @@ pub fn update(
 
 /// An update (or create with the client's id) inside the caller's transaction.
 pub fn update_in(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     id: &str,
@@ -567,7 +568,7 @@ pub fn conditional_update(
 /// A conditional update inside the caller's transaction: no match creates (with the body's id
 /// if it has one), one match is updated, several are 412.
 pub fn conditional_update_in(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     criteria: &Criteria,
@@ -593,7 +594,7 @@ pub fn conditional_update_in(
 /// (whose id the body, if it has one, must carry), else the body's own id, else a new id that
 /// has claimed the criteria (403 without the create scope); several matches are 412.
 pub fn resolve_update(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     criteria: &Criteria,
@@ -653,7 +654,7 @@ pub fn patch(
 
 /// A JSON Patch inside the caller's transaction.
 pub fn patch_in(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     id: &str,
@@ -754,7 +755,7 @@ pub fn delete(
 /// A delete inside the caller's transaction. A record the caller may not see is deleted as an
 /// absent one is: nothing happens, and the answer is the same.
 pub fn delete_in(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     id: &str,
@@ -772,7 +773,8 @@ pub fn delete_in(
         Err(e) => return Err(e),
     }
     let v = locked.version_id;
-    audit::touched(t, id, repo::resident(conn, t, id)?.as_deref());
+    let resident = repo::resident(conn, t, id)?;
+    audit::touched(conn, t, id, resident.as_deref());
     if t == "Patient" {
         mpi::unlink_deleted(conn, id)?;
     }
@@ -815,7 +817,7 @@ pub fn conditional_delete(
 
 /// A conditional delete inside the caller's transaction.
 pub fn conditional_delete_in(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     guard: &Guard,
     t: &str,
     criteria: &Query,
@@ -835,7 +837,7 @@ pub fn conditional_delete_in(
 /// The audit view of resources given as (type, id): (`Type/id`, golden resident), in the
 /// given order (a resource that no longer exists has no resident).
 pub fn residents(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     resources: &[(&str, &str)],
 ) -> Result<Vec<(String, Option<String>)>, ApiError> {
     let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
@@ -864,12 +866,12 @@ pub fn read(store: &Store, t: &str, id: &str) -> Result<Record, ApiError> {
 }
 
 /// A read inside the caller's transaction.
-pub fn read_in(conn: &mut DbConn, t: &str, id: &str) -> Result<Record, ApiError> {
+pub fn read_in(conn: &mut Tx<'_>, t: &str, id: &str) -> Result<Record, ApiError> {
     match repo::find_current(conn, t, id)? {
         None => Err(not_found(t, id)),
         Some(c) if c.deleted => Err(gone(t, id)),
         Some(c) => {
-            audit::touched(t, id, c.resident.as_deref());
+            audit::touched(conn, t, id, c.resident.as_deref());
             Ok(Record {
                 res_type: t.to_owned(),
                 id: id.to_owned(),
@@ -888,7 +890,7 @@ pub fn vread(store: &Store, t: &str, id: &str, vid: i64) -> Result<Record, ApiEr
 }
 
 /// A version read inside the caller's transaction.
-pub fn vread_in(conn: &mut DbConn, t: &str, id: &str, vid: i64) -> Result<Record, ApiError> {
+pub fn vread_in(conn: &mut Tx<'_>, t: &str, id: &str, vid: i64) -> Result<Record, ApiError> {
     match repo::find_version(conn, t, id, vid)? {
         None => Err(no_version(t, id, vid)),
         Some(v) if v.deleted => Err(ApiError::Gone(format!(
@@ -897,7 +899,7 @@ pub fn vread_in(conn: &mut DbConn, t: &str, id: &str, vid: i64) -> Result<Record
         Some(v) => Ok(Record {
             resident: {
                 let resident = repo::resident(conn, t, id)?;
-                audit::touched(t, id, resident.as_deref());
+                audit::touched(conn, t, id, resident.as_deref());
                 resident
             },
             res_type: v.res_type,
@@ -1056,7 +1058,7 @@ pub fn search(store: &Store, t: &str, req: &SearchRequest) -> Result<SearchPage,
 }
 
 fn include(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     t: &str,
     ids: Vec<String>,
     includes: &[Include],

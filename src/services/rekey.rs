@@ -13,7 +13,7 @@ use crate::fhir::json::Json;
 use crate::protect::{self, Protection};
 use crate::services::mpi;
 use crate::store::resources::raw;
-use crate::store::{DbConn, Store, index};
+use crate::store::{Store, Tx, index};
 
 const PAGE: i64 = 500;
 
@@ -79,7 +79,7 @@ pub fn reencrypt(store: &Store) -> Result<Report, ApiError> {
 
 /// One page of live resources: (sealed again, resident keys moved, last id seen).
 fn current_page(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     t: &str,
     after: &str,
     active: &str,
@@ -88,7 +88,7 @@ fn current_page(
     let last = rows.last().map(|(id, _, _)| id.clone());
     let (mut sealed, mut keys) = (0, 0);
     for (id, version, stored) in rows {
-        let Some((tree, g)) = guarded(t, &stored)? else {
+        let Some((tree, g)) = guarded(conn.protection(), t, &stored)? else {
             continue;
         };
         if t == "Patient" && mpi::is_golden(&tree) {
@@ -109,7 +109,7 @@ fn current_page(
 
 /// One page of stored versions: (sealed again, last position seen).
 fn versions_page(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     after: i64,
     active: &str,
 ) -> Result<(usize, Option<i64>), ApiError> {
@@ -120,7 +120,7 @@ fn versions_page(
         if !protect::needs_rekey(&stored, active) {
             continue;
         }
-        if let Some((_, g)) = guarded(&t, &stored)? {
+        if let Some((_, g)) = guarded(conn.protection(), &t, &stored)? {
             let content = String::from_utf8(g.sealed.to_bytes()).map_err(ApiError::internal)?;
             raw::set_version(conn, seq, &content)?;
             sealed += 1;
@@ -130,10 +130,14 @@ fn versions_page(
 }
 
 /// The plain tree of stored JSON and its protected forms, when it holds protected values.
-fn guarded(t: &str, stored: &str) -> Result<Option<(Json, protect::Guarded)>, ApiError> {
-    let plain = protect::reveal(stored.to_owned())?;
+fn guarded(
+    p: &Protection,
+    t: &str,
+    stored: &str,
+) -> Result<Option<(Json, protect::Guarded)>, ApiError> {
+    let plain = protect::reveal(p, stored.to_owned())?;
     let tree = Json::parse(plain.as_bytes()).map_err(ApiError::internal)?;
-    match protect::guard(t, &tree) {
+    match protect::guard(p, t, &tree) {
         Ok(Some(g)) => Ok(Some((tree, g))),
         Ok(None) => Ok(None),
         Err(e) => Err(ApiError::internal(e)),
@@ -142,11 +146,12 @@ fn guarded(t: &str, stored: &str) -> Result<Option<(Json, protect::Guarded)>, Ap
 
 /// Move a golden resident's resident key (`resident|<number>`) from its clear or older blind
 /// forms to the active key's; rows moved.
-fn move_resident_key(conn: &mut DbConn, tree: &Json) -> Result<usize, ApiError> {
+fn move_resident_key(conn: &mut Tx<'_>, tree: &Json) -> Result<usize, ApiError> {
     let Some(n) = mpi::person_number(tree) else {
         return Ok(0);
     };
-    let forms = protect::with_current(|p: &Protection| {
+    let p = conn.protection();
+    let forms = (|| {
         let active = p.active().map(|k| k.blind(&n)).transpose()?;
         let old = p
             .keys()
@@ -154,8 +159,7 @@ fn move_resident_key(conn: &mut DbConn, tree: &Json) -> Result<usize, ApiError> 
             .map(|k| k.blind(&n))
             .collect::<Result<Vec<_>, _>>()?;
         Ok::<_, crate::crypto::CryptoError>((active, old))
-    })
-    .map_err(ApiError::internal)?
+    })()
     .map_err(ApiError::internal)?;
     let (Some(active), old) = forms else {
         return Ok(0);

@@ -3,42 +3,23 @@
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 
-use super::DbConn;
 use super::schema::{
     search_composite, search_date, search_number, search_quantity, search_reference, search_string,
     search_text, search_token, search_uri,
 };
+use super::{DbConn, Tx};
 use crate::fhir::index::{Entry, Second, key};
 
-/// The index rows of one resource held back by [`defer`]: (type, id, rows).
-type Held = (String, String, Vec<Entry>);
+/// The index rows of one resource held back by [`super::defer_writes`]: (type, id, rows).
+pub(super) type HeldIndex = (String, String, Vec<Entry>);
 
-thread_local! {
-    /// Index rows held back by [`defer`] until [`flush`].
-    static PENDING: std::cell::RefCell<Option<Vec<Held>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Hold back the index rows written on this thread until [`flush`], so that a large
-/// transaction inserts them as a few multi-row statements per table instead of a round trip
-/// per resource and table (PostgreSQL). Searches in the same transaction do not see held-back
-/// rows: flush before searching what was written.
-pub(super) fn defer() {
-    PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
-}
-
-/// Insert every held-back row and stop holding back.
-pub(super) fn flush(conn: &mut DbConn) -> QueryResult<()> {
-    let pending = PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default();
-    let batch: Vec<(&str, &str, &[Entry])> = pending
+/// Insert the rows held back by [`super::defer_writes`].
+pub(super) fn flush(conn: &mut DbConn, held: &[HeldIndex]) -> QueryResult<()> {
+    let batch: Vec<(&str, &str, &[Entry])> = held
         .iter()
         .map(|(t, id, e)| (t.as_str(), id.as_str(), e.as_slice()))
         .collect();
     insert(conn, &batch)
-}
-
-/// Forget held-back rows without writing them (the transaction failed).
-pub(super) fn discard() {
-    PENDING.with(|p| *p.borrow_mut() = None);
 }
 
 /// The index table of each kind of row, in [`Entry`] order.
@@ -98,13 +79,12 @@ fn clear_table(conn: &mut DbConn, t: &str, id: &str, table: usize) -> QueryResul
     Ok(())
 }
 
-/// Delete every index row of one resource (including rows held back by [`defer`]).
-pub fn clear(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<()> {
-    PENDING.with(|p| {
-        if let Some(rows) = p.borrow_mut().as_mut() {
-            rows.retain(|(pt, pid, _)| !(pt == t && pid == id));
-        }
-    });
+/// Delete every index row of one resource (including rows held back).
+pub fn clear(tx: &mut Tx<'_>, t: &str, id: &str) -> QueryResult<()> {
+    if let Some(held) = tx.held.as_mut() {
+        held.index.retain(|(pt, pid, _)| !(pt == t && pid == id));
+    }
+    let conn = tx.conn();
     for table in 0..TABLES {
         clear_table(conn, t, id, table)?;
     }
@@ -114,7 +94,7 @@ pub fn clear(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<()> {
 /// Change a stored resource's index rows from `before` (what they are) to `after`: only the
 /// tables where a row goes away are rewritten; elsewhere the new rows are added.
 pub fn update(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     t: &str,
     id: &str,
     before: &[Entry],
@@ -140,7 +120,7 @@ pub fn update(
 
 /// Replace the index rows of one resource (`is_new`: nothing to delete first).
 pub fn replace(
-    conn: &mut DbConn,
+    conn: &mut Tx<'_>,
     t: &str,
     id: &str,
     entries: &[Entry],
@@ -153,19 +133,14 @@ pub fn replace(
 }
 
 /// Add index rows to a resource written earlier in this transaction (held back like the rest
-/// when [`defer`] is on).
-pub fn add(conn: &mut DbConn, t: &str, id: &str, entries: &[Entry]) -> QueryResult<()> {
-    let held = PENDING.with(|p| match p.borrow_mut().as_mut() {
-        Some(rows) => {
-            rows.push((t.to_owned(), id.to_owned(), entries.to_vec()));
-            true
-        }
-        None => false,
-    });
-    if held {
+/// while the transaction holds rows back).
+pub fn add(tx: &mut Tx<'_>, t: &str, id: &str, entries: &[Entry]) -> QueryResult<()> {
+    if let Some(held) = tx.held.as_mut() {
+        held.index
+            .push((t.to_owned(), id.to_owned(), entries.to_vec()));
         return Ok(());
     }
-    insert(conn, &[(t, id, entries)])
+    insert(tx, &[(t, id, entries)])
 }
 
 /// Insert the index rows of several resources: per table, one binary COPY on PostgreSQL,

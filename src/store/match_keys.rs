@@ -5,16 +5,18 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 use std::collections::HashSet;
 
-use super::DbConn;
 use super::schema::match_keys;
+use super::{DbConn, Tx};
 use crate::fhir::index::key;
+use crate::protect::Protection;
 
 /// Claim `criteria` for the new resource `t/id`. `false` means another resource holds it: the
 /// caller searches again (a concurrent create has committed, and on PostgreSQL this call waited
 /// for it). A key whose holder no longer matches (updated, deleted) is taken over when the
 /// caller's search found nothing twice; see [`take_over`].
-pub fn claim(conn: &mut DbConn, t: &str, criteria: &str, id: &str) -> QueryResult<bool> {
-    claim_stored(conn, t, key(&stored(criteria)?), id)
+pub fn claim(tx: &mut Tx<'_>, t: &str, criteria: &str, id: &str) -> QueryResult<bool> {
+    let (protection, conn) = (tx.protection(), tx.conn());
+    claim_stored(conn, t, key(&stored(protection, criteria)?), id)
 }
 
 /// [`claim`] of a key already in its stored form.
@@ -36,13 +38,14 @@ fn claim_stored(conn: &mut DbConn, t: &str, stored: &str, id: &str) -> QueryResu
 /// transactions claiming overlapping sets wait for each other instead of deadlocking. A key not
 /// claimed is held by another resource: its caller settles it one by one (see [`claim`]).
 pub fn claim_many(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     t: &str,
     wanted: &[(&str, &str)],
 ) -> QueryResult<HashSet<String>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     let forms: Vec<(String, &str, &str)> = wanted
         .iter()
-        .map(|&(c, id)| Ok((key(&stored(c)?).to_owned(), c, id)))
+        .map(|&(c, id)| Ok((key(&stored(protection, c)?).to_owned(), c, id)))
         .collect::<QueryResult<_>>()?;
     let mut sorted: Vec<(&str, &str)> = forms.iter().map(|(f, _, id)| (f.as_str(), *id)).collect();
     sorted.sort_unstable();
@@ -86,14 +89,15 @@ pub fn claim_many(
 }
 
 /// `criteria` as stored: protected identifiers in their blind form (see [`crate::protect`]).
-fn stored(criteria: &str) -> QueryResult<String> {
-    crate::protect::match_key(criteria)
+fn stored(protection: &Protection, criteria: &str) -> QueryResult<String> {
+    crate::protect::match_key(protection, criteria)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
 }
 
 /// The resource currently holding `criteria`.
-pub fn holder(conn: &mut DbConn, t: &str, criteria: &str) -> QueryResult<Option<String>> {
-    let criteria = stored(criteria)?;
+pub fn holder(tx: &mut Tx<'_>, t: &str, criteria: &str) -> QueryResult<Option<String>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
+    let criteria = stored(protection, criteria)?;
     let q = match_keys::table
         .filter(match_keys::res_type.eq(t))
         .filter(match_keys::criteria.eq(key(&criteria)))
@@ -103,13 +107,14 @@ pub fn holder(conn: &mut DbConn, t: &str, criteria: &str) -> QueryResult<Option<
 
 /// Move a stale key from `old` to `id`; `false` when someone else moved it first.
 pub fn take_over(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     t: &str,
     criteria: &str,
     old: &str,
     id: &str,
 ) -> QueryResult<bool> {
-    let criteria = stored(criteria)?;
+    let (protection, conn) = (tx.protection(), tx.conn());
+    let criteria = stored(protection, criteria)?;
     let q = diesel::update(
         match_keys::table
             .filter(match_keys::res_type.eq(t))

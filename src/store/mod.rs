@@ -18,7 +18,7 @@
 /// The hot statements of the read and write paths therefore go through this `match`.
 macro_rules! native {
     ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
+        match $crate::store::AsConn::as_conn($conn) {
             DbConn::Postgres($c) => $body,
             DbConn::Sqlite($c) => $body,
         }
@@ -43,6 +43,9 @@ pub mod residents;
 pub mod resources;
 pub mod schema;
 pub mod search;
+pub mod tx;
+
+pub use tx::{Context, Thresholds, Tx};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +70,23 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 pub enum DbConn {
     Postgres(PgConnection),
     Sqlite(SqliteConnection),
+}
+
+/// What a statement runs on: a connection, or the [`Tx`] holding one.
+pub trait AsConn {
+    fn as_conn(&mut self) -> &mut DbConn;
+}
+
+impl AsConn for DbConn {
+    fn as_conn(&mut self) -> &mut DbConn {
+        self
+    }
+}
+
+impl AsConn for Tx<'_> {
+    fn as_conn(&mut self) -> &mut DbConn {
+        self.conn()
+    }
 }
 
 /// Which database a URL names.
@@ -166,6 +186,8 @@ impl std::ops::DerefMut for Pooled {
 
 /// How many statements found their PostgreSQL connection closed (a restart, a terminated
 /// backend). When it moves, every pooled connection is checked before its next use.
+/// Process-wide by design, unlike everything else a store's work needs (see [`Tx`]): it is only
+/// a hint, and another store of the process pays at most one `SELECT 1` per connection for it.
 static LOST_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// When a lost connection was last logged (ms since the epoch).
@@ -237,8 +259,8 @@ pub struct Store {
     /// The queue of the group-commit writer threads.
     writer: mpsc::Sender<Job>,
     url: DatabaseUrl,
-    /// The keys that protect identifiers at rest in this database, in scope during every job.
-    protection: Arc<Protection>,
+    /// What every unit of work on this database is given (its keys, thresholds, signals).
+    ctx: Arc<Context>,
     /// Set once the application is done with the store: its background threads (statistics,
     /// checkpoints, the audit sealer and copier) stop, so they send the writers no more work.
     closed: Arc<std::sync::atomic::AtomicBool>,
@@ -250,10 +272,11 @@ impl Store {
         url: &DatabaseUrl,
         pool_size: u32,
         protection: Arc<Protection>,
+        thresholds: Thresholds,
     ) -> anyhow::Result<Store> {
         check_reachable(url)?;
         let manager = Manager { url: url.clone() };
-        let writer = spawn_writers(manager.clone(), url, &protection)?;
+        let writer = spawn_writers(manager.clone(), url)?;
         let pool = Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(5))
@@ -266,7 +289,7 @@ impl Store {
             pool,
             writer,
             url: url.clone(),
-            protection,
+            ctx: Arc::new(Context::new(protection, thresholds)),
             closed: Arc::default(),
         };
         store.check_keys()?;
@@ -292,7 +315,7 @@ impl Store {
         let mut conn = self.pool.get().context("checking the database's keys")?;
         let listed: Vec<String> = native!(&mut **conn, c => k::table.select(k::id).load(c))
             .context("reading the database's keys")?;
-        let ours = self.protection.key_ids();
+        let ours = self.ctx.protection.key_ids();
         if !listed.is_empty() && !listed.iter().any(|id| ours.contains(&id.as_str())) {
             anyhow::bail!(
                 "this database's identifiers are protected by key(s) {} and the keyring holds none \
@@ -301,7 +324,7 @@ impl Store {
                 listed.join(", ")
             );
         }
-        if let Some(active) = self.protection.active()
+        if let Some(active) = self.ctx.protection.active()
             && !listed.contains(&active.id)
         {
             let q = diesel::insert_into(k::table)
@@ -327,23 +350,28 @@ impl Store {
 
     /// The keys protecting identifiers at rest.
     pub fn protection(&self) -> &Arc<Protection> {
-        &self.protection
+        &self.ctx.protection
+    }
+
+    /// What every unit of work on this database shares.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
     }
 
     /// Run `f` on a pooled connection.
-    pub fn read<T, E>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
+    pub fn read<T, E>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<diesel::r2d2::PoolError>,
     {
         let mut conn = self.pool.get()?;
-        crate::protect::scoped(&self.protection, || f(&mut conn))
+        f(&mut Tx::new(&mut conn, &self.ctx))
     }
 
     /// Run `f` inside one database transaction: all of it is committed, or none. Returns once
     /// the outcome is durable (on SQLite, once the group `f` was committed with is).
     pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
     {
@@ -355,7 +383,7 @@ impl Store {
     /// savepoint journal of every page it changes.
     pub fn write_alone<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
     {
@@ -369,12 +397,12 @@ impl Store {
     /// and every write in it answered with an error, never lost silently.
     pub async fn append_async<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
-        let job = job(f, Mode::Plain, move |out| {
+        let job = job(f, Mode::Plain, self.ctx.clone(), move |out| {
             let _ = tx.send(out);
         });
         if self.writer.send(job).is_err() {
@@ -386,13 +414,13 @@ impl Store {
 
     fn submit<T, E, F>(&self, f: F, alone: bool) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel::<Result<T, E>>(1);
         let mode = if alone { Mode::Alone } else { Mode::Savepoint };
-        let job = job(f, mode, move |out| {
+        let job = job(f, mode, self.ctx.clone(), move |out| {
             let _ = tx.send(out);
         });
         if self.writer.send(job).is_err() {
@@ -426,9 +454,9 @@ impl Store {
                     // On SQLite through the writer: ANALYZE writes, and a second writer would
                     // make the group transaction's upgrade from read to write fail.
                     let done: anyhow::Result<()> = if store.is_embedded() {
-                        store.write(|c| refresh_statistics(c).map_err(anyhow::Error::from))
+                        store.write(|c| refresh_statistics(c.conn()).map_err(anyhow::Error::from))
                     } else {
-                        store.read(|c| refresh_statistics(c).map_err(anyhow::Error::from))
+                        store.read(|c| refresh_statistics(c.conn()).map_err(anyhow::Error::from))
                     };
                     if let Err(e) = done {
                         tracing::warn!(error = %e, "refreshing planner statistics failed");
@@ -455,7 +483,9 @@ impl Store {
                     while !store.is_closed() {
                         std::thread::sleep(Duration::from_millis(200));
                         let done = store.read(|c| {
-                            let DbConn::Sqlite(c) = c else { return Ok(()) };
+                            let DbConn::Sqlite(c) = c.conn() else {
+                                return Ok(());
+                            };
                             let r: Checkpoint = diesel::RunQueryDsl::get_result(
                                 diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)"),
                                 c,
@@ -545,25 +575,24 @@ fn refresh_statistics(conn: &mut DbConn) -> diesel::QueryResult<()> {
     }
 }
 
-/// Hold back new resources and index rows written on this thread until [`flush_writes`]: a
-/// large PostgreSQL transaction then inserts them as a few multi-row statements per table
-/// instead of several round trips per resource. Nothing in the same transaction may read what
-/// is held back before the flush.
-pub fn defer_writes() {
-    resources::defer();
-    index::defer();
+/// Hold back new resources and index rows written in `tx` until [`flush_writes`]: a large
+/// PostgreSQL transaction then inserts them as a few multi-row statements per table instead of
+/// several round trips per resource. Nothing in the same transaction may read what is held back
+/// before the flush. Held rows go with the `Tx` when the work fails.
+pub fn defer_writes(tx: &mut Tx<'_>) {
+    tx.held = Some(tx::Held::default());
 }
 
 /// Insert everything held back by [`defer_writes`] and stop holding back.
-pub fn flush_writes(conn: &mut DbConn) -> diesel::QueryResult<()> {
-    resources::flush(conn)?;
-    index::flush(conn)
+pub fn flush_writes(tx: &mut Tx<'_>) -> diesel::QueryResult<()> {
+    let held = tx.held.take().unwrap_or_default();
+    resources::flush(tx, &held.versions)?;
+    index::flush(tx, &held.index)
 }
 
-/// Forget everything held back (the transaction failed, or a job panicked).
-pub fn discard_writes() {
-    resources::discard();
-    index::discard();
+/// Forget everything held back (the transaction failed).
+pub fn discard_writes(tx: &mut Tx<'_>) {
+    tx.held = None;
 }
 
 /// One queued write: runs inside the group transaction and returns how to answer its caller
@@ -584,9 +613,14 @@ enum Mode {
 
 /// A writer job running `f` as `mode` says that hands its outcome to `reply` once the commit
 /// is known.
-fn job<T, E, F>(f: F, mode: Mode, reply: impl FnOnce(Result<T, E>) + Send + 'static) -> Job
+fn job<T, E, F>(
+    f: F,
+    mode: Mode,
+    ctx: Arc<Context>,
+    reply: impl FnOnce(Result<T, E>) + Send + 'static,
+) -> Job
 where
-    F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
     E: From<diesel::result::Error> + Send + 'static,
 {
@@ -602,16 +636,26 @@ where
         // Savepoint: a nested diesel transaction inside the group's transaction, so a failing
         // write rolls back only itself. Plain: straight in the group's transaction, which a
         // failure rolls back. Alone: the write is the whole transaction, rolled back when it
-        // fails.
+        // fails. Each job has a `Tx` of its own: nothing it held back or noted outlives it.
+        let mut noted = false;
+        let run = |c: &mut DbConn| {
+            let mut tx = Tx::new(c, &ctx);
+            let out = f(&mut tx);
+            noted = tx.sensitive_noted();
+            out
+        };
         let result = match mode {
-            Mode::Savepoint => conn.transaction(f),
-            Mode::Plain | Mode::Alone => f(conn),
+            Mode::Savepoint => conn.transaction(run),
+            Mode::Plain | Mode::Alone => run(conn),
         };
         let failed = result.is_err();
         let done: Completion = Box::new(move |commit_error: Option<&str>| {
             reply(match (result, commit_error) {
                 (Err(e), _) => Err(e),
-                (Ok(v), None) => Ok(v),
+                (Ok(v), None) => {
+                    Tx::committed(&ctx, noted);
+                    Ok(v)
+                }
                 (Ok(_), Some(why)) => Err(E::from(group_error(why))),
             });
         });
@@ -688,11 +732,7 @@ fn writer_connection(manager: &Manager) -> anyhow::Result<DbConn> {
 
 /// Start the group-commit writer threads, sharing one queue; they end when every sender
 /// (every `Store` clone) is gone.
-fn spawn_writers(
-    manager: Manager,
-    url: &DatabaseUrl,
-    protection: &Arc<Protection>,
-) -> anyhow::Result<mpsc::Sender<Job>> {
+fn spawn_writers(manager: Manager, url: &DatabaseUrl) -> anyhow::Result<mpsc::Sender<Job>> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = std::sync::Arc::new(std::sync::Mutex::new(Queue { rx, held: None }));
     for n in 0..writer_count(url) {
@@ -702,11 +742,9 @@ fn spawn_writers(
             retry_at: None,
         };
         let rx = rx.clone();
-        let protection = protection.clone();
         std::thread::Builder::new()
             .name(format!("db-writer-{n}"))
             .spawn(move || {
-                crate::protect::enter(protection);
                 while let Some(jobs) = next_group(&rx) {
                     let group = std::panic::AssertUnwindSafe(|| writer.run(jobs));
                     if std::panic::catch_unwind(group).is_err() {
@@ -774,8 +812,6 @@ fn group_transaction(
 /// not run: those after a job that rolled the group back, or all when the transaction could
 /// not begin.
 fn run_group(conn: &mut DbConn, jobs: Vec<Job>) -> (Option<&'static str>, Vec<Job>) {
-    // Nothing held back by an earlier job that panicked may leak into this group.
-    discard_writes();
     let mut completions = Vec::with_capacity(jobs.len());
     let mut rolled_back = false;
     let mut queue = jobs.into_iter();

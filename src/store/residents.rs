@@ -4,8 +4,8 @@
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 
-use super::DbConn;
 use super::schema::{resident_reviews, resources};
+use super::{DbConn, Tx};
 use crate::fhir::index::key;
 
 /// Record a possible match for review (kept once per pair).
@@ -84,12 +84,13 @@ pub fn repoint(
 /// index lookup whatever the planner's statistics say (a search's `ORDER BY … LIMIT` may be
 /// planned as a scan of every Patient while a bulk load outruns `ANALYZE`).
 pub fn golden_candidates(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     birth: Option<(i64, i64)>,
     phones: &[String],
     tag: (&str, &str),
     limit: i64,
 ) -> QueryResult<Vec<(String, String)>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     use super::schema::{search_date as d, search_token as tok};
     let mut ids: Vec<String> = Vec::new();
     if let Some((low, high)) = birth {
@@ -109,7 +110,7 @@ pub fn golden_candidates(
     // One index probe per form of each phone (as written, and blind under each key):
     // `code = ANY(…)` may be planned generically on PostgreSQL as a scan of every phone row.
     for p in phones {
-        for code in crate::protect::search_codes("phone", None, key(p)) {
+        for code in protection.search_codes("phone", None, key(p)) {
             let q = tok::table
                 .filter(tok::res_type.eq("Patient"))
                 .filter(tok::param.eq("phone"))
@@ -133,7 +134,7 @@ pub fn golden_candidates(
         .limit(limit);
     native!(conn, c => q.load::<(String, String)>(c))?
         .into_iter()
-        .map(|(id, c)| Ok((id, crate::protect::reveal(c)?)))
+        .map(|(id, c)| Ok((id, crate::protect::reveal(protection, c)?)))
         .collect()
 }
 

@@ -4,8 +4,9 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 
 use super::DbConn;
+use super::Tx;
 use super::schema::{resource_versions, resources};
-use crate::protect::reveal;
+use crate::protect::{Protection, reveal};
 
 /// The current version of a resource.
 #[derive(Debug, Clone, Queryable)]
@@ -58,7 +59,8 @@ pub struct Locked {
     pub custodian: Option<String>,
 }
 
-pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Current>> {
+pub fn find_current(tx: &mut Tx<'_>, t: &str, id: &str) -> QueryResult<Option<Current>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     let q = resources::table
         .filter(resources::res_type.eq(t))
         .filter(resources::res_id.eq(id))
@@ -74,28 +76,31 @@ pub fn find_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<
     let found: Option<Current> = native!(conn, c => q.first(c).optional())?;
     found
         .map(|mut cur| {
-            cur.content = reveal(cur.content)?;
+            cur.content = reveal(protection, cur.content)?;
             Ok(cur)
         })
         .transpose()
 }
 
 /// Open the sealed values of each row's JSON (the second member).
-fn reveal_rows<K>(rows: Vec<(K, String)>) -> QueryResult<Vec<(K, String)>> {
-    rows.into_iter().map(|(k, c)| Ok((k, reveal(c)?))).collect()
+fn reveal_rows<K>(p: &Protection, rows: Vec<(K, String)>) -> QueryResult<Vec<(K, String)>> {
+    rows.into_iter()
+        .map(|(k, c)| Ok((k, reveal(p, c)?)))
+        .collect()
 }
 
-fn reveal_versions(rows: Vec<Version>) -> QueryResult<Vec<Version>> {
+fn reveal_versions(p: &Protection, rows: Vec<Version>) -> QueryResult<Vec<Version>> {
     rows.into_iter()
         .map(|mut v| {
-            v.content = reveal(v.content)?;
+            v.content = reveal(p, v.content)?;
             Ok(v)
         })
         .collect()
 }
 
 /// The live resources of type `t` among `ids`, in id order: (id, JSON).
-pub fn find_live(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+pub fn find_live(tx: &mut Tx<'_>, t: &str, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let q = resources::table
@@ -105,6 +110,7 @@ pub fn find_live(conn: &mut DbConn, t: &str, ids: &[String]) -> QueryResult<Vec<
             .order(resources::res_id)
             .select((resources::res_id, resources::content));
         out.extend(reveal_rows(
+            protection,
             native!(conn, c => q.load::<(String, String)>(c))?,
         )?);
     }
@@ -157,10 +163,8 @@ pub fn latest_version_seq(conn: &mut DbConn, t: &str) -> QueryResult<Option<i64>
 }
 
 /// Every live resource of type `t` that belongs to a resident: (resident, JSON).
-pub fn live_of_type_with_resident(
-    conn: &mut DbConn,
-    t: &str,
-) -> QueryResult<Vec<(String, String)>> {
+pub fn live_of_type_with_resident(tx: &mut Tx<'_>, t: &str) -> QueryResult<Vec<(String, String)>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     let rows: Vec<(Option<String>, String)> = resources::table
         .filter(resources::res_type.eq(t))
         .filter(resources::deleted.eq(false))
@@ -168,6 +172,7 @@ pub fn live_of_type_with_resident(
         .select((resources::resident, resources::content))
         .load(conn)?;
     reveal_rows(
+        protection,
         rows.into_iter()
             .filter_map(|(r, c)| Some((r?, c)))
             .collect(),
@@ -175,7 +180,8 @@ pub fn live_of_type_with_resident(
 }
 
 /// The live Patients (institution and golden) of these residents: (resident, JSON).
-pub fn patients_of(conn: &mut DbConn, residents: &[String]) -> QueryResult<Vec<(String, String)>> {
+pub fn patients_of(tx: &mut Tx<'_>, residents: &[String]) -> QueryResult<Vec<(String, String)>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     let mut out = Vec::new();
     for chunk in residents.chunks(500) {
         let rows: Vec<(Option<String>, String)> = resources::table
@@ -186,7 +192,7 @@ pub fn patients_of(conn: &mut DbConn, residents: &[String]) -> QueryResult<Vec<(
             .load(conn)?;
         out.extend(rows.into_iter().filter_map(|(r, c)| Some((r?, c))));
     }
-    reveal_rows(out)
+    reveal_rows(protection, out)
 }
 
 /// When each of the Patients `ids` was first stored (ms): its first version's time.
@@ -222,12 +228,8 @@ pub fn lock_current(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<
     }
 }
 
-pub fn find_version(
-    conn: &mut DbConn,
-    t: &str,
-    id: &str,
-    vid: i64,
-) -> QueryResult<Option<Version>> {
+pub fn find_version(tx: &mut Tx<'_>, t: &str, id: &str, vid: i64) -> QueryResult<Option<Version>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     resource_versions::table
         .filter(resource_versions::res_type.eq(t))
         .filter(resource_versions::res_id.eq(id))
@@ -236,14 +238,14 @@ pub fn find_version(
         .first::<Version>(conn)
         .optional()?
         .map(|mut v| {
-            v.content = reveal(v.content)?;
+            v.content = reveal(protection, v.content)?;
             Ok(v)
         })
         .transpose()
 }
 
 /// A new resource's first version held back by [`defer`].
-struct HeldVersion {
+pub(super) struct HeldVersion {
     res_type: String,
     res_id: String,
     version_id: i64,
@@ -254,26 +256,8 @@ struct HeldVersion {
     custodian: Option<String>,
 }
 
-thread_local! {
-    static PENDING: std::cell::RefCell<Option<Vec<HeldVersion>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Hold back the rows of new resources written on this thread until [`flush`] (PostgreSQL
-/// transactions: two multi-row statements instead of two round trips per resource). Nothing
-/// in the same transaction may read a held-back resource before the flush.
-pub(super) fn defer() {
-    PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
-}
-
-/// Forget held-back rows (the transaction failed).
-pub(super) fn discard() {
-    PENDING.with(|p| *p.borrow_mut() = None);
-}
-
 /// Insert every held-back new resource (current rows and versions) and stop holding back.
-pub(super) fn flush(conn: &mut DbConn) -> QueryResult<()> {
-    let held = PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default();
+pub(super) fn flush(conn: &mut DbConn, held: &[HeldVersion]) -> QueryResult<()> {
     for chunk in held.chunks(5000) {
         let current: Vec<_> = chunk
             .iter()
@@ -322,11 +306,11 @@ pub(super) fn flush(conn: &mut DbConn) -> QueryResult<()> {
 
 /// Write a version: the history row, and the current row (inserted for a new resource,
 /// replaced otherwise). A concurrent insert of the same new id fails with a unique violation.
-pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> QueryResult<()> {
+pub fn write_version(tx: &mut Tx<'_>, v: &NewVersion<'_>, is_new: bool) -> QueryResult<()> {
     if is_new && !v.deleted {
-        let held = PENDING.with(|p| match p.borrow_mut().as_mut() {
-            Some(rows) => {
-                rows.push(HeldVersion {
+        let held = match tx.held.as_mut() {
+            Some(held) => {
+                held.versions.push(HeldVersion {
                     res_type: v.res_type.to_owned(),
                     res_id: v.res_id.to_owned(),
                     version_id: v.version_id,
@@ -339,11 +323,12 @@ pub fn write_version(conn: &mut DbConn, v: &NewVersion<'_>, is_new: bool) -> Que
                 true
             }
             None => false,
-        });
+        };
         if held {
             return Ok(());
         }
     }
+    let conn = tx.conn();
     if is_new {
         let q = diesel::insert_into(resources::table).values((
             resources::res_type.eq(v.res_type),
@@ -397,17 +382,17 @@ pub fn resident(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Stri
 
 /// Set the golden resident of a resource written earlier in this transaction (its row may
 /// still be held back).
-pub fn set_resident(conn: &mut DbConn, t: &str, id: &str, golden: &str) -> QueryResult<()> {
-    let held = PENDING.with(|p| {
-        p.borrow_mut().as_mut().and_then(|rows| {
-            let row = rows
-                .iter_mut()
-                .find(|r| r.res_id == id && r.res_type == t)?;
-            row.resident = Some(golden.to_owned());
-            Some(())
-        })
+pub fn set_resident(tx: &mut Tx<'_>, t: &str, id: &str, golden: &str) -> QueryResult<()> {
+    let held = tx.held.as_mut().and_then(|held| {
+        let row = held
+            .versions
+            .iter_mut()
+            .find(|r| r.res_id == id && r.res_type == t)?;
+        row.resident = Some(golden.to_owned());
+        Some(())
     });
     if held.is_none() {
+        let conn = tx.conn();
         let q = diesel::update(
             resources::table
                 .filter(resources::res_type.eq(t))
@@ -430,12 +415,13 @@ pub enum HistoryScope<'a> {
 /// Versions newest first: `since` (ms, inclusive) bounds `last_updated`; `before_seq`
 /// continues a page.
 pub fn history(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     scope: HistoryScope<'_>,
     since: Option<i64>,
     before_seq: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<Version>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     let mut q = resource_versions::table
         .select(resource_versions::all_columns)
         .order(resource_versions::seq.desc())
@@ -456,7 +442,7 @@ pub fn history(
     if let Some(b) = before_seq {
         q = q.filter(resource_versions::seq.lt(b));
     }
-    reveal_versions(q.load(conn)?)
+    reveal_versions(protection, q.load(conn)?)
 }
 
 /// Stored rows as they are (sealed values not opened), for re-keying.

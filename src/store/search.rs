@@ -12,10 +12,11 @@ use diesel::result::QueryResult;
 use diesel::sql_types::{BigInt, Bool, Double, Text};
 
 use super::DbConn;
+use super::Tx;
 use crate::clock;
 use crate::fhir::index::key;
 use crate::fhir::search::{Clause, Cond, Prefix, Query, SortBy, SortKey, Table};
-use crate::protect::reveal;
+use crate::protect::{Protection, reveal};
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +29,9 @@ enum Bind {
 
 /// SQL text split at its bound values: `segments[i]` comes before `binds[i]`, and `text` is the
 /// segment being written (the last one). Placeholders are written by diesel for the backend.
-struct Sql {
+struct Sql<'p> {
+    /// The keys whose blind forms token searches of protected values look for.
+    protection: &'p Protection,
     segments: Vec<String>,
     text: String,
     binds: Vec<Bind>,
@@ -39,7 +42,7 @@ struct Sql {
     sqlite: bool,
 }
 
-impl Sql {
+impl Sql<'_> {
     fn push(&mut self, s: &str) {
         self.text.push_str(s);
     }
@@ -123,7 +126,9 @@ fn cond_sql(q: &mut Sql, param: &str, c: &Cond) {
                     q.push(" AND ");
                 }
                 // A protected identifier or phone is indexed in its blind form.
-                let codes = crate::protect::search_codes(param, system.as_deref(), key(code));
+                let codes = q
+                    .protection
+                    .search_codes(param, system.as_deref(), key(code));
                 if let [only] = codes.as_slice() {
                     q.push("x.code = ");
                     q.text(only);
@@ -683,8 +688,9 @@ fn sort_expr(q: &mut Sql, t: &str, key: &SortKey) {
     }
 }
 
-fn new_sql(conn: &DbConn) -> Sql {
+fn new_sql<'p>(protection: &'p Protection, conn: &DbConn) -> Sql<'p> {
     Sql {
+        protection,
         segments: Vec::new(),
         text: String::with_capacity(256),
         binds: Vec::new(),
@@ -770,26 +776,26 @@ fn keyset(q: &mut Sql, keys: &[SortKey], values: &[SortValue], id: &str) {
 /// A compiled search as a diesel query. Unlike `sql_query` it may be kept in the connection's
 /// prepared-statement cache (keyed by its SQL text), so a search shape seen before is not parsed
 /// and planned again; very long statements (huge OR lists) are not cached.
-struct Prepared {
-    sql: Sql,
+struct Prepared<'p> {
+    sql: Sql<'p>,
 }
 
 /// Longest SQL text (bytes) and most bound values of a statement kept in the cache.
 const CACHE_MAX_SQL: usize = 4096;
 const CACHE_MAX_BINDS: usize = 32;
 
-impl diesel::query_builder::QueryId for Prepared {
+impl diesel::query_builder::QueryId for Prepared<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl diesel::query_builder::Query for Prepared {
+impl diesel::query_builder::Query for Prepared<'_> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
-impl<Conn> RunQueryDsl<Conn> for Prepared {}
+impl<Conn> RunQueryDsl<Conn> for Prepared<'_> {}
 
-impl<DB> diesel::query_builder::QueryFragment<DB> for Prepared
+impl<DB> diesel::query_builder::QueryFragment<DB> for Prepared<'_>
 where
     DB: diesel::backend::Backend
         + diesel::sql_types::HasSqlType<Text>
@@ -838,14 +844,15 @@ macro_rules! load_rows {
 /// Live resources of type `t` matching `query`, ordered by `sort` (then id), after `after`,
 /// at most `limit`, as (id, stored JSON).
 pub fn run(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     t: &str,
     query: &Query,
     sort: &[SortKey],
     after: Option<&After>,
     limit: i64,
 ) -> QueryResult<Vec<(String, String)>> {
-    let mut q = new_sql(conn);
+    let (protection, conn) = (tx.protection(), tx.conn());
+    let mut q = new_sql(protection, conn);
     if sort.is_empty() {
         q.push("SELECT r.res_id, r.content");
         from_where(&mut q, t, query);
@@ -877,13 +884,14 @@ pub fn run(
     q.bind(Bind::Int(limit));
     let rows = load_rows!(conn, q, Row);
     rows.into_iter()
-        .map(|r| Ok((r.res_id, reveal(r.content)?)))
+        .map(|r| Ok((r.res_id, reveal(protection, r.content)?)))
         .collect()
 }
 
 /// How many live resources of type `t` match `query` (`_total=accurate`).
-pub fn count(conn: &mut DbConn, t: &str, query: &Query) -> QueryResult<i64> {
-    let mut q = new_sql(conn);
+pub fn count(tx: &mut Tx<'_>, t: &str, query: &Query) -> QueryResult<i64> {
+    let (protection, conn) = (tx.protection(), tx.conn());
+    let mut q = new_sql(protection, conn);
     q.push("SELECT COUNT(*) AS n");
     from_where(&mut q, t, query);
     let rows = load_rows!(conn, q, CountRow);
@@ -892,14 +900,15 @@ pub fn count(conn: &mut DbConn, t: &str, query: &Query) -> QueryResult<i64> {
 
 /// The sort values of one resource, for the cursor of the page it ends.
 pub fn sort_values(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     t: &str,
     sort: &[SortKey],
     id: &str,
 ) -> QueryResult<Vec<SortValue>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     let mut out = Vec::with_capacity(sort.len());
     for key in sort {
-        let mut q = new_sql(conn);
+        let mut q = new_sql(protection, conn);
         q.push("SELECT ");
         sort_expr(&mut q, t, key);
         q.push(" AS v FROM resources r WHERE r.res_type = ");
@@ -983,19 +992,20 @@ pub fn referring(
 /// statements instead of one search each. Codes are compared as indexed (cut by [`key`]); a
 /// deleted resource has no index rows.
 pub fn token_matches(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     t: &str,
     param: &str,
     system: &str,
     codes: &[&str],
 ) -> QueryResult<Vec<(String, String)>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
     use super::schema::search_token as tok;
     // Each code as indexed: a protected identifier in its blind forms, each mapped back.
-    let protected = crate::protect::blinds(param, Some(system));
+    let protected = protection.blinds(param, Some(system));
     let mut forms: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     if protected {
         for c in codes {
-            for f in crate::protect::search_codes(param, Some(system), key(c)) {
+            for f in protection.search_codes(param, Some(system), key(c)) {
                 forms.insert(f, key(c).to_owned());
             }
         }
@@ -1081,7 +1091,7 @@ const CARE_DATE_PARAMS: &[&str] = &[
 /// `resident` column, through its index), ordered by (type, id) after
 /// `after`, optionally only of `types` and changed since `since` (ms): (type, id, JSON).
 pub fn resident_members(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     golden_id: &str,
     types: &[String],
     since: Option<i64>,
@@ -1089,7 +1099,8 @@ pub fn resident_members(
     after: Option<(&str, &str)>,
     limit: i64,
 ) -> QueryResult<Vec<(String, String, String)>> {
-    let mut q = new_sql(conn);
+    let (protection, conn) = (tx.protection(), tx.conn());
+    let mut q = new_sql(protection, conn);
     q.push("SELECT r.res_type, r.res_id, r.content FROM resources r WHERE r.resident = ");
     q.text(golden_id);
     q.push(" AND r.deleted = ");
@@ -1137,7 +1148,7 @@ pub fn resident_members(
     q.bind(Bind::Int(limit));
     let rows = load_rows!(conn, q, MemberRow);
     rows.into_iter()
-        .map(|m| Ok((m.res_type, m.res_id, reveal(m.content)?)))
+        .map(|m| Ok((m.res_type, m.res_id, reveal(protection, m.content)?)))
         .collect()
 }
 
@@ -1193,12 +1204,13 @@ struct IdRow {
 /// One page of live resources of type `t` (ids after `after`, in id order) that have no
 /// golden resident: data written before the resident index existed. (id, JSON).
 pub fn without_resident(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     t: &str,
     after: &str,
     limit: i64,
 ) -> QueryResult<Vec<(String, String)>> {
-    let mut q = new_sql(conn);
+    let (protection, conn) = (tx.protection(), tx.conn());
+    let mut q = new_sql(protection, conn);
     q.push("SELECT r.res_id, r.content FROM resources r WHERE r.res_type = ");
     q.text(t);
     q.push(" AND r.deleted = ");
@@ -1209,6 +1221,6 @@ pub fn without_resident(
     q.bind(Bind::Int(limit));
     let rows = load_rows!(conn, q, Row);
     rows.into_iter()
-        .map(|r| Ok((r.res_id, reveal(r.content)?)))
+        .map(|r| Ok((r.res_id, reveal(protection, r.content)?)))
         .collect()
 }

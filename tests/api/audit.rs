@@ -371,7 +371,7 @@ async fn a_record_committed_late_by_an_older_transaction_is_sealed_in_its_place(
             use diesel::prelude::*;
             huimin::store::schema::audit_events::table
                 .count()
-                .get_result(c)
+                .get_result(c.conn())
                 .map_err(huimin::error::ApiError::from)
         })
         .unwrap();

@@ -335,7 +335,7 @@ async fn a_doctor_breaks_the_glass_with_a_stated_reason_and_the_resident_sees_it
             use huimin::store::schema::break_glass as g;
             diesel::update(g::table)
                 .set(g::expires.eq(huimin::clock::now_millis() - 1))
-                .execute(c)
+                .execute(c.conn())
                 .map_err(huimin::error::ApiError::from)
         })
         .unwrap();

@@ -275,6 +275,7 @@ impl TestApp {
             &self.settings.database().unwrap(),
             2,
             self.settings.protection().unwrap(),
+            huimin::startup::thresholds(&self.settings),
         )
         .unwrap()
     }

@@ -1075,3 +1075,41 @@ async fn data_stored_before_the_resident_index_is_linked_by_a_command() {
             .contains("linked 0 Patient(s) and 0 other resource(s)")
     );
 }
+
+/// Two applications in one process, each with its own match thresholds, interleaving their
+/// writes: each links by its own settings (no setting is process-wide).
+#[actix_web::test]
+async fn two_applications_in_one_process_each_link_by_their_own_thresholds() {
+    let usual = spawn_app().await;
+    let strict = crate::helpers::spawn_app_with(|s| {
+        s.resident_match_upper = 100.0;
+        s.resident_match_lower = 100.0;
+    })
+    .await;
+    let number = id_number("510107", "19800302", 11);
+    let mut linked = Vec::new();
+    for app in [&strict, &usual] {
+        let a = app
+            .create(&zhang_wei("a", "A1", Some((ID_CARD, &number))))
+            .await;
+        linked.push(golden_of(&a));
+    }
+    // The clinic's record without the ID number, written to each in turn.
+    let c_usual = usual.create(&zhang_wei("c", "C5", None)).await;
+    let c_strict = strict.create(&zhang_wei("c", "C5", None)).await;
+    assert_eq!(
+        golden_of(&c_usual),
+        linked[1],
+        "the default thresholds link a certain match"
+    );
+    assert_ne!(
+        golden_of(&c_strict),
+        linked[0],
+        "an upper threshold above any score links nothing by demographics"
+    );
+    // And again the other way round, after the strict application wrote.
+    let d_usual = usual
+        .create(&source("d", "D2", None, "张玮", "1980-03-02"))
+        .await;
+    assert_eq!(golden_of(&d_usual), linked[1]);
+}

@@ -1090,7 +1090,7 @@ async fn text_compares_in_byte_order_on_both_backends() {
     if app.settings.database_url.is_some() {
         let others: Vec<Column> = app
             .store()
-            .read(|c| match c {
+            .read(|c| match c.conn() {
                 huimin::store::DbConn::Postgres(pg) => diesel::sql_query(
                     "SELECT table_name || '.' || column_name AS name \
                      FROM information_schema.columns WHERE table_schema = current_schema() \

@@ -1,0 +1,190 @@
+//! The value a unit of database work is passed: a connection inside its transaction (or a
+//! pooled connection for a read), the database's context (its protection keys, the resident
+//! index's thresholds, its signals), the rows a large write holds back, and the typed work of
+//! the services above (the resident links of a write, the records its audit trail names).
+//!
+//! Everything a write needs travels in this value instead of in thread-locals or globals: a
+//! job carries it from its first statement to its commit, and two stores in one process (two
+//! applications with different settings) never see each other's.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::DbConn;
+use super::index::HeldIndex;
+use super::resources::HeldVersion;
+use crate::protect::Protection;
+
+/// Thresholds of the resident index's probabilistic match.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// At or above: linked automatically.
+    pub upper: f64,
+    /// At or above (and below `upper`): a new golden resident, and the match kept for review.
+    pub lower: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            upper: 14.0,
+            lower: 8.0,
+        }
+    }
+}
+
+/// What one database's work shares: set when the store opens, never changed after.
+pub struct Context {
+    /// The keys that protect identifiers at rest in this database.
+    pub protection: Arc<Protection>,
+    /// How the resident index links institution Patients.
+    pub thresholds: Thresholds,
+    /// Moves when a committed write made a type newly hold sensitive data (see
+    /// [`Tx::note_sensitive_type`]): the consent engine of this store then reads the list of
+    /// such types again.
+    sensitive_epoch: AtomicU64,
+}
+
+impl Context {
+    pub fn new(protection: Arc<Protection>, thresholds: Thresholds) -> Context {
+        Context {
+            protection,
+            thresholds,
+            sensitive_epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// See [`Context::sensitive_epoch`]'s field.
+    pub fn sensitive_epoch(&self) -> u64 {
+        self.sensitive_epoch.load(Ordering::Acquire)
+    }
+
+    pub(super) fn sensitive_types_changed(&self) {
+        self.sensitive_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Rows of new resources held back until the transaction flushes them (see
+/// [`Tx::defer_writes`]).
+#[derive(Default)]
+pub(super) struct Held {
+    pub(super) versions: Vec<HeldVersion>,
+    pub(super) index: Vec<HeldIndex>,
+}
+
+/// One unit of database work: see the module's documentation.
+pub struct Tx<'c> {
+    conn: &'c mut DbConn,
+    ctx: &'c Context,
+    /// `Some` while new rows are held back.
+    pub(super) held: Option<Held>,
+    /// A type newly holds sensitive data; told to the context once the work commits.
+    sensitive_noted: bool,
+    /// The services' typed work, one value per type (a handful at most).
+    work: Vec<Box<dyn Any + Send>>,
+}
+
+impl<'c> Tx<'c> {
+    pub(super) fn new(conn: &'c mut DbConn, ctx: &'c Context) -> Tx<'c> {
+        Tx {
+            conn,
+            ctx,
+            held: None,
+            sensitive_noted: false,
+            work: Vec::new(),
+        }
+    }
+
+    /// The connection, for a diesel statement.
+    pub fn conn(&mut self) -> &mut DbConn {
+        self.conn
+    }
+
+    /// The keys that protect identifiers in this database.
+    pub fn protection(&self) -> &'c Protection {
+        &self.ctx.protection
+    }
+
+    /// The resident index's match thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        self.ctx.thresholds
+    }
+
+    /// This work made a type newly hold sensitive data: once it commits, consent decisions
+    /// read the list of such types again.
+    pub fn note_sensitive_type(&mut self) {
+        self.sensitive_noted = true;
+    }
+
+    /// Hand on what the work noted, now that it committed.
+    pub(super) fn committed(ctx: &Context, sensitive_noted: bool) {
+        if sensitive_noted {
+            ctx.sensitive_types_changed();
+        }
+    }
+
+    pub(super) fn sensitive_noted(&self) -> bool {
+        self.sensitive_noted
+    }
+
+    /// Run `f` in a savepoint: when it fails, what it wrote is rolled back and the rest of the
+    /// transaction carries on.
+    pub fn savepoint<T, E>(&mut self, f: impl FnOnce(&mut Tx<'c>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        use diesel::connection::{Connection, TransactionManager};
+        type Manager = <DbConn as Connection>::TransactionManager;
+        Manager::begin_transaction(self.conn)?;
+        match f(self) {
+            Ok(v) => {
+                Manager::commit_transaction(self.conn)?;
+                Ok(v)
+            }
+            Err(e) => {
+                Manager::rollback_transaction(self.conn)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The services' work of type `W` in this transaction, begun empty on first use.
+    pub fn work<W: Default + Send + 'static>(&mut self) -> &mut W {
+        let at = match self.work.iter().position(|w| w.is::<W>()) {
+            Some(at) => at,
+            None => {
+                self.work.push(Box::new(W::default()));
+                self.work.len() - 1
+            }
+        };
+        match self.work[at].downcast_mut::<W>() {
+            Some(w) => w,
+            None => unreachable!("the slot was found or made for this type"),
+        }
+    }
+
+    /// Take the work of type `W` out of the transaction (empty when none was begun).
+    pub fn take_work<W: Default + Send + 'static>(&mut self) -> W {
+        match self.work.iter().position(|w| w.is::<W>()) {
+            Some(at) => match self.work.swap_remove(at).downcast::<W>() {
+                Ok(w) => *w,
+                Err(_) => W::default(),
+            },
+            None => W::default(),
+        }
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        self.conn
+    }
+}
