@@ -17,6 +17,9 @@ pub const SOCIAL_SECURITY_CN: &str = "urn:oid:2.16.840.1.113883.2.23.1.19.2";
 pub const USCC: &str = "urn:oid:2.16.156.10011.1.5";
 
 /// Systems whose values are 18-character resident ID numbers.
+/// The identifier systems whose values are resident ID or health card numbers.
+pub const PERSON_NUMBER_SYSTEMS: [&str; 4] = [ID_CARD, HEALTH_CARD, ID_CARD_CN, SOCIAL_SECURITY_CN];
+
 pub fn is_person_number_system(system: &str) -> bool {
     matches!(
         system,

@@ -70,6 +70,12 @@ pub struct Links {
     goldens: BTreeMap<String, Vec<(String, Json)>>,
     /// Resources whose Patient was not linked yet when they were written: (type, id, patient).
     unresolved: Vec<(String, String, String)>,
+    /// Resources naming their Patient by identifier only, none of which a stored Patient
+    /// carried when they were written: (type, id, the identifiers as `system|code`).
+    by_identifier_unresolved: Vec<(String, String, Vec<String>)>,
+    /// `system|code` of each identifier of the Patients linked in this transaction → their
+    /// golden resident.
+    identifiers: HashMap<String, String>,
     /// Golden resident id → institution Patients deleted in this transaction (their links go).
     unlinked: BTreeMap<String, Vec<String>>,
     /// Patient id → the golden resident an administrator moves it to (merge, unmerge).
@@ -393,8 +399,10 @@ static RESIDENT_PARAMS: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|
 });
 
 /// The golden resident of a non-Patient resource about to be written with `entries`: that of
-/// the Patient its compartment references name. `None` when it names none, or when that
-/// Patient is not linked yet (it is written later in this transaction: [`finish`] sets it).
+/// the Patient its compartment references name, by reference or, failing one, by identifier
+/// (through the resident index: the Patients, golden or not, carrying it). `None` when it names
+/// none, or when that Patient is not stored yet: it waits for it (see [`finish`]), and until it
+/// arrives only its writer and administrators see the resource.
 pub fn resident_of(
     conn: &mut Tx<'_>,
     t: &str,
@@ -414,7 +422,7 @@ pub fn resident_of(
         _ => None,
     });
     let Some(patient) = patient else {
-        return Ok(None);
+        return resident_by_identifier(conn, t, id, params, entries);
     };
     if let Some(g) = conn.work::<Links>().residents.get(patient).cloned() {
         return Ok(Some(g));
@@ -429,6 +437,99 @@ pub fn resident_of(
         .unresolved
         .push((t.to_owned(), id.to_owned(), patient.to_owned()));
     Ok(None)
+}
+
+/// The names under which a Patient's identifier `system|code` is awaited: an ID or health card
+/// number under every person-number system (a golden resident carries it under two, a sender
+/// may name another).
+fn identifier_names(system: &str, code: &str) -> Vec<String> {
+    if ident::is_person_number_system(system) {
+        ident::PERSON_NUMBER_SYSTEMS
+            .iter()
+            .map(|s| format!("{s}|{code}"))
+            .collect()
+    } else {
+        vec![format!("{system}|{code}")]
+    }
+}
+
+/// [`resident_of`] for a resource naming its Patient by identifier only (`subject:identifier`
+/// and the like among the resident parameters): the one golden resident of the Patients that
+/// carry it, in this transaction or stored.
+fn resident_by_identifier(
+    conn: &mut Tx<'_>,
+    t: &str,
+    id: &str,
+    params: &[String],
+    entries: &[Entry],
+) -> Result<Option<String>, ApiError> {
+    let mut names: Vec<String> = Vec::new();
+    for e in entries {
+        if let Entry::Token {
+            param,
+            system,
+            code,
+        } = e
+            && let Some(base) = param.strip_suffix(":identifier")
+            && params.iter().any(|p| p == base)
+            && !code.is_empty()
+        {
+            names.extend(identifier_names(system, code));
+        }
+    }
+    if names.is_empty() {
+        return Ok(None);
+    }
+    names.sort_unstable();
+    names.dedup();
+    let links = conn.work::<Links>();
+    if let Some(g) = names.iter().find_map(|n| links.identifiers.get(n)) {
+        return Ok(Some(g.clone()));
+    }
+    let pairs: Vec<(&str, &str)> = names.iter().filter_map(|n| n.split_once('|')).collect();
+    let mut residents = store_residents::residents_by_identifier(conn, &pairs)?;
+    residents.sort_unstable();
+    residents.dedup();
+    if let [g] = residents.as_slice() {
+        return Ok(Some(g.clone()));
+    }
+    // None carries it yet (or Patients of several residents do: nothing is guessed).
+    if residents.is_empty() {
+        conn.work::<Links>()
+            .by_identifier_unresolved
+            .push((t.to_owned(), id.to_owned(), names));
+    }
+    Ok(None)
+}
+
+/// The institution Patient `id`, written as `entries`, was linked to `golden`: resources of
+/// this transaction naming it by identifier find it, and stored resources that waited for it
+/// (by reference or identifier) take its resident.
+pub fn patient_arrived(
+    conn: &mut Tx<'_>,
+    id: &str,
+    golden: &str,
+    entries: &[Entry],
+) -> Result<(), ApiError> {
+    let mut names = vec![format!("Patient/{id}")];
+    for e in entries {
+        if let Entry::Token {
+            param,
+            system,
+            code,
+        } = e
+            && param == "identifier"
+            && !code.is_empty()
+        {
+            names.extend(identifier_names(system, code));
+        }
+    }
+    let links = conn.work::<Links>();
+    for n in &names[1..] {
+        links.identifiers.insert(n.clone(), golden.to_owned());
+    }
+    crate::store::awaiting::arrive(conn, &names, golden)?;
+    Ok(())
 }
 
 /// Stores a golden resident version: (connection, id, resource, the current version if any
@@ -467,8 +568,15 @@ pub fn finish(conn: &mut Tx<'_>, write: &mut GoldenWriter<'_>) -> Result<(), Api
             Some(g) => Some(g.clone()),
             None => stored_resident(conn, patient)?,
         };
-        if let Some(g) = golden {
-            repo::set_resident(conn, t, id, &g)?;
+        match golden {
+            Some(g) => repo::set_resident(conn, t, id, &g)?,
+            None => crate::store::awaiting::add(conn, t, id, &[format!("Patient/{patient}")])?,
+        }
+    }
+    for (t, id, names) in &txn.by_identifier_unresolved {
+        match names.iter().find_map(|n| txn.identifiers.get(n)) {
+            Some(g) => repo::set_resident(conn, t, id, g)?,
+            None => crate::store::awaiting::add(conn, t, id, names)?,
         }
     }
     Ok(())

@@ -175,8 +175,12 @@ fn put_version(
         (guarded, entries) = guarded_entries(conn.protection(), t, &tree)?;
     }
     note_sensitive(conn, t, &entries)?;
-    let resident = match golden {
-        Some(g) => Some(g),
+    if !is_new && golden.is_none() {
+        // Written again: what it waited for is decided afresh.
+        crate::store::awaiting::forget(conn, t, id)?;
+    }
+    let resident = match &golden {
+        Some(g) => Some(g.clone()),
         None => mpi::resident_of(conn, t, id, &entries)?,
     };
     let content = store_version(
@@ -193,6 +197,9 @@ fn put_version(
         custodian,
     )?;
     index::replace(conn, t, id, &entries, is_new)?;
+    if let Some(g) = golden.as_deref() {
+        mpi::patient_arrived(conn, id, g, &entries)?;
+    }
     audit::touched(conn, t, id, resident.as_deref());
     Ok(Record {
         res_type: t.to_owned(),
@@ -798,6 +805,7 @@ pub fn delete_in(
     )?;
     index::clear(conn, t, id)?;
     match_keys::release(conn, t, id)?;
+    crate::store::awaiting::forget(conn, t, id)?;
     Ok(Some(v + 1))
 }
 

@@ -36,6 +36,7 @@ macro_rules! copy_rows {
 }
 
 pub mod audit;
+pub mod awaiting;
 pub mod break_glass;
 pub mod index;
 pub mod match_keys;

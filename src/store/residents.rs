@@ -154,6 +154,43 @@ pub fn referrers(conn: &mut DbConn, patient: &str) -> QueryResult<Vec<(String, S
     native!(conn, c => q.load::<(String, String)>(c))
 }
 
+/// The golden residents of the live Patients (golden or not) carrying any of the identifiers
+/// `pairs` (system, code as the index holds it).
+pub fn residents_by_identifier(
+    conn: &mut DbConn,
+    pairs: &[(&str, &str)],
+) -> QueryResult<Vec<String>> {
+    use super::schema::search_token as tok;
+    let mut ids: Vec<String> = Vec::new();
+    for (system, code) in pairs {
+        let q = tok::table
+            .filter(tok::res_type.eq("Patient"))
+            .filter(tok::param.eq("identifier"))
+            .filter(tok::code.eq(*code))
+            .filter(tok::system.eq(*system))
+            .select(tok::res_id)
+            .limit(100);
+        ids.extend(native!(conn, c => q.load::<String>(c))?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let q = resources::table
+            .filter(resources::res_type.eq("Patient"))
+            .filter(resources::res_id.eq_any(chunk))
+            .filter(resources::deleted.eq(false))
+            .select((resources::res_id, resources::resident));
+        // A golden resident is its own resident.
+        out.extend(
+            native!(conn, c => q.load::<(String, Option<String>)>(c))?
+                .into_iter()
+                .map(|(id, r)| r.unwrap_or(id)),
+        );
+    }
+    Ok(out)
+}
+
 /// Move every resident key (`resident|<number>`) held by golden resident `from` to `to`.
 pub fn move_keys(conn: &mut DbConn, from: &str, to: &str) -> QueryResult<usize> {
     use super::schema::match_keys as k;

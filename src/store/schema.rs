@@ -127,6 +127,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    awaiting_residents (awaited, res_type, res_id) {
+        awaited -> Text,
+        res_type -> Text,
+        res_id -> Text,
+    }
+}
+
+diesel::table! {
     match_keys (res_type, criteria) {
         res_type -> Text,
         criteria -> Text,

@@ -689,3 +689,148 @@ async fn records_without_a_resident_are_their_writers_alone() {
         .await
         .outcome(404);
 }
+
+/// The golden resident a stored institution Patient links to.
+fn golden_of(p: &Value) -> String {
+    p["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["type"] == "refer")
+        .and_then(|l| l["other"]["reference"].as_str())
+        .and_then(|r| r.strip_prefix("Patient/"))
+        .unwrap_or_else(|| panic!("no resident link: {p}"))
+        .to_owned()
+}
+
+/// Records written before their Patient (by identifier, or by a reference to a Patient not
+/// stored yet) join the resident when the Patient arrives, in a later transaction; a record
+/// that names a Patient already stored by identifier gets its resident at once; a record
+/// written again to name another Patient no longer waits for the first.
+#[actix_web::test]
+async fn records_written_before_their_patient_join_the_resident_when_it_arrives() {
+    let app = spawn_app().await;
+    let home = app.his_of("home");
+    let away = app.his_of("away");
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let number = id_number("510104", "19800101", 6);
+    let obs = |subject: Value| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "血糖"},
+               "subject": subject})
+    };
+    let by_number = id_of(
+        &app.create_as(
+            &home,
+            &obs(json!({"identifier": {"system": ID_CARD, "value": number}})),
+        )
+        .await,
+    );
+    let by_reference = id_of(
+        &app.create_as(&home, &obs(json!({"reference": "Patient/home-later"})))
+            .await,
+    );
+    let moved = id_of(
+        &app.create_as(&home, &obs(json!({"reference": "Patient/home-first"})))
+            .await,
+    );
+    // Written again, it names another Patient: the first one's arrival leaves it alone.
+    let mut again = obs(json!({"reference": "Patient/home-second"}));
+    again["id"] = json!(moved);
+    let put = app
+        .send(
+            "PUT",
+            &format!("/fhir/Observation/{moved}"),
+            &[
+                ("Authorization", &format!("Bearer {home}")),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            Some(again.to_string().as_bytes()),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    for id in [&by_number, &by_reference, &moved] {
+        app.get_as(&away, &format!("/fhir/Observation/{id}"))
+            .await
+            .outcome(404);
+    }
+    // Another institution registers the resident with the ID number: the record naming the
+    // number joins.
+    let mut clinic_patient = patient("C-1");
+    clinic_patient["identifier"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"system": ID_CARD, "value": number}));
+    let clinic = app.create_as(&app.his_of("clinic"), &clinic_patient).await;
+    let golden = golden_of(&clinic);
+    // Home's Patients arrive by PUT with the ids its records named.
+    let put_patient = |id: &'static str, body: Value| {
+        let (app, home) = (&app, &home);
+        async move {
+            let mut body = body;
+            body["id"] = json!(id);
+            let r = app
+                .send(
+                    "PUT",
+                    &format!("/fhir/Patient/{id}"),
+                    &[
+                        ("Authorization", &format!("Bearer {home}")),
+                        ("Content-Type", "application/fhir+json"),
+                    ],
+                    Some(body.to_string().as_bytes()),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text());
+            r.json()
+        }
+    };
+    let mut later = patient("H-1");
+    later["identifier"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"system": "urn:oid:2.16.156.10011.1.19", "value": number}));
+    let later = put_patient("home-later", later).await;
+    assert_eq!(golden_of(&later), golden, "same number, same resident");
+    let first = put_patient("home-first", patient("H-2")).await;
+    for id in [&by_number, &by_reference] {
+        let r = app.get_as(&away, &format!("/fhir/Observation/{id}")).await;
+        assert_eq!(r.status, 200, "linked records follow the regional default");
+    }
+    app.get_as(&away, &format!("/fhir/Observation/{moved}"))
+        .await
+        .outcome(404);
+    let everything = app
+        .get_as(&admin, &format!("/fhir/Patient/{golden}/$everything"))
+        .await
+        .json();
+    let ids: Vec<&str> = everything["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["id"].as_str())
+        .collect();
+    assert!(ids.contains(&by_number.as_str()), "{everything}");
+    assert!(ids.contains(&by_reference.as_str()), "{everything}");
+    assert!(!ids.contains(&moved.as_str()));
+    let second = put_patient("home-second", patient("H-3")).await;
+    assert_ne!(golden_of(&second), golden_of(&first));
+    assert_eq!(
+        app.get_as(&away, &format!("/fhir/Observation/{moved}"))
+            .await
+            .status,
+        200
+    );
+    // A record naming a stored Patient by an identifier it carries has its resident at once.
+    let at_once = id_of(
+        &app.create_as(
+            &home,
+            &obs(json!({"identifier": {"system": "urn:oid:2.16.156.10011.1.13", "value": "H-1"}})),
+        )
+        .await,
+    );
+    assert_eq!(
+        app.get_as(&away, &format!("/fhir/Observation/{at_once}"))
+            .await
+            .status,
+        200
+    );
+}
