@@ -27,6 +27,7 @@ use crate::fhir::index::Entry;
 use crate::fhir::json::Json;
 use crate::fhir::search::Clause;
 use crate::fhir::search_params::{REGISTRY, compartment_members};
+use crate::protect;
 use crate::services::access::{AccessFilter, Guard};
 use crate::services::ident;
 use crate::services::matching::{self, Demographics, Weights};
@@ -408,35 +409,141 @@ pub fn resident_of(
     t: &str,
     id: &str,
     entries: &[Entry],
+    tree: &Json,
 ) -> Result<Option<String>, ApiError> {
-    let Some(params) = RESIDENT_PARAMS.get(t) else {
-        return Ok(None);
+    let (patient, names) = match RESIDENT_PARAMS.get(t) {
+        Some(params) => {
+            let patient = entries.iter().find_map(|e| match e {
+                Entry::Reference {
+                    param,
+                    target_type,
+                    target_id,
+                    ..
+                } if target_type == "Patient" && params.contains(param) => Some(target_id.clone()),
+                _ => None,
+            });
+            (patient, identifier_references(params, entries))
+        }
+        None => match implied_subject(conn, t, tree)? {
+            Implied::Patient(p) => (Some(p), Vec::new()),
+            Implied::Names(names) => (None, names),
+            Implied::Resident(r) => return Ok(r),
+        },
     };
-    let patient = entries.iter().find_map(|e| match e {
-        Entry::Reference {
-            param,
-            target_type,
-            target_id,
-            ..
-        } if target_type == "Patient" && params.contains(param) => Some(target_id.as_str()),
-        _ => None,
-    });
     let Some(patient) = patient else {
-        return resident_by_identifier(conn, t, id, params, entries);
+        return resident_by_identifier(conn, t, id, names);
     };
-    if let Some(g) = conn.work::<Links>().residents.get(patient).cloned() {
+    if let Some(g) = conn.work::<Links>().residents.get(&patient).cloned() {
         return Ok(Some(g));
     }
-    if let Some(g) = stored_resident(conn, patient)? {
+    if let Some(g) = stored_resident(conn, &patient)? {
         conn.work::<Links>()
             .residents
-            .insert(patient.to_owned(), g.clone());
+            .insert(patient.clone(), g.clone());
         return Ok(Some(g));
     }
     conn.work::<Links>()
         .unresolved
-        .push((t.to_owned(), id.to_owned(), patient.to_owned()));
+        .push((t.to_owned(), id.to_owned(), patient));
     Ok(None)
+}
+
+/// Whom a resource of a type without resident parameters is about.
+enum Implied {
+    /// `Patient/<id>`.
+    Patient(String),
+    /// A Patient known by these identifiers (see [`identifier_names`]).
+    Names(Vec<String>),
+    /// The resident of another record it names, or nobody.
+    Resident(Option<String>),
+}
+
+/// The subject of the personal types no search parameter ties to a patient: a Binary's
+/// `securityContext` (a Patient, or a record whose resident it shares), a document Bundle's
+/// Composition `subject` (a Patient reference, or a Patient entry of the document, known by its
+/// identifiers).
+fn implied_subject(conn: &mut Tx<'_>, t: &str, tree: &Json) -> Result<Implied, ApiError> {
+    let reference = match t {
+        "Binary" => tree.get("securityContext"),
+        "Bundle" if tree.get_str("type") == Some("document") => tree
+            .get("entry")
+            .and_then(|e| match e {
+                Json::Array(items) => items.first(),
+                _ => None,
+            })
+            .and_then(|e| e.get("resource"))
+            .filter(|c| c.get_str("resourceType") == Some("Composition"))
+            .and_then(|c| c.get("subject")),
+        _ => None,
+    };
+    let Some(r) = reference.and_then(|r| r.get_str("reference")) else {
+        return Ok(Implied::Resident(None));
+    };
+    if let Some((rt, rid)) = r.split_once('/')
+        && !rt.contains(':')
+        && !rid.contains('/')
+    {
+        if rt == "Patient" {
+            return Ok(Implied::Patient(rid.to_owned()));
+        }
+        return Ok(Implied::Resident(repo::resident(conn, rt, rid)?));
+    }
+    // A document's own Patient entry (`urn:uuid:…`): known by its identifiers, in the form
+    // the index keeps them.
+    let embedded = tree.get("entry").and_then(|e| match e {
+        Json::Array(items) => items.iter().find(|e| e.get_str("fullUrl") == Some(r)),
+        _ => None,
+    });
+    let Some(patient) = embedded
+        .and_then(|e| e.get("resource"))
+        .filter(|p| p.get_str("resourceType") == Some("Patient"))
+    else {
+        return Ok(Implied::Resident(None));
+    };
+    let blinded =
+        protect::blinded(conn.protection(), "Patient", patient).map_err(ApiError::internal)?;
+    let entries = crate::fhir::index::extract("Patient", blinded.as_ref().unwrap_or(patient));
+    Ok(Implied::Names(patient_identifiers(&entries)))
+}
+
+/// The identifiers a resource's resident parameters name its Patient by (`subject:identifier`
+/// and the like), as [`identifier_names`].
+fn identifier_references(params: &[String], entries: &[Entry]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for e in entries {
+        if let Entry::Token {
+            param,
+            system,
+            code,
+        } = e
+            && let Some(base) = param.strip_suffix(":identifier")
+            && params.iter().any(|p| p == base)
+            && !code.is_empty()
+        {
+            names.extend(identifier_names(system, code));
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// A Patient's own identifiers, from its index rows, as [`identifier_names`].
+fn patient_identifiers(entries: &[Entry]) -> Vec<String> {
+    let mut names = Vec::new();
+    for e in entries {
+        if let Entry::Token {
+            param,
+            system,
+            code,
+        } = e
+            && param == "identifier"
+            && !code.is_empty()
+        {
+            names.extend(identifier_names(system, code));
+        }
+    }
+    names
 }
 
 /// The names under which a Patient's identifier `system|code` is awaited: an ID or health card
@@ -460,28 +567,11 @@ fn resident_by_identifier(
     conn: &mut Tx<'_>,
     t: &str,
     id: &str,
-    params: &[String],
-    entries: &[Entry],
+    names: Vec<String>,
 ) -> Result<Option<String>, ApiError> {
-    let mut names: Vec<String> = Vec::new();
-    for e in entries {
-        if let Entry::Token {
-            param,
-            system,
-            code,
-        } = e
-            && let Some(base) = param.strip_suffix(":identifier")
-            && params.iter().any(|p| p == base)
-            && !code.is_empty()
-        {
-            names.extend(identifier_names(system, code));
-        }
-    }
     if names.is_empty() {
         return Ok(None);
     }
-    names.sort_unstable();
-    names.dedup();
     let links = conn.work::<Links>();
     if let Some(g) = names.iter().find_map(|n| links.identifiers.get(n)) {
         return Ok(Some(g.clone()));
@@ -512,18 +602,7 @@ pub fn patient_arrived(
     entries: &[Entry],
 ) -> Result<(), ApiError> {
     let mut names = vec![format!("Patient/{id}")];
-    for e in entries {
-        if let Entry::Token {
-            param,
-            system,
-            code,
-        } = e
-            && param == "identifier"
-            && !code.is_empty()
-        {
-            names.extend(identifier_names(system, code));
-        }
-    }
+    names.extend(patient_identifiers(entries));
     let links = conn.work::<Links>();
     for n in &names[1..] {
         links.identifiers.insert(n.clone(), golden.to_owned());
@@ -861,8 +940,11 @@ pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), Ap
             continue;
         }
         resources += relink_type(store, t, |conn, t, id, tree| {
-            let entries = crate::fhir::index::extract(t, &tree);
-            match resident_of(conn, t, id, &entries)? {
+            // In the index's form, where identifiers are compared.
+            let blinded =
+                protect::blinded(conn.protection(), t, &tree).map_err(ApiError::internal)?;
+            let entries = crate::fhir::index::extract(t, blinded.as_ref().unwrap_or(&tree));
+            match resident_of(conn, t, id, &entries, &tree)? {
                 Some(g) => {
                     repo::set_resident(conn, t, id, &g)?;
                     Ok(true)

@@ -181,7 +181,7 @@ fn put_version(
     }
     let resident = match &golden {
         Some(g) => Some(g.clone()),
-        None => mpi::resident_of(conn, t, id, &entries)?,
+        None => mpi::resident_of(conn, t, id, &entries, &tree)?,
     };
     let content = store_version(
         conn,

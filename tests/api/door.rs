@@ -834,3 +834,70 @@ async fn records_written_before_their_patient_join_the_resident_when_it_arrives(
         200
     );
 }
+
+/// Personal types no search parameter ties to a patient get their resident from what they
+/// are about: a Binary from its `securityContext`, a document Bundle from its Composition's
+/// subject (a Patient entry of the document, known by its ID number). Before, they had none
+/// and were their writer's alone.
+#[actix_web::test]
+async fn binaries_and_documents_belong_to_their_resident() {
+    let app = spawn_app().await;
+    let home = app.his_of("home");
+    let away = app.his_of("away");
+    let admin = app.token_for(Role::Admin, "system/*.cruds");
+    let number = id_number("510104", "19800101", 8);
+    let mut p = patient("H-9");
+    p["identifier"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"system": ID_CARD, "value": number}));
+    let stored = app.create_as(&home, &p).await;
+    let pid = id_of(&stored);
+    let golden = golden_of(&stored);
+    let binary = id_of(
+        &app.create_as(
+            &home,
+            &json!({"resourceType": "Binary", "contentType": "text/plain", "data": "5qOA5p+l",
+                    "securityContext": {"reference": format!("Patient/{pid}")}}),
+        )
+        .await,
+    );
+    let document = id_of(
+        &app.create_as(
+            &home,
+            &json!({"resourceType": "Bundle", "type": "document",
+                    "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},
+                    "timestamp": "2026-12-01T08:00:00+08:00",
+                    "entry": [
+                        {"fullUrl": "urn:uuid:5e7d1a1c-0000-4000-8000-000000000001",
+                         "resource": {"resourceType": "Composition", "status": "final",
+                                      "type": {"text": "出院小结"}, "date": "2026-12-01",
+                                      "title": "出院小结",
+                                      "author": [{"display": "home"}],
+                                      "subject": {"reference": "urn:uuid:5e7d1a1c-0000-4000-8000-000000000002"}}},
+                        {"fullUrl": "urn:uuid:5e7d1a1c-0000-4000-8000-000000000002",
+                         "resource": {"resourceType": "Patient",
+                                      "identifier": [{"system": ID_CARD, "value": number}]}}]}),
+        )
+        .await,
+    );
+    let everything = app
+        .get_as(&admin, &format!("/fhir/Patient/{golden}/$everything"))
+        .await
+        .json();
+    let ids: Vec<&str> = everything["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["id"].as_str())
+        .collect();
+    assert!(ids.contains(&binary.as_str()), "{everything}");
+    assert!(ids.contains(&document.as_str()), "{everything}");
+    // Under the regional default another institution reads them like the rest of the record.
+    for path in [
+        format!("/fhir/Binary/{binary}"),
+        format!("/fhir/Bundle/{document}"),
+    ] {
+        assert_eq!(app.get_as(&away, &path).await.status, 200, "{path}");
+    }
+}
