@@ -302,7 +302,7 @@ async fn read(
         let access = api::access(&state, &caller).await?;
         let (tt, ii) = (t.clone(), id.clone());
         let rec = run_db(&state.store, true, move |store| {
-            access.shown(store, record::read(store, &tt, &ii)?)
+            record::read_for(store, &access, &tt, &ii)
         })
         .await?;
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);
@@ -345,9 +345,7 @@ async fn vread(
         let (tt, ii) = (t.clone(), id.clone());
         let rec = run_db(&state.store, true, move |store| {
             // A hidden version answers as an absent one.
-            access
-                .shown(store, record::vread(store, &tt, &ii, vid)?)
-                .map_err(|e| record::version_refused(e, &tt, &ii, vid))
+            record::vread_for(store, &access, &tt, &ii, vid)
         })
         .await?;
         let touched = Some(vec![(format!("{t}/{id}"), rec.resident.clone())]);

@@ -279,6 +279,16 @@ impl AccessFilter {
         }
     }
 
+    /// The institution (`Organization/<id>`) the caller acts for, when its access is an
+    /// institution's.
+    pub fn institution(&self) -> Option<String> {
+        match self {
+            AccessFilter::Institution(org) => Some(org.clone()),
+            AccessFilter::Consent(view, _) => view.writer(),
+            _ => None,
+        }
+    }
+
     /// Whether resource `t/id` satisfies `clause`.
     fn matches(conn: &mut Tx<'_>, t: &str, id: &str, clause: Clause) -> Result<bool, ApiError> {
         let query = crate::fhir::search::Query {

@@ -643,14 +643,28 @@ fn write_and_read(
 /// A GET entry (or an unexpected action, refused).
 fn read_action(conn: &mut Tx<'_>, guard: &Guard, action: Action) -> Result<Outcome, ApiError> {
     match action {
-        Action::Read { t, id } => {
-            let rec = record::read_in(conn, &t, &id)?;
-            check_shown(conn, &guard.filter, rec)
-        }
+        Action::Read { t, id } => match record::read_in(conn, &t, &id) {
+            Err(gone @ ApiError::Gone(_)) => Err(record::tombstone_refused(
+                conn,
+                &guard.filter,
+                &t,
+                &id,
+                gone,
+            )?),
+            rec => check_shown(conn, &guard.filter, rec?),
+        },
         Action::VRead { t, id, vid } => {
-            let rec = record::vread_in(conn, &t, &id, vid)?;
-            check_shown(conn, &guard.filter, rec)
-                .map_err(|e| record::version_refused(e, &t, &id, vid))
+            let shown = match record::vread_in(conn, &t, &id, vid) {
+                Err(gone @ ApiError::Gone(_)) => Err(record::tombstone_refused(
+                    conn,
+                    &guard.filter,
+                    &t,
+                    &id,
+                    gone,
+                )?),
+                rec => check_shown(conn, &guard.filter, rec?),
+            };
+            shown.map_err(|e| record::version_refused(e, &t, &id, vid))
         }
         Action::Search { t, query, count } => {
             // Only what the caller may see matches, through chains and `_has` too.

@@ -868,9 +868,42 @@ pub fn residents(
         .collect())
 }
 
-/// `GET [type]/[id]`.
-pub fn read(store: &Store, t: &str, id: &str) -> Result<Record, ApiError> {
-    store.read(|conn| read_in(conn, t, id))
+/// `GET [type]/[id]` for a caller with `access`: a record it may not see answers as an absent
+/// one, deleted or not (a tombstone keeps its resident and custodian for this).
+pub fn read_for(
+    store: &Store,
+    access: &AccessFilter,
+    t: &str,
+    id: &str,
+) -> Result<Record, ApiError> {
+    match store.read(|conn| read_in(conn, t, id)) {
+        Ok(rec) => access.shown(store, rec),
+        Err(gone @ ApiError::Gone(_)) => {
+            Err(store.read(|conn| tombstone_refused(conn, access, t, id, gone))?)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What a caller is told of a deleted record: that it is gone when it may see the record, else
+/// that it is not known. Its writer may; others are decided from its resident (where consent
+/// would need the record's own index rows, which a tombstone no longer has, it is not known).
+pub fn tombstone_refused(
+    conn: &mut Tx<'_>,
+    access: &AccessFilter,
+    t: &str,
+    id: &str,
+    gone: ApiError,
+) -> Result<ApiError, ApiError> {
+    let (resident, custodian) = repo::custody(conn, t, id)?.unwrap_or_default();
+    let own = custodian.is_some() && custodian.as_deref() == access.institution().as_deref();
+    Ok(
+        if own || access.visible(conn, t, id, resident.as_deref())? {
+            gone
+        } else {
+            access.hidden(t, id)
+        },
+    )
 }
 
 /// A read inside the caller's transaction.
@@ -892,9 +925,25 @@ pub fn read_in(conn: &mut Tx<'_>, t: &str, id: &str) -> Result<Record, ApiError>
     }
 }
 
-/// `GET [type]/[id]/_history/[vid]`.
-pub fn vread(store: &Store, t: &str, id: &str, vid: i64) -> Result<Record, ApiError> {
-    store.read(|conn| vread_in(conn, t, id, vid))
+/// `GET [type]/[id]/_history/[vid]` for a caller with `access`: a version of a record it may
+/// not see (a deletion's included) answers as an absent one.
+pub fn vread_for(
+    store: &Store,
+    access: &AccessFilter,
+    t: &str,
+    id: &str,
+    vid: i64,
+) -> Result<Record, ApiError> {
+    let refused = |e| version_refused(e, t, id, vid);
+    match store.read(|conn| vread_in(conn, t, id, vid)) {
+        Ok(rec) => access.shown(store, rec).map_err(refused),
+        Err(gone @ ApiError::Gone(_)) => {
+            Err(refused(store.read(|conn| {
+                tombstone_refused(conn, access, t, id, gone)
+            })?))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A version read inside the caller's transaction.

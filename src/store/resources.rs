@@ -380,6 +380,19 @@ pub fn resident(conn: &mut DbConn, t: &str, id: &str) -> QueryResult<Option<Stri
     Ok(native!(conn, c => q.first::<Option<String>>(c).optional())?.flatten())
 }
 
+/// The golden resident and custodian of a stored resource (a tombstone's included).
+pub fn custody(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+) -> QueryResult<Option<(Option<String>, Option<String>)>> {
+    let q = resources::table
+        .filter(resources::res_type.eq(t))
+        .filter(resources::res_id.eq(id))
+        .select((resources::resident, resources::custodian));
+    native!(conn, c => q.first(c).optional())
+}
+
 /// Set the golden resident of a resource written earlier in this transaction (its row may
 /// still be held back).
 pub fn set_resident(tx: &mut Tx<'_>, t: &str, id: &str, golden: &str) -> QueryResult<()> {

@@ -901,3 +901,65 @@ async fn binaries_and_documents_belong_to_their_resident() {
         assert_eq!(app.get_as(&away, &path).await.status, 200, "{path}");
     }
 }
+
+/// A deleted record the caller may not see answers as an absent one (404, same text) to a read,
+/// a vread and a batch's GET entry, never 410 Gone: a tombstone confirms nothing either. Its
+/// writer is still told it is gone.
+#[actix_web::test]
+async fn a_deleted_hidden_record_answers_as_an_absent_one() {
+    let app = spawn_app().await;
+    let (_, cond, _) = denied_resident(&app).await;
+    let home = app.his_of("home");
+    let away = app.his_of("away");
+    let deleted = call(
+        &app,
+        &home,
+        "DELETE",
+        &format!("/fhir/Condition/{cond}"),
+        None,
+    )
+    .await;
+    assert!(deleted.status.is_success(), "{}", deleted.text());
+    let same = |hidden: &Reply, absent: &Reply| {
+        assert_eq!(hidden.status, absent.status, "{}", hidden.text());
+        assert_eq!(
+            hidden.text().replace(&cond, "ID"),
+            absent.text().replace(ABSENT, "ID")
+        );
+    };
+    for path in ["/fhir/Condition/{}", "/fhir/Condition/{}/_history/2"] {
+        let hidden = app.get_as(&away, &path.replace("{}", &cond)).await;
+        let absent = app.get_as(&away, &path.replace("{}", ABSENT)).await;
+        assert_eq!(hidden.status, 404);
+        same(&hidden, &absent);
+        assert_eq!(
+            app.get_as(&home, &path.replace("{}", &cond)).await.status,
+            410,
+            "its writer is told it is gone"
+        );
+    }
+    let batch = |id: &str| {
+        json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": format!("Condition/{id}")}},
+            {"request": {"method": "GET", "url": format!("Condition/{id}/_history/2")}}]})
+    };
+    let hidden = call(&app, &away, "POST", "/fhir", Some(&batch(&cond)))
+        .await
+        .json();
+    let absent = call(&app, &away, "POST", "/fhir", Some(&batch(ABSENT)))
+        .await
+        .json();
+    for i in 0..2 {
+        assert_eq!(
+            hidden["entry"][i]["response"]["status"], absent["entry"][i]["response"]["status"],
+            "{hidden}"
+        );
+        assert!(
+            hidden["entry"][i]["response"]["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("404"),
+            "{hidden}"
+        );
+    }
+}
