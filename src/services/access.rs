@@ -106,13 +106,20 @@ impl AccessFilter {
                 Ok(AccessFilter::Consent(view, granted))
             }
             None => {
+                if let Some(rp) = caller
+                    .fhir_user
+                    .as_deref()
+                    .and_then(|u| u.strip_prefix("RelatedPerson/"))
+                {
+                    return guardian_of(conn, rp).map(AccessFilter::OwnRecord);
+                }
                 let Some(pid) = caller
                     .fhir_user
                     .as_deref()
                     .and_then(|u| u.strip_prefix("Patient/"))
                 else {
                     return Err(ApiError::Forbidden(
-                        "a resident's token must name their Patient (fhirUser)".to_owned(),
+                        "a resident's token must name their Patient or, for a guardian, their RelatedPerson (fhirUser)".to_owned(),
                     ));
                 };
                 match resources::resident(conn, "Patient", pid)? {
@@ -469,8 +476,13 @@ pub enum Writer {
     /// An institution (`Organization/<id>`: a hospital system or a doctor working there):
     /// changes only the records it wrote.
     Institution(String),
-    /// A resident (the golden resident's id): changes only the Consents about their own record.
-    Resident(String),
+    /// A resident (the golden resident's id), or their guardian (`guardian`: the token's
+    /// `RelatedPerson/<id>`): changes only the Consents about that record. A guardian's
+    /// Consents name the guardian as performer; a resident's own name no RelatedPerson.
+    Resident {
+        resident: String,
+        guardian: Option<String>,
+    },
     /// A caller that writes nothing (an official).
     Nobody,
 }
@@ -506,7 +518,13 @@ impl Guard {
                 Some(org) => Writer::Institution(org.to_owned()),
                 None => Writer::Nobody,
             },
-            (Role::Resident, AccessFilter::OwnRecord(golden)) => Writer::Resident(golden.clone()),
+            (Role::Resident, AccessFilter::OwnRecord(golden)) => Writer::Resident {
+                resident: golden.clone(),
+                guardian: caller
+                    .fhir_user
+                    .clone()
+                    .filter(|u| u.starts_with("RelatedPerson/")),
+            },
             _ => Writer::Nobody,
         };
         Guard {
@@ -539,7 +557,11 @@ impl Guard {
         self.may_write(t)?;
         match &self.writer {
             Writer::Institution(org) => custodian_check(t, tree, org),
-            Writer::Resident(own) => {
+            Writer::Resident {
+                resident: own,
+                guardian,
+            } => {
+                performer_check(tree, guardian.as_deref())?;
                 let pid = tree
                     .get("patient")
                     .and_then(|p| p.get_str("reference"))
@@ -571,7 +593,7 @@ impl Guard {
             (Writer::Institution(_), "Consent") => Err(ApiError::Forbidden(
                 "a Consent is written by the resident it is about (or an administrator on their request), never by the institutions it governs".to_owned(),
             )),
-            (Writer::Resident(_), t) if t != "Consent" => Err(ApiError::Forbidden(
+            (Writer::Resident { .. }, t) if t != "Consent" => Err(ApiError::Forbidden(
                 "a resident writes only Consents about their own record".to_owned(),
             )),
             _ => Ok(()),
@@ -612,13 +634,15 @@ impl Guard {
             Writer::Institution(org) if current.custodian.as_deref() == Some(org.as_str()) => {
                 return Ok(());
             }
-            Writer::Resident(own) if t == "Consent" && current.resident.as_deref() == Some(own) => {
+            Writer::Resident { resident, .. }
+                if t == "Consent" && current.resident.as_deref() == Some(resident) =>
+            {
                 return Ok(());
             }
             Writer::Institution(_) => {
                 "belongs to another institution: an institution changes only the records it wrote"
             }
-            Writer::Resident(_) => "is not a Consent about the resident's own record",
+            Writer::Resident { .. } => "is not a Consent about the resident's own record",
             Writer::Nobody => "may not be changed by this caller",
         };
         if self
@@ -629,6 +653,85 @@ impl Guard {
         } else {
             Err(self.filter.hidden(t, id))
         }
+    }
+}
+
+/// The relationships (HL7 v3 RoleCode) that make a RelatedPerson a child's guardian: parents
+/// (for a resident under 14) and legal guardians (at any age).
+const PARENTS: &[&str] = &[
+    "PRN", "MTH", "FTH", "NPRN", "NMTH", "NFTH", "ADOPTP", "ADOPTM", "ADOPTF",
+];
+const GUARDIANS: &[&str] = &["GUARD"];
+
+/// The golden resident a guardian's token (`RelatedPerson/<rp>`) acts for: the resident of the
+/// RelatedPerson's `patient`, when the RelatedPerson is active and a legal guardian, or a parent
+/// of a resident under 14. Anything else: 403, saying which.
+fn guardian_of(conn: &mut Tx<'_>, rp: &str) -> Result<String, ApiError> {
+    let refused = |why: &str| Err(ApiError::Forbidden(format!("RelatedPerson/{rp} {why}")));
+    let Some(current) = resources::find_current(conn, "RelatedPerson", rp)?.filter(|c| !c.deleted)
+    else {
+        return refused("is not known");
+    };
+    let person =
+        crate::fhir::json::Json::parse(current.content.as_bytes()).map_err(ApiError::internal)?;
+    if person.get("active") == Some(&crate::fhir::json::Json::Bool(false)) {
+        return refused("is not active");
+    }
+    let codes: Vec<String> = match person.get("relationship") {
+        Some(crate::fhir::json::Json::Array(rs)) => rs.iter().flat_map(consent::codes).collect(),
+        _ => Vec::new(),
+    };
+    let guardian = codes.iter().any(|c| GUARDIANS.contains(&c.as_str()));
+    let parent = codes.iter().any(|c| PARENTS.contains(&c.as_str()));
+    if !guardian && !parent {
+        return refused("is no guardian (relationship GUARD, or a parent's)");
+    }
+    let child = person
+        .get("patient")
+        .and_then(|p| p.get_str("reference"))
+        .and_then(|r| r.strip_prefix("Patient/"));
+    let Some(golden) = (match child {
+        Some(pid) => resources::resident(conn, "Patient", pid)?,
+        None => None,
+    }) else {
+        return refused("names no Patient of a resident record");
+    };
+    if !guardian {
+        let today = crate::clock::today_digits();
+        let minor = resources::find_current(conn, "Patient", &golden)?
+            .and_then(|c| crate::fhir::json::Json::parse(c.content.as_bytes()).ok())
+            .and_then(|p| p.get_str("birthDate").map(|b| consent::under_14(b, &today)))
+            .unwrap_or(false);
+        if !minor {
+            return refused("is a parent of a resident 14 or older, who speaks for themself");
+        }
+    }
+    Ok(golden)
+}
+
+/// A Consent's performers as its writer may give them: a guardian names themself (the consent
+/// engine counts a guardian's word for a child by it); a resident names no RelatedPerson, whose
+/// word they could otherwise forge.
+fn performer_check(tree: &crate::fhir::json::Json, guardian: Option<&str>) -> Result<(), ApiError> {
+    let performers: Vec<&str> = match tree.get("performer") {
+        Some(crate::fhir::json::Json::Array(ps)) => {
+            ps.iter().filter_map(|p| p.get_str("reference")).collect()
+        }
+        _ => Vec::new(),
+    };
+    let related: Vec<&str> = performers
+        .iter()
+        .copied()
+        .filter(|r| r.starts_with("RelatedPerson/"))
+        .collect();
+    match guardian {
+        Some(g) if related != [g] => Err(ApiError::Forbidden(format!(
+            "a guardian's Consent names the guardian ({g}) as its one RelatedPerson performer"
+        ))),
+        None if !related.is_empty() => Err(ApiError::Forbidden(
+            "a resident's own Consent names no RelatedPerson as performer: a guardian gives theirs with their own token".to_owned(),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -178,7 +178,7 @@ fn provision(p: &Json) -> Provision {
 }
 
 /// The codes of a CodeableConcept.
-fn codes(cc: &Json) -> Vec<String> {
+pub fn codes(cc: &Json) -> Vec<String> {
     match cc.get("coding") {
         Some(Json::Array(cs)) => cs
             .iter()
@@ -675,7 +675,7 @@ impl View {
 
 /// Whether a birth date (`YYYY-MM-DD`, or shorter) is less than 14 years before `today`
 /// (`YYYYMMDD`).
-fn under_14(birth: &str, today: &str) -> bool {
+pub fn under_14(birth: &str, today: &str) -> bool {
     let digits: String = birth.chars().filter(char::is_ascii_digit).collect();
     let (Some(b), Some(t)) = (digits.get(..8).or(digits.get(..4)), today.get(..8)) else {
         return false;

@@ -639,3 +639,150 @@ async fn sensitive_data_needs_a_permit_that_names_its_label() {
         200
     );
 }
+
+/// A guardian acts for a child with their own token (`fhirUser` the RelatedPerson): reads the
+/// child's record and writes the child's Consents, naming themself as performer, which the
+/// consent engine counts for a child under 14. A parent of an adult, an inactive RelatedPerson,
+/// or one who is no guardian gets nothing; a guardian writes no Consent of another resident, or
+/// without naming themself; the child cannot forge a guardian's Consent.
+#[actix_rt::test]
+async fn a_guardian_gives_a_childs_consent_with_their_own_token() {
+    let app = spawn_app().await;
+    let home = app.his_of("home");
+    let (child, child_obs, _) = resident_of_home(&app, "GRD-C", "小").await;
+    let mut born = patient("GRD-C");
+    born["id"] = json!(child);
+    born["name"] = json!([{"family": "小", "given": ["丁"]}]);
+    born["birthDate"] = json!("2019-05-01");
+    born["managingOrganization"] = json!({"reference": "Organization/home"});
+    let put = app
+        .send(
+            "PUT",
+            &format!("/fhir/Patient/{child}"),
+            &[
+                ("Authorization", &format!("Bearer {home}")),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            Some(born.to_string().as_bytes()),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let (adult, _, _) = resident_of_home(&app, "GRD-A", "大").await;
+    let related = |patient: &str, code: &str, active: bool| {
+        json!({"resourceType": "RelatedPerson", "active": active,
+               "patient": {"reference": format!("Patient/{patient}")},
+               "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": code}]}],
+               "name": [{"text": "丁母"}]})
+    };
+    let rp = |body: Value| {
+        let (app, home) = (&app, &home);
+        async move {
+            app.create_as(home, &body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let mother = rp(related(&child, "MTH", true)).await;
+    let of_adult = rp(related(&adult, "MTH", true)).await;
+    let inactive = rp(related(&child, "MTH", false)).await;
+    let friend = rp(related(&child, "FRND", true)).await;
+    let token = |rp: &str| {
+        app.token_as(
+            &format!("guardian-{rp}"),
+            Role::Resident,
+            "patient/*.cruds",
+            Some(&format!("RelatedPerson/{rp}")),
+        )
+    };
+    let guardian = token(&mother);
+    let r = app
+        .get_as(&guardian, &format!("/fhir/Observation/{child_obs}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (rp, why) in [
+        (&of_adult, "14 or older"),
+        (&inactive, "not active"),
+        (&friend, "no guardian"),
+    ] {
+        let r = app
+            .get_as(&token(rp), &format!("/fhir/Observation/{child_obs}"))
+            .await;
+        let issue = r.outcome(403);
+        assert!(
+            issue["diagnostics"].as_str().unwrap().contains(why),
+            "{issue}"
+        );
+    }
+    let mut deny = consent(&child, json!({"type": "deny"}));
+    let away = doctor(&app, "away");
+    assert_eq!(
+        app.get_as(&away, &format!("/fhir/Observation/{child_obs}"))
+            .await
+            .status,
+        200
+    );
+    // Without naming themself, and for another resident: refused.
+    let r = app
+        .send(
+            "POST",
+            "/fhir/Consent",
+            &[
+                ("Authorization", &format!("Bearer {guardian}")),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            Some(deny.to_string().as_bytes()),
+        )
+        .await;
+    assert!(
+        r.outcome(403)["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("performer")
+    );
+    deny["performer"] = json!([{"reference": format!("RelatedPerson/{mother}")}]);
+    let mut other = deny.clone();
+    other["patient"] = json!({"reference": format!("Patient/{adult}")});
+    let r = app
+        .send(
+            "POST",
+            "/fhir/Consent",
+            &[
+                ("Authorization", &format!("Bearer {guardian}")),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            Some(other.to_string().as_bytes()),
+        )
+        .await;
+    r.outcome(403);
+    // The child's own token cannot give a Consent in the guardian's name.
+    let own = app.token_as(
+        "child",
+        Role::Resident,
+        "patient/*.cruds",
+        Some(&format!("Patient/{child}")),
+    );
+    let r = app
+        .send(
+            "POST",
+            "/fhir/Consent",
+            &[
+                ("Authorization", &format!("Bearer {own}")),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            Some(deny.to_string().as_bytes()),
+        )
+        .await;
+    assert!(
+        r.outcome(403)["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("performer")
+    );
+    // The guardian's deny, in their own name, keeps other institutions out at once.
+    let given = app.create_as(&guardian, &deny).await;
+    assert_eq!(given["resourceType"], "Consent", "{given}");
+    app.get_as(&away, &format!("/fhir/Observation/{child_obs}"))
+        .await
+        .outcome(404);
+}
