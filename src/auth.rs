@@ -421,27 +421,12 @@ pub fn dev_secret(data_dir: &Path, create: bool) -> anyhow::Result<Vec<u8>> {
     let mut secret = vec![0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(&secret);
-    write_private(&path, encoded.as_bytes())?;
+    crate::files::write_private(&path, encoded.as_bytes())?;
     tracing::warn!(
         file = %path.display(),
         "DEVELOPMENT MODE: generated a new HS256 token secret; do not use auth_mode=dev in production"
     );
     Ok(secret)
-}
-
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// What `huimin token` signs.

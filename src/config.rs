@@ -14,7 +14,53 @@ use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::store::DatabaseUrl;
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A file path (created when missing).
+    Sqlite(String),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parse `sqlite://path`, `sqlite:path` or `postgres://…`. A PostgreSQL URL without a
+    /// `connect_timeout` gets one of 5 s: without it libpq waits for the operating system's TCP
+    /// timeout (minutes) when the host does not answer, and a writer thread reconnecting would
+    /// be held that long.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if url.contains("connect_timeout=") {
+                return Ok(DatabaseUrl::Postgres(url.to_owned()));
+            }
+            let joint = if url.contains('?') { '&' } else { '?' };
+            Ok(DatabaseUrl::Postgres(format!(
+                "{url}{joint}connect_timeout=5"
+            )))
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                Err("sqlite URL has no file path".to_owned())
+            } else {
+                Ok(DatabaseUrl::Sqlite(path.to_owned()))
+            }
+        } else {
+            Err("expected sqlite://<path> or postgres://<user>@<host>/<db>".to_owned())
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The least audit retention the law allows (6 months).
+pub const MIN_RETENTION_DAYS: u32 = 184;
 
 /// Environment variables with the `HUIMIN_` prefix that are not settings.
 const NOT_SETTINGS: &[&str] = &["CONFIG"];
@@ -262,7 +308,7 @@ impl Settings {
                  (HUIMIN_RESIDENT_MATCH_LOWER / _UPPER): need finite lower <= upper"
             );
         }
-        if self.audit_retention_days < crate::services::audit::MIN_RETENTION_DAYS {
+        if self.audit_retention_days < MIN_RETENTION_DAYS {
             bail!(
                 "invalid setting audit_retention_days (HUIMIN_AUDIT_RETENTION_DAYS): {} is less \
                  than the 184 days the law requires",
@@ -342,17 +388,6 @@ impl Settings {
         self.keyring_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("keyring.json"))
-    }
-
-    /// The protection of identifiers at rest: the keyring, generated in dev mode when missing.
-    pub fn protection(&self) -> anyhow::Result<std::sync::Arc<crate::protect::Protection>> {
-        let p = crate::protect::Protection::load(
-            &self.keyring_path(),
-            self.protect_identifiers,
-            self.auth_mode == "dev",
-        )
-        .context("invalid setting keyring_file (HUIMIN_KEYRING_FILE)")?;
-        Ok(std::sync::Arc::new(p))
     }
 
     /// The issuer tokens must carry.

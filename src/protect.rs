@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, SM4_KEY_LEN, Sm4Key};
 use crate::fhir::json::Json;
-use crate::services::ident;
+use crate::ident;
 
 /// Marks a sealed value inside a stored JSON string.
 const SEALED: &str = "\u{1}sm4:";
@@ -658,7 +658,7 @@ impl KeyringFile {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let text = serde_json::to_string_pretty(self)?;
-        crate::auth::write_private(path, text.as_bytes())
+        crate::files::write_private(path, text.as_bytes())
     }
 
     /// Replace the keyring file at `path` (written beside it, then renamed over it).
@@ -668,6 +668,19 @@ impl KeyringFile {
         self.write_new(&tmp)?;
         std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
         Ok(())
+    }
+}
+
+impl crate::config::Settings {
+    /// The protection of identifiers at rest: the keyring, generated in dev mode when missing.
+    pub fn protection(&self) -> anyhow::Result<std::sync::Arc<Protection>> {
+        let p = Protection::load(
+            &self.keyring_path(),
+            self.protect_identifiers,
+            self.auth_mode == "dev",
+        )
+        .context("invalid setting keyring_file (HUIMIN_KEYRING_FILE)")?;
+        Ok(std::sync::Arc::new(p))
     }
 }
 

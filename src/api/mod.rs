@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod bundle;
+pub mod error;
 pub mod format;
 pub mod metadata;
 pub mod middleware;
@@ -177,7 +178,7 @@ where
         Err(e) => {
             state
                 .audit
-                .record(draft.events(&[], Outcome::of(&e)))
+                .record(draft.events(&[], error::audit_outcome(&e)))
                 .await?;
             Err(e)
         }

@@ -145,9 +145,7 @@ async fn patient_match_body(
         }
     };
     crate::fhir::validate::tree(&patient, Some("Patient")).map_err(ApiError::Invalid)?;
-    if let Some(why) =
-        crate::services::ident::check_resource("Patient", &patient, &clock::today_digits())
-    {
+    if let Some(why) = crate::ident::check_resource("Patient", &patient, &clock::today_digits()) {
         return Err(ApiError::Unprocessable(why));
     }
     let store = state.store.clone();

@@ -1,8 +1,6 @@
 //! Search index extraction: the rows a resource contributes to the index tables, computed from
 //! the search parameter registry (each parameter's FHIRPath expression and type).
 
-use unicode_normalization::UnicodeNormalization as _;
-
 use super::fhirpath::{self, Item, split_reference};
 use super::json::Json;
 use super::search_params::{ParamType, REGISTRY, SearchParam};
@@ -88,13 +86,7 @@ pub enum Second {
     String(String),
 }
 
-/// Lower case without accents: the comparison form of string search.
-pub fn normalize(s: &str) -> String {
-    s.nfd()
-        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
-        .flat_map(char::to_lowercase)
-        .collect()
-}
+pub use super::text::normalize;
 
 /// Longest indexed key in bytes: longer values are cut (at a character boundary) so that every
 /// row fits a B-tree entry on both backends; searches cut their values the same way.

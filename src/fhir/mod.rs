@@ -12,5 +12,6 @@ pub mod search;
 pub mod search_params;
 pub mod sensitive;
 pub mod shape;
+pub mod text;
 pub mod validate;
 pub mod xml;

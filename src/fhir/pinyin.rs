@@ -55,7 +55,7 @@ pub fn spellings(name: &str) -> Vec<String> {
 
 /// The comparison form of a pinyin search value: lower case, no spaces or apostrophes.
 pub fn search_form(value: &str) -> String {
-    super::index::normalize(value)
+    super::text::normalize(value)
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '\'')
         .collect()

@@ -397,19 +397,6 @@ impl AccessFilter {
             .or_else(|clause| store.read(|c| Self::matches(c, t, id, clause)))
     }
 
-    /// A record read directly, if the caller may see it (see [`AccessFilter::hidden`]).
-    pub fn shown(
-        &self,
-        store: &crate::store::Store,
-        rec: crate::services::record::Record,
-    ) -> Result<crate::services::record::Record, ApiError> {
-        if self.visible_in(store, &rec.res_type, &rec.id, rec.resident.as_deref())? {
-            Ok(rec)
-        } else {
-            Err(self.hidden(&rec.res_type, &rec.id))
-        }
-    }
-
     /// A direct read's answer for a record the caller may not see: the 404 of an absent one
     /// (the same text), so that existence does not leak; an official, who sees no individual's
     /// record of any kind, is told so (403, whatever the record).

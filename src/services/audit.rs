@@ -38,8 +38,7 @@ pub use crate::store::audit::Event;
 use crate::store::audit::{self as repo, NewEvent};
 use crate::store::{DbConn, Store, Tx};
 
-/// The least retention the law allows (6 months).
-pub const MIN_RETENTION_DAYS: u32 = 184;
+pub use crate::config::MIN_RETENTION_DAYS;
 
 /// Who is acting, taken from the token and the request.
 #[derive(Debug, Clone)]
@@ -527,15 +526,6 @@ impl Outcome {
             Outcome::Success => ("0", None),
             Outcome::Refused(s) => ("4", Some(format!("refused with HTTP {s}"))),
             Outcome::Failed => ("8", Some("server error".to_owned())),
-        }
-    }
-
-    pub fn of(e: &ApiError) -> Outcome {
-        let s = actix_web::ResponseError::status_code(e).as_u16();
-        if s >= 500 {
-            Outcome::Failed
-        } else {
-            Outcome::Refused(s)
         }
     }
 }

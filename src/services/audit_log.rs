@@ -189,12 +189,7 @@ impl AuditLog {
     ) -> anyhow::Result<AuditLog> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the audit log directory {}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("restricting {}", dir.display()))?;
-        }
+        crate::files::restrict(dir, 0o700)?;
         let node = uuid::Uuid::new_v4().simple().to_string();
         let name = file_name(&node, 1);
         let preallocate = if durability == Durability::Disk {

@@ -27,9 +27,9 @@ use crate::fhir::index::Entry;
 use crate::fhir::json::Json;
 use crate::fhir::search::Clause;
 use crate::fhir::search_params::{REGISTRY, compartment_members};
+use crate::ident;
 use crate::protect;
-use crate::services::access::{AccessFilter, Guard};
-use crate::services::ident;
+use crate::services::access::AccessFilter;
 use crate::services::matching::{self, Demographics, Weights};
 use crate::store::residents as store_residents;
 use crate::store::resources as repo;
@@ -180,7 +180,7 @@ pub fn settle_numbers(conn: &mut Tx<'_>, numbers: &[(String, &Json)]) -> Result<
             {
                 golden
             }
-            _ => super::record::new_id(),
+            _ => crate::store::resources::new_id(),
         };
         wanted.push((number_key(n), planned));
     }
@@ -344,9 +344,9 @@ fn probabilistic(conn: &mut Tx<'_>, id: &str, tree: &Json) -> Result<String, Api
         Some((score, golden, _)) if score >= limits.upper => Ok(golden),
         Some((score, golden, _)) if score >= limits.lower => {
             store_residents::add_review(conn, id, &golden, score, clock::now_millis())?;
-            Ok(super::record::new_id())
+            Ok(crate::store::resources::new_id())
         }
-        _ => Ok(super::record::new_id()),
+        _ => Ok(crate::store::resources::new_id()),
     }
 }
 
@@ -920,72 +920,12 @@ pub fn cross_references(
     Ok(Some(out))
 }
 
-/// Resources per transaction when linking existing data.
-const RELINK_BATCH: i64 = 500;
-
-/// Link data written before the resident index existed: every institution Patient without a
-/// golden resident gets one (a new version with its link), then every resource of the
-/// Patient compartment without a golden resident gets its own. Returns (Patients, resources)
-/// linked. Safe to run again: what is linked is skipped.
-pub fn relink_existing(store: &crate::store::Store) -> Result<(usize, usize), ApiError> {
-    let patients = relink_type(store, "Patient", |conn, _, id, tree| {
-        super::record::update_in(conn, &Guard::platform(), "Patient", id, tree, None, false)?;
-        Ok(true)
-    })?;
-    let mut resources = 0;
+/// The types whose resources have a resident, by the parameters that name it (Patient
+/// included), in name order.
+pub fn resident_types() -> Vec<&'static str> {
     let mut types: Vec<&str> = RESIDENT_PARAMS.keys().map(String::as_str).collect();
     types.sort_unstable();
-    for t in types {
-        if t == "Patient" {
-            continue;
-        }
-        resources += relink_type(store, t, |conn, t, id, tree| {
-            // In the index's form, where identifiers are compared.
-            let blinded =
-                protect::blinded(conn.protection(), t, &tree).map_err(ApiError::internal)?;
-            let entries = crate::fhir::index::extract(t, blinded.as_ref().unwrap_or(&tree));
-            match resident_of(conn, t, id, &entries, &tree)? {
-                Some(g) => {
-                    repo::set_resident(conn, t, id, &g)?;
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
-        })?;
-    }
-    Ok((patients, resources))
-}
-
-/// Link, page by page (one transaction each), the resources of type `t` without a golden
-/// resident; `link` says whether it linked one. Returns how many it linked.
-fn relink_type(
-    store: &crate::store::Store,
-    t: &str,
-    link: fn(&mut Tx<'_>, &str, &str, Json) -> Result<bool, ApiError>,
-) -> Result<usize, ApiError> {
-    let mut linked = 0;
-    let mut after = String::new();
-    loop {
-        let (from, t) = (after.clone(), t.to_owned());
-        let (n, last) = store.write(move |conn| {
-            super::record::linked(conn, |conn| {
-                let page = crate::store::search::without_resident(conn, &t, &from, RELINK_BATCH)?;
-                let mut n = 0;
-                for (id, content) in &page {
-                    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
-                    if link(conn, &t, id, tree)? {
-                        n += 1;
-                    }
-                }
-                Ok((n, page.last().map(|(id, _)| id.clone())))
-            })
-        })?;
-        linked += n;
-        match last {
-            Some(l) => after = l,
-            None => return Ok(linked),
-        }
-    }
+    types
 }
 
 /// The review list (possible matches waiting for an administrator), newest first.

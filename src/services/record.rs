@@ -9,10 +9,11 @@ use std::collections::HashSet;
 
 use crate::fhir::search::{Clause, Include, Query, SortKey};
 use crate::fhir::validate;
+use crate::ident;
 use crate::protect;
 use crate::services::access::{AccessFilter, Guard, Readable};
 use crate::services::audit::{self, Draft};
-use crate::services::{ident, mpi};
+use crate::services::mpi;
 use crate::store::resources::{self as repo, NewVersion, Version};
 use crate::store::{Store, Tx, index, is_unique_violation, match_keys, search as store_search};
 
@@ -103,9 +104,7 @@ fn note_sensitive(
 
 /// A new server-assigned id: a time-ordered UUID (v7), so that new rows land at the end of
 /// every index keyed by id instead of on a random page (far fewer pages written per commit).
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use crate::store::resources::new_id;
 
 /// Store the stamped `tree` as version `version_id` (current row with its golden resident,
 /// and history row); returns the stored JSON.
@@ -877,11 +876,20 @@ pub fn read_for(
     id: &str,
 ) -> Result<Record, ApiError> {
     match store.read(|conn| read_in(conn, t, id)) {
-        Ok(rec) => access.shown(store, rec),
+        Ok(rec) => shown(store, access, rec),
         Err(gone @ ApiError::Gone(_)) => {
             Err(store.read(|conn| tombstone_refused(conn, access, t, id, gone))?)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// A record read directly, if the caller may see it (see [`AccessFilter::hidden`]).
+fn shown(store: &Store, access: &AccessFilter, rec: Record) -> Result<Record, ApiError> {
+    if access.visible_in(store, &rec.res_type, &rec.id, rec.resident.as_deref())? {
+        Ok(rec)
+    } else {
+        Err(access.hidden(&rec.res_type, &rec.id))
     }
 }
 
@@ -936,7 +944,7 @@ pub fn vread_for(
 ) -> Result<Record, ApiError> {
     let refused = |e| version_refused(e, t, id, vid);
     match store.read(|conn| vread_in(conn, t, id, vid)) {
-        Ok(rec) => access.shown(store, rec).map_err(refused),
+        Ok(rec) => shown(store, access, rec).map_err(refused),
         Err(gone @ ApiError::Gone(_)) => {
             Err(refused(store.read(|conn| {
                 tombstone_refused(conn, access, t, id, gone)

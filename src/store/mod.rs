@@ -90,50 +90,7 @@ impl AsConn for Tx<'_> {
     }
 }
 
-/// Which database a URL names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// A file path (created when missing).
-    Sqlite(String),
-    /// A `postgres://` or `postgresql://` URL.
-    Postgres(String),
-}
-
-impl DatabaseUrl {
-    /// Parse `sqlite://path`, `sqlite:path` or `postgres://…`. A PostgreSQL URL without a
-    /// `connect_timeout` gets one of 5 s: without it libpq waits for the operating system's TCP
-    /// timeout (minutes) when the host does not answer, and a writer thread reconnecting would
-    /// be held that long.
-    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            if url.contains("connect_timeout=") {
-                return Ok(DatabaseUrl::Postgres(url.to_owned()));
-            }
-            let joint = if url.contains('?') { '&' } else { '?' };
-            Ok(DatabaseUrl::Postgres(format!(
-                "{url}{joint}connect_timeout=5"
-            )))
-        } else if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            if path.is_empty() {
-                Err("sqlite URL has no file path".to_owned())
-            } else {
-                Ok(DatabaseUrl::Sqlite(path.to_owned()))
-            }
-        } else {
-            Err("expected sqlite://<path> or postgres://<user>@<host>/<db>".to_owned())
-        }
-    }
-
-    pub fn backend_name(&self) -> &'static str {
-        match self {
-            DatabaseUrl::Sqlite(_) => "sqlite",
-            DatabaseUrl::Postgres(_) => "postgres",
-        }
-    }
-}
+pub use crate::config::DatabaseUrl;
 
 /// Establishes pooled connections for the backend named by the URL, with SQLite tuned for a
 /// concurrent server (WAL, busy timeout).
@@ -197,6 +154,28 @@ static LOST_LOGGED_AT: AtomicU64 = AtomicU64::new(0);
 /// A lost connection is logged at most this often: while the database is away every
 /// statement of every thread finds it, and the first line says it all.
 const LOST_LOG_EVERY_MS: u64 = 10_000;
+
+impl From<diesel::result::Error> for crate::error::ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        if is_connection_lost(&e) {
+            // Check every pooled connection before its next use.
+            connection_lost(&e);
+            return database_unavailable();
+        }
+        crate::error::ApiError::internal(e)
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for crate::error::ApiError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        tracing::error!(error = %e, "database pool unavailable");
+        database_unavailable()
+    }
+}
+
+fn database_unavailable() -> crate::error::ApiError {
+    crate::error::ApiError::Unavailable("the database is unavailable, try again later".to_owned())
+}
 
 /// Note that a statement found its connection closed (`error`, logged at most every 10 s).
 pub fn connection_lost(error: &dyn std::fmt::Display) {
@@ -932,7 +911,7 @@ fn check_reachable(url: &DatabaseUrl) -> anyhow::Result<()> {
             {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating the data directory {}", dir.display()))?;
-                restrict(dir, 0o700)?;
+                crate::files::restrict(dir, 0o700)?;
             }
             private_database_file(path)?;
             SqliteConnection::establish(path)
@@ -951,14 +930,7 @@ fn private_database_file(path: &str) -> anyhow::Result<()> {
     }
     let p = std::path::Path::new(path);
     if !p.exists() {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
-        }
-        match opts.open(p) {
+        match crate::files::create_private(p) {
             Ok(_) => {}
             // Created meanwhile by another process: it narrows its own.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -977,22 +949,9 @@ fn private_database_file(path: &str) -> anyhow::Result<()> {
             .mode();
         if mode & 0o077 != 0 {
             tracing::warn!("the SQLite database was readable by others: narrowed to its owner");
-            restrict(p, 0o600)?;
+            crate::files::restrict(p, 0o600)?;
         }
     }
-    Ok(())
-}
-
-/// Set `path`'s permission bits (Unix; nothing elsewhere).
-fn restrict(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("restricting {}", path.display()))?;
-    }
-    #[cfg(not(unix))]
-    let _ = (path, mode);
     Ok(())
 }
 

@@ -59,6 +59,11 @@ pub struct Locked {
     pub custodian: Option<String>,
 }
 
+/// A new resource id: a UUIDv7, so ids sort by creation time (index locality).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 pub fn find_current(tx: &mut Tx<'_>, t: &str, id: &str) -> QueryResult<Option<Current>> {
     let (protection, conn) = (tx.protection(), tx.conn());
     let q = resources::table
