@@ -25,7 +25,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Settings;
+use crate::config::{AuthMode, Settings};
 use crate::error::ApiError;
 
 /// Who may call: the roles of the platform.
@@ -224,8 +224,8 @@ enum Keys {
 impl Authenticator {
     /// Build from settings; in dev mode the development secret is created when missing.
     pub fn from_settings(s: &Settings) -> anyhow::Result<Authenticator> {
-        match s.auth_mode.as_str() {
-            "dev" => {
+        match s.auth_mode {
+            AuthMode::Dev => {
                 let secret = dev_secret(&s.data_dir, true)?;
                 let mut v = Validation::new(Algorithm::HS256);
                 v.set_issuer(&[s.issuer()]);
@@ -239,7 +239,7 @@ impl Authenticator {
                     verified: Mutex::new(HashMap::new()),
                 })
             }
-            _ => {
+            AuthMode::Jwt => {
                 let path = s
                     .auth_keys_file
                     .as_deref()
@@ -441,11 +441,8 @@ pub struct TokenRequest {
 
 /// Sign a development token with the dev secret.
 pub fn dev_token(s: &Settings, req: &TokenRequest) -> anyhow::Result<String> {
-    if s.auth_mode != "dev" {
-        bail!(
-            "huimin token signs development tokens only; auth_mode is {}",
-            s.auth_mode
-        );
+    if s.auth_mode != AuthMode::Dev {
+        bail!("huimin token signs development tokens only; auth_mode is jwt");
     }
     let secret = dev_secret(&s.data_dir, true)?;
     let now = jsonwebtoken::get_current_timestamp();

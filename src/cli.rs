@@ -132,7 +132,7 @@ enum FixturesAction {
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load()?;
-    telemetry::init(&settings.log_format, &settings.log_level);
+    telemetry::init(settings.log_format, &settings.log_level);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let sys = actix_web::rt::System::new();

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Which database a URL names.
@@ -59,6 +60,54 @@ impl DatabaseUrl {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How tokens are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// HS256 with a secret generated in the data directory; `huimin token` signs tokens.
+    Dev,
+    /// RS256/ES256 with the public keys of `auth_keys_file`.
+    Jwt,
+}
+
+/// When a read's audit record must be durable (see `audit_sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSync {
+    /// Written to the operating system before the answer (the default; empty means it too).
+    #[serde(alias = "")]
+    Os,
+    /// Synced to disk before the answer.
+    Disk,
+}
+
+/// The regional default for residents who gave no Consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentDefault {
+    /// Shared unless a Consent denies.
+    OptOut,
+    /// Shared with other institutions only when a Consent permits.
+    OptIn,
+}
+
+/// Whether HTTPS clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Clients without one need a token.
+    Optional,
+    Required,
+}
+
 /// The least audit retention the law allows (6 months).
 pub const MIN_RETENTION_DAYS: u32 = 184;
 
@@ -74,8 +123,10 @@ pub struct Settings {
     pub listen: String,
     /// Directory for the SQLite database and development keys.
     pub data_dir: PathBuf,
-    /// `sqlite://path` or `postgres://…`; default: SQLite at `<data_dir>/huimin.db`.
-    pub database_url: Option<String>,
+    /// `sqlite://path` or `postgres://…`; default: SQLite at `<data_dir>/huimin.db`. A secret
+    /// (it may hold a password): never printed, never serialized.
+    #[serde(default, skip_serializing)]
+    pub database_url: Option<SecretString>,
     /// Connections in the database pool.
     pub db_pool_size: u32,
     /// Largest accepted request body, in bytes.
@@ -84,11 +135,11 @@ pub struct Settings {
     /// the request's Host header.
     pub base_url: Option<String>,
     /// `text` or `json`.
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `huimin=debug,info`.
     pub log_level: String,
     /// `dev` (HS256 secret generated in `data_dir`) or `jwt` (RS256/ES256 public keys).
-    pub auth_mode: String,
+    pub auth_mode: AuthMode,
     /// Expected `iss` claim (default `huimin-dev` in dev mode; required in jwt mode).
     pub auth_issuer: Option<String>,
     /// Expected `aud` claim (default `huimin`).
@@ -114,10 +165,10 @@ pub struct Settings {
     /// audit log: `os` (written to the operating system: survives a crash of the server
     /// process, as a SQLite commit does; the default on both backends), or `disk` (synced to
     /// disk before the answer, as a PostgreSQL commit is). Empty means `os`.
-    pub audit_sync: String,
+    pub audit_sync: AuditSync,
     /// The regional default for residents who gave no Consent: `opt-out` (shared unless a
     /// Consent denies) or `opt-in` (shared with other institutions only when a Consent permits).
-    pub consent_default: String,
+    pub consent_default: ConsentDefault,
     /// Store ID, health card and phone numbers encrypted (SM4) with a blind index (HMAC-SM3).
     pub protect_identifiers: bool,
     /// The keyring of those keys (JSON); default `<data_dir>/keyring.json`, generated there in
@@ -130,7 +181,7 @@ pub struct Settings {
     /// PEM CA certificates that sign hospital systems' client certificates (mutual TLS).
     pub tls_client_ca_file: Option<PathBuf>,
     /// `optional` (clients without a certificate need a token) or `required`.
-    pub tls_client_auth: String,
+    pub tls_client_auth: ClientAuth,
     /// Minutes a doctor's emergency access (break-glass) to the residents it touched lasts.
     pub break_glass_minutes: u32,
     /// Redis (`redis://host:port/`) through which server processes of one database tell each
@@ -160,9 +211,9 @@ impl Default for Settings {
                 .clamp(4, 64) as u32,
             max_body_bytes: 16 * 1024 * 1024,
             base_url: None,
-            log_format: "text".to_owned(),
+            log_format: LogFormat::Text,
             log_level: "info".to_owned(),
-            auth_mode: "dev".to_owned(),
+            auth_mode: AuthMode::Dev,
             auth_issuer: None,
             auth_audience: "huimin".to_owned(),
             auth_keys_file: None,
@@ -173,14 +224,14 @@ impl Default for Settings {
             resident_match_lower: 8.0,
             audit_retention_days: 184,
             audit_seal_interval_ms: 1000,
-            audit_sync: String::new(),
-            consent_default: "opt-out".to_owned(),
+            audit_sync: AuditSync::Os,
+            consent_default: ConsentDefault::OptOut,
             protect_identifiers: true,
             keyring_file: None,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
-            tls_client_auth: "optional".to_owned(),
+            tls_client_auth: ClientAuth::Optional,
             break_glass_minutes: 60,
             redis_url: None,
             consent_recheck_ms: 1000,
@@ -261,34 +312,22 @@ impl Settings {
         if self.max_body_bytes < 1024 {
             bail!("invalid setting max_body_bytes (HUIMIN_MAX_BODY_BYTES): must be at least 1024");
         }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            bail!(
-                "invalid setting log_format (HUIMIN_LOG_FORMAT): '{}' is not text or json",
-                self.log_format
-            );
-        }
         tracing_subscriber::EnvFilter::try_new(&self.log_level).with_context(|| {
             format!(
                 "invalid setting log_level (HUIMIN_LOG_LEVEL): '{}'",
                 self.log_level
             )
         })?;
-        match self.auth_mode.as_str() {
-            "dev" => {}
-            "jwt" => {
-                if self.auth_keys_file.is_none() {
-                    bail!(
-                        "invalid setting auth_keys_file (HUIMIN_AUTH_KEYS_FILE): required when auth_mode is jwt"
-                    );
-                }
-                if self.auth_issuer.is_none() {
-                    bail!(
-                        "invalid setting auth_issuer (HUIMIN_AUTH_ISSUER): required when auth_mode is jwt"
-                    );
-                }
+        if self.auth_mode == AuthMode::Jwt {
+            if self.auth_keys_file.is_none() {
+                bail!(
+                    "invalid setting auth_keys_file (HUIMIN_AUTH_KEYS_FILE): required when auth_mode is jwt"
+                );
             }
-            other => {
-                bail!("invalid setting auth_mode (HUIMIN_AUTH_MODE): '{other}' is not dev or jwt")
+            if self.auth_issuer.is_none() {
+                bail!(
+                    "invalid setting auth_issuer (HUIMIN_AUTH_ISSUER): required when auth_mode is jwt"
+                );
             }
         }
         if let Some(b) = &self.base_url {
@@ -315,18 +354,6 @@ impl Settings {
                 self.audit_retention_days
             );
         }
-        if !matches!(self.consent_default.as_str(), "opt-in" | "opt-out") {
-            bail!(
-                "invalid setting consent_default (HUIMIN_CONSENT_DEFAULT): '{}' is not opt-in or opt-out",
-                self.consent_default
-            );
-        }
-        if !matches!(self.tls_client_auth.as_str(), "optional" | "required") {
-            bail!(
-                "invalid setting tls_client_auth (HUIMIN_TLS_CLIENT_AUTH): '{}' is not optional or required",
-                self.tls_client_auth
-            );
-        }
         if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
             bail!(
                 "invalid setting tls_client_ca_file (HUIMIN_TLS_CLIENT_CA_FILE): client certificates need HTTPS (tls_cert_file, tls_key_file)"
@@ -351,12 +378,6 @@ impl Settings {
         {
             bail!("invalid setting redis_url (HUIMIN_REDIS_URL): '{u}' is not a redis:// URL");
         }
-        if !matches!(self.audit_sync.as_str(), "" | "os" | "disk") {
-            bail!(
-                "invalid setting audit_sync (HUIMIN_AUDIT_SYNC): '{}' is not os or disk",
-                self.audit_sync
-            );
-        }
         if self.audit_seal_interval_ms == 0 {
             bail!(
                 "invalid setting audit_seal_interval_ms (HUIMIN_AUDIT_SEAL_INTERVAL_MS): must be at least 1"
@@ -371,7 +392,7 @@ impl Settings {
     /// The database to use.
     pub fn database(&self) -> anyhow::Result<DatabaseUrl> {
         match &self.database_url {
-            Some(u) => DatabaseUrl::parse(u).map_err(|e| {
+            Some(u) => DatabaseUrl::parse(u.expose_secret()).map_err(|e| {
                 anyhow::anyhow!("invalid setting database_url (HUIMIN_DATABASE_URL): {e}")
             }),
             None => Ok(DatabaseUrl::Sqlite(
@@ -490,7 +511,26 @@ mod tests {
         let e = Settings::load_from(None, &vars(&[("HUIMIN_AUDIT_SYNC", "never")])).unwrap_err();
         assert!(e.to_string().contains("HUIMIN_AUDIT_SYNC"), "{e}");
         let s = Settings::load_from(None, &vars(&[("HUIMIN_AUDIT_SYNC", "disk")])).unwrap();
-        assert_eq!(s.audit_sync, "disk");
+        assert_eq!(s.audit_sync, AuditSync::Disk);
+    }
+
+    #[test]
+    fn the_database_url_is_a_secret_and_choices_are_typed() {
+        let s = Settings::load_from(
+            None,
+            &vars(&[
+                ("HUIMIN_DATABASE_URL", "postgres://app:s3cret@db/huimin"),
+                ("HUIMIN_CONSENT_DEFAULT", "opt-in"),
+                ("HUIMIN_AUDIT_SYNC", ""),
+            ]),
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("s3cret"));
+        assert_eq!(s.consent_default, ConsentDefault::OptIn);
+        assert_eq!(s.audit_sync, AuditSync::Os);
+        assert!(matches!(s.database().unwrap(), DatabaseUrl::Postgres(_)));
+        let e = Settings::load_from(None, &vars(&[("HUIMIN_AUTH_MODE", "none")])).unwrap_err();
+        assert!(e.to_string().contains("HUIMIN_AUTH_MODE"), "{e}");
     }
 
     #[test]

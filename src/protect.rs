@@ -677,7 +677,7 @@ impl crate::config::Settings {
         let p = Protection::load(
             &self.keyring_path(),
             self.protect_identifiers,
-            self.auth_mode == "dev",
+            self.auth_mode == crate::config::AuthMode::Dev,
         )
         .context("invalid setting keyring_file (HUIMIN_KEYRING_FILE)")?;
         Ok(std::sync::Arc::new(p))

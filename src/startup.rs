@@ -52,7 +52,7 @@ impl Application {
         )?;
         store.start_maintenance();
         let consent = Arc::new(crate::services::consent::Engine::with_recheck(
-            if settings.consent_default == "opt-in" {
+            if settings.consent_default == crate::config::ConsentDefault::OptIn {
                 crate::services::consent::Default::OptIn
             } else {
                 crate::services::consent::Default::OptOut
@@ -76,9 +76,9 @@ impl Application {
         // `os` on both backends unless `disk` is asked for (the project's decision: a read's
         // record is in the operating system before the answer, on disk within the sync
         // interval; `disk` costs every read a sync, see the README).
-        let durability = match settings.audit_sync.as_str() {
-            "disk" => Durability::Disk,
-            _ => Durability::Os,
+        let durability = match settings.audit_sync {
+            crate::config::AuditSync::Disk => Durability::Disk,
+            crate::config::AuditSync::Os => Durability::Os,
         };
         let audit = crate::services::audit::Sink::new(AuditLog::open(
             &settings.data_dir.join("audit-log"),
@@ -91,7 +91,7 @@ impl Application {
             settings.audit_retention_days,
         );
         let auth = Arc::new(Authenticator::from_settings(&settings)?);
-        if settings.auth_mode == "dev" {
+        if settings.auth_mode == crate::config::AuthMode::Dev {
             tracing::warn!(
                 "DEVELOPMENT MODE: tokens are signed with a generated HS256 secret in the data \
                  directory; run `huimin token --help` to print one. Use auth_mode=jwt in production."

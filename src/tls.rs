@@ -22,7 +22,7 @@ use openssl::nid::Nid;
 use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslFiletype, SslMethod, SslVerifyMode};
 use openssl::x509::X509VerifyResult;
 
-use crate::config::Settings;
+use crate::config::{ClientAuth, Settings};
 
 /// The verified client certificate of a connection.
 #[derive(Debug, Clone)]
@@ -62,11 +62,11 @@ pub fn acceptor(s: &Settings) -> anyhow::Result<Option<SslAcceptorBuilder>> {
         }
         b.set_client_ca_list(stack);
         let mut mode = SslVerifyMode::PEER;
-        if s.tls_client_auth == "required" {
+        if s.tls_client_auth == ClientAuth::Required {
             mode |= SslVerifyMode::FAIL_IF_NO_PEER_CERT;
         }
         b.set_verify(mode);
-    } else if s.tls_client_auth == "required" {
+    } else if s.tls_client_auth == ClientAuth::Required {
         bail!(
             "invalid setting tls_client_auth (HUIMIN_TLS_CLIENT_AUTH): 'required' needs tls_client_ca_file"
         );

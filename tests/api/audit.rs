@@ -337,7 +337,7 @@ async fn a_resident_lists_who_accessed_their_record_and_nothing_else() {
 #[actix_rt::test]
 async fn a_record_committed_late_by_an_older_transaction_is_sealed_in_its_place() {
     let app = spawn_unsealed().await;
-    let Some(url) = app.settings.database_url.clone() else {
+    let Some(url) = app.database_url() else {
         return; // SQLite has one writer at a time: commits cannot interleave.
     };
     use diesel::Connection as _;
@@ -674,8 +674,9 @@ async fn a_stopped_servers_audit_log_is_copied_by_the_next_one() {
 
 #[actix_rt::test]
 async fn reads_are_audited_once_each_however_they_are_copied() {
-    for sync in ["os", "disk"] {
-        let app = spawn_app_with(|s| s.audit_sync = sync.to_owned()).await;
+    use huimin::config::AuditSync;
+    for sync in [AuditSync::Os, AuditSync::Disk] {
+        let app = spawn_app_with(|s| s.audit_sync = sync).await;
         let p = app.create(&patient("AUD-LOG")).await;
         let id = p["id"].as_str().unwrap().to_owned();
         // Bursts of concurrent reads, each answered only once its record is in the node's log.
@@ -690,7 +691,7 @@ async fn reads_are_audited_once_each_however_they_are_copied() {
             .iter()
             .filter(|e| subtype(e) == "read" && refers_to(e, &me))
             .count();
-        assert_eq!(read, 60, "audit_sync={sync}");
+        assert_eq!(read, 60, "audit_sync={sync:?}");
         let log = app.settings.data_dir.join("audit-log");
         let files: Vec<_> = std::fs::read_dir(&log).unwrap().flatten().collect();
         assert_eq!(files.len(), 1, "one log file per process");

@@ -225,7 +225,7 @@ fn production_mode_without_a_keyring_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
     let settings = huimin::config::Settings {
         data_dir: dir.path().to_path_buf(),
-        auth_mode: "jwt".into(),
+        auth_mode: huimin::config::AuthMode::Jwt,
         auth_issuer: Some("https://idp.example.cn".into()),
         auth_keys_file: Some(keys_dir().join("rsa-public.pem")),
         ..Default::default()
@@ -250,7 +250,7 @@ fn production_claims() -> Claims {
 #[actix_web::test]
 async fn production_mode_verifies_rs256_with_a_pem_key() {
     let app = spawn_app_with(|s| {
-        s.auth_mode = "jwt".into();
+        s.auth_mode = huimin::config::AuthMode::Jwt;
         s.auth_issuer = Some("https://idp.example.cn".into());
         s.auth_keys_file = Some(keys_dir().join("rsa-public.pem"));
         production_keyring(s);
@@ -280,7 +280,7 @@ async fn production_mode_verifies_rs256_with_a_pem_key() {
 #[actix_web::test]
 async fn production_mode_verifies_es256_and_rs256_from_a_jwks() {
     let app = spawn_app_with(|s| {
-        s.auth_mode = "jwt".into();
+        s.auth_mode = huimin::config::AuthMode::Jwt;
         s.auth_issuer = Some("https://idp.example.cn".into());
         s.auth_keys_file = Some(keys_dir().join("jwks.json"));
         production_keyring(s);

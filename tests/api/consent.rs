@@ -260,7 +260,7 @@ async fn a_permit_with_a_nested_deny_hides_one_type() {
 
 #[actix_rt::test]
 async fn under_opt_in_nothing_is_shared_without_a_permit() {
-    let app = spawn_app_with(|s| s.consent_default = "opt-in".to_owned()).await;
+    let app = spawn_app_with(|s| s.consent_default = huimin::config::ConsentDefault::OptIn).await;
     let (a, a_obs, _) = resident_of_home(&app, "CON-I", "戊").await;
     let away = doctor(&app, "away");
     let home = doctor(&app, "home");
@@ -516,7 +516,7 @@ async fn with_redis_a_consent_applies_in_another_server_process_at_once() {
     .await;
     // The same database, reached by a URL written otherwise (other parameters; a path through
     // `.`): the processes still share one change channel.
-    let url = match a.settings.database_url.clone() {
+    let url = match a.database_url() {
         Some(u) if u.contains('?') => format!("{u}&application_name=second"),
         Some(u) => format!("{u}?application_name=second"),
         None => format!(
@@ -526,7 +526,7 @@ async fn with_redis_a_consent_applies_in_another_server_process_at_once() {
     };
     let keyring = a.settings.keyring_path();
     let b = spawn_app_with(move |s| {
-        s.database_url = Some(url);
+        s.database_url = Some(url.into());
         s.keyring_file = Some(keyring);
         s.redis_url = Some(redis);
         s.consent_recheck_ms = 600_000;

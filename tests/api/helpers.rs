@@ -95,12 +95,11 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         // Kerberos state racing the process exit can crash it: the servers of finished tests
         // still hold connections, and a writer that finds its database dropped reconnects
         // (one CI run aborted at exit in `k5_mutex_lock`).
-        settings.database_url = Some(format!(
-            "{server}/{name}?sslmode=disable&gssencmode=disable"
-        ));
+        settings.database_url =
+            Some(format!("{server}/{name}?sslmode=disable&gssencmode=disable").into());
     }
     adjust(&mut settings);
-    huimin::telemetry::init("text", &settings.log_level);
+    huimin::telemetry::init(huimin::config::LogFormat::Text, &settings.log_level);
     let app = Application::build(settings.clone()).unwrap();
     let port = app.port();
     let app_store = app.store();
@@ -117,7 +116,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         pg,
         app_store,
     };
-    if t.settings.auth_mode == "dev" {
+    if t.settings.auth_mode == huimin::config::AuthMode::Dev {
         t.token = t.token_for(Role::His, "system/*.cruds");
     }
     t
@@ -257,7 +256,7 @@ impl TestApp {
             }
         }
         c.env("HUIMIN_DATA_DIR", &self.settings.data_dir);
-        if let Some(url) = &self.settings.database_url {
+        if let Some(url) = self.database_url() {
             c.env("HUIMIN_DATABASE_URL", url);
         }
         c.env("HUIMIN_LOG_LEVEL", "error");
@@ -267,6 +266,15 @@ impl TestApp {
     /// The PostgreSQL server and database this app uses (none on SQLite).
     pub fn pg_database(&self) -> Option<(&str, &str)> {
         self.pg.as_ref().map(|(s, n)| (s.as_str(), n.as_str()))
+    }
+
+    /// The test's database URL, when it is not the embedded default.
+    pub fn database_url(&self) -> Option<String> {
+        use secrecy::ExposeSecret as _;
+        self.settings
+            .database_url
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned())
     }
 
     /// A second handle on the test's database (what a tool running beside the server sees).

@@ -254,7 +254,7 @@ async fn keys_rotate_reencrypt_and_retire() {
     );
 
     // A server started with the new keyring reads, searches and links as before.
-    let url = app.settings.database_url.clone().unwrap_or_else(|| {
+    let url = app.database_url().unwrap_or_else(|| {
         format!(
             "sqlite://{}",
             app.settings.data_dir.join("huimin.db").display()
@@ -262,7 +262,7 @@ async fn keys_rotate_reencrypt_and_retire() {
     });
     let keyring = app.settings.keyring_path();
     let next = spawn_app_with(move |s| {
-        s.database_url = Some(url);
+        s.database_url = Some(url.into());
         s.keyring_file = Some(keyring);
     })
     .await;
@@ -286,12 +286,13 @@ async fn a_server_with_another_keyring_is_refused_at_start_up() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
     let mut settings = app.settings.clone();
-    settings.database_url = Some(app.settings.database_url.clone().unwrap_or_else(|| {
+    let url = app.database_url().unwrap_or_else(|| {
         format!(
             "sqlite://{}",
             app.settings.data_dir.join("huimin.db").display()
         )
-    }));
+    });
+    settings.database_url = Some(url.into());
     // Its own data directory: a development keyring of its own would be generated there.
     settings.data_dir = dir.path().to_path_buf();
     let e = match huimin::startup::Application::build(settings) {

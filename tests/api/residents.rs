@@ -1020,7 +1020,7 @@ async fn data_stored_before_the_resident_index_is_linked_by_a_command() {
         "UPDATE resources SET resident = NULL",
         "DELETE FROM match_keys WHERE criteria LIKE 'resident|%'",
     ];
-    match &app.settings.database_url {
+    match &app.database_url() {
         Some(url) => {
             let mut c = diesel::pg::PgConnection::establish(url).unwrap();
             for sql in forget {
@@ -1048,7 +1048,7 @@ async fn data_stored_before_the_resident_index_is_linked_by_a_command() {
         }
     }
     cmd.env("HUIMIN_DATA_DIR", &app.settings.data_dir);
-    if let Some(url) = &app.settings.database_url {
+    if let Some(url) = app.database_url() {
         cmd.env("HUIMIN_DATABASE_URL", url);
     }
     let out = cmd.output().unwrap();

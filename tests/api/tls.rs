@@ -97,7 +97,10 @@ impl Pki {
         let cert = self.write("server.pem", &cert.to_pem().unwrap());
         let k = self.write("server-key.pem", &k.private_key_to_pem_pkcs8().unwrap());
         let ca = self.write("ca.pem", &self.ca.to_pem().unwrap());
-        let auth = client_auth.to_owned();
+        let auth = match client_auth {
+            "required" => huimin::config::ClientAuth::Required,
+            _ => huimin::config::ClientAuth::Optional,
+        };
         spawn_app_with(move |s| {
             s.tls_cert_file = Some(cert);
             s.tls_key_file = Some(k);
