@@ -643,28 +643,14 @@ fn write_and_read(
 /// A GET entry (or an unexpected action, refused).
 fn read_action(conn: &mut Tx<'_>, guard: &Guard, action: Action) -> Result<Outcome, ApiError> {
     match action {
-        Action::Read { t, id } => match record::read_in(conn, &t, &id) {
-            Err(gone @ ApiError::Gone(_)) => Err(record::tombstone_refused(
-                conn,
-                &guard.filter,
-                &t,
-                &id,
-                gone,
-            )?),
-            rec => check_shown(conn, &guard.filter, rec?),
-        },
+        Action::Read { t, id } => {
+            let read = record::read_in(conn, &t, &id);
+            shown_or_refused(conn, &guard.filter, &t, &id, read)
+        }
         Action::VRead { t, id, vid } => {
-            let shown = match record::vread_in(conn, &t, &id, vid) {
-                Err(gone @ ApiError::Gone(_)) => Err(record::tombstone_refused(
-                    conn,
-                    &guard.filter,
-                    &t,
-                    &id,
-                    gone,
-                )?),
-                rec => check_shown(conn, &guard.filter, rec?),
-            };
-            shown.map_err(|e| record::version_refused(e, &t, &id, vid))
+            let read = record::vread_in(conn, &t, &id, vid);
+            shown_or_refused(conn, &guard.filter, &t, &id, read)
+                .map_err(|e| record::version_refused(e, &t, &id, vid))
         }
         Action::Search { t, query, count } => {
             // Only what the caller may see matches, through chains and `_has` too.
@@ -692,6 +678,21 @@ fn read_action(conn: &mut Tx<'_>, guard: &Guard, action: Action) -> Result<Outco
 /// A read entry's answer: as for an absent record when the caller may not see it.
 /// The error rolls back what the read noted for the audit trail with the entry (batch) or the
 /// whole bundle (transaction).
+/// A read entry's answer: the record if the caller may see it; a deletion it may not see answers
+/// as an absent record.
+fn shown_or_refused(
+    conn: &mut Tx<'_>,
+    f: &AccessFilter,
+    t: &str,
+    id: &str,
+    read: Result<record::Record, ApiError>,
+) -> Result<Outcome, ApiError> {
+    match read {
+        Err(gone @ ApiError::Gone(_)) => Err(record::tombstone_refused(conn, f, t, id, gone)?),
+        rec => check_shown(conn, f, rec?),
+    }
+}
+
 fn check_shown(
     conn: &mut Tx<'_>,
     f: &AccessFilter,

@@ -509,20 +509,11 @@ fn implied_subject(conn: &mut Tx<'_>, t: &str, tree: &Json) -> Result<Implied, A
 /// The identifiers a resource's resident parameters name its Patient by (`subject:identifier`
 /// and the like), as [`identifier_names`].
 fn identifier_references(params: &[String], entries: &[Entry]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for e in entries {
-        if let Entry::Token {
-            param,
-            system,
-            code,
-        } = e
-            && let Some(base) = param.strip_suffix(":identifier")
-            && params.iter().any(|p| p == base)
-            && !code.is_empty()
-        {
-            names.extend(identifier_names(system, code));
-        }
-    }
+    let mut names = token_names(entries, |param| {
+        param
+            .strip_suffix(":identifier")
+            .is_some_and(|base| params.iter().any(|p| p == base))
+    });
     names.sort_unstable();
     names.dedup();
     names
@@ -530,6 +521,11 @@ fn identifier_references(params: &[String], entries: &[Entry]) -> Vec<String> {
 
 /// A Patient's own identifiers, from its index rows, as [`identifier_names`].
 fn patient_identifiers(entries: &[Entry]) -> Vec<String> {
+    token_names(entries, |param| param == "identifier")
+}
+
+/// The [`identifier_names`] of the token rows whose parameter `wanted` accepts.
+fn token_names(entries: &[Entry], wanted: impl Fn(&str) -> bool) -> Vec<String> {
     let mut names = Vec::new();
     for e in entries {
         if let Entry::Token {
@@ -537,7 +533,7 @@ fn patient_identifiers(entries: &[Entry]) -> Vec<String> {
             system,
             code,
         } = e
-            && param == "identifier"
+            && wanted(param)
             && !code.is_empty()
         {
             names.extend(identifier_names(system, code));

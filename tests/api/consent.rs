@@ -714,6 +714,22 @@ async fn a_guardian_gives_a_childs_consent_with_their_own_token() {
             "{issue}"
         );
     }
+    let post = |token: &str, body: &Value| {
+        let (app, auth) = (&app, format!("Bearer {token}"));
+        let body = body.to_string();
+        async move {
+            app.send(
+                "POST",
+                "/fhir/Consent",
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/fhir+json"),
+                ],
+                Some(body.as_bytes()),
+            )
+            .await
+        }
+    };
     let mut deny = consent(&child, json!({"type": "deny"}));
     let away = doctor(&app, "away");
     assert_eq!(
@@ -723,17 +739,7 @@ async fn a_guardian_gives_a_childs_consent_with_their_own_token() {
         200
     );
     // Without naming themself, and for another resident: refused.
-    let r = app
-        .send(
-            "POST",
-            "/fhir/Consent",
-            &[
-                ("Authorization", &format!("Bearer {guardian}")),
-                ("Content-Type", "application/fhir+json"),
-            ],
-            Some(deny.to_string().as_bytes()),
-        )
-        .await;
+    let r = post(&guardian, &deny).await;
     assert!(
         r.outcome(403)["diagnostics"]
             .as_str()
@@ -743,17 +749,7 @@ async fn a_guardian_gives_a_childs_consent_with_their_own_token() {
     deny["performer"] = json!([{"reference": format!("RelatedPerson/{mother}")}]);
     let mut other = deny.clone();
     other["patient"] = json!({"reference": format!("Patient/{adult}")});
-    let r = app
-        .send(
-            "POST",
-            "/fhir/Consent",
-            &[
-                ("Authorization", &format!("Bearer {guardian}")),
-                ("Content-Type", "application/fhir+json"),
-            ],
-            Some(other.to_string().as_bytes()),
-        )
-        .await;
+    let r = post(&guardian, &other).await;
     r.outcome(403);
     // The child's own token cannot give a Consent in the guardian's name.
     let own = app.token_as(
@@ -762,17 +758,7 @@ async fn a_guardian_gives_a_childs_consent_with_their_own_token() {
         "patient/*.cruds",
         Some(&format!("Patient/{child}")),
     );
-    let r = app
-        .send(
-            "POST",
-            "/fhir/Consent",
-            &[
-                ("Authorization", &format!("Bearer {own}")),
-                ("Content-Type", "application/fhir+json"),
-            ],
-            Some(deny.to_string().as_bytes()),
-        )
-        .await;
+    let r = post(&own, &deny).await;
     assert!(
         r.outcome(403)["diagnostics"]
             .as_str()

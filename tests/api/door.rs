@@ -690,6 +690,21 @@ async fn records_without_a_resident_are_their_writers_alone() {
         .outcome(404);
 }
 
+/// A resident's `$everything` as an administrator reads it, with the ids of its resources.
+async fn everything_ids(app: &TestApp, admin: &str, golden: &str) -> (Value, Vec<String>) {
+    let everything = app
+        .get_as(admin, &format!("/fhir/Patient/{golden}/$everything"))
+        .await
+        .json();
+    let ids = everything["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
+        .collect();
+    (everything, ids)
+}
+
 /// The golden resident a stored institution Patient links to.
 fn golden_of(p: &Value) -> String {
     p["link"]
@@ -736,17 +751,14 @@ async fn records_written_before_their_patient_join_the_resident_when_it_arrives(
     // Written again, it names another Patient: the first one's arrival leaves it alone.
     let mut again = obs(json!({"reference": "Patient/home-second"}));
     again["id"] = json!(moved);
-    let put = app
-        .send(
-            "PUT",
-            &format!("/fhir/Observation/{moved}"),
-            &[
-                ("Authorization", &format!("Bearer {home}")),
-                ("Content-Type", "application/fhir+json"),
-            ],
-            Some(again.to_string().as_bytes()),
-        )
-        .await;
+    let put = call(
+        &app,
+        &home,
+        "PUT",
+        &format!("/fhir/Observation/{moved}"),
+        Some(&again),
+    )
+    .await;
     assert_eq!(put.status, 200, "{}", put.text());
     for id in [&by_number, &by_reference, &moved] {
         app.get_as(&away, &format!("/fhir/Observation/{id}"))
@@ -768,17 +780,14 @@ async fn records_written_before_their_patient_join_the_resident_when_it_arrives(
         async move {
             let mut body = body;
             body["id"] = json!(id);
-            let r = app
-                .send(
-                    "PUT",
-                    &format!("/fhir/Patient/{id}"),
-                    &[
-                        ("Authorization", &format!("Bearer {home}")),
-                        ("Content-Type", "application/fhir+json"),
-                    ],
-                    Some(body.to_string().as_bytes()),
-                )
-                .await;
+            let r = call(
+                app,
+                home,
+                "PUT",
+                &format!("/fhir/Patient/{id}"),
+                Some(&body),
+            )
+            .await;
             assert_eq!(r.status, 201, "{}", r.text());
             r.json()
         }
@@ -798,16 +807,8 @@ async fn records_written_before_their_patient_join_the_resident_when_it_arrives(
     app.get_as(&away, &format!("/fhir/Observation/{moved}"))
         .await
         .outcome(404);
-    let everything = app
-        .get_as(&admin, &format!("/fhir/Patient/{golden}/$everything"))
-        .await
-        .json();
-    let ids: Vec<&str> = everything["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["resource"]["id"].as_str())
-        .collect();
+    let (everything, ids) = everything_ids(&app, &admin, &golden).await;
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     assert!(ids.contains(&by_number.as_str()), "{everything}");
     assert!(ids.contains(&by_reference.as_str()), "{everything}");
     assert!(!ids.contains(&moved.as_str()));
@@ -881,16 +882,8 @@ async fn binaries_and_documents_belong_to_their_resident() {
         )
         .await,
     );
-    let everything = app
-        .get_as(&admin, &format!("/fhir/Patient/{golden}/$everything"))
-        .await
-        .json();
-    let ids: Vec<&str> = everything["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["resource"]["id"].as_str())
-        .collect();
+    let (everything, ids) = everything_ids(&app, &admin, &golden).await;
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     assert!(ids.contains(&binary.as_str()), "{everything}");
     assert!(ids.contains(&document.as_str()), "{everything}");
     // Under the regional default another institution reads them like the rest of the record.
