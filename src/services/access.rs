@@ -700,17 +700,7 @@ fn guardian_of(conn: &mut Tx<'_>, rp: &str) -> Result<String, ApiError> {
 /// engine counts a guardian's word for a child by it); a resident names no RelatedPerson, whose
 /// word they could otherwise forge.
 fn performer_check(tree: &crate::fhir::json::Json, guardian: Option<&str>) -> Result<(), ApiError> {
-    let performers: Vec<&str> = match tree.get("performer") {
-        Some(crate::fhir::json::Json::Array(ps)) => {
-            ps.iter().filter_map(|p| p.get_str("reference")).collect()
-        }
-        _ => Vec::new(),
-    };
-    let related: Vec<&str> = performers
-        .iter()
-        .copied()
-        .filter(|r| r.starts_with("RelatedPerson/"))
-        .collect();
+    let related = consent::guardian_performers(tree);
     match guardian {
         Some(g) if related != [g] => Err(ApiError::Forbidden(format!(
             "a guardian's Consent names the guardian ({g}) as its one RelatedPerson performer"

@@ -107,13 +107,7 @@ pub fn parse(consent: &Json) -> Option<Policy> {
         .and_then(|m| m.get_str("lastUpdated"))
         .and_then(clock::parse_fhir_datetime)
         .unwrap_or(0);
-    let by_guardian = match consent.get("performer") {
-        Some(Json::Array(ps)) => ps.iter().any(|p| {
-            p.get_str("reference")
-                .is_some_and(|r| r.starts_with("RelatedPerson/"))
-        }),
-        _ => false,
-    };
+    let by_guardian = !guardian_performers(consent).is_empty();
     let policy_permits = consent
         .get("policyRule")
         .map(|p| codes(p).iter().any(|c| c == "OPTIN"));
@@ -174,6 +168,19 @@ fn provision(p: &Json) -> Provision {
             .map(str::to_owned)
             .collect(),
         nested: list("provision").into_iter().map(provision).collect(),
+    }
+}
+
+/// The RelatedPersons a Consent names as performers (`RelatedPerson/<id>`): a guardian giving
+/// it for the resident.
+pub fn guardian_performers(consent: &Json) -> Vec<&str> {
+    match consent.get("performer") {
+        Some(Json::Array(ps)) => ps
+            .iter()
+            .filter_map(|p| p.get_str("reference"))
+            .filter(|r| r.starts_with("RelatedPerson/"))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -196,7 +196,10 @@ fn put_version(
         custodian,
     )?;
     index::replace(conn, t, id, &entries, is_new)?;
-    if let Some(g) = golden.as_deref() {
+    // An institution Patient arrived: what waited for it joins its resident. A golden resident
+    // is written after its sources, which were looked for already (its id is new, its
+    // identifiers theirs).
+    if let Some(g) = golden.as_deref().filter(|g| *g != id) {
         mpi::patient_arrived(conn, id, g, &entries)?;
     }
     audit::touched(conn, t, id, resident.as_deref());
@@ -779,8 +782,7 @@ pub fn delete_in(
         Err(e) => return Err(e),
     }
     let v = locked.version_id;
-    let resident = repo::resident(conn, t, id)?;
-    audit::touched(conn, t, id, resident.as_deref());
+    audit::touched(conn, t, id, locked.resident.as_deref());
     if t == "Patient" {
         mpi::unlink_deleted(conn, id)?;
     }
