@@ -475,7 +475,7 @@ impl FromRequest for Caller {
     }
 }
 
-fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
+pub(crate) fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
     let auth = req
         .app_data::<web::Data<Arc<Authenticator>>>()
         .ok_or_else(|| ApiError::internal("authenticator not configured"))?;

@@ -198,7 +198,7 @@ pub fn run() -> anyhow::Result<()> {
                 settings.protection()?,
                 crate::startup::thresholds(&settings),
             )?;
-            let (patients, resources) = crate::services::relink::relink_existing(&store)
+            let (patients, resources) = crate::services::residents::relink::relink_existing(&store)
                 .map_err(|e| anyhow::anyhow!("relinking failed: {e}"))?;
             println!("linked {patients} Patient(s) and {resources} other resource(s)");
             Ok(())

@@ -13,7 +13,7 @@ use crate::api::{self, AppState};
 use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::services::audit_log::{AuditLog, Durability};
+use crate::services::audit::log::{AuditLog, Durability};
 use crate::store::{self, Store};
 
 /// A bound, migrated, ready-to-run server.
@@ -51,16 +51,16 @@ impl Application {
             thresholds(&settings),
         )?;
         store.start_maintenance();
-        let consent = Arc::new(crate::services::consent::Engine::with_recheck(
+        let consent = Arc::new(crate::services::access::consent::Engine::with_recheck(
             if settings.consent_default == crate::config::ConsentDefault::OptIn {
-                crate::services::consent::Default::OptIn
+                crate::services::access::consent::Default::OptIn
             } else {
-                crate::services::consent::Default::OptOut
+                crate::services::access::consent::Default::OptOut
             },
             store.context().clone(),
             std::time::Duration::from_millis(settings.consent_recheck_ms),
         ));
-        let grants = Arc::new(crate::services::break_glass::Grants::new(
+        let grants = Arc::new(crate::services::access::break_glass::Grants::new(
             settings.break_glass_minutes,
         ));
         let bus = match &settings.redis_url {

@@ -10,12 +10,11 @@
 //! - AuditEvents are written by the server only: create, update, patch and delete are 405.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
-use super::AppState;
-use super::format;
-use super::rest::{bundle_response, page_links, page_size, pairs_of, resource_id};
-use crate::auth::{Caller, Perm};
+use super::ctx::{Ctx, Touched, resource_id};
+use super::{format, respond};
+use crate::auth::Perm;
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle;
@@ -49,20 +48,26 @@ async fn refuse() -> Result<HttpResponse, ApiError> {
 }
 
 /// Whose records the caller may see (see [`audit::readable_by`]).
-fn visible_to(caller: &Caller, state: &AppState) -> Result<Option<String>, ApiError> {
-    audit::readable_by(&state.store, caller, &state.consent, &state.grants)
+async fn visible_to(ctx: &Ctx) -> Result<Option<String>, ApiError> {
+    let caller = ctx.caller.clone();
+    let (consent, grants) = (ctx.state.consent.clone(), ctx.state.grants.clone());
+    ctx.db(false, move |store| {
+        audit::readable_by(store, &caller, &consent, &grants)
+    })
+    .await
 }
 
 /// The golden resident a `patient` parameter names (`Patient/id`, `id` or an absolute URL).
-fn golden_of_param(state: &AppState, v: &str) -> Result<Option<String>, ApiError> {
+async fn golden_of_param(ctx: &Ctx, v: &str) -> Result<Option<String>, ApiError> {
     let id = v.rsplit_once("Patient/").map_or(v, |(_, id)| id);
-    resource_id(id)?;
-    audit::resident_of_patient(&state.store, id)
+    let id = resource_id(id)?.to_owned();
+    ctx.db(false, move |store| audit::resident_of_patient(store, &id))
+        .await
 }
 
 /// What a page of audit records touched, for the audit trail of reading it: each record, and
 /// the resident it concerns (who then sees that their record's accesses were read).
-fn touched_by(rows: &[audit::Event]) -> super::Touched {
+fn touched_by(rows: &[audit::Event]) -> Touched {
     Some(
         rows.iter()
             .map(|e| (format!("AuditEvent/{}", e.id), e.resident.clone()))
@@ -71,43 +76,28 @@ fn touched_by(rows: &[audit::Event]) -> super::Touched {
 }
 
 /// `GET AuditEvent?…`, itself audited: the trail names who saw which resident's record.
-async fn search(
-    req: HttpRequest,
-    caller: Caller,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let what = match req.query_string() {
+async fn search(ctx: Ctx) -> Result<HttpResponse, ApiError> {
+    let what = match ctx.req.query_string() {
         "" => "AuditEvent".to_owned(),
         q => format!("AuditEvent?{q}"),
     };
-    let draft = super::draft(&req, &caller, "search-type", 'E', what);
-    super::audited(&state, draft, search_body(&req, caller, state.clone())).await
+    let draft = ctx.draft("search-type", 'E', what);
+    ctx.audited(draft, search_page(&ctx)).await
 }
 
-async fn search_body(
-    req: &HttpRequest,
-    caller: Caller,
-    state: web::Data<AppState>,
-) -> Result<(HttpResponse, super::Touched), ApiError> {
-    let req = req.clone();
-    caller.require(Perm::Search, Some("AuditEvent"))?;
-    let neg = format::negotiate(&req)?;
-    let pairs = pairs_of(req.query_string().as_bytes());
-    let st = state.clone();
-    let own = {
-        let caller = caller.clone();
-        web::block(move || visible_to(&caller, &st)).await??
-    };
+async fn search_page(ctx: &Ctx) -> Result<(HttpResponse, Touched), ApiError> {
+    ctx.caller.require(Perm::Search, Some("AuditEvent"))?;
+    let neg = ctx.negotiate()?;
+    let pairs = ctx.query();
+    let own = visible_to(ctx).await?;
     let (mut patient, mut since, mut until, mut before) = (None, None, None, None);
     let mut flagged = false;
     for (k, v) in &pairs {
         match k.as_str() {
             "patient" | "entity" => {
-                let st = state.clone();
-                let v2 = v.clone();
                 patient = Some(
-                    web::block(move || golden_of_param(&st, &v2))
-                        .await??
+                    golden_of_param(ctx, v)
+                        .await?
                         .unwrap_or_else(|| "-".to_owned()),
                 );
             }
@@ -164,10 +154,9 @@ async fn search_body(
             ));
         }
     };
-    let count = page_size(&pairs, &state)?;
+    let count = ctx.page_size(&pairs)?;
     // This process's latest records first reach the database (the audit log is copied behind).
-    state.audit.flush().await;
-    let store = state.store.clone();
+    ctx.state.audit.flush().await;
     let query = audit::TrailQuery {
         resident,
         flagged,
@@ -176,19 +165,15 @@ async fn search_body(
         before,
         limit: count + 1,
     };
-    let mut rows = web::block(move || audit::list(&store, &query)).await??;
+    let mut rows = ctx
+        .db(false, move |store| audit::list(store, &query))
+        .await?;
     let more = rows.len() as i64 > count;
     rows.truncate(usize::try_from(count).unwrap_or(0));
-    let base = super::rest::base_url(&req, &state);
+    let base = ctx.base_url();
     let next = rows.last().filter(|_| more).map(|last| last.id.to_string());
-    let links = page_links(
-        &req,
-        &state,
-        &pairs,
-        before.map(|b| b.to_string()).as_deref(),
-        false,
-        next.as_deref(),
-    );
+    let before = before.map(|b| b.to_string());
+    let links = ctx.page_links(&pairs, before.as_deref(), false, next.as_deref());
     let entries: Vec<Json> = rows
         .iter()
         .map(|e| {
@@ -201,41 +186,26 @@ async fn search_body(
         .collect();
     let touched = touched_by(&rows);
     Ok((
-        bundle_response(neg, "searchset", None, links, entries)?,
+        respond::bundle(neg, "searchset", None, links, entries)?,
         touched,
     ))
 }
 
 /// `GET AuditEvent/[id]`, itself audited.
-async fn read(
-    req: HttpRequest,
-    caller: Caller,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+async fn read(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let draft = super::draft(&req, &caller, "read", 'R', format!("AuditEvent/{raw}"));
-    super::audited(&state, draft, read_body(&req, caller, raw, state.clone())).await
+    let draft = ctx.draft("read", 'R', format!("AuditEvent/{raw}"));
+    ctx.audited(draft, read_one(&ctx, raw)).await
 }
 
-async fn read_body(
-    req: &HttpRequest,
-    caller: Caller,
-    raw: String,
-    state: web::Data<AppState>,
-) -> Result<(HttpResponse, super::Touched), ApiError> {
-    caller.require(Perm::Read, Some("AuditEvent"))?;
-    let neg = format::negotiate(req)?;
+async fn read_one(ctx: &Ctx, raw: String) -> Result<(HttpResponse, Touched), ApiError> {
+    ctx.caller.require(Perm::Read, Some("AuditEvent"))?;
+    let neg = ctx.negotiate()?;
     let id: i64 = raw
         .parse()
         .map_err(|_| ApiError::NotFound(format!("AuditEvent/{raw} does not exist")))?;
-    let st = state.clone();
-    let (own, found) = web::block(move || {
-        let own = visible_to(&caller, &st)?;
-        let found = audit::find(&st.store, id)?;
-        Ok::<_, ApiError>((own, found))
-    })
-    .await??;
+    let own = visible_to(ctx).await?;
+    let found = ctx.db(false, move |store| audit::find(store, id)).await?;
     let Some(e) = found else {
         return Err(ApiError::NotFound(format!(
             "AuditEvent/{id} does not exist"

@@ -4,16 +4,14 @@
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 
+use super::ctx::{Ctx, Touched, pairs_of, resource_id, resource_type};
 use super::format;
-use super::rest::{
-    Return, authorize, base_url, conditional, header_str, if_none_exist, page_size, pairs_of,
-    parse_etag, parse_query, prefer_return, resource_id, resource_type,
-};
-use super::{self as api, AppState};
-use crate::auth::{Caller, Perm};
+use super::record::{conditional, if_none_exist, parse_etag, parse_query, prefer_return};
+use super::respond::Body;
+use crate::auth::Perm;
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, obj, s};
@@ -25,37 +23,25 @@ use crate::services::record::{self, Written};
 /// Most entries one Bundle may carry.
 const MAX_ENTRIES: usize = 100_000;
 
-pub async fn system_post(
-    req: HttpRequest,
-    caller: Caller,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn system_post(ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     // The kind is known once the body is parsed; an unparsable body is audited as a transaction.
-    let draft = api::draft(&req, &caller, "transaction", 'E', "Bundle".to_owned());
-    api::audited(
-        &state,
-        draft.clone(),
-        system_post_body(req, caller, body, state.clone(), draft),
-    )
-    .await
+    let draft = ctx.draft("transaction", 'E', "Bundle".to_owned());
+    ctx.audited(draft.clone(), run(&ctx, body, draft)).await
 }
 
-async fn system_post_body(
-    req: HttpRequest,
-    caller: Caller,
+async fn run(
+    ctx: &Ctx,
     body: web::Bytes,
-    state: web::Data<AppState>,
     mut draft: crate::services::audit::Draft,
-) -> Result<(HttpResponse, super::Touched), ApiError> {
-    let guard = api::guard(&state, &caller).await?;
+) -> Result<(HttpResponse, Touched), ApiError> {
+    let guard = ctx.guard().await?;
     if guard.filter.is_restricted() {
         return Err(ApiError::Forbidden(
             "transaction and batch Bundles are for institutions' systems and staff".to_owned(),
         ));
     }
-    let neg = format::negotiate(&req)?;
-    let body_format = format::body_format(&req, &body)?;
+    let neg = ctx.negotiate()?;
+    let body_format = format::body_format(&ctx.req, &body)?;
     let (mut tree, mut invalid) = web::block(move || parse_bundle(body_format, &body)).await??;
     let kind = match tree.get("type").and_then(Json::as_str) {
         Some("transaction") => Kind::Transaction,
@@ -85,34 +71,31 @@ async fn system_post_body(
             raw_entries.len()
         )));
     }
-    let base = base_url(&req, &state);
-    let ret = if header_str(&req, "prefer").is_some_and(|p| p.contains("return=")) {
-        prefer_return(&req)
-    } else {
-        Return::Minimal
-    };
+    let base = ctx.base_url();
+    let ret = prefer_return(ctx, Body::Minimal);
     let mut parsed = Vec::with_capacity(raw_entries.len());
     for (i, e) in raw_entries.into_iter().enumerate() {
         if let Some(error) = invalid.remove(&i) {
             parsed.push(Err(error));
             continue;
         }
-        match parse_entry(&req, &state, &caller, e, &base) {
+        match parse_entry(ctx, e, &base) {
             Ok(entry) => parsed.push(Ok(entry)),
             Err(e) if kind == Kind::Transaction => return Err(e.in_entry(i)),
             Err(e) => parsed.push(Err(e)),
         }
     }
-    let store = state.store.clone();
     let answers: Vec<Result<Outcome, ApiError>> = match kind {
         Kind::Transaction => {
             let entries: Vec<Entry> = parsed.into_iter().filter_map(Result::ok).collect();
             let base = base.clone();
-            web::block(move || engine::transaction(&store, guard, entries, base, draft))
-                .await??
-                .into_iter()
-                .map(Ok)
-                .collect()
+            ctx.db(false, move |store| {
+                engine::transaction(store, guard, entries, base, draft)
+            })
+            .await?
+            .into_iter()
+            .map(Ok)
+            .collect()
         }
         Kind::Batch => {
             let mut ok = Vec::new();
@@ -129,8 +112,11 @@ async fn system_post_body(
                 }
             }
             let base = base.clone();
-            let results =
-                web::block(move || engine::batch(&store, guard, ok, base, draft)).await??;
+            let results = ctx
+                .db(false, move |store| {
+                    engine::batch(store, guard, ok, base, draft)
+                })
+                .await?;
             for (pos, r) in positions.into_iter().zip(results) {
                 answers[pos] = Some(r);
             }
@@ -177,7 +163,7 @@ fn status_text(code: StatusCode) -> String {
 }
 
 /// The `response` (and, as asked, `resource` or `outcome`) of one entry.
-fn response_entry(answer: Result<Outcome, ApiError>, ret: Return, base: &str) -> Json {
+fn response_entry(answer: Result<Outcome, ApiError>, ret: Body, base: &str) -> Json {
     let written = |rec: &record::Record, status: StatusCode| {
         obj(vec![
             ("status", s(status_text(status))),
@@ -201,12 +187,12 @@ fn response_entry(answer: Result<Outcome, ApiError>, ret: Return, base: &str) ->
             let full_url = s(format!("{base}/{}/{}", rec.res_type, rec.id));
             let response = written(&rec, status);
             match ret {
-                Return::Representation => obj(vec![
+                Body::Representation => obj(vec![
                     ("fullUrl", full_url),
                     ("resource", Json::Raw(rec.content)),
                     ("response", response),
                 ]),
-                Return::Outcome => {
+                Body::Outcome => {
                     let mut response = response;
                     let oo = OperationOutcome {
                         issues: vec![Issue::information(
@@ -217,7 +203,7 @@ fn response_entry(answer: Result<Outcome, ApiError>, ret: Return, base: &str) ->
                     response.set_at("outcome", oo.to_json(), 4);
                     obj(vec![("fullUrl", full_url), ("response", response)])
                 }
-                Return::Minimal => obj(vec![("fullUrl", full_url), ("response", response)]),
+                Body::Minimal => obj(vec![("fullUrl", full_url), ("response", response)]),
             }
         }
         Ok(Outcome::Deleted(_)) => obj(vec![(
@@ -313,13 +299,7 @@ fn parse_bundle(
 }
 
 /// Parse and authorize one entry.
-fn parse_entry(
-    req: &HttpRequest,
-    state: &AppState,
-    caller: &Caller,
-    mut e: Json,
-    base: &str,
-) -> Result<Entry, ApiError> {
+fn parse_entry(ctx: &Ctx, mut e: Json, base: &str) -> Result<Entry, ApiError> {
     let full_url = e.get_str("fullUrl").map(str::to_owned);
     let resource = e.remove("resource");
     let request = e
@@ -368,16 +348,16 @@ fn parse_entry(
             )),
         }
     };
-    let may_create = caller.require(Perm::Create, Some(&t)).is_ok();
+    let may_create = ctx.caller.require(Perm::Create, Some(&t)).is_ok();
     let action = match (method, segments.as_slice(), query) {
         ("POST", [_], None) => {
-            authorize(caller, &[Perm::Create], &t, None)?;
+            ctx.authorize(&[Perm::Create], &t, None)?;
             let resource = with_resource(resource)?;
             let if_none_exist = match request.get_str("ifNoneExist") {
                 None => None,
                 Some(q) => {
-                    authorize(caller, &[Perm::Search], &t, None)?;
-                    Some(if_none_exist(req, state, &t, q)?)
+                    ctx.authorize(&[Perm::Search], &t, None)?;
+                    Some(if_none_exist(ctx, &t, q)?)
                 }
             };
             Action::Create {
@@ -387,7 +367,7 @@ fn parse_entry(
             }
         }
         ("PUT", [_, id], None) => {
-            authorize(caller, &[Perm::Update], &t, Some(id))?;
+            ctx.authorize(&[Perm::Update], &t, Some(id))?;
             Action::Update {
                 id: resource_id(id)?.to_owned(),
                 resource: with_resource(resource)?,
@@ -396,16 +376,16 @@ fn parse_entry(
             }
         }
         ("PUT", [_], Some(_)) => {
-            authorize(caller, &[Perm::Update, Perm::Search], &t, None)?;
+            ctx.authorize(&[Perm::Update, Perm::Search], &t, None)?;
             Action::ConditionalUpdate {
-                criteria: conditional(req, state, &t, &pairs)?,
+                criteria: conditional(ctx, &t, &pairs)?,
                 resource: with_resource(resource)?,
                 t,
                 if_match,
             }
         }
         ("PATCH", [_, id], None) => {
-            authorize(caller, &[Perm::Update], &t, Some(id))?;
+            ctx.authorize(&[Perm::Update], &t, Some(id))?;
             Action::Patch {
                 id: resource_id(id)?.to_owned(),
                 patch: json_patch_of(resource)?,
@@ -414,28 +394,28 @@ fn parse_entry(
             }
         }
         ("DELETE", [_, id], None) => {
-            authorize(caller, &[Perm::Delete], &t, Some(id))?;
+            ctx.authorize(&[Perm::Delete], &t, Some(id))?;
             Action::Delete {
                 id: resource_id(id)?.to_owned(),
                 t,
             }
         }
         ("DELETE", [_], Some(_)) => {
-            authorize(caller, &[Perm::Delete, Perm::Search], &t, None)?;
+            ctx.authorize(&[Perm::Delete, Perm::Search], &t, None)?;
             Action::ConditionalDelete {
-                criteria: parse_query(req, state, &t, &pairs)?,
+                criteria: parse_query(ctx, &t, &pairs)?,
                 t,
             }
         }
         ("GET", [_, id], None) => {
-            authorize(caller, &[Perm::Read], &t, Some(id))?;
+            ctx.authorize(&[Perm::Read], &t, Some(id))?;
             Action::Read {
                 id: resource_id(id)?.to_owned(),
                 t,
             }
         }
         ("GET", [_, id, "_history", vid], None) => {
-            authorize(caller, &[Perm::Read], &t, Some(id))?;
+            ctx.authorize(&[Perm::Read], &t, Some(id))?;
             Action::VRead {
                 id: resource_id(id)?.to_owned(),
                 vid: vid.parse().map_err(|_| {
@@ -449,10 +429,10 @@ fn parse_entry(
             }
         }
         ("GET", [_], _) => {
-            authorize(caller, &[Perm::Search], &t, None)?;
+            ctx.authorize(&[Perm::Search], &t, None)?;
             Action::Search {
-                query: parse_query(req, state, &t, &pairs)?,
-                count: page_size(&pairs, state)?,
+                query: parse_query(ctx, &t, &pairs)?,
+                count: ctx.page_size(&pairs)?,
                 t,
             }
         }

@@ -5,8 +5,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
+use super::ctx::base_url;
 use super::format;
-use super::rest::base_url;
 use crate::error::ApiError;
 use crate::fhir::bundle::{obj, s};
 use crate::fhir::json::Json;

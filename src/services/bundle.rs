@@ -19,10 +19,10 @@ use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::fhir::search::{self, Clause, Cond, Query, Table};
 use crate::services::audit::{self, Draft};
-use crate::services::mpi;
 use crate::services::record::{self, Criteria, Record, Written};
-use crate::store::match_keys;
-use crate::store::search as store_search;
+use crate::services::residents::mpi;
+use crate::store::record::match_keys;
+use crate::store::record::search as store_search;
 use crate::store::{self, DbConn, Store, Tx};
 
 /// What one entry asks for, parsed and authorized by the API layer.

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::services::break_glass::Grants;
-use crate::services::consent::Engine;
+use crate::services::access::break_glass::Grants;
+use crate::services::access::consent::Engine;
 
 /// What changed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,9 +11,10 @@
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::protect::{self, Protection};
-use crate::services::mpi;
-use crate::store::resources::raw;
-use crate::store::{Store, Tx, index};
+use crate::services::residents::mpi;
+use crate::store::record::index;
+use crate::store::record::raw;
+use crate::store::{Store, Tx};
 
 const PAGE: i64 = 500;
 

@@ -35,15 +35,11 @@ macro_rules! copy_rows {
     };
 }
 
+pub mod access;
 pub mod audit;
-pub mod awaiting;
-pub mod break_glass;
-pub mod index;
-pub mod match_keys;
+pub mod record;
 pub mod residents;
-pub mod resources;
 pub mod schema;
-pub mod search;
 pub mod tx;
 
 pub use tx::{Context, Thresholds, Tx};
@@ -566,8 +562,8 @@ pub fn defer_writes(tx: &mut Tx<'_>) {
 /// Insert everything held back by [`defer_writes`] and stop holding back.
 pub fn flush_writes(tx: &mut Tx<'_>) -> diesel::QueryResult<()> {
     let held = tx.held.take().unwrap_or_default();
-    resources::flush(tx, &held.versions)?;
-    index::flush(tx, &held.index)
+    record::flush(tx, &held.versions)?;
+    record::index::flush(tx, &held.index)
 }
 
 /// Forget everything held back (the transaction failed).

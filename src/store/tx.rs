@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::DbConn;
-use super::index::HeldIndex;
-use super::resources::HeldVersion;
+use super::record::HeldVersion;
+use super::record::index::HeldIndex;
 use crate::protect::Protection;
 
 /// Thresholds of the resident index's probabilistic match.

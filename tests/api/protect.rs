@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{FHIR_JSON, NOT_GOLDEN, TestApp, id_number, spawn_app, spawn_app_with};
 use huimin::error::ApiError;
-use huimin::store::resources::raw;
+use huimin::store::record::raw;
 
 const ID_CARD: &str = "urn:oid:2.16.156.10011.1.3";
 const HEALTH_CARD: &str = "urn:oid:2.16.156.10011.1.19";

@@ -25,7 +25,8 @@ use diesel::result::QueryResult;
 use crate::clock;
 use crate::fhir::json::Json;
 use crate::fhir::search::Clause;
-use crate::store::{Tx, resources};
+use crate::store::Tx;
+use crate::store::record as resources;
 
 /// The regional default when a resident has given no Consent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

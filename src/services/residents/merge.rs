@@ -14,10 +14,11 @@ use crate::fhir::bundle::{obj, s};
 use crate::fhir::json::Json;
 use crate::services::access::Guard;
 use crate::services::audit::Draft;
-use crate::services::mpi;
 use crate::services::record::{self, Record};
+use crate::services::residents::mpi;
+use crate::store::record::{match_keys, search as store_search};
 use crate::store::residents as store_residents;
-use crate::store::{Store, Tx, match_keys, search as store_search};
+use crate::store::{Store, Tx};
 
 const LIFECYCLE: &str = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle";
 

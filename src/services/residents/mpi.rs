@@ -30,10 +30,11 @@ use crate::fhir::search_params::{REGISTRY, compartment_members};
 use crate::ident;
 use crate::protect;
 use crate::services::access::AccessFilter;
-use crate::services::matching::{self, Demographics, Weights};
+use crate::services::residents::matching::{self, Demographics, Weights};
+use crate::store::Tx;
+use crate::store::record as repo;
+use crate::store::record::match_keys;
 use crate::store::residents as store_residents;
-use crate::store::resources as repo;
-use crate::store::{Tx, match_keys};
 
 /// The tag of golden resident Patients (`meta.tag`).
 pub const TAG_SYSTEM: &str = "urn:huimin:CodeSystem:resident-index";
@@ -55,7 +56,7 @@ pub fn not_golden() -> &'static Clause {
 
 /// Which of `ids` (Patients) are golden residents.
 pub fn golden_among(conn: &mut Tx<'_>, ids: &[String]) -> Result<Vec<String>, ApiError> {
-    Ok(crate::store::search::tagged(
+    Ok(crate::store::record::search::tagged(
         conn, "Patient", TAG_SYSTEM, GOLDEN, ids,
     )?)
 }
@@ -180,7 +181,7 @@ pub fn settle_numbers(conn: &mut Tx<'_>, numbers: &[(String, &Json)]) -> Result<
             {
                 golden
             }
-            _ => crate::store::resources::new_id(),
+            _ => crate::store::record::new_id(),
         };
         wanted.push((number_key(n), planned));
     }
@@ -344,9 +345,9 @@ fn probabilistic(conn: &mut Tx<'_>, id: &str, tree: &Json) -> Result<String, Api
         Some((score, golden, _)) if score >= limits.upper => Ok(golden),
         Some((score, golden, _)) if score >= limits.lower => {
             store_residents::add_review(conn, id, &golden, score, clock::now_millis())?;
-            Ok(crate::store::resources::new_id())
+            Ok(crate::store::record::new_id())
         }
-        _ => Ok(crate::store::resources::new_id()),
+        _ => Ok(crate::store::record::new_id()),
     }
 }
 
@@ -603,7 +604,7 @@ pub fn patient_arrived(
     for n in &names[1..] {
         links.identifiers.insert(n.clone(), golden.to_owned());
     }
-    crate::store::awaiting::arrive(conn, &names, golden)?;
+    crate::store::residents::awaiting::arrive(conn, &names, golden)?;
     Ok(())
 }
 
@@ -623,10 +624,10 @@ pub fn finish(conn: &mut Tx<'_>, write: &mut GoldenWriter<'_>) -> Result<(), Api
     for golden in touched {
         let sources: &[(String, Json)] = txn.goldens.get(golden).map_or(&[], Vec::as_slice);
         let gone: &[String] = txn.unlinked.get(golden).map_or(&[], Vec::as_slice);
-        let current = crate::store::resources::lock_current(conn, "Patient", golden)?;
+        let current = crate::store::record::lock_current(conn, "Patient", golden)?;
         match current.map(|c| (c.version_id, c.deleted)) {
             Some((v, false)) => {
-                let stored = crate::store::resources::find_current(conn, "Patient", golden)?
+                let stored = crate::store::record::find_current(conn, "Patient", golden)?
                     .ok_or_else(|| ApiError::internal("a locked golden resident vanished"))?;
                 let old = Json::parse(stored.content.as_bytes()).map_err(ApiError::internal)?;
                 if let Some(tree) = updated_golden(&old, sources, gone) {
@@ -645,13 +646,18 @@ pub fn finish(conn: &mut Tx<'_>, write: &mut GoldenWriter<'_>) -> Result<(), Api
         };
         match golden {
             Some(g) => repo::set_resident(conn, t, id, &g)?,
-            None => crate::store::awaiting::add(conn, t, id, &[format!("Patient/{patient}")])?,
+            None => crate::store::residents::awaiting::add(
+                conn,
+                t,
+                id,
+                &[format!("Patient/{patient}")],
+            )?,
         }
     }
     for (t, id, names) in &txn.by_identifier_unresolved {
         match names.iter().find_map(|n| txn.identifiers.get(n)) {
             Some(g) => repo::set_resident(conn, t, id, g)?,
-            None => crate::store::awaiting::add(conn, t, id, names)?,
+            None => crate::store::residents::awaiting::add(conn, t, id, names)?,
         }
     }
     Ok(())
@@ -802,7 +808,7 @@ pub fn match_residents(
     let mut out: Vec<Candidate> = Vec::new();
     if let Some(n) = person_number(tree)
         && let Some(g) = match_keys::holder(conn, "Patient", &number_key(&n))?
-        && let Some(c) = crate::store::resources::find_current(conn, "Patient", &g)?
+        && let Some(c) = crate::store::record::find_current(conn, "Patient", &g)?
         && !c.deleted
     {
         out.push(Candidate {
@@ -871,7 +877,7 @@ pub fn cross_references(
         .map_err(|i| ApiError::Invalid(vec![i]))?;
     // The source identifier finds only a Patient the caller may see (else: as if none had it).
     let query = access.restrict("Patient", &query);
-    let found = crate::store::search::run(conn, "Patient", &query, &[], None, 1)?;
+    let found = crate::store::record::search::run(conn, "Patient", &query, &[], None, 1)?;
     let Some((id, content)) = found.into_iter().next() else {
         return Ok(None);
     };
@@ -880,7 +886,7 @@ pub fn cross_references(
     let mut out = Vec::new();
     let mut after: Option<(String, String)> = None;
     loop {
-        let page = crate::store::search::resident_members(
+        let page = crate::store::record::search::resident_members(
             conn,
             &golden,
             &["Patient".to_owned()],

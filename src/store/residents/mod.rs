@@ -1,12 +1,14 @@
 //! The resident index's tables: every resource's golden resident is the `resident` column of
 //! its current row (indexed), and possible matches wait in `resident_reviews`.
 
+pub mod awaiting;
+
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 
-use super::schema::{resident_reviews, resources};
-use super::{DbConn, Tx};
 use crate::fhir::index::key;
+use crate::store::schema::{resident_reviews, resources};
+use crate::store::{DbConn, Tx};
 
 /// Record a possible match for review (kept once per pair).
 pub fn add_review(
@@ -91,7 +93,7 @@ pub fn golden_candidates(
     limit: i64,
 ) -> QueryResult<Vec<(String, String)>> {
     let (protection, conn) = (tx.protection(), tx.conn());
-    use super::schema::{search_date as d, search_token as tok};
+    use crate::store::schema::{search_date as d, search_token as tok};
     let mut ids: Vec<String> = Vec::new();
     if let Some((low, high)) = birth {
         let q = d::table
@@ -122,7 +124,7 @@ pub fn golden_candidates(
     }
     ids.sort_unstable();
     ids.dedup();
-    let golden = super::search::tagged(conn, "Patient", tag.0, tag.1, &ids)?;
+    let golden = crate::store::record::search::tagged(conn, "Patient", tag.0, tag.1, &ids)?;
     if golden.is_empty() {
         return Ok(Vec::new());
     }
@@ -142,7 +144,7 @@ pub fn golden_candidates(
 /// Every type and parameter that may refer to a Patient is probed in the target index (there
 /// is no index on the target alone: every other lookup knows the referring parameter).
 pub fn referrers(conn: &mut DbConn, patient: &str) -> QueryResult<Vec<(String, String)>> {
-    use super::schema::search_reference as x;
+    use crate::store::schema::search_reference as x;
     let (types, params) = crate::fhir::search_params::REGISTRY.referring_to("Patient");
     let q = x::table
         .filter(x::res_type.eq_any(&types))
@@ -160,7 +162,7 @@ pub fn residents_by_identifier(
     conn: &mut DbConn,
     pairs: &[(&str, &str)],
 ) -> QueryResult<Vec<String>> {
-    use super::schema::search_token as tok;
+    use crate::store::schema::search_token as tok;
     let mut ids: Vec<String> = Vec::new();
     for (system, code) in pairs {
         let q = tok::table
@@ -193,7 +195,7 @@ pub fn residents_by_identifier(
 
 /// Move every resident key (`resident|<number>`) held by golden resident `from` to `to`.
 pub fn move_keys(conn: &mut DbConn, from: &str, to: &str) -> QueryResult<usize> {
-    use super::schema::match_keys as k;
+    use crate::store::schema::match_keys as k;
     let q = diesel::update(
         k::table
             .filter(k::res_type.eq("Patient"))

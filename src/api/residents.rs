@@ -3,14 +3,12 @@
 //! person's identifiers across institutions) and `Patient/$resident-reviews` (possible matches
 //! waiting for an administrator).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
+use super::ctx::{Ctx, Touched, since_param, type_cursor};
 use super::format;
-use super::rest::{
-    authorize, base_url, bundle_response, page_links, page_size, pairs_of, since_param, type_cursor,
-};
-use super::{self as api, AppState};
-use crate::auth::{Caller, Perm, Role};
+use super::respond;
+use crate::auth::Perm;
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::bundle::{self, obj, s as text};
@@ -18,7 +16,7 @@ use crate::fhir::json::Json;
 use crate::fhir::validate::is_valid_id;
 use crate::services::audit::Draft;
 use crate::services::record::{self, Record};
-use crate::services::{everything, mpi};
+use crate::services::residents::{everything, mpi};
 use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -59,53 +57,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn respond_json(req: &HttpRequest, doc: &Json) -> Result<HttpResponse, ApiError> {
-    let neg = format::negotiate(req)?;
-    Ok(format::respond(neg, actix_web::http::StatusCode::OK).body(format::encode(neg, doc)?))
-}
-
 /// `POST Patient/$match` with a Parameters body: `resource` (the Patient to match),
 /// `onlyCertainMatches`, `count`. Answers a searchset of golden residents, best first, each
 /// with `search.score` and the match-grade extension.
-async fn patient_match(
-    req: HttpRequest,
-    caller: Caller,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let draft = op_draft(&req, &caller, "$match");
-    api::audited(
-        &state,
-        draft,
-        patient_match_body(req.clone(), caller, body, state.clone()),
-    )
-    .await
-}
-
-/// The audit draft of an operation: its name and the URL path and query it was called with.
-fn op_draft(req: &HttpRequest, caller: &Caller, op: &str) -> crate::services::audit::Draft {
-    let path = req.path().trim_start_matches("/fhir/");
-    let what = match req.query_string() {
-        "" => path.to_owned(),
-        q => format!("{path}?{q}"),
-    };
-    api::draft(req, caller, op, 'E', what)
+async fn patient_match(ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let draft = ctx.operation("$match");
+    ctx.audited(draft, patient_match_body(&ctx, body)).await
 }
 
 async fn patient_match_body(
-    req: HttpRequest,
-    caller: Caller,
+    ctx: &Ctx,
     body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<(HttpResponse, api::Touched), ApiError> {
-    authorize(&caller, &[Perm::Search], "Patient", None)?;
-    let access = api::access(&state, &caller).await?;
+) -> Result<(HttpResponse, Touched), ApiError> {
+    ctx.authorize(&[Perm::Search], "Patient", None)?;
+    let access = ctx.access().await?;
     if access.is_restricted() {
         return Err(ApiError::Forbidden(
             "the resident index is for institutions' systems and staff".to_owned(),
         ));
     }
-    let params = format::read_resource(&req, &body, Some("Parameters"))?;
+    let params = format::read_resource(&ctx.req, &body, Some("Parameters"))?;
     let mut patient = None;
     let mut only_certain = false;
     let mut count = 10usize;
@@ -148,12 +119,12 @@ async fn patient_match_body(
     if let Some(why) = crate::ident::check_resource("Patient", &patient, &clock::today_digits()) {
         return Err(ApiError::Unprocessable(why));
     }
-    let store = state.store.clone();
-    let found = web::block(move || {
-        store.read(|conn| mpi::match_residents(conn, &access, &patient, only_certain, count))
-    })
-    .await??;
-    let base = base_url(&req, &state);
+    let found = ctx
+        .db(false, move |store| {
+            store.read(|conn| mpi::match_residents(conn, &access, &patient, only_certain, count))
+        })
+        .await?;
+    let base = ctx.base_url();
     let touched: Vec<(String, Option<String>)> = found
         .iter()
         .map(|c| (format!("Patient/{}", c.id), Some(c.id.clone())))
@@ -185,8 +156,8 @@ async fn patient_match_body(
         })
         .collect::<Vec<_>>();
     let total = entries.len();
-    let resp = bundle_response(
-        format::negotiate(&req)?,
+    let resp = respond::bundle(
+        ctx.negotiate()?,
         "searchset",
         Some(total),
         Vec::new(),
@@ -199,33 +170,20 @@ async fn patient_match_body(
 /// identifiers the same person has at every institution (and the platform's golden resident),
 /// as Parameters with `targetIdentifier` and `targetId`. 404 when no Patient has the source
 /// identifier.
-async fn patient_pix(
-    req: HttpRequest,
-    caller: Caller,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let draft = op_draft(&req, &caller, "$ihe-pix");
-    api::audited(
-        &state,
-        draft,
-        patient_pix_body(req.clone(), caller, state.clone()),
-    )
-    .await
+async fn patient_pix(ctx: Ctx) -> Result<HttpResponse, ApiError> {
+    let draft = ctx.operation("$ihe-pix");
+    ctx.audited(draft, patient_pix_body(&ctx)).await
 }
 
-async fn patient_pix_body(
-    req: HttpRequest,
-    caller: Caller,
-    state: web::Data<AppState>,
-) -> Result<(HttpResponse, api::Touched), ApiError> {
-    authorize(&caller, &[Perm::Search], "Patient", None)?;
-    let access = api::access(&state, &caller).await?;
+async fn patient_pix_body(ctx: &Ctx) -> Result<(HttpResponse, Touched), ApiError> {
+    ctx.authorize(&[Perm::Search], "Patient", None)?;
+    let access = ctx.access().await?;
     if access.is_restricted() {
         return Err(ApiError::Forbidden(
             "the resident index is for institutions' systems and staff".to_owned(),
         ));
     }
-    let pairs = pairs_of(req.query_string().as_bytes());
+    let pairs = ctx.query();
     let mut source = None;
     let mut targets: Vec<String> = Vec::new();
     for (k, v) in &pairs {
@@ -257,13 +215,13 @@ async fn patient_pix_body(
         ));
     }
     let (system, value) = (system.to_owned(), value.to_owned());
-    let store = state.store.clone();
-    let found = web::block(move || {
-        store.read(|conn| mpi::cross_references(conn, &access, &system, &value))
-    })
-    .await??
-    .ok_or_else(|| ApiError::NotFound("no Patient has the source identifier".to_owned()))?;
-    let base = base_url(&req, &state);
+    let found = ctx
+        .db(false, move |store| {
+            store.read(|conn| mpi::cross_references(conn, &access, &system, &value))
+        })
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no Patient has the source identifier".to_owned()))?;
+    let base = ctx.base_url();
     let mut parameters = Vec::new();
     let mut patients: Vec<String> = Vec::new();
     for (s, v, pid) in found {
@@ -281,13 +239,13 @@ async fn patient_pix_body(
             patients.push(pid);
         }
     }
-    let store = state.store.clone();
     let keys = patients.clone();
-    let touched = web::block(move || {
-        let keys: Vec<(&str, &str)> = keys.iter().map(|p| ("Patient", p.as_str())).collect();
-        store.read(|conn| record::residents(conn, &keys))
-    })
-    .await??;
+    let touched = ctx
+        .db(false, move |store| {
+            let keys: Vec<(&str, &str)> = keys.iter().map(|p| ("Patient", p.as_str())).collect();
+            store.read(|conn| record::residents(conn, &keys))
+        })
+        .await?;
     for pid in patients {
         parameters.push(obj(vec![
             ("name", text("targetId")),
@@ -301,35 +259,23 @@ async fn patient_pix_body(
         ("resourceType", text("Parameters")),
         ("parameter", Json::Array(parameters)),
     ]);
-    Ok((respond_json(&req, &doc)?, Some(touched)))
+    Ok((respond::document(ctx.negotiate()?, &doc)?, Some(touched)))
 }
 
 /// `GET Patient/$resident-reviews`: the possible matches waiting for review (administrators),
 /// newest first, as Parameters with one `review` part per pair.
-async fn resident_reviews(
-    req: HttpRequest,
-    caller: Caller,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let draft = op_draft(&req, &caller, "$resident-reviews");
-    api::audited(
-        &state,
-        draft,
-        resident_reviews_body(req.clone(), caller, state.clone()),
-    )
-    .await
+async fn resident_reviews(ctx: Ctx) -> Result<HttpResponse, ApiError> {
+    let draft = ctx.operation("$resident-reviews");
+    ctx.audited(draft, resident_reviews_body(&ctx)).await
 }
 
-async fn resident_reviews_body(
-    req: HttpRequest,
-    caller: Caller,
-    state: web::Data<AppState>,
-) -> Result<(HttpResponse, api::Touched), ApiError> {
-    require_admin(&caller, "the review list", Perm::Read)?;
-    let pairs = pairs_of(req.query_string().as_bytes());
-    let count = page_size(&pairs, &state)?;
-    let store = state.store.clone();
-    let reviews = web::block(move || mpi::reviews(&store, count)).await??;
+async fn resident_reviews_body(ctx: &Ctx) -> Result<(HttpResponse, Touched), ApiError> {
+    ctx.require_admin("the review list", Perm::Read)?;
+    let pairs = ctx.query();
+    let count = ctx.page_size(&pairs)?;
+    let reviews = ctx
+        .db(false, move |store| mpi::reviews(store, count))
+        .await?;
     let parameters = reviews
         .into_iter()
         .map(|r| {
@@ -375,7 +321,7 @@ async fn resident_reviews_body(
         ("resourceType", text("Parameters")),
         ("parameter", Json::Array(parameters)),
     ]);
-    Ok((respond_json(&req, &doc)?, Some(Vec::new())))
+    Ok((respond::document(ctx.negotiate()?, &doc)?, Some(Vec::new())))
 }
 
 /// Parameters `$everything` takes.
@@ -397,29 +343,22 @@ fn instant(name: &str, v: &str, at_end: bool) -> Result<i64, ApiError> {
 
 /// `GET Patient/[id]/$everything`: one page of everything about the resident from every
 /// institution, `next` linked.
-async fn patient_everything(
-    req: HttpRequest,
-    caller: Caller,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let draft = op_draft(&req, &caller, "$everything");
-    let body = patient_everything_body(req.clone(), caller, path.into_inner(), state.clone());
-    api::audited(&state, draft, body).await
+async fn patient_everything(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let draft = ctx.operation("$everything");
+    let body = patient_everything_body(&ctx, path.into_inner());
+    ctx.audited(draft, body).await
 }
 
 async fn patient_everything_body(
-    req: HttpRequest,
-    caller: Caller,
+    ctx: &Ctx,
     id: String,
-    state: web::Data<AppState>,
-) -> Result<(HttpResponse, api::Touched), ApiError> {
-    authorize(&caller, &[Perm::Read], "Patient", Some(&id))?;
-    let neg = format::negotiate(&req)?;
-    let pairs = pairs_of(req.query_string().as_bytes());
+) -> Result<(HttpResponse, Touched), ApiError> {
+    ctx.authorize(&[Perm::Read], "Patient", Some(&id))?;
+    let neg = ctx.negotiate()?;
+    let pairs = ctx.query();
     let mut request = everything::Request {
-        count: page_size(&pairs, &state)?,
-        readable: crate::services::access::Readable::of(&caller),
+        count: ctx.page_size(&pairs)?,
+        readable: crate::services::access::Readable::of(&ctx.caller),
         ..Default::default()
     };
     let (mut start, mut end) = (None, None);
@@ -455,27 +394,27 @@ async fn patient_everything_body(
         request.care = Some((start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX)));
     }
     for t in &request.types {
-        caller.require(Perm::Read, Some(t))?;
+        ctx.caller.require(Perm::Read, Some(t))?;
     }
-    let store = state.store.clone();
-    let access = api::access(&state, &caller).await?;
-    let page = web::block(move || {
-        let page = everything::everything(&store, &id, &request, &access)?;
-        let g = page.golden.as_str();
-        if access.visible_in(&store, "Patient", g, Some(g))? {
-            Ok(page)
-        } else {
-            Err(access.hidden("Patient", &id))
-        }
-    })
-    .await??;
-    let base = base_url(&req, &state);
+    let access = ctx.access().await?;
+    let page = ctx
+        .db(false, move |store| {
+            let page = everything::everything(store, &id, &request, &access)?;
+            let g = page.golden.as_str();
+            if access.visible_in(store, "Patient", g, Some(g))? {
+                Ok(page)
+            } else {
+                Err(access.hidden("Patient", &id))
+            }
+        })
+        .await?;
+    let base = ctx.base_url();
     let cursor = pairs
         .iter()
         .find(|(k, _)| k == "_cursor")
         .map(|(_, v)| v.as_str());
     let next = page.next.as_ref().map(|(t, i)| format!("{t}/{i}"));
-    let links = page_links(&req, &state, &pairs, cursor, false, next.as_deref());
+    let links = ctx.page_links(&pairs, cursor, false, next.as_deref());
     // The page's own resources are the resident's; the registry resources it includes are not.
     let touched: Vec<(String, Option<String>)> = page
         .found
@@ -498,14 +437,14 @@ async fn patient_everything_body(
         )
         .collect();
     Ok((
-        bundle_response(neg, "searchset", None, links, entries)?,
+        respond::bundle(neg, "searchset", None, links, entries)?,
         Some(touched),
     ))
 }
 
 /// The golden residents and reason of a `$merge` / `$unmerge` Parameters body.
-fn merge_request(req: &HttpRequest, body: &[u8]) -> Result<(String, String, String), ApiError> {
-    let params = format::read_resource(req, body, Some("Parameters"))?;
+fn merge_request(ctx: &Ctx, body: &[u8]) -> Result<(String, String, String), ApiError> {
+    let params = format::read_resource(&ctx.req, body, Some("Parameters"))?;
     let mut found: [Option<String>; 3] = [None, None, None];
     if let Some(Json::Array(ps)) = params.get("parameter") {
         for p in ps {
@@ -543,58 +482,39 @@ fn merge_request(req: &HttpRequest, body: &[u8]) -> Result<(String, String, Stri
     Ok((from, to, reason))
 }
 
-/// Administrators only (role `admin`), with `perm` on Patient in their scopes.
-fn require_admin(caller: &Caller, what: &str, perm: Perm) -> Result<(), ApiError> {
-    if caller.role != Role::Admin {
-        return Err(ApiError::Forbidden(format!("{what} is for administrators")));
-    }
-    authorize(caller, &[perm], "Patient", None)
-}
-
 /// `POST Patient/$merge` (administrators): golden resident `source-patient` into
 /// `target-patient`, with a `reason`. Answers the Provenance that records it.
-async fn patient_merge(
-    req: HttpRequest,
-    caller: Caller,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    merge_operation(req, caller, body, state, crate::services::merge::merge).await
+async fn patient_merge(ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    merge_operation(ctx, body, crate::services::residents::merge::merge).await
 }
 
 /// `POST Patient/$unmerge` (administrators): undo the latest merge of `source-patient` into
 /// `target-patient`. Answers the Provenance that records it.
-async fn patient_unmerge(
-    req: HttpRequest,
-    caller: Caller,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    merge_operation(req, caller, body, state, crate::services::merge::unmerge).await
+async fn patient_unmerge(ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    merge_operation(ctx, body, crate::services::residents::merge::unmerge).await
 }
 
 /// A merge service call (`$merge` or `$unmerge`, which take the same Parameters): checked for
 /// an administrator, run, and answered with its Provenance.
 async fn merge_operation(
-    req: HttpRequest,
-    caller: Caller,
+    ctx: Ctx,
     body: web::Bytes,
-    state: web::Data<AppState>,
     op: MergeOp,
 ) -> Result<HttpResponse, ApiError> {
-    let name = if req.path().ends_with("$unmerge") {
+    let name = if ctx.req.path().ends_with("$unmerge") {
         "$unmerge"
     } else {
         "$merge"
     };
-    let draft = op_draft(&req, &caller, name);
-    api::audited(&state, draft.clone(), async {
-        require_admin(&caller, "merging residents", Perm::Update)?;
-        let (from, to, reason) = merge_request(&req, &body)?;
-        let store = state.store.clone();
-        let who = caller.sub.clone();
-        let rec = web::block(move || op(&store, from, to, reason, who, draft)).await??;
-        let neg = format::negotiate(&req)?;
+    let draft = ctx.operation(name);
+    ctx.audited(draft.clone(), async {
+        ctx.require_admin("merging residents", Perm::Update)?;
+        let (from, to, reason) = merge_request(&ctx, &body)?;
+        let who = ctx.caller.sub.clone();
+        let rec = ctx
+            .db(false, move |store| op(store, from, to, reason, who, draft))
+            .await?;
+        let neg = ctx.negotiate()?;
         let resp = format::respond(neg, actix_web::http::StatusCode::OK)
             .body(format::encode_stored(neg, rec.content)?);
         Ok((resp, None))
@@ -606,25 +526,15 @@ async fn merge_operation(
 type MergeOp = fn(&Store, String, String, String, String, Draft) -> Result<Record, ApiError>;
 
 /// `GET Patient/[id]/$summary`: the resident's summary as a document Bundle (Composition first).
-async fn patient_summary(
-    req: HttpRequest,
-    caller: Caller,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let draft = op_draft(&req, &caller, "$summary");
-    let body = patient_summary_body(req.clone(), caller, path.into_inner(), state.clone());
-    api::audited(&state, draft, body).await
+async fn patient_summary(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let draft = ctx.operation("$summary");
+    let body = patient_summary_body(&ctx, path.into_inner());
+    ctx.audited(draft, body).await
 }
 
-async fn patient_summary_body(
-    req: HttpRequest,
-    caller: Caller,
-    id: String,
-    state: web::Data<AppState>,
-) -> Result<(HttpResponse, api::Touched), ApiError> {
-    authorize(&caller, &[Perm::Read], "Patient", Some(&id))?;
-    for (k, _) in pairs_of(req.query_string().as_bytes()) {
+async fn patient_summary_body(ctx: &Ctx, id: String) -> Result<(HttpResponse, Touched), ApiError> {
+    ctx.authorize(&[Perm::Read], "Patient", Some(&id))?;
+    for (k, _) in ctx.query() {
         if !matches!(k.as_str(), "_format" | "_pretty") {
             return Err(ApiError::invalid(
                 "not-supported",
@@ -633,19 +543,20 @@ async fn patient_summary_body(
             ));
         }
     }
-    let base = base_url(&req, &state);
-    let store = state.store.clone();
-    let access = api::access(&state, &caller).await?;
-    let readable = crate::services::access::Readable::of(&caller);
-    let (doc, touched) = web::block(move || {
-        let touched = store.read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
-        let resident = touched.first().and_then(|(_, r)| r.clone());
-        if !access.visible_in(&store, "Patient", &id, resident.as_deref())? {
-            return Err(access.hidden("Patient", &id));
-        }
-        let doc = everything::summary(&store, &id, &base, &access, &readable)?;
-        Ok::<_, ApiError>((doc, touched))
-    })
-    .await??;
-    Ok((respond_json(&req, &doc)?, Some(touched)))
+    let base = ctx.base_url();
+    let access = ctx.access().await?;
+    let readable = crate::services::access::Readable::of(&ctx.caller);
+    let (doc, touched) = ctx
+        .db(false, move |store| {
+            let touched =
+                store.read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
+            let resident = touched.first().and_then(|(_, r)| r.clone());
+            if !access.visible_in(store, "Patient", &id, resident.as_deref())? {
+                return Err(access.hidden("Patient", &id));
+            }
+            let doc = everything::summary(store, &id, &base, &access, &readable)?;
+            Ok((doc, touched))
+        })
+        .await?;
+    Ok((respond::document(ctx.negotiate()?, &doc)?, Some(touched)))
 }

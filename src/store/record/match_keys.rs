@@ -5,10 +5,10 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 use std::collections::HashSet;
 
-use super::schema::match_keys;
-use super::{DbConn, Tx};
 use crate::fhir::index::key;
 use crate::protect::Protection;
+use crate::store::schema::match_keys;
+use crate::store::{DbConn, Tx};
 
 /// Claim `criteria` for the new resource `t/id`. `false` means another resource holds it: the
 /// caller searches again (a concurrent create has committed, and on PostgreSQL this call waited

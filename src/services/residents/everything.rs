@@ -8,8 +8,9 @@ use std::collections::HashSet;
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
-use crate::services::mpi;
-use crate::store::{Store, Tx, resources as repo, search as store_search};
+use crate::services::residents::mpi;
+use crate::store::record::{self as repo, search as store_search};
+use crate::store::{Store, Tx};
 
 /// What `$everything` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -47,7 +48,7 @@ const REFERENCED: &[&str] = &[
 
 /// The golden resident of `Patient/id` (itself when it is one): 404 or 410 like a read.
 pub fn golden_of(conn: &mut Tx<'_>, id: &str) -> Result<String, ApiError> {
-    let rec = super::record::read_in(conn, "Patient", id)?;
+    let rec = crate::services::record::read_in(conn, "Patient", id)?;
     let tree = Json::parse(rec.content.as_bytes()).map_err(ApiError::internal)?;
     mpi::golden_for(conn, id, &tree)
 }
@@ -564,7 +565,7 @@ fn document(
         entries.extend(sec.items.into_iter().map(|i| (i.reference, i.resource)));
     }
     let now = clock::instant(clock::now_millis());
-    let composition_id = super::record::new_id();
+    let composition_id = crate::services::record::new_id();
     let composition = obj(vec![
         ("resourceType", s("Composition")),
         ("id", s(composition_id.clone())),
@@ -598,12 +599,15 @@ fn document(
     );
     obj(vec![
         ("resourceType", s("Bundle")),
-        ("id", s(super::record::new_id())),
+        ("id", s(crate::services::record::new_id())),
         (
             "identifier",
             obj(vec![
                 ("system", s("urn:ietf:rfc:3986")),
-                ("value", s(format!("urn:uuid:{}", super::record::new_id()))),
+                (
+                    "value",
+                    s(format!("urn:uuid:{}", crate::services::record::new_id())),
+                ),
             ]),
         ),
         ("type", s("document")),

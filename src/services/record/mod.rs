@@ -13,13 +13,14 @@ use crate::ident;
 use crate::protect;
 use crate::services::access::{AccessFilter, Guard, Readable};
 use crate::services::audit::{self, Draft};
-use crate::services::mpi;
-use crate::store::resources::{self as repo, NewVersion, Version};
-use crate::store::{Store, Tx, index, is_unique_violation, match_keys, search as store_search};
+use crate::services::residents::mpi;
+use crate::store::record::{self as repo, NewVersion, Version};
+use crate::store::record::{index, match_keys, search as store_search};
+use crate::store::{Store, Tx, is_unique_violation};
 
 // The paging cursors' parts, as the API encodes them into `next` links.
-pub use crate::store::resources::HistoryScope;
-pub use crate::store::search::{After, SortValue, ValueType, value_type};
+pub use crate::store::record::HistoryScope;
+pub use crate::store::record::search::{After, SortValue, ValueType, value_type};
 
 /// A stored resource version as the API returns it.
 #[derive(Debug, Clone)]
@@ -94,7 +95,7 @@ fn note_sensitive(
 ) -> Result<(), ApiError> {
     let labelled = entries.iter().any(|e| {
         matches!(e, crate::fhir::index::Entry::Token { param, code, .. }
-            if param == "_security" && crate::services::consent::SENSITIVE_LABELS.contains(&code.as_str()))
+            if param == "_security" && crate::services::access::consent::SENSITIVE_LABELS.contains(&code.as_str()))
     });
     if labelled && repo::note_sensitive(conn, t)? {
         conn.note_sensitive_type();
@@ -104,7 +105,7 @@ fn note_sensitive(
 
 /// A new server-assigned id: a time-ordered UUID (v7), so that new rows land at the end of
 /// every index keyed by id instead of on a random page (far fewer pages written per commit).
-pub use crate::store::resources::new_id;
+pub use crate::store::record::new_id;
 
 /// Store the stamped `tree` as version `version_id` (current row with its golden resident,
 /// and history row); returns the stored JSON.
@@ -176,7 +177,7 @@ fn put_version(
     note_sensitive(conn, t, &entries)?;
     if !is_new && golden.is_none() {
         // Written again: what it waited for is decided afresh.
-        crate::store::awaiting::forget(conn, t, id)?;
+        crate::store::residents::awaiting::forget(conn, t, id)?;
     }
     let resident = match &golden {
         Some(g) => Some(g.clone()),
@@ -806,7 +807,7 @@ pub fn delete_in(
     )?;
     index::clear(conn, t, id)?;
     match_keys::release(conn, t, id)?;
-    crate::store::awaiting::forget(conn, t, id)?;
+    crate::store::residents::awaiting::forget(conn, t, id)?;
     Ok(Some(v + 1))
 }
 

@@ -4,8 +4,9 @@ use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::protect;
 use crate::services::access::Guard;
-use crate::services::{mpi, record};
-use crate::store::resources as repo;
+use crate::services::record;
+use crate::services::residents::mpi;
+use crate::store::record as repo;
 use crate::store::{Store, Tx};
 
 /// Resources per transaction when linking existing data.
@@ -55,7 +56,8 @@ fn relink_type(
         let (from, t) = (after.clone(), t.to_owned());
         let (n, last) = store.write(move |conn| {
             record::linked(conn, |conn| {
-                let page = crate::store::search::without_resident(conn, &t, &from, RELINK_BATCH)?;
+                let page =
+                    crate::store::record::search::without_resident(conn, &t, &from, RELINK_BATCH)?;
                 let mut n = 0;
                 for (id, content) in &page {
                     let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;

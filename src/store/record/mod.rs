@@ -1,12 +1,16 @@
 //! Repository functions for resources, their versions and the token index.
 
+pub mod index;
+pub mod match_keys;
+pub mod search;
+
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 
-use super::DbConn;
-use super::Tx;
-use super::schema::{resource_versions, resources};
 use crate::protect::{Protection, reveal};
+use crate::store::DbConn;
+use crate::store::Tx;
+use crate::store::schema::{resource_versions, resources};
 
 /// The current version of a resource.
 #[derive(Debug, Clone, Queryable)]
@@ -250,7 +254,7 @@ pub fn find_version(tx: &mut Tx<'_>, t: &str, id: &str, vid: i64) -> QueryResult
 }
 
 /// A new resource's first version held back by [`defer`].
-pub(super) struct HeldVersion {
+pub(in crate::store) struct HeldVersion {
     res_type: String,
     res_id: String,
     version_id: i64,
@@ -262,7 +266,7 @@ pub(super) struct HeldVersion {
 }
 
 /// Insert every held-back new resource (current rows and versions) and stop holding back.
-pub(super) fn flush(conn: &mut DbConn, held: &[HeldVersion]) -> QueryResult<()> {
+pub(in crate::store) fn flush(conn: &mut DbConn, held: &[HeldVersion]) -> QueryResult<()> {
     for chunk in held.chunks(5000) {
         let current: Vec<_> = chunk
             .iter()
@@ -571,7 +575,7 @@ pub mod raw {
 
     /// Re-point conditional-create and resident keys from `old` to `new`; rows changed.
     pub fn rename_key(conn: &mut DbConn, old: &str, new: &str) -> QueryResult<usize> {
-        use super::super::schema::match_keys as k;
+        use crate::store::schema::match_keys as k;
         diesel::update(k::table.filter(k::criteria.eq(old)))
             .set(k::criteria.eq(new))
             .execute(conn)
@@ -595,7 +599,7 @@ pub mod raw {
 /// Note that some resource of type `t` carries a sensitive security label; whether the type
 /// is new to the list.
 pub fn note_sensitive(conn: &mut DbConn, t: &str) -> QueryResult<bool> {
-    use super::schema::sensitive_types as s;
+    use crate::store::schema::sensitive_types as s;
     let q = diesel::insert_into(s::table)
         .values(s::res_type.eq(t))
         .on_conflict_do_nothing();
@@ -604,7 +608,7 @@ pub fn note_sensitive(conn: &mut DbConn, t: &str) -> QueryResult<bool> {
 
 /// The types of which some resource carries a sensitive security label.
 pub fn sensitive_types(conn: &mut DbConn) -> QueryResult<Vec<String>> {
-    use super::schema::sensitive_types as s;
+    use crate::store::schema::sensitive_types as s;
     let q = s::table.select(s::res_type);
     native!(conn, c => q.load(c))
 }

@@ -3,18 +3,18 @@
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 
-use super::schema::{
+use crate::fhir::index::{Entry, Second, key};
+use crate::store::schema::{
     search_composite, search_date, search_number, search_quantity, search_reference, search_string,
     search_text, search_token, search_uri,
 };
-use super::{DbConn, Tx};
-use crate::fhir::index::{Entry, Second, key};
+use crate::store::{DbConn, Tx};
 
-/// The index rows of one resource held back by [`super::defer_writes`]: (type, id, rows).
-pub(super) type HeldIndex = (String, String, Vec<Entry>);
+/// The index rows of one resource held back by [`crate::store::defer_writes`]: (type, id, rows).
+pub(in crate::store) type HeldIndex = (String, String, Vec<Entry>);
 
-/// Insert the rows held back by [`super::defer_writes`].
-pub(super) fn flush(conn: &mut DbConn, held: &[HeldIndex]) -> QueryResult<()> {
+/// Insert the rows held back by [`crate::store::defer_writes`].
+pub(in crate::store) fn flush(conn: &mut DbConn, held: &[HeldIndex]) -> QueryResult<()> {
     let batch: Vec<(&str, &str, &[Entry])> = held
         .iter()
         .map(|(t, id, e)| (t.as_str(), id.as_str(), e.as_slice()))

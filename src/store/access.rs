@@ -1,10 +1,10 @@
-//! Emergency access grants (`break_glass`): see [`crate::services::break_glass`].
+//! Emergency access grants (`break_glass`): see [`crate::services::access::break_glass`].
 
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 
-use super::DbConn;
-use super::schema::break_glass as g;
+use crate::store::DbConn;
+use crate::store::schema::break_glass as g;
 
 /// Grant `sub` access to each of `residents` until `expires` (a grant already there is
 /// extended, with the new reason).

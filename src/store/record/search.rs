@@ -11,12 +11,12 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel::sql_types::{BigInt, Bool, Double, Text};
 
-use super::DbConn;
-use super::Tx;
 use crate::clock;
 use crate::fhir::index::key;
 use crate::fhir::search::{Clause, Cond, Prefix, Query, SortBy, SortKey, Table};
 use crate::protect::{Protection, reveal};
+use crate::store::DbConn;
+use crate::store::Tx;
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -946,7 +946,7 @@ pub fn references_from(
     param: Option<&str>,
     target_type: Option<&str>,
 ) -> QueryResult<Vec<(String, String)>> {
-    use super::schema::search_reference as x;
+    use crate::store::schema::search_reference as x;
     let mut q = x::table
         .filter(x::res_type.eq(src_type))
         .filter(x::res_id.eq_any(src_ids))
@@ -973,7 +973,7 @@ pub fn referring(
     target_type: &str,
     target_ids: &[String],
 ) -> QueryResult<Vec<String>> {
-    use super::schema::search_reference as x;
+    use crate::store::schema::search_reference as x;
     let mut q = x::table
         .filter(x::res_type.eq(src_type))
         .filter(x::target_type.eq(target_type))
@@ -999,7 +999,7 @@ pub fn token_matches(
     codes: &[&str],
 ) -> QueryResult<Vec<(String, String)>> {
     let (protection, conn) = (tx.protection(), tx.conn());
-    use super::schema::search_token as tok;
+    use crate::store::schema::search_token as tok;
     // Each code as indexed: a protected identifier in its blind forms, each mapped back.
     let protected = protection.blinds(param, Some(system));
     let mut forms: std::collections::HashMap<String, String> = std::collections::HashMap::new();
@@ -1160,7 +1160,7 @@ pub fn tagged(
     code: &str,
     ids: &[String],
 ) -> QueryResult<Vec<String>> {
-    use super::schema::search_token as tok;
+    use crate::store::schema::search_token as tok;
     let mut out = Vec::new();
     for chunk in ids.chunks(500) {
         match &mut *conn {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::store::{Store, Tx, break_glass as repo};
+use crate::store::{Store, Tx, access as repo};
 
 /// How long a doctor's grants are reused before they are read again.
 const RECHECK: Duration = Duration::from_secs(1);

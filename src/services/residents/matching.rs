@@ -279,7 +279,7 @@ mod tests {
             "{same} {homophone} {new_phone}"
         );
         assert_eq!(homophone, latin);
-        let limits = crate::services::mpi::Thresholds::default();
+        let limits = crate::services::residents::mpi::Thresholds::default();
         assert!(
             namesake < limits.lower && other_sex < limits.upper,
             "{namesake} {other_sex}"

@@ -11,7 +11,7 @@
 //!   events before the transaction commits, so a write and its audit record exist together or
 //!   not at all.
 //! - **Reads** hand their events to this node's audit log ([`Sink`], see
-//!   [`super::audit_log`]) and are answered once they are as durable as configured: written
+//!   [`log`]) and are answered once they are as durable as configured: written
 //!   to the operating system (`os`) or synced to disk (`disk`). A copier moves them into the
 //!   database in large transactions.
 //! - **Sealing.** A sealer thread gives committed records their position in one chain, in
@@ -23,6 +23,8 @@
 //! - **Retention**: records older than the configured days (at least 184, 网络安全法 Art. 21)
 //!   are purged from the start of the chain, which then starts at the first kept record and the
 //!   hash before it.
+
+pub mod log;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,7 +102,7 @@ pub struct Draft {
     /// What was asked for, as `Type/id`, `Type?query` or the operation's URL path and query.
     pub what: String,
     /// The doctor's running emergency grants: accesses to these residents are break-glass.
-    pub granted: Arc<crate::services::break_glass::Granted>,
+    pub granted: Arc<crate::services::access::break_glass::Granted>,
 }
 
 impl Draft {
@@ -586,14 +588,14 @@ pub fn append_writes(conn: &mut Tx<'_>, draft: &Draft) -> Result<(), ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Reads: events appended through the group-commit writer, without a blocked thread.
 
-/// Where reads hand their events: this process's audit log (see [`super::audit_log`]).
+/// Where reads hand their events: this process's audit log (see [`log`]).
 #[derive(Clone)]
 pub struct Sink {
-    log: super::audit_log::AuditLog,
+    log: log::AuditLog,
 }
 
 impl Sink {
-    pub fn new(log: super::audit_log::AuditLog) -> Sink {
+    pub fn new(log: log::AuditLog) -> Sink {
         Sink { log }
     }
 
@@ -788,7 +790,7 @@ pub fn start_sealer(store: Store, interval: Duration, retention_days: u32) {
                     // Emergency grants that ran out (their accesses stay in the audit trail).
                     let now = clock::now_millis();
                     if let Err(e) = store.write(move |conn| {
-                        crate::store::break_glass::purge_expired(conn, now).map_err(ApiError::from)
+                        crate::store::access::purge_expired(conn, now).map_err(ApiError::from)
                     }) {
                         tracing::error!(error = %e, "purging expired emergency grants failed");
                     }
@@ -947,8 +949,8 @@ pub fn as_resource(e: &Event) -> Value {
 pub fn readable_by(
     store: &Store,
     caller: &Caller,
-    consent: &crate::services::consent::Engine,
-    grants: &crate::services::break_glass::Grants,
+    consent: &crate::services::access::consent::Engine,
+    grants: &crate::services::access::break_glass::Grants,
 ) -> Result<Option<String>, ApiError> {
     use crate::services::access::AccessFilter;
     match caller.role {
@@ -970,7 +972,7 @@ pub fn readable_by(
 
 /// The golden resident of `Patient/id` (the `patient` parameter of a trail search).
 pub fn resident_of_patient(store: &Store, id: &str) -> Result<Option<String>, ApiError> {
-    store.read(|conn| Ok(crate::store::resources::resident(conn, "Patient", id)?))
+    store.read(|conn| Ok(crate::store::record::resident(conn, "Patient", id)?))
 }
 
 /// What a search of the trail asks for.

@@ -4,8 +4,8 @@
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 
-use super::schema::awaiting_residents as a;
-use super::{DbConn, Tx};
+use crate::store::schema::awaiting_residents as a;
+use crate::store::{DbConn, Tx};
 
 /// Note that `t/id` waits for a Patient known as each of `awaited` (`Patient/<id>`, or
 /// `<system>|<code>` of an identifier).
@@ -32,7 +32,7 @@ pub fn arrive(tx: &mut Tx<'_>, names: &[String], golden: &str) -> QueryResult<us
     waiting.sort_unstable();
     waiting.dedup();
     for (t, id) in &waiting {
-        super::resources::set_resident(tx, t, id, golden)?;
+        crate::store::record::set_resident(tx, t, id, golden)?;
         forget(tx, t, id)?;
     }
     Ok(waiting.len())

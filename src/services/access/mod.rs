@@ -13,14 +13,17 @@
 //! totals, includes and page boundaries never reveal what the caller may not see; a direct
 //! read of a hidden resource is 403 with an OperationOutcome that names nothing of it.
 
+pub mod break_glass;
+pub mod consent;
+
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::fhir::search::Clause;
 use crate::fhir::search::Query;
 use crate::fhir::search_params;
-use crate::services::consent;
-use crate::store::resources::Locked;
-use crate::store::{Tx, resources};
+use crate::store::Tx;
+use crate::store::record as resources;
+use crate::store::record::Locked;
 
 /// The restriction applied to one caller.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +37,7 @@ pub enum AccessFilter {
     NoPersonalData,
     /// What the residents' Consents and the regional default allow this caller, and the
     /// residents an emergency grant lets this doctor see (break-glass, see
-    /// [`crate::services::break_glass`]).
+    /// [`crate::services::access::break_glass`]).
     Consent(std::sync::Arc<consent::View>, Vec<String>),
     /// An institution's caller when no Consent restricts anything: every resident's data, and
     /// of personal records without a resident only those it wrote (`Organization/<id>`).
@@ -91,7 +94,7 @@ impl AccessFilter {
         conn: &mut Tx<'_>,
         caller: &Caller,
         consent: &consent::Engine,
-        grants: &crate::services::break_glass::Grants,
+        grants: &crate::services::access::break_glass::Grants,
     ) -> Result<AccessFilter, ApiError> {
         match AccessFilter::of_role(caller, consent) {
             Some(f) => Ok(f),
@@ -138,7 +141,7 @@ impl AccessFilter {
     pub fn cached_for_caller(
         caller: &Caller,
         consent: &consent::Engine,
-        grants: &crate::services::break_glass::Grants,
+        grants: &crate::services::access::break_glass::Grants,
     ) -> Option<AccessFilter> {
         if let Some(f) = AccessFilter::of_role(caller, consent) {
             return Some(f);
@@ -302,7 +305,7 @@ impl AccessFilter {
             clauses: vec![Clause::Id(vec![id.to_owned()]), clause],
             ignored: Vec::new(),
         };
-        Ok(!crate::store::search::run(conn, t, &query, &[], None, 1)?.is_empty())
+        Ok(!crate::store::record::search::run(conn, t, &query, &[], None, 1)?.is_empty())
     }
 
     /// Whether the caller's role lets it see a resource of type `t` that belongs to
@@ -377,7 +380,7 @@ impl AccessFilter {
             ignored: Vec::new(),
         };
         Ok(
-            crate::store::search::run(conn, t, &query, &[], None, limit)?
+            crate::store::record::search::run(conn, t, &query, &[], None, limit)?
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect(),
@@ -722,7 +725,7 @@ fn acting_as(caller: &Caller) -> (Option<&str>, &str) {
 }
 
 /// The residents of a doctor's emergency grants, in order.
-fn sorted_residents(granted: &crate::services::break_glass::Granted) -> Vec<String> {
+fn sorted_residents(granted: &crate::services::access::break_glass::Granted) -> Vec<String> {
     let mut g: Vec<String> = granted.keys().cloned().collect();
     g.sort_unstable();
     g
