@@ -15,7 +15,7 @@
 use crate::services::access::{AccessFilter, Guard};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, RecordError};
 use crate::fhir::json::Json;
 use crate::fhir::search::{self, Clause, Cond, Query, Table};
 use crate::services::audit::{self, Draft};
@@ -688,7 +688,9 @@ fn shown_or_refused(
     read: Result<record::Record, ApiError>,
 ) -> Result<Outcome, ApiError> {
     match read {
-        Err(gone @ ApiError::Gone(_)) => Err(record::tombstone_refused(conn, f, t, id, gone)?),
+        Err(gone @ ApiError::Record(RecordError::Deleted { .. })) => {
+            Err(record::tombstone_refused(conn, f, t, id, gone)?)
+        }
         rec => check_shown(conn, f, rec?),
     }
 }

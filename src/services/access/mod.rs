@@ -17,7 +17,7 @@ pub mod break_glass;
 pub mod consent;
 
 use crate::auth::{Caller, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, RecordError};
 use crate::fhir::search::Clause;
 use crate::fhir::search::Query;
 use crate::fhir::search_params;
@@ -408,7 +408,11 @@ impl AccessFilter {
             AccessFilter::NoPersonalData => ApiError::Forbidden(format!(
                 "officials read aggregates: {t} holds personal data"
             )),
-            _ => ApiError::NotFound(format!("{t}/{id} is not known")),
+            _ => RecordError::Absent {
+                t: t.to_owned(),
+                id: id.to_owned(),
+            }
+            .into(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! that stores the version, updates the current row and rewrites the search index together.
 
 use crate::clock;
-use crate::error::ApiError;
+use crate::error::{ApiError, RecordError};
 use crate::fhir::json::Json;
 use std::collections::HashSet;
 
@@ -416,9 +416,11 @@ pub fn create_by_update_in(
 ) -> Result<Record, ApiError> {
     check_if_match(None, if_match)?;
     if !may_create {
-        return Err(ApiError::Forbidden(format!(
-            "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
-        )));
+        return Err(RecordError::CreateNotAllowed {
+            t: t.to_owned(),
+            why: format!("{t}/{id} does not exist"),
+        }
+        .into());
     }
     guard.check_content(conn, t, &tree)?;
     put_version(conn, t, id, tree, 1, "PUT", true, guard.holder(None))
@@ -467,9 +469,7 @@ pub fn resolve_create(
         }
         // A concurrent create of the same criteria committed first: search again.
     }
-    Err(ApiError::Conflict(
-        "concurrent conditional creates of the same criteria did not settle; retry".to_owned(),
-    ))
+    Err(RecordError::Unsettled.into())
 }
 
 /// A conditional create's outcome given the ids its criteria match: the single match, 412 for
@@ -478,10 +478,7 @@ pub fn decide_create(ids: &[String]) -> Result<Option<Resolved>, ApiError> {
     match ids {
         [] => Ok(None),
         [one] => Ok(Some(Resolved::Existing(one.clone()))),
-        _ => Err(ApiError::PreconditionFailed(
-            "multiple-matches",
-            "the If-None-Exist criteria match more than one resource".to_owned(),
-        )),
+        _ => Err(RecordError::MultipleMatches.into()),
     }
 }
 
@@ -508,7 +505,7 @@ pub fn update(
     };
     match attempt(tree.clone()) {
         // Two clients created the same new id at once: the loser becomes an update.
-        Err(ApiError::Conflict(_)) => attempt(tree),
+        Err(ApiError::Record(RecordError::ConcurrentCreate)) => attempt(tree),
         other => other,
     }
 }
@@ -533,9 +530,11 @@ pub fn update_in(
     let current = locked.map(|l| (l.version_id, l.deleted));
     check_if_match(current.map(|c| c.0), if_match)?;
     if !may_create && current.is_none_or(|(_, deleted)| deleted) {
-        return Err(ApiError::Forbidden(format!(
-            "the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"
-        )));
+        return Err(RecordError::CreateNotAllowed {
+            t: t.to_owned(),
+            why: format!("{t}/{id} does not exist"),
+        }
+        .into());
     }
     match current {
         None => Ok((
@@ -629,9 +628,11 @@ pub fn decide_update(
 ) -> Result<Option<Resolved>, ApiError> {
     match (ids, body_id) {
         ([], Some(id)) => Ok(Some(Resolved::Existing(id.to_owned()))),
-        ([], None) if !may_create => Err(ApiError::Forbidden(format!(
-            "the token's scopes do not allow 'c' on {t}, and nothing matches the criteria"
-        ))),
+        ([], None) if !may_create => Err(RecordError::CreateNotAllowed {
+            t: t.to_owned(),
+            why: "nothing matches the criteria".to_owned(),
+        }
+        .into()),
         ([], None) => Ok(None),
         ([one], Some(b)) if b != one => Err(ApiError::invalid(
             "invalid",
@@ -639,10 +640,7 @@ pub fn decide_update(
             "the resource id does not match the resource found by the criteria",
         )),
         ([one], _) => Ok(Some(Resolved::Existing(one.clone()))),
-        _ => Err(ApiError::PreconditionFailed(
-            "multiple-matches",
-            "the criteria match more than one resource".to_owned(),
-        )),
+        _ => Err(RecordError::MultipleMatches.into()),
     }
 }
 
@@ -720,12 +718,10 @@ fn apply_bounded(
         };
         size = size.saturating_add(added);
         if size > max {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "the patched resource would be larger than {max} bytes"
-            )));
+            return Err(RecordError::PatchTooLarge { max }.into());
         }
         json_patch::patch(doc, std::slice::from_ref(op))
-            .map_err(|e| ApiError::Unprocessable(format!("the patch cannot be applied: {e}")))?;
+            .map_err(|e| RecordError::PatchFailed(e.to_string()))?;
     }
     Ok(())
 }
@@ -779,7 +775,7 @@ pub fn delete_in(
     }
     match guard.may_change(conn, t, id, &locked) {
         Ok(()) => {}
-        Err(ApiError::NotFound(_)) => return Ok(None),
+        Err(ApiError::Record(RecordError::Absent { .. })) => return Ok(None),
         Err(e) => return Err(e),
     }
     let v = locked.version_id;
@@ -837,10 +833,7 @@ pub fn conditional_delete_in(
     match ids.as_slice() {
         [] => Ok(None),
         [one] => delete_in(conn, guard, t, one),
-        _ => Err(ApiError::PreconditionFailed(
-            "multiple-matches",
-            "the criteria match more than one resource".to_owned(),
-        )),
+        _ => Err(RecordError::MultipleMatches.into()),
     }
 }
 
@@ -880,7 +873,7 @@ pub fn read_for(
 ) -> Result<Record, ApiError> {
     match store.read(|conn| read_in(conn, t, id)) {
         Ok(rec) => shown(store, access, rec),
-        Err(gone @ ApiError::Gone(_)) => {
+        Err(gone @ ApiError::Record(RecordError::Deleted { .. })) => {
             Err(store.read(|conn| tombstone_refused(conn, access, t, id, gone))?)
         }
         Err(e) => Err(e),
@@ -948,7 +941,7 @@ pub fn vread_for(
     let refused = |e| version_refused(e, t, id, vid);
     match store.read(|conn| vread_in(conn, t, id, vid)) {
         Ok(rec) => shown(store, access, rec).map_err(refused),
-        Err(gone @ ApiError::Gone(_)) => {
+        Err(gone @ ApiError::Record(RecordError::Deleted { .. })) => {
             Err(refused(store.read(|conn| {
                 tombstone_refused(conn, access, t, id, gone)
             })?))
@@ -961,9 +954,12 @@ pub fn vread_for(
 pub fn vread_in(conn: &mut Tx<'_>, t: &str, id: &str, vid: i64) -> Result<Record, ApiError> {
     match repo::find_version(conn, t, id, vid)? {
         None => Err(no_version(t, id, vid)),
-        Some(v) if v.deleted => Err(ApiError::Gone(format!(
-            "{t}/{id} was deleted in version {vid}"
-        ))),
+        Some(v) if v.deleted => Err(RecordError::Deleted {
+            t: t.to_owned(),
+            id: id.to_owned(),
+            version: Some(vid),
+        }
+        .into()),
         Some(v) => Ok(Record {
             resident: {
                 let resident = repo::resident(conn, t, id)?;
@@ -1244,45 +1240,49 @@ fn check_if_match(current: Option<i64>, if_match: Option<i64>) -> Result<(), Api
     match (if_match, current) {
         (None, _) => Ok(()),
         (Some(want), Some(have)) if want == have => Ok(()),
-        (Some(want), have) => Err(ApiError::PreconditionFailed(
-            "conflict",
-            match have {
-                Some(h) => format!(
-                    "version conflict: If-Match names version {want}, the current version is {h}"
-                ),
-                None => format!(
-                    "version conflict: If-Match names version {want}, the resource does not exist"
-                ),
-            },
-        )),
+        (Some(want), have) => Err(RecordError::VersionConflict { want, have }.into()),
     }
 }
 
 /// The answer for a version that does not exist (or that the caller may not see).
 pub fn no_version(t: &str, id: &str, vid: i64) -> ApiError {
-    ApiError::NotFound(format!("{t}/{id} has no version {vid}"))
+    RecordError::NoVersion {
+        t: t.to_owned(),
+        id: id.to_owned(),
+        vid,
+    }
+    .into()
 }
 
 /// A vread's refusal: a hidden version answers as an absent one ([`no_version`]).
 pub fn version_refused(e: ApiError, t: &str, id: &str, vid: i64) -> ApiError {
     match e {
-        ApiError::NotFound(_) => no_version(t, id, vid),
+        ApiError::Record(RecordError::Absent { .. }) => no_version(t, id, vid),
         e => e,
     }
 }
 
 fn not_found(t: &str, id: &str) -> ApiError {
-    ApiError::NotFound(format!("{t}/{id} is not known"))
+    RecordError::Absent {
+        t: t.to_owned(),
+        id: id.to_owned(),
+    }
+    .into()
 }
 
 fn gone(t: &str, id: &str) -> ApiError {
-    ApiError::Gone(format!("{t}/{id} has been deleted"))
+    RecordError::Deleted {
+        t: t.to_owned(),
+        id: id.to_owned(),
+        version: None,
+    }
+    .into()
 }
 
 /// Map a failed insert of a new current row to a retryable conflict.
 pub fn map_write_error(e: diesel::result::Error) -> ApiError {
     if is_unique_violation(&e) {
-        ApiError::Conflict("a concurrent write created the same resource".to_owned())
+        RecordError::ConcurrentCreate.into()
     } else {
         ApiError::from(e)
     }

@@ -2,11 +2,19 @@
 //! told of, never HTTP. Their status and OperationOutcome issue code are decided in one place
 //! at the edge, `api::error` (the table is there).
 //!
+//! A capability whose callers decide on its failures has a typed error of its own here, a
+//! variant of [`ApiError`] through `From` (today [`RecordError`]: absent, deleted, version
+//! conflict, multiple matches, …): code matches on those, never on message text.
+//!
 //! Policy: store functions return `diesel::QueryResult` (the store converts database errors:
 //! a lost connection is 503 `Unavailable`, anything else `Internal`); services return
 //! [`ApiError`] (or their own error converted into it); handlers return `Result<_, ApiError>`.
 //! Start-up and commands use `anyhow`. A database or internal failure is logged with its cause
 //! and answered with a generic message: SQL, file paths and backend text never reach a client.
+
+mod record;
+
+pub use record::RecordError;
 
 use crate::fhir::outcome::Issue;
 
@@ -27,10 +35,6 @@ pub enum ApiError {
     NotAcceptable(String),
     #[error("request timeout: {0}")]
     RequestTimeout(String),
-    #[error("conflict: {0}")]
-    Conflict(String),
-    #[error("gone: {0}")]
-    Gone(String),
     #[error("precondition failed: {1}")]
     PreconditionFailed(&'static str, String),
     #[error("payload too large: {0}")]
@@ -39,12 +43,16 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("unprocessable: {0}")]
     Unprocessable(String),
-    #[error("not implemented: {0}")]
-    NotImplemented(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// What a stored record's interaction refused, by kind.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// An error of one bundle entry (its index in `Bundle.entry`).
+    #[error("Bundle.entry[{0}]: {1}")]
+    InEntry(usize, Box<ApiError>),
 }
 
 impl ApiError {
@@ -70,36 +78,14 @@ impl ApiError {
 
     /// The same error, saying which bundle entry caused it (`Bundle.entry[i]: …`).
     pub fn in_entry(self, index: usize) -> ApiError {
-        let at = format!("Bundle.entry[{index}]");
-        let say = |t: String| format!("{at}: {t}");
+        ApiError::InEntry(index, Box::new(self))
+    }
+
+    /// The record capability's error, when this is one (to decide on it by kind).
+    pub fn as_record(&self) -> Option<&RecordError> {
         match self {
-            ApiError::Invalid(issues) => ApiError::Invalid(
-                issues
-                    .into_iter()
-                    .map(|i| {
-                        let mut i = i.with_prefix(&at);
-                        if i.expression.is_none() {
-                            i.expression = Some(at.clone());
-                        }
-                        i
-                    })
-                    .collect(),
-            ),
-            ApiError::Unauthorized(t) => ApiError::Unauthorized(say(t)),
-            ApiError::Forbidden(t) => ApiError::Forbidden(say(t)),
-            ApiError::NotFound(t) => ApiError::NotFound(say(t)),
-            ApiError::MethodNotAllowed(t) => ApiError::MethodNotAllowed(say(t)),
-            ApiError::NotAcceptable(t) => ApiError::NotAcceptable(say(t)),
-            ApiError::RequestTimeout(t) => ApiError::RequestTimeout(say(t)),
-            ApiError::Conflict(t) => ApiError::Conflict(say(t)),
-            ApiError::Gone(t) => ApiError::Gone(say(t)),
-            ApiError::PreconditionFailed(c, t) => ApiError::PreconditionFailed(c, say(t)),
-            ApiError::PayloadTooLarge(t) => ApiError::PayloadTooLarge(say(t)),
-            ApiError::UnsupportedMediaType(t) => ApiError::UnsupportedMediaType(say(t)),
-            ApiError::Unprocessable(t) => ApiError::Unprocessable(say(t)),
-            ApiError::NotImplemented(t) => ApiError::NotImplemented(say(t)),
-            ApiError::Unavailable(t) => ApiError::Unavailable(say(t)),
-            ApiError::Internal(t) => ApiError::Internal(t),
+            ApiError::Record(e) => Some(e),
+            _ => None,
         }
     }
 }
