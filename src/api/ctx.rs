@@ -110,8 +110,7 @@ impl Ctx {
                     let caller = self.caller.clone();
                     let (consent, grants) = (state.consent.clone(), state.grants.clone());
                     self.db(true, move |store| {
-                        store
-                            .read(|conn| AccessFilter::for_caller(conn, &caller, &consent, &grants))
+                        AccessFilter::load(store, &caller, &consent, &grants)
                     })
                     .await?
                 }
@@ -236,9 +235,7 @@ impl Ctx {
         }
         let (grants, sub) = (self.state.grants.clone(), draft.actor.sub.clone());
         draft.granted = self
-            .db(true, move |store| {
-                store.read(|conn| grants.active(conn, &sub))
-            })
+            .db(true, move |store| grants.active_in(store, &sub))
             .await?;
         Ok(draft)
     }

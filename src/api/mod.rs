@@ -80,3 +80,52 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         req.path()
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && let Ok(text) = std::fs::read_to_string(&p)
+            {
+                out.push((p.display().to_string(), text));
+            }
+        }
+    }
+
+    /// The layer rule, held by a test: a handler reaches stored resources only through a
+    /// service (which applies the caller's access), never through the store's tables,
+    /// queries or transactions. The `Store` handle itself is passed on to services.
+    #[test]
+    fn api_files_reach_records_only_through_services() {
+        let mut files = Vec::new();
+        sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api"), &mut files);
+        assert!(files.len() > 10, "the api sources were not found");
+        let forbidden = [
+            "store::record",
+            "store::residents",
+            "store::access",
+            "store::audit",
+            "store::schema",
+            "store::Tx",
+            "diesel",
+            ".read(|",
+            ".write(|",
+        ];
+        for (path, text) in &files {
+            // A file's own tests may name what they look for.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for f in forbidden {
+                assert!(!code.contains(f), "{path} uses {f}");
+            }
+        }
+    }
+}

@@ -121,7 +121,7 @@ async fn patient_match_body(
     }
     let found = ctx
         .db(false, move |store| {
-            store.read(|conn| mpi::match_residents(conn, &access, &patient, only_certain, count))
+            mpi::match_residents(store, &access, &patient, only_certain, count)
         })
         .await?;
     let base = ctx.base_url();
@@ -217,7 +217,7 @@ async fn patient_pix_body(ctx: &Ctx) -> Result<(HttpResponse, Touched), ApiError
     let (system, value) = (system.to_owned(), value.to_owned());
     let found = ctx
         .db(false, move |store| {
-            store.read(|conn| mpi::cross_references(conn, &access, &system, &value))
+            mpi::cross_references(store, &access, &system, &value)
         })
         .await?
         .ok_or_else(|| ApiError::NotFound("no Patient has the source identifier".to_owned()))?;
@@ -243,7 +243,7 @@ async fn patient_pix_body(ctx: &Ctx) -> Result<(HttpResponse, Touched), ApiError
     let touched = ctx
         .db(false, move |store| {
             let keys: Vec<(&str, &str)> = keys.iter().map(|p| ("Patient", p.as_str())).collect();
-            store.read(|conn| record::residents(conn, &keys))
+            record::residents_in(store, &keys)
         })
         .await?;
     for pid in patients {
@@ -548,8 +548,7 @@ async fn patient_summary_body(ctx: &Ctx, id: String) -> Result<(HttpResponse, To
     let readable = crate::services::access::Readable::of(&ctx.caller);
     let (doc, touched) = ctx
         .db(false, move |store| {
-            let touched =
-                store.read(|conn| record::residents(conn, &[("Patient", id.as_str())]))?;
+            let touched = record::residents_in(store, &[("Patient", id.as_str())])?;
             let resident = touched.first().and_then(|(_, r)| r.clone());
             if !access.visible_in(store, "Patient", &id, resident.as_deref())? {
                 return Err(access.hidden("Patient", &id));

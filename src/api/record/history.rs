@@ -1,9 +1,6 @@
 //! History at every level: `GET _history`, `GET [type]/_history`, `GET [type]/[id]/_history`,
-//! newest first, paged by version (`_count`, `_since`, `next` links). Across resources it
-//! leaves out the versions of resources the caller may not see; an instance the caller may not
-//! see answers as an absent one.
-
-use std::collections::HashMap;
+//! newest first, paged by version (`_count`, `_since`, `next` links), of what the caller may
+//! see ([`record::history`]).
 
 use actix_web::{HttpResponse, web};
 
@@ -82,18 +79,6 @@ async fn page(ctx: &Ctx, scope: Scope) -> Result<(HttpResponse, Touched), ApiErr
         Scope::Type(t) => ctx.authorize(&[Perm::Read], t, None)?,
         Scope::Instance(t, id) => ctx.authorize(&[Perm::Read], t, Some(id))?,
     }
-    let access = ctx.access().await?;
-    // History across resources leaves out the versions of resources the caller may not see
-    // (a page may then hold fewer entries than `_count`; it carries no total).
-    let filtered = match &scope {
-        Scope::Instance(..) => false,
-        Scope::Type(t) => access.may_hide(Some(t)),
-        Scope::System => access.may_hide(None),
-    };
-    let instance = match &scope {
-        Scope::Instance(t, id) => Some((t.clone(), id.clone())),
-        _ => None,
-    };
     let neg = ctx.negotiate()?;
     let pairs = ctx.query();
     check_params(&pairs)?;
@@ -109,56 +94,23 @@ async fn page(ctx: &Ctx, scope: Scope) -> Result<(HttpResponse, Touched), ApiErr
                 .map_err(|_| ApiError::invalid("invalid", "_cursor", "invalid paging cursor"))?,
         ),
     };
-    let ((rows, more, last_seq), touched) = ctx
+    let access = ctx.access().await?;
+    let page = ctx
         .db(false, move |store| {
             let scope = match &scope {
                 Scope::System => HistoryScope::System,
                 Scope::Type(t) => HistoryScope::Type(t),
                 Scope::Instance(t, id) => HistoryScope::Instance(t, id),
             };
-            let (mut rows, more) = record::history(store, scope, since, cursor, count)?;
-            let last_seq = rows.last().map(|v| v.seq);
-            let keys: Vec<(&str, &str)> = rows
-                .iter()
-                .map(|v| (v.res_type.as_str(), v.res_id.as_str()))
-                .collect();
-            let mut touched = store.read(|conn| record::residents(conn, &keys))?;
-            if filtered {
-                let mut verdicts: HashMap<String, bool> = HashMap::new();
-                let mut keep = Vec::with_capacity(rows.len());
-                for ((key, resident), v) in touched.iter().zip(&rows) {
-                    let shown = match verdicts.get(key) {
-                        Some(b) => *b,
-                        None => {
-                            let b = store.read(|c| {
-                                access.visible(c, &v.res_type, &v.res_id, resident.as_deref())
-                            })?;
-                            verdicts.insert(key.clone(), b);
-                            b
-                        }
-                    };
-                    keep.push(shown);
-                }
-                let mut k = keep.iter();
-                rows.retain(|_| k.next().copied().unwrap_or(false));
-                let mut k = keep.iter();
-                touched.retain(|_| k.next().copied().unwrap_or(false));
-            }
-            if let Some((t, id)) = instance {
-                let resident = touched.first().and_then(|(_, r)| r.as_deref());
-                if !access.visible_in(store, &t, &id, resident)? {
-                    return Err(access.hidden(&t, &id));
-                }
-            }
-            Ok(((rows, more, last_seq), touched))
+            record::history(store, &access, scope, since, cursor, count)
         })
         .await?;
     let base = ctx.base_url();
-    // The next page starts after the last version read, shown or not.
-    let next = last_seq.filter(|_| more).map(|seq| seq.to_string());
+    let next = page.next.map(|seq| seq.to_string());
     let cursor = cursor.map(|c| c.to_string());
     let links = ctx.page_links(&pairs, cursor.as_deref(), true, next.as_deref());
-    let entries = rows
+    let entries = page
+        .versions
         .into_iter()
         .map(|v| {
             let full = format!("{base}/{}/{}", v.res_type, v.res_id);
@@ -184,6 +136,6 @@ async fn page(ctx: &Ctx, scope: Scope) -> Result<(HttpResponse, Touched), ApiErr
         .collect();
     Ok((
         respond::bundle(neg, "history", None, links, entries)?,
-        Some(touched),
+        Some(page.touched),
     ))
 }

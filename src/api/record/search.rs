@@ -145,22 +145,8 @@ async fn type_page(
         total,
     };
     let tt = t.clone();
-    let (page, touched) = ctx
-        .db(false, move |store| {
-            let page = record::search(store, &tt, &request)?;
-            let keys: Vec<(&str, &str)> = page
-                .matches
-                .iter()
-                .map(|(id, _)| (tt.as_str(), id.as_str()))
-                .chain(
-                    page.included
-                        .iter()
-                        .map(|(ty, id, _)| (ty.as_str(), id.as_str())),
-                )
-                .collect();
-            let touched = store.read(|conn| record::residents(conn, &keys))?;
-            Ok((page, touched))
-        })
+    let page = ctx
+        .db(false, move |store| record::search(store, &tt, &request))
         .await?;
     let base = ctx.base_url();
     let next = page.next.as_ref().map(encode_cursor);
@@ -182,7 +168,7 @@ async fn type_page(
     let entries: Vec<Json> = matches.chain(included).collect();
     let total = page.total.and_then(|n| usize::try_from(n).ok());
     let resp = respond::bundle(neg, "searchset", total, links, entries)?;
-    Ok((resp, Some(touched)))
+    Ok((resp, Some(page.touched)))
 }
 
 /// `GET [base]?_type=A,B&…`: search across resource types (all of them without `_type`), with
@@ -237,16 +223,13 @@ async fn system_page(ctx: &Ctx) -> Result<(HttpResponse, Touched), ApiError> {
         .find(|(k, _)| k == "_cursor")
         .map(|(_, v)| v.clone());
     let after = cursor.as_deref().map(type_cursor).transpose()?;
-    let (record::SystemPage { found: rows, next }, touched) = ctx
+    let record::SystemPage {
+        found: rows,
+        next,
+        touched,
+    } = ctx
         .db(false, move |store| {
-            let page = record::search_system(store, &access, &per_type, after, count)?;
-            let keys: Vec<(&str, &str)> = page
-                .found
-                .iter()
-                .map(|(t, id, _)| (t.as_str(), id.as_str()))
-                .collect();
-            let touched = store.read(|conn| record::residents(conn, &keys))?;
-            Ok((page, touched))
+            record::search_system(store, &access, &per_type, after, count)
         })
         .await?;
     let base = ctx.base_url();

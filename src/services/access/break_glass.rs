@@ -63,6 +63,11 @@ impl Grants {
         ))
     }
 
+    /// [`Grants::active`] in a read transaction of its own.
+    pub fn active_in(&self, store: &Store, sub: &str) -> Result<Arc<Granted>, ApiError> {
+        store.read(|conn| self.active(conn, sub))
+    }
+
     /// The grants of doctor `sub` running now.
     pub fn active(&self, conn: &mut Tx<'_>, sub: &str) -> Result<Arc<Granted>, ApiError> {
         if let Some(g) = self.cached(sub) {

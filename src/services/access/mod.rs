@@ -21,9 +21,9 @@ use crate::error::{ApiError, RecordError};
 use crate::fhir::search::Clause;
 use crate::fhir::search::Query;
 use crate::fhir::search_params;
-use crate::store::Tx;
 use crate::store::record as resources;
 use crate::store::record::Locked;
+use crate::store::{Store, Tx};
 
 /// The restriction applied to one caller.
 #[derive(Debug, Clone, Default)]
@@ -88,6 +88,16 @@ pub fn is_personal(t: &str) -> bool {
 }
 
 impl AccessFilter {
+    /// [`AccessFilter::for_caller`] in a read transaction of its own.
+    pub fn load(
+        store: &Store,
+        caller: &Caller,
+        consent: &consent::Engine,
+        grants: &break_glass::Grants,
+    ) -> Result<AccessFilter, ApiError> {
+        store.read(|conn| AccessFilter::for_caller(conn, caller, consent, grants))
+    }
+
     /// The filter for this caller. A resident's token must name their Patient (`fhirUser`),
     /// which must belong to a resident record.
     pub fn for_caller(

@@ -955,14 +955,12 @@ pub fn readable_by(
     use crate::services::access::AccessFilter;
     match caller.role {
         Role::Admin => Ok(None),
-        Role::Resident => {
-            match store.read(|conn| AccessFilter::for_caller(conn, caller, consent, grants))? {
-                AccessFilter::OwnRecord(golden) => Ok(Some(golden)),
-                _ => Err(ApiError::Forbidden(
-                    "audit records are readable by the resident they concern".to_owned(),
-                )),
-            }
-        }
+        Role::Resident => match AccessFilter::load(store, caller, consent, grants)? {
+            AccessFilter::OwnRecord(golden) => Ok(Some(golden)),
+            _ => Err(ApiError::Forbidden(
+                "audit records are readable by the resident they concern".to_owned(),
+            )),
+        },
         _ => Err(ApiError::Forbidden(
             "audit records are readable by the resident they concern and by administrators"
                 .to_owned(),

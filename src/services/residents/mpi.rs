@@ -31,10 +31,10 @@ use crate::ident;
 use crate::protect;
 use crate::services::access::AccessFilter;
 use crate::services::residents::matching::{self, Demographics, Weights};
-use crate::store::Tx;
 use crate::store::record as repo;
 use crate::store::record::match_keys;
 use crate::store::residents as store_residents;
+use crate::store::{Store, Tx};
 
 /// The tag of golden resident Patients (`meta.tag`).
 pub const TAG_SYSTEM: &str = "urn:huimin:CodeSystem:resident-index";
@@ -795,69 +795,71 @@ pub struct Candidate {
 /// An ID number decides (`certain`); otherwise candidates sharing the birth date or a phone are
 /// scored, and those at or above the lower threshold are returned.
 pub fn match_residents(
-    conn: &mut Tx<'_>,
+    store: &Store,
     access: &AccessFilter,
     tree: &Json,
     only_certain: bool,
     count: usize,
 ) -> Result<Vec<Candidate>, ApiError> {
-    let limits = conn.thresholds();
-    let weights = Weights::default();
-    let top = matching::max_score(&weights);
-    let me = matching::demographics(tree);
-    let mut out: Vec<Candidate> = Vec::new();
-    if let Some(n) = person_number(tree)
-        && let Some(g) = match_keys::holder(conn, "Patient", &number_key(&n))?
-        && let Some(c) = crate::store::record::find_current(conn, "Patient", &g)?
-        && !c.deleted
-    {
-        out.push(Candidate {
-            id: g,
-            content: c.content,
-            score: top,
-            normalized: 1.0,
-            grade: "certain",
-        });
-    }
-    for (id, content) in candidates(conn, &me)? {
-        if out.iter().any(|c| c.id == id) {
-            continue;
+    store.read(|conn| {
+        let limits = conn.thresholds();
+        let weights = Weights::default();
+        let top = matching::max_score(&weights);
+        let me = matching::demographics(tree);
+        let mut out: Vec<Candidate> = Vec::new();
+        if let Some(n) = person_number(tree)
+            && let Some(g) = match_keys::holder(conn, "Patient", &number_key(&n))?
+            && let Some(c) = crate::store::record::find_current(conn, "Patient", &g)?
+            && !c.deleted
+        {
+            out.push(Candidate {
+                id: g,
+                content: c.content,
+                score: top,
+                normalized: 1.0,
+                grade: "certain",
+            });
         }
-        let Ok(g) = Json::parse(content.as_bytes()) else {
-            continue;
-        };
-        let score = matching::score(&me, &matching::demographics(&g), &weights);
-        if score < limits.lower {
-            continue;
+        for (id, content) in candidates(conn, &me)? {
+            if out.iter().any(|c| c.id == id) {
+                continue;
+            }
+            let Ok(g) = Json::parse(content.as_bytes()) else {
+                continue;
+            };
+            let score = matching::score(&me, &matching::demographics(&g), &weights);
+            if score < limits.lower {
+                continue;
+            }
+            let grade = if score >= limits.upper {
+                "certain"
+            } else if score >= (limits.lower + limits.upper) / 2.0 {
+                "probable"
+            } else {
+                "possible"
+            };
+            out.push(Candidate {
+                id,
+                content,
+                score,
+                normalized: (score / top).clamp(0.0, 1.0),
+                grade,
+            });
         }
-        let grade = if score >= limits.upper {
-            "certain"
-        } else if score >= (limits.lower + limits.upper) / 2.0 {
-            "probable"
-        } else {
-            "possible"
-        };
-        out.push(Candidate {
-            id,
-            content,
-            score,
-            normalized: (score / top).clamp(0.0, 1.0),
-            grade,
-        });
-    }
-    if only_certain {
-        out.retain(|c| c.grade == "certain");
-    }
-    // Only residents the caller may see, before the count: a hidden one is absent, not a gap.
-    let mut rows: Vec<(String, String, String)> = out
-        .iter()
-        .map(|c| ("Patient".to_owned(), c.id.clone(), String::new()))
-        .collect();
-    access.retain_visible(conn, &mut rows)?;
-    out.retain(|c| rows.iter().any(|(_, id, _)| *id == c.id));
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-    out.truncate(count);
-    Ok(out)
+        if only_certain {
+            out.retain(|c| c.grade == "certain");
+        }
+        // Only residents the caller may see, before the count: a hidden one is absent, not a gap.
+        let mut rows: Vec<(String, String, String)> = out
+            .iter()
+            .map(|c| ("Patient".to_owned(), c.id.clone(), String::new()))
+            .collect();
+        access.retain_visible(conn, &mut rows)?;
+        out.retain(|c| rows.iter().any(|(_, id, _)| *id == c.id));
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        out.truncate(count);
+        Ok(out)
+    })
 }
 
 /// One identifier of a person: (system, value, the Patient carrying it).
@@ -867,59 +869,61 @@ pub type CrossReference = (String, String, String);
 /// identifies, across every institution: (identifier system, value, Patient id). `None` when
 /// no Patient carries that identifier.
 pub fn cross_references(
-    conn: &mut Tx<'_>,
+    store: &Store,
     access: &AccessFilter,
     system: &str,
     value: &str,
 ) -> Result<Option<Vec<CrossReference>>, ApiError> {
-    let pairs = [("identifier".to_owned(), format!("{system}|{value}"))];
-    let query = crate::fhir::search::parse("Patient", &pairs, "", false)
-        .map_err(|i| ApiError::Invalid(vec![i]))?;
-    // The source identifier finds only a Patient the caller may see (else: as if none had it).
-    let query = access.restrict("Patient", &query);
-    let found = crate::store::record::search::run(conn, "Patient", &query, &[], None, 1)?;
-    let Some((id, content)) = found.into_iter().next() else {
-        return Ok(None);
-    };
-    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
-    let golden = golden_for(conn, &id, &tree)?;
-    let mut out = Vec::new();
-    let mut after: Option<(String, String)> = None;
-    loop {
-        let page = crate::store::record::search::resident_members(
-            conn,
-            &golden,
-            &["Patient".to_owned()],
-            None,
-            None,
-            after.as_ref().map(|(t, i)| (t.as_str(), i.as_str())),
-            500,
-        )?;
-        let Some(last) = page.last() else {
-            break;
+    store.read(|conn| {
+        let pairs = [("identifier".to_owned(), format!("{system}|{value}"))];
+        let query = crate::fhir::search::parse("Patient", &pairs, "", false)
+            .map_err(|i| ApiError::Invalid(vec![i]))?;
+        // The source identifier finds only a Patient the caller may see (else: as if none had it).
+        let query = access.restrict("Patient", &query);
+        let found = crate::store::record::search::run(conn, "Patient", &query, &[], None, 1)?;
+        let Some((id, content)) = found.into_iter().next() else {
+            return Ok(None);
         };
-        after = Some((last.0.clone(), last.1.clone()));
-        let full = page.len() == 500;
-        let mut page = page;
-        // The person's Patients the caller may see: a hidden one's identifiers stay unknown.
-        access.retain_visible(conn, &mut page)?;
-        for (_, pid, content) in &page {
-            let Ok(p) = Json::parse(content.as_bytes()) else {
-                continue;
+        let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
+        let golden = golden_for(conn, &id, &tree)?;
+        let mut out = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = crate::store::record::search::resident_members(
+                conn,
+                &golden,
+                &["Patient".to_owned()],
+                None,
+                None,
+                after.as_ref().map(|(t, i)| (t.as_str(), i.as_str())),
+                500,
+            )?;
+            let Some(last) = page.last() else {
+                break;
             };
-            if let Some(Json::Array(ids)) = p.get("identifier") {
-                for i in ids {
-                    if let (Some(s), Some(v)) = (i.get_str("system"), i.get_str("value")) {
-                        out.push((s.to_owned(), v.to_owned(), pid.clone()));
+            after = Some((last.0.clone(), last.1.clone()));
+            let full = page.len() == 500;
+            let mut page = page;
+            // The person's Patients the caller may see: a hidden one's identifiers stay unknown.
+            access.retain_visible(conn, &mut page)?;
+            for (_, pid, content) in &page {
+                let Ok(p) = Json::parse(content.as_bytes()) else {
+                    continue;
+                };
+                if let Some(Json::Array(ids)) = p.get("identifier") {
+                    for i in ids {
+                        if let (Some(s), Some(v)) = (i.get_str("system"), i.get_str("value")) {
+                            out.push((s.to_owned(), v.to_owned(), pid.clone()));
+                        }
                     }
                 }
             }
+            if !full {
+                break;
+            }
         }
-        if !full {
-            break;
-        }
-    }
-    Ok(Some(out))
+        Ok(Some(out))
+    })
 }
 
 /// The types whose resources have a resident, by the parameters that name it (Patient
