@@ -57,7 +57,7 @@ impl Ctx {
             .cloned()
             .ok_or_else(|| ApiError::internal("application state not configured"))?;
         Ok(Ctx {
-            caller: crate::auth::caller_of(req)?,
+            caller: super::auth::caller_of(req)?,
             state,
             req: req.clone(),
             access: Rc::default(),

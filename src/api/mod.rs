@@ -6,6 +6,7 @@
 //! the operators' endpoints ([`ops`]).
 
 pub mod audit;
+pub mod auth;
 pub mod bundle;
 pub mod ctx;
 pub mod error;
@@ -107,7 +108,10 @@ mod tests {
     #[test]
     fn api_files_reach_records_only_through_services() {
         let mut files = Vec::new();
-        sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api"), &mut files);
+        sources(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api"),
+            &mut files,
+        );
         assert!(files.len() > 10, "the api sources were not found");
         let forbidden = [
             "store::record",

@@ -285,7 +285,7 @@ impl AuditLog {
         }
         self.inner.wake_copier.raise();
         let waited =
-            actix_web::rt::time::timeout(FLUSH_WAIT, copied.wait_for(|c| *c >= target)).await;
+            tokio::time::timeout(FLUSH_WAIT, copied.wait_for(|c| *c >= target)).await;
         if !matches!(waited, Ok(Ok(_))) {
             tracing::warn!("the audit log is behind: the audit trail read may miss recent records");
         }
@@ -662,7 +662,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         while files().iter().any(|f| f.ends_with(".000001.log")) {
             assert!(Instant::now() < deadline, "never replaced: {:?}", files());
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(files().len(), 1, "{:?}", files());
         log.append(&[event(60)]).await.unwrap();
