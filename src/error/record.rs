@@ -33,9 +33,10 @@ pub enum RecordError {
     /// Concurrent conditional creates of the same criteria did not settle.
     #[error("concurrent conditional creates of the same criteria did not settle; retry")]
     Unsettled,
-    /// The write would create a resource, and the token's scopes do not allow creating `t`.
-    #[error("the token's scopes do not allow 'c' on {t}: {why}")]
-    CreateNotAllowed { t: String, why: String },
+    /// The write would create a resource (at `id`, or as the criteria matched nothing), and
+    /// the token's scopes do not allow creating `t`.
+    #[error("{}", create_text(.t, .id.as_deref()))]
+    CreateNotAllowed { t: String, id: Option<String> },
     /// The patched resource would be larger than the body limit.
     #[error("the patched resource would be larger than {max} bytes")]
     PatchTooLarge { max: usize },
@@ -48,6 +49,15 @@ fn deleted_text(t: &str, id: &str, version: Option<i64>) -> String {
     match version {
         Some(v) => format!("{t}/{id} was deleted in version {v}"),
         None => format!("{t}/{id} has been deleted"),
+    }
+}
+
+fn create_text(t: &str, id: Option<&str>) -> String {
+    match id {
+        Some(id) => format!("the token's scopes do not allow 'c' on {t}: {t}/{id} does not exist"),
+        None => {
+            format!("the token's scopes do not allow 'c' on {t}, and nothing matches the criteria")
+        }
     }
 }
 

@@ -284,8 +284,7 @@ impl AuditLog {
             return;
         }
         self.inner.wake_copier.raise();
-        let waited =
-            tokio::time::timeout(FLUSH_WAIT, copied.wait_for(|c| *c >= target)).await;
+        let waited = tokio::time::timeout(FLUSH_WAIT, copied.wait_for(|c| *c >= target)).await;
         if !matches!(waited, Ok(Ok(_))) {
             tracing::warn!("the audit log is behind: the audit trail read may miss recent records");
         }

@@ -423,11 +423,7 @@ pub fn create_by_update_in(
 ) -> Result<Record, ApiError> {
     check_if_match(None, if_match)?;
     if !may_create {
-        return Err(RecordError::CreateNotAllowed {
-            t: t.to_owned(),
-            why: format!("{t}/{id} does not exist"),
-        }
-        .into());
+        return Err(create_not_allowed(t, Some(id)));
     }
     guard.check_content(conn, t, &tree)?;
     put_version(conn, t, id, tree, 1, "PUT", true, guard.holder(None))
@@ -537,11 +533,7 @@ pub fn update_in(
     let current = locked.map(|l| (l.version_id, l.deleted));
     check_if_match(current.map(|c| c.0), if_match)?;
     if !may_create && current.is_none_or(|(_, deleted)| deleted) {
-        return Err(RecordError::CreateNotAllowed {
-            t: t.to_owned(),
-            why: format!("{t}/{id} does not exist"),
-        }
-        .into());
+        return Err(create_not_allowed(t, Some(id)));
     }
     match current {
         None => Ok((
@@ -635,11 +627,7 @@ pub fn decide_update(
 ) -> Result<Option<Resolved>, ApiError> {
     match (ids, body_id) {
         ([], Some(id)) => Ok(Some(Resolved::Existing(id.to_owned()))),
-        ([], None) if !may_create => Err(RecordError::CreateNotAllowed {
-            t: t.to_owned(),
-            why: "nothing matches the criteria".to_owned(),
-        }
-        .into()),
+        ([], None) if !may_create => Err(create_not_allowed(t, None)),
         ([], None) => Ok(None),
         ([one], Some(b)) if b != one => Err(ApiError::invalid(
             "invalid",
@@ -867,6 +855,14 @@ fn check_if_match(current: Option<i64>, if_match: Option<i64>) -> Result<(), Api
         (Some(want), Some(have)) if want == have => Ok(()),
         (Some(want), have) => Err(RecordError::VersionConflict { want, have }.into()),
     }
+}
+
+fn create_not_allowed(t: &str, id: Option<&str>) -> ApiError {
+    RecordError::CreateNotAllowed {
+        t: t.to_owned(),
+        id: id.map(str::to_owned),
+    }
+    .into()
 }
 
 fn not_found(t: &str, id: &str) -> ApiError {
