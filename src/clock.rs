@@ -168,6 +168,18 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
     i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// The local day ([`LOCAL_OFFSET_SECS`]) of instant `ms`, as `YYYY-MM-DD`.
+pub fn local_day(ms: i64) -> String {
+    let local = UtcOffset::from_whole_seconds(LOCAL_OFFSET_SECS).unwrap_or(UtcOffset::UTC);
+    let t = at(ms).to_offset(local);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// The first millisecond of the local day of instant `ms`.
+pub fn local_midnight(ms: i64) -> i64 {
+    period_of(&local_day(ms)).map_or(ms, |(low, _)| low)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,6 +196,15 @@ pub struct Settings {
     /// How long a request body may take to arrive once its headers did, in milliseconds (a
     /// slow sender is answered 408 instead of holding a connection and a worker's buffer).
     pub body_timeout_ms: u64,
+    /// Seconds a `$hold` keeps a place for its Appointment before the place frees itself.
+    pub booking_hold_seconds: u32,
+    /// Active future bookings (held or booked) a resident may have at once.
+    pub booking_max_active: u32,
+    /// No-shows within `booking_no_show_window_days` that pause a resident's booking ...
+    pub booking_no_show_limit: u32,
+    pub booking_no_show_window_days: u32,
+    /// ... for this many days after the last of them.
+    pub booking_no_show_pause_days: u32,
 }
 
 impl Default for Settings {
@@ -237,6 +246,11 @@ impl Default for Settings {
             consent_recheck_ms: 1000,
             trust_forwarded: false,
             body_timeout_ms: 30_000,
+            booking_hold_seconds: 300,
+            booking_max_active: 5,
+            booking_no_show_limit: 3,
+            booking_no_show_window_days: 90,
+            booking_no_show_pause_days: 90,
         }
     }
 }
@@ -386,6 +400,9 @@ impl Settings {
         if self.page_size_default == 0 || self.page_size_max < self.page_size_default {
             bail!("invalid setting page_size_default / page_size_max: need 0 < default <= max");
         }
+        if self.booking_hold_seconds == 0 || self.booking_max_active == 0 {
+            bail!("invalid setting booking_hold_seconds / booking_max_active: need at least 1");
+        }
         Ok(())
     }
 
@@ -451,6 +468,11 @@ const KNOWN: &[&str] = &[
     "consent_recheck_ms",
     "trust_forwarded",
     "body_timeout_ms",
+    "booking_hold_seconds",
+    "booking_max_active",
+    "booking_no_show_limit",
+    "booking_no_show_window_days",
+    "booking_no_show_pause_days",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

@@ -25,12 +25,14 @@
 //! | `Record(CreateNotAllowed)` | 403 | `forbidden`                |
 //! | `Record(PatchTooLarge)` | 413 | `too-long`                    |
 //! | `Record(PatchFailed)`  | 422  | `processing`                  |
+//! | `Scheduling(SlotFull, NotReleased, HeldOut, Closed, HoldExpired, CapacityBelowTaken)` | 409 | `conflict` |
+//! | `Scheduling(OnePerDay, TooMany, NoShowPause, CancelDeadline, Transition)` | 409 | `business-rule` |
 //! | `InEntry(i, e)`        | as `e` | as `e`, its text (and, for `Invalid`, its expression) prefixed with `Bundle.entry[i]` |
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::error::{ApiError, RecordError};
+use crate::error::{ApiError, RecordError, SchedulingError};
 use crate::fhir::outcome::{Issue, OperationOutcome};
 use crate::services::audit::Outcome;
 
@@ -56,6 +58,7 @@ impl ApiError {
             ApiError::Unavailable(t) => Issue::error("transient", t),
             ApiError::Internal(t) => Issue::fatal("exception", t),
             ApiError::Record(e) => Issue::error(record_code(e), e.to_string()),
+            ApiError::Scheduling(e) => Issue::error(scheduling_code(e), e.to_string()),
             ApiError::InEntry(index, e) => return in_entry(*index, e),
         };
         OperationOutcome {
@@ -81,6 +84,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Record(e) => record_status(e),
+            ApiError::Scheduling(_) => StatusCode::CONFLICT,
             ApiError::InEntry(_, e) => e.status_code(),
         }
     }
@@ -120,6 +124,22 @@ fn record_code(e: &RecordError) -> &'static str {
         RecordError::CreateNotAllowed { .. } => "forbidden",
         RecordError::PatchTooLarge { .. } => "too-long",
         RecordError::PatchFailed(_) => "processing",
+    }
+}
+
+fn scheduling_code(e: &SchedulingError) -> &'static str {
+    match e {
+        SchedulingError::SlotFull { .. }
+        | SchedulingError::NotReleased { .. }
+        | SchedulingError::HeldOut { .. }
+        | SchedulingError::Closed { .. }
+        | SchedulingError::HoldExpired { .. }
+        | SchedulingError::CapacityBelowTaken { .. } => "conflict",
+        SchedulingError::OnePerDay { .. }
+        | SchedulingError::TooMany { .. }
+        | SchedulingError::NoShowPause { .. }
+        | SchedulingError::CancelDeadline { .. }
+        | SchedulingError::Transition { .. } => "business-rule",
     }
 }
 

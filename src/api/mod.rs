@@ -17,6 +17,7 @@ pub mod ops;
 pub mod record;
 pub mod residents;
 pub mod respond;
+pub mod scheduling;
 
 use std::sync::Arc;
 
@@ -67,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth: Arc<Authenticator>, max_bod
                         .get(record::search::system),
                 )
                 .configure(residents::configure)
+                .configure(scheduling::configure)
                 .configure(audit::configure)
                 .configure(record::configure)
                 .default_service(web::to(not_found)),

@@ -13,8 +13,10 @@
 //! and answered with a generic message: SQL, file paths and backend text never reach a client.
 
 mod record;
+mod scheduling;
 
 pub use record::RecordError;
+pub use scheduling::SchedulingError;
 
 use crate::fhir::outcome::Issue;
 
@@ -50,6 +52,9 @@ pub enum ApiError {
     /// What a stored record's interaction refused, by kind.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// What booking refused, by kind.
+    #[error(transparent)]
+    Scheduling(#[from] SchedulingError),
     /// An error of one bundle entry (its index in `Bundle.entry`).
     #[error("Bundle.entry[{0}]: {1}")]
     InEntry(usize, Box<ApiError>),

@@ -8,3 +8,4 @@ pub mod bus;
 pub mod record;
 pub mod rekey;
 pub mod residents;
+pub mod scheduling;

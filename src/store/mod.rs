@@ -39,6 +39,7 @@ pub mod access;
 pub mod audit;
 pub mod record;
 pub mod residents;
+pub mod scheduling;
 pub mod schema;
 pub mod tx;
 

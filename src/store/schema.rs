@@ -219,3 +219,33 @@ diesel::table! {
         token -> Text,
     }
 }
+
+diesel::table! {
+    slot_places (slot_id) {
+        slot_id -> Text,
+        institution -> Text,
+        start_ms -> BigInt,
+        end_ms -> BigInt,
+        capacity -> Integer,
+        reserve -> Integer,
+        reserve_until -> Nullable<BigInt>,
+        release_at -> Nullable<BigInt>,
+        open -> Bool,
+        taken_public -> Integer,
+        taken_referral -> Integer,
+    }
+}
+
+diesel::table! {
+    slot_claims (appointment_id) {
+        appointment_id -> Text,
+        slot_id -> Text,
+        resident -> Text,
+        referral -> Bool,
+        state -> Text,
+        hold_until -> Nullable<BigInt>,
+        day -> Text,
+        specialty -> Text,
+        start_ms -> BigInt,
+    }
+}

@@ -18,4 +18,5 @@ mod ops;
 mod protect;
 mod record;
 mod residents;
+mod scheduling;
 mod tls;

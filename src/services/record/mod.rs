@@ -13,6 +13,7 @@ use crate::protect;
 use crate::services::access::Guard;
 use crate::services::audit::{self, Draft};
 use crate::services::residents::mpi;
+use crate::services::scheduling::publish;
 use crate::store::record::{self as repo, NewVersion};
 use crate::store::record::{index, match_keys, search as store_search};
 use crate::store::{Store, Tx, is_unique_violation};
@@ -169,6 +170,13 @@ fn put_version(
     if let Some(why) = ident::check_resource(t, &tree, &clock::today_digits()) {
         return Err(ApiError::Unprocessable(why));
     }
+    // The slot pool's resources keep their places and custody in step.
+    match t {
+        "Slot" => publish::slot_written(conn, id, &tree, custodian)?,
+        "Schedule" => publish::schedule_written(conn, &tree, custodian)?,
+        "Appointment" => publish::appointment_written(conn, &tree)?,
+        _ => {}
+    }
     let golden = if t == "Patient" {
         Some(mpi::link_patient(conn, id, &mut tree, is_new)?)
     } else {
@@ -283,7 +291,7 @@ pub fn linked<T>(
 
 /// Run `f` as one write transaction with its resident-index work (see [`linked`]) and its
 /// audit records (see [`audited`]).
-fn write<T, F>(store: &Store, draft: Draft, f: F) -> Result<T, ApiError>
+pub fn write<T, F>(store: &Store, draft: Draft, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
@@ -395,6 +403,18 @@ pub fn create_in(
         Resolved::New(id) => Ok((create_with_id(conn, guard, t, &id, tree)?, Written::Created)),
         Resolved::Existing(id) => Ok((read_in(conn, t, &id)?, Written::Matched)),
     }
+}
+
+/// Store a new resource under `id`, held by `custodian`: a service writing on an
+/// institution's behalf (a booking is held by the Slot's institution).
+pub fn create_with_id_held_in(
+    conn: &mut Tx<'_>,
+    t: &str,
+    id: &str,
+    tree: Json,
+    custodian: &str,
+) -> Result<Record, ApiError> {
+    put_version(conn, t, id, tree, 1, "POST", true, Some(custodian))
 }
 
 /// Store a new resource under a server-assigned id.
@@ -775,8 +795,11 @@ pub fn delete_in(
     }
     let v = locked.version_id;
     audit::touched(conn, t, id, locked.resident.as_deref());
-    if t == "Patient" {
-        mpi::unlink_deleted(conn, id)?;
+    match t {
+        "Patient" => mpi::unlink_deleted(conn, id)?,
+        "Slot" => publish::slot_deleted(conn, id)?,
+        "Appointment" => publish::appointment_deleted(conn, id)?,
+        _ => {}
     }
     let now = clock::now_millis();
     repo::write_version(

@@ -1,0 +1,2 @@
+DROP TABLE slot_claims;
+DROP TABLE slot_places;

@@ -1,0 +1,496 @@
+//! `$hold`, `$book` and cancelling (IHE ITI-116, ITI-117): each one write transaction that
+//! locks the Slot's row of places, frees the places of expired holds, checks the Slot and the
+//! region's rules, takes (or gives back) a place with a guarded `UPDATE`, records the claim
+//! (one active booking per resident, specialty and day is a unique index) and writes the
+//! Appointment, held by the Slot's institution, and the Slot's `status` (`busy` when full).
+//!
+//! Who books: a resident for themselves; an institution's system for any resident, on its own
+//! institution's Slots; an administrator. The Appointment's patient must belong to a golden
+//! resident of the index (real-name booking).
+
+use super::{Booking, Rules};
+use crate::clock;
+use crate::error::{ApiError, RecordError, SchedulingError};
+use crate::fhir::bundle::{obj, s};
+use crate::fhir::json::Json;
+use crate::services::access::{Guard, Writer};
+use crate::services::audit::Draft;
+use crate::services::record::{self, Record};
+use crate::store::record as repo;
+use crate::store::scheduling::{self as pool, Claim, Places};
+use crate::store::{Store, Tx, is_unique_violation};
+
+/// Extension: until when a `pending` Appointment holds its place (valueInstant).
+pub const HOLD_UNTIL: &str = "urn:huimin:StructureDefinition:appointment-hold-until";
+
+/// What is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Hold a place for a while (`$hold`).
+    Hold,
+    /// Book a place, or the place a hold keeps (`$book`).
+    Book,
+    /// Give a place back (`$book` with a cancelled Appointment).
+    Cancel,
+}
+
+/// A `$hold` or `$book` request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub step: Step,
+    /// `appointment-resource`: a proposed Appointment (from `$find`), a pending one, or a
+    /// cancelled one to cancel.
+    pub resource: Option<Json>,
+    /// `appointment-reference`: the id of a stored Appointment.
+    pub reference: Option<String>,
+}
+
+/// Run a `$hold` or `$book` as one write, audited with its draft; the stored Appointment.
+pub fn run(
+    store: &Store,
+    guard: Guard,
+    rules: Rules,
+    req: Request,
+    draft: Draft,
+) -> Result<Record, ApiError> {
+    record::write(store, draft, move |conn| {
+        conn.work::<Booking>().0 = true;
+        step_in(conn, &guard, &rules, req)
+    })
+}
+
+fn step_in(
+    conn: &mut Tx<'_>,
+    guard: &Guard,
+    rules: &Rules,
+    req: Request,
+) -> Result<Record, ApiError> {
+    let stored = req
+        .reference
+        .clone()
+        .or_else(|| {
+            req.resource
+                .as_ref()
+                .and_then(|r| r.get_str("id"))
+                .map(str::to_owned)
+        })
+        .map(|id| pool::claim_of(conn, &id).map(|c| c.map(|c| (id, c))))
+        .transpose()?
+        .flatten();
+    match (req.step, stored) {
+        (Step::Cancel, Some((id, claim))) => cancel_in(conn, guard, &id, claim),
+        (Step::Book, Some((id, claim))) => book_held_in(conn, guard, &id, claim),
+        (Step::Hold, Some((id, claim))) => Err(SchedulingError::Transition {
+            from: claim.state,
+            to: format!("pending (Appointment/{id} already holds its place)"),
+        }
+        .into()),
+        (_, None) if req.reference.is_some() => Err(RecordError::Absent {
+            t: "Appointment".to_owned(),
+            id: req.reference.unwrap_or_default(),
+        }
+        .into()),
+        (Step::Cancel, None) => Err(ApiError::invalid(
+            "required",
+            "Parameters.parameter",
+            "cancelling needs the booked Appointment (its id, or appointment-reference)",
+        )),
+        (step, None) => match req.resource {
+            Some(tree) => new_in(conn, guard, rules, &tree, step == Step::Hold),
+            None => Err(ApiError::invalid(
+                "required",
+                "Parameters.parameter",
+                "appointment-resource or appointment-reference is required",
+            )),
+        },
+    }
+}
+
+fn unprocessable(text: String) -> ApiError {
+    ApiError::Unprocessable(text)
+}
+
+/// The `id` of a reference `Type/id` in `tree[key]` (the first of a list).
+fn referenced<'a>(tree: &'a Json, key: &str, t: &str) -> Option<&'a str> {
+    let r = match tree.get(key)? {
+        Json::Array(items) => items.first()?,
+        one => one,
+    };
+    r.get_str("reference")?.strip_prefix(t)?.strip_prefix('/')
+}
+
+/// The Patient an Appointment is for: its participant whose actor is a Patient.
+fn patient_of(tree: &Json) -> Option<&str> {
+    let Some(Json::Array(ps)) = tree.get("participant") else {
+        return None;
+    };
+    ps.iter().find_map(|p| referenced(p, "actor", "Patient"))
+}
+
+/// Whether `guard`'s writer may book for `resident` on `places`.
+fn may_book(guard: &Guard, places: &Places, resident: &str) -> Result<(), ApiError> {
+    match &guard.writer {
+        Writer::Platform | Writer::Admin => Ok(()),
+        Writer::Resident { resident: own, .. } if own == resident => Ok(()),
+        Writer::Resident { .. } => Err(ApiError::Forbidden(
+            "a resident books for themselves".to_owned(),
+        )),
+        Writer::Institution(org) if *org == places.institution => Ok(()),
+        Writer::Institution(org) => Err(ApiError::Forbidden(format!(
+            "{org} books on its own institution's Slots; Slot/{} is of {}",
+            places.slot_id, places.institution
+        ))),
+        Writer::Nobody => Err(ApiError::Forbidden(
+            "booking is for residents and institutions' systems".to_owned(),
+        )),
+    }
+}
+
+/// The Slot's places, locked, after its expired holds gave theirs back.
+fn places_in(conn: &mut Tx<'_>, slot: &str, now: i64) -> Result<Places, ApiError> {
+    let absent = || {
+        ApiError::from(RecordError::Absent {
+            t: "Slot".to_owned(),
+            id: slot.to_owned(),
+        })
+    };
+    pool::lock(conn, slot)?.ok_or_else(absent)?;
+    expire_in(conn, Some(slot), now)?;
+    pool::find(conn, slot)?.ok_or_else(absent)
+}
+
+/// Free the places of holds that expired before `now` (of one Slot, or of any, a batch at a
+/// time): their Appointments become `cancelled`. How many were freed.
+pub fn expire_in(conn: &mut Tx<'_>, slot: Option<&str>, now: i64) -> Result<usize, ApiError> {
+    let expired = pool::expired_holds(conn, slot, now, 100)?;
+    for claim in &expired {
+        if slot.is_none() {
+            pool::lock(conn, &claim.slot_id)?;
+        }
+        release_in(conn, &claim.appointment_id, claim)?;
+    }
+    Ok(expired.len())
+}
+
+/// Give a claim's place back and cancel its Appointment.
+fn release_in(conn: &mut Tx<'_>, id: &str, claim: &Claim) -> Result<Record, ApiError> {
+    pool::set_state(conn, id, "cancelled", None)?;
+    pool::give_back(conn, &claim.slot_id, claim.referral)?;
+    let rec = set_status(conn, id, "cancelled", None)?;
+    slot_status_in(conn, &claim.slot_id)?;
+    Ok(rec)
+}
+
+/// Write a stored Appointment's new status (and hold), as the platform: its institution keeps
+/// custody.
+fn set_status(
+    conn: &mut Tx<'_>,
+    id: &str,
+    status: &str,
+    hold_until: Option<i64>,
+) -> Result<Record, ApiError> {
+    let current = record::read_in(conn, "Appointment", id)?;
+    let mut tree = Json::parse(current.content.as_bytes()).map_err(ApiError::internal)?;
+    tree.set_at("status", s(status), 2);
+    tree.remove("extension");
+    if let Some(until) = hold_until {
+        tree.set_at("extension", hold_extension(until), 1);
+    }
+    let (rec, _) = record::update_in(
+        conn,
+        &Guard::platform(),
+        "Appointment",
+        id,
+        tree,
+        None,
+        false,
+    )?;
+    Ok(rec)
+}
+
+fn hold_extension(until: i64) -> Json {
+    Json::Array(vec![obj(vec![
+        ("url", s(HOLD_UNTIL)),
+        ("valueInstant", s(clock::instant(until))),
+    ])])
+}
+
+/// The Slot's `status` as its places say: `busy` when every place is taken, else `free` (a
+/// Slot its publisher marked otherwise is left as it is).
+fn slot_status_in(conn: &mut Tx<'_>, slot: &str) -> Result<(), ApiError> {
+    let Some(places) = pool::find(conn, slot)? else {
+        return Ok(());
+    };
+    let full = places.taken_public + places.taken_referral >= places.capacity;
+    let want = if full { "busy" } else { "free" };
+    let current = record::read_in(conn, "Slot", slot)?;
+    let mut tree = Json::parse(current.content.as_bytes()).map_err(ApiError::internal)?;
+    match tree.get_str("status") {
+        Some(have) if have == want => return Ok(()),
+        Some("free" | "busy") => {}
+        _ => return Ok(()),
+    }
+    tree.set_at("status", s(want), 3);
+    record::update_in(conn, &Guard::platform(), "Slot", slot, tree, None, false)?;
+    Ok(())
+}
+
+/// Why `places` has no place for a public booking at `now`.
+fn refusal(places: &Places, now: i64) -> SchedulingError {
+    let slot = places.slot_id.clone();
+    if !places.open || places.start_ms <= now {
+        return SchedulingError::Closed { slot };
+    }
+    if let Some(at) = places.release_at.filter(|_| !places.released(now)) {
+        return SchedulingError::NotReleased {
+            slot,
+            at: clock::instant(at),
+        };
+    }
+    match places.reserve_until {
+        Some(until) if places.free(true, now) > 0 => SchedulingError::HeldOut {
+            slot,
+            until: clock::instant(until),
+        },
+        _ => SchedulingError::SlotFull { slot },
+    }
+}
+
+/// The region's rules for one more booking of `resident` at `now`.
+fn check_rules(conn: &mut Tx<'_>, rules: &Rules, resident: &str, now: i64) -> Result<(), ApiError> {
+    let missed = pool::no_shows(conn, resident, now - rules.no_show_window_ms)?;
+    if rules.no_show_limit > 0
+        && missed.len() >= rules.no_show_limit
+        && let Some(last) = missed.first()
+    {
+        let until = last + rules.no_show_pause_ms;
+        if now < until {
+            return Err(SchedulingError::NoShowPause {
+                count: missed.len(),
+                days: rules.no_show_window_ms / super::DAY_MS,
+                until: clock::instant(until),
+            }
+            .into());
+        }
+    }
+    if pool::active_future(conn, resident, now)? >= rules.max_active {
+        return Err(SchedulingError::TooMany {
+            limit: rules.max_active,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The first `specialty` coding of a resource, as `system|code` (empty without one).
+fn specialty_of(tree: &Json) -> String {
+    let Some(Json::Array(specs)) = tree.get("specialty") else {
+        return String::new();
+    };
+    specs
+        .first()
+        .and_then(|cc| match cc.get("coding") {
+            Some(Json::Array(codings)) => codings.first(),
+            _ => None,
+        })
+        .map(|c| {
+            format!(
+                "{}|{}",
+                c.get_str("system").unwrap_or(""),
+                c.get_str("code").unwrap_or("")
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// A new hold or booking of one place of the Slot `tree` names.
+fn new_in(
+    conn: &mut Tx<'_>,
+    guard: &Guard,
+    rules: &Rules,
+    tree: &Json,
+    hold: bool,
+) -> Result<Record, ApiError> {
+    let slot = referenced(tree, "slot", "Slot")
+        .ok_or_else(|| unprocessable("Appointment.slot must refer to a Slot (Slot/id)".to_owned()))?
+        .to_owned();
+    let patient = patient_of(tree)
+        .ok_or_else(|| {
+            unprocessable("Appointment.participant must name the Patient (Patient/id)".to_owned())
+        })?
+        .to_owned();
+    let resident = repo::resident(conn, "Patient", &patient)?.ok_or_else(|| {
+        unprocessable(format!(
+            "Appointment.participant: Patient/{patient} is not a resident of the index (real-name booking)"
+        ))
+    })?;
+    let now = clock::now_millis();
+    let places = places_in(conn, &slot, now)?;
+    may_book(guard, &places, &resident)?;
+    if !places.open
+        || places.start_ms <= now
+        || !places.released(now)
+        || places.free(false, now) == 0
+    {
+        return Err(refusal(&places, now).into());
+    }
+    check_rules(conn, rules, &resident, now)?;
+    if !pool::take(conn, &slot, false)? {
+        return Err(SchedulingError::SlotFull { slot }.into());
+    }
+    let slot_tree = record::read_in(conn, "Slot", &slot)?;
+    let slot_tree = Json::parse(slot_tree.content.as_bytes()).map_err(ApiError::internal)?;
+    let id = repo::new_id();
+    let hold_until = hold.then_some(now + rules.hold_ms);
+    let day = clock::local_day(places.start_ms);
+    let claim = Claim {
+        appointment_id: id.clone(),
+        slot_id: slot.clone(),
+        resident,
+        referral: false,
+        state: if hold { "pending" } else { "booked" }.to_owned(),
+        hold_until,
+        day: day.clone(),
+        specialty: specialty_of(&slot_tree),
+        start_ms: places.start_ms,
+    };
+    conn.savepoint(|c| pool::insert_claim(c, &claim))
+        .map_err(|e| match is_unique_violation(&e) {
+            true => ApiError::from(SchedulingError::OnePerDay { day }),
+            false => ApiError::from(e),
+        })?;
+    let appointment = appointment(conn, &slot_tree, &slot, &patient, &claim)?;
+    let rec =
+        record::create_with_id_held_in(conn, "Appointment", &id, appointment, &places.institution)?;
+    slot_status_in(conn, &slot)?;
+    Ok(rec)
+}
+
+/// The Appointment of a claim: the Slot's times, service and specialty; the patient and the
+/// Schedule's actors as participants.
+fn appointment(
+    conn: &mut Tx<'_>,
+    slot_tree: &Json,
+    slot: &str,
+    patient: &str,
+    claim: &Claim,
+) -> Result<Json, ApiError> {
+    let mut participants = vec![obj(vec![
+        (
+            "actor",
+            obj(vec![("reference", s(format!("Patient/{patient}")))]),
+        ),
+        ("status", s("accepted")),
+    ])];
+    if let Some(schedule) = referenced(slot_tree, "schedule", "Schedule")
+        && let Ok(sched) = record::read_in(conn, "Schedule", schedule)
+        && let Ok(sched) = Json::parse(sched.content.as_bytes())
+        && let Some(Json::Array(actors)) = sched.get("actor")
+    {
+        for actor in actors {
+            if let Some(r) = actor.get_str("reference") {
+                participants.push(obj(vec![
+                    ("actor", obj(vec![("reference", s(r))])),
+                    ("status", s("accepted")),
+                ]));
+            }
+        }
+    }
+    let mut members = vec![("resourceType", s("Appointment"))];
+    if let Some(until) = claim.hold_until {
+        members.push(("extension", hold_extension(until)));
+    }
+    members.push(("status", s(claim.state.clone())));
+    for key in ["serviceType", "specialty"] {
+        if let Some(v) = slot_tree.get(key) {
+            members.push((key, v.clone()));
+        }
+    }
+    for key in ["start", "end"] {
+        if let Some(v) = slot_tree.get(key) {
+            members.push((key, v.clone()));
+        }
+    }
+    members.push((
+        "slot",
+        Json::Array(vec![obj(vec![("reference", s(format!("Slot/{slot}")))])]),
+    ));
+    members.push(("participant", Json::Array(participants)));
+    Ok(obj(members))
+}
+
+/// The booker of a stored claim: the resident it is for, the Slot's institution, or an
+/// administrator.
+fn may_change(
+    conn: &mut Tx<'_>,
+    guard: &Guard,
+    id: &str,
+    claim: &Claim,
+) -> Result<Places, ApiError> {
+    let places = pool::lock(conn, &claim.slot_id)?.ok_or_else(|| {
+        ApiError::from(RecordError::Absent {
+            t: "Slot".to_owned(),
+            id: claim.slot_id.clone(),
+        })
+    })?;
+    match may_book(guard, &places, &claim.resident) {
+        Ok(()) => Ok(places),
+        // Another resident's booking answers as an absent one.
+        Err(_) if matches!(guard.writer, Writer::Resident { .. }) => Err(RecordError::Absent {
+            t: "Appointment".to_owned(),
+            id: id.to_owned(),
+        }
+        .into()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Book the place a hold keeps (before it expires).
+fn book_held_in(
+    conn: &mut Tx<'_>,
+    guard: &Guard,
+    id: &str,
+    claim: Claim,
+) -> Result<Record, ApiError> {
+    may_change(conn, guard, id, &claim)?;
+    let now = clock::now_millis();
+    match claim.state.as_str() {
+        "pending" if claim.hold_until.is_some_and(|u| u < now) => {
+            release_in(conn, id, &claim)?;
+            Err(SchedulingError::HoldExpired {
+                appointment: id.to_owned(),
+            }
+            .into())
+        }
+        "pending" => {
+            pool::set_state(conn, id, "booked", None)?;
+            set_status(conn, id, "booked", None)
+        }
+        // Booking a booked Appointment again answers it as it is (a client's retry).
+        "booked" => record::read_in(conn, "Appointment", id),
+        other => Err(SchedulingError::Transition {
+            from: other.to_owned(),
+            to: "booked".to_owned(),
+        }
+        .into()),
+    }
+}
+
+/// Cancel a hold or a booking: its place is free at once. A resident cancels until the start
+/// of the visit's day, local time.
+fn cancel_in(conn: &mut Tx<'_>, guard: &Guard, id: &str, claim: Claim) -> Result<Record, ApiError> {
+    may_change(conn, guard, id, &claim)?;
+    if !matches!(claim.state.as_str(), "pending" | "booked") {
+        return Err(SchedulingError::Transition {
+            from: claim.state,
+            to: "cancelled".to_owned(),
+        }
+        .into());
+    }
+    if matches!(guard.writer, Writer::Resident { .. })
+        && clock::now_millis() >= clock::local_midnight(claim.start_ms)
+    {
+        return Err(SchedulingError::CancelDeadline { day: claim.day }.into());
+    }
+    release_in(conn, id, &claim)
+}

@@ -1,0 +1,559 @@
+//! Booking from the slot pool: hospitals publish Schedules and Slots of their own institution;
+//! residents and hospitals `$hold` and `$book` places; the database counts the places, so a
+//! rush books exactly a Slot's capacity; holds expire; cancelling frees the place; the rules
+//! refuse by name.
+
+use huimin::auth::Role;
+use huimin::clock;
+use serde_json::{Value, json};
+
+use crate::helpers::{Reply, TestApp, id_number, patient, spawn_app, spawn_app_with};
+
+const DAY_MS: i64 = 86_400_000;
+const CAPACITY: &str = "urn:huimin:StructureDefinition:slot-capacity";
+const RELEASE: &str = "urn:huimin:StructureDefinition:slot-release";
+const RESERVE: &str = "urn:huimin:StructureDefinition:slot-referral-reserve";
+const RESERVE_UNTIL: &str = "urn:huimin:StructureDefinition:slot-reserve-until";
+
+async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: &Value) -> Reply {
+    let auth = format!("Bearer {token}");
+    app.send(
+        method,
+        path,
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/fhir+json"),
+        ],
+        Some(body.to_string().as_bytes()),
+    )
+    .await
+}
+
+/// A hospital's Schedule (its own PractitionerRole as actor).
+async fn schedule(app: &TestApp, his: &str, org: &str) -> String {
+    let role = app
+        .create_as(
+            his,
+            &json!({"resourceType": "PractitionerRole", "organization": {"reference": format!("Organization/{org}")}}),
+        )
+        .await;
+    let s = app
+        .create_as(
+            his,
+            &json!({
+                "resourceType": "Schedule",
+                "actor": [{"reference": format!("PractitionerRole/{}", role["id"].as_str().unwrap())}],
+                "specialty": [{"coding": [{"system": "urn:oid:2.16.156.10011.2.3.3.2", "code": "03"}]}]
+            }),
+        )
+        .await;
+    s["id"].as_str().unwrap().to_owned()
+}
+
+/// A Slot of `schedule` starting `days` days from now, with extensions.
+fn slot(schedule: &str, days: i64, extension: Value) -> Value {
+    let start = clock::now_millis() + days * DAY_MS;
+    json!({
+        "resourceType": "Slot",
+        "extension": extension,
+        "schedule": {"reference": format!("Schedule/{schedule}")},
+        "status": "free",
+        "specialty": [{"coding": [{"system": "urn:oid:2.16.156.10011.2.3.3.2", "code": "03"}]}],
+        "start": clock::instant(start),
+        "end": clock::instant(start + 15 * 60_000)
+    })
+}
+
+fn capacity(n: i64) -> Value {
+    json!([{"url": CAPACITY, "valueInteger": n}])
+}
+
+/// A resident: an institution Patient with an ID number (so it has a golden resident), and a
+/// resident token whose `fhirUser` is that Patient.
+async fn resident(app: &TestApp, his: &str, seq: u32) -> (String, String) {
+    let mut p = patient(&format!("MRN-{seq}"));
+    p["identifier"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"system": "urn:oid:2.16.156.10011.1.3", "value": id_number("510104", "19800101", seq * 2)}));
+    let pid = app.create_as(his, &p).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tok = app.token_as(
+        &format!("resident-{seq}"),
+        Role::Resident,
+        "patient/*.cruds",
+        Some(&format!("Patient/{pid}")),
+    );
+    (pid, tok)
+}
+
+fn booking(slot: &str, pid: &str, status: &str) -> Value {
+    json!({
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appointment-resource", "resource": {
+            "resourceType": "Appointment",
+            "status": status,
+            "slot": [{"reference": format!("Slot/{slot}")}],
+            "participant": [{"actor": {"reference": format!("Patient/{pid}")}, "status": "needs-action"}]
+        }}]
+    })
+}
+
+fn referring(appointment: &str) -> Value {
+    json!({
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appointment-reference", "valueReference": {"reference": format!("Appointment/{appointment}")}}]
+    })
+}
+
+fn issue(r: &Reply) -> (String, String) {
+    let oo = r.json();
+    (
+        oo["issue"][0]["code"].as_str().unwrap_or("").to_owned(),
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+    )
+}
+
+async fn slot_status(app: &TestApp, his: &str, id: &str) -> String {
+    app.get_as(his, &format!("/fhir/Slot/{id}")).await.json()["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[actix_rt::test]
+async fn a_rush_books_exactly_each_slots_capacity() {
+    let app = spawn_app().await;
+    let his = app.his_of("h1");
+    let sched = schedule(&app, &his, "h1").await;
+    let one = app.create_as(&his, &slot(&sched, 3, capacity(1))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let three = app.create_as(&his, &slot(&sched, 4, capacity(3))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut residents = Vec::new();
+    for seq in 0..12 {
+        residents.push(resident(&app, &his, 100 + seq).await);
+    }
+    for (slot_id, cap) in [(&one, 1), (&three, 3)] {
+        let replies = futures_util::future::join_all(residents.iter().map(|(pid, tok)| {
+            let body = booking(slot_id, pid, "proposed");
+            let app = &app;
+            async move { call(app, tok, "POST", "/fhir/Appointment/$book", &body).await }
+        }))
+        .await;
+        let booked: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+        let refused: Vec<&Reply> = replies.iter().filter(|r| r.status == 409).collect();
+        assert_eq!(
+            booked.len(),
+            cap,
+            "{:?}",
+            replies.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        assert_eq!(refused.len(), 12 - cap);
+        for r in &booked {
+            assert_eq!(r.json()["status"], "booked");
+            assert_eq!(r.json()["slot"][0]["reference"], format!("Slot/{slot_id}"));
+        }
+        for r in &refused {
+            assert_eq!(
+                issue(r),
+                ("conflict".into(), format!("Slot/{slot_id} is full"))
+            );
+        }
+        assert_eq!(slot_status(&app, &his, slot_id).await, "busy");
+        // The hospital sees every booking of its Slot.
+        let listed = app
+            .get_as(
+                &his,
+                &format!("/fhir/Appointment?slot=Slot/{slot_id}&_total=accurate"),
+            )
+            .await
+            .json();
+        assert_eq!(listed["total"], cap, "{listed}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_hold_keeps_its_place_until_it_expires_and_cancelling_frees_a_place() {
+    let app = spawn_app_with(|s| s.booking_hold_seconds = 1).await;
+    let his = app.his_of("h1");
+    let sched = schedule(&app, &his, "h1").await;
+    let id = app.create_as(&his, &slot(&sched, 3, capacity(1))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (a, a_tok) = resident(&app, &his, 201).await;
+    let (b, b_tok) = resident(&app, &his, 202).await;
+
+    let held = call(
+        &app,
+        &a_tok,
+        "POST",
+        "/fhir/Appointment/$hold",
+        &booking(&id, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(held.status, 200, "{}", held.text());
+    let held = held.json();
+    assert_eq!(held["status"], "pending");
+    assert!(held["extension"][0]["valueInstant"].is_string(), "{held}");
+    let refused = call(
+        &app,
+        &b_tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &b, "proposed"),
+    )
+    .await;
+    assert_eq!(refused.status, 409);
+
+    // The hold expires by itself: the place is free again, the held Appointment cancelled.
+    actix_rt::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let booked = call(
+        &app,
+        &b_tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &b, "proposed"),
+    )
+    .await;
+    assert_eq!(booked.status, 200, "{}", booked.text());
+    let expired = app
+        .get_as(
+            &his,
+            &format!("/fhir/Appointment/{}", held["id"].as_str().unwrap()),
+        )
+        .await
+        .json();
+    assert_eq!(expired["status"], "cancelled");
+    let late = call(
+        &app,
+        &a_tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referring(held["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(late.status, 409, "{}", late.text());
+
+    // Cancelling frees the place at once.
+    let mut cancel = booking(&id, &b, "cancelled");
+    cancel["parameter"][0]["resource"]["id"] = booked.json()["id"].clone();
+    let cancelled = call(&app, &b_tok, "POST", "/fhir/Appointment/$book", &cancel).await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text());
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    assert_eq!(slot_status(&app, &his, &id).await, "free");
+    let again = call(
+        &app,
+        &a_tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.text());
+
+    // A hold booked before it expires becomes booked.
+    let id2 = app.create_as(&his, &slot(&sched, 5, capacity(1))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let held = call(
+        &app,
+        &b_tok,
+        "POST",
+        "/fhir/Appointment/$hold",
+        &booking(&id2, &b, "proposed"),
+    )
+    .await
+    .json();
+    let booked = call(
+        &app,
+        &b_tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referring(held["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(booked.status, 200, "{}", booked.text());
+    assert_eq!(booked.json()["status"], "booked");
+}
+
+#[actix_rt::test]
+async fn the_slot_and_the_rules_refuse_by_name() {
+    let app = spawn_app_with(|s| s.booking_max_active = 2).await;
+    let his = app.his_of("h1");
+    let sched = schedule(&app, &his, "h1").await;
+    let (a, tok) = resident(&app, &his, 301).await;
+    let create = |body: Value| {
+        let (app, his) = (&app, his.clone());
+        async move {
+            app.create_as(&his, &body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    // Not released yet.
+    let release = clock::instant(clock::now_millis() + DAY_MS);
+    let later = create(slot(
+        &sched,
+        3,
+        json!([{"url": RELEASE, "valueDateTime": release}]),
+    ))
+    .await;
+    let r = call(
+        &app,
+        &tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&later, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert!(
+        issue(&r).1.contains("opens for booking at"),
+        "{:?}",
+        issue(&r)
+    );
+
+    // Its free places kept for referred residents.
+    let until = clock::instant(clock::now_millis() + DAY_MS);
+    let kept = create(slot(
+        &sched,
+        3,
+        json!([{"url": CAPACITY, "valueInteger": 1}, {"url": RESERVE, "valueInteger": 1}, {"url": RESERVE_UNTIL, "valueDateTime": until}]),
+    ))
+    .await;
+    let r = call(
+        &app,
+        &tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&kept, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert!(
+        issue(&r).1.contains("kept for referred residents"),
+        "{:?}",
+        issue(&r)
+    );
+
+    // One booking per specialty per day.
+    let first = create(slot(&sched, 3, capacity(2))).await;
+    let same_day = create(slot(&sched, 3, capacity(2))).await;
+    let r = call(
+        &app,
+        &tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&first, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(
+        &app,
+        &tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&same_day, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(issue(&r).0, "business-rule");
+    assert!(
+        issue(&r).1.starts_with("rule one-per-specialty-per-day"),
+        "{:?}",
+        issue(&r)
+    );
+
+    // At most two active bookings (this app's setting).
+    let second = create(slot(&sched, 6, capacity(2))).await;
+    let third = create(slot(&sched, 7, capacity(2))).await;
+    let r = call(
+        &app,
+        &tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&second, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(
+        &app,
+        &tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&third, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert!(
+        issue(&r).1.starts_with("rule max-active-bookings"),
+        "{:?}",
+        issue(&r)
+    );
+
+    // A Slot cannot shrink below its taken places.
+    let pair = create(slot(&sched, 8, capacity(2))).await;
+    for seq in [311, 312] {
+        let (p, _) = resident(&app, &his, seq).await;
+        let r = call(
+            &app,
+            &his,
+            "POST",
+            "/fhir/Appointment/$book",
+            &booking(&pair, &p, "proposed"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut shrunk = app.get_as(&his, &format!("/fhir/Slot/{pair}")).await.json();
+    assert_eq!(shrunk["status"], "busy");
+    shrunk["extension"] = capacity(1);
+    let r = call(&app, &his, "PUT", &format!("/fhir/Slot/{pair}"), &shrunk).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        issue(&r).1,
+        format!("Slot/{pair} has 2 places taken; its capacity cannot be lower")
+    );
+}
+
+#[actix_rt::test]
+async fn only_the_institution_publishes_and_books_go_through_the_pool() {
+    let app = spawn_app().await;
+    let (h1, h2) = (app.his_of("h1"), app.his_of("h2"));
+    let sched = schedule(&app, &h1, "h1").await;
+
+    // Another institution cannot publish on h1's Schedule, nor name h1's actors.
+    let r = call(
+        &app,
+        &h2,
+        "POST",
+        "/fhir/Slot",
+        &slot(&sched, 3, capacity(1)),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let h1_role = app
+        .get_as(&h1, &format!("/fhir/Schedule/{sched}"))
+        .await
+        .json()["actor"][0]
+        .clone();
+    let r = call(
+        &app,
+        &h2,
+        "POST",
+        "/fhir/Schedule",
+        &json!({"resourceType": "Schedule", "actor": [h1_role]}),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    let id = app.create_as(&h1, &slot(&sched, 3, capacity(2))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (a, a_tok) = resident(&app, &h1, 401).await;
+    let (b, b_tok) = resident(&app, &h1, 402).await;
+
+    // Another institution's system does not book on h1's Slots; a resident books for themselves.
+    let r = call(
+        &app,
+        &h2,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = call(
+        &app,
+        &b_tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let official = app.token_as("official-1", Role::Official, "user/*.cruds", None);
+    let r = call(
+        &app,
+        &official,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    // Real-name: the patient must belong to a resident of the index.
+    let r = call(
+        &app,
+        &h1,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, "no-such-patient", "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+
+    // The hospital books for a resident on its own Slot.
+    let booked = call(
+        &app,
+        &h1,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(booked.status, 200, "{}", booked.text());
+    let appointment = booked.json()["id"].as_str().unwrap().to_owned();
+
+    // Another resident learns nothing of it, and cannot cancel it.
+    let mut cancel = booking(&id, &a, "cancelled");
+    cancel["parameter"][0]["resource"]["id"] = json!(appointment);
+    let r = call(&app, &b_tok, "POST", "/fhir/Appointment/$book", &cancel).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = app
+        .get_as(&b_tok, &format!("/fhir/Appointment/{appointment}"))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Its resident sees it.
+    let mine = app
+        .get_as(&a_tok, &format!("/fhir/Appointment?patient=Patient/{a}"))
+        .await
+        .json();
+    assert_eq!(mine["entry"].as_array().map_or(0, Vec::len), 1, "{mine}");
+    let _ = b;
+
+    // Appointments on the pool are not written around it.
+    let direct = json!({
+        "resourceType": "Appointment",
+        "status": "booked",
+        "slot": [{"reference": format!("Slot/{id}")}],
+        "participant": [{"actor": {"reference": format!("Patient/{a}")}, "status": "accepted"}]
+    });
+    let r = call(&app, &h1, "POST", "/fhir/Appointment", &direct).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let r = call(
+        &app,
+        &h1,
+        "DELETE",
+        &format!("/fhir/Appointment/{appointment}"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+}
