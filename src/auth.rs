@@ -186,6 +186,20 @@ pub const PURPOSES: &[(&str, &str)] = &[
 pub const BREAK_GLASS_HEADER: &str = "x-break-glass-reason";
 
 impl Caller {
+    /// The platform itself as the author of its own audited work (`sub`, e.g.
+    /// `huimin:hold-expiry`): an administrator with no scopes and no institution.
+    pub fn platform(sub: &str) -> Caller {
+        Caller {
+            sub: sub.to_owned(),
+            role: Role::Admin,
+            org: None,
+            fhir_user: None,
+            scopes: Vec::new(),
+            break_glass: None,
+            purpose: None,
+        }
+    }
+
     /// Allow `perm` on `resource_type` (`None` for system-wide interactions) or answer 403.
     pub fn require(&self, perm: Perm, resource_type: Option<&str>) -> Result<(), ApiError> {
         if self.scopes.iter().any(|s| s.grants(perm, resource_type)) {

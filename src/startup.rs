@@ -90,6 +90,7 @@ impl Application {
             std::time::Duration::from_millis(settings.audit_seal_interval_ms),
             settings.audit_retention_days,
         );
+        crate::services::scheduling::start_expiry(store.clone(), std::time::Duration::from_secs(1));
         let auth = Arc::new(Authenticator::from_settings(&settings)?);
         if settings.auth_mode == crate::config::AuthMode::Dev {
             tracing::warn!(

@@ -262,6 +262,32 @@ async fn a_hold_keeps_its_place_until_it_expires_and_cancelling_frees_a_place() 
     .await;
     assert_eq!(again.status, 200, "{}", again.text());
 
+    // A hold nobody books after frees its place by itself (the expiry runs in the background).
+    let quiet = app.create_as(&his, &slot(&sched, 6, capacity(1))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let held = call(
+        &app,
+        &a_tok,
+        "POST",
+        "/fhir/Appointment/$hold",
+        &booking(&quiet, &a, "proposed"),
+    )
+    .await
+    .json();
+    assert_eq!(slot_status(&app, &his, &quiet).await, "busy");
+    actix_rt::time::sleep(std::time::Duration::from_millis(3000)).await;
+    let expired = app
+        .get_as(
+            &his,
+            &format!("/fhir/Appointment/{}", held["id"].as_str().unwrap()),
+        )
+        .await
+        .json();
+    assert_eq!(expired["status"], "cancelled", "{expired}");
+    assert_eq!(slot_status(&app, &his, &quiet).await, "free");
+
     // A hold booked before it expires becomes booked.
     let id2 = app.create_as(&his, &slot(&sched, 5, capacity(1))).await["id"]
         .as_str()

@@ -163,13 +163,24 @@ fn places_in(conn: &mut Tx<'_>, slot: &str, now: i64) -> Result<Places, ApiError
 /// time): their Appointments become `cancelled`. How many were freed.
 pub fn expire_in(conn: &mut Tx<'_>, slot: Option<&str>, now: i64) -> Result<usize, ApiError> {
     let expired = pool::expired_holds(conn, slot, now, 100)?;
-    for claim in &expired {
+    let mut freed = 0;
+    for candidate in &expired {
+        let id = &candidate.appointment_id;
         if slot.is_none() {
-            pool::lock(conn, &claim.slot_id)?;
+            pool::lock(conn, &candidate.slot_id)?;
         }
-        release_in(conn, &claim.appointment_id, claim)?;
+        // Under the Slot's lock, the claim as it is now: another process may have freed it.
+        match pool::claim_of(conn, id)? {
+            Some(claim)
+                if claim.state == "pending" && claim.hold_until.is_some_and(|u| u < now) =>
+            {
+                release_in(conn, id, &claim)?;
+                freed += 1;
+            }
+            _ => {}
+        }
     }
-    Ok(expired.len())
+    Ok(freed)
 }
 
 /// Give a claim's place back and cancel its Appointment.
@@ -419,14 +430,14 @@ fn appointment(
     Ok(obj(members))
 }
 
-/// The booker of a stored claim: the resident it is for, the Slot's institution, or an
-/// administrator.
+/// The claim as it is under its Slot's lock, for its booker: the resident it is for, the
+/// Slot's institution, or an administrator.
 fn may_change(
     conn: &mut Tx<'_>,
     guard: &Guard,
     id: &str,
     claim: &Claim,
-) -> Result<Places, ApiError> {
+) -> Result<Claim, ApiError> {
     let places = pool::lock(conn, &claim.slot_id)?.ok_or_else(|| {
         ApiError::from(RecordError::Absent {
             t: "Slot".to_owned(),
@@ -434,7 +445,15 @@ fn may_change(
         })
     })?;
     match may_book(guard, &places, &claim.resident) {
-        Ok(()) => Ok(places),
+        // The claim as it is under the Slot's lock (a concurrent cancel or expiry may have
+        // moved it).
+        Ok(()) => pool::claim_of(conn, id)?.ok_or_else(|| {
+            RecordError::Absent {
+                t: "Appointment".to_owned(),
+                id: id.to_owned(),
+            }
+            .into()
+        }),
         // Another resident's booking answers as an absent one.
         Err(_) if matches!(guard.writer, Writer::Resident { .. }) => Err(RecordError::Absent {
             t: "Appointment".to_owned(),
@@ -452,7 +471,7 @@ fn book_held_in(
     id: &str,
     claim: Claim,
 ) -> Result<Record, ApiError> {
-    may_change(conn, guard, id, &claim)?;
+    let claim = may_change(conn, guard, id, &claim)?;
     let now = clock::now_millis();
     match claim.state.as_str() {
         "pending" if claim.hold_until.is_some_and(|u| u < now) => {
@@ -479,7 +498,7 @@ fn book_held_in(
 /// Cancel a hold or a booking: its place is free at once. A resident cancels until the start
 /// of the visit's day, local time.
 fn cancel_in(conn: &mut Tx<'_>, guard: &Guard, id: &str, claim: Claim) -> Result<Record, ApiError> {
-    may_change(conn, guard, id, &claim)?;
+    let claim = may_change(conn, guard, id, &claim)?;
     if !matches!(claim.state.as_str(), "pending" | "booked") {
         return Err(SchedulingError::Transition {
             from: claim.state,

@@ -7,7 +7,16 @@
 pub mod book;
 pub mod publish;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Caller;
+use crate::clock;
 use crate::config::Settings;
+use crate::error::ApiError;
+use crate::services::audit::{Actor, Draft};
+use crate::services::record;
+use crate::store::Store;
 
 /// The region's booking rules (settings, since cities differ).
 #[derive(Debug, Clone, Copy)]
@@ -40,3 +49,54 @@ impl Rules {
 /// take places of the pool (see [`publish::appointment_written`]).
 #[derive(Debug, Default)]
 pub struct Booking(pub bool);
+
+/// Free the places of expired holds in the background, every `interval`, so that a hold's
+/// Appointment becomes `cancelled` by itself even when nobody books that Slot again (bookings
+/// free a Slot's expired holds first anyway). Each round is one audited write of the platform.
+pub fn start_expiry(store: Store, interval: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("huimin-hold-expiry".to_owned())
+        .spawn(move || {
+            let mut failing = false;
+            while !store.is_closed() {
+                std::thread::sleep(interval);
+                let round = expire_due(&store);
+                match (&round, failing) {
+                    (Err(e), false) => {
+                        tracing::error!(error = %e, "freeing expired holds failed; retrying")
+                    }
+                    (Ok(_), true) => tracing::info!("freeing expired holds resumed"),
+                    _ => {}
+                }
+                failing = round.is_err();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "the hold expiry thread could not start");
+    }
+}
+
+/// One round of expiry (a batch of holds); how many places were freed.
+pub fn expire_due(store: &Store) -> Result<usize, ApiError> {
+    // Most rounds find nothing: a read, not an audited write, says so.
+    let now = clock::now_millis();
+    if store
+        .read(|conn| {
+            crate::store::scheduling::expired_holds(conn, None, now, 1).map_err(ApiError::from)
+        })?
+        .is_empty()
+    {
+        return Ok(0);
+    }
+    let platform = Caller::platform("huimin:hold-expiry");
+    let draft = Draft::new(
+        Arc::new(Actor::new(&platform, None)),
+        "hold-expiry",
+        'U',
+        "Appointment".to_owned(),
+    );
+    record::write(store, draft, |conn| {
+        conn.work::<Booking>().0 = true;
+        book::expire_in(conn, None, clock::now_millis())
+    })
+}
