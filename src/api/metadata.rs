@@ -60,10 +60,73 @@ fn search_params(t: &str) -> Json {
     arr(params)
 }
 
+/// The operations on a resource type: (type, name, definition).
+const OPERATIONS: &[(&str, &str, &str)] = &[
+    (
+        "Patient",
+        "everything",
+        "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+    ),
+    (
+        "Patient",
+        "summary",
+        "http://hl7.org/fhir/uv/ips/OperationDefinition/summary",
+    ),
+    (
+        "Patient",
+        "match",
+        "http://hl7.org/fhir/OperationDefinition/Patient-match",
+    ),
+    (
+        "Patient",
+        "ihe-pix",
+        "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+    ),
+    (
+        "Patient",
+        "merge",
+        "urn:huimin:OperationDefinition:Patient-merge",
+    ),
+    (
+        "Patient",
+        "unmerge",
+        "urn:huimin:OperationDefinition:Patient-unmerge",
+    ),
+    (
+        "Patient",
+        "resident-reviews",
+        "urn:huimin:OperationDefinition:Patient-resident-reviews",
+    ),
+    (
+        "Appointment",
+        "find",
+        "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-find",
+    ),
+    (
+        "Appointment",
+        "hold",
+        "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-hold",
+    ),
+    (
+        "Appointment",
+        "book",
+        "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-book",
+    ),
+];
+
+fn operations(t: &str) -> Option<Json> {
+    let ops: Vec<Json> = OPERATIONS
+        .iter()
+        .filter(|(ty, ..)| *ty == t)
+        .map(|(_, name, definition)| obj(vec![("name", s(*name)), ("definition", s(*definition))]))
+        .collect();
+    (!ops.is_empty()).then(|| arr(ops))
+}
+
 /// The CapabilityStatement for this server.
 pub fn capability_statement(base: &str, backend: &str) -> Json {
     let resources = huimin_model::RESOURCE_TYPES.iter().map(|t| {
-        obj(vec![
+        let mut members = vec![
             ("type", s(*t)),
             (
                 "profile",
@@ -81,7 +144,11 @@ pub fn capability_statement(base: &str, backend: &str) -> Json {
             ("conditionalUpdate", Json::Bool(true)),
             ("conditionalDelete", s("single")),
             ("searchParam", search_params(t)),
-        ])
+        ];
+        if let Some(ops) = operations(t) {
+            members.push(("operation", ops));
+        }
+        obj(members)
     });
     let security = obj(vec![
         ("cors", Json::Bool(false)),

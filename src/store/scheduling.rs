@@ -231,3 +231,21 @@ pub fn no_shows(conn: &mut DbConn, resident: &str, since: i64) -> QueryResult<Ve
         .order(c::start_ms.desc())
         .load(conn)
 }
+
+/// Offered Slots starting within `[from, to]` and after `now`, earliest first (at most `limit`).
+pub fn offered_between(
+    conn: &mut DbConn,
+    from: i64,
+    to: i64,
+    now: i64,
+    limit: i64,
+) -> QueryResult<Vec<Places>> {
+    p::table
+        .filter(p::open.eq(true))
+        .filter(p::start_ms.ge(from.max(now + 1)))
+        .filter(p::start_ms.le(to))
+        .select(Places::as_select())
+        .order((p::start_ms.asc(), p::slot_id.asc()))
+        .limit(limit)
+        .load(conn)
+}

@@ -583,3 +583,142 @@ async fn only_the_institution_publishes_and_books_go_through_the_pool() {
     .await;
     assert_eq!(r.status, 422, "{}", r.text());
 }
+
+#[actix_rt::test]
+async fn find_proposes_the_places_one_may_book_now_earliest_first() {
+    let app = spawn_app().await;
+    let his = app.his_of("h1");
+    let sched = schedule(&app, &his, "h1").await;
+    let create = |body: Value| {
+        let (app, his) = (&app, his.clone());
+        async move {
+            app.create_as(&his, &body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let later = create(slot(&sched, 4, capacity(2))).await;
+    let sooner = create(slot(&sched, 3, capacity(1))).await;
+    let full = create(slot(&sched, 2, capacity(1))).await;
+    let mut other = slot(&sched, 5, capacity(1));
+    other["specialty"] =
+        json!([{"coding": [{"system": "urn:oid:2.16.156.10011.2.3.3.2", "code": "05"}]}]);
+    let other = create(other).await;
+    let release = clock::instant(clock::now_millis() + DAY_MS);
+    let _unreleased = create(slot(
+        &sched,
+        3,
+        json!([{"url": RELEASE, "valueDateTime": release}]),
+    ))
+    .await;
+    let (a, a_tok) = resident(&app, &his, 251).await;
+    let (b, b_tok) = resident(&app, &his, 252).await;
+    let r = call(
+        &app,
+        &b_tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&full, &b, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let window = |extra: &str| {
+        format!(
+            "/fhir/Appointment/$find?start={}&end={}{extra}",
+            clock::instant(clock::now_millis()),
+            clock::instant(clock::now_millis() + 10 * DAY_MS)
+        )
+    };
+    let slots_of = |bundle: &Value| -> Vec<String> {
+        bundle["entry"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                assert_eq!(e["resource"]["status"], "proposed");
+                e["resource"]["slot"][0]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("Slot/")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let found = app.get_as(&a_tok, &window("")).await;
+    assert_eq!(found.status, 200, "{}", found.text());
+    let found = found.json();
+    assert_eq!(found["total"], 3, "{found}");
+    assert_eq!(
+        slots_of(&found),
+        vec![sooner.clone(), later.clone(), other.clone()]
+    );
+
+    // Narrowed by specialty, paged by _count; POST with Parameters proposes for the patient.
+    let narrowed = app
+        .get_as(
+            &a_tok,
+            &window("&specialty=urn:oid:2.16.156.10011.2.3.3.2|03&_count=1"),
+        )
+        .await
+        .json();
+    assert_eq!(
+        (narrowed["total"].clone(), slots_of(&narrowed)),
+        (json!(2), vec![sooner.clone()])
+    );
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "start", "valueDateTime": clock::instant(clock::now_millis())},
+        {"name": "end", "valueDateTime": clock::instant(clock::now_millis() + 10 * DAY_MS)},
+        {"name": "patient-reference", "valueReference": {"reference": format!("Patient/{a}")}}
+    ]});
+    let posted = call(&app, &a_tok, "POST", "/fhir/Appointment/$find", &params).await;
+    assert_eq!(posted.status, 200, "{}", posted.text());
+    let proposed = posted.json()["entry"][0]["resource"].clone();
+    assert!(
+        proposed["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["actor"]["reference"] == format!("Patient/{a}")),
+        "{proposed}"
+    );
+    // What $find proposes, $book books.
+    let book = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-resource", "resource": proposed}]});
+    let booked = call(&app, &a_tok, "POST", "/fhir/Appointment/$book", &book).await;
+    assert_eq!(booked.status, 200, "{}", booked.text());
+
+    // Bad requests are named; another resident's patient answers as absent.
+    let r = app
+        .get_as(&a_tok, "/fhir/Appointment/$find?start=2026-01-01")
+        .await;
+    assert_eq!(r.status, 400);
+    let r = app.get_as(&a_tok, &window("&colour=blue")).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("colour"));
+    let r = app
+        .get_as(&a_tok, &window(&format!("&patient-reference=Patient/{b}")))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+#[actix_rt::test]
+async fn the_capability_statement_lists_the_booking_operations() {
+    let app = spawn_app().await;
+    let cs = app.get("/fhir/metadata").await.json();
+    let appointment = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Appointment")
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = appointment["operation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["find", "hold", "book"]);
+}

@@ -370,7 +370,14 @@ fn new_in(
             true => ApiError::from(SchedulingError::OnePerDay { day }),
             false => ApiError::from(e),
         })?;
-    let appointment = appointment(conn, &slot_tree, &slot, &patient, &claim)?;
+    let appointment = appointment(
+        conn,
+        &slot_tree,
+        &slot,
+        Some(&patient),
+        &claim.state,
+        claim.hold_until,
+    )?;
     let rec =
         record::create_with_id_held_in(conn, "Appointment", &id, appointment, &places.institution)?;
     slot_status_in(conn, &slot)?;
@@ -379,20 +386,24 @@ fn new_in(
 
 /// The Appointment of a claim: the Slot's times, service and specialty; the patient and the
 /// Schedule's actors as participants.
-fn appointment(
+pub(super) fn appointment(
     conn: &mut Tx<'_>,
     slot_tree: &Json,
     slot: &str,
-    patient: &str,
-    claim: &Claim,
+    patient: Option<&str>,
+    status: &str,
+    hold_until: Option<i64>,
 ) -> Result<Json, ApiError> {
-    let mut participants = vec![obj(vec![
-        (
-            "actor",
-            obj(vec![("reference", s(format!("Patient/{patient}")))]),
-        ),
-        ("status", s("accepted")),
-    ])];
+    let mut participants = Vec::new();
+    if let Some(patient) = patient {
+        participants.push(obj(vec![
+            (
+                "actor",
+                obj(vec![("reference", s(format!("Patient/{patient}")))]),
+            ),
+            ("status", s("accepted")),
+        ]));
+    }
     if let Some(schedule) = referenced(slot_tree, "schedule", "Schedule")
         && let Ok(sched) = record::read_in(conn, "Schedule", schedule)
         && let Ok(sched) = Json::parse(sched.content.as_bytes())
@@ -408,10 +419,10 @@ fn appointment(
         }
     }
     let mut members = vec![("resourceType", s("Appointment"))];
-    if let Some(until) = claim.hold_until {
+    if let Some(until) = hold_until {
         members.push(("extension", hold_extension(until)));
     }
-    members.push(("status", s(claim.state.clone())));
+    members.push(("status", s(status)));
     for key in ["serviceType", "specialty"] {
         if let Some(v) = slot_tree.get(key) {
             members.push((key, v.clone()));

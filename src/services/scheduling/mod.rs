@@ -5,6 +5,7 @@
 //! count above capacity), never by a check in one transaction and an insert in another.
 
 pub mod book;
+pub mod find;
 pub mod publish;
 
 use std::sync::Arc;
