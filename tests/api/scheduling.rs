@@ -722,3 +722,133 @@ async fn the_capability_statement_lists_the_booking_operations() {
         .collect();
     assert_eq!(names, ["find", "hold", "book"]);
 }
+
+#[actix_rt::test]
+async fn a_booking_changes_status_by_rest_as_its_rules_allow() {
+    let app = spawn_app_with(|s| s.booking_no_show_limit = 1).await;
+    let his = app.his_of("h1");
+    let sched = schedule(&app, &his, "h1").await;
+    let id = app.create_as(&his, &slot(&sched, 3, capacity(1))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (a, a_tok) = resident(&app, &his, 271).await;
+    let patch = |status: &str| json!([{"op": "replace", "path": "/status", "value": status}]);
+    let send_patch = |tok: String, appointment: String, body: Value| {
+        let app = &app;
+        async move {
+            let auth = format!("Bearer {tok}");
+            app.send(
+                "PATCH",
+                &format!("/fhir/Appointment/{appointment}"),
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/json-patch+json"),
+                ],
+                Some(body.to_string().as_bytes()),
+            )
+            .await
+        }
+    };
+
+    // The resident cancels by PATCH: the place is free at once.
+    let booked = call(
+        &app,
+        &his,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &a, "proposed"),
+    )
+    .await
+    .json();
+    let appointment = booked["id"].as_str().unwrap().to_owned();
+    let r = send_patch(a_tok.clone(), appointment.clone(), patch("cancelled")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "cancelled");
+    assert_eq!(slot_status(&app, &his, &id).await, "free");
+
+    // The hospital marks arrival by PUT and fulfilment by PATCH; the resident cannot.
+    let booked = call(
+        &app,
+        &his,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &a, "proposed"),
+    )
+    .await
+    .json();
+    let appointment = booked["id"].as_str().unwrap().to_owned();
+    let r = send_patch(a_tok.clone(), appointment.clone(), patch("arrived")).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let mut arrived = booked.clone();
+    arrived["status"] = json!("arrived");
+    let r = call(
+        &app,
+        &his,
+        "PUT",
+        &format!("/fhir/Appointment/{appointment}"),
+        &arrived,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "arrived");
+    let mut moved = r.json();
+    moved["start"] = json!(clock::instant(clock::now_millis() + 9 * DAY_MS));
+    let r = call(
+        &app,
+        &his,
+        "PUT",
+        &format!("/fhir/Appointment/{appointment}"),
+        &moved,
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let r = send_patch(his.clone(), appointment.clone(), patch("fulfilled")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send_patch(his.clone(), appointment.clone(), patch("booked")).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        issue(&r).1,
+        "an Appointment cannot move from fulfilled to booked"
+    );
+
+    // A no-show pauses the resident's booking (limit 1 in this app).
+    let other = app.create_as(&his, &slot(&sched, 4, capacity(1))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let missed = call(
+        &app,
+        &his,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&other, &a, "proposed"),
+    )
+    .await
+    .json();
+    let r = send_patch(
+        his.clone(),
+        missed["id"].as_str().unwrap().to_owned(),
+        patch("noshow"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let third = app.create_as(&his, &slot(&sched, 6, capacity(1))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = call(
+        &app,
+        &a_tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&third, &a, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        issue(&r).1.starts_with("rule no-show-pause"),
+        "{:?}",
+        issue(&r)
+    );
+}

@@ -17,7 +17,10 @@ use crate::api::respond::{self, Body};
 use crate::auth::Perm;
 use crate::error::ApiError;
 use crate::fhir::outcome::{Issue, OperationOutcome};
+use crate::services::access::Guard;
+use crate::services::audit::Draft;
 use crate::services::record::{self, Record, Written};
+use crate::services::scheduling::book::{self, RestWrite};
 
 pub async fn create(
     ctx: Ctx,
@@ -62,6 +65,19 @@ pub async fn update(
         let tree = format::read_resource(&ctx.req, &body, Some(&t))?;
         let im = if_match(&ctx)?;
         let guard = ctx.guard().await?;
+        if let Some(rec) = pool_write(
+            &ctx,
+            &t,
+            &id,
+            &guard,
+            RestWrite::Put(tree.clone()),
+            im,
+            &draft,
+        )
+        .await?
+        {
+            return written(&ctx, neg, StatusCode::OK, rec);
+        }
         let may_create = ctx.caller.require(Perm::Create, Some(&t)).is_ok();
         let (tt, ii) = (t.clone(), id.clone());
         let (rec, w) = ctx
@@ -125,6 +141,19 @@ pub async fn patch(
         })?;
         let im = if_match(&ctx)?;
         let guard = ctx.guard().await?;
+        if let Some(rec) = pool_write(
+            &ctx,
+            &t,
+            &id,
+            &guard,
+            RestWrite::Patch(patch.clone()),
+            im,
+            &draft,
+        )
+        .await?
+        {
+            return written(&ctx, neg, StatusCode::OK, rec);
+        }
         let (tt, ii) = (t.clone(), id.clone());
         let rec = ctx
             .db(false, move |store| {
@@ -173,6 +202,27 @@ pub async fn conditional_delete(
             })
             .await?;
         Ok((deleted(&ctx, neg, v, &t)?, None))
+    })
+    .await
+}
+
+/// A `PUT` or `PATCH` of an Appointment holding a place of the slot pool is a booking's status
+/// change, made by the booking service (`None`: not such an Appointment).
+async fn pool_write(
+    ctx: &Ctx,
+    t: &str,
+    id: &str,
+    guard: &Guard,
+    write: RestWrite,
+    if_match: Option<i64>,
+    draft: &Draft,
+) -> Result<Option<Record>, ApiError> {
+    if t != "Appointment" {
+        return Ok(None);
+    }
+    let (guard, id, draft) = (guard.clone(), id.to_owned(), draft.clone());
+    ctx.db(false, move |store| {
+        book::rest_write(store, guard, &id, write, if_match, draft)
     })
     .await
 }

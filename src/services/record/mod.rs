@@ -716,7 +716,7 @@ pub fn patch_in(
 /// Apply a JSON Patch to `doc` (`size` bytes as stored) one operation at a time, refusing (413)
 /// before an operation would make it larger than `max` bytes: a short patch of `copy` ops
 /// doubles the document with each, and must not build it.
-fn apply_bounded(
+pub fn apply_bounded(
     doc: &mut serde_json::Value,
     patch: &json_patch::Patch,
     size: usize,

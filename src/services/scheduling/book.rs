@@ -524,3 +524,112 @@ fn cancel_in(conn: &mut Tx<'_>, guard: &Guard, id: &str, claim: Claim) -> Result
     }
     release_in(conn, id, &claim)
 }
+
+/// A REST write of an Appointment (`PUT`, or `PATCH` with a JSON Patch).
+#[derive(Debug, Clone)]
+pub enum RestWrite {
+    Put(Json),
+    Patch(json_patch::Patch),
+}
+
+/// A REST `PUT` or `PATCH` of an Appointment that holds a place of the pool, as a status
+/// change: `cancelled` cancels (the place is free at once; a resident until the visit's day),
+/// `arrived`, `fulfilled` and `noshow` are the Slot's institution's to mark. Anything else of
+/// the Appointment stays as booked (422 otherwise). `None` when the Appointment holds no
+/// place: an ordinary write then.
+pub fn rest_write(
+    store: &Store,
+    guard: Guard,
+    id: &str,
+    write: RestWrite,
+    if_match: Option<i64>,
+    draft: Draft,
+) -> Result<Option<Record>, ApiError> {
+    let probe = id.to_owned();
+    if store
+        .read(move |conn| pool::claim_of(conn, &probe).map_err(ApiError::from))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let id = id.to_owned();
+    record::write(store, draft, move |conn| {
+        conn.work::<Booking>().0 = true;
+        let Some(claim) = pool::claim_of(conn, &id)? else {
+            return Err(RecordError::Absent {
+                t: "Appointment".to_owned(),
+                id,
+            }
+            .into());
+        };
+        let claim = may_change(conn, &guard, &id, &claim)?;
+        let current = record::read_in(conn, "Appointment", &id)?;
+        if let Some(want) = if_match
+            && want != current.version_id
+        {
+            return Err(RecordError::VersionConflict {
+                want,
+                have: Some(current.version_id),
+            }
+            .into());
+        }
+        let stored = Json::parse(current.content.as_bytes()).map_err(ApiError::internal)?;
+        let wanted = match write {
+            RestWrite::Put(tree) => tree,
+            RestWrite::Patch(patch) => {
+                let mut doc: serde_json::Value =
+                    serde_json::from_str(&current.content).map_err(ApiError::internal)?;
+                record::apply_bounded(&mut doc, &patch, current.content.len(), guard.max_bytes)?;
+                let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
+                Json::parse(&bytes).map_err(ApiError::internal)?
+            }
+        };
+        let status = wanted.get_str("status").unwrap_or("").to_owned();
+        if without_status(&stored) != without_status(&wanted) {
+            return Err(unprocessable(format!(
+                "Appointment/{id} holds a place of the pool: only its status changes by PUT or PATCH"
+            )));
+        }
+        transition_in(conn, &guard, &id, claim, &status).map(Some)
+    })
+}
+
+/// An Appointment without what a client does not choose (`meta`, `status`), for comparison.
+fn without_status(tree: &Json) -> Json {
+    let mut t = tree.clone();
+    t.remove("meta");
+    t.remove("status");
+    t.remove("text");
+    t
+}
+
+/// Move a claim's Appointment to `status`.
+fn transition_in(
+    conn: &mut Tx<'_>,
+    guard: &Guard,
+    id: &str,
+    claim: Claim,
+    status: &str,
+) -> Result<Record, ApiError> {
+    let refused = |from: &str| -> ApiError {
+        SchedulingError::Transition {
+            from: from.to_owned(),
+            to: status.to_owned(),
+        }
+        .into()
+    };
+    match (claim.state.as_str(), status) {
+        (from, to) if from == to => record::read_in(conn, "Appointment", id),
+        (_, "cancelled") => cancel_in(conn, guard, id, claim),
+        ("booked", "arrived" | "fulfilled" | "noshow") | ("arrived", "fulfilled") => {
+            if matches!(guard.writer, Writer::Resident { .. }) {
+                return Err(ApiError::Forbidden(format!(
+                    "the Slot's institution marks an Appointment {status}"
+                )));
+            }
+            pool::set_state(conn, id, status, None)?;
+            set_status(conn, id, status, None)
+        }
+        (from, _) => Err(refused(from)),
+    }
+}
