@@ -61,6 +61,9 @@ pub fn start_expiry(store: Store, interval: Duration) {
             let mut failing = false;
             while !store.is_closed() {
                 std::thread::sleep(interval);
+                if store.is_closed() {
+                    break;
+                }
                 let round = expire_due(&store);
                 match (&round, failing) {
                     (Err(e), false) => {
