@@ -249,3 +249,15 @@ pub fn offered_between(
         .limit(limit)
         .load(conn)
 }
+
+/// Make a resident's bookings take turns for the rest of the transaction, so that the rules
+/// counting their bookings count them all (PostgreSQL: a transaction-scoped advisory lock on
+/// the resident; SQLite has one writer). Taken before any Slot's row, never after one.
+pub fn lock_resident(conn: &mut DbConn, resident: &str) -> QueryResult<()> {
+    if let DbConn::Postgres(c) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+            .bind::<diesel::sql_types::Text, _>(resident)
+            .execute(c)?;
+    }
+    Ok(())
+}

@@ -852,3 +852,42 @@ async fn a_booking_changes_status_by_rest_as_its_rules_allow() {
         issue(&r)
     );
 }
+
+#[actix_rt::test]
+async fn one_residents_simultaneous_bookings_respect_the_cap() {
+    let app = spawn_app_with(|s| s.booking_max_active = 2).await;
+    let his = app.his_of("h1");
+    let sched = schedule(&app, &his, "h1").await;
+    let mut slots = Vec::new();
+    for day in 2..8 {
+        slots.push(
+            app.create_as(&his, &slot(&sched, day, capacity(5))).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let (a, tok) = resident(&app, &his, 281).await;
+    let replies = futures_util::future::join_all(slots.iter().map(|s| {
+        let body = booking(s, &a, "proposed");
+        let (app, tok) = (&app, tok.clone());
+        async move { call(app, &tok, "POST", "/fhir/Appointment/$book", &body).await }
+    }))
+    .await;
+    let booked = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        booked,
+        2,
+        "{:?}",
+        replies
+            .iter()
+            .map(|r| (r.status, r.text()))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        replies
+            .iter()
+            .filter(|r| r.status != 200)
+            .all(|r| r.status == 409 && issue(r).1.starts_with("rule max-active-bookings"))
+    );
+}

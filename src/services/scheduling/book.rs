@@ -335,6 +335,8 @@ fn new_in(
             "Appointment.participant: Patient/{patient} is not a resident of the index (real-name booking)"
         ))
     })?;
+    // The resident's lock before the Slot's: the rules below count all their bookings.
+    pool::lock_resident(conn, &resident)?;
     let now = clock::now_millis();
     let places = places_in(conn, &slot, now)?;
     may_book(guard, &places, &resident)?;
