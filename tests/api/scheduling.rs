@@ -891,3 +891,61 @@ async fn one_residents_simultaneous_bookings_respect_the_cap() {
             .all(|r| r.status == 409 && issue(r).1.starts_with("rule max-active-bookings"))
     );
 }
+
+#[actix_rt::test]
+async fn a_guardian_books_for_the_child_they_guard() {
+    let app = spawn_app().await;
+    let his = app.his_of("h1");
+    let sched = schedule(&app, &his, "h1").await;
+    let id = app.create_as(&his, &slot(&sched, 3, capacity(2))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut child = patient("MRN-CHILD");
+    child["birthDate"] = json!("2019-05-01");
+    child["identifier"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"system": "urn:oid:2.16.156.10011.1.3", "value": id_number("510104", "20190501", 622)}));
+    let child = app.create_as(&his, &child).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (adult, _) = resident(&app, &his, 291).await;
+    let mother = app
+        .create_as(
+            &his,
+            &json!({"resourceType": "RelatedPerson", "active": true,
+                    "patient": {"reference": format!("Patient/{child}")},
+                    "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}]}]}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let guardian = app.token_as(
+        "guardian-1",
+        Role::Resident,
+        "patient/*.cruds",
+        Some(&format!("RelatedPerson/{mother}")),
+    );
+    let r = call(
+        &app,
+        &guardian,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &child, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The guardian acts for the child only.
+    let r = call(
+        &app,
+        &guardian,
+        "POST",
+        "/fhir/Appointment/$book",
+        &booking(&id, &adult, "proposed"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+}
