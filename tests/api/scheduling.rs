@@ -64,6 +64,14 @@ fn slot(schedule: &str, days: i64, extension: Value) -> Value {
     })
 }
 
+/// Publish a Slot as institution `his`; its id.
+async fn publish(app: &TestApp, his: &str, slot: Value) -> String {
+    app.create_as(his, &slot).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn capacity(n: i64) -> Value {
     json!([{"url": CAPACITY, "valueInteger": n}])
 }
@@ -101,6 +109,17 @@ fn booking(slot: &str, pid: &str, status: &str) -> Value {
     })
 }
 
+/// `$book` (or `$hold`) of a place of `slot` for `pid`, proposed as `$find` would.
+async fn book(app: &TestApp, token: &str, slot: &str, pid: &str) -> Reply {
+    let body = booking(slot, pid, "proposed");
+    call(app, token, "POST", "/fhir/Appointment/$book", &body).await
+}
+
+async fn hold(app: &TestApp, token: &str, slot: &str, pid: &str) -> Reply {
+    let body = booking(slot, pid, "proposed");
+    call(app, token, "POST", "/fhir/Appointment/$hold", &body).await
+}
+
 fn referring(appointment: &str) -> Value {
     json!({
         "resourceType": "Parameters",
@@ -119,6 +138,12 @@ fn issue(r: &Reply) -> (String, String) {
     )
 }
 
+/// A 409 whose text names what refused (a Slot's state or a rule).
+fn refused(r: &Reply, names: &str) {
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(issue(r).1.contains(names), "{:?}", issue(r));
+}
+
 async fn slot_status(app: &TestApp, his: &str, id: &str) -> String {
     app.get_as(his, &format!("/fhir/Slot/{id}")).await.json()["status"]
         .as_str()
@@ -131,14 +156,8 @@ async fn a_rush_books_exactly_each_slots_capacity() {
     let app = spawn_app().await;
     let his = app.his_of("h1");
     let sched = schedule(&app, &his, "h1").await;
-    let one = app.create_as(&his, &slot(&sched, 3, capacity(1))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let three = app.create_as(&his, &slot(&sched, 4, capacity(3))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let one = publish(&app, &his, slot(&sched, 3, capacity(1))).await;
+    let three = publish(&app, &his, slot(&sched, 4, capacity(3))).await;
     let mut residents = Vec::new();
     for seq in 0..12 {
         residents.push(resident(&app, &his, 100 + seq).await);
@@ -187,45 +206,21 @@ async fn a_hold_keeps_its_place_until_it_expires_and_cancelling_frees_a_place() 
     let app = spawn_app_with(|s| s.booking_hold_seconds = 1).await;
     let his = app.his_of("h1");
     let sched = schedule(&app, &his, "h1").await;
-    let id = app.create_as(&his, &slot(&sched, 3, capacity(1))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish(&app, &his, slot(&sched, 3, capacity(1))).await;
     let (a, a_tok) = resident(&app, &his, 201).await;
     let (b, b_tok) = resident(&app, &his, 202).await;
 
-    let held = call(
-        &app,
-        &a_tok,
-        "POST",
-        "/fhir/Appointment/$hold",
-        &booking(&id, &a, "proposed"),
-    )
-    .await;
+    let held = hold(&app, &a_tok, &id, &a).await;
     assert_eq!(held.status, 200, "{}", held.text());
     let held = held.json();
     assert_eq!(held["status"], "pending");
     assert!(held["extension"][0]["valueInstant"].is_string(), "{held}");
-    let refused = call(
-        &app,
-        &b_tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &b, "proposed"),
-    )
-    .await;
+    let refused = book(&app, &b_tok, &id, &b).await;
     assert_eq!(refused.status, 409);
 
     // The hold expires by itself: the place is free again, the held Appointment cancelled.
     actix_rt::time::sleep(std::time::Duration::from_millis(1300)).await;
-    let booked = call(
-        &app,
-        &b_tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &b, "proposed"),
-    )
-    .await;
+    let booked = book(&app, &b_tok, &id, &b).await;
     assert_eq!(booked.status, 200, "{}", booked.text());
     let expired = app
         .get_as(
@@ -252,30 +247,12 @@ async fn a_hold_keeps_its_place_until_it_expires_and_cancelling_frees_a_place() 
     assert_eq!(cancelled.status, 200, "{}", cancelled.text());
     assert_eq!(cancelled.json()["status"], "cancelled");
     assert_eq!(slot_status(&app, &his, &id).await, "free");
-    let again = call(
-        &app,
-        &a_tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &a, "proposed"),
-    )
-    .await;
+    let again = book(&app, &a_tok, &id, &a).await;
     assert_eq!(again.status, 200, "{}", again.text());
 
     // A hold nobody books after frees its place by itself (the expiry runs in the background).
-    let quiet = app.create_as(&his, &slot(&sched, 6, capacity(1))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let held = call(
-        &app,
-        &a_tok,
-        "POST",
-        "/fhir/Appointment/$hold",
-        &booking(&quiet, &a, "proposed"),
-    )
-    .await
-    .json();
+    let quiet = publish(&app, &his, slot(&sched, 6, capacity(1))).await;
+    let held = hold(&app, &a_tok, &quiet, &a).await.json();
     assert_eq!(slot_status(&app, &his, &quiet).await, "busy");
     actix_rt::time::sleep(std::time::Duration::from_millis(3000)).await;
     let expired = app
@@ -289,19 +266,8 @@ async fn a_hold_keeps_its_place_until_it_expires_and_cancelling_frees_a_place() 
     assert_eq!(slot_status(&app, &his, &quiet).await, "free");
 
     // A hold booked before it expires becomes booked.
-    let id2 = app.create_as(&his, &slot(&sched, 5, capacity(1))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let held = call(
-        &app,
-        &b_tok,
-        "POST",
-        "/fhir/Appointment/$hold",
-        &booking(&id2, &b, "proposed"),
-    )
-    .await
-    .json();
+    let id2 = publish(&app, &his, slot(&sched, 5, capacity(1))).await;
+    let held = hold(&app, &b_tok, &id2, &b).await.json();
     let booked = call(
         &app,
         &b_tok,
@@ -338,20 +304,8 @@ async fn the_slot_and_the_rules_refuse_by_name() {
         json!([{"url": RELEASE, "valueDateTime": release}]),
     ))
     .await;
-    let r = call(
-        &app,
-        &tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&later, &a, "proposed"),
-    )
-    .await;
-    assert_eq!(r.status, 409);
-    assert!(
-        issue(&r).1.contains("opens for booking at"),
-        "{:?}",
-        issue(&r)
-    );
+    let r = book(&app, &tok, &later, &a).await;
+    refused(&r, "opens for booking at");
 
     // Its free places kept for referred residents.
     let until = clock::instant(clock::now_millis() + DAY_MS);
@@ -361,41 +315,15 @@ async fn the_slot_and_the_rules_refuse_by_name() {
         json!([{"url": CAPACITY, "valueInteger": 1}, {"url": RESERVE, "valueInteger": 1}, {"url": RESERVE_UNTIL, "valueDateTime": until}]),
     ))
     .await;
-    let r = call(
-        &app,
-        &tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&kept, &a, "proposed"),
-    )
-    .await;
-    assert_eq!(r.status, 409);
-    assert!(
-        issue(&r).1.contains("kept for referred residents"),
-        "{:?}",
-        issue(&r)
-    );
+    let r = book(&app, &tok, &kept, &a).await;
+    refused(&r, "kept for referred residents");
 
     // One booking per specialty per day.
     let first = create(slot(&sched, 3, capacity(2))).await;
     let same_day = create(slot(&sched, 3, capacity(2))).await;
-    let r = call(
-        &app,
-        &tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&first, &a, "proposed"),
-    )
-    .await;
+    let r = book(&app, &tok, &first, &a).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = call(
-        &app,
-        &tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&same_day, &a, "proposed"),
-    )
-    .await;
+    let r = book(&app, &tok, &same_day, &a).await;
     assert_eq!(r.status, 409);
     assert_eq!(issue(&r).0, "business-rule");
     assert!(
@@ -407,42 +335,16 @@ async fn the_slot_and_the_rules_refuse_by_name() {
     // At most two active bookings (this app's setting).
     let second = create(slot(&sched, 6, capacity(2))).await;
     let third = create(slot(&sched, 7, capacity(2))).await;
-    let r = call(
-        &app,
-        &tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&second, &a, "proposed"),
-    )
-    .await;
+    let r = book(&app, &tok, &second, &a).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = call(
-        &app,
-        &tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&third, &a, "proposed"),
-    )
-    .await;
-    assert_eq!(r.status, 409);
-    assert!(
-        issue(&r).1.starts_with("rule max-active-bookings"),
-        "{:?}",
-        issue(&r)
-    );
+    let r = book(&app, &tok, &third, &a).await;
+    refused(&r, "rule max-active-bookings");
 
     // A Slot cannot shrink below its taken places.
     let pair = create(slot(&sched, 8, capacity(2))).await;
     for seq in [311, 312] {
         let (p, _) = resident(&app, &his, seq).await;
-        let r = call(
-            &app,
-            &his,
-            "POST",
-            "/fhir/Appointment/$book",
-            &booking(&pair, &p, "proposed"),
-        )
-        .await;
+        let r = book(&app, &his, &pair, &p).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     let mut shrunk = app.get_as(&his, &format!("/fhir/Slot/{pair}")).await.json();
@@ -495,55 +397,20 @@ async fn only_the_institution_publishes_and_books_go_through_the_pool() {
     let (b, b_tok) = resident(&app, &h1, 402).await;
 
     // Another institution's system does not book on h1's Slots; a resident books for themselves.
-    let r = call(
-        &app,
-        &h2,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &a, "proposed"),
-    )
-    .await;
+    let r = book(&app, &h2, &id, &a).await;
     assert_eq!(r.status, 403, "{}", r.text());
-    let r = call(
-        &app,
-        &b_tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &a, "proposed"),
-    )
-    .await;
+    let r = book(&app, &b_tok, &id, &a).await;
     assert_eq!(r.status, 403, "{}", r.text());
     let official = app.token_as("official-1", Role::Official, "user/*.cruds", None);
-    let r = call(
-        &app,
-        &official,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &a, "proposed"),
-    )
-    .await;
+    let r = book(&app, &official, &id, &a).await;
     assert_eq!(r.status, 403, "{}", r.text());
 
     // Real-name: the patient must belong to a resident of the index.
-    let r = call(
-        &app,
-        &h1,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, "no-such-patient", "proposed"),
-    )
-    .await;
+    let r = book(&app, &h1, &id, "no-such-patient").await;
     assert_eq!(r.status, 422, "{}", r.text());
 
     // The hospital books for a resident on its own Slot.
-    let booked = call(
-        &app,
-        &h1,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &a, "proposed"),
-    )
-    .await;
+    let booked = book(&app, &h1, &id, &a).await;
     assert_eq!(booked.status, 200, "{}", booked.text());
     let appointment = booked.json()["id"].as_str().unwrap().to_owned();
 
@@ -614,14 +481,7 @@ async fn find_proposes_the_places_one_may_book_now_earliest_first() {
     .await;
     let (a, a_tok) = resident(&app, &his, 251).await;
     let (b, b_tok) = resident(&app, &his, 252).await;
-    let r = call(
-        &app,
-        &b_tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&full, &b, "proposed"),
-    )
-    .await;
+    let r = book(&app, &b_tok, &full, &b).await;
     assert_eq!(r.status, 200, "{}", r.text());
 
     let window = |extra: &str| {
@@ -728,10 +588,7 @@ async fn a_booking_changes_status_by_rest_as_its_rules_allow() {
     let app = spawn_app_with(|s| s.booking_no_show_limit = 1).await;
     let his = app.his_of("h1");
     let sched = schedule(&app, &his, "h1").await;
-    let id = app.create_as(&his, &slot(&sched, 3, capacity(1))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish(&app, &his, slot(&sched, 3, capacity(1))).await;
     let (a, a_tok) = resident(&app, &his, 271).await;
     let patch = |status: &str| json!([{"op": "replace", "path": "/status", "value": status}]);
     let send_patch = |tok: String, appointment: String, body: Value| {
@@ -752,15 +609,7 @@ async fn a_booking_changes_status_by_rest_as_its_rules_allow() {
     };
 
     // The resident cancels by PATCH: the place is free at once.
-    let booked = call(
-        &app,
-        &his,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &a, "proposed"),
-    )
-    .await
-    .json();
+    let booked = book(&app, &his, &id, &a).await.json();
     let appointment = booked["id"].as_str().unwrap().to_owned();
     let r = send_patch(a_tok.clone(), appointment.clone(), patch("cancelled")).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -768,15 +617,7 @@ async fn a_booking_changes_status_by_rest_as_its_rules_allow() {
     assert_eq!(slot_status(&app, &his, &id).await, "free");
 
     // The hospital marks arrival by PUT and fulfilment by PATCH; the resident cannot.
-    let booked = call(
-        &app,
-        &his,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &a, "proposed"),
-    )
-    .await
-    .json();
+    let booked = book(&app, &his, &id, &a).await.json();
     let appointment = booked["id"].as_str().unwrap().to_owned();
     let r = send_patch(a_tok.clone(), appointment.clone(), patch("arrived")).await;
     assert_eq!(r.status, 403, "{}", r.text());
@@ -813,19 +654,8 @@ async fn a_booking_changes_status_by_rest_as_its_rules_allow() {
     );
 
     // A no-show pauses the resident's booking (limit 1 in this app).
-    let other = app.create_as(&his, &slot(&sched, 4, capacity(1))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let missed = call(
-        &app,
-        &his,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&other, &a, "proposed"),
-    )
-    .await
-    .json();
+    let other = publish(&app, &his, slot(&sched, 4, capacity(1))).await;
+    let missed = book(&app, &his, &other, &a).await.json();
     let r = send_patch(
         his.clone(),
         missed["id"].as_str().unwrap().to_owned(),
@@ -833,24 +663,9 @@ async fn a_booking_changes_status_by_rest_as_its_rules_allow() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let third = app.create_as(&his, &slot(&sched, 6, capacity(1))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = call(
-        &app,
-        &a_tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&third, &a, "proposed"),
-    )
-    .await;
-    assert_eq!(r.status, 409, "{}", r.text());
-    assert!(
-        issue(&r).1.starts_with("rule no-show-pause"),
-        "{:?}",
-        issue(&r)
-    );
+    let third = publish(&app, &his, slot(&sched, 6, capacity(1))).await;
+    let r = book(&app, &a_tok, &third, &a).await;
+    refused(&r, "rule no-show-pause");
 }
 
 #[actix_rt::test]
@@ -860,12 +675,7 @@ async fn one_residents_simultaneous_bookings_respect_the_cap() {
     let sched = schedule(&app, &his, "h1").await;
     let mut slots = Vec::new();
     for day in 2..8 {
-        slots.push(
-            app.create_as(&his, &slot(&sched, day, capacity(5))).await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        slots.push(publish(&app, &his, slot(&sched, day, capacity(5))).await);
     }
     let (a, tok) = resident(&app, &his, 281).await;
     let replies = futures_util::future::join_all(slots.iter().map(|s| {
@@ -897,10 +707,7 @@ async fn a_guardian_books_for_the_child_they_guard() {
     let app = spawn_app().await;
     let his = app.his_of("h1");
     let sched = schedule(&app, &his, "h1").await;
-    let id = app.create_as(&his, &slot(&sched, 3, capacity(2))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish(&app, &his, slot(&sched, 3, capacity(2))).await;
     let mut child = patient("MRN-CHILD");
     child["birthDate"] = json!("2019-05-01");
     child["identifier"]
@@ -929,23 +736,9 @@ async fn a_guardian_books_for_the_child_they_guard() {
         "patient/*.cruds",
         Some(&format!("RelatedPerson/{mother}")),
     );
-    let r = call(
-        &app,
-        &guardian,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &child, "proposed"),
-    )
-    .await;
+    let r = book(&app, &guardian, &id, &child).await;
     assert_eq!(r.status, 200, "{}", r.text());
     // The guardian acts for the child only.
-    let r = call(
-        &app,
-        &guardian,
-        "POST",
-        "/fhir/Appointment/$book",
-        &booking(&id, &adult, "proposed"),
-    )
-    .await;
+    let r = book(&app, &guardian, &id, &adult).await;
     assert_eq!(r.status, 403, "{}", r.text());
 }
