@@ -399,8 +399,14 @@ async fn only_the_institution_publishes_and_books_go_through_the_pool() {
     // Another institution's system does not book on h1's Slots; a resident books for themselves.
     let r = book(&app, &h2, &id, &a).await;
     assert_eq!(r.status, 403, "{}", r.text());
+    // A resident booking another's Patient learns nothing of it: as for no Patient at all.
     let r = book(&app, &b_tok, &id, &a).await;
-    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.status, 422, "{}", r.text());
+    let unknown = book(&app, &b_tok, &id, "no-such-patient").await;
+    assert_eq!(
+        issue(&r).1.replace(&a, "x"),
+        issue(&unknown).1.replace("no-such-patient", "x")
+    );
     let official = app.token_as("official-1", Role::Official, "user/*.cruds", None);
     let r = book(&app, &official, &id, &a).await;
     assert_eq!(r.status, 403, "{}", r.text());
@@ -740,5 +746,5 @@ async fn a_guardian_books_for_the_child_they_guard() {
     assert_eq!(r.status, 200, "{}", r.text());
     // The guardian acts for the child only.
     let r = book(&app, &guardian, &id, &adult).await;
-    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.status, 422, "as for no such Patient: {}", r.text());
 }

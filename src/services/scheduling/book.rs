@@ -65,6 +65,11 @@ fn step_in(
     rules: &Rules,
     req: Request,
 ) -> Result<Record, ApiError> {
+    if matches!(guard.writer, Writer::Nobody) {
+        return Err(ApiError::Forbidden(
+            "booking is for residents and institutions' systems".to_owned(),
+        ));
+    }
     let stored = req
         .reference
         .clone()
@@ -330,11 +335,20 @@ fn new_in(
             unprocessable("Appointment.participant must name the Patient (Patient/id)".to_owned())
         })?
         .to_owned();
-    let resident = repo::resident(conn, "Patient", &patient)?.ok_or_else(|| {
+    // A Patient the booker may not see answers as one that is not a resident: the booking
+    // confirms nothing of it.
+    let not_resident = || {
         unprocessable(format!(
             "Appointment.participant: Patient/{patient} is not a resident of the index (real-name booking)"
         ))
-    })?;
+    };
+    let resident = repo::resident(conn, "Patient", &patient)?.ok_or_else(not_resident)?;
+    if !guard
+        .filter
+        .visible(conn, "Patient", &patient, Some(&resident))?
+    {
+        return Err(not_resident());
+    }
     // The resident's lock before the Slot's: the rules below count all their bookings.
     pool::lock_resident(conn, &resident)?;
     let now = clock::now_millis();
@@ -467,13 +481,22 @@ fn may_change(
             }
             .into()
         }),
-        // Another resident's booking answers as an absent one.
-        Err(_) if matches!(guard.writer, Writer::Resident { .. }) => Err(RecordError::Absent {
-            t: "Appointment".to_owned(),
-            id: id.to_owned(),
+        // A booking the caller may not see answers as an absent one.
+        Err(e) => {
+            let seen = !matches!(guard.writer, Writer::Resident { .. })
+                && guard
+                    .filter
+                    .visible(conn, "Appointment", id, Some(&claim.resident))?;
+            if seen {
+                Err(e)
+            } else {
+                Err(RecordError::Absent {
+                    t: "Appointment".to_owned(),
+                    id: id.to_owned(),
+                }
+                .into())
+            }
         }
-        .into()),
-        Err(e) => Err(e),
     }
 }
 
