@@ -8,7 +8,7 @@
 //! institution's Slots; an administrator. The Appointment's patient must belong to a golden
 //! resident of the index (real-name booking).
 
-use super::{Booking, Rules};
+use super::{Booking, Rules, referenced};
 use crate::clock;
 use crate::error::{ApiError, RecordError, SchedulingError};
 use crate::fhir::bundle::{obj, s};
@@ -113,15 +113,6 @@ fn step_in(
 
 fn unprocessable(text: String) -> ApiError {
     ApiError::Unprocessable(text)
-}
-
-/// The `id` of a reference `Type/id` in `tree[key]` (the first of a list).
-fn referenced<'a>(tree: &'a Json, key: &str, t: &str) -> Option<&'a str> {
-    let r = match tree.get(key)? {
-        Json::Array(items) => items.first()?,
-        one => one,
-    };
-    r.get_str("reference")?.strip_prefix(t)?.strip_prefix('/')
 }
 
 /// The Patient an Appointment is for: its participant whose actor is a Patient.

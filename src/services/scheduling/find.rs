@@ -5,6 +5,7 @@
 //! the request gave one.
 
 use super::book::appointment;
+use super::referenced;
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
@@ -73,11 +74,7 @@ fn in_district(conn: &mut Tx<'_>, institution: &str, district: &str) -> bool {
 }
 
 fn has_actor(conn: &mut Tx<'_>, slot_tree: &Json, actor: &str) -> bool {
-    let Some(schedule) = slot_tree
-        .get("schedule")
-        .and_then(|r| r.get_str("reference"))
-        .and_then(|r| r.strip_prefix("Schedule/"))
-    else {
+    let Some(schedule) = referenced(slot_tree, "schedule", "Schedule") else {
         return false;
     };
     let Ok(sched) = record::read_in(conn, "Schedule", schedule) else {

@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::clock;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::fhir::json::Json;
 use crate::services::audit::{Actor, Draft};
 use crate::services::record;
 use crate::store::Store;
@@ -43,6 +44,23 @@ impl Rules {
             no_show_window_ms: i64::from(s.booking_no_show_window_days) * DAY_MS,
             no_show_pause_ms: i64::from(s.booking_no_show_pause_days) * DAY_MS,
         }
+    }
+}
+
+/// The `Type/id` a reference element names (relative references only).
+fn reference_of(r: Option<&Json>) -> Option<(&str, &str)> {
+    r?.get_str("reference")?.split_once('/')
+}
+
+/// The id of the `t` that `tree[key]` refers to (the first of a list).
+fn referenced<'a>(tree: &'a Json, key: &str, t: &str) -> Option<&'a str> {
+    let r = match tree.get(key)? {
+        Json::Array(items) => items.first(),
+        one => Some(one),
+    };
+    match reference_of(r)? {
+        (rt, id) if rt == t => Some(id),
+        _ => None,
     }
 }
 

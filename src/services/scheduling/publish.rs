@@ -3,6 +3,7 @@
 //! transaction, also writes the Slot's row of places (`store::scheduling`): capacity, referral
 //! reserve, release instant, whether it is offered.
 
+use super::{reference_of, referenced};
 use crate::clock;
 use crate::error::{ApiError, SchedulingError};
 use crate::fhir::json::Json;
@@ -29,11 +30,6 @@ const ACTORS: &[(&str, &str)] = &[
 
 fn unprocessable(text: String) -> ApiError {
     ApiError::Unprocessable(text)
-}
-
-/// The `Type/id` a reference element names (relative references only).
-fn reference_of(r: Option<&Json>) -> Option<(&str, &str)> {
-    r?.get_str("reference")?.split_once('/')
 }
 
 fn extension<'a>(tree: &'a Json, url: &str) -> Option<&'a Json> {
@@ -123,7 +119,7 @@ pub fn slot_written(
     tree: &Json,
     institution: Option<&str>,
 ) -> Result<(), ApiError> {
-    let Some(("Schedule", schedule)) = reference_of(tree.get("schedule")) else {
+    let Some(schedule) = referenced(tree, "schedule", "Schedule") else {
         return Err(unprocessable(
             "Slot.schedule must refer to a Schedule (Schedule/id)".to_owned(),
         ));
