@@ -49,15 +49,15 @@ impl Places {
     }
 }
 
-/// Write a Slot's published terms, keeping the places it has taken. Fails on the CHECK when
-/// the new capacity is below the places taken.
-pub fn publish(conn: &mut DbConn, places: &Places) -> QueryResult<()> {
-    let existing = find(conn, &places.slot_id)?;
+/// Write a Slot's published terms (`existing`: whether it has a row, which the caller read
+/// under its lock), keeping the places it has taken. Fails on the CHECK when the new capacity
+/// is below the places taken.
+pub fn publish(conn: &mut DbConn, places: &Places, existing: bool) -> QueryResult<()> {
     match existing {
-        None => {
+        false => {
             diesel::insert_into(p::table).values(places).execute(conn)?;
         }
-        Some(_) => {
+        true => {
             diesel::update(p::table.find(&places.slot_id))
                 .set((
                     p::institution.eq(&places.institution),

@@ -242,25 +242,29 @@ fn slot_status_in(conn: &mut Tx<'_>, slot: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Why `places` has no place for a public booking at `now`.
-fn refusal(places: &Places, now: i64) -> SchedulingError {
+/// Why `places` has no place for a public booking at `now` (`None`: it has one). `$find`
+/// proposes only the Slots this lets through, and `$hold` / `$book` refuse with its answer.
+pub(super) fn refusal(places: &Places, now: i64) -> Option<SchedulingError> {
     let slot = places.slot_id.clone();
     if !places.open || places.start_ms <= now {
-        return SchedulingError::Closed { slot };
+        return Some(SchedulingError::Closed { slot });
     }
     if let Some(at) = places.release_at.filter(|_| !places.released(now)) {
-        return SchedulingError::NotReleased {
+        return Some(SchedulingError::NotReleased {
             slot,
             at: clock::instant(at),
-        };
+        });
     }
-    match places.reserve_until {
+    if places.free(false, now) > 0 {
+        return None;
+    }
+    Some(match places.reserve_until {
         Some(until) if places.free(true, now) > 0 => SchedulingError::HeldOut {
             slot,
             until: clock::instant(until),
         },
         _ => SchedulingError::SlotFull { slot },
-    }
+    })
 }
 
 /// The region's rules for one more booking of `resident` at `now`.
@@ -345,12 +349,8 @@ fn new_in(
     let now = clock::now_millis();
     let places = places_in(conn, &slot, now)?;
     may_book(guard, &places, &resident)?;
-    if !places.open
-        || places.start_ms <= now
-        || !places.released(now)
-        || places.free(false, now) == 0
-    {
-        return Err(refusal(&places, now).into());
+    if let Some(refused) = refusal(&places, now) {
+        return Err(refused.into());
     }
     check_rules(conn, rules, &resident, now)?;
     if !pool::take(conn, &slot, false)? {

@@ -4,7 +4,7 @@
 //! location. Slots are not personal data; a proposed Appointment names the patient only when
 //! the request gave one.
 
-use super::book::appointment;
+use super::book::{appointment, refusal};
 use super::referenced;
 use crate::clock;
 use crate::error::ApiError;
@@ -118,7 +118,7 @@ pub fn find(store: &Store, req: &FindRequest) -> Result<Found, ApiError> {
         let mut appointments = Vec::new();
         let mut total = 0;
         for places in offered {
-            if !places.released(now) || places.free(false, now) == 0 {
+            if refusal(&places, now).is_some() {
                 continue;
             }
             let Ok(slot) = record::read_in(conn, "Slot", &places.slot_id) else {

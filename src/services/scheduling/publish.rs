@@ -163,10 +163,10 @@ pub fn slot_written(
         )));
     }
     let open = matches!(tree.get_str("status"), Some("free" | "busy"));
-    let taken = match pool::lock(conn, id)? {
-        Some(p) => p.taken_public + p.taken_referral,
-        None => 0,
-    };
+    let locked = pool::lock(conn, id)?;
+    let taken = locked
+        .as_ref()
+        .map_or(0, |p| p.taken_public + p.taken_referral);
     if capacity < taken {
         return Err(SchedulingError::CapacityBelowTaken {
             slot: id.to_owned(),
@@ -189,6 +189,7 @@ pub fn slot_written(
             taken_public: 0,
             taken_referral: 0,
         },
+        locked.is_some(),
     )?;
     Ok(())
 }
