@@ -228,13 +228,7 @@ fn find_request(ctx: &Ctx, pairs: &[(String, String)]) -> Result<FindRequest, Ap
             }
             "location-reference" => req.actor = Some(reference(v, "Location")),
             "patient-reference" => req.patient = Some(reference(v, "Patient")),
-            "referral-identifier" => {
-                return Err(ApiError::invalid(
-                    "not-supported",
-                    "referral-identifier",
-                    "booking for a referral is not supported yet",
-                ));
-            }
+            "referral-identifier" => req.referral = Some(v.clone()),
             "_count" | "_format" | "_pretty" => {}
             other => {
                 return Err(ApiError::invalid(
@@ -277,7 +271,13 @@ async fn find_op(ctx: Ctx, pairs: Vec<(String, String)>) -> Result<HttpResponse,
                 .await?;
             touched.push((format!("Patient/{}", rec.id), rec.resident));
         }
-        let found = ctx.db(false, move |store| find::find(store, &req)).await?;
+        let guard = ctx.guard().await?;
+        let found = ctx
+            .db(false, move |store| find::find(store, &guard, &req))
+            .await?;
+        if let Some((reference, resident)) = found.referral.clone() {
+            touched.push((reference, Some(resident)));
+        }
         let entries = found
             .appointments
             .into_iter()

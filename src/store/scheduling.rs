@@ -31,19 +31,33 @@ pub struct Places {
 }
 
 impl Places {
-    /// Places still free for a booking at `now`, referred or not: a public booking leaves the
-    /// untaken reserve alone while it is kept.
-    pub fn free(&self, referral: bool, now: i64) -> i32 {
-        let taken = self.taken_public + self.taken_referral;
-        let kept = if !referral && self.reserve_until.is_some_and(|u| now < u) {
-            (self.reserve - self.taken_referral).max(0)
-        } else {
-            0
-        };
-        (self.capacity - taken - kept).max(0)
+    fn taken(&self) -> i32 {
+        self.taken_public + self.taken_referral
     }
 
-    /// Whether the public may book at `now` (a referral may book before the release).
+    /// Untaken reserve places still kept for referred residents at `now`: until
+    /// `reserve_until`, or while the Slot is offered when it names no instant.
+    pub fn reserve_left(&self, now: i64) -> i32 {
+        if self.reserve_until.is_some_and(|u| now >= u) {
+            return 0;
+        }
+        (self.reserve - self.taken_referral)
+            .min(self.capacity - self.taken())
+            .max(0)
+    }
+
+    /// Places free for the public at `now`: the untaken reserve stays aside while it is kept.
+    pub fn free_public(&self, now: i64) -> i32 {
+        (self.capacity - self.taken() - self.reserve_left(now)).max(0)
+    }
+
+    /// Whether every place is taken.
+    pub fn full(&self) -> bool {
+        self.taken() >= self.capacity
+    }
+
+    /// Whether the public may book at `now` (a referral may take a reserve place before the
+    /// release).
     pub fn released(&self, now: i64) -> bool {
         self.release_at.is_none_or(|r| r <= now)
     }
@@ -156,6 +170,9 @@ pub struct Claim {
     pub day: String,
     pub specialty: String,
     pub start_ms: i64,
+    /// For a referral booking, the referring institution (`Organization/<id>`): it changes
+    /// the booking as the resident may.
+    pub referrer: Option<String>,
 }
 
 /// Record a claim; fails on the unique index when the resident already has an active booking

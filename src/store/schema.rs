@@ -247,5 +247,6 @@ diesel::table! {
         day -> Text,
         specialty -> Text,
         start_ms -> BigInt,
+        referrer -> Nullable<Text>,
     }
 }

@@ -748,3 +748,289 @@ async fn a_guardian_books_for_the_child_they_guard() {
     let r = book(&app, &guardian, &id, &adult).await;
     assert_eq!(r.status, 422, "as for no such Patient: {}", r.text());
 }
+
+/// An institution of the registry with a WS 218 category (A100 hospital, B100 community
+/// centre), written by the administrator.
+async fn institution(app: &TestApp, id: &str, category: &str, district: &str) {
+    let org = json!({
+        "resourceType": "Organization", "id": id, "active": true, "name": id,
+        "type": [{"coding": [{"system": "urn:huimin:institution-category", "code": category}]}],
+        "address": [{"district": district, "extension": [{"url": "urn:huimin:StructureDefinition:area-code", "valueCode": district}]}]
+    });
+    let r = app
+        .put_json(&format!("/fhir/Organization/{id}"), &org)
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text());
+}
+
+/// An active up-referral of `org` for `pid` to `to`, with identifier `value`; its id.
+async fn referral(app: &TestApp, his: &str, pid: &str, to: &str, value: &str) -> String {
+    let sr = json!({
+        "resourceType": "ServiceRequest",
+        "identifier": [{"system": "urn:huimin:test:referral", "value": value}],
+        "status": "active", "intent": "order",
+        "category": [{"coding": [{"system": "urn:huimin:CodeSystem:request-category", "code": "referral-up"}]}],
+        "subject": {"reference": format!("Patient/{pid}")},
+        "performer": [{"reference": format!("Organization/{to}")}]
+    });
+    app.create_as(his, &sr).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn referred(slot: &str, pid: &str, sr: &str) -> Value {
+    let mut body = booking(slot, pid, "proposed");
+    body["parameter"][0]["resource"]["basedOn"] =
+        json!([{"reference": format!("ServiceRequest/{sr}")}]);
+    body
+}
+
+#[actix_rt::test]
+async fn a_referring_clinic_books_the_reserve_before_the_public() {
+    let app = spawn_app().await;
+    institution(&app, "h1", "A100", "510104").await;
+    institution(&app, "h2", "A100", "510108").await;
+    institution(&app, "c1", "B100", "510104").await;
+    institution(&app, "c2", "C220", "510121").await;
+    let (h1, h2, c1, c2) = (
+        app.his_of("h1"),
+        app.his_of("h2"),
+        app.his_of("c1"),
+        app.his_of("c2"),
+    );
+    let doctor = app.doctor_of("c1", "user/*.cruds");
+    let sched = schedule(&app, &h1, "h1").await;
+    // Two places, one kept for referrals; the public books from tomorrow.
+    let release = clock::instant(clock::now_millis() + DAY_MS);
+    let until = clock::instant(clock::now_millis() + 2 * DAY_MS);
+    let id = publish(
+        &app,
+        &h1,
+        slot(
+            &sched,
+            5,
+            json!([{"url": CAPACITY, "valueInteger": 2}, {"url": RESERVE, "valueInteger": 1},
+                   {"url": RELEASE, "valueDateTime": release}, {"url": RESERVE_UNTIL, "valueDateTime": until}]),
+        ),
+    )
+    .await;
+    let (a, a_tok) = resident(&app, &c1, 451).await;
+    let (b, _) = resident(&app, &c1, 452).await;
+    let sr = referral(&app, &c1, &a, "h1", "R-1").await;
+    let sr_b = referral(&app, &c1, &b, "h1", "R-2").await;
+
+    // The public waits for the release; $find shows it nothing yet.
+    let r = book(&app, &a_tok, &id, &a).await;
+    refused(&r, "opens for booking at");
+    let window = |extra: &str| {
+        format!(
+            "/fhir/Appointment/$find?start={}&end={}{extra}",
+            clock::instant(clock::now_millis()),
+            clock::instant(clock::now_millis() + 10 * DAY_MS)
+        )
+    };
+    let public = app.get_as(&a_tok, &window("")).await.json();
+    assert_eq!(public["total"], 0, "{public}");
+
+    // The referring clinic's doctor finds the reserve by the referral, for its subject.
+    let found = app
+        .get_as(
+            &doctor,
+            &window("&referral-identifier=urn:huimin:test:referral|R-1&district=510104"),
+        )
+        .await;
+    assert_eq!(found.status, 200, "{}", found.text());
+    let found = found.json();
+    assert_eq!(found["total"], 1, "{found}");
+    let proposed = found["entry"][0]["resource"].clone();
+    assert_eq!(
+        proposed["basedOn"][0]["reference"],
+        format!("ServiceRequest/{sr}")
+    );
+    assert!(
+        proposed["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["actor"]["reference"] == format!("Patient/{a}")),
+        "{proposed}"
+    );
+    let in_other_district = app
+        .get_as(
+            &doctor,
+            &window("&referral-identifier=urn:huimin:test:referral|R-1&district=510108"),
+        )
+        .await
+        .json();
+    assert_eq!(in_other_district["total"], 0);
+
+    // What it proposes books the reserve place, before the release.
+    let body = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-resource", "resource": proposed}]});
+    let booked = call(&app, &doctor, "POST", "/fhir/Appointment/$book", &body).await;
+    assert_eq!(booked.status, 200, "{}", booked.text());
+    let booked = booked.json();
+    assert_eq!(booked["status"], "booked");
+    assert_eq!(
+        booked["basedOn"][0]["reference"],
+        format!("ServiceRequest/{sr}")
+    );
+    assert_eq!(slot_status(&app, &h1, &id).await, "free");
+    // The hospital sees the referral booking on its Slot.
+    let seen = app
+        .get_as(&h1, &format!("/fhir/Appointment?slot=Slot/{id}"))
+        .await
+        .json();
+    assert_eq!(seen["entry"].as_array().map_or(0, Vec::len), 1, "{seen}");
+
+    // The reserve is taken: the next referral waits for the release like the public.
+    let r = call(
+        &app,
+        &c1,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referred(&id, &b, &sr_b),
+    )
+    .await;
+    refused(&r, "opens for booking at");
+
+    // Another clinic learns nothing of c1's referral: as for none at all.
+    let (b2, _) = resident(&app, &c2, 452).await;
+    let r = call(
+        &app,
+        &c2,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referred(&id, &b2, &sr_b),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let none = call(
+        &app,
+        &c2,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referred(&id, &b2, "nope"),
+    )
+    .await;
+    assert_eq!(
+        issue(&r).1.replace(&sr_b, "x"),
+        issue(&none).1.replace("nope", "x")
+    );
+    let r = app
+        .get_as(
+            &c2,
+            &window("&referral-identifier=urn:huimin:test:referral|R-2"),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        issue(&r).1.contains("no referral Organization/c2 holds"),
+        "{:?}",
+        issue(&r)
+    );
+
+    // A hospital is not primary care; a resident does not book a reserve place; a referral
+    // names its resident and its receiving institution.
+    let (h2p, _) = resident(&app, &h2, 453).await;
+    let sr_h2 = referral(&app, &h2, &h2p, "h1", "R-3").await;
+    let r = call(
+        &app,
+        &h2,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referred(&id, &h2p, &sr_h2),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        issue(&r).1.contains("not a primary-care institution"),
+        "{:?}",
+        issue(&r)
+    );
+    let r = call(
+        &app,
+        &a_tok,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referred(&id, &a, &sr),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = call(
+        &app,
+        &c1,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referred(&id, &b, &sr),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        issue(&r).1.contains("refers another resident"),
+        "{:?}",
+        issue(&r)
+    );
+    let sr_h2b = referral(&app, &c1, &b, "h2", "R-4").await;
+    let r = call(
+        &app,
+        &c1,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referred(&id, &b, &sr_h2b),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        issue(&r).1.contains("another institution"),
+        "{:?}",
+        issue(&r)
+    );
+
+    // The referring clinic cancels its booking: the reserve place is free again for b.
+    let mut cancel = booking(&id, &a, "cancelled");
+    cancel["parameter"][0]["resource"]["id"] = booked["id"].clone();
+    let r = call(&app, &c1, "POST", "/fhir/Appointment/$book", &cancel).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "cancelled");
+    let r = call(
+        &app,
+        &c1,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referred(&id, &b, &sr_b),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[actix_rt::test]
+async fn a_reserve_joins_the_public_pool_when_its_time_ends() {
+    let app = spawn_app().await;
+    let his = app.his_of("h1");
+    let sched = schedule(&app, &his, "h1").await;
+    let (a, a_tok) = resident(&app, &his, 461).await;
+    // Kept until an instant that has passed: the public books it.
+    let passed = clock::instant(clock::now_millis() - 60_000);
+    let open = publish(
+        &app,
+        &his,
+        slot(
+            &sched,
+            3,
+            json!([{"url": RESERVE, "valueInteger": 1}, {"url": RESERVE_UNTIL, "valueDateTime": passed}]),
+        ),
+    )
+    .await;
+    // Kept without an end: for referrals until the visit.
+    let kept = publish(
+        &app,
+        &his,
+        slot(&sched, 4, json!([{"url": RESERVE, "valueInteger": 1}])),
+    )
+    .await;
+    let r = book(&app, &a_tok, &kept, &a).await;
+    refused(&r, "kept for referred residents");
+    let r = book(&app, &a_tok, &open, &a).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}

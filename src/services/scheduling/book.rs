@@ -4,10 +4,13 @@
 //! (one active booking per resident, specialty and day is a unique index) and writes the
 //! Appointment, held by the Slot's institution, and the Slot's `status` (`busy` when full).
 //!
-//! Who books: a resident for themselves; an institution's system for any resident, on its own
-//! institution's Slots; an administrator. The Appointment's patient must belong to a golden
-//! resident of the index (real-name booking).
+//! Who books: a resident for themselves (or a child they guard); an institution's system for
+//! any resident, on its own institution's Slots; a primary-care institution for a resident it
+//! refers, on any institution's Slots (`referral`: only such a booking takes a reserve place);
+//! an administrator. The Appointment's patient must belong to a golden resident of the index
+//! (real-name booking).
 
+use super::referral::{self, Referral};
 use super::{Booking, Rules, referenced};
 use crate::clock;
 use crate::error::{ApiError, RecordError, SchedulingError};
@@ -123,15 +126,21 @@ fn patient_of(tree: &Json) -> Option<&str> {
     ps.iter().find_map(|p| referenced(p, "actor", "Patient"))
 }
 
-/// Whether `guard`'s writer may book for `resident` on `places`.
-fn may_book(guard: &Guard, places: &Places, resident: &str) -> Result<(), ApiError> {
+/// Whether `guard`'s writer may book for `resident` on `places` (`referrer`: the institution
+/// referring the resident, which books on any institution's Slots).
+fn may_book(
+    guard: &Guard,
+    places: &Places,
+    resident: &str,
+    referrer: Option<&str>,
+) -> Result<(), ApiError> {
     match &guard.writer {
         Writer::Platform | Writer::Admin => Ok(()),
         Writer::Resident { resident: own, .. } if own == resident => Ok(()),
         Writer::Resident { .. } => Err(ApiError::Forbidden(
             "a resident books for themselves".to_owned(),
         )),
-        Writer::Institution(org) if *org == places.institution => Ok(()),
+        Writer::Institution(org) if *org == places.institution || referrer == Some(org) => Ok(()),
         Writer::Institution(org) => Err(ApiError::Forbidden(format!(
             "{org} books on its own institution's Slots; Slot/{} is of {}",
             places.slot_id, places.institution
@@ -228,8 +237,7 @@ fn slot_status_in(conn: &mut Tx<'_>, slot: &str) -> Result<(), ApiError> {
     let Some(places) = pool::find(conn, slot)? else {
         return Ok(());
     };
-    let full = places.taken_public + places.taken_referral >= places.capacity;
-    let want = if full { "busy" } else { "free" };
+    let want = if places.full() { "busy" } else { "free" };
     let current = record::read_in(conn, "Slot", slot)?;
     let mut tree = Json::parse(current.content.as_bytes()).map_err(ApiError::internal)?;
     match tree.get_str("status") {
@@ -242,28 +250,32 @@ fn slot_status_in(conn: &mut Tx<'_>, slot: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Why `places` has no place for a public booking at `now` (`None`: it has one). `$find`
-/// proposes only the Slots this lets through, and `$hold` / `$book` refuse with its answer.
-pub(super) fn refusal(places: &Places, now: i64) -> Option<SchedulingError> {
+/// The place a booking takes of `places` at `now` (`referral`: a referral booking), or why
+/// there is none: `Ok(true)` a reserve place, `Ok(false)` a public one. `$find` proposes only
+/// the Slots this lets through, and `$hold` / `$book` refuse with its answer.
+pub(super) fn place(places: &Places, now: i64, referral: bool) -> Result<bool, SchedulingError> {
     let slot = places.slot_id.clone();
     if !places.open || places.start_ms <= now {
-        return Some(SchedulingError::Closed { slot });
+        return Err(SchedulingError::Closed { slot });
+    }
+    if referral && places.reserve_left(now) > 0 {
+        return Ok(true);
     }
     if let Some(at) = places.release_at.filter(|_| !places.released(now)) {
-        return Some(SchedulingError::NotReleased {
+        return Err(SchedulingError::NotReleased {
             slot,
             at: clock::instant(at),
         });
     }
-    if places.free(false, now) > 0 {
-        return None;
+    if places.free_public(now) > 0 {
+        return Ok(false);
     }
-    Some(match places.reserve_until {
-        Some(until) if places.free(true, now) > 0 => SchedulingError::HeldOut {
+    Err(match places.reserve_left(now) {
+        0 => SchedulingError::SlotFull { slot },
+        _ => SchedulingError::HeldOut {
             slot,
-            until: clock::instant(until),
+            until: clock::instant(places.reserve_until.unwrap_or(places.start_ms)),
         },
-        _ => SchedulingError::SlotFull { slot },
     })
 }
 
@@ -344,16 +356,37 @@ fn new_in(
     {
         return Err(not_resident());
     }
+    let referral = referral::based_on(tree)
+        .map(|id| referral::referral_in(conn, guard, id))
+        .transpose()?;
+    if let Some(r) = referral.as_ref().filter(|r| r.resident != resident) {
+        return Err(unprocessable(format!(
+            "Appointment.basedOn: ServiceRequest/{} refers another resident than Patient/{patient}",
+            r.id
+        )));
+    }
     // The resident's lock before the Slot's: the rules below count all their bookings.
     pool::lock_resident(conn, &resident)?;
     let now = clock::now_millis();
     let places = places_in(conn, &slot, now)?;
-    may_book(guard, &places, &resident)?;
-    if let Some(refused) = refusal(&places, now) {
-        return Err(refused.into());
+    may_book(
+        guard,
+        &places,
+        &resident,
+        referral.as_ref().map(|r| r.referrer.as_str()),
+    )?;
+    if let Some(r) = referral
+        .as_ref()
+        .filter(|r| !r.goes_to(&places.institution))
+    {
+        return Err(unprocessable(format!(
+            "Appointment.slot: ServiceRequest/{} refers the resident to another institution than {}",
+            r.id, places.institution
+        )));
     }
+    let reserve = place(&places, now, referral.is_some())?;
     check_rules(conn, rules, &resident, now)?;
-    if !pool::take(conn, &slot, false)? {
+    if !pool::take(conn, &slot, reserve)? {
         return Err(SchedulingError::SlotFull { slot }.into());
     }
     let slot_tree = record::read_in(conn, "Slot", &slot)?;
@@ -365,12 +398,13 @@ fn new_in(
         appointment_id: id.clone(),
         slot_id: slot.clone(),
         resident,
-        referral: false,
+        referral: reserve,
         state: if hold { "pending" } else { "booked" }.to_owned(),
         hold_until,
         day: day.clone(),
         specialty: specialty_of(&slot_tree),
         start_ms: places.start_ms,
+        referrer: referral.as_ref().map(|r| r.referrer.clone()),
     };
     conn.savepoint(|c| pool::insert_claim(c, &claim))
         .map_err(|e| match is_unique_violation(&e) {
@@ -381,7 +415,10 @@ fn new_in(
         conn,
         &slot_tree,
         &slot,
-        Some(&patient),
+        Proposal {
+            patient: Some(&patient),
+            referral: referral.as_ref(),
+        },
         &claim.state,
         claim.hold_until,
     )?;
@@ -391,16 +428,24 @@ fn new_in(
     Ok(rec)
 }
 
-/// The Appointment of a claim: the Slot's times, service and specialty; the patient and the
-/// Schedule's actors as participants.
+/// Who an Appointment is for: the patient, and the referral it is based on.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Proposal<'a> {
+    pub patient: Option<&'a str>,
+    pub referral: Option<&'a Referral>,
+}
+
+/// The Appointment of a claim: the Slot's times, service and specialty; the referral it is
+/// based on; the patient and the Schedule's actors as participants.
 pub(super) fn appointment(
     conn: &mut Tx<'_>,
     slot_tree: &Json,
     slot: &str,
-    patient: Option<&str>,
+    proposal: Proposal<'_>,
     status: &str,
     hold_until: Option<i64>,
 ) -> Result<Json, ApiError> {
+    let patient = proposal.patient;
     let mut participants = Vec::new();
     if let Some(patient) = patient {
         participants.push(obj(vec![
@@ -444,6 +489,15 @@ pub(super) fn appointment(
         "slot",
         Json::Array(vec![obj(vec![("reference", s(format!("Slot/{slot}")))])]),
     ));
+    if let Some(r) = proposal.referral {
+        members.push((
+            "basedOn",
+            Json::Array(vec![obj(vec![(
+                "reference",
+                s(format!("ServiceRequest/{}", r.id)),
+            )])]),
+        ));
+    }
     members.push(("participant", Json::Array(participants)));
     Ok(obj(members))
 }
@@ -462,7 +516,7 @@ fn may_change(
             id: claim.slot_id.clone(),
         })
     })?;
-    match may_book(guard, &places, &claim.resident) {
+    match may_book(guard, &places, &claim.resident, claim.referrer.as_deref()) {
         // The claim as it is under the Slot's lock (a concurrent cancel or expiry may have
         // moved it).
         Ok(()) => pool::claim_of(conn, id)?.ok_or_else(|| {

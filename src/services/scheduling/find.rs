@@ -4,11 +4,13 @@
 //! location. Slots are not personal data; a proposed Appointment names the patient only when
 //! the request gave one.
 
-use super::book::{appointment, refusal};
+use super::book::{Proposal, appointment, place};
 use super::referenced;
+use super::referral::{self, Referral};
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
+use crate::services::access::Guard;
 use crate::services::record;
 use crate::store::scheduling::{self as pool, Places};
 use crate::store::{Store, Tx};
@@ -30,6 +32,9 @@ pub struct FindRequest {
     pub actor: Option<String>,
     /// The patient to propose the Appointments for (`Patient/<id>`).
     pub patient: Option<String>,
+    /// `system|value` of the caller's referral (`referral-identifier`): the reserve's places
+    /// are proposed too, at the institutions it refers to, for its subject.
+    pub referral: Option<String>,
     pub count: usize,
 }
 
@@ -37,7 +42,12 @@ pub struct FindRequest {
 pub struct Found {
     pub appointments: Vec<Json>,
     pub total: usize,
+    /// The referral looked at (`ServiceRequest/<id>`, its resident), for the audit record.
+    pub referral: Option<(String, String)>,
 }
+
+/// The extension of an address that carries its GB/T 2260 code.
+const AREA_CODE: &str = "urn:huimin:StructureDefinition:area-code";
 
 /// Slots looked at, at most, for one `$find`.
 const LOOK_AT: i64 = 5000;
@@ -69,8 +79,15 @@ fn in_district(conn: &mut Tx<'_>, institution: &str, district: &str) -> bool {
     let Ok(org) = Json::parse(org.content.as_bytes()) else {
         return false;
     };
+    // The district as written, or its GB/T 2260 code (the area-code extension).
+    let coded = |a: &Json| match a.get("extension") {
+        Some(Json::Array(exts)) => exts.iter().any(|e| {
+            e.get_str("url") == Some(AREA_CODE) && e.get_str("valueCode") == Some(district)
+        }),
+        _ => false,
+    };
     matches!(org.get("address"), Some(Json::Array(addrs))
-        if addrs.iter().any(|a| a.get_str("district") == Some(district)))
+        if addrs.iter().any(|a| a.get_str("district") == Some(district) || coded(a)))
 }
 
 fn has_actor(conn: &mut Tx<'_>, slot_tree: &Json, actor: &str) -> bool {
@@ -88,10 +105,18 @@ fn has_actor(conn: &mut Tx<'_>, slot_tree: &Json, actor: &str) -> bool {
 }
 
 /// Whether `places` (and its Slot, `tree`) is what the request looks for.
-fn wanted(conn: &mut Tx<'_>, req: &FindRequest, places: &Places, tree: &Json) -> bool {
-    req.specialty
-        .as_deref()
-        .is_none_or(|w| codes_match(tree, "specialty", w))
+fn wanted(
+    conn: &mut Tx<'_>,
+    req: &FindRequest,
+    referral: Option<&Referral>,
+    places: &Places,
+    tree: &Json,
+) -> bool {
+    referral.is_none_or(|r| r.goes_to(&places.institution))
+        && req
+            .specialty
+            .as_deref()
+            .is_none_or(|w| codes_match(tree, "specialty", w))
         && req
             .visit_type
             .as_deref()
@@ -110,35 +135,46 @@ fn wanted(conn: &mut Tx<'_>, req: &FindRequest, places: &Places, tree: &Json) ->
             .is_none_or(|a| has_actor(conn, tree, a))
 }
 
-/// The bookable places of the window, as proposed Appointments.
-pub fn find(store: &Store, req: &FindRequest) -> Result<Found, ApiError> {
+/// The bookable places of the window, as proposed Appointments (for `guard`'s referral when
+/// the request names one).
+pub fn find(store: &Store, guard: &Guard, req: &FindRequest) -> Result<Found, ApiError> {
     let now = clock::now_millis();
     store.read(|conn| {
+        let referral = req
+            .referral
+            .as_deref()
+            .map(|r| referral::by_identifier(conn, guard, r))
+            .transpose()?;
+        let patient = req
+            .patient
+            .as_deref()
+            .and_then(|p| p.strip_prefix("Patient/"))
+            .or(referral.as_ref().and_then(|r| r.patient.as_deref()));
         let offered = pool::offered_between(conn, req.start, req.end, now, LOOK_AT)?;
         let mut appointments = Vec::new();
         let mut total = 0;
         for places in offered {
-            if refusal(&places, now).is_some() {
+            if place(&places, now, referral.is_some()).is_err() {
                 continue;
             }
             let Ok(slot) = record::read_in(conn, "Slot", &places.slot_id) else {
                 continue;
             };
             let tree = Json::parse(slot.content.as_bytes()).map_err(ApiError::internal)?;
-            if !wanted(conn, req, &places, &tree) {
+            if !wanted(conn, req, referral.as_ref(), &places, &tree) {
                 continue;
             }
             total += 1;
             if appointments.len() < req.count {
-                let patient = req
-                    .patient
-                    .as_deref()
-                    .and_then(|p| p.strip_prefix("Patient/"));
+                let proposal = Proposal {
+                    patient,
+                    referral: referral.as_ref(),
+                };
                 appointments.push(appointment(
                     conn,
                     &tree,
                     &places.slot_id,
-                    patient,
+                    proposal,
                     "proposed",
                     None,
                 )?);
@@ -147,6 +183,7 @@ pub fn find(store: &Store, req: &FindRequest) -> Result<Found, ApiError> {
         Ok(Found {
             appointments,
             total,
+            referral: referral.map(|r| (format!("ServiceRequest/{}", r.id), r.resident)),
         })
     })
 }

@@ -7,6 +7,7 @@
 pub mod book;
 pub mod find;
 pub mod publish;
+pub mod referral;
 
 use std::sync::Arc;
 use std::time::Duration;

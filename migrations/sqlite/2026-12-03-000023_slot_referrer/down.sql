@@ -1,0 +1,1 @@
+ALTER TABLE slot_claims DROP COLUMN referrer;
