@@ -16,6 +16,7 @@
 //! | `UnsupportedMediaType` | 415  | `not-supported`               |
 //! | `Unprocessable`        | 422  | `processing`                  |
 //! | `Unavailable`          | 503  | `transient`                   |
+//! | `Contention`           | 503  | `transient` (with `Retry-After: 1`) |
 //! | `Internal`             | 500  | `exception` (generic text only) |
 //! | `Record(Absent)`, `Record(NoVersion)` | 404 | `not-found`   |
 //! | `Record(Deleted)`      | 410  | `deleted`                     |
@@ -56,6 +57,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(t) => Issue::error("too-long", t),
             ApiError::Unprocessable(t) => Issue::error("processing", t),
             ApiError::Unavailable(t) => Issue::error("transient", t),
+            ApiError::Contention => Issue::error(
+                "transient",
+                "the write met concurrent writes and was tried several times; try again",
+            ),
             ApiError::Internal(t) => Issue::fatal("exception", t),
             ApiError::Record(e) => Issue::error(record_code(e), e.to_string()),
             ApiError::Scheduling(e) => Issue::error(scheduling_code(e), e.to_string()),
@@ -81,7 +86,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Contention => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Record(e) => record_status(e),
             ApiError::Scheduling(_) => StatusCode::CONFLICT,
@@ -92,8 +97,14 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut resp = HttpResponse::build(self.status_code());
         resp.content_type(crate::api::format::FHIR_JSON);
-        if let ApiError::Unauthorized(_) = self {
-            resp.insert_header(("WWW-Authenticate", "Bearer realm=\"huimin\""));
+        match self {
+            ApiError::Unauthorized(_) => {
+                resp.insert_header(("WWW-Authenticate", "Bearer realm=\"huimin\""));
+            }
+            ApiError::Contention => {
+                resp.insert_header(("Retry-After", "1"));
+            }
+            _ => {}
         }
         resp.body(self.outcome().to_json().to_bytes())
     }

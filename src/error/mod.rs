@@ -47,6 +47,10 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A write met concurrent ones (a PostgreSQL deadlock or serialization failure): the
+    /// writer runs it again by itself, a few times; this answers one that still could not.
+    #[error("the write met concurrent writes; try again")]
+    Contention,
     #[error("internal error: {0}")]
     Internal(String),
     /// What a stored record's interaction refused, by kind.
@@ -61,6 +65,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Whether the failure may pass when the write runs again (see [`ApiError::Contention`]).
+    pub fn retryable(&self) -> bool {
+        match self {
+            ApiError::Contention => true,
+            ApiError::InEntry(_, e) => e.retryable(),
+            _ => false,
+        }
+    }
+
     /// A 400 about one element.
     pub fn invalid(
         code: &'static str,

@@ -23,10 +23,10 @@ use crate::services::record::{self, Criteria, Record, Written};
 use crate::services::residents::mpi;
 use crate::store::record::match_keys;
 use crate::store::record::search as store_search;
-use crate::store::{self, DbConn, Store, Tx};
+use crate::store::{self, DbConn, Spare, Store, Tx};
 
 /// What one entry asks for, parsed and authorized by the API layer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Action {
     Create {
         t: String,
@@ -77,7 +77,7 @@ pub enum Action {
 }
 
 /// One entry of the request bundle.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     pub full_url: Option<String>,
     pub action: Action,
@@ -126,7 +126,9 @@ pub fn transaction(
     base: String,
     draft: Draft,
 ) -> Result<Vec<Outcome>, ApiError> {
+    let mut entries = Spare::new(entries);
     store.write_alone(move |conn| {
+        let entries = entries.for_run(conn)?;
         record::audited(conn, &draft, |conn| {
             run_transaction(conn, &guard, entries, &base).map_err(ApiError::from)
         })
@@ -808,7 +810,9 @@ pub fn batch(
     base: String,
     draft: Draft,
 ) -> Result<Vec<Result<Outcome, ApiError>>, ApiError> {
+    let mut entries = Spare::new(entries);
     store.write(move |conn| {
+        let entries = entries.for_run(conn)?;
         record::audited(conn, &draft, |conn| {
             let empty = HashMap::new();
             let empty_criteria = HashMap::new();
@@ -833,8 +837,12 @@ pub fn batch(
                     }
                     record::linked(conn, |conn| single(conn, &guard, action, may_create))
                 });
-                if result.is_err() {
-                    audit::rollback_to(conn, mark);
+                match &result {
+                    // An entry that met concurrent writes runs the batch again (what the
+                    // entries before it did is rolled back with it).
+                    Err(e) if e.retryable() => return Err(ApiError::Contention),
+                    Err(_) => audit::rollback_to(conn, mark),
+                    Ok(_) => {}
                 }
                 out.push(result);
             }

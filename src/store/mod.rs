@@ -43,7 +43,7 @@ pub mod scheduling;
 pub mod schema;
 pub mod tx;
 
-pub use tx::{Context, Thresholds, Tx};
+pub use tx::{Context, Spare, Thresholds, Tx};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,6 +154,9 @@ const LOST_LOG_EVERY_MS: u64 = 10_000;
 
 impl From<diesel::result::Error> for crate::error::ApiError {
     fn from(e: diesel::result::Error) -> Self {
+        if is_contention(&e) {
+            return crate::error::ApiError::Contention;
+        }
         if is_connection_lost(&e) {
             // Check every pooled connection before its next use.
             connection_lost(&e);
@@ -348,9 +351,9 @@ impl Store {
     /// the outcome is durable (on SQLite, once the group `f` was committed with is).
     pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
+        E: WriteError,
     {
         self.submit(f, false)
     }
@@ -360,9 +363,9 @@ impl Store {
     /// savepoint journal of every page it changes.
     pub fn write_alone<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
+        E: WriteError,
     {
         self.submit(f, true)
     }
@@ -374,9 +377,9 @@ impl Store {
     /// and every write in it answered with an error, never lost silently.
     pub async fn append_async<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
+        E: WriteError,
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
         let job = job(f, Mode::Plain, self.ctx.clone(), move |out| {
@@ -391,9 +394,9 @@ impl Store {
 
     fn submit<T, E, F>(&self, f: F, alone: bool) -> Result<T, E>
     where
-        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static,
+        E: WriteError,
     {
         let (tx, rx) = mpsc::sync_channel::<Result<T, E>>(1);
         let mode = if alone { Mode::Alone } else { Mode::Savepoint };
@@ -572,10 +575,48 @@ pub fn discard_writes(tx: &mut Tx<'_>) {
     tx.held = None;
 }
 
-/// One queued write: runs inside the group transaction and returns how to answer its caller
-/// once the group's commit outcome is known, and whether the transaction must roll back.
-/// Given no connection but why, it answers its caller with that failure without running.
-type JobFn = Box<dyn FnOnce(Result<&mut DbConn, &str>) -> (Completion, bool) + Send>;
+/// The error a write ends in: a database failure converts into it, and it says whether the
+/// write may pass when run again (it met concurrent writes: a deadlock, a serialization
+/// failure).
+pub trait WriteError:
+    From<diesel::r2d2::PoolError> + From<diesel::result::Error> + Send + 'static
+{
+    fn retryable(&self) -> bool;
+}
+
+impl WriteError for crate::error::ApiError {
+    fn retryable(&self) -> bool {
+        crate::error::ApiError::retryable(self)
+    }
+}
+
+impl WriteError for anyhow::Error {
+    fn retryable(&self) -> bool {
+        self.downcast_ref::<diesel::result::Error>()
+            .is_some_and(is_contention)
+            || self
+                .downcast_ref::<crate::error::ApiError>()
+                .is_some_and(crate::error::ApiError::retryable)
+    }
+}
+
+/// One queued write: runs inside the group transaction. Given no connection but why, it
+/// answers its caller with that failure without running.
+type JobFn = Box<dyn FnOnce(Result<&mut DbConn, &str>) -> Ran + Send>;
+
+/// What running a job left to do.
+enum Ran {
+    /// How to answer its caller once the group's commit outcome is known, and whether the
+    /// group's transaction must roll back.
+    Done(Completion, bool),
+    /// It met concurrent writes: run it again in a later group (after a pause), once this
+    /// group's transaction (rolled back when the flag says so) has let their locks go.
+    Again(Job, bool),
+}
+
+/// Runs of one write, at most, when it keeps meeting concurrent writes (PostgreSQL deadlocks,
+/// serialization failures); the last failure is answered (503, `Retry-After`).
+const MAX_RUNS: u32 = 5;
 
 /// How a writer job runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -589,7 +630,8 @@ enum Mode {
 }
 
 /// A writer job running `f` as `mode` says that hands its outcome to `reply` once the commit
-/// is known.
+/// is known. `f` may run again (up to [`MAX_RUNS`] in all) when it meets concurrent writes:
+/// what it did is rolled back first, so it must not keep anything of an earlier run.
 fn job<T, E, F>(
     f: F,
     mode: Mode,
@@ -597,35 +639,59 @@ fn job<T, E, F>(
     reply: impl FnOnce(Result<T, E>) + Send + 'static,
 ) -> Job
 where
-    F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+    F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
-    E: From<diesel::result::Error> + Send + 'static,
+    E: WriteError,
 {
-    let run: JobFn = Box::new(move |conn: Result<&mut DbConn, &str>| {
+    job_run(f, mode, ctx, reply, 1)
+}
+
+fn job_run<T, E, F>(
+    mut f: F,
+    mode: Mode,
+    ctx: Arc<Context>,
+    reply: impl FnOnce(Result<T, E>) + Send + 'static,
+    run: u32,
+) -> Job
+where
+    F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: WriteError,
+{
+    let go: JobFn = Box::new(move |conn: Result<&mut DbConn, &str>| {
         let conn = match conn {
             Ok(c) => c,
             Err(why) => {
                 let e = E::from(group_error(why));
                 let done: Completion = Box::new(move |_| reply(Err(e)));
-                return (done, false);
+                return Ran::Done(done, false);
             }
         };
         // Savepoint: a nested diesel transaction inside the group's transaction, so a failing
         // write rolls back only itself. Plain: straight in the group's transaction, which a
         // failure rolls back. Alone: the write is the whole transaction, rolled back when it
-        // fails. Each job has a `Tx` of its own: nothing it held back or noted outlives it.
+        // fails. Each run has a `Tx` of its own: nothing it held back or noted outlives it.
         let mut noted = false;
-        let run = |c: &mut DbConn| {
+        let mut once = |c: &mut DbConn| {
             let mut tx = Tx::new(c, &ctx);
             let out = f(&mut tx);
             noted = tx.sensitive_noted();
             out
         };
         let result = match mode {
-            Mode::Savepoint => conn.transaction(run),
-            Mode::Plain | Mode::Alone => run(conn),
+            Mode::Savepoint => conn.transaction(&mut once),
+            Mode::Plain | Mode::Alone => once(conn),
         };
-        let failed = result.is_err();
+        let roll_back = result.is_err() && mode != Mode::Savepoint;
+        // A write that met concurrent ones runs again in a later group (a Plain one is an
+        // append that cannot meet any, and its failure takes its whole group with it).
+        if let Err(e) = &result
+            && e.retryable()
+            && run < MAX_RUNS
+            && mode != Mode::Plain
+        {
+            return Ran::Again(job_run(f, mode, ctx, reply, run + 1), roll_back);
+        }
         let done: Completion = Box::new(move |commit_error: Option<&str>| {
             reply(match (result, commit_error) {
                 (Err(e), _) => Err(e),
@@ -636,17 +702,20 @@ where
                 (Ok(_), Some(why)) => Err(E::from(group_error(why))),
             });
         });
-        (done, failed && mode != Mode::Savepoint)
+        Ran::Done(done, roll_back)
     });
     Job {
         alone: mode == Mode::Alone,
-        run,
+        runs: run,
+        run: go,
     }
 }
 
 struct Job {
     /// Runs as a transaction of its own (see [`Store::write_alone`]).
     alone: bool,
+    /// Which run of its write this is (1: the first).
+    runs: u32,
     run: JobFn,
 }
 
@@ -784,18 +853,33 @@ fn group_transaction(
     out
 }
 
-/// Run a group of writes in one transaction and answer each caller after the commit. Returns
-/// why the group could not be committed (not when a job rolled it back), and the jobs it did
-/// not run: those after a job that rolled the group back, or all when the transaction could
-/// not begin.
-fn run_group(conn: &mut DbConn, jobs: Vec<Job>) -> (Option<&'static str>, Vec<Job>) {
+/// What a group left: why it could not be committed (not when a job rolled it back), the jobs
+/// it did not run (those after a job that rolled the group back, or all when the transaction
+/// could not begin), and the jobs to run again (they met concurrent writes).
+struct Left {
+    failure: Option<&'static str>,
+    unrun: Vec<Job>,
+    again: Vec<Job>,
+}
+
+/// Run a group of writes in one transaction and answer each caller after the commit.
+fn run_group(conn: &mut DbConn, jobs: Vec<Job>) -> Left {
     let mut completions = Vec::with_capacity(jobs.len());
+    let mut again = Vec::new();
     let mut rolled_back = false;
     let mut queue = jobs.into_iter();
     let committed = group_transaction(conn, |conn| {
         for job in queue.by_ref() {
-            let (done, roll_back) = (job.run)(Ok(conn));
-            completions.push(done);
+            let roll_back = match (job.run)(Ok(conn)) {
+                Ran::Done(done, roll_back) => {
+                    completions.push(done);
+                    roll_back
+                }
+                Ran::Again(job, roll_back) => {
+                    again.push(job);
+                    roll_back
+                }
+            };
             if roll_back {
                 rolled_back = true;
                 return Err(diesel::result::Error::RollbackTransaction);
@@ -818,7 +902,24 @@ fn run_group(conn: &mut DbConn, jobs: Vec<Job>) -> (Option<&'static str>, Vec<Jo
     for done in completions {
         done(failure);
     }
-    (failure.filter(|_| !rolled_back), queue.collect())
+    Left {
+        failure: failure.filter(|_| !rolled_back),
+        unrun: queue.collect(),
+        again,
+    }
+}
+
+/// A pause before writes that met concurrent ones run again: growing with the run, with
+/// jitter so that the writes that met do not meet again in step (2–4 ms after the first run,
+/// up to 32–64 ms after the fourth).
+fn contention_pause(runs: u32) -> Duration {
+    let base = 2u64 << runs.saturating_sub(1).min(4);
+    let mut byte = [0u8; 1];
+    let jitter = match getrandom::fill(&mut byte) {
+        Ok(()) => base * u64::from(byte[0]) / 255,
+        Err(_) => base / 2,
+    };
+    Duration::from_millis(base + jitter)
 }
 
 /// How long a writer that could not reconnect refuses writes before it tries again.
@@ -846,20 +947,32 @@ impl Writer {
             return;
         }
         let mut jobs = jobs;
-        for attempt in 0.. {
-            let (failure, unrun) = run_group(&mut self.conn, jobs);
+        let mut regroups = 0;
+        loop {
+            let Left {
+                failure,
+                mut unrun,
+                again,
+            } = run_group(&mut self.conn, jobs);
             let lost = failure.is_some()
                 && (R2D2Connection::is_broken(&mut self.conn)
                     || R2D2Connection::ping(&mut self.conn).is_err());
             if lost && !self.reconnect() {
                 refuse(unrun, CONNECTION_CLOSED);
+                refuse(again, CONNECTION_CLOSED);
                 return;
             }
+            if !unrun.is_empty() {
+                if regroups == 2 {
+                    refuse(std::mem::take(&mut unrun), failure.unwrap_or(COMMIT_FAILED));
+                }
+                regroups += 1;
+            }
+            if let Some(runs) = again.iter().map(|j| j.runs).max() {
+                std::thread::sleep(contention_pause(runs));
+            }
+            unrun.extend(again);
             if unrun.is_empty() {
-                return;
-            }
-            if attempt == 2 {
-                refuse(unrun, failure.unwrap_or(COMMIT_FAILED));
                 return;
             }
             jobs = unrun;
@@ -888,8 +1001,9 @@ impl Writer {
 /// Answer jobs that were not run with the failure `why`.
 fn refuse(jobs: Vec<Job>, why: &str) {
     for job in jobs {
-        let (done, _) = (job.run)(Err(why));
-        done(Some(why));
+        if let Ran::Done(done, _) = (job.run)(Err(why)) {
+            done(Some(why));
+        }
     }
 }
 
@@ -1030,6 +1144,23 @@ pub fn is_connection_lost(e: &diesel::result::Error) -> bool {
             _,
         )
     )
+}
+
+/// Whether a diesel error says the statement met concurrent writes, so that the write may pass
+/// when run again: a serialization failure, or a deadlock (PostgreSQL aborts one transaction
+/// of a cycle of lock waits; diesel gives no kind for it, so its message, `deadlock detected`
+/// in the server's default language, is read).
+pub fn is_contention(e: &diesel::result::Error) -> bool {
+    match e {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::SerializationFailure,
+            _,
+        ) => true,
+        diesel::result::Error::DatabaseError(_, info) => {
+            info.message().starts_with("deadlock detected")
+        }
+        _ => false,
+    }
 }
 
 /// Whether a diesel error is a unique-constraint violation (a concurrent insert won the race).

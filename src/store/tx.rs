@@ -188,3 +188,24 @@ impl std::ops::DerefMut for Tx<'_> {
         self.conn
     }
 }
+
+/// What a write consumes, kept for a run again: a write that meets concurrent ones runs again
+/// (see `Store::write`), and needs what it was given as it was. On SQLite (one writer: its
+/// writes never meet) the value is handed over; on PostgreSQL each run gets a copy.
+#[derive(Debug)]
+pub struct Spare<T>(Option<T>);
+
+impl<T: Clone> Spare<T> {
+    pub fn new(value: T) -> Self {
+        Spare(Some(value))
+    }
+
+    /// The value for this run of the write.
+    pub fn for_run(&mut self, tx: &mut Tx<'_>) -> Result<T, crate::error::ApiError> {
+        let value = match tx.conn() {
+            DbConn::Postgres(_) => self.0.clone(),
+            DbConn::Sqlite(_) => self.0.take(),
+        };
+        value.ok_or_else(|| crate::error::ApiError::internal("a write ran again on SQLite"))
+    }
+}

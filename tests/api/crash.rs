@@ -379,3 +379,94 @@ async fn a_server_whose_database_is_unreachable_refuses_writes_then_recovers() {
     let path = format!("/fhir/Patient/{}", created["id"].as_str().unwrap());
     assert_eq!(app.get(&path).await.status, 200);
 }
+
+/// A write that PostgreSQL aborts in a deadlock with another session runs again by itself:
+/// the client gets its answer (not a 500), and the write is there exactly once. The other
+/// session holds one Patient's row, the server's bundle takes the other Patient's and waits
+/// for the first; the other session then asks for the second, closing the cycle. The other
+/// session waits longer before looking for deadlocks, so PostgreSQL aborts the server's
+/// statement. Run as a transaction (a write of its own) and as a batch (in a group).
+#[actix_rt::test]
+async fn a_write_aborted_in_a_deadlock_runs_again() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let app = crate::helpers::spawn_app().await;
+    // SQLite has one writer: its writes never meet.
+    let Some(url) = app.pg_url() else {
+        return;
+    };
+    for kind in ["transaction", "batch"] {
+        let mut ids = Vec::new();
+        for mrn in ["DL-A", "DL-B"] {
+            let p = app
+                .create_as(
+                    &app.token,
+                    &crate::helpers::patient(&format!("{mrn}-{kind}")),
+                )
+                .await;
+            ids.push(p["id"].as_str().unwrap().to_owned());
+        }
+        let (a, b) = (ids[0].clone(), ids[1].clone());
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let other = {
+            let (url, a, b) = (url.clone(), a.clone(), b.clone());
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut c = PgConnection::establish(&url).map_err(|e| e.to_string())?;
+                let lock = |c: &mut PgConnection, id: &str| {
+                    diesel::sql_query(format!(
+                        "SELECT 1 FROM resources WHERE res_type = 'Patient' AND res_id = '{id}' FOR UPDATE"
+                    ))
+                    .execute(c)
+                    .map_err(|e| e.to_string())
+                };
+                diesel::sql_query("SET deadlock_timeout = '30s'")
+                    .execute(&mut c)
+                    .map_err(|e| e.to_string())?;
+                diesel::sql_query("BEGIN")
+                    .execute(&mut c)
+                    .map_err(|e| e.to_string())?;
+                lock(&mut c, &b)?;
+                locked_tx.send(()).map_err(|e| e.to_string())?;
+                // The server's bundle has taken A by now and waits for B.
+                std::thread::sleep(Duration::from_millis(400));
+                lock(&mut c, &a)?;
+                diesel::sql_query("COMMIT")
+                    .execute(&mut c)
+                    .map_err(|e| e.to_string())?;
+                Ok(())
+            })
+        };
+        while locked_rx.try_recv().is_err() {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        let put = |id: &str, mrn: &str| {
+            let mut p = crate::helpers::patient(mrn);
+            p["id"] = json!(id);
+            p["gender"] = json!("male");
+            json!({"resource": p, "request": {"method": "PUT", "url": format!("Patient/{id}")}})
+        };
+        let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": [
+            put(&a, &format!("DL-A-{kind}")), put(&b, &format!("DL-B-{kind}"))
+        ]});
+        let started = Instant::now();
+        let r = app.post_json("/fhir", &bundle).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text());
+        for e in r.json()["entry"].as_array().unwrap() {
+            assert_eq!(e["response"]["status"], "200 OK", "{kind}: {e}");
+        }
+        other.join().unwrap().unwrap();
+        // The server waited for a deadlock to be found (deadlock_timeout, 1 s) before it ran
+        // its bundle again: the cycle did form.
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{kind}: no deadlock formed"
+        );
+        for id in [&a, &b] {
+            let p = app.get(&format!("/fhir/Patient/{id}")).await.json();
+            assert_eq!(
+                (p["gender"].clone(), p["meta"]["versionId"].clone()),
+                (json!("male"), json!("2")),
+                "{kind}: {p}"
+            );
+        }
+    }
+}

@@ -278,6 +278,13 @@ impl TestApp {
     }
 
     /// A second handle on the test's database (what a tool running beside the server sees).
+    /// The PostgreSQL database the server uses (`None` on SQLite).
+    pub fn pg_url(&self) -> Option<String> {
+        self.pg
+            .as_ref()
+            .map(|(server, name)| format!("{server}/{name}?sslmode=disable&gssencmode=disable"))
+    }
+
     pub fn store(&self) -> huimin::store::Store {
         huimin::store::Store::open(
             &self.settings.database().unwrap(),

@@ -16,7 +16,7 @@ use crate::services::residents::mpi;
 use crate::services::scheduling::publish;
 use crate::store::record::{self as repo, NewVersion};
 use crate::store::record::{index, match_keys, search as store_search};
-use crate::store::{Store, Tx, is_unique_violation};
+use crate::store::{Spare, Store, Tx, is_unique_violation};
 
 mod history;
 mod read;
@@ -290,13 +290,14 @@ pub fn linked<T>(
 }
 
 /// Run `f` as one write transaction with its resident-index work (see [`linked`]) and its
-/// audit records (see [`audited`]).
-pub fn write<T, F>(store: &Store, draft: Draft, f: F) -> Result<T, ApiError>
+/// audit records (see [`audited`]). `f` runs again when the write meets concurrent ones (see
+/// [`Store::write`]).
+pub fn write<T, F>(store: &Store, draft: Draft, mut f: F) -> Result<T, ApiError>
 where
-    F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
+    F: FnMut(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    store.write(move |conn| audited(conn, &draft, |conn| linked(conn, f)))
+    store.write(move |conn| audited(conn, &draft, |conn| linked(conn, &mut f)))
 }
 
 /// Run `f` inside the caller's transaction and append the audit events of every resource it
@@ -380,7 +381,9 @@ pub fn create(
     draft: Draft,
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
+    let mut tree = Spare::new(tree);
     write(store, draft, move |conn| {
+        let tree = tree.for_run(conn)?;
         create_in(conn, &guard, &t, tree, if_none_exist.as_ref())
     })
 }
@@ -522,7 +525,9 @@ pub fn update(
     check_body_id(&tree, t, Some(id))?;
     let attempt = |tree: Json| {
         let (t, id, draft, guard) = (t.to_owned(), id.to_owned(), draft.clone(), guard.clone());
+        let mut tree = Spare::new(tree);
         write(store, draft, move |conn| {
+            let tree = tree.for_run(conn)?;
             update_in(conn, &guard, &t, &id, tree, if_match, may_create)
         })
     };
@@ -588,7 +593,9 @@ pub fn conditional_update(
     draft: Draft,
 ) -> Result<(Record, Written), ApiError> {
     let t = t.to_owned();
+    let mut tree = Spare::new(tree);
     write(store, draft, move |conn| {
+        let tree = tree.for_run(conn)?;
         conditional_update_in(conn, &guard, &t, &criteria, tree, if_match, may_create)
     })
 }

@@ -21,7 +21,7 @@ use crate::services::audit::Draft;
 use crate::services::record::{self, Record};
 use crate::store::record as repo;
 use crate::store::scheduling::{self as pool, Claim, Places};
-use crate::store::{Store, Tx, is_unique_violation};
+use crate::store::{Spare, Store, Tx, is_unique_violation};
 
 /// Extension: until when a `pending` Appointment holds its place (valueInstant).
 pub const HOLD_UNTIL: &str = "urn:huimin:StructureDefinition:appointment-hold-until";
@@ -56,8 +56,10 @@ pub fn run(
     req: Request,
     draft: Draft,
 ) -> Result<Record, ApiError> {
+    let mut req = Spare::new(req);
     record::write(store, draft, move |conn| {
         conn.work::<Booking>().0 = true;
+        let req = req.for_run(conn)?;
         step_in(conn, &guard, &rules, req)
     })
 }
@@ -623,12 +625,13 @@ pub fn rest_write(
         return Ok(None);
     }
     let id = id.to_owned();
+    let mut write = Spare::new(write);
     record::write(store, draft, move |conn| {
         conn.work::<Booking>().0 = true;
         let Some(claim) = pool::claim_of(conn, &id)? else {
             return Err(RecordError::Absent {
                 t: "Appointment".to_owned(),
-                id,
+                id: id.clone(),
             }
             .into());
         };
@@ -644,7 +647,7 @@ pub fn rest_write(
             .into());
         }
         let stored = Json::parse(current.content.as_bytes()).map_err(ApiError::internal)?;
-        let wanted = match write {
+        let wanted = match write.for_run(conn)? {
             RestWrite::Put(tree) => tree,
             RestWrite::Patch(patch) => {
                 let mut doc: serde_json::Value =
