@@ -894,14 +894,26 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
     .await;
     refused(&r, "opens for booking at");
 
-    // Another clinic learns nothing of c1's referral: as for none at all.
+    // Another clinic learns nothing of c1's referral: as for none at all (on a Slot whose
+    // reserve has a place: one without refuses before any referral is looked at).
+    let second = publish(
+        &app,
+        &h1,
+        slot(
+            &sched,
+            6,
+            json!([{"url": CAPACITY, "valueInteger": 2}, {"url": RESERVE, "valueInteger": 1},
+                   {"url": RELEASE, "valueDateTime": release}]),
+        ),
+    )
+    .await;
     let (b2, _) = resident(&app, &c2, 452).await;
     let r = call(
         &app,
         &c2,
         "POST",
         "/fhir/Appointment/$book",
-        &referred(&id, &b2, &sr_b),
+        &referred(&second, &b2, &sr_b),
     )
     .await;
     assert_eq!(r.status, 422, "{}", r.text());
@@ -910,7 +922,7 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
         &c2,
         "POST",
         "/fhir/Appointment/$book",
-        &referred(&id, &b2, "nope"),
+        &referred(&second, &b2, "nope"),
     )
     .await;
     assert_eq!(
@@ -939,7 +951,7 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
         &h2,
         "POST",
         "/fhir/Appointment/$book",
-        &referred(&id, &h2p, &sr_h2),
+        &referred(&second, &h2p, &sr_h2),
     )
     .await;
     assert_eq!(r.status, 403, "{}", r.text());
@@ -953,7 +965,7 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
         &a_tok,
         "POST",
         "/fhir/Appointment/$book",
-        &referred(&id, &a, &sr),
+        &referred(&second, &a, &sr),
     )
     .await;
     assert_eq!(r.status, 403, "{}", r.text());
@@ -962,7 +974,7 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
         &c1,
         "POST",
         "/fhir/Appointment/$book",
-        &referred(&id, &b, &sr),
+        &referred(&second, &b, &sr),
     )
     .await;
     assert_eq!(r.status, 422, "{}", r.text());
@@ -977,7 +989,7 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
         &c1,
         "POST",
         "/fhir/Appointment/$book",
-        &referred(&id, &b, &sr_h2b),
+        &referred(&second, &b, &sr_h2b),
     )
     .await;
     assert_eq!(r.status, 422, "{}", r.text());

@@ -56,11 +56,56 @@ pub fn run(
     req: Request,
     draft: Draft,
 ) -> Result<Record, ApiError> {
+    if let Some(refused) = refused_at_the_door(store, &guard, &req)? {
+        return Err(refused.into());
+    }
     let mut req = Spare::new(req);
     record::write(store, draft, move |conn| {
         conn.work::<Booking>().0 = true;
         let req = req.for_run(conn)?;
         step_in(conn, &guard, &rules, req)
+    })
+}
+
+/// A new booking of a Slot that has no place for it, refused from a read before it queues
+/// for the writer (the release rush: once the places are gone, the thousands who come after
+/// do not wait behind each other for the Slot's lock to hear so). Only a refusal is decided
+/// here: the reading may be a moment old, so a place it shows is taken, or not, under the
+/// lock. Slots are not personal data; a caller who books nothing is refused first.
+fn refused_at_the_door(
+    store: &Store,
+    guard: &Guard,
+    req: &Request,
+) -> Result<Option<SchedulingError>, ApiError> {
+    let new = matches!(req.step, Step::Hold | Step::Book) && req.reference.is_none();
+    let Some(tree) = req
+        .resource
+        .as_ref()
+        .filter(|t| new && t.get_str("id").is_none())
+    else {
+        return Ok(None);
+    };
+    if matches!(guard.writer, Writer::Nobody) {
+        return Ok(None);
+    }
+    let Some(slot) = referenced(tree, "slot", "Slot") else {
+        return Ok(None);
+    };
+    let now = clock::now_millis();
+    // A referral may take a reserve place: only what refuses even a referral is refused here.
+    let referral = referral::based_on(tree).is_some();
+    store.read(|conn| {
+        let Some(places) = pool::find(conn, slot)? else {
+            return Ok(None);
+        };
+        let refused = place(&places, now, referral).err();
+        // A hold that expired but still counts frees its place under the lock.
+        if matches!(refused, Some(SchedulingError::SlotFull { .. }))
+            && !pool::expired_holds(conn, Some(slot), now, 1)?.is_empty()
+        {
+            return Ok(None);
+        }
+        Ok(refused)
     })
 }
 
