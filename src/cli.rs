@@ -126,6 +126,10 @@ enum FixturesAction {
         /// Output directory (created).
         #[arg(long)]
         out: std::path::PathBuf,
+        /// The first day of the published Slots (YYYY-MM-DD; the five weekdays from it on):
+        /// a date ahead of today gives Slots one can book.
+        #[arg(long, default_value = crate::fixtures::SLOTS_FROM)]
+        slots_from: String,
     },
 }
 
@@ -273,9 +277,10 @@ pub fn run() -> anyhow::Result<()> {
                     residents,
                     seed,
                     out,
+                    slots_from,
                 },
         } => {
-            let s = crate::fixtures::generate(residents, seed, &out)?;
+            let s = crate::fixtures::generate_from(residents, seed, &slots_from, &out)?;
             println!(
                 "{} residents, {} institutions: {} bundles, {} entries ({})",
                 s.residents,
@@ -287,6 +292,10 @@ pub fn run() -> anyhow::Result<()> {
                     .map(|(t, n)| format!("{t} {n}"))
                     .collect::<Vec<_>>()
                     .join(", ")
+            );
+            println!(
+                "slot pool (slots.json): {} Schedules, {} Slots",
+                s.schedules, s.slots
             );
             Ok(())
         }

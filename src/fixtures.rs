@@ -12,6 +12,12 @@
 //! panels. Each institution knows a resident under its own record number (MRN); most also
 //! record the ID number, some lose it, a few mistype the name (a homophone), so the resident
 //! index has real work to do.
+//!
+//! The slot pool (号源池): each hospital practitioner and one practitioner of each community or
+//! township health centre publishes a Schedule and a week of morning Slots (`slots.json` of
+//! the institution, the five weekdays from `--slots-from` on): 30-minute Slots of five places at
+//! hospitals, two kept for referrals from primary care until the day before, released to the
+//! public seven days before at 08:00; three places at the centres, bookable at once.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -775,6 +781,132 @@ pub struct Summary {
     pub bundles: usize,
     pub entries: usize,
     pub by_type: BTreeMap<String, usize>,
+    /// The slot pool (`slots.json`, not counted above): Schedules and Slots.
+    pub schedules: usize,
+    pub slots: usize,
+}
+
+/// The first day of the published Slots unless told otherwise (a Monday): the files stay the
+/// same from run to run; pass a date ahead of today to have Slots one can book.
+pub const SLOTS_FROM: &str = "2026-12-07";
+
+/// Departments (诊疗科目) of the Schedules: code system and the codes used (the national list
+/// of clinical departments, codes unverified).
+pub const DEPARTMENT: &str = "urn:huimin:CodeSystem:department";
+const HOSPITAL_DEPARTMENTS: &[(&str, &str)] = &[
+    ("03", "内科"),
+    ("04", "外科"),
+    ("05", "妇产科"),
+    ("07", "儿科"),
+];
+const VISIT_TYPE: &str = "urn:huimin:CodeSystem:visit-type";
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+/// China Standard Time, the region's clock.
+const CST_MS: i64 = 8 * HOUR_MS;
+
+/// An institution's Schedules and Slots as one transaction (PUTs under fixed ids, so pushing
+/// it twice changes nothing), or `None` when it publishes none (village clinics).
+fn slot_pool(inst: &Institution, days: &[i64]) -> Option<Value> {
+    let hospital = inst.category == "A100";
+    let publishers: &[String] = match inst.category {
+        "A100" => &inst.practitioners,
+        "B100" | "C220" => &inst.practitioners[..1.min(inst.practitioners.len())],
+        _ => &[],
+    };
+    if publishers.is_empty() {
+        return None;
+    }
+    let ext = |url: &str, key: &str, v: Value| json!({"url": format!("urn:huimin:StructureDefinition:{url}"), key: v});
+    let mut entries = Vec::new();
+    for (k, p) in publishers.iter().enumerate() {
+        let (code, name) = if hospital {
+            HOSPITAL_DEPARTMENTS[k % HOSPITAL_DEPARTMENTS.len()]
+        } else {
+            ("02", "全科医疗科")
+        };
+        let specialty =
+            json!([{"coding": [{"system": DEPARTMENT, "code": code, "display": name}]}]);
+        let (visit, visit_name) = if hospital && k == 0 {
+            ("expert", "专家门诊")
+        } else {
+            ("general", "普通门诊")
+        };
+        let service =
+            json!([{"coding": [{"system": VISIT_TYPE, "code": visit, "display": visit_name}]}]);
+        let schedule = format!("schedule-{p}");
+        entries.push(json!({
+            "resource": {"resourceType": "Schedule", "id": schedule, "active": true,
+                "serviceType": service, "specialty": specialty,
+                "actor": [{"reference": format!("PractitionerRole/role-{p}")}],
+                "planningHorizon": {"start": crate::clock::instant(days[0]), "end": crate::clock::instant(days[days.len() - 1] + DAY_MS)}},
+            "request": {"method": "PUT", "url": format!("Schedule/{schedule}")},
+        }));
+        for (day, &midnight) in days.iter().enumerate() {
+            for n in 0..4 {
+                let start = midnight + 8 * HOUR_MS + n * HOUR_MS / 2;
+                let mut extension = vec![ext(
+                    "slot-capacity",
+                    "valueInteger",
+                    json!(if hospital { 5 } else { 3 }),
+                )];
+                if hospital {
+                    extension.push(ext(
+                        "slot-release",
+                        "valueDateTime",
+                        json!(crate::clock::instant(midnight - 7 * DAY_MS + 8 * HOUR_MS)),
+                    ));
+                    extension.push(ext("slot-referral-reserve", "valueInteger", json!(2)));
+                    extension.push(ext(
+                        "slot-reserve-until",
+                        "valueDateTime",
+                        json!(crate::clock::instant(midnight - DAY_MS + 17 * HOUR_MS)),
+                    ));
+                }
+                let id = format!("slot-{p}-{day}-{n}");
+                entries.push(json!({
+                    "resource": {"resourceType": "Slot", "id": id, "extension": extension,
+                        "serviceType": service, "specialty": specialty,
+                        "schedule": {"reference": format!("Schedule/{schedule}")},
+                        "status": "free",
+                        "start": crate::clock::instant(start),
+                        "end": crate::clock::instant(start + HOUR_MS / 2)},
+                    "request": {"method": "PUT", "url": format!("Slot/{id}")},
+                }));
+            }
+        }
+    }
+    Some(json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}))
+}
+
+/// The midnights (China Standard Time) of the five weekdays from `day` (`YYYY-MM-DD`) on.
+fn weekdays_from(day: &str) -> anyhow::Result<Vec<i64>> {
+    let bad = || anyhow::anyhow!("--slots-from '{day}' is not a date (YYYY-MM-DD)");
+    let mut parts = day.splitn(3, '-').map(str::parse::<i64>);
+    let (Some(Ok(y)), Some(Ok(m)), Some(Ok(d))) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    if day.len() != 10
+        || !(1..=12).contains(&m)
+        || d < 1
+        || d > i64::from(days_in_month(y as i32, m as u32))
+    {
+        return Err(bad());
+    }
+    // Days since 1970-01-01 of the civil date (H. Hinnant's days_from_civil).
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    // The region's midnight is eight hours before UTC's; 1970-01-01 was a Thursday (Monday 0).
+    Ok((days..days + 7)
+        .filter(|n| (n + 3).rem_euclid(7) < 5)
+        .take(5)
+        .map(|n| n * DAY_MS - CST_MS)
+        .collect())
 }
 
 /// Residents per bundle: an institution pushes its records in bundles of this many residents.
@@ -820,9 +952,21 @@ fn complex_plan(
     plan
 }
 
-/// Generate the city into `out`: `registry.json`, then `<institution>/bundle-NNNNN.json`, and
-/// `manifest.json` with the counts.
+/// Generate the city into `out` with Slots from [`SLOTS_FROM`] (see [`generate_from`]).
 pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Summary> {
+    generate_from(residents_n, seed, SLOTS_FROM, out)
+}
+
+/// Generate the city into `out`: `registry.json`, then `<institution>/bundle-NNNNN.json` and
+/// `<institution>/slots.json` (Slots on the five weekdays from `slots_from`), and
+/// `manifest.json` with the counts.
+pub fn generate_from(
+    residents_n: usize,
+    seed: u64,
+    slots_from: &str,
+    out: &Path,
+) -> anyhow::Result<Summary> {
+    let days = weekdays_from(slots_from)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut rng = Rng::new(seed);
     let insts = institutions(&mut rng);
@@ -915,6 +1059,15 @@ pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Sum
     for (k, inst) in insts.iter().enumerate() {
         let dir = out.join(&inst.id);
         std::fs::create_dir_all(&dir)?;
+        if let Some(pool) = slot_pool(inst, &days) {
+            for e in pool["entry"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                match e["resource"]["resourceType"].as_str() {
+                    Some("Schedule") => summary.schedules += 1,
+                    _ => summary.slots += 1,
+                }
+            }
+            write_json(&dir.join("slots.json"), &pool)?;
+        }
         let mut writer = Writer {
             inst,
             rng: Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(k as u64)),
@@ -980,7 +1133,8 @@ pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Sum
         manifest,
         "{}",
         json!({"seed": seed, "residents": summary.residents, "institutions": summary.institutions,
-               "bundles": summary.bundles, "entries": summary.entries, "resources": summary.by_type})
+               "bundles": summary.bundles, "entries": summary.entries, "resources": summary.by_type,
+               "slot_pool": {"from": slots_from, "Schedule": summary.schedules, "Slot": summary.slots}})
     );
     std::fs::write(out.join("manifest.json"), manifest)?;
     std::fs::write(out.join("truth.tsv"), truth)?;

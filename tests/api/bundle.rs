@@ -572,6 +572,8 @@ fn the_committed_sample_city_is_what_the_generator_writes() {
         "manifest.json",
         "truth.tsv",
         "org-2/bundle-00001.json",
+        "org-0/slots.json",
+        "org-3/slots.json",
     ] {
         assert_eq!(
             std::fs::read(dir.path().join(name)).unwrap(),

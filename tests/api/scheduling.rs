@@ -1046,3 +1046,67 @@ async fn a_reserve_joins_the_public_pool_when_its_time_ends() {
     let r = book(&app, &a_tok, &open, &a).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[actix_rt::test]
+async fn the_synthetic_city_publishes_a_slot_pool_one_books_from() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Slots from nine days ahead: the hospital's open to the public seven days before the
+    // visit, the community centre's at once.
+    let from = clock::local_day(clock::now_millis() + 9 * DAY_MS);
+    huimin::fixtures::generate_from(20, 1, &from, dir.path()).unwrap();
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap()
+    };
+    let r = app.post_json("/fhir", &read("registry.json")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // org-2 is the district hospital of 510104, org-3 a community centre there.
+    let (hospital, centre) = (app.his_of("org-2"), app.his_of("org-3"));
+    for (his, org) in [(&hospital, "org-2"), (&centre, "org-3")] {
+        let r = call(
+            &app,
+            his,
+            "POST",
+            "/fhir",
+            &read(&format!("{org}/slots.json")),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{org}: {}", r.text());
+    }
+    let slots_of = |org: &str| {
+        read(&format!("{org}/slots.json"))["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["resource"]["resourceType"] == "Slot")
+            .count()
+    };
+    let window = format!(
+        "/fhir/Appointment/$find?start={}&end={}&district=510104&_count=1",
+        clock::instant(clock::now_millis()),
+        clock::instant(clock::now_millis() + 21 * DAY_MS)
+    );
+    let (pid, tok) = resident(&app, &centre, 471).await;
+    let found = app.get_as(&tok, &window).await.json();
+    assert_eq!(found["total"], slots_of("org-3"), "{found}");
+    let proposed = found["entry"][0]["resource"].clone();
+    let mut proposed_for = proposed.clone();
+    proposed_for["participant"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"actor": {"reference": format!("Patient/{pid}")}, "status": "needs-action"}));
+    let body = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-resource", "resource": proposed_for}]});
+    let r = call(&app, &tok, "POST", "/fhir/Appointment/$book", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The centre refers the resident up: the hospital's reserve is open to it already.
+    let sr = referral(&app, &centre, &pid, "org-2", "CITY-1").await;
+    let _ = sr;
+    let found = app
+        .get_as(
+            &centre,
+            &format!("{window}&referral-identifier=urn:huimin:test:referral|CITY-1"),
+        )
+        .await
+        .json();
+    assert_eq!(found["total"], slots_of("org-2"), "{found}");
+}
