@@ -570,6 +570,18 @@ pub fn flush_writes(tx: &mut Tx<'_>) -> diesel::QueryResult<()> {
     record::index::flush(tx, &held.index)
 }
 
+/// Write what is held back so far and go on holding back: for work inside a bundle that must
+/// read what the bundle wrote before it (a Slot's Schedule written by an earlier entry).
+/// Nothing to do when nothing is held back.
+pub fn flush_held(tx: &mut Tx<'_>) -> diesel::QueryResult<()> {
+    if tx.held.is_none() {
+        return Ok(());
+    }
+    flush_writes(tx)?;
+    defer_writes(tx);
+    Ok(())
+}
+
 /// Forget everything held back (the transaction failed).
 pub fn discard_writes(tx: &mut Tx<'_>) {
     tx.held = None;

@@ -82,6 +82,8 @@ pub fn schedule_written(
     let Some(Json::Array(actors)) = tree.get("actor") else {
         return Err(unprocessable("Schedule.actor is required".to_owned()));
     };
+    // The actors may be written by earlier entries of the same bundle.
+    crate::store::flush_held(conn)?;
     for (i, actor) in actors.iter().enumerate() {
         let at = format!("Schedule.actor[{i}]");
         let Some((t, id)) = reference_of(Some(actor)) else {
@@ -124,6 +126,8 @@ pub fn slot_written(
             "Slot.schedule must refer to a Schedule (Schedule/id)".to_owned(),
         ));
     };
+    // The Schedule may be written by an earlier entry of the same bundle.
+    crate::store::flush_held(conn)?;
     let Some(schedule_holder) = holder(conn, "Schedule", schedule)? else {
         return Err(unprocessable(format!(
             "Slot.schedule: Schedule/{schedule} is not known"
