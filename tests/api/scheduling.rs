@@ -779,6 +779,24 @@ async fn referral(app: &TestApp, his: &str, pid: &str, to: &str, value: &str) ->
         .to_owned()
 }
 
+/// A `$book` of a place of `slot` for `pid` based on the referral `sr`.
+async fn book_referred(app: &TestApp, token: &str, slot: &str, pid: &str, sr: &str) -> Reply {
+    call(
+        app,
+        token,
+        "POST",
+        "/fhir/Appointment/$book",
+        &referred(slot, pid, sr),
+    )
+    .await
+}
+
+/// An answer of `status` whose text names `names`.
+fn answered(r: &Reply, status: u16, names: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert!(issue(r).1.contains(names), "{:?}", issue(r));
+}
+
 fn referred(slot: &str, pid: &str, sr: &str) -> Value {
     let mut body = booking(slot, pid, "proposed");
     body["parameter"][0]["resource"]["basedOn"] =
@@ -884,14 +902,7 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
     assert_eq!(seen["entry"].as_array().map_or(0, Vec::len), 1, "{seen}");
 
     // The reserve is taken: the next referral waits for the release like the public.
-    let r = call(
-        &app,
-        &c1,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referred(&id, &b, &sr_b),
-    )
-    .await;
+    let r = book_referred(&app, &c1, &id, &b, &sr_b).await;
     refused(&r, "opens for booking at");
 
     // Another clinic learns nothing of c1's referral: as for none at all (on a Slot whose
@@ -908,23 +919,9 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
     )
     .await;
     let (b2, _) = resident(&app, &c2, 452).await;
-    let r = call(
-        &app,
-        &c2,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referred(&second, &b2, &sr_b),
-    )
-    .await;
+    let r = book_referred(&app, &c2, &second, &b2, &sr_b).await;
     assert_eq!(r.status, 422, "{}", r.text());
-    let none = call(
-        &app,
-        &c2,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referred(&second, &b2, "nope"),
-    )
-    .await;
+    let none = book_referred(&app, &c2, &second, &b2, "nope").await;
     assert_eq!(
         issue(&r).1.replace(&sr_b, "x"),
         issue(&none).1.replace("nope", "x")
@@ -935,69 +932,21 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
             &window("&referral-identifier=urn:huimin:test:referral|R-2"),
         )
         .await;
-    assert_eq!(r.status, 422, "{}", r.text());
-    assert!(
-        issue(&r).1.contains("no referral Organization/c2 holds"),
-        "{:?}",
-        issue(&r)
-    );
+    answered(&r, 422, "no referral Organization/c2 holds");
 
     // A hospital is not primary care; a resident does not book a reserve place; a referral
     // names its resident and its receiving institution.
     let (h2p, _) = resident(&app, &h2, 453).await;
     let sr_h2 = referral(&app, &h2, &h2p, "h1", "R-3").await;
-    let r = call(
-        &app,
-        &h2,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referred(&second, &h2p, &sr_h2),
-    )
-    .await;
+    let r = book_referred(&app, &h2, &second, &h2p, &sr_h2).await;
+    answered(&r, 403, "not a primary-care institution");
+    let r = book_referred(&app, &a_tok, &second, &a, &sr).await;
     assert_eq!(r.status, 403, "{}", r.text());
-    assert!(
-        issue(&r).1.contains("not a primary-care institution"),
-        "{:?}",
-        issue(&r)
-    );
-    let r = call(
-        &app,
-        &a_tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referred(&second, &a, &sr),
-    )
-    .await;
-    assert_eq!(r.status, 403, "{}", r.text());
-    let r = call(
-        &app,
-        &c1,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referred(&second, &b, &sr),
-    )
-    .await;
-    assert_eq!(r.status, 422, "{}", r.text());
-    assert!(
-        issue(&r).1.contains("refers another resident"),
-        "{:?}",
-        issue(&r)
-    );
+    let r = book_referred(&app, &c1, &second, &b, &sr).await;
+    answered(&r, 422, "refers another resident");
     let sr_h2b = referral(&app, &c1, &b, "h2", "R-4").await;
-    let r = call(
-        &app,
-        &c1,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referred(&second, &b, &sr_h2b),
-    )
-    .await;
-    assert_eq!(r.status, 422, "{}", r.text());
-    assert!(
-        issue(&r).1.contains("another institution"),
-        "{:?}",
-        issue(&r)
-    );
+    let r = book_referred(&app, &c1, &second, &b, &sr_h2b).await;
+    answered(&r, 422, "another institution");
 
     // The referring clinic cancels its booking: the reserve place is free again for b.
     let mut cancel = booking(&id, &a, "cancelled");
@@ -1005,14 +954,7 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
     let r = call(&app, &c1, "POST", "/fhir/Appointment/$book", &cancel).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["status"], "cancelled");
-    let r = call(
-        &app,
-        &c1,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referred(&id, &b, &sr_b),
-    )
-    .await;
+    let r = book_referred(&app, &c1, &id, &b, &sr_b).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 

@@ -11,7 +11,7 @@
 //! (real-name booking).
 
 use super::referral::{self, Referral};
-use super::{Booking, Rules, referenced};
+use super::{Booking, Rules, referenced, stored};
 use crate::clock;
 use crate::error::{ApiError, RecordError, SchedulingError};
 use crate::fhir::bundle::{obj, s};
@@ -504,8 +504,7 @@ pub(super) fn appointment(
         ]));
     }
     if let Some(schedule) = referenced(slot_tree, "schedule", "Schedule")
-        && let Ok(sched) = record::read_in(conn, "Schedule", schedule)
-        && let Ok(sched) = Json::parse(sched.content.as_bytes())
+        && let Some(sched) = stored(conn, "Schedule", schedule)
         && let Some(Json::Array(actors)) = sched.get("actor")
     {
         for actor in actors {

@@ -5,7 +5,7 @@
 //! the request gave one.
 
 use super::book::{Proposal, appointment, place};
-use super::referenced;
+use super::{referenced, stored};
 use super::referral::{self, Referral};
 use crate::clock;
 use crate::error::ApiError;
@@ -70,13 +70,10 @@ fn codes_match(tree: &Json, key: &str, wanted: &str) -> bool {
 }
 
 fn in_district(conn: &mut Tx<'_>, institution: &str, district: &str) -> bool {
-    let Some(id) = institution.strip_prefix("Organization/") else {
-        return false;
-    };
-    let Ok(org) = record::read_in(conn, "Organization", id) else {
-        return false;
-    };
-    let Ok(org) = Json::parse(org.content.as_bytes()) else {
+    let Some(org) = institution
+        .strip_prefix("Organization/")
+        .and_then(|id| stored(conn, "Organization", id))
+    else {
         return false;
     };
     // The district as written, or its GB/T 2260 code (the area-code extension).
@@ -94,10 +91,7 @@ fn has_actor(conn: &mut Tx<'_>, slot_tree: &Json, actor: &str) -> bool {
     let Some(schedule) = referenced(slot_tree, "schedule", "Schedule") else {
         return false;
     };
-    let Ok(sched) = record::read_in(conn, "Schedule", schedule) else {
-        return false;
-    };
-    let Ok(sched) = Json::parse(sched.content.as_bytes()) else {
+    let Some(sched) = stored(conn, "Schedule", schedule) else {
         return false;
     };
     matches!(sched.get("actor"), Some(Json::Array(actors))

@@ -65,6 +65,13 @@ fn referenced<'a>(tree: &'a Json, key: &str, t: &str) -> Option<&'a str> {
     }
 }
 
+/// A stored resource's current content (`None` when it is absent, deleted or unreadable): the
+/// registry and pool resources booking consults (Organizations, Schedules).
+fn stored(conn: &mut crate::store::Tx<'_>, t: &str, id: &str) -> Option<Json> {
+    let rec = record::read_in(conn, t, id).ok()?;
+    Json::parse(rec.content.as_bytes()).ok()
+}
+
 /// Marks a write transaction as the booking service's own: only it writes Appointments that
 /// take places of the pool (see [`publish::appointment_written`]).
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@
 //! such a booking takes a place of a Slot's referral reserve, and it may take one before the
 //! Slot's public release. A referral the booker does not hold answers as an absent one.
 
-use super::referenced;
+use super::{referenced, stored};
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::services::access::{Guard, Writer};
@@ -54,13 +54,10 @@ pub fn based_on(tree: &Json) -> Option<&str> {
 /// Whether `org` (`Organization/<id>`) is a primary-care institution of the registry: its
 /// `type` has a WS 218 category of class B, C or D.
 fn primary_care(conn: &mut Tx<'_>, org: &str) -> bool {
-    let Some(id) = org.strip_prefix("Organization/") else {
-        return false;
-    };
-    let Ok(rec) = record::read_in(conn, "Organization", id) else {
-        return false;
-    };
-    let Ok(tree) = Json::parse(rec.content.as_bytes()) else {
+    let Some(tree) = org
+        .strip_prefix("Organization/")
+        .and_then(|id| stored(conn, "Organization", id))
+    else {
         return false;
     };
     has_code(&tree, "type", INSTITUTION_CATEGORY, |c| {
