@@ -99,7 +99,7 @@ impl Application {
             );
         }
         let tls = crate::tls::acceptor(&settings)?;
-        let listener = TcpListener::bind(&settings.listen)
+        let listener = listen(&settings.listen)
             .with_context(|| format!("binding {} (HUIMIN_LISTEN)", settings.listen))?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
@@ -160,4 +160,29 @@ impl Application {
         self.store.close();
         served
     }
+}
+
+/// Connections the kernel completes before the server accepts them (capped by
+/// `net.core.somaxconn`): a release rush opens thousands at once.
+const BACKLOG: i32 = 4096;
+
+/// Listen on `address` (`host:port`) with [`BACKLOG`].
+fn listen(address: &str) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for addr in address.to_socket_addrs()? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    }))
 }
