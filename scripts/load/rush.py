@@ -7,7 +7,7 @@ RESIDENTS_FILE has one line per resident, "<Patient id> <Slot id>": that residen
 place of that Slot for that Patient. Each resident gets a token of their own, signed (HS256)
 with the server's development secret from the claims of TEMPLATE_TOKEN with `sub` and
 `fhirUser` changed. One keep-alive connection per resident is opened before the release
-(spread over the BASE_URLs, one per server process) in the 4 s before the release (the server
+(spread over the BASE_URLs, one per server process) in the 2 s before the release (the server
 closes a connection idle for 5 s); at RELEASE_EPOCH_MS every request goes.
 Prints, as JSON: how many answers of each status, the latency percentiles of the answers
 (ms, from a request's last byte sent to its answer's last byte, and from the release), and
@@ -99,9 +99,9 @@ async def main():
     for i, (patient, slot) in enumerate(residents):
         url = bases[i % len(bases)]
         payloads.append((url, request(url.netloc, token_for(secret, template, patient, i), patient, slot)))
-    # Connect in the last seconds before the release (the server closes a connection that
+    # Connect in the last two seconds before the release (the server closes a connection that
     # sends nothing for 5 s), 250 at a time (the listen backlog).
-    await asyncio.sleep(max(0.0, release - 4.0 - time.time()))
+    await asyncio.sleep(max(0.0, release - 2.0 - time.time()))
     conns = []
     for k in range(0, len(payloads), 250):
         batch = payloads[k:k + 250]
