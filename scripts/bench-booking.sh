@@ -102,3 +102,12 @@ if [ "$booked" != "$places" ] || [ "$over" != 0 ] || [ "$twice" != 0 ] || [ "$mi
   echo "FAILED: the rush did not book exactly $places places, each once" >&2
   exit 1
 fi
+# The same residents again, now that every place is gone: what refusing costs.
+again=$(( $(date +%s%3N) + 3000 ))
+python3 scripts/load/rush.py "$work/residents" "$data/dev-jwt-secret" "$RESIDENT" "$again" $bases > "$work/again.json"
+python3 - "$work/again.json" <<'EOF2'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("again, every place gone:", r["status"], "answer ms:", r["answer_ms"])
+EOF2
+

@@ -112,6 +112,7 @@ impl Application {
             grants,
             bus,
             metrics: Arc::new(Metrics::new()),
+            full_slots: Arc::new(crate::services::scheduling::admission::FullSlots::new()),
         });
         tracing::info!(
             address = %listener.local_addr()?,
@@ -185,7 +186,10 @@ fn listen(address: &str) -> std::io::Result<TcpListener> {
             Some(socket2::Protocol::TCP),
         )?;
         socket.set_reuse_address(true)?;
-        match socket.bind(&addr.into()).and_then(|()| socket.listen(BACKLOG)) {
+        match socket
+            .bind(&addr.into())
+            .and_then(|()| socket.listen(BACKLOG))
+        {
             Ok(()) => return Ok(socket.into()),
             Err(e) => last = Some(e),
         }

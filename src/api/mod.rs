@@ -42,6 +42,9 @@ pub struct AppState {
     /// Tells the other server processes of changes (Redis, when configured).
     pub bus: Option<crate::services::bus::Bus>,
     pub metrics: Arc<Metrics>,
+    /// Slots this process saw full moments ago (booking's admission, see
+    /// `services::scheduling::admission`).
+    pub full_slots: Arc<crate::services::scheduling::admission::FullSlots>,
 }
 
 impl AppState {

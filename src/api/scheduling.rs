@@ -11,7 +11,8 @@ use actix_web::{HttpResponse, web};
 use super::ctx::Ctx;
 use super::format;
 use super::respond::{self, Body};
-use crate::auth::Perm;
+use crate::auth::{Perm, Role};
+use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::services::record;
@@ -58,13 +59,34 @@ async fn operation(ctx: Ctx, body: web::Bytes, name: &str) -> Result<HttpRespons
             (_, Some(r)) if r.get_str("status") == Some("cancelled") => Step::Cancel,
             _ => Step::Book,
         };
+        // A Slot this process saw full moments ago refuses from memory, before anything is
+        // looked up (roles that never book are refused as always, below).
+        let full = &ctx.state.full_slots;
+        if ctx.caller.role != Role::Official
+            && let Some(refused) = book::new_booking(&request)
+                .and_then(|(slot, _)| full.refused(slot, clock::now_millis()))
+        {
+            return Err(refused.into());
+        }
         let guard = ctx.guard().await?;
         let rules = Rules::of(&ctx.state.settings);
-        let rec = ctx
-            .db(false, move |store| {
-                book::run(store, guard, rules, request, draft)
-            })
-            .await?;
+        // A Slot with no place left refuses from a read, before the write queues (a point
+        // read: on SQLite it runs on the worker).
+        let (g, r) = (guard.clone(), request.clone());
+        if let Some(refused) = ctx
+            .db(true, move |store| book::refused_at_the_door(store, &g, &r))
+            .await?
+        {
+            full.note(&refused, clock::now_millis());
+            return Err(refused.into());
+        }
+        let rec = match book::run(ctx.store(), guard, rules, request, draft, full.clone()).await {
+            Err(ApiError::Scheduling(refused)) => {
+                full.note(&refused, clock::now_millis());
+                return Err(refused.into());
+            }
+            other => other?,
+        };
         let base = ctx.base_url();
         let resp = respond::resource(neg, StatusCode::OK, rec, Body::Representation, Some(&base))?;
         Ok((resp, None))

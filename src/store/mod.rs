@@ -381,8 +381,32 @@ impl Store {
         T: Send + 'static,
         E: WriteError,
     {
+        self.submit_async(f, Mode::Plain).await
+    }
+
+    /// Like [`Store::write`] (or [`Store::write_alone`] when `alone`), without a blocked
+    /// thread: the caller's task is woken when the write's group has committed or failed. For
+    /// a request that would otherwise hold a thread of the pool while it waits for the writer
+    /// (in a rush, those threads were all waiting, and the requests that needed only a read
+    /// queued behind them).
+    pub async fn write_async<T, E, F>(&self, f: F, alone: bool) -> Result<T, E>
+    where
+        F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: WriteError,
+    {
+        let mode = if alone { Mode::Alone } else { Mode::Savepoint };
+        self.submit_async(f, mode).await
+    }
+
+    async fn submit_async<T, E, F>(&self, f: F, mode: Mode) -> Result<T, E>
+    where
+        F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: WriteError,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
-        let job = job(f, Mode::Plain, self.ctx.clone(), move |out| {
+        let job = job(f, mode, self.ctx.clone(), move |out| {
             let _ = tx.send(out);
         });
         if self.writer.send(job).is_err() {

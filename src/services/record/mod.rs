@@ -300,6 +300,28 @@ where
     store.write(move |conn| audited(conn, &draft, |conn| linked(conn, &mut f)))
 }
 
+/// Like [`write`], awaited instead of blocking a thread (see [`Store::write_async`]); `alone`:
+/// as a database transaction of its own, for a write whose locks should be held no longer than
+/// it runs (a booking's Slot row on PostgreSQL, which a group's other writes would otherwise
+/// keep locked until the group commits).
+pub async fn write_async<T, F>(
+    store: &Store,
+    draft: Draft,
+    alone: bool,
+    mut f: F,
+) -> Result<T, ApiError>
+where
+    F: FnMut(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    store
+        .write_async(
+            move |conn| audited(conn, &draft, |conn| linked(conn, &mut f)),
+            alone,
+        )
+        .await
+}
+
 /// Run `f` inside the caller's transaction and append the audit events of every resource it
 /// wrote or read before the transaction commits.
 pub fn audited<T>(

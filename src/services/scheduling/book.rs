@@ -10,6 +10,9 @@
 //! an administrator. The Appointment's patient must belong to a golden resident of the index
 //! (real-name booking).
 
+use std::sync::Arc;
+
+use super::admission::FullSlots;
 use super::referral::{self, Referral};
 use super::{Booking, Rules, referenced, stored};
 use crate::clock;
@@ -49,64 +52,86 @@ pub struct Request {
 }
 
 /// Run a `$hold` or `$book` as one write, audited with its draft; the stored Appointment.
-pub fn run(
+/// The caller asks [`refused_at_the_door`] first.
+pub async fn run(
     store: &Store,
     guard: Guard,
     rules: Rules,
     req: Request,
     draft: Draft,
+    full: Arc<FullSlots>,
 ) -> Result<Record, ApiError> {
-    if let Some(refused) = refused_at_the_door(store, &guard, &req)? {
-        return Err(refused.into());
-    }
+    let slot = new_booking(&req).map(|(slot, _)| slot.to_owned());
     let mut req = Spare::new(req);
-    record::write(store, draft, move |conn| {
+    let step = move |conn: &mut Tx<'_>| {
+        // Seen full while this booking queued for the writer: refused without a statement.
+        if let Some(refused) = slot
+            .as_deref()
+            .and_then(|s| full.refused(s, clock::now_millis()))
+        {
+            return Err(refused.into());
+        }
         conn.work::<Booking>().0 = true;
         let req = req.for_run(conn)?;
         step_in(conn, &guard, &rules, req)
-    })
+    };
+    // On PostgreSQL a booking is a transaction of its own: it holds the Slot's row lock only
+    // while it runs, not until a group of other writes commits (in a rush, groups holding
+    // locks of several Slots waited on each other and met in deadlocks). SQLite has one
+    // writer: its bookings commit in groups.
+    record::write_async(store, draft, !store.is_embedded(), step).await
 }
 
 /// A new booking of a Slot that has no place for it, refused from a read before it queues
 /// for the writer (the release rush: once the places are gone, the thousands who come after
-/// do not wait behind each other for the Slot's lock to hear so). Only a refusal is decided
-/// here: the reading may be a moment old, so a place it shows is taken, or not, under the
-/// lock. Slots are not personal data; a caller who books nothing is refused first.
-fn refused_at_the_door(
+/// do not wait behind each other for the Slot's lock to hear so). Slots are not personal
+/// data; a caller who books nothing is refused first.
+pub fn refused_at_the_door(
     store: &Store,
     guard: &Guard,
     req: &Request,
 ) -> Result<Option<SchedulingError>, ApiError> {
-    let new = matches!(req.step, Step::Hold | Step::Book) && req.reference.is_none();
-    let Some(tree) = req
-        .resource
-        .as_ref()
-        .filter(|t| new && t.get_str("id").is_none())
-    else {
+    let Some((slot, referral)) = new_booking(req) else {
         return Ok(None);
     };
     if matches!(guard.writer, Writer::Nobody) {
         return Ok(None);
     }
-    let Some(slot) = referenced(tree, "slot", "Slot") else {
-        return Ok(None);
-    };
-    let now = clock::now_millis();
-    // A referral may take a reserve place: only what refuses even a referral is refused here.
-    let referral = referral::based_on(tree).is_some();
-    store.read(|conn| {
-        let Some(places) = pool::find(conn, slot)? else {
-            return Ok(None);
-        };
-        let refused = place(&places, now, referral).err();
-        // A hold that expired but still counts frees its place under the lock.
-        if matches!(refused, Some(SchedulingError::SlotFull { .. }))
-            && !pool::expired_holds(conn, Some(slot), now, 1)?.is_empty()
-        {
-            return Ok(None);
-        }
-        Ok(refused)
+    store.read(|conn| match pool::find(conn, slot)? {
+        Some(places) => refused_unlocked(conn, &places, referral, clock::now_millis()),
+        None => Ok(None),
     })
+}
+
+/// The Slot a request asks a new place of, and whether it names a referral (`None`: the
+/// request holds or books a stored Appointment, or cancels).
+pub fn new_booking(req: &Request) -> Option<(&str, bool)> {
+    let new = matches!(req.step, Step::Hold | Step::Book) && req.reference.is_none();
+    let tree = req
+        .resource
+        .as_ref()
+        .filter(|t| new && t.get_str("id").is_none())?;
+    let slot = referenced(tree, "slot", "Slot")?;
+    Some((slot, referral::based_on(tree).is_some()))
+}
+
+/// Why `places`, read without the Slot's lock, has no place for a new booking (`referral`:
+/// even for a referral). Only a refusal is decided from such a reading, which may be a moment
+/// old (a place it shows is taken, or not, under the lock). A hold that expired but still
+/// counts frees its place under the lock, so it refuses nothing here.
+fn refused_unlocked(
+    conn: &mut Tx<'_>,
+    places: &Places,
+    referral: bool,
+    now: i64,
+) -> Result<Option<SchedulingError>, ApiError> {
+    let refused = place(places, now, referral).err();
+    if matches!(refused, Some(SchedulingError::SlotFull { .. }))
+        && !pool::expired_holds(conn, Some(&places.slot_id), now, 1)?.is_empty()
+    {
+        return Ok(None);
+    }
+    Ok(refused)
 }
 
 fn step_in(
@@ -384,6 +409,19 @@ fn new_in(
     let slot = referenced(tree, "slot", "Slot")
         .ok_or_else(|| unprocessable("Appointment.slot must refer to a Slot (Slot/id)".to_owned()))?
         .to_owned();
+    let now = clock::now_millis();
+    // A Slot whose places went while this booking queued refuses before anything else is
+    // read or any lock waited for (in a rush, most bookings of a Slot end here).
+    let Some(seen) = pool::find(conn, &slot)? else {
+        return Err(RecordError::Absent {
+            t: "Slot".to_owned(),
+            id: slot,
+        }
+        .into());
+    };
+    if let Some(refused) = refused_unlocked(conn, &seen, referral::based_on(tree).is_some(), now)? {
+        return Err(refused.into());
+    }
     let patient = patient_of(tree)
         .ok_or_else(|| {
             unprocessable("Appointment.participant must name the Patient (Patient/id)".to_owned())
@@ -412,10 +450,30 @@ fn new_in(
             r.id
         )));
     }
+    // The Appointment is written before the locks are taken, so that they are held only for
+    // the counting below (a refusal there rolls it back with the rest).
+    let slot_tree = record::read_in(conn, "Slot", &slot)?;
+    let slot_tree = Json::parse(slot_tree.content.as_bytes()).map_err(ApiError::internal)?;
+    let id = repo::new_id();
+    let hold_until = hold.then_some(now + rules.hold_ms);
+    let state = if hold { "pending" } else { "booked" };
+    let proposal = Proposal {
+        patient: Some(&patient),
+        referral: referral.as_ref(),
+    };
+    let appointment = appointment(conn, &slot_tree, &slot, proposal, state, hold_until)?;
+    let rec =
+        record::create_with_id_held_in(conn, "Appointment", &id, appointment, &seen.institution)?;
+
     // The resident's lock before the Slot's: the rules below count all their bookings.
     pool::lock_resident(conn, &resident)?;
-    let now = clock::now_millis();
     let places = places_in(conn, &slot, now)?;
+    // Republished while this booking read it: run the booking again on what it is now.
+    if (places.start_ms, places.end_ms, &places.institution)
+        != (seen.start_ms, seen.end_ms, &seen.institution)
+    {
+        return Err(ApiError::Contention);
+    }
     may_book(
         guard,
         &places,
@@ -436,17 +494,13 @@ fn new_in(
     if !pool::take(conn, &slot, reserve)? {
         return Err(SchedulingError::SlotFull { slot }.into());
     }
-    let slot_tree = record::read_in(conn, "Slot", &slot)?;
-    let slot_tree = Json::parse(slot_tree.content.as_bytes()).map_err(ApiError::internal)?;
-    let id = repo::new_id();
-    let hold_until = hold.then_some(now + rules.hold_ms);
     let day = clock::local_day(places.start_ms);
     let claim = Claim {
-        appointment_id: id.clone(),
+        appointment_id: id,
         slot_id: slot.clone(),
         resident,
         referral: reserve,
-        state: if hold { "pending" } else { "booked" }.to_owned(),
+        state: state.to_owned(),
         hold_until,
         day: day.clone(),
         specialty: specialty_of(&slot_tree),
@@ -458,19 +512,6 @@ fn new_in(
             true => ApiError::from(SchedulingError::OnePerDay { day }),
             false => ApiError::from(e),
         })?;
-    let appointment = appointment(
-        conn,
-        &slot_tree,
-        &slot,
-        Proposal {
-            patient: Some(&patient),
-            referral: referral.as_ref(),
-        },
-        &claim.state,
-        claim.hold_until,
-    )?;
-    let rec =
-        record::create_with_id_held_in(conn, "Appointment", &id, appointment, &places.institution)?;
     slot_status_in(conn, &slot)?;
     Ok(rec)
 }

@@ -5,8 +5,8 @@
 //! the request gave one.
 
 use super::book::{Proposal, appointment, place};
-use super::{referenced, stored};
 use super::referral::{self, Referral};
+use super::{referenced, stored};
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;

@@ -4,6 +4,7 @@
 //! Slot's row of places is locked, a guarded `UPDATE` takes the place, a CHECK refuses any
 //! count above capacity), never by a check in one transaction and an insert in another.
 
+pub mod admission;
 pub mod book;
 pub mod find;
 pub mod publish;
