@@ -87,6 +87,7 @@ async fn operation(ctx: Ctx, body: web::Bytes, name: &str) -> Result<HttpRespons
             }
             other => other?,
         };
+        full.freed(&rec);
         let base = ctx.base_url();
         let resp = respond::resource(neg, StatusCode::OK, rec, Body::Representation, Some(&base))?;
         Ok((resp, None))

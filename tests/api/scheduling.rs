@@ -1052,3 +1052,24 @@ async fn the_synthetic_city_publishes_a_slot_pool_one_books_from() {
         .json();
     assert_eq!(found["total"], slots_of("org-2"), "{found}");
 }
+
+#[actix_rt::test]
+async fn a_cancelled_place_is_offered_at_once_to_one_just_refused() {
+    let app = spawn_app().await;
+    let his = app.his_of("h1");
+    let sched = schedule(&app, &his, "h1").await;
+    let one = publish(&app, &his, slot(&sched, 3, capacity(1))).await;
+    let (a, a_tok) = resident(&app, &his, 481).await;
+    let (b, b_tok) = resident(&app, &his, 482).await;
+    let booked = book(&app, &a_tok, &one, &a).await;
+    assert_eq!(booked.status, 200, "{}", booked.text());
+    // Refused, and so known full for a moment: the cancellation below forgets that.
+    refused(&book(&app, &b_tok, &one, &b).await, "is full");
+    refused(&book(&app, &b_tok, &one, &b).await, "is full");
+    let mut cancel = booking(&one, &a, "cancelled");
+    cancel["parameter"][0]["resource"]["id"] = booked.json()["id"].clone();
+    let r = call(&app, &a_tok, "POST", "/fhir/Appointment/$book", &cancel).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = book(&app, &b_tok, &one, &b).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -221,10 +221,15 @@ async fn pool_write(
         return Ok(None);
     }
     let (guard, id, draft) = (guard.clone(), id.to_owned(), draft.clone());
-    ctx.db(false, move |store| {
-        book::rest_write(store, guard, &id, write, if_match, draft)
-    })
-    .await
+    let rec = ctx
+        .db(false, move |store| {
+            book::rest_write(store, guard, &id, write, if_match, draft)
+        })
+        .await?;
+    if let Some(rec) = &rec {
+        ctx.state.full_slots.freed(rec);
+    }
+    Ok(rec)
 }
 
 /// The answer to a write, whose audit events its transaction already holds.

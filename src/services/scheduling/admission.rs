@@ -1,9 +1,10 @@
 //! Slots this process knows to be full: in a release rush, the thousands who come after the
 //! last place of a Slot are refused from memory, before their token's access is loaded or the
 //! database is asked. Only refusals come from here, and only for [`FRESH_MS`] after the
-//! database said the Slot was full, so a place freed meanwhile (a cancellation, an expired
-//! hold, in any process) is offered again within that time. Correctness never rests on it:
-//! the database counts the places.
+//! database said the Slot was full, so a place freed meanwhile in another process (a
+//! cancellation, an expired hold) is offered again within that time; a cancellation in this
+//! process forgets its Slot at once. Correctness never rests on it: the database counts the
+//! places.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -55,5 +56,22 @@ impl FullSlots {
             known.retain(|_, until| *until > now);
         }
         known.insert(slot.clone(), now + FRESH_MS);
+    }
+
+    /// A place of the Slot `rec` (a stored Appointment) holds was just given back here, if
+    /// `rec` is cancelled: its Slot is no longer known full.
+    pub fn freed(&self, rec: &crate::services::record::Record) {
+        let Ok(tree) = crate::fhir::json::Json::parse(rec.content.as_bytes()) else {
+            return;
+        };
+        if tree.get_str("status") != Some("cancelled") {
+            return;
+        }
+        if let Some(slot) = super::referenced(&tree, "slot", "Slot") {
+            self.known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(slot);
+        }
     }
 }
