@@ -120,6 +120,13 @@ async fn hold(app: &TestApp, token: &str, slot: &str, pid: &str) -> Reply {
     call(app, token, "POST", "/fhir/Appointment/$hold", &body).await
 }
 
+/// `$book` with the booked Appointment `appointment` (its JSON id) as cancelled.
+async fn cancel(app: &TestApp, token: &str, slot: &str, pid: &str, appointment: &Value) -> Reply {
+    let mut body = booking(slot, pid, "cancelled");
+    body["parameter"][0]["resource"]["id"] = appointment.clone();
+    call(app, token, "POST", "/fhir/Appointment/$book", &body).await
+}
+
 fn referring(appointment: &str) -> Value {
     json!({
         "resourceType": "Parameters",
@@ -241,9 +248,7 @@ async fn a_hold_keeps_its_place_until_it_expires_and_cancelling_frees_a_place() 
     assert_eq!(late.status, 409, "{}", late.text());
 
     // Cancelling frees the place at once.
-    let mut cancel = booking(&id, &b, "cancelled");
-    cancel["parameter"][0]["resource"]["id"] = booked.json()["id"].clone();
-    let cancelled = call(&app, &b_tok, "POST", "/fhir/Appointment/$book", &cancel).await;
+    let cancelled = cancel(&app, &b_tok, &id, &b, &booked.json()["id"]).await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.text());
     assert_eq!(cancelled.json()["status"], "cancelled");
     assert_eq!(slot_status(&app, &his, &id).await, "free");
@@ -421,9 +426,7 @@ async fn only_the_institution_publishes_and_books_go_through_the_pool() {
     let appointment = booked.json()["id"].as_str().unwrap().to_owned();
 
     // Another resident learns nothing of it, and cannot cancel it.
-    let mut cancel = booking(&id, &a, "cancelled");
-    cancel["parameter"][0]["resource"]["id"] = json!(appointment);
-    let r = call(&app, &b_tok, "POST", "/fhir/Appointment/$book", &cancel).await;
+    let r = cancel(&app, &b_tok, &id, &a, &json!(appointment)).await;
     assert_eq!(r.status, 404, "{}", r.text());
     let r = app
         .get_as(&b_tok, &format!("/fhir/Appointment/{appointment}"))
@@ -949,9 +952,7 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
     answered(&r, 422, "another institution");
 
     // The referring clinic cancels its booking: the reserve place is free again for b.
-    let mut cancel = booking(&id, &a, "cancelled");
-    cancel["parameter"][0]["resource"]["id"] = booked["id"].clone();
-    let r = call(&app, &c1, "POST", "/fhir/Appointment/$book", &cancel).await;
+    let r = cancel(&app, &c1, &id, &a, &booked["id"]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["status"], "cancelled");
     let r = book_referred(&app, &c1, &id, &b, &sr_b).await;
@@ -1066,9 +1067,7 @@ async fn a_cancelled_place_is_offered_at_once_to_one_just_refused() {
     // Refused, and so known full for a moment: the cancellation below forgets that.
     refused(&book(&app, &b_tok, &one, &b).await, "is full");
     refused(&book(&app, &b_tok, &one, &b).await, "is full");
-    let mut cancel = booking(&one, &a, "cancelled");
-    cancel["parameter"][0]["resource"]["id"] = booked.json()["id"].clone();
-    let r = call(&app, &a_tok, "POST", "/fhir/Appointment/$book", &cancel).await;
+    let r = cancel(&app, &a_tok, &one, &a, &booked.json()["id"]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = book(&app, &b_tok, &one, &b).await;
     assert_eq!(r.status, 200, "{}", r.text());
