@@ -720,11 +720,14 @@ where
         };
         let roll_back = result.is_err() && mode != Mode::Savepoint;
         // A write that met concurrent ones runs again in a later group (a Plain one is an
-        // append that cannot meet any, and its failure takes its whole group with it).
+        // append that cannot meet any, and its failure takes its whole group with it). Only
+        // on PostgreSQL: SQLite has one writer, and its writes hand over what they consume
+        // (`Spare`).
         if let Err(e) = &result
             && e.retryable()
             && run < MAX_RUNS
             && mode != Mode::Plain
+            && matches!(conn, DbConn::Postgres(_))
         {
             return Ran::Again(job_run(f, mode, ctx, reply, run + 1), roll_back);
         }
