@@ -31,7 +31,8 @@ pub struct Places {
 }
 
 impl Places {
-    fn taken(&self) -> i32 {
+    /// Places taken, booked or held.
+    pub fn taken(&self) -> i32 {
         self.taken_public + self.taken_referral
     }
 

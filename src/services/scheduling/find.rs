@@ -6,7 +6,7 @@
 
 use super::book::{Proposal, appointment, place};
 use super::referral::{self, Referral};
-use super::{referenced, stored};
+use super::{has_coding, referenced, stored};
 use crate::clock;
 use crate::error::ApiError;
 use crate::fhir::json::Json;
@@ -57,15 +57,8 @@ fn codes_match(tree: &Json, key: &str, wanted: &str) -> bool {
         Some((s, c)) => (Some(s), c),
         None => (None, wanted),
     };
-    let Some(Json::Array(concepts)) = tree.get(key) else {
-        return false;
-    };
-    concepts.iter().any(|cc| match cc.get("coding") {
-        Some(Json::Array(codings)) => codings.iter().any(|c| {
-            c.get_str("code") == Some(code)
-                && system.is_none_or(|s| s.is_empty() || c.get_str("system") == Some(s))
-        }),
-        _ => false,
+    has_coding(tree, key, |sys, c| {
+        c == code && system.is_none_or(|s| s.is_empty() || sys == Some(s))
     })
 }
 

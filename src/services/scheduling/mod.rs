@@ -66,6 +66,21 @@ fn referenced<'a>(tree: &'a Json, key: &str, t: &str) -> Option<&'a str> {
     }
 }
 
+/// Whether a coding of the CodeableConcepts `tree[key]` is one `wanted` takes (its system, when
+/// it has one, and code).
+fn has_coding(tree: &Json, key: &str, wanted: impl Fn(Option<&str>, &str) -> bool) -> bool {
+    let Some(Json::Array(concepts)) = tree.get(key) else {
+        return false;
+    };
+    concepts.iter().any(|cc| match cc.get("coding") {
+        Some(Json::Array(codings)) => codings.iter().any(|c| {
+            c.get_str("code")
+                .is_some_and(|code| wanted(c.get_str("system"), code))
+        }),
+        _ => false,
+    })
+}
+
 /// A stored resource's current content (`None` when it is absent, deleted or unreadable): the
 /// registry and pool resources booking consults (Organizations, Schedules).
 fn stored(conn: &mut crate::store::Tx<'_>, t: &str, id: &str) -> Option<Json> {

@@ -168,9 +168,7 @@ pub fn slot_written(
     }
     let open = matches!(tree.get_str("status"), Some("free" | "busy"));
     let locked = pool::lock(conn, id)?;
-    let taken = locked
-        .as_ref()
-        .map_or(0, |p| p.taken_public + p.taken_referral);
+    let taken = locked.as_ref().map_or(0, Places::taken);
     if capacity < taken {
         return Err(SchedulingError::CapacityBelowTaken {
             slot: id.to_owned(),

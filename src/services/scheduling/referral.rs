@@ -5,7 +5,7 @@
 //! such a booking takes a place of a Slot's referral reserve, and it may take one before the
 //! Slot's public release. A referral the booker does not hold answers as an absent one.
 
-use super::{referenced, stored};
+use super::{has_coding, referenced, stored};
 use crate::error::ApiError;
 use crate::fhir::json::Json;
 use crate::services::access::{Guard, Writer};
@@ -66,15 +66,7 @@ fn primary_care(conn: &mut Tx<'_>, org: &str) -> bool {
 }
 
 fn has_code(tree: &Json, key: &str, system: &str, wanted: impl Fn(&str) -> bool) -> bool {
-    let Some(Json::Array(concepts)) = tree.get(key) else {
-        return false;
-    };
-    concepts.iter().any(|cc| match cc.get("coding") {
-        Some(Json::Array(codings)) => codings
-            .iter()
-            .any(|c| c.get_str("system") == Some(system) && c.get_str("code").is_some_and(&wanted)),
-        _ => false,
-    })
+    has_coding(tree, key, |s, c| s == Some(system) && wanted(c))
 }
 
 /// The referring institution `guard` books as (an administrator books with any referral).
