@@ -406,14 +406,11 @@ impl Store {
         E: WriteError,
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
-        let job = job(f, mode, self.ctx.clone(), move |out| {
+        self.enqueue(f, mode, move |out| {
             let _ = tx.send(out);
-        });
-        if self.writer.send(job).is_err() {
-            return Err(E::from(group_error("the database writer has stopped")));
-        }
+        })?;
         rx.await
-            .unwrap_or_else(|_| Err(E::from(group_error("the database writer has stopped"))))
+            .unwrap_or_else(|_| Err(E::from(group_error(WRITER_STOPPED))))
     }
 
     fn submit<T, E, F>(&self, f: F, alone: bool) -> Result<T, E>
@@ -424,14 +421,29 @@ impl Store {
     {
         let (tx, rx) = mpsc::sync_channel::<Result<T, E>>(1);
         let mode = if alone { Mode::Alone } else { Mode::Savepoint };
-        let job = job(f, mode, self.ctx.clone(), move |out| {
+        self.enqueue(f, mode, move |out| {
             let _ = tx.send(out);
-        });
-        if self.writer.send(job).is_err() {
-            return Err(E::from(group_error("the database writer has stopped")));
-        }
+        })?;
         rx.recv()
-            .unwrap_or_else(|_| Err(E::from(group_error("the database writer has stopped"))))
+            .unwrap_or_else(|_| Err(E::from(group_error(WRITER_STOPPED))))
+    }
+
+    /// Queue `f` for the writers as `mode` says; `reply` gets its outcome once the commit is
+    /// known.
+    fn enqueue<T, E, F>(
+        &self,
+        f: F,
+        mode: Mode,
+        reply: impl FnOnce(Result<T, E>) + Send + 'static,
+    ) -> Result<(), E>
+    where
+        F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: WriteError,
+    {
+        self.writer
+            .send(job(f, mode, self.ctx.clone(), reply))
+            .map_err(|_| E::from(group_error(WRITER_STOPPED)))
     }
 
     /// Tell the store's background threads to stop (the application stopped).
@@ -768,6 +780,8 @@ type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
 /// Most writes committed together.
 const MAX_GROUP: usize = 256;
 
+/// Why a write failed when no writer took it or answered it.
+const WRITER_STOPPED: &str = "the database writer has stopped";
 /// Why a group failed when its writer's connection was closed under it.
 const CONNECTION_CLOSED: &str = "the database connection was closed";
 /// Why a group failed otherwise.

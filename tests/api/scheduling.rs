@@ -127,11 +127,19 @@ async fn cancel(app: &TestApp, token: &str, slot: &str, pid: &str, appointment: 
     call(app, token, "POST", "/fhir/Appointment/$book", &body).await
 }
 
-fn referring(appointment: &str) -> Value {
-    json!({
+/// `$book` of the held Appointment `appointment` (`appointment-reference`).
+async fn book_held(app: &TestApp, token: &str, appointment: &str) -> Reply {
+    let body = json!({
         "resourceType": "Parameters",
         "parameter": [{"name": "appointment-reference", "valueReference": {"reference": format!("Appointment/{appointment}")}}]
-    })
+    });
+    call(app, token, "POST", "/fhir/Appointment/$book", &body).await
+}
+
+/// `$book` of an Appointment as `$find` proposed it (`appointment-resource`).
+async fn book_proposed(app: &TestApp, token: &str, proposed: &Value) -> Reply {
+    let body = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-resource", "resource": proposed}]});
+    call(app, token, "POST", "/fhir/Appointment/$book", &body).await
 }
 
 fn issue(r: &Reply) -> (String, String) {
@@ -237,14 +245,7 @@ async fn a_hold_keeps_its_place_until_it_expires_and_cancelling_frees_a_place() 
         .await
         .json();
     assert_eq!(expired["status"], "cancelled");
-    let late = call(
-        &app,
-        &a_tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referring(held["id"].as_str().unwrap()),
-    )
-    .await;
+    let late = book_held(&app, &a_tok, held["id"].as_str().unwrap()).await;
     assert_eq!(late.status, 409, "{}", late.text());
 
     // Cancelling frees the place at once.
@@ -273,14 +274,7 @@ async fn a_hold_keeps_its_place_until_it_expires_and_cancelling_frees_a_place() 
     // A hold booked before it expires becomes booked.
     let id2 = publish(&app, &his, slot(&sched, 5, capacity(1))).await;
     let held = hold(&app, &b_tok, &id2, &b).await.json();
-    let booked = call(
-        &app,
-        &b_tok,
-        "POST",
-        "/fhir/Appointment/$book",
-        &referring(held["id"].as_str().unwrap()),
-    )
-    .await;
+    let booked = book_held(&app, &b_tok, held["id"].as_str().unwrap()).await;
     assert_eq!(booked.status, 200, "{}", booked.text());
     assert_eq!(booked.json()["status"], "booked");
 }
@@ -554,8 +548,7 @@ async fn find_proposes_the_places_one_may_book_now_earliest_first() {
         "{proposed}"
     );
     // What $find proposes, $book books.
-    let book = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-resource", "resource": proposed}]});
-    let booked = call(&app, &a_tok, "POST", "/fhir/Appointment/$book", &book).await;
+    let booked = book_proposed(&app, &a_tok, &proposed).await;
     assert_eq!(booked.status, 200, "{}", booked.text());
 
     // Bad requests are named; another resident's patient answers as absent.
@@ -887,8 +880,7 @@ async fn a_referring_clinic_books_the_reserve_before_the_public() {
     assert_eq!(in_other_district["total"], 0);
 
     // What it proposes books the reserve place, before the release.
-    let body = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-resource", "resource": proposed}]});
-    let booked = call(&app, &doctor, "POST", "/fhir/Appointment/$book", &body).await;
+    let booked = book_proposed(&app, &doctor, &proposed).await;
     assert_eq!(booked.status, 200, "{}", booked.text());
     let booked = booked.json();
     assert_eq!(booked["status"], "booked");
@@ -1038,8 +1030,7 @@ async fn the_synthetic_city_publishes_a_slot_pool_one_books_from() {
         .as_array_mut()
         .unwrap()
         .push(json!({"actor": {"reference": format!("Patient/{pid}")}, "status": "needs-action"}));
-    let body = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-resource", "resource": proposed_for}]});
-    let r = call(&app, &tok, "POST", "/fhir/Appointment/$book", &body).await;
+    let r = book_proposed(&app, &tok, &proposed_for).await;
     assert_eq!(r.status, 200, "{}", r.text());
     // The centre refers the resident up: the hospital's reserve is open to it already.
     let sr = referral(&app, &centre, &pid, "org-2", "CITY-1").await;

@@ -70,7 +70,7 @@ pub async fn update(
             &t,
             &id,
             &guard,
-            RestWrite::Put(tree.clone()),
+            || RestWrite::Put(tree.clone()),
             im,
             &draft,
         )
@@ -146,7 +146,7 @@ pub async fn patch(
             &t,
             &id,
             &guard,
-            RestWrite::Patch(patch.clone()),
+            || RestWrite::Patch(patch.clone()),
             im,
             &draft,
         )
@@ -213,13 +213,15 @@ async fn pool_write(
     t: &str,
     id: &str,
     guard: &Guard,
-    write: RestWrite,
+    write: impl FnOnce() -> RestWrite,
     if_match: Option<i64>,
     draft: &Draft,
 ) -> Result<Option<Record>, ApiError> {
     if t != "Appointment" {
         return Ok(None);
     }
+    // Only an Appointment's write is copied for the booking service to look at.
+    let write = write();
     let (guard, id, draft) = (guard.clone(), id.to_owned(), draft.clone());
     let rec = ctx
         .db(false, move |store| {
