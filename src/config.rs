@@ -205,6 +205,12 @@ pub struct Settings {
     pub booking_no_show_window_days: u32,
     /// ... for this many days after the last of them.
     pub booking_no_show_pause_days: u32,
+    /// Days a completed referral or consultation keeps the receiving institution's access to
+    /// the resident's record open (for purpose COC).
+    pub referral_access_days: u32,
+    /// How often (ms) the Tasks not accepted by their deadline are looked for and flagged
+    /// overdue.
+    pub referral_sweep_ms: u64,
 }
 
 impl Default for Settings {
@@ -251,6 +257,8 @@ impl Default for Settings {
             booking_no_show_limit: 3,
             booking_no_show_window_days: 90,
             booking_no_show_pause_days: 90,
+            referral_access_days: 30,
+            referral_sweep_ms: 60_000,
         }
     }
 }
@@ -400,6 +408,9 @@ impl Settings {
         if self.page_size_default == 0 || self.page_size_max < self.page_size_default {
             bail!("invalid setting page_size_default / page_size_max: need 0 < default <= max");
         }
+        if self.referral_sweep_ms == 0 {
+            bail!("invalid setting referral_sweep_ms: need at least 1");
+        }
         if self.booking_hold_seconds == 0 || self.booking_max_active == 0 {
             bail!("invalid setting booking_hold_seconds / booking_max_active: need at least 1");
         }
@@ -473,6 +484,8 @@ const KNOWN: &[&str] = &[
     "booking_no_show_limit",
     "booking_no_show_window_days",
     "booking_no_show_pause_days",
+    "referral_access_days",
+    "referral_sweep_ms",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

@@ -91,6 +91,10 @@ impl Application {
             settings.audit_retention_days,
         );
         crate::services::scheduling::start_expiry(store.clone(), std::time::Duration::from_secs(1));
+        crate::services::workflow::start_sweep(
+            store.clone(),
+            std::time::Duration::from_millis(settings.referral_sweep_ms),
+        );
         let auth = Arc::new(Authenticator::from_settings(&settings)?);
         if settings.auth_mode == crate::config::AuthMode::Dev {
             tracing::warn!(
@@ -103,13 +107,20 @@ impl Application {
             .with_context(|| format!("binding {} (HUIMIN_LISTEN)", settings.listen))?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
+        let referral_access_days = settings.referral_access_days;
         let max_body = settings.max_body_bytes;
         let state = web::Data::new(AppState {
             settings,
             store: store.clone(),
             audit: audit.clone(),
-            consent,
-            grants,
+            doors: Arc::new(crate::services::access::Doors {
+                consent,
+                grants,
+                referrals: Arc::new(crate::services::workflow::access::Referrals::new(
+                    referral_access_days,
+                    store.context().clone(),
+                )),
+            }),
             bus,
             metrics: Arc::new(Metrics::new()),
             full_slots: Arc::new(crate::services::scheduling::admission::FullSlots::new()),

@@ -50,9 +50,9 @@ async fn refuse() -> Result<HttpResponse, ApiError> {
 /// Whose records the caller may see (see [`audit::readable_by`]).
 async fn visible_to(ctx: &Ctx) -> Result<Option<String>, ApiError> {
     let caller = ctx.caller.clone();
-    let (consent, grants) = (ctx.state.consent.clone(), ctx.state.grants.clone());
+    let doors = ctx.state.doors.clone();
     ctx.db(false, move |store| {
-        audit::readable_by(store, &caller, &consent, &grants)
+        audit::readable_by(store, &caller, &doors)
     })
     .await
 }

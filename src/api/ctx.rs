@@ -103,18 +103,17 @@ impl Ctx {
             return Ok(f.clone());
         }
         let state = &self.state;
-        let filter =
-            match AccessFilter::cached_for_caller(&self.caller, &state.consent, &state.grants) {
-                Some(f) => f,
-                None => {
-                    let caller = self.caller.clone();
-                    let (consent, grants) = (state.consent.clone(), state.grants.clone());
-                    self.db(true, move |store| {
-                        AccessFilter::load(store, &caller, &consent, &grants)
-                    })
-                    .await?
-                }
-            };
+        let filter = match AccessFilter::cached_for_caller(&self.caller, &state.doors) {
+            Some(f) => f,
+            None => {
+                let caller = self.caller.clone();
+                let doors = state.doors.clone();
+                self.db(true, move |store| {
+                    AccessFilter::load(store, &caller, &doors)
+                })
+                .await?
+            }
+        };
         Ok(self.access.get_or_init(|| filter).clone())
     }
 
@@ -178,7 +177,7 @@ impl Ctx {
                 // A write (committed): if it touched a Consent, decisions reload.
                 let consent_write = draft.what.starts_with("Consent") || draft.what == "Bundle";
                 if consent_write {
-                    state.consent.changed();
+                    state.doors.consent.changed();
                 }
                 // Also a write that made a type hold sensitive data (this store's epoch moved):
                 // the other processes read the list again.
@@ -187,7 +186,7 @@ impl Ctx {
                 }
                 // A merge moves Consents' residents without a new Consent version.
                 if matches!(draft.subtype.as_str(), "$merge" | "$unmerge") {
-                    state.consent.reload();
+                    state.doors.consent.reload();
                     state.publish(Change::Residents);
                 }
                 Ok(resp)
@@ -205,6 +204,7 @@ impl Ctx {
                     residents.sort_unstable();
                     residents.dedup();
                     state
+                        .doors
                         .grants
                         .grant(self.store(), &draft.actor.sub, residents, reason)
                         .await?;
@@ -225,15 +225,32 @@ impl Ctx {
     /// A doctor's draft with the emergency grants running now: accesses to those residents are
     /// audited as break-glass.
     async fn with_grants(&self, mut draft: Draft) -> Result<Draft, ApiError> {
-        if draft.actor.role != Role::Doctor || draft.actor.break_glass.is_some() {
+        if draft.actor.break_glass.is_some() {
+            return Ok(draft);
+        }
+        // Acting for coordination of care: accesses under a referral name its Task.
+        if matches!(draft.actor.role, Role::His | Role::Doctor)
+            && draft.actor.purpose.as_deref() == Some(crate::services::access::consent::COC)
+            && let Some(org) = draft.actor.org.clone()
+        {
+            let referrals = self.state.doors.referrals.clone();
+            draft.referred = match referrals.cached(&org) {
+                Some(open) => open,
+                None => {
+                    self.db(true, move |store| referrals.open_in(store, &org))
+                        .await?
+                }
+            };
+        }
+        if draft.actor.role != Role::Doctor {
             return Ok(draft);
         }
         // Read for this request's access filter a moment ago, as a rule: no database hop then.
-        if let Some(g) = self.state.grants.cached(&draft.actor.sub) {
+        if let Some(g) = self.state.doors.grants.cached(&draft.actor.sub) {
             draft.granted = g;
             return Ok(draft);
         }
-        let (grants, sub) = (self.state.grants.clone(), draft.actor.sub.clone());
+        let (grants, sub) = (self.state.doors.grants.clone(), draft.actor.sub.clone());
         draft.granted = self
             .db(true, move |store| grants.active_in(store, &sub))
             .await?;

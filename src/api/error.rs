@@ -28,12 +28,14 @@
 //! | `Record(PatchFailed)`  | 422  | `processing`                  |
 //! | `Scheduling(SlotFull, NotReleased, HeldOut, Closed, HoldExpired, CapacityBelowTaken)` | 409 | `conflict` |
 //! | `Scheduling(OnePerDay, TooMany, NoShowPause, CancelDeadline, Transition)` | 409 | `business-rule` |
+//! | `Workflow(Malformed)`  | 422  | `processing` (with `expression`) |
+//! | `Workflow(Transition)` | 409  | `business-rule`               |
 //! | `InEntry(i, e)`        | as `e` | as `e`, its text (and, for `Invalid`, its expression) prefixed with `Bundle.entry[i]` |
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::error::{ApiError, RecordError, SchedulingError};
+use crate::error::{ApiError, RecordError, SchedulingError, WorkflowError};
 use crate::fhir::outcome::{Issue, OperationOutcome};
 use crate::services::audit::Outcome;
 
@@ -64,6 +66,10 @@ impl ApiError {
             ApiError::Internal(t) => Issue::fatal("exception", t),
             ApiError::Record(e) => Issue::error(record_code(e), e.to_string()),
             ApiError::Scheduling(e) => Issue::error(scheduling_code(e), e.to_string()),
+            ApiError::Workflow(e @ WorkflowError::Malformed { element, .. }) => {
+                Issue::error("processing", e.to_string()).at(element.clone())
+            }
+            ApiError::Workflow(e) => Issue::error("business-rule", e.to_string()),
             ApiError::InEntry(index, e) => return in_entry(*index, e),
         };
         OperationOutcome {
@@ -90,6 +96,8 @@ impl ResponseError for ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Record(e) => record_status(e),
             ApiError::Scheduling(_) => StatusCode::CONFLICT,
+            ApiError::Workflow(WorkflowError::Malformed { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Workflow(WorkflowError::Transition { .. }) => StatusCode::CONFLICT,
             ApiError::InEntry(_, e) => e.status_code(),
         }
     }

@@ -18,6 +18,7 @@ pub mod record;
 pub mod residents;
 pub mod respond;
 pub mod scheduling;
+pub mod workflow;
 
 use std::sync::Arc;
 
@@ -35,10 +36,9 @@ pub struct AppState {
     pub store: Store,
     /// Where reads hand their audit events.
     pub audit: crate::services::audit::Sink,
-    /// The consent engine of this database.
-    pub consent: Arc<crate::services::access::consent::Engine>,
-    /// Running emergency access grants (break-glass).
-    pub grants: Arc<crate::services::access::break_glass::Grants>,
+    /// What the access door consults: the consent engine of this database, the running
+    /// emergency access grants (break-glass) and the open referrals.
+    pub doors: Arc<crate::services::access::Doors>,
     /// Tells the other server processes of changes (Redis, when configured).
     pub bus: Option<crate::services::bus::Bus>,
     pub metrics: Arc<Metrics>,
@@ -72,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth: Arc<Authenticator>, max_bod
                 )
                 .configure(residents::configure)
                 .configure(scheduling::configure)
+                .configure(workflow::configure)
                 .configure(audit::configure)
                 .configure(record::configure)
                 .default_service(web::to(not_found)),

@@ -14,9 +14,11 @@
 
 mod record;
 mod scheduling;
+mod workflow;
 
 pub use record::RecordError;
 pub use scheduling::SchedulingError;
+pub use workflow::WorkflowError;
 
 use crate::fhir::outcome::Issue;
 
@@ -59,6 +61,9 @@ pub enum ApiError {
     /// What booking refused, by kind.
     #[error(transparent)]
     Scheduling(#[from] SchedulingError),
+    /// What the referral and consultation workflow refused, by kind.
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
     /// An error of one bundle entry (its index in `Bundle.entry`).
     #[error("Bundle.entry[{0}]: {1}")]
     InEntry(usize, Box<ApiError>),

@@ -42,8 +42,9 @@ pub mod residents;
 pub mod scheduling;
 pub mod schema;
 pub mod tx;
+pub mod workflow;
 
-pub use tx::{Context, Spare, Thresholds, Tx};
+pub use tx::{Context, Signal, Spare, Thresholds, Tx};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -719,11 +720,11 @@ where
         // write rolls back only itself. Plain: straight in the group's transaction, which a
         // failure rolls back. Alone: the write is the whole transaction, rolled back when it
         // fails. Each run has a `Tx` of its own: nothing it held back or noted outlives it.
-        let mut noted = false;
+        let mut noted = 0;
         let mut once = |c: &mut DbConn| {
             let mut tx = Tx::new(c, &ctx);
             let out = f(&mut tx);
-            noted = tx.sensitive_noted();
+            noted = tx.noted();
             out
         };
         let result = match mode {

@@ -250,3 +250,20 @@ diesel::table! {
         referrer -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    workflow_tasks (task_id) {
+        task_id -> Text,
+        request_id -> Text,
+        kind -> Text,
+        resident -> Text,
+        requester -> Text,
+        owner -> Text,
+        owner_practitioner -> Nullable<Text>,
+        status -> Text,
+        deadline -> Nullable<BigInt>,
+        overdue -> Bool,
+        opened -> BigInt,
+        closes -> Nullable<BigInt>,
+    }
+}

@@ -40,28 +40,48 @@ pub struct Context {
     pub protection: Arc<Protection>,
     /// How the resident index links institution Patients.
     pub thresholds: Thresholds,
-    /// Moves when a committed write made a type newly hold sensitive data (see
-    /// [`Tx::note_sensitive_type`]): the consent engine of this store then reads the list of
-    /// such types again.
-    sensitive_epoch: AtomicU64,
+    /// One epoch per [`Signal`], moved when a committed write noted it (see [`Tx::note`]):
+    /// the caches built on what the signal names are then read again.
+    epochs: [AtomicU64; SIGNALS],
 }
+
+/// What a committed write may have changed for the caches above the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// A type newly holds sensitive data: the consent engine reads the list of such types again.
+    Sensitive = 0,
+    /// A workflow Task (referral, consultation) was written: the access it opens is read again.
+    Workflow = 1,
+    /// A Subscription was written: the types with subscribers are read again.
+    Subscriptions = 2,
+}
+
+const SIGNALS: usize = 3;
 
 impl Context {
     pub fn new(protection: Arc<Protection>, thresholds: Thresholds) -> Context {
         Context {
             protection,
             thresholds,
-            sensitive_epoch: AtomicU64::new(0),
+            epochs: Default::default(),
         }
     }
 
-    /// See [`Context::sensitive_epoch`]'s field.
+    /// Moves when a committed write made a type newly hold sensitive data (see
+    /// [`Tx::note_sensitive_type`]): the consent engine of this store then reads the list of
+    /// such types again.
     pub fn sensitive_epoch(&self) -> u64 {
-        self.sensitive_epoch.load(Ordering::Acquire)
+        self.epoch(Signal::Sensitive)
     }
 
-    pub(super) fn sensitive_types_changed(&self) {
-        self.sensitive_epoch.fetch_add(1, Ordering::AcqRel);
+    /// The epoch of `signal`: it moves each time a committed write noted it.
+    pub fn epoch(&self, signal: Signal) -> u64 {
+        self.epochs[signal as usize].load(Ordering::Acquire)
+    }
+
+    /// Move the epoch of `signal` (a change made outside a write's [`Tx`]).
+    pub fn signal(&self, signal: Signal) {
+        self.epochs[signal as usize].fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -79,8 +99,8 @@ pub struct Tx<'c> {
     ctx: &'c Context,
     /// `Some` while new rows are held back.
     pub(super) held: Option<Held>,
-    /// A type newly holds sensitive data; told to the context once the work commits.
-    sensitive_noted: bool,
+    /// The [`Signal`]s noted (a bit each), told to the context once the work commits.
+    noted: u8,
     /// The services' typed work, one value per type (a handful at most).
     work: Vec<Box<dyn Any + Send>>,
 }
@@ -91,7 +111,7 @@ impl<'c> Tx<'c> {
             conn,
             ctx,
             held: None,
-            sensitive_noted: false,
+            noted: 0,
             work: Vec::new(),
         }
     }
@@ -114,18 +134,31 @@ impl<'c> Tx<'c> {
     /// This work made a type newly hold sensitive data: once it commits, consent decisions
     /// read the list of such types again.
     pub fn note_sensitive_type(&mut self) {
-        self.sensitive_noted = true;
+        self.note(Signal::Sensitive);
+    }
+
+    /// This work changed what `signal` names: once it commits, the caches built on it are
+    /// read again.
+    pub fn note(&mut self, signal: Signal) {
+        self.noted |= 1 << signal as u8;
+    }
+
+    /// The store's context.
+    pub fn context(&self) -> &'c Context {
+        self.ctx
     }
 
     /// Hand on what the work noted, now that it committed.
-    pub(super) fn committed(ctx: &Context, sensitive_noted: bool) {
-        if sensitive_noted {
-            ctx.sensitive_types_changed();
+    pub(super) fn committed(ctx: &Context, noted: u8) {
+        for (i, epoch) in ctx.epochs.iter().enumerate() {
+            if noted & (1 << i) != 0 {
+                epoch.fetch_add(1, Ordering::AcqRel);
+            }
         }
     }
 
-    pub(super) fn sensitive_noted(&self) -> bool {
-        self.sensitive_noted
+    pub(super) fn noted(&self) -> u8 {
+        self.noted
     }
 
     /// Run `f` in a savepoint: when it fails, what it wrote is rolled back and the rest of the

@@ -20,3 +20,4 @@ mod record;
 mod residents;
 mod scheduling;
 mod tls;
+mod workflow;

@@ -251,6 +251,28 @@ pub fn decide(policies: &[Policy], default: Default, minor: bool, req: &Request<
     }
 }
 
+/// The purpose of use of care that follows a referral or a consultation (HL7 v3 ActReason
+/// COC, coordination of care).
+pub const COC: &str = "COC";
+
+/// Whether the resident's governing Consent explicitly denies coordination of care (a `deny`
+/// provision whose `purpose` names COC) to any of `actors` at `now`: such a resident is not
+/// referred to them, and a referral opens no access for them.
+pub fn refuses_referral(policies: &[Policy], minor: bool, actors: &[&str], now: i64) -> bool {
+    fn denies(p: &Provision, actors: &[&str], now: i64) -> bool {
+        let in_force = p.period.is_none_or(|(s, e)| now >= s && now <= e);
+        let to_them = p.actors.is_empty() || p.actors.iter().any(|a| actors.contains(&a.as_str()));
+        (in_force && to_them && p.permit == Some(false) && p.purposes.iter().any(|c| c == COC))
+            || p.nested.iter().any(|n| denies(n, actors, now))
+    }
+    policies
+        .iter()
+        .filter(|p| !minor || p.by_guardian)
+        .filter(|p| p.root.period.is_none_or(|(s, e)| now >= s && now <= e))
+        .max_by_key(|p| p.given)
+        .is_some_and(|p| denies(&p.root, actors, now))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Enforcement: the residents a caller may not see (or, under opt-in, may), from every active
 // Consent, cached until a Consent changes.
@@ -573,6 +595,20 @@ impl View {
         decide(policies, self.default, self.minors.contains(resident), &req)
     }
 
+    /// Whether `resident`'s Consent denies this caller coordination of care (see
+    /// [`refuses_referral`]).
+    pub fn refuses_referral(&self, resident: &str) -> bool {
+        let actors: Vec<&str> = self.actors.iter().map(String::as_str).collect();
+        self.policies.get(resident).is_some_and(|ps| {
+            refuses_referral(
+                ps,
+                self.minors.contains(resident),
+                &actors,
+                clock::now_millis(),
+            )
+        })
+    }
+
     /// The caller's institution as a reference (`Organization/<id>`), which sees what it wrote.
     pub fn writer(&self) -> Option<String> {
         self.org.as_ref().map(|o| format!("Organization/{o}"))
@@ -863,6 +899,26 @@ mod tests {
             decide(&[old, g], Default::OptIn, true, &r),
             Decision::Permit
         );
+    }
+
+    #[test]
+    fn a_coordination_of_care_deny_refuses_referrals() {
+        let deny = consent(base(serde_json::json!({
+            "type": "permit",
+            "provision": [{"type": "deny",
+                "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "COC"}]}]
+        })));
+        let plain_deny = consent(base(serde_json::json!({"type": "deny"})));
+        let to = ["Organization/9"];
+        assert!(refuses_referral(
+            std::slice::from_ref(&deny),
+            false,
+            &to,
+            NOW
+        ));
+        // A general deny is what a referral's agreement overrides; only a COC deny refuses.
+        assert!(!refuses_referral(&[plain_deny], false, &to, NOW));
+        assert!(!refuses_referral(&[], false, &to, NOW));
     }
 
     #[test]

@@ -35,10 +35,12 @@ pub enum AccessFilter {
     OwnRecord(String),
     /// No individual's data at all.
     NoPersonalData,
-    /// What the residents' Consents and the regional default allow this caller, and the
+    /// What the residents' Consents and the regional default allow this caller, the
     /// residents an emergency grant lets this doctor see (break-glass, see
-    /// [`crate::services::access::break_glass`]).
-    Consent(std::sync::Arc<consent::View>, Vec<String>),
+    /// [`crate::services::access::break_glass`]), and the residents referred to the caller's
+    /// institution, whose records it reads for coordination of care (sensitive data excepted,
+    /// see [`crate::services::workflow::access`]). Each list sorted.
+    Consent(std::sync::Arc<consent::View>, Vec<String>, Vec<String>),
     /// An institution's caller when no Consent restricts anything: every resident's data, and
     /// of personal records without a resident only those it wrote (`Organization/<id>`).
     Institution(String),
@@ -51,8 +53,8 @@ impl PartialEq for AccessFilter {
             | (AccessFilter::NoPersonalData, AccessFilter::NoPersonalData) => true,
             (AccessFilter::OwnRecord(a), AccessFilter::OwnRecord(b))
             | (AccessFilter::Institution(a), AccessFilter::Institution(b)) => a == b,
-            (AccessFilter::Consent(a, ga), AccessFilter::Consent(b, gb)) => {
-                std::sync::Arc::ptr_eq(a, b) && ga == gb
+            (AccessFilter::Consent(a, ga, ra), AccessFilter::Consent(b, gb, rb)) => {
+                std::sync::Arc::ptr_eq(a, b) && ga == gb && ra == rb
             }
             _ => false,
         }
@@ -89,13 +91,8 @@ pub fn is_personal(t: &str) -> bool {
 
 impl AccessFilter {
     /// [`AccessFilter::for_caller`] in a read transaction of its own.
-    pub fn load(
-        store: &Store,
-        caller: &Caller,
-        consent: &consent::Engine,
-        grants: &break_glass::Grants,
-    ) -> Result<AccessFilter, ApiError> {
-        store.read(|conn| AccessFilter::for_caller(conn, caller, consent, grants))
+    pub fn load(store: &Store, caller: &Caller, doors: &Doors) -> Result<AccessFilter, ApiError> {
+        store.read(|conn| AccessFilter::for_caller(conn, caller, doors))
     }
 
     /// The filter for this caller. A resident's token must name their Patient (`fhirUser`),
@@ -103,20 +100,26 @@ impl AccessFilter {
     pub fn for_caller(
         conn: &mut Tx<'_>,
         caller: &Caller,
-        consent: &consent::Engine,
-        grants: &crate::services::access::break_glass::Grants,
+        doors: &Doors,
     ) -> Result<AccessFilter, ApiError> {
-        match AccessFilter::of_role(caller, consent) {
+        match AccessFilter::of_role(caller, &doors.consent) {
             Some(f) => Ok(f),
             None if matches!(caller.role, Role::His | Role::Doctor) => {
                 let (practitioner, purpose) = acting_as(caller);
-                let view = consent.view(conn, caller.org.as_deref(), practitioner, purpose)?;
+                let view =
+                    doors
+                        .consent
+                        .view(conn, caller.org.as_deref(), practitioner, purpose)?;
                 let granted = if caller.role == Role::Doctor {
-                    sorted_residents(grants.active(conn, &caller.sub)?.as_ref())
+                    sorted_residents(doors.grants.active(conn, &caller.sub)?.as_ref())
                 } else {
                     Vec::new()
                 };
-                Ok(AccessFilter::Consent(view, granted))
+                let referred = match referral_org(caller) {
+                    Some(org) => referred(&view, doors.referrals.open(conn, org)?.as_ref()),
+                    None => Vec::new(),
+                };
+                Ok(AccessFilter::Consent(view, granted, referred))
             }
             None => {
                 if let Some(rp) = caller
@@ -148,25 +151,27 @@ impl AccessFilter {
     /// [`AccessFilter::for_caller`] when it needs no database (the caller's consent view, and a
     /// doctor's emergency grants, cached and fresh): most requests decide their access without
     /// taking a connection or a thread hop.
-    pub fn cached_for_caller(
-        caller: &Caller,
-        consent: &consent::Engine,
-        grants: &crate::services::access::break_glass::Grants,
-    ) -> Option<AccessFilter> {
-        if let Some(f) = AccessFilter::of_role(caller, consent) {
+    pub fn cached_for_caller(caller: &Caller, doors: &Doors) -> Option<AccessFilter> {
+        if let Some(f) = AccessFilter::of_role(caller, &doors.consent) {
             return Some(f);
         }
         if !matches!(caller.role, Role::His | Role::Doctor) {
             return None;
         }
         let (practitioner, purpose) = acting_as(caller);
-        let view = consent.view_cached(caller.org.as_deref(), practitioner, purpose)?;
+        let view = doors
+            .consent
+            .view_cached(caller.org.as_deref(), practitioner, purpose)?;
         let granted = if caller.role == Role::Doctor {
-            sorted_residents(grants.cached(&caller.sub)?.as_ref())
+            sorted_residents(doors.grants.cached(&caller.sub)?.as_ref())
         } else {
             Vec::new()
         };
-        Some(AccessFilter::Consent(view, granted))
+        let referred = match referral_org(caller) {
+            Some(org) => referred(&view, doors.referrals.cached(org)?.as_ref()),
+            None => Vec::new(),
+        };
+        Some(AccessFilter::Consent(view, granted, referred))
     }
 
     /// The filter of the caller's role when it needs no lookup (every role but `resident`).
@@ -199,7 +204,7 @@ impl AccessFilter {
                 with_resident(),
                 Clause::Custodian(org.clone()),
             ])),
-            AccessFilter::Consent(view, _) => {
+            AccessFilter::Consent(view, ..) => {
                 let of_residents = match self.resident_rows_clause(resource_type) {
                     Some(c) => Clause::All(vec![with_resident(), c]),
                     None => with_resident(),
@@ -217,13 +222,25 @@ impl AccessFilter {
     fn resident_rows_clause(&self, resource_type: &str) -> Option<Clause> {
         match self {
             AccessFilter::Institution(_) => None,
-            AccessFilter::Consent(view, granted) => match view.clause(resource_type) {
-                Some(c) if !granted.is_empty() => Some(Clause::Or(vec![
-                    c,
-                    Clause::ResidentsOrPatientsOf(granted.clone(), None),
-                ])),
-                c => c,
-            },
+            AccessFilter::Consent(view, granted, referred) => {
+                let mut opened = Vec::new();
+                if !granted.is_empty() {
+                    opened.push(Clause::ResidentsOrPatientsOf(granted.clone(), None));
+                }
+                if !referred.is_empty() {
+                    opened.push(Clause::All(vec![
+                        Clause::ResidentsOrPatientsOf(referred.clone(), None),
+                        not_sensitive(),
+                    ]));
+                }
+                match view.clause(resource_type) {
+                    Some(c) if !opened.is_empty() => {
+                        opened.insert(0, c);
+                        Some(Clause::Or(opened))
+                    }
+                    c => c,
+                }
+            }
             _ => self.clause(resource_type),
         }
     }
@@ -304,7 +321,7 @@ impl AccessFilter {
     pub fn institution(&self) -> Option<String> {
         match self {
             AccessFilter::Institution(org) => Some(org.clone()),
-            AccessFilter::Consent(view, _) => view.writer(),
+            AccessFilter::Consent(view, ..) => view.writer(),
             _ => None,
         }
     }
@@ -736,6 +753,51 @@ fn acting_as(caller: &Caller) -> (Option<&str>, &str) {
         .as_deref()
         .filter(|u| u.starts_with("Practitioner/"));
     (practitioner, caller.purpose.as_deref().unwrap_or("TREAT"))
+}
+
+/// The consent engine, the emergency grants and the referrals: what the access door consults
+/// for an institution's callers.
+pub struct Doors {
+    pub consent: std::sync::Arc<consent::Engine>,
+    pub grants: std::sync::Arc<break_glass::Grants>,
+    pub referrals: std::sync::Arc<crate::services::workflow::access::Referrals>,
+}
+
+/// The institution whose referrals open access for `caller`: its own, when it acts for
+/// coordination of care (purpose COC).
+fn referral_org(caller: &Caller) -> Option<&str> {
+    let (_, purpose) = acting_as(caller);
+    (purpose == consent::COC)
+        .then_some(caller.org.as_deref())
+        .flatten()
+}
+
+/// The residents `open` refers to the caller whose Consent does not deny it coordination of
+/// care, sorted.
+fn referred(view: &consent::View, open: &crate::services::workflow::access::Open) -> Vec<String> {
+    let mut r: Vec<String> = open
+        .keys()
+        .filter(|resident| !view.refuses_referral(resident))
+        .cloned()
+        .collect();
+    r.sort_unstable();
+    r
+}
+
+/// Resources that carry no sensitive label (what a referral opens).
+fn not_sensitive() -> Clause {
+    Clause::Index {
+        table: crate::fhir::search::Table::Token,
+        param: "_security".to_owned(),
+        any: consent::SENSITIVE_LABELS
+            .iter()
+            .map(|l| crate::fhir::search::Cond::Token {
+                system: None,
+                code: Some((*l).to_owned()),
+            })
+            .collect(),
+        negate: true,
+    }
 }
 
 /// The residents of a doctor's emergency grants, in order.

@@ -103,6 +103,9 @@ pub struct Draft {
     pub what: String,
     /// The doctor's running emergency grants: accesses to these residents are break-glass.
     pub granted: Arc<crate::services::access::break_glass::Granted>,
+    /// The referrals open to the caller's institution when it acts for coordination of care:
+    /// accesses to these residents name the Task that opened them as their reason.
+    pub referred: Arc<crate::services::workflow::access::Open>,
 }
 
 impl Draft {
@@ -113,6 +116,7 @@ impl Draft {
             action,
             what,
             granted: Arc::default(),
+            referred: Arc::default(),
         }
     }
 
@@ -161,6 +165,13 @@ impl Draft {
         let (purpose, purpose_display) = match emergency {
             Some(_) => ("ETREAT", "emergency treatment"),
             None => a.purpose(),
+        };
+        // Coordination of care under a referral: the Task that opened the access.
+        let referral = match emergency {
+            None if purpose == crate::services::access::consent::COC => {
+                resident.and_then(|r| self.referred.get(r))
+            }
+            _ => None,
         };
         let mut agents = vec![Agent {
             kind: Concept::of(Coding::new(
@@ -220,6 +231,18 @@ impl Draft {
         for w in what.iter().take(MAX_ENTITIES) {
             entities.push(Entity::what(w));
         }
+        let reason = referral.map(|task| format!("Task/{task}"));
+        if let Some(task) = &reason {
+            entities.push(Entity {
+                what: Some(Ref {
+                    reference: task.as_str().into(),
+                }),
+                kind: Some(Coding::new(ENTITY_TYPE, "2")),
+                // The referral the access was made under.
+                role: Some(Coding::new(OBJECT_ROLE, "20").display("Job")),
+                description: Some("the referral under which the record was read".into()),
+            });
+        }
         if what.len() > MAX_ENTITIES {
             // The rest by type and count: a record of hundreds of resources stays a small row.
             let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
@@ -250,7 +273,10 @@ impl Draft {
                 ],
                 text: Some(reason),
             },
-            None => Concept::of(Coding::new(ACT_REASON, purpose)),
+            None => Concept {
+                coding: vec![Coding::new(ACT_REASON, purpose)],
+                text: reason.as_deref(),
+            },
         };
         let action = self.action.to_string();
         let ev = AuditEventJson {
@@ -949,13 +975,12 @@ pub fn as_resource(e: &Event) -> Value {
 pub fn readable_by(
     store: &Store,
     caller: &Caller,
-    consent: &crate::services::access::consent::Engine,
-    grants: &crate::services::access::break_glass::Grants,
+    doors: &crate::services::access::Doors,
 ) -> Result<Option<String>, ApiError> {
     use crate::services::access::AccessFilter;
     match caller.role {
         Role::Admin => Ok(None),
-        Role::Resident => match AccessFilter::load(store, caller, consent, grants)? {
+        Role::Resident => match AccessFilter::load(store, caller, doors)? {
             AccessFilter::OwnRecord(golden) => Ok(Some(golden)),
             _ => Err(ApiError::Forbidden(
                 "audit records are readable by the resident they concern".to_owned(),

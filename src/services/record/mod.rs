@@ -14,6 +14,7 @@ use crate::services::access::Guard;
 use crate::services::audit::{self, Draft};
 use crate::services::residents::mpi;
 use crate::services::scheduling::publish;
+use crate::services::workflow;
 use crate::store::record::{self as repo, NewVersion};
 use crate::store::record::{index, match_keys, search as store_search};
 use crate::store::{Spare, Store, Tx, is_unique_violation};
@@ -442,6 +443,29 @@ pub fn create_with_id_held_in(
     put_version(conn, t, id, tree, 1, "POST", true, Some(custodian))
 }
 
+/// A new version of a stored resource, held by `custodian`: a service changing a record on
+/// the institutions' behalf by its own rules (a referral's Task, which its receiver moves).
+pub fn update_held_in(
+    conn: &mut Tx<'_>,
+    t: &str,
+    id: &str,
+    tree: Json,
+    version_id: i64,
+    method: &str,
+    custodian: &str,
+) -> Result<Record, ApiError> {
+    put_version(
+        conn,
+        t,
+        id,
+        tree,
+        version_id,
+        method,
+        false,
+        Some(custodian),
+    )
+}
+
 /// Store a new resource under a server-assigned id.
 pub fn create_with_id(
     conn: &mut Tx<'_>,
@@ -450,8 +474,26 @@ pub fn create_with_id(
     id: &str,
     tree: Json,
 ) -> Result<Record, ApiError> {
+    put_new(conn, guard, t, id, tree, "POST")
+}
+
+/// Store the first version of `t/id` as `guard`'s writer made it, after the checks of its
+/// content (custody, and a workflow's, see [`workflow::check_new`]).
+fn put_new(
+    conn: &mut Tx<'_>,
+    guard: &Guard,
+    t: &str,
+    id: &str,
+    tree: Json,
+    method: &str,
+) -> Result<Record, ApiError> {
     guard.check_content(conn, t, &tree)?;
-    put_version(conn, t, id, tree, 1, "POST", true, guard.holder(None))
+    let task = workflow::check_new(conn, guard, t, &tree)?;
+    let rec = put_version(conn, t, id, tree, 1, method, true, guard.holder(None))?;
+    if let Some(task) = task {
+        workflow::created(conn, task, &rec)?;
+    }
+    Ok(rec)
 }
 
 /// A conditional update whose criteria matched nothing and whose id is new (it was just claimed
@@ -470,8 +512,7 @@ pub fn create_by_update_in(
     if !may_create {
         return Err(create_not_allowed(t, Some(id)));
     }
-    guard.check_content(conn, t, &tree)?;
-    put_version(conn, t, id, tree, 1, "PUT", true, guard.holder(None))
+    put_new(conn, guard, t, id, tree, "PUT")
 }
 
 /// Where a conditional create lands.
@@ -571,10 +612,16 @@ pub fn update_in(
     may_create: bool,
 ) -> Result<(Record, Written), ApiError> {
     check_body_id(&tree, t, Some(id))?;
+    if let Some(row) = workflow::row_of(conn, t, id)? {
+        guard.may_write(t)?;
+        let rec = workflow::update_task(conn, guard, id, row, tree, if_match, "PUT")?;
+        return Ok((rec, Written::Updated));
+    }
     guard.check_content(conn, t, &tree)?;
     let locked = repo::lock_current(conn, t, id)?;
     if let Some(l) = locked.as_ref().filter(|l| !l.deleted) {
         guard.may_change(conn, t, id, l)?;
+        workflow::check_change(conn, guard, t, &tree)?;
     }
     let stored_custodian = locked.as_ref().and_then(|l| l.custodian.clone());
     let current = locked.map(|l| (l.version_id, l.deleted));
@@ -583,10 +630,7 @@ pub fn update_in(
         return Err(create_not_allowed(t, Some(id)));
     }
     match current {
-        None => Ok((
-            put_version(conn, t, id, tree, 1, "PUT", true, guard.holder(None))?,
-            Written::Created,
-        )),
+        None => Ok((put_new(conn, guard, t, id, tree, "PUT")?, Written::Created)),
         Some((v, deleted)) => {
             let how = if deleted {
                 Written::Created
@@ -717,9 +761,18 @@ pub fn patch_in(
         // Custody and visibility before anything of the stored version is looked at: a patch
         // (even a `test`) of a record the caller may not see answers as for an absent one.
         guard.may_write(t)?;
+        let row = workflow::row_of(conn, t, id)?;
         let stored_custodian = match repo::lock_current(conn, t, id)? {
             None => return Err(not_found(t, id)),
             Some(l) if l.deleted => return Err(gone(t, id)),
+            // The two institutions of a referral change its Task by the workflow's rules.
+            Some(l)
+                if row
+                    .as_ref()
+                    .is_some_and(|r| workflow::participant(guard, r)) =>
+            {
+                l.custodian
+            }
             Some(l) => {
                 guard.may_change(conn, t, id, &l)?;
                 l.custodian
@@ -735,7 +788,11 @@ pub fn patch_in(
         let bytes = serde_json::to_vec(&doc).map_err(ApiError::internal)?;
         let tree = validate::resource(&bytes, Some(t)).map_err(ApiError::Invalid)?;
         check_body_id(&tree, t, Some(id))?;
+        if let Some(row) = row {
+            return workflow::update_task(conn, guard, id, row, tree, if_match, "PATCH");
+        }
         guard.check_content(conn, t, &tree)?;
+        workflow::check_change(conn, guard, t, &tree)?;
         let v = current.version_id + 1;
         let custodian = guard.holder(stored_custodian.as_deref());
         put_version(conn, t, id, tree, v, "PATCH", false, custodian)
@@ -821,6 +878,9 @@ pub fn delete_in(
         Ok(()) => {}
         Err(ApiError::Record(RecordError::Absent { .. })) => return Ok(None),
         Err(e) => return Err(e),
+    }
+    if let Some(row) = workflow::row_of(conn, t, id)? {
+        return Err(workflow::refuse_delete(&row));
     }
     let v = locked.version_id;
     audit::touched(conn, t, id, locked.resident.as_deref());

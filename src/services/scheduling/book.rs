@@ -186,6 +186,18 @@ fn step_in(
     }
 }
 
+/// Book `tree`, a proposed Appointment, inside the caller's write (a referral made with its
+/// booking, see [`crate::services::workflow::refer`]): the booking rules as for `$book`.
+pub fn book_in(
+    conn: &mut Tx<'_>,
+    guard: &Guard,
+    rules: &Rules,
+    tree: &Json,
+) -> Result<Record, ApiError> {
+    conn.work::<Booking>().0 = true;
+    new_in(conn, guard, rules, tree, false)
+}
+
 fn unprocessable(text: String) -> ApiError {
     ApiError::Unprocessable(text)
 }

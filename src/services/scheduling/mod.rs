@@ -17,7 +17,6 @@ use crate::auth::Caller;
 use crate::clock;
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::fhir::json::Json;
 use crate::services::audit::{Actor, Draft};
 use crate::services::record;
 use crate::store::Store;
@@ -49,44 +48,7 @@ impl Rules {
     }
 }
 
-/// The `Type/id` a reference element names (relative references only).
-fn reference_of(r: Option<&Json>) -> Option<(&str, &str)> {
-    r?.get_str("reference")?.split_once('/')
-}
-
-/// The id of the `t` that `tree[key]` refers to (the first of a list).
-fn referenced<'a>(tree: &'a Json, key: &str, t: &str) -> Option<&'a str> {
-    let r = match tree.get(key)? {
-        Json::Array(items) => items.first(),
-        one => Some(one),
-    };
-    match reference_of(r)? {
-        (rt, id) if rt == t => Some(id),
-        _ => None,
-    }
-}
-
-/// Whether a coding of the CodeableConcepts `tree[key]` is one `wanted` takes (its system, when
-/// it has one, and code).
-fn has_coding(tree: &Json, key: &str, wanted: impl Fn(Option<&str>, &str) -> bool) -> bool {
-    let Some(Json::Array(concepts)) = tree.get(key) else {
-        return false;
-    };
-    concepts.iter().any(|cc| match cc.get("coding") {
-        Some(Json::Array(codings)) => codings.iter().any(|c| {
-            c.get_str("code")
-                .is_some_and(|code| wanted(c.get_str("system"), code))
-        }),
-        _ => false,
-    })
-}
-
-/// A stored resource's current content (`None` when it is absent, deleted or unreadable): the
-/// registry and pool resources booking consults (Organizations, Schedules).
-fn stored(conn: &mut crate::store::Tx<'_>, t: &str, id: &str) -> Option<Json> {
-    let rec = record::read_in(conn, t, id).ok()?;
-    Json::parse(rec.content.as_bytes()).ok()
-}
+use crate::services::{has_coding, reference_of, referenced, stored};
 
 /// Marks a write transaction as the booking service's own: only it writes Appointments that
 /// take places of the pool (see [`publish::appointment_written`]).

@@ -188,6 +188,26 @@ pub fn live_of_type_with_resident(tx: &mut Tx<'_>, t: &str) -> QueryResult<Vec<(
     )
 }
 
+/// The live resources of type `t` of one resident (their JSON).
+pub fn live_of_resident(tx: &mut Tx<'_>, t: &str, resident: &str) -> QueryResult<Vec<String>> {
+    let (protection, conn) = (tx.protection(), tx.conn());
+    let rows: Vec<(Option<String>, String)> = resources::table
+        .filter(resources::res_type.eq(t))
+        .filter(resources::deleted.eq(false))
+        .filter(resources::resident.eq(resident))
+        .select((resources::resident, resources::content))
+        .load(conn)?;
+    Ok(reveal_rows(
+        protection,
+        rows.into_iter()
+            .filter_map(|(r, c)| Some((r?, c)))
+            .collect(),
+    )?
+    .into_iter()
+    .map(|(_, c)| c)
+    .collect())
+}
+
 /// The live Patients (institution and golden) of these residents: (resident, JSON).
 pub fn patients_of(tx: &mut Tx<'_>, residents: &[String]) -> QueryResult<Vec<(String, String)>> {
     let (protection, conn) = (tx.protection(), tx.conn());
