@@ -211,6 +211,9 @@ pub struct Settings {
     /// How often (ms) the Tasks not accepted by their deadline are looked for and flagged
     /// overdue.
     pub referral_sweep_ms: u64,
+    /// Hosts a Subscription may notify over plain `http`, comma-separated (every other
+    /// endpoint is `https`); in development mode loopback is allowed as well.
+    pub subscription_http_hosts: String,
 }
 
 impl Default for Settings {
@@ -259,7 +262,25 @@ impl Default for Settings {
             booking_no_show_pause_days: 90,
             referral_access_days: 30,
             referral_sweep_ms: 60_000,
+            subscription_http_hosts: String::new(),
         }
+    }
+}
+
+impl Settings {
+    /// Where Subscriptions may send notifications: `https` anywhere, plain `http` to the
+    /// configured hosts (and loopback in development mode).
+    pub fn endpoints(&self) -> crate::services::notify::Endpoints {
+        let mut http_hosts: Vec<String> = self
+            .subscription_http_hosts
+            .split(',')
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if self.auth_mode == AuthMode::Dev {
+            http_hosts.extend(["127.0.0.1", "localhost", "::1"].map(str::to_owned));
+        }
+        crate::services::notify::Endpoints { http_hosts }
     }
 }
 
@@ -486,6 +507,7 @@ const KNOWN: &[&str] = &[
     "booking_no_show_pause_days",
     "referral_access_days",
     "referral_sweep_ms",
+    "subscription_http_hosts",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

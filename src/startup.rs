@@ -107,20 +107,28 @@ impl Application {
             .with_context(|| format!("binding {} (HUIMIN_LISTEN)", settings.listen))?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
-        let referral_access_days = settings.referral_access_days;
+        let endpoints = settings.endpoints();
         let max_body = settings.max_body_bytes;
+        let doors = Arc::new(crate::services::access::Doors {
+            consent,
+            grants,
+            referrals: Arc::new(crate::services::workflow::access::Referrals::new(
+                settings.referral_access_days,
+                store.context().clone(),
+            )),
+        });
+        crate::services::notify::deliver::start(
+            store.clone(),
+            doors.clone(),
+            audit.clone(),
+            notify_base(&settings, port),
+        );
         let state = web::Data::new(AppState {
             settings,
             store: store.clone(),
             audit: audit.clone(),
-            doors: Arc::new(crate::services::access::Doors {
-                consent,
-                grants,
-                referrals: Arc::new(crate::services::workflow::access::Referrals::new(
-                    referral_access_days,
-                    store.context().clone(),
-                )),
-            }),
+            doors,
+            endpoints: Arc::new(endpoints),
             bus,
             metrics: Arc::new(Metrics::new()),
             full_slots: Arc::new(crate::services::scheduling::admission::FullSlots::new()),
@@ -172,6 +180,25 @@ impl Application {
         self.audit.drain();
         self.store.close();
         served
+    }
+}
+
+/// The FHIR base URL notifications name: `base_url` when set, else this server's address.
+fn notify_base(settings: &Settings, port: u16) -> String {
+    match &settings.base_url {
+        Some(b) => b.trim_end_matches('/').to_owned(),
+        None => {
+            let scheme = if settings.tls_cert_file.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let host = settings
+                .listen
+                .rsplit_once(':')
+                .map_or("127.0.0.1", |(h, _)| h);
+            format!("{scheme}://{host}:{port}/fhir")
+        }
     }
 }
 

@@ -121,7 +121,12 @@ impl Ctx {
     /// large a resource it may store.
     pub async fn guard(&self) -> Result<Guard, ApiError> {
         let max = self.state.settings.max_body_bytes;
-        Ok(Guard::of(&self.caller, self.access().await?, max))
+        Ok(Guard::of(
+            &self.caller,
+            self.access().await?,
+            max,
+            self.state.endpoints.clone(),
+        ))
     }
 
     /// Run a database call off the async workers, except point reads on the embedded SQLite

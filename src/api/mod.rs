@@ -39,6 +39,8 @@ pub struct AppState {
     /// What the access door consults: the consent engine of this database, the running
     /// emergency access grants (break-glass) and the open referrals.
     pub doors: Arc<crate::services::access::Doors>,
+    /// Where Subscriptions may send notifications.
+    pub endpoints: Arc<crate::services::notify::Endpoints>,
     /// Tells the other server processes of changes (Redis, when configured).
     pub bus: Option<crate::services::bus::Bus>,
     pub metrics: Arc<Metrics>,

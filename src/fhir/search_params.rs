@@ -58,6 +58,9 @@ static PERSONAL: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| 
         .map(|(t, _)| t.to_owned())
         .collect();
     out.insert("Patient".to_owned());
+    // A Subscription holds its subscriber's endpoint and the secrets of its headers: only the
+    // institution that made it (and administrators) see it.
+    out.insert("Subscription".to_owned());
     for t in &all {
         if !patient_params(t).is_empty() || carries_resources(defs, t) {
             out.insert((*t).to_owned());

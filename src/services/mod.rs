@@ -5,6 +5,7 @@ pub mod access;
 pub mod audit;
 pub mod bundle;
 pub mod bus;
+pub mod notify;
 pub mod record;
 pub mod rekey;
 pub mod residents;

@@ -37,6 +37,7 @@ macro_rules! copy_rows {
 
 pub mod access;
 pub mod audit;
+pub mod notify;
 pub mod record;
 pub mod residents;
 pub mod scheduling;

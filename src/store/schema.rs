@@ -267,3 +267,34 @@ diesel::table! {
         closes -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Text,
+        res_type -> Text,
+        criteria -> Text,
+        endpoint -> Text,
+        headers -> Text,
+        payload -> Nullable<Text>,
+        subscriber -> Text,
+        active -> Bool,
+        failures -> Integer,
+        retry_at -> BigInt,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    notifications (seq) {
+        seq -> BigInt,
+        subscription -> Text,
+        res_type -> Text,
+        res_id -> Text,
+        version_id -> BigInt,
+        created -> BigInt,
+        lease_until -> BigInt,
+        lease_owner -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(notifications, subscriptions);

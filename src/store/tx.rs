@@ -43,6 +43,8 @@ pub struct Context {
     /// One epoch per [`Signal`], moved when a committed write noted it (see [`Tx::note`]):
     /// the caches built on what the signal names are then read again.
     epochs: [AtomicU64; SIGNALS],
+    /// The types with subscribers, as this process last read them.
+    pub(crate) subscribed: super::notify::Subscribed,
 }
 
 /// What a committed write may have changed for the caches above the store.
@@ -64,6 +66,7 @@ impl Context {
             protection,
             thresholds,
             epochs: Default::default(),
+            subscribed: Default::default(),
         }
     }
 

@@ -470,3 +470,44 @@ async fn a_write_aborted_in_a_deadlock_runs_again() {
         }
     }
 }
+
+#[test]
+fn a_notification_written_before_a_kill_is_delivered_after_the_restart() {
+    let (url, _pg, dir) = database("notify");
+    let his = token_of(&url, dir.path(), "his", "Organization/crash");
+    // The endpoint is down while the change is written and the server killed.
+    let hook = free_port();
+    let port = free_port();
+    let mut server = start(&url, dir.path(), port);
+    let subscription = json!({"resourceType": "Subscription", "status": "requested",
+        "reason": "new patients", "criteria": "Patient?identifier=urn:crash:mrn|N-1",
+        "channel": {"type": "rest-hook", "endpoint": format!("http://127.0.0.1:{hook}/hook"),
+                    "payload": "application/fhir+json"}});
+    let (status, body) = exchange(
+        port,
+        "POST",
+        "/fhir/Subscription",
+        &his,
+        subscription.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let pid = create_patient(port, &his, "N-1");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let endpoint = crate::helpers::Endpoint::start(hook);
+    let port = free_port();
+    let mut server = start(&url, dir.path(), port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while endpoint.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = endpoint.received();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(!got.is_empty(), "nothing was delivered after the restart");
+    let bundle: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(bundle["entry"][0]["resource"]["id"], pid.as_str());
+}

@@ -477,3 +477,114 @@ pub fn privacy_consent(pid: &str, provision: Value) -> Value {
         "provision": provision
     })
 }
+
+/// What a notification endpoint received: the request's headers (lower-case names) and body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A notification endpoint (an HTTP/1.1 server on a port of its own): it records what is
+/// POSTed and answers 200, or 503 while `failing`.
+pub struct Endpoint {
+    pub port: u16,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    pub failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Endpoint {
+    /// Listen on `port` (0: any free one).
+    pub fn start(port: u16) -> Endpoint {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, f) = (got.clone(), failing.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (g, f) = (g.clone(), f.clone());
+                std::thread::spawn(move || serve_endpoint(stream, &g, &f));
+            }
+        });
+        Endpoint { port, got, failing }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Wait up to `secs` seconds until `n` requests arrived; what arrived.
+    pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let got = self.received();
+            if got.len() >= n || std::time::Instant::now() > deadline {
+                return got;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn serve_endpoint(
+    stream: std::net::TcpStream,
+    got: &std::sync::Mutex<Vec<Received>>,
+    failing: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{BufRead, Read, Write};
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let status = if failing.load(std::sync::atomic::Ordering::SeqCst) {
+            "503 Service Unavailable"
+        } else {
+            got.lock().unwrap().push(Received { headers, body });
+            "200 OK"
+        };
+        let reply = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+        if out.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}

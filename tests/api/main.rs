@@ -14,6 +14,7 @@ mod cli;
 mod crash;
 mod helpers;
 mod limits;
+mod notify;
 mod ops;
 mod protect;
 mod record;

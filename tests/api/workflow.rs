@@ -17,13 +17,13 @@ const CATEGORY: &str = "urn:huimin:CodeSystem:request-category";
 /// A community clinic, a city hospital and a third institution, each with a PractitionerRole;
 /// a resident of the clinic with one Observation, whose Consent denies everyone but the
 /// clinic (which registered them first).
-struct City {
-    pid: String,
-    obs: String,
-    clinic: String,
-    hospital: String,
-    clinic_role: String,
-    hospital_role: String,
+pub(crate) struct City {
+    pub pid: String,
+    pub obs: String,
+    pub clinic: String,
+    pub hospital: String,
+    pub clinic_role: String,
+    pub hospital_role: String,
 }
 
 async fn institution(app: &TestApp, id: &str, category: &str) {
@@ -53,7 +53,7 @@ async fn role_at(app: &TestApp, org: &str) -> String {
         .to_owned()
 }
 
-async fn city(app: &TestApp, seq: u32) -> City {
+pub(crate) async fn city(app: &TestApp, seq: u32) -> City {
     institution(app, "clinic", "C210").await;
     institution(app, "hospital", "A100").await;
     institution(app, "third", "A100").await;
@@ -90,7 +90,13 @@ async fn city(app: &TestApp, seq: u32) -> City {
     }
 }
 
-async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: &Value) -> Reply {
+pub(crate) async fn call(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> Reply {
     let auth = format!("Bearer {token}");
     app.send(
         method,
@@ -105,7 +111,7 @@ async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: &Value
 }
 
 /// A GET stating purpose of use COC (coordination of care).
-async fn get_coc(app: &TestApp, token: &str, path: &str) -> Reply {
+pub(crate) async fn get_coc(app: &TestApp, token: &str, path: &str) -> Reply {
     let auth = format!("Bearer {token}");
     app.send(
         "GET",
@@ -119,7 +125,7 @@ async fn get_coc(app: &TestApp, token: &str, path: &str) -> Reply {
     .await
 }
 
-fn request(c: &City, kind: &str, performer: &str) -> Value {
+pub(crate) fn request(c: &City, kind: &str, performer: &str) -> Value {
     json!({
         "resourceType": "ServiceRequest", "status": "active", "intent": "order",
         "category": [{"coding": [{"system": CATEGORY, "code": kind}]}],
@@ -131,7 +137,7 @@ fn request(c: &City, kind: &str, performer: &str) -> Value {
 }
 
 /// `$refer` of `sr` with a deadline `deadline_ms` from now.
-async fn refer(app: &TestApp, token: &str, sr: &Value, deadline_ms: i64) -> Reply {
+pub(crate) async fn refer(app: &TestApp, token: &str, sr: &Value, deadline_ms: i64) -> Reply {
     let body = json!({"resourceType": "Parameters", "parameter": [
         {"name": "serviceRequest", "resource": sr},
         {"name": "deadline", "valueDateTime": clock::instant(clock::now_millis() + deadline_ms)}
@@ -140,7 +146,7 @@ async fn refer(app: &TestApp, token: &str, sr: &Value, deadline_ms: i64) -> Repl
 }
 
 /// The Task `$refer` answered.
-fn task_of(r: &Reply) -> Value {
+pub(crate) fn task_of(r: &Reply) -> Value {
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()["parameter"]
         .as_array()
@@ -152,7 +158,7 @@ fn task_of(r: &Reply) -> Value {
 }
 
 /// PUT of `task` moved to `status`, changed by `change` too; the new Task on success.
-async fn move_task(
+pub(crate) async fn move_task(
     app: &TestApp,
     token: &str,
     task: &Value,

@@ -233,6 +233,7 @@ impl AccessFilter {
                         not_sensitive(),
                     ]));
                 }
+                opened.extend(addressed(resource_type, view.writer().as_deref()));
                 match view.clause(resource_type) {
                     Some(c) if !opened.is_empty() => {
                         opened.insert(0, c);
@@ -518,6 +519,10 @@ pub struct Guard {
     /// The largest resource the write may store (the request body limit): what a JSON Patch
     /// makes is bounded like what a body carries.
     pub max_bytes: usize,
+    /// The caller writing (`None`: the platform): a Subscription delivers as its writer.
+    pub caller: Option<std::sync::Arc<Caller>>,
+    /// Where a Subscription may send notifications.
+    pub endpoints: std::sync::Arc<crate::services::notify::Endpoints>,
 }
 
 impl Guard {
@@ -527,12 +532,19 @@ impl Guard {
             filter: AccessFilter::Unrestricted,
             writer: Writer::Platform,
             max_bytes: usize::MAX,
+            caller: None,
+            endpoints: Default::default(),
         }
     }
 
     /// The guard of `caller`'s writes, given what it may see, storing at most `max_bytes` per
     /// resource.
-    pub fn of(caller: &Caller, filter: AccessFilter, max_bytes: usize) -> Guard {
+    pub fn of(
+        caller: &Caller,
+        filter: AccessFilter,
+        max_bytes: usize,
+        endpoints: std::sync::Arc<crate::services::notify::Endpoints>,
+    ) -> Guard {
         let writer = match (caller.role, &filter) {
             (Role::Admin, _) => Writer::Admin,
             (Role::His | Role::Doctor, _) => match caller.org.as_deref() {
@@ -552,6 +564,8 @@ impl Guard {
             filter,
             writer,
             max_bytes,
+            caller: Some(std::sync::Arc::new(caller.clone())),
+            endpoints,
         }
     }
 
@@ -782,6 +796,27 @@ fn referred(view: &consent::View, open: &crate::services::workflow::access::Open
         .collect();
     r.sort_unstable();
     r
+}
+
+/// The work addressed to institution `org` (`Organization/<id>`), which it sees whatever the
+/// resident's Consent says of its other records: the Tasks it owns and the requests it
+/// performs (its referral inbox). Their writer addressed them to it.
+fn addressed(t: &str, org: Option<&str>) -> Option<Clause> {
+    let param = match t {
+        "Task" => "owner",
+        "ServiceRequest" => "performer",
+        _ => return None,
+    };
+    let id = org?.strip_prefix("Organization/")?;
+    Some(Clause::Index {
+        table: crate::fhir::search::Table::Reference,
+        param: param.to_owned(),
+        any: vec![crate::fhir::search::Cond::Reference {
+            target_type: Some("Organization".to_owned()),
+            target_id: id.to_owned(),
+        }],
+        negate: false,
+    })
 }
 
 /// Resources that carry no sensitive label (what a referral opens).

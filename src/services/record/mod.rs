@@ -12,6 +12,7 @@ use crate::ident;
 use crate::protect;
 use crate::services::access::Guard;
 use crate::services::audit::{self, Draft};
+use crate::services::notify;
 use crate::services::residents::mpi;
 use crate::services::scheduling::publish;
 use crate::services::workflow;
@@ -213,6 +214,7 @@ fn put_version(
         custodian,
     )?;
     index::replace(conn, t, id, &entries, is_new)?;
+    notify::changed(conn, t, id, version_id, now)?;
     // An institution Patient arrived: what waited for it joins its resident. A golden resident
     // is written after its sources, which were looked for already (its id is new, its
     // identifiers theirs).
@@ -452,18 +454,9 @@ pub fn update_held_in(
     tree: Json,
     version_id: i64,
     method: &str,
-    custodian: &str,
+    custodian: Option<&str>,
 ) -> Result<Record, ApiError> {
-    put_version(
-        conn,
-        t,
-        id,
-        tree,
-        version_id,
-        method,
-        false,
-        Some(custodian),
-    )
+    put_version(conn, t, id, tree, version_id, method, false, custodian)
 }
 
 /// Store a new resource under a server-assigned id.
@@ -487,11 +480,38 @@ fn put_new(
     tree: Json,
     method: &str,
 ) -> Result<Record, ApiError> {
+    let mut tree = tree;
     guard.check_content(conn, t, &tree)?;
     let task = workflow::check_new(conn, guard, t, &tree)?;
+    let subscription = notify::check(guard, t, &mut tree)?;
     let rec = put_version(conn, t, id, tree, 1, method, true, guard.holder(None))?;
     if let Some(task) = task {
         workflow::created(conn, task, &rec)?;
+    }
+    if let Some(s) = subscription {
+        notify::registered(conn, s, &rec)?;
+    }
+    Ok(rec)
+}
+
+/// Store a new version of the stored `t/id` as `guard`'s writer made it (custody checked
+/// already), after the checks of its content.
+#[expect(clippy::too_many_arguments, reason = "the parts of one version")]
+fn put_changed(
+    conn: &mut Tx<'_>,
+    guard: &Guard,
+    t: &str,
+    id: &str,
+    mut tree: Json,
+    version_id: i64,
+    method: &str,
+    custodian: Option<&str>,
+) -> Result<Record, ApiError> {
+    workflow::check_change(conn, guard, t, &tree)?;
+    let subscription = notify::check(guard, t, &mut tree)?;
+    let rec = put_version(conn, t, id, tree, version_id, method, false, custodian)?;
+    if let Some(s) = subscription {
+        notify::registered(conn, s, &rec)?;
     }
     Ok(rec)
 }
@@ -621,7 +641,6 @@ pub fn update_in(
     let locked = repo::lock_current(conn, t, id)?;
     if let Some(l) = locked.as_ref().filter(|l| !l.deleted) {
         guard.may_change(conn, t, id, l)?;
-        workflow::check_change(conn, guard, t, &tree)?;
     }
     let stored_custodian = locked.as_ref().and_then(|l| l.custodian.clone());
     let current = locked.map(|l| (l.version_id, l.deleted));
@@ -639,7 +658,7 @@ pub fn update_in(
             };
             let custodian = guard.holder(stored_custodian.as_deref());
             Ok((
-                put_version(conn, t, id, tree, v + 1, "PUT", false, custodian)?,
+                put_changed(conn, guard, t, id, tree, v + 1, "PUT", custodian)?,
                 how,
             ))
         }
@@ -792,10 +811,9 @@ pub fn patch_in(
             return workflow::update_task(conn, guard, id, row, tree, if_match, "PATCH");
         }
         guard.check_content(conn, t, &tree)?;
-        workflow::check_change(conn, guard, t, &tree)?;
         let v = current.version_id + 1;
         let custodian = guard.holder(stored_custodian.as_deref());
-        put_version(conn, t, id, tree, v, "PATCH", false, custodian)
+        put_changed(conn, guard, t, id, tree, v, "PATCH", custodian)
     }
 }
 
@@ -888,6 +906,7 @@ pub fn delete_in(
         "Patient" => mpi::unlink_deleted(conn, id)?,
         "Slot" => publish::slot_deleted(conn, id)?,
         "Appointment" => publish::appointment_deleted(conn, id)?,
+        "Subscription" => notify::unregistered(conn, id)?,
         _ => {}
     }
     let now = clock::now_millis();

@@ -548,7 +548,7 @@ pub fn update_task(
         wanted,
         current.version_id + 1,
         method,
-        &row.requester,
+        Some(row.requester.as_str()),
     )?;
     row.closes = match to.as_str() {
         t if OPEN.contains(&t) => None,
@@ -699,7 +699,7 @@ pub fn sweep_due(store: &Store) -> Result<usize, ApiError> {
                 task,
                 current.version_id + 1,
                 "PUT",
-                &row.requester,
+                Some(row.requester.as_str()),
             )?;
             row.overdue = true;
             rows::put(conn.conn(), &row)?;
