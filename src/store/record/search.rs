@@ -352,11 +352,14 @@ fn index_subquery(
     } else {
         let name = table_name(table);
         // Token rows are keyed (res_type, param, code, system, res_id): the candidate's row is
-        // one seek there, as it is in search_text's key and through a reference's target. The
-        // value indexes of the other tables end in a range column, which a planner without
-        // statistics may scan instead of the resource's few rows.
+        // one seek there, as it is in search_text's key. The value indexes of the other tables
+        // end in a range column, and the reference index's key ends in the target, not the
+        // referring resource: a planner without statistics takes the four equalities of
+        // `search_reference_target` over `search_reference_resource`'s two and reads every
+        // reference to the target for each candidate (`Patient?organization=X` probed for
+        // 500 candidates among 40,000 Patients of X: 5 s on SQLite; by the resource, 4 ms).
         let from = match table {
-            Table::Token | Table::Reference | Table::Text => format!("{name} x"),
+            Table::Token | Table::Text => format!("{name} x"),
             _ => lookup_from(q, name, &format!("{name}_resource")),
         };
         q.push(&format!(
