@@ -172,17 +172,35 @@ pub fn claim(
 }
 
 /// The oldest rows due at `now` (at most `limit`): of Subscriptions not waiting to retry, not
-/// leased by a running deliverer.
+/// leased by a running deliverer. Read Subscription by Subscription through the outbox's
+/// `(subscription, seq)` index: a join ordered by `seq` walks every row of a Subscription that
+/// waits to retry (an outbox of 100,000 read fifty times a second while its endpoint is down).
 pub fn due(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<Vec<i64>> {
-    let q = n::table
-        .inner_join(s::table.on(s::id.eq(n::subscription)))
+    let q = s::table
         .filter(s::active.eq(true))
         .filter(s::retry_at.le(now))
-        .filter(n::lease_until.lt(now))
-        .order(n::seq.asc())
-        .limit(limit)
-        .select(n::seq);
-    native!(conn, c => q.load(c))
+        .select(s::id);
+    let ready: Vec<String> = native!(conn, c => q.load(c))?;
+    let mut seqs = Vec::new();
+    for id in ready {
+        let q = n::table
+            .filter(n::subscription.eq(id))
+            .filter(n::lease_until.lt(now))
+            .order(n::seq.asc())
+            .limit(limit)
+            .select(n::seq);
+        seqs.extend(native!(conn, c => q.load::<i64>(c))?);
+    }
+    seqs.sort_unstable();
+    seqs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(seqs)
+}
+
+/// The newest row's position (`None`: the outbox is empty): when it has not moved, nothing was
+/// added since it was read.
+pub fn newest(conn: &mut DbConn) -> QueryResult<Option<i64>> {
+    let q = n::table.select(diesel::dsl::max(n::seq));
+    native!(conn, c => q.get_result(c))
 }
 
 /// Rows delivered (or not to be delivered): gone.

@@ -45,6 +45,8 @@ pub struct Context {
     epochs: [AtomicU64; SIGNALS],
     /// The types with subscribers, as this process last read them.
     pub(crate) subscribed: super::notify::Subscribed,
+    /// Told when a committed write noted [`Signal::Outbox`].
+    outbox: tokio::sync::Notify,
 }
 
 /// What a committed write may have changed for the caches above the store.
@@ -56,9 +58,11 @@ pub enum Signal {
     Workflow = 1,
     /// A Subscription was written: the types with subscribers are read again.
     Subscriptions = 2,
+    /// Rows were added to the notification outbox: this process's deliverer looks at once.
+    Outbox = 3,
 }
 
-const SIGNALS: usize = 3;
+const SIGNALS: usize = 4;
 
 impl Context {
     pub fn new(protection: Arc<Protection>, thresholds: Thresholds) -> Context {
@@ -67,6 +71,7 @@ impl Context {
             thresholds,
             epochs: Default::default(),
             subscribed: Default::default(),
+            outbox: tokio::sync::Notify::new(),
         }
     }
 
@@ -80,6 +85,12 @@ impl Context {
     /// The epoch of `signal`: it moves each time a committed write noted it.
     pub fn epoch(&self, signal: Signal) -> u64 {
         self.epochs[signal as usize].load(Ordering::Acquire)
+    }
+
+    /// Resolves once a write that added rows to the outbox has committed since the last time
+    /// it resolved (a commit while nobody waits is kept for the next wait).
+    pub async fn outbox_written(&self) {
+        self.outbox.notified().await;
     }
 
     /// Move the epoch of `signal` (a change made outside a write's [`Tx`]).
@@ -157,6 +168,9 @@ impl<'c> Tx<'c> {
             if noted & (1 << i) != 0 {
                 epoch.fetch_add(1, Ordering::AcqRel);
             }
+        }
+        if noted & (1 << Signal::Outbox as u8) != 0 {
+            ctx.outbox.notify_one();
         }
     }
 

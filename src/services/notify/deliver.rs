@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
@@ -30,8 +30,12 @@ const LEASE_MS: i64 = 15_000;
 const IN_FLIGHT: usize = 64;
 /// How long an endpoint has to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an idle deliverer waits before it looks again.
-const IDLE: Duration = Duration::from_millis(20);
+/// How long an idle deliverer waits before it looks again, unless its own process wrote to
+/// the outbox (rows other processes wrote are found then).
+const IDLE: Duration = Duration::from_millis(50);
+/// How often a deliverer looks at every Subscription even when nothing was added: retries
+/// fall due, and leases of a deliverer that stopped run out.
+const FULL_LOOK: Duration = Duration::from_secs(1);
 /// Failures in a row after which a Subscription is `error`.
 const ERROR_AFTER: i32 = 3;
 
@@ -55,7 +59,24 @@ async fn run(store: Store, doors: Arc<Doors>, audit: Sink, base: String) {
         .finish();
     let owner = lease_owner();
     let mut failing = false;
+    // The outbox's newest row when it was last looked at, and when every Subscription was.
+    let mut seen: Option<i64> = None;
+    let mut looked = Instant::now();
+    // Whether the last round leased rows (more may be due at once).
+    let mut busy = false;
     while !store.is_closed() {
+        // Between full looks, a round only when rows were added: most of the time nothing
+        // was, and one read of the newest position says so.
+        let newest = store.read(|tx| Ok::<_, ApiError>(rows::newest(tx.conn())?));
+        let moved = !matches!(&newest, Ok(n) if *n == seen);
+        if !busy && !moved && !failing && looked.elapsed() < FULL_LOOK {
+            idle(&store).await;
+            continue;
+        }
+        if let Ok(n) = newest {
+            seen = n;
+        }
+        looked = Instant::now();
         let round = round(&store, &doors, &audit, &client, &base, owner).await;
         match (&round, failing) {
             (Err(e), false) => {
@@ -65,12 +86,20 @@ async fn run(store: Store, doors: Arc<Doors>, audit: Sink, base: String) {
             _ => {}
         }
         failing = round.is_err();
+        busy = matches!(round, Ok(n) if n > 0);
         match round {
             Ok(n) if n > 0 => {}
-            Ok(_) => actix_rt::time::sleep(IDLE).await,
+            Ok(_) => idle(&store).await,
             Err(_) => actix_rt::time::sleep(Duration::from_secs(1)).await,
         }
     }
+}
+
+/// Wait until this process commits rows to the outbox, or `IDLE` has passed (another process
+/// sharing the database may have written some).
+async fn idle(store: &Store) {
+    let ctx = store.context().clone();
+    let _ = actix_rt::time::timeout(IDLE, ctx.outbox_written()).await;
 }
 
 fn lease_owner() -> i64 {
@@ -85,7 +114,8 @@ fn lease_owner() -> i64 {
 /// One notification to send: to whom, what, and the outbox rows it answers.
 struct Send {
     subscription: Arc<SubscriptionRow>,
-    subscriber: Arc<Subscriber>,
+    /// The disclosure's audit, as the subscriber's read.
+    draft: Arc<Draft>,
     resource: String,
     resident: Option<String>,
     body: Option<Vec<u8>>,
@@ -102,7 +132,7 @@ async fn round(
     owner: i64,
 ) -> Result<usize, ApiError> {
     let now = clock::now_millis();
-    // Most rounds find nothing: a read, not a write, says so.
+    // A round that finds nothing due reads, and does not write.
     if store
         .read(|tx| Ok::<_, ApiError>(rows::due(tx.conn(), now, 1)?))?
         .is_empty()
@@ -154,7 +184,7 @@ fn plan(
         };
         let subscriber: Option<Subscriber> = serde_json::from_str(&subscription.subscriber).ok();
         let caller = subscriber.as_ref().and_then(Subscriber::caller);
-        let (Some(subscriber), Some(caller)) = (subscriber, caller) else {
+        let Some(caller) = caller else {
             unmatched.extend(rows_of.iter().map(|r| r.seq));
             continue;
         };
@@ -167,23 +197,29 @@ fn plan(
         }
         let ids: Vec<String> = by_resource.keys().map(|id| (*id).to_owned()).collect();
         let matched = matching(tx, doors, &caller, &subscription, ids)?;
-        let (subscription, subscriber) = (Arc::new(subscription), Arc::new(subscriber));
+        let draft = Arc::new(Draft::new(
+            Arc::new(Actor::new(&caller, None)),
+            "subscription-notification",
+            'R',
+            format!("Subscription/{sid}"),
+        ));
+        let subscription = Arc::new(subscription);
         for (id, seqs) in by_resource {
             if !matched.contains_key(id) {
                 unmatched.extend(seqs);
                 continue;
             }
-            let rec = &matched[id];
-            let resource = format!("{}/{id}", subscription.res_type);
+            let found = &matched[id];
+            let t = subscription.res_type.as_str();
             let body = match &subscription.payload {
-                Some(_) => Some(bundle(base, rec)?),
+                Some(_) => Some(bundle(base, t, id, found)?),
                 None => None,
             };
             sends.push(Send {
                 subscription: subscription.clone(),
-                subscriber: subscriber.clone(),
-                resource,
-                resident: rec.resident.clone(),
+                draft: draft.clone(),
+                resource: format!("{t}/{id}"),
+                resident: found.resident.clone(),
                 body,
                 seqs,
             });
@@ -192,15 +228,21 @@ fn plan(
     Ok((sends, unmatched))
 }
 
+/// A resource a Subscription's subscriber is to be told of: its stored JSON and its resident.
+struct Found {
+    content: String,
+    resident: Option<String>,
+}
+
 /// Of resources `ids` of the Subscription's type, those that match its criteria and that its
-/// subscriber may read now, as stored.
+/// subscriber may read now, as stored (one search and one look-up of their residents).
 fn matching(
     tx: &mut Tx<'_>,
     doors: &Doors,
     caller: &Caller,
     subscription: &SubscriptionRow,
     ids: Vec<String>,
-) -> Result<HashMap<String, record::Record>, ApiError> {
+) -> Result<HashMap<String, Found>, ApiError> {
     let t = subscription.res_type.as_str();
     if caller.require(Perm::Read, Some(t)).is_err() {
         return Ok(HashMap::new());
@@ -217,28 +259,37 @@ fn matching(
     let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
     query.clauses.push(crate::fhir::search::Clause::Id(ids));
     let found = crate::store::record::search::run(tx, t, &query, &[], None, limit)?;
-    let mut out = HashMap::with_capacity(found.len());
-    for (id, _) in found {
-        if let Ok(rec) = record::read_in(tx, t, &id) {
-            out.insert(id, rec);
-        }
-    }
-    Ok(out)
+    let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+    let mut residents: HashMap<String, Option<String>> =
+        crate::store::record::residents_of(tx.conn(), t, &ids)?
+            .into_iter()
+            .collect();
+    Ok(found
+        .into_iter()
+        .map(|(id, content)| {
+            let resident = residents.remove(&id).flatten();
+            (id, Found { content, resident })
+        })
+        .collect())
 }
 
-/// The payload of a full-resource notification: a `history` Bundle holding the resource.
-fn bundle(base: &str, rec: &record::Record) -> Result<Vec<u8>, ApiError> {
-    let resource = Json::parse(rec.content.as_bytes()).map_err(ApiError::internal)?;
-    let method = if rec.version_id == 1 { "POST" } else { "PUT" };
-    let (url, status) = if rec.version_id == 1 {
-        (rec.res_type.clone(), "201 Created")
+/// The payload of a full-resource notification: a `history` Bundle holding resource `t/id`.
+fn bundle(base: &str, t: &str, id: &str, found: &Found) -> Result<Vec<u8>, ApiError> {
+    let resource = Json::parse(found.content.as_bytes()).map_err(ApiError::internal)?;
+    let version = resource
+        .get("meta")
+        .and_then(|m| m.get_str("versionId"))
+        .unwrap_or("1")
+        .to_owned();
+    let (method, url, status) = if version == "1" {
+        ("POST", t.to_owned(), "201 Created")
     } else {
-        (format!("{}/{}", rec.res_type, rec.id), "200 OK")
+        ("PUT", format!("{t}/{id}"), "200 OK")
     };
     let entry = Json::Object(vec![
         (
             "fullUrl".to_owned(),
-            Json::String(format!("{base}/{}/{}", rec.res_type, rec.id)),
+            Json::String(format!("{base}/{t}/{id}")),
         ),
         ("resource".to_owned(), resource),
         (
@@ -252,10 +303,7 @@ fn bundle(base: &str, rec: &record::Record) -> Result<Vec<u8>, ApiError> {
             "response".to_owned(),
             Json::Object(vec![
                 ("status".to_owned(), Json::String(status.to_owned())),
-                (
-                    "etag".to_owned(),
-                    Json::String(format!("W/\"{}\"", rec.version_id)),
-                ),
+                ("etag".to_owned(), Json::String(format!("W/\"{version}\""))),
             ]),
         ),
     ]);
@@ -350,37 +398,42 @@ async fn settle(
             None => None,
         })
         .collect();
-    let platform = Caller::platform("huimin:notify");
-    let draft = Draft::new(
-        Arc::new(Actor::new(&platform, None)),
-        "subscription-delivery",
-        'U',
-        "Subscription".to_owned(),
-    );
-    record::write(store, draft, move |tx| {
+    let rows_done = move |tx: &mut Tx<'_>| {
         rows::done(tx.conn(), &finished)?;
         rows::release(tx.conn(), &failed_rows)?;
-        for (id, failures, retry_at, error, status) in &changes {
-            rows::set_state(tx.conn(), id, *failures, *retry_at, error.as_deref())?;
-            if let Some(status) = status {
-                subscription_status(tx, id, status, error.as_deref())?;
-            }
-        }
-        Ok(())
-    })?;
-    for s in delivered {
-        let caller = s.subscriber.caller();
-        let Some(caller) = caller else { continue };
+        Ok::<_, ApiError>(())
+    };
+    if changes.is_empty() {
+        // Only the outbox moved: nothing of the record, nothing for the audit trail.
+        store.write(rows_done)?;
+    } else {
+        let platform = Caller::platform("huimin:notify");
         let draft = Draft::new(
-            Arc::new(Actor::new(&caller, None)),
-            "subscription-notification",
-            'R',
-            format!("Subscription/{}", s.subscription.id),
+            Arc::new(Actor::new(&platform, None)),
+            "subscription-delivery",
+            'U',
+            "Subscription".to_owned(),
         );
-        let events = draft.events(
+        record::write(store, draft, move |tx| {
+            rows_done(tx)?;
+            for (id, failures, retry_at, error, status) in &changes {
+                rows::set_state(tx.conn(), id, *failures, *retry_at, error.as_deref())?;
+                if let Some(status) = status {
+                    subscription_status(tx, id, status, error.as_deref())?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    // One append for the round's disclosures, each its own event.
+    let mut events = Vec::with_capacity(delivered.len());
+    for s in delivered {
+        events.extend(s.draft.events(
             &[(s.resource.clone(), s.resident.clone())],
             Outcome::Success,
-        );
+        ));
+    }
+    if !events.is_empty() {
         audit.record(events).await?;
     }
     Ok(())

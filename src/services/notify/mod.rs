@@ -277,6 +277,7 @@ pub fn changed(
 ) -> Result<(), ApiError> {
     if rows::subscribed(conn, t)? {
         rows::enqueue(conn.conn(), t, id, version, now)?;
+        conn.note(Signal::Outbox);
     }
     Ok(())
 }
