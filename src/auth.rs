@@ -69,6 +69,10 @@ pub struct Claims {
     pub org: Option<String>,
     #[serde(rename = "fhirUser", default, skip_serializing_if = "Option::is_none")]
     pub fhir_user: Option<String>,
+    /// The area an `official` answers for: a GB/T 2260 code (province, city or district,
+    /// six digits) or a township's nine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
 }
 
 /// The permissions of SMART v2: create, read, update, delete, search.
@@ -160,6 +164,8 @@ pub struct Caller {
     pub role: Role,
     pub org: Option<String>,
     pub fhir_user: Option<String>,
+    /// An official's area (see [`Claims::area`]).
+    pub area: Option<String>,
     pub scopes: Vec<Scope>,
     /// Emergency access (break-glass): the reason a doctor stated in the
     /// `X-Break-Glass-Reason` header of this request.
@@ -194,6 +200,7 @@ impl Caller {
             role: Role::Admin,
             org: None,
             fhir_user: None,
+            area: None,
             scopes: Vec::new(),
             break_glass: None,
             purpose: None,
@@ -340,6 +347,13 @@ impl Authenticator {
                 "a his or doctor token must name its institution as org: Organization/<id>",
             ));
         }
+        // An official answers for one area: statistics are scoped by it, so a token without
+        // one is refused rather than read as the whole region.
+        if c.role == Role::Official && !is_area(c.area.as_deref()) {
+            return Err(unauthorized(
+                "an official token must name its area as area: a GB/T 2260 code (6 digits) or a township's (9)",
+            ));
+        }
         // A token not yet valid is refused above, so it is never cached early.
         let exp = c.exp;
         let caller = Caller {
@@ -347,6 +361,7 @@ impl Authenticator {
             role: c.role,
             org: c.org,
             fhir_user: c.fhir_user,
+            area: c.area,
             scopes: c
                 .scope
                 .split_whitespace()
@@ -361,6 +376,25 @@ impl Authenticator {
 
 /// Clock skew allowed on `exp` and `nbf`: a few seconds between the issuer's clock and ours.
 pub const TOKEN_LEEWAY_SECS: u64 = 5;
+
+/// Whether `area` is an area code: GB/T 2260 (six digits) or a township's (nine).
+pub fn is_area(area: Option<&str>) -> bool {
+    area.is_some_and(|a| matches!(a.len(), 6 | 9) && a.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The prefix the codes of the areas inside `area` share: `510000` (a province) → `51`,
+/// `510100` (a city) → `5101`, a district's or a township's code itself.
+pub fn area_prefix(area: &str) -> &str {
+    if area.len() == 6 {
+        if let Some(p) = area.strip_suffix("0000") {
+            return p;
+        }
+        if let Some(p) = area.strip_suffix("00") {
+            return p;
+        }
+    }
+    area
+}
 
 /// Whether `org` is a well-formed institution reference, `Organization/<id>`.
 pub fn is_institution(org: Option<&str>) -> bool {
@@ -447,6 +481,8 @@ pub struct TokenRequest {
     pub scope: String,
     pub org: Option<String>,
     pub fhir_user: Option<String>,
+    /// An official's area.
+    pub area: Option<String>,
     pub ttl_secs: u64,
 }
 
@@ -468,6 +504,7 @@ pub fn dev_token(s: &Settings, req: &TokenRequest) -> anyhow::Result<String> {
         role: req.role,
         org: req.org.clone(),
         fhir_user: req.fhir_user.clone(),
+        area: req.area.clone(),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

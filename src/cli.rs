@@ -1,6 +1,7 @@
 //! The `huimin` command line: `serve` (default), `migrate`, `token`, `fixtures generate`,
-//! `residents relink`, `audit verify`, `keys list|rotate|reencrypt|retire`.
+//! `residents relink`, `audit verify`, `keys list|rotate|reencrypt|retire`, `stats population`.
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::auth::{self, Role, TokenRequest};
@@ -42,6 +43,9 @@ enum Command {
         /// The FHIR resource of the user, e.g. Practitioner/123.
         #[arg(long = "fhir-user")]
         fhir_user: Option<String>,
+        /// An official's area: a GB/T 2260 code, e.g. 510104 (a district) or 510100 (the city).
+        #[arg(long)]
+        area: Option<String>,
         /// Subject (defaults to the role).
         #[arg(long)]
         sub: Option<String>,
@@ -68,6 +72,24 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// Public-health statistics.
+    Stats {
+        #[command(subcommand)]
+        action: StatsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StatsAction {
+    /// Load the resident populations the indicators divide by, from a CSV file with the
+    /// header `area,year,sex,age_from,age_to,population` (area: a GB/T 2260 code or a
+    /// township's nine digits; sex: male or female; ages in whole years, inclusive). The rows
+    /// of each (area, year) in the file replace those loaded before; running servers use
+    /// them from their next evaluation.
+    Population {
+        /// The CSV file.
+        file: std::path::PathBuf,
     },
 }
 
@@ -166,9 +188,15 @@ pub fn run() -> anyhow::Result<()> {
             scope,
             org,
             fhir_user,
+            area,
             sub,
             ttl,
         } => {
+            if role == auth::Role::Official && !auth::is_area(area.as_deref()) {
+                anyhow::bail!(
+                    "an official token answers for one area: pass --area <GB/T 2260 code>, e.g. 510104"
+                );
+            }
             if matches!(role, auth::Role::His | auth::Role::Doctor)
                 && !auth::is_institution(org.as_deref())
             {
@@ -185,10 +213,31 @@ pub fn run() -> anyhow::Result<()> {
                     scope,
                     org,
                     fhir_user,
+                    area,
                     ttl_secs: ttl,
                 },
             )?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Stats {
+            action: StatsAction::Population { file },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let rows = crate::services::stats::population::parse_csv(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let db = settings.database()?;
+            store::migrate(&db)?;
+            let store = store::Store::open(
+                &db,
+                settings.db_pool_size,
+                settings.protection()?,
+                crate::startup::thresholds(&settings),
+            )?;
+            let n = crate::services::stats::population::load(&store, rows)
+                .map_err(|e| anyhow::anyhow!("loading the populations failed: {e}"))?;
+            println!("loaded {n} population row(s) from {}", file.display());
             Ok(())
         }
         Command::Residents {

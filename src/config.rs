@@ -214,6 +214,13 @@ pub struct Settings {
     /// Hosts a Subscription may notify over plain `http`, comma-separated (every other
     /// endpoint is `https`); in development mode loopback is allowed as well.
     pub subscription_http_hosts: String,
+    /// Counts of the statistics below this (and above zero) are suppressed (at least 5).
+    pub stats_min_cell: u32,
+    /// The prevalences the management indicators estimate their patients with, versioned:
+    /// `VERSION;hypertension=PERCENT;diabetes=PERCENT` (of adults).
+    pub stats_prevalence: String,
+    /// Published counts are rounded to a multiple of this (1: not rounded).
+    pub stats_rounding: u32,
 }
 
 impl Default for Settings {
@@ -263,6 +270,9 @@ impl Default for Settings {
             referral_access_days: 30,
             referral_sweep_ms: 60_000,
             subscription_http_hosts: String::new(),
+            stats_min_cell: 10,
+            stats_prevalence: "2026-1;hypertension=18.8;diabetes=8.2".to_owned(),
+            stats_rounding: 5,
         }
     }
 }
@@ -432,6 +442,15 @@ impl Settings {
         if self.referral_sweep_ms == 0 {
             bail!("invalid setting referral_sweep_ms: need at least 1");
         }
+        if self.stats_min_cell < 5 {
+            bail!("invalid setting stats_min_cell (HUIMIN_STATS_MIN_CELL): must be at least 5");
+        }
+        if self.stats_rounding == 0 || self.stats_rounding > 10 {
+            bail!("invalid setting stats_rounding (HUIMIN_STATS_ROUNDING): need 1 to 10");
+        }
+        if let Err(e) = crate::services::stats::Prevalence::parse(&self.stats_prevalence) {
+            bail!("invalid setting stats_prevalence (HUIMIN_STATS_PREVALENCE): {e}");
+        }
         if self.booking_hold_seconds == 0 || self.booking_max_active == 0 {
             bail!("invalid setting booking_hold_seconds / booking_max_active: need at least 1");
         }
@@ -508,6 +527,9 @@ const KNOWN: &[&str] = &[
     "referral_access_days",
     "referral_sweep_ms",
     "subscription_http_hosts",
+    "stats_min_cell",
+    "stats_prevalence",
+    "stats_rounding",
 ];
 
 /// Environment values are typed the way figment's `Env` provider types them.

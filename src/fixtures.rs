@@ -37,6 +37,7 @@ const UCUM: &str = "http://unitsofmeasure.org";
 const CVX: &str = "http://hl7.org/fhir/sid/cvx";
 const ATC: &str = "http://www.whocc.no/atc";
 const CATEGORY: &str = "urn:huimin:institution-category";
+const ENCOUNTER_TYPE: &str = "urn:huimin:CodeSystem:encounter-type";
 const OBS_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 
 /// A small deterministic generator (SplitMix64): the output depends on the seed only.
@@ -254,6 +255,9 @@ pub struct Institution {
     /// WS 218 category: A100, B100, C220, D600.
     pub category: &'static str,
     pub district: usize,
+    /// The township (乡镇/街道) a primary-care institution serves: district code and three
+    /// digits; hospitals serve the district.
+    pub township: Option<String>,
     /// How often this institution records the ID number.
     id_rate: f64,
     practitioners: Vec<String>,
@@ -268,6 +272,8 @@ pub struct Resident {
     pub birth: (i32, u32, u32),
     pub phone: String,
     pub district: usize,
+    /// The township of the resident's home (their home clinic's).
+    pub township: String,
     pub street: String,
     hypertension: bool,
     diabetes: bool,
@@ -332,12 +338,20 @@ fn institutions(rng: &mut Rng) -> Vec<Institution> {
             let practitioners = (0..3 + rng.below(4))
                 .map(|k| format!("prac-{n}-{k}"))
                 .collect();
+            let township = (category != "A100").then(|| {
+                let before = out
+                    .iter()
+                    .filter(|i: &&Institution| i.district == district && i.category != "A100")
+                    .count();
+                format!("{}{:03}", DISTRICTS[district].code, before + 1)
+            });
             out.push(Institution {
                 id: format!("org-{n}"),
                 uscc: uscc(rng, DISTRICTS[district].code),
                 name,
                 category,
                 district,
+                township,
                 id_rate,
                 practitioners,
             });
@@ -417,6 +431,7 @@ fn residents(rng: &mut Rng, n: usize) -> Vec<Resident> {
             birth: (year, month, day),
             phone,
             district,
+            township: String::new(),
             street,
             hypertension: rng.chance(htn),
             diabetes: rng.chance(dm),
@@ -502,7 +517,7 @@ impl Writer<'_> {
             "address": [{"use": "home", "text": format!("四川省成都市{}{}", district.name, r.street),
                           "line": [r.street], "city": "成都市", "district": district.name,
                           "state": "四川省", "postalCode": "610000",
-                          "extension": [{"url": "urn:huimin:StructureDefinition:area-code", "valueCode": district.code}]}],
+                          "extension": [{"url": "urn:huimin:StructureDefinition:area-code", "valueCode": r.township}]}],
             "managingOrganization": {"reference": format!("Organization/{}", self.inst.id)},
         });
         let full_url = format!("urn:uuid:{}", uuid_of(&self.ident("mrn"), mrn));
@@ -574,12 +589,35 @@ impl Writer<'_> {
             "inpatient" => ("IMP", "inpatient encounter"),
             _ => ("AMB", "ambulatory"),
         };
+        // The public-health programmes' visits are coded, as the statistics count them.
+        let mut types: Vec<&str> = Vec::new();
+        match kind {
+            "follow-up" => {
+                if r.hypertension {
+                    types.push("hypertension-follow-up");
+                }
+                if r.diabetes {
+                    types.push("diabetes-follow-up");
+                }
+            }
+            "elderly-check" => types.push("elderly-health-check"),
+            "child-check" => types.push("child-health-check"),
+            _ => {}
+        }
+        let mut visit_type = json!({"text": kind});
+        if !types.is_empty() {
+            visit_type["coding"] = types
+                .iter()
+                .map(|c| json!({"system": ENCOUNTER_TYPE, "code": c}))
+                .collect();
+        }
+        let programme = !matches!(kind, "outpatient" | "inpatient");
         let enc = self.put(
             json!({
                 "resourceType": "Encounter",
                 "status": "finished",
                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class.0, "display": class.1},
-                "type": [{"text": kind}],
+                "type": [visit_type],
                 "subject": {"reference": subject},
                 "participant": [{"individual": {"reference": format!("Practitioner/{practitioner}")}}],
                 "period": {"start": format!("{when}T09:00:00+08:00"), "end": format!("{when}T10:00:00+08:00")},
@@ -591,16 +629,25 @@ impl Writer<'_> {
         self.blood_pressure(subject, &enc, when, r);
         if r.diabetes && (kind == "follow-up" || self.rng.chance(0.5)) {
             let g = self.rng.normal(8.2, 1.6);
+            // A follow-up measures fasting glucose; other visits a random one.
+            let code = if kind == "follow-up" {
+                (
+                    "1558-6",
+                    "Fasting glucose [Moles/volume] in Serum or Plasma",
+                )
+            } else {
+                ("2345-7", "Glucose [Mass/volume] in Serum or Plasma")
+            };
             self.observation(
                 subject,
                 &enc,
                 when,
                 "laboratory",
-                ("2345-7", "Glucose [Mass/volume] in Serum or Plasma"),
+                code,
                 Self::quantity(g, "mmol/L"),
             );
         }
-        if kind == "follow-up" || self.rng.chance(0.6) {
+        if programme || self.rng.chance(0.6) {
             let w = self.rng.normal(if r.male { 70.0 } else { 58.0 }, 9.0);
             self.observation(
                 subject,
@@ -611,7 +658,7 @@ impl Writer<'_> {
                 Self::quantity(w, "kg"),
             );
         }
-        if kind != "follow-up" {
+        if !programme {
             // A lab panel with its report.
             let mut results = Vec::new();
             for (code, display, mean, sd, unit) in [
@@ -744,7 +791,8 @@ fn registry(insts: &[Institution]) -> Value {
                 "type": [{"coding": [{"system": CATEGORY, "code": i.category, "display": category}]}],
                 "name": i.name,
                 "address": [{"city": "成都市", "district": d.name,
-                    "extension": [{"url": "urn:huimin:StructureDefinition:area-code", "valueCode": d.code}]}]},
+                    "extension": [{"url": "urn:huimin:StructureDefinition:area-code",
+                                   "valueCode": i.township.as_deref().unwrap_or(d.code)}]}]},
             "request": {"method": "PUT", "url": format!("Organization/{}", i.id)},
         }));
     }
@@ -952,6 +1000,35 @@ fn complex_plan(
     plan
 }
 
+/// The resident populations the statistics divide by (`huimin stats population`): the city's
+/// residents by township, sex and age band at the end of 2026 and of 2025, as if 96 % of the
+/// population had a health record here.
+fn write_population(people: &[Resident], path: &Path) -> anyhow::Result<()> {
+    const BANDS: [(i32, i32); 5] = [(0, 6), (7, 17), (18, 44), (45, 64), (65, 150)];
+    let mut out = String::from("area,year,sex,age_from,age_to,population\n");
+    for year in [2025, 2026] {
+        let mut cells: BTreeMap<(&str, &str, usize), usize> = BTreeMap::new();
+        for r in people {
+            let age = year - r.birth.0;
+            if age < 0 {
+                continue;
+            }
+            let band = BANDS
+                .iter()
+                .position(|(lo, hi)| age >= *lo && age <= *hi)
+                .unwrap_or(BANDS.len() - 1);
+            let sex = if r.male { "male" } else { "female" };
+            *cells.entry((r.township.as_str(), sex, band)).or_default() += 1;
+        }
+        for ((area, sex, band), n) in cells {
+            let (lo, hi) = BANDS[band];
+            let population = (n as f64 / 0.96).ceil() as u64;
+            let _ = writeln!(out, "{area},{year},{sex},{lo},{hi},{population}");
+        }
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Generate the city into `out` with Slots from [`SLOTS_FROM`] (see [`generate_from`]).
 pub fn generate(residents_n: usize, seed: u64, out: &Path) -> anyhow::Result<Summary> {
     generate_from(residents_n, seed, SLOTS_FROM, out)
@@ -984,6 +1061,7 @@ pub fn generate_from(
     // counties the village clinic), the district hospital sometimes, a city hospital rarely.
     let mut per_inst: Vec<Vec<(usize, Visits)>> = vec![Vec::new(); insts.len()];
     let mut complex = Vec::new();
+    let mut homes = Vec::with_capacity(people.len());
     for (ri, r) in people.iter().enumerate() {
         let age = 2026 - r.birth.0;
         let chronic = r.hypertension || r.diabetes;
@@ -994,6 +1072,7 @@ pub fn generate_from(
             .map(|(k, _)| k)
             .collect();
         let home = local[ri % local.len().max(1)];
+        homes.push(home);
         let hospital = insts
             .iter()
             .position(|i| {
@@ -1044,11 +1123,34 @@ pub fn generate_from(
             plan = complex_plan(seed, ri, home, hospital, &local);
             complex.push(ri);
         }
+        // Health checks of the elderly (65+) and of children (0-6) at the home clinic, drawn
+        // apart so that the rest of the city stays as it was.
+        let mut checks = Rng::new(seed ^ (ri as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        for y in 2024..=2026 {
+            let age_then = y - r.birth.0;
+            let kind = match age_then {
+                65.. if checks.chance(0.7) => "elderly-check",
+                1..=6 if checks.chance(0.85) => "child-check",
+                _ => continue,
+            };
+            let m = 1 + checks.below(if y == 2026 { 10 } else { 12 }) as u32;
+            let d = 1 + checks.below(28) as u32;
+            plan.entry(home)
+                .or_default()
+                .push((format!("{y:04}-{m:02}-{d:02}"), kind));
+        }
         for (inst, mut visits) in plan {
             visits.sort();
             per_inst[inst].push((ri, visits));
         }
     }
+    for (ri, home) in homes.into_iter().enumerate() {
+        people[ri].township = insts[home]
+            .township
+            .clone()
+            .unwrap_or_else(|| DISTRICTS[people[ri].district].code.to_owned());
+    }
+    write_population(&people, &out.join("population.csv"))?;
     for ri in complex {
         people[ri].hypertension = true;
         people[ri].diabetes = true;

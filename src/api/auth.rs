@@ -87,6 +87,7 @@ fn certificate_caller(cert: &crate::tls::ClientCertificate) -> Caller {
         role: Role::His,
         org: Some(format!("Organization/{}", cert.common_name)),
         fhir_user: None,
+        area: None,
         scopes: Scope::parse("system/*.cruds").into_iter().collect(),
         break_glass: None,
         purpose: None,

@@ -18,6 +18,7 @@ pub mod record;
 pub mod residents;
 pub mod respond;
 pub mod scheduling;
+pub mod stats;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth: Arc<Authenticator>, max_bod
                 .configure(residents::configure)
                 .configure(scheduling::configure)
                 .configure(workflow::configure)
+                .configure(stats::configure)
                 .configure(audit::configure)
                 .configure(record::configure)
                 .default_service(web::to(not_found)),

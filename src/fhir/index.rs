@@ -423,7 +423,17 @@ fn text(param: &str, value: &str, out: &mut Vec<Entry>) {
 
 fn token_entries(param: &str, node: &Json, out: &mut Vec<Entry>) {
     match node {
-        Json::String(v) => token(param, "", v, out),
+        Json::String(v) => {
+            token(param, "", v, out);
+            // An area inside a district (a township's nine digits, a village's twelve) is
+            // found by its district's code, and a village by its township's.
+            if param == "district" && v.len() > 6 && v.bytes().all(|b| b.is_ascii_digit()) {
+                token(param, "", &v[..6], out);
+                if v.len() > 9 {
+                    token(param, "", &v[..9], out);
+                }
+            }
+        }
         Json::Bool(b) => token(param, "", if *b { "true" } else { "false" }, out),
         Json::Object(_) => {
             // Coding

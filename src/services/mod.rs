@@ -10,6 +10,7 @@ pub mod record;
 pub mod rekey;
 pub mod residents;
 pub mod scheduling;
+pub mod stats;
 pub mod workflow;
 
 use crate::fhir::json::Json;

@@ -42,6 +42,7 @@ pub mod record;
 pub mod residents;
 pub mod scheduling;
 pub mod schema;
+pub mod stats;
 pub mod tx;
 pub mod workflow;
 

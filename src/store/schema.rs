@@ -298,3 +298,41 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(notifications, subscriptions);
+
+diesel::table! {
+    stat_population (area, year, sex, age_from) {
+        area -> Text,
+        year -> Integer,
+        sex -> Text,
+        age_from -> Integer,
+        age_to -> Integer,
+        population -> BigInt,
+    }
+}
+
+diesel::table! {
+    stat_residents (resident) {
+        resident -> Text,
+        area -> Nullable<Text>,
+        sex -> Nullable<Text>,
+        birth -> Nullable<Integer>,
+        org -> Nullable<Text>,
+        since -> Nullable<BigInt>,
+        card -> Integer,
+        golden -> Integer,
+    }
+}
+
+diesel::table! {
+    stat_facts (res_type, res_id, kind) {
+        res_type -> Text,
+        res_id -> Text,
+        kind -> Text,
+        resident -> Nullable<Text>,
+        org -> Nullable<Text>,
+        at -> BigInt,
+        until_at -> Nullable<BigInt>,
+        value -> Nullable<Double>,
+        flag -> Integer,
+    }
+}

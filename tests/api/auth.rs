@@ -24,6 +24,7 @@ fn claims(iss: &str, aud: &str, exp_in: i64) -> Claims {
         role: Role::His,
         org: Some("Organization/1".into()),
         fhir_user: None,
+        area: None,
     }
 }
 

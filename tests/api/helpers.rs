@@ -187,6 +187,8 @@ impl TestApp {
                 scope: scope.to_owned(),
                 org: org.map(|o| format!("Organization/{o}")),
                 fhir_user: fhir_user.map(str::to_owned),
+                // Officials answer for the synthetic city unless a test names an area.
+                area: (role == Role::Official).then(|| "510100".to_owned()),
                 ttl_secs: 600,
             },
         )

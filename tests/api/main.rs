@@ -20,5 +20,6 @@ mod protect;
 mod record;
 mod residents;
 mod scheduling;
+mod stats;
 mod tls;
 mod workflow;

@@ -444,6 +444,15 @@ impl AccessFilter {
         }
     }
 
+    /// A search of type `t` the caller may run at all: an official searches no type that
+    /// holds personal data (403, as its reads), whatever the criteria would find.
+    pub fn may_search(&self, t: &str) -> Result<(), ApiError> {
+        match self {
+            AccessFilter::NoPersonalData if is_personal(t) => Err(self.hidden(t, "")),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the caller's role limits it to less than every resident's data (resident,
     /// official); consent limits are per resident and type.
     pub fn is_restricted(&self) -> bool {

@@ -40,6 +40,8 @@ pub struct Subscriber {
     pub role: String,
     pub org: Option<String>,
     pub fhir_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
     pub purpose: Option<String>,
     pub scopes: Vec<String>,
 }
@@ -51,6 +53,7 @@ impl Subscriber {
             role: role_name(caller.role).to_owned(),
             org: caller.org.clone(),
             fhir_user: caller.fhir_user.clone(),
+            area: caller.area.clone(),
             purpose: caller.purpose.clone(),
             scopes: caller
                 .scopes
@@ -74,6 +77,7 @@ impl Subscriber {
             role: self.role.parse().ok()?,
             org: self.org.clone(),
             fhir_user: self.fhir_user.clone(),
+            area: self.area.clone(),
             scopes: self.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
             break_glass: None,
             purpose: self.purpose.clone(),

@@ -214,6 +214,17 @@ fn put_version(
         custodian,
     )?;
     index::replace(conn, t, id, &entries, is_new)?;
+    crate::services::stats::facts::written(
+        conn,
+        t,
+        id,
+        &tree,
+        golden.as_deref(),
+        resident.as_deref(),
+        custodian,
+        is_new,
+        now,
+    )?;
     notify::changed(conn, t, id, version_id, now)?;
     // An institution Patient arrived: what waited for it joins its resident. A golden resident
     // is written after its sources, which were looked for already (its id is new, its
@@ -277,7 +288,7 @@ fn put_version_over(
     let old_blinded = protect::blinded(conn.protection(), t, old).map_err(guard_error)?;
     let old_entries = index_entries(t, old_blinded.as_ref().unwrap_or(old));
     index::update(conn, t, id, &old_entries, &entries)?;
-    Ok(())
+    crate::services::stats::facts::written(conn, t, id, &tree, Some(id), Some(id), None, false, now)
 }
 
 /// Run `f` inside the caller's transaction with its resident-index work: linking starts
@@ -928,6 +939,7 @@ pub fn delete_in(
         false,
     )?;
     index::clear(conn, t, id)?;
+    crate::services::stats::facts::removed(conn, t, id)?;
     match_keys::release(conn, t, id)?;
     crate::store::residents::awaiting::forget(conn, t, id)?;
     Ok(Some(v + 1))

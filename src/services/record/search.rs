@@ -104,6 +104,7 @@ const MAX_INCLUDED: usize = 1000;
 /// Live resources matching the criteria, a page at a time in the requested order (keyset
 /// paging), with the resources `_include` and `_revinclude` ask for (each at most once).
 pub fn search(store: &Store, t: &str, req: &SearchRequest) -> Result<SearchPage, ApiError> {
+    req.access.may_search(t)?;
     // What the caller may not see is filtered inside the query, before paging and counting.
     let criteria = req.access.restrict(t, &req.criteria);
     store.read(|conn| {

@@ -69,10 +69,14 @@ fn in_district(conn: &mut Tx<'_>, institution: &str, district: &str) -> bool {
     else {
         return false;
     };
-    // The district as written, or its GB/T 2260 code (the area-code extension).
-    let coded = |a: &Json| match a.get("extension") {
-        Some(Json::Array(exts)) => exts.iter().any(|e| {
-            e.get_str("url") == Some(AREA_CODE) && e.get_str("valueCode") == Some(district)
+    // The district as written, or its GB/T 2260 code (the area-code extension, which may
+    // name an area inside it: a township's code starts with its district's).
+    let prefix = crate::auth::is_area(Some(district)).then(|| crate::auth::area_prefix(district));
+    let coded = |a: &Json| match (a.get("extension"), prefix) {
+        (Some(Json::Array(exts)), Some(prefix)) => exts.iter().any(|e| {
+            e.get_str("url") == Some(AREA_CODE)
+                && e.get_str("valueCode")
+                    .is_some_and(|c| c.starts_with(prefix))
         }),
         _ => false,
     };

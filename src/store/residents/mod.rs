@@ -78,6 +78,7 @@ pub fn repoint(
             }
         }
     }
+    crate::store::stats::repoint(conn, from, to, only)?;
     Ok(moved)
 }
 

@@ -1,0 +1,428 @@
+//! The statistics tables (see [`crate::services::stats`]): `stat_residents` (a golden
+//! resident's strata), `stat_facts` (what one resource counts for), kept in step with the
+//! record in the writes' transactions, and `stat_population` (the denominators). An
+//! evaluation is one grouped read: counts by the finest cells (home area, sex, age band,
+//! institution, yes or no), which the service rolls up into strata.
+
+use diesel::prelude::*;
+use diesel::result::QueryResult;
+use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
+
+use crate::store::DbConn;
+use crate::store::schema::{stat_facts as f, stat_population as pop, stat_residents as r};
+
+/// What one resource counts for (one row per kind).
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = crate::store::schema::stat_facts)]
+pub struct Fact {
+    pub res_type: String,
+    pub res_id: String,
+    pub kind: &'static str,
+    pub resident: Option<String>,
+    pub org: Option<String>,
+    pub at: i64,
+    pub until_at: Option<i64>,
+    pub value: Option<f64>,
+    pub flag: i32,
+}
+
+/// Replace what resource `t/id` counts for (`is_new`: it has no rows yet).
+pub fn put_facts(
+    conn: &mut DbConn,
+    t: &str,
+    id: &str,
+    facts: &[Fact],
+    is_new: bool,
+) -> QueryResult<()> {
+    if !is_new {
+        let q = diesel::delete(f::table.filter(f::res_type.eq(t)).filter(f::res_id.eq(id)));
+        native!(conn, c => q.execute(c))?;
+    }
+    if !facts.is_empty() {
+        let q = diesel::insert_into(f::table).values(facts);
+        native!(conn, c => q.execute(c))?;
+    }
+    Ok(())
+}
+
+/// When the fact `kind` of resource `t/id` was first recorded (its `until_at`), if it was.
+pub fn fact_time(conn: &mut DbConn, t: &str, id: &str, kind: &str) -> QueryResult<Option<i64>> {
+    let q = f::table
+        .filter(f::res_type.eq(t))
+        .filter(f::res_id.eq(id))
+        .filter(f::kind.eq(kind))
+        .select(f::until_at);
+    let found: Option<Option<i64>> = native!(conn, c => q.first(c).optional())?;
+    Ok(found.flatten())
+}
+
+/// The golden resident of resource `t/id` is now `golden` (linked after it was written).
+pub fn set_resident(conn: &mut DbConn, t: &str, id: &str, golden: &str) -> QueryResult<()> {
+    let q = diesel::update(f::table.filter(f::res_type.eq(t)).filter(f::res_id.eq(id)))
+        .set(f::resident.eq(golden));
+    native!(conn, c => q.execute(c)).map(|_| ())
+}
+
+/// Move what golden resident `from` counts for to `to` (a merge), or only the given
+/// resources' (an unmerge).
+pub fn repoint(
+    conn: &mut DbConn,
+    from: &str,
+    to: &str,
+    only: Option<&[(String, String)]>,
+) -> QueryResult<()> {
+    match only {
+        None => {
+            let q = diesel::update(f::table.filter(f::resident.eq(from))).set(f::resident.eq(to));
+            native!(conn, c => q.execute(c))?;
+        }
+        Some(members) => {
+            for (t, id) in members {
+                let q = diesel::update(
+                    f::table
+                        .filter(f::res_type.eq(t))
+                        .filter(f::res_id.eq(id))
+                        .filter(f::resident.eq(from)),
+                )
+                .set(f::resident.eq(to));
+                native!(conn, c => q.execute(c))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An institution's record of golden resident `resident` was written: the first institution
+/// to record the resident is kept (建档机构), and whether any holds a health card number.
+pub fn source_written(
+    conn: &mut DbConn,
+    resident: &str,
+    org: Option<&str>,
+    now: i64,
+    card: bool,
+) -> QueryResult<()> {
+    let card = i32::from(card);
+    let row = (
+        r::resident.eq(resident),
+        r::org.eq(org),
+        r::since.eq(Some(now)),
+        r::card.eq(card),
+    );
+    match conn {
+        DbConn::Postgres(c) => {
+            diesel::insert_into(r::table)
+                .values(row)
+                .on_conflict(r::resident)
+                .do_update()
+                .set((
+                    r::org.eq(diesel::dsl::sql::<Nullable<Text>>(
+                        "COALESCE(stat_residents.org, excluded.org)",
+                    )),
+                    r::since.eq(diesel::dsl::sql::<Nullable<BigInt>>(
+                        "LEAST(COALESCE(stat_residents.since, excluded.since), excluded.since)",
+                    )),
+                    r::card.eq(diesel::dsl::sql::<Integer>(
+                        "GREATEST(stat_residents.card, excluded.card)",
+                    )),
+                ))
+                .execute(c)?;
+        }
+        DbConn::Sqlite(c) => {
+            diesel::insert_into(r::table)
+                .values(row)
+                .on_conflict(r::resident)
+                .do_update()
+                .set((
+                    r::org.eq(diesel::dsl::sql::<Nullable<Text>>(
+                        "COALESCE(stat_residents.org, excluded.org)",
+                    )),
+                    r::since.eq(diesel::dsl::sql::<Nullable<BigInt>>(
+                        "MIN(COALESCE(stat_residents.since, excluded.since), excluded.since)",
+                    )),
+                    r::card.eq(diesel::dsl::sql::<Integer>(
+                        "MAX(stat_residents.card, excluded.card)",
+                    )),
+                ))
+                .execute(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// A golden resident's strata as its record now shows them (`live`: false once it is
+/// retired by a merge or deleted, and it no longer counts).
+pub fn golden_written(
+    conn: &mut DbConn,
+    resident: &str,
+    strata: &Strata,
+    live: bool,
+    now: i64,
+) -> QueryResult<()> {
+    let row = (
+        r::resident.eq(resident),
+        r::area.eq(strata.area.as_deref()),
+        r::sex.eq(strata.sex.as_deref()),
+        r::birth.eq(strata.birth),
+        r::since.eq(Some(now)),
+        r::golden.eq(i32::from(live)),
+    );
+    let set = (
+        r::area.eq(strata.area.as_deref()),
+        r::sex.eq(strata.sex.as_deref()),
+        r::birth.eq(strata.birth),
+        r::golden.eq(i32::from(live)),
+    );
+    let q = diesel::insert_into(r::table)
+        .values(row)
+        .on_conflict(r::resident)
+        .do_update()
+        .set(set);
+    native!(conn, c => q.execute(c)).map(|_| ())
+}
+
+/// A golden resident's strata: home area code (GB/T 2260, or longer: township, village),
+/// `male` or `female`, birth date as YYYYMMDD.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Strata {
+    pub area: Option<String>,
+    pub sex: Option<String>,
+    pub birth: Option<i32>,
+}
+
+/// One row of the area populations.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[diesel(table_name = crate::store::schema::stat_population)]
+pub struct Population {
+    pub area: String,
+    pub year: i32,
+    pub sex: String,
+    pub age_from: i32,
+    pub age_to: i32,
+    pub population: i64,
+}
+
+/// Load area populations: the rows of every (area, year) in `rows` replace what was there.
+pub fn put_population(conn: &mut DbConn, rows: &[Population]) -> QueryResult<usize> {
+    let mut keys: Vec<(&str, i32)> = rows.iter().map(|p| (p.area.as_str(), p.year)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for (area, year) in keys {
+        let q = diesel::delete(
+            pop::table
+                .filter(pop::area.eq(area))
+                .filter(pop::year.eq(year)),
+        );
+        native!(conn, c => q.execute(c))?;
+    }
+    for chunk in rows.chunks(500) {
+        let q = diesel::insert_into(pop::table).values(chunk);
+        native!(conn, c => q.execute(c))?;
+    }
+    Ok(rows.len())
+}
+
+/// The populations of `year` of areas under `prefix` (every area when empty).
+pub fn population(conn: &mut DbConn, year: i32, prefix: &str) -> QueryResult<Vec<Population>> {
+    let q = pop::table
+        .filter(pop::year.eq(year))
+        .filter(pop::area.like(format!("{prefix}%")))
+        .order((pop::area, pop::sex, pop::age_from));
+    native!(conn, c => q.load(c))
+}
+
+/// Every live Organization: (id, JSON). Institutions are few (hundreds in a city), and their
+/// categories are read from the registry as it stands.
+pub fn organizations(conn: &mut DbConn) -> QueryResult<Vec<(String, String)>> {
+    use crate::store::schema::resources as res;
+    let q = res::table
+        .filter(res::res_type.eq("Organization"))
+        .filter(res::deleted.eq(false))
+        .select((res::res_id, res::content));
+    native!(conn, c => q.load(c))
+}
+
+/// The finest cell of an evaluation: members with the same home area, sex, age band,
+/// institution and yes-or-no, their number and the sum of their observations.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct Cell {
+    #[diesel(sql_type = Nullable<Text>)]
+    pub area: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub sex: Option<String>,
+    /// Index into the age bands of the evaluation; -1 when the birth date is unknown.
+    #[diesel(sql_type = Integer)]
+    pub band: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub org: Option<String>,
+    #[diesel(sql_type = Integer)]
+    pub flag: i32,
+    #[diesel(sql_type = BigInt)]
+    pub n: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub total: Option<f64>,
+}
+
+/// Who an evaluation counts, as the service defines each indicator.
+#[derive(Debug, Clone)]
+pub enum Members {
+    /// Golden residents recorded before the end; yes when `Yes` holds for them.
+    Residents(Yes),
+    /// Residents with a diagnosis of kind `condition` (before the end) and at least one
+    /// fact of kind `follow_up` in the period; yes when `Yes` holds.
+    Managed {
+        condition: &'static str,
+        follow_up: &'static str,
+        yes: Managed,
+    },
+    /// Facts of `kind` at a time in the period, counted for their own institution; yes
+    /// their flag, observation their value.
+    Events(&'static str),
+}
+
+/// Which residents are a yes.
+#[derive(Debug, Clone)]
+pub enum Yes {
+    All,
+    /// A health card number is recorded.
+    Card,
+    /// A fact of this kind at a time in the period.
+    Fact(&'static str),
+    /// A fact of this kind in force during the period (`at` before the end, `until_at`
+    /// absent or not before the start).
+    InForce(&'static str),
+}
+
+/// Which managed patients are a yes.
+#[derive(Debug, Clone)]
+pub enum Managed {
+    All,
+    /// At least this many follow-ups in the period.
+    AtLeast(i64),
+    /// The latest fact of this kind in the period is on target (its flag).
+    LatestOnTarget(&'static str),
+}
+
+/// What an evaluation covers: the period `[start, end)` in ms, the date the age bands are
+/// reckoned at (YYYYMMDD), the lower ages of the bands after the first, the home areas (a
+/// code prefix; empty: every area, and members with no known area too), and the members'
+/// ages (a birth date after `born_after` and not after `born_by`, YYYYMMDD).
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub start: i64,
+    pub end: i64,
+    pub on: i32,
+    pub bands: Vec<i32>,
+    pub area: String,
+    pub born_after: Option<i32>,
+    pub born_by: Option<i32>,
+}
+
+/// Count `members` in `scope`, by the finest cells.
+pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult<Vec<Cell>> {
+    let (start, end) = (scope.start, scope.end);
+    // The age band of a birth date B at date D: age >= a  <=>  B <= D - a * 10000.
+    let mut band = String::from("CASE WHEN p.birth IS NULL THEN -1");
+    for (i, age) in scope.bands.iter().enumerate() {
+        let _ = std::fmt::Write::write_fmt(
+            &mut band,
+            format_args!(" WHEN p.birth > {} THEN {i}", scope.on - age * 10_000),
+        );
+    }
+    let _ = std::fmt::Write::write_fmt(&mut band, format_args!(" ELSE {} END", scope.bands.len()));
+    let mut filter = String::new();
+    if let Some(b) = scope.born_after {
+        filter.push_str(&format!(" AND p.birth > {b}"));
+    }
+    if let Some(b) = scope.born_by {
+        filter.push_str(&format!(" AND p.birth <= {b}"));
+    }
+    let area = if scope.area.is_empty() {
+        "1 = 1".to_owned()
+    } else {
+        "p.area LIKE $1".to_owned()
+    };
+    let sql = match members {
+        Members::Residents(yes) => {
+            let (join, flag) = match yes {
+                Yes::All => (String::new(), "1".to_owned()),
+                Yes::Card => (String::new(), "p.card".to_owned()),
+                Yes::Fact(kind) => (
+                    format!(
+                        "LEFT JOIN (SELECT DISTINCT resident FROM stat_facts WHERE kind = '{kind}' \
+                         AND at >= {start} AND at < {end} AND resident IS NOT NULL) y \
+                         ON y.resident = p.resident"
+                    ),
+                    "CASE WHEN y.resident IS NULL THEN 0 ELSE 1 END".to_owned(),
+                ),
+                Yes::InForce(kind) => (
+                    format!(
+                        "LEFT JOIN (SELECT DISTINCT resident FROM stat_facts WHERE kind = '{kind}' \
+                         AND at < {end} AND (until_at IS NULL OR until_at >= {start}) \
+                         AND resident IS NOT NULL) y ON y.resident = p.resident"
+                    ),
+                    "CASE WHEN y.resident IS NULL THEN 0 ELSE 1 END".to_owned(),
+                ),
+            };
+            format!(
+                "SELECT p.area AS area, p.sex AS sex, {band} AS band, p.org AS org, \
+                 {flag} AS flag, COUNT(*) AS n, CAST(NULL AS DOUBLE PRECISION) AS total \
+                 FROM stat_residents p {join} \
+                 WHERE p.golden = 1 AND p.since < {end} AND {area}{filter} \
+                 GROUP BY 1, 2, 3, 4, 5"
+            )
+        }
+        Members::Managed {
+            condition,
+            follow_up,
+            yes,
+        } => {
+            let (join, flag) = match yes {
+                Managed::All => (String::new(), "1".to_owned()),
+                Managed::AtLeast(k) => (
+                    String::new(),
+                    format!("CASE WHEN m.n >= {k} THEN 1 ELSE 0 END"),
+                ),
+                Managed::LatestOnTarget(kind) => (
+                    format!(
+                        "LEFT JOIN (SELECT resident, MAX(at * 2 + flag) AS latest FROM stat_facts \
+                         WHERE kind = '{kind}' AND at >= {start} AND at < {end} \
+                         AND resident IS NOT NULL GROUP BY resident) b ON b.resident = m.resident"
+                    ),
+                    "CASE WHEN b.latest % 2 = 1 THEN 1 ELSE 0 END".to_owned(),
+                ),
+            };
+            format!(
+                "SELECT p.area AS area, p.sex AS sex, {band} AS band, p.org AS org, \
+                 {flag} AS flag, COUNT(*) AS n, CAST(NULL AS DOUBLE PRECISION) AS total \
+                 FROM (SELECT resident, COUNT(*) AS n FROM stat_facts WHERE kind = '{follow_up}' \
+                 AND at >= {start} AND at < {end} AND resident IS NOT NULL GROUP BY resident) m \
+                 JOIN stat_residents p ON p.resident = m.resident {join} \
+                 WHERE p.golden = 1 AND {area}{filter} AND EXISTS (SELECT 1 FROM stat_facts c \
+                 WHERE c.kind = '{condition}' AND c.resident = m.resident AND c.at < {end}) \
+                 GROUP BY 1, 2, 3, 4, 5"
+            )
+        }
+        Members::Events(kind) => {
+            let area = if scope.area.is_empty() {
+                "1 = 1".to_owned()
+            } else {
+                "p.golden = 1 AND p.area LIKE $1".to_owned()
+            };
+            format!(
+                "SELECT p.area AS area, p.sex AS sex, {band} AS band, e.org AS org, \
+                 e.flag AS flag, COUNT(*) AS n, SUM(e.value) AS total \
+                 FROM stat_facts e LEFT JOIN stat_residents p ON p.resident = e.resident \
+                 WHERE e.kind = '{kind}' AND e.at >= {start} AND e.at < {end} AND {area}{filter} \
+                 GROUP BY 1, 2, 3, 4, 5"
+            )
+        }
+    };
+    let like = format!("{}%", scope.area);
+    if scope.area.is_empty() {
+        let q = diesel::sql_query(sql);
+        native!(conn, c => q.load(c))
+    } else {
+        let q = diesel::sql_query(sql).bind::<Text, _>(like);
+        native!(conn, c => q.load(c))
+    }
+}
