@@ -606,7 +606,11 @@ pub fn defer_writes(tx: &mut Tx<'_>) {
 pub fn flush_writes(tx: &mut Tx<'_>) -> diesel::QueryResult<()> {
     let held = tx.held.take().unwrap_or_default();
     record::flush(tx, &held.versions)?;
-    record::index::flush(tx, &held.index)
+    record::index::flush(tx, &held.index)?;
+    if held.facts.is_empty() {
+        return Ok(());
+    }
+    stats::insert(tx.conn(), &held.facts)
 }
 
 /// Write what is held back so far and go on holding back: for work inside a bundle that must

@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
 
-use crate::store::DbConn;
-use crate::store::schema::{stat_facts as f, stat_population as pop, stat_residents as r};
+use crate::store::schema::{stat_facts as f, stat_population as pop};
+use crate::store::{DbConn, Tx};
 
 /// What one resource counts for (one row per kind).
 #[derive(Debug, Clone, PartialEq, Insertable)]
@@ -26,21 +26,62 @@ pub struct Fact {
     pub flag: i32,
 }
 
-/// Replace what resource `t/id` counts for (`is_new`: it has no rows yet).
+/// Replace what resource `t/id` counts for (`is_new`: it has no rows yet). While the
+/// transaction holds new rows back (a PostgreSQL bundle), they wait with them.
 pub fn put_facts(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     t: &str,
     id: &str,
-    facts: &[Fact],
+    facts: Vec<Fact>,
     is_new: bool,
 ) -> QueryResult<()> {
     if !is_new {
+        if let Some(held) = tx.held.as_mut() {
+            held.facts.retain(|f| f.res_type != t || f.res_id != id);
+        }
         let q = diesel::delete(f::table.filter(f::res_type.eq(t)).filter(f::res_id.eq(id)));
-        native!(conn, c => q.execute(c))?;
+        native!(tx.conn(), c => q.execute(c))?;
     }
-    if !facts.is_empty() {
-        let q = diesel::insert_into(f::table).values(facts);
-        native!(conn, c => q.execute(c))?;
+    if facts.is_empty() {
+        return Ok(());
+    }
+    if let Some(held) = tx.held.as_mut() {
+        held.facts.extend(facts);
+        return Ok(());
+    }
+    insert(tx.conn(), &facts)
+}
+
+/// Insert facts: one binary COPY on PostgreSQL, cached single-row statements on SQLite (as
+/// the search index's rows, see `record::index`).
+pub(super) fn insert(conn: &mut DbConn, facts: &[Fact]) -> QueryResult<()> {
+    match conn {
+        DbConn::Postgres(c) => {
+            let rows: Vec<_> = facts
+                .iter()
+                .map(|x| {
+                    (
+                        f::res_type.eq(x.res_type.as_str()),
+                        f::res_id.eq(x.res_id.as_str()),
+                        f::kind.eq(x.kind),
+                        f::resident.eq(x.resident.as_deref()),
+                        f::org.eq(x.org.as_deref()),
+                        f::at.eq(x.at),
+                        f::until_at.eq(x.until_at),
+                        f::value.eq(x.value),
+                        f::flag.eq(x.flag),
+                    )
+                })
+                .collect();
+            copy_rows!(c, f, rows);
+        }
+        DbConn::Sqlite(c) => {
+            for fact in facts {
+                diesel::insert_or_ignore_into(f::table)
+                    .values(fact)
+                    .execute(c)?;
+            }
+        }
     }
     Ok(())
 }
@@ -57,11 +98,41 @@ pub fn fact_time(conn: &mut DbConn, t: &str, id: &str, kind: &str) -> QueryResul
 }
 
 /// The golden resident of resource `t/id` is now `golden` (linked after it was written).
-pub fn set_resident(conn: &mut DbConn, t: &str, id: &str, golden: &str) -> QueryResult<()> {
+pub fn set_resident(tx: &mut Tx<'_>, t: &str, id: &str, golden: &str) -> QueryResult<()> {
+    if let Some(held) = tx.held.as_mut() {
+        for fact in held
+            .facts
+            .iter_mut()
+            .filter(|f| f.res_type == t && f.res_id == id)
+        {
+            fact.resident = Some(golden.to_owned());
+        }
+    }
     let q = diesel::update(f::table.filter(f::res_type.eq(t)).filter(f::res_id.eq(id)))
         .set(f::resident.eq(golden));
-    native!(conn, c => q.execute(c)).map(|_| ())
+    native!(tx.conn(), c => q.execute(c)).map(|_| ())
 }
+
+/// Every kind of fact (see [`crate::services::stats::facts`]).
+pub const KINDS: &[&str] = &[
+    "htn",
+    "dm",
+    "fu-htn",
+    "fu-dm",
+    "chk-elderly",
+    "chk-child",
+    "enc",
+    "enc-end",
+    "visit",
+    "bp",
+    "glu",
+    "appt",
+    "signed",
+    "ref-up",
+    "ref-down",
+    "ref-recv",
+    "ref-done",
+];
 
 /// Move what golden resident `from` counts for to `to` (a merge), or only the given
 /// resources' (an unmerge).
@@ -73,7 +144,13 @@ pub fn repoint(
 ) -> QueryResult<()> {
     match only {
         None => {
-            let q = diesel::update(f::table.filter(f::resident.eq(from))).set(f::resident.eq(to));
+            // Kind by kind: the (kind, resident) index finds them.
+            let q = diesel::update(
+                f::table
+                    .filter(f::kind.eq_any(KINDS))
+                    .filter(f::resident.eq(from)),
+            )
+            .set(f::resident.eq(to));
             native!(conn, c => q.execute(c))?;
         }
         Some(members) => {
@@ -94,6 +171,7 @@ pub fn repoint(
 
 /// An institution's record of golden resident `resident` was written: the first institution
 /// to record the resident is kept (建档机构), and whether any holds a health card number.
+/// One statement whose text never changes, so both backends keep it prepared.
 pub fn source_written(
     conn: &mut DbConn,
     resident: &str,
@@ -101,52 +179,22 @@ pub fn source_written(
     now: i64,
     card: bool,
 ) -> QueryResult<()> {
-    let card = i32::from(card);
-    let row = (
-        r::resident.eq(resident),
-        r::org.eq(org),
-        r::since.eq(Some(now)),
-        r::card.eq(card),
-    );
-    match conn {
-        DbConn::Postgres(c) => {
-            diesel::insert_into(r::table)
-                .values(row)
-                .on_conflict(r::resident)
-                .do_update()
-                .set((
-                    r::org.eq(diesel::dsl::sql::<Nullable<Text>>(
-                        "COALESCE(stat_residents.org, excluded.org)",
-                    )),
-                    r::since.eq(diesel::dsl::sql::<Nullable<BigInt>>(
-                        "LEAST(COALESCE(stat_residents.since, excluded.since), excluded.since)",
-                    )),
-                    r::card.eq(diesel::dsl::sql::<Integer>(
-                        "GREATEST(stat_residents.card, excluded.card)",
-                    )),
-                ))
-                .execute(c)?;
-        }
-        DbConn::Sqlite(c) => {
-            diesel::insert_into(r::table)
-                .values(row)
-                .on_conflict(r::resident)
-                .do_update()
-                .set((
-                    r::org.eq(diesel::dsl::sql::<Nullable<Text>>(
-                        "COALESCE(stat_residents.org, excluded.org)",
-                    )),
-                    r::since.eq(diesel::dsl::sql::<Nullable<BigInt>>(
-                        "MIN(COALESCE(stat_residents.since, excluded.since), excluded.since)",
-                    )),
-                    r::card.eq(diesel::dsl::sql::<Integer>(
-                        "MAX(stat_residents.card, excluded.card)",
-                    )),
-                ))
-                .execute(c)?;
-        }
-    }
-    Ok(())
+    let (least, greatest) = match conn {
+        DbConn::Postgres(_) => ("LEAST", "GREATEST"),
+        DbConn::Sqlite(_) => ("MIN", "MAX"),
+    };
+    let q = diesel::sql_query(format!(
+        "INSERT INTO stat_residents (resident, org, since, card) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (resident) DO UPDATE SET \
+         org = COALESCE(stat_residents.org, excluded.org), \
+         since = {least}(COALESCE(stat_residents.since, excluded.since), excluded.since), \
+         card = {greatest}(stat_residents.card, excluded.card)"
+    ))
+    .bind::<Text, _>(resident)
+    .bind::<Nullable<Text>, _>(org)
+    .bind::<BigInt, _>(now)
+    .bind::<Integer, _>(i32::from(card));
+    native!(conn, c => q.execute(c)).map(|_| ())
 }
 
 /// A golden resident's strata as its record now shows them (`live`: false once it is
@@ -158,25 +206,18 @@ pub fn golden_written(
     live: bool,
     now: i64,
 ) -> QueryResult<()> {
-    let row = (
-        r::resident.eq(resident),
-        r::area.eq(strata.area.as_deref()),
-        r::sex.eq(strata.sex.as_deref()),
-        r::birth.eq(strata.birth),
-        r::since.eq(Some(now)),
-        r::golden.eq(i32::from(live)),
-    );
-    let set = (
-        r::area.eq(strata.area.as_deref()),
-        r::sex.eq(strata.sex.as_deref()),
-        r::birth.eq(strata.birth),
-        r::golden.eq(i32::from(live)),
-    );
-    let q = diesel::insert_into(r::table)
-        .values(row)
-        .on_conflict(r::resident)
-        .do_update()
-        .set(set);
+    let q = diesel::sql_query(
+        "INSERT INTO stat_residents (resident, area, sex, birth, since, golden) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (resident) DO UPDATE SET \
+         area = excluded.area, sex = excluded.sex, birth = excluded.birth, \
+         golden = excluded.golden",
+    )
+    .bind::<Text, _>(resident)
+    .bind::<Nullable<Text>, _>(strata.area.as_deref())
+    .bind::<Nullable<Text>, _>(strata.sex.as_deref())
+    .bind::<Nullable<Integer>, _>(strata.birth)
+    .bind::<BigInt, _>(now)
+    .bind::<Integer, _>(i32::from(live));
     native!(conn, c => q.execute(c)).map(|_| ())
 }
 
@@ -265,7 +306,8 @@ pub struct Cell {
 /// Who an evaluation counts, as the service defines each indicator.
 #[derive(Debug, Clone)]
 pub enum Members {
-    /// Golden residents recorded before the end; yes when `Yes` holds for them.
+    /// Golden residents (as the record stands: history loaded later counts for its period);
+    /// yes when `Yes` holds for them.
     Residents(Yes),
     /// Residents with a diagnosis of kind `condition` (before the end) and at least one
     /// fact of kind `follow_up` in the period; yes when `Yes` holds.
@@ -367,7 +409,7 @@ pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult
                 "SELECT p.area AS area, p.sex AS sex, {band} AS band, p.org AS org, \
                  {flag} AS flag, COUNT(*) AS n, CAST(NULL AS DOUBLE PRECISION) AS total \
                  FROM stat_residents p {join} \
-                 WHERE p.golden = 1 AND p.since < {end} AND {area}{filter} \
+                 WHERE p.golden = 1 AND {area}{filter} \
                  GROUP BY 1, 2, 3, 4, 5"
             )
         }

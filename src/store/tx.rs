@@ -105,6 +105,7 @@ impl Context {
 pub(super) struct Held {
     pub(super) versions: Vec<HeldVersion>,
     pub(super) index: Vec<HeldIndex>,
+    pub(super) facts: Vec<super::stats::Fact>,
 }
 
 /// One unit of database work: see the module's documentation.

@@ -665,3 +665,249 @@ async fn hypertension_management_standard_management_and_control_as_hand_counted
     );
     assert_eq!(lines.len(), 4, "{text}");
 }
+
+/// The whole of a population of a report's group, as a number ("masked" panics).
+fn whole(report: &Value, code: &str) -> i64 {
+    count(&report["group"][0], code)
+        .unwrap_or_else(|| panic!("no {code}: {report}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{code} is not shown: {report}"))
+}
+
+fn score(report: &Value) -> Option<f64> {
+    report["group"][0]["measureScore"]["value"].as_f64()
+}
+
+/// This year (the referrals are written now) and the year before it (every event of which
+/// is in the past, whenever the test runs).
+fn years() -> (i32, i32) {
+    let y: i32 = huimin::clock::local_day(huimin::clock::now_millis())[..4]
+        .parse()
+        .unwrap();
+    (y, y - 1)
+}
+
+#[actix_web::test]
+async fn the_other_indicators_as_hand_counted() {
+    let app = spawn_app_with(|s| {
+        s.stats_rounding = 1;
+        s.stats_min_cell = 5;
+    })
+    .await;
+    registry(&app).await;
+    let (this, last) = years();
+    let enc = |full: &str, day: &str, code: Option<&str>, booked: Option<&str>| {
+        let mut e = json!({"resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": full},
+            "period": {"start": format!("{day}T09:00:00+08:00"), "end": format!("{day}T09:30:00+08:00")},
+            "serviceProvider": {"reference": "Organization/a"}});
+        if let Some(c) = code {
+            e["type"] = json!([{"coding": [{"system": ENC_TYPE, "code": c}]}]);
+        }
+        if let Some(a) = booked {
+            e["appointment"] = json!([{"reference": a}]);
+        }
+        json!({"request": {"method": "POST", "url": "Encounter"}, "resource": e})
+    };
+    let mut entries = Vec::new();
+    let patient = |entries: &mut Vec<Value>, seq: u32, birth: &str| {
+        let full = format!("urn:uuid:00000000-0000-4000-8000-{seq:012}");
+        let id = id_number("510104", &birth.replace('-', ""), (seq - 400) * 2);
+        entries.push(json!({"fullUrl": full, "request": {"method": "POST", "url": "Patient"},
+            "resource": {"resourceType": "Patient",
+                "identifier": [{"system": "urn:huimin:a:mrn", "value": format!("M{seq}")},
+                               {"system": "urn:oid:2.16.156.10011.1.3", "value": id}],
+                "name": [{"text": format!("居民{seq}")}], "gender": "female", "birthDate": birth,
+                "address": [{"use": "home", "extension": [{"url": AREA_CODE, "valueCode": "510104001"}]}],
+                "managingOrganization": {"reference": "Organization/a"}}}));
+        full
+    };
+    let day = |md: &str| format!("{last}-{md}");
+    // Seven elderly women: six health checks, five family-doctor contracts; each an
+    // outpatient visit, the first five booked.
+    for i in 0..7u32 {
+        let p = patient(&mut entries, 500 + i, "1940-01-01");
+        if i < 6 {
+            entries.push(enc(&p, &day("03-01"), Some("elderly-health-check"), None));
+        }
+        if i < 5 {
+            entries.push(json!({"request": {"method": "POST", "url": "CareTeam"}, "resource": {
+                "resourceType": "CareTeam", "status": "active",
+                "category": [{"coding": [{"system": "urn:huimin:CodeSystem:care-team-category", "code": "family-doctor"}]}],
+                "subject": {"reference": p}, "period": {"start": format!("{last}-01-01")},
+                "managingOrganization": [{"reference": "Organization/a"}]}}));
+        }
+        let booked = (i < 5).then(|| format!("Appointment/x{i}"));
+        entries.push(enc(&p, &day("03-10"), None, booked.as_deref()));
+    }
+    // Six girls aged two or three: five child health checks, the sixth an outpatient visit.
+    for i in 0..6u32 {
+        let p = patient(&mut entries, 520 + i, &format!("{}-06-01", last - 2));
+        if i < 5 {
+            entries.push(enc(&p, &day("04-01"), Some("child-health-check"), None));
+        } else {
+            entries.push(enc(&p, &day("04-01"), None, None));
+        }
+    }
+    // Ten women with type-2 diabetes: five followed up four times, five once; the latest
+    // fasting glucose on target for the first five. Each an outpatient visit, booked for
+    // the first five, and an Appointment: six kept, five missed (three days ahead each).
+    for i in 0..10u32 {
+        let p = patient(&mut entries, 540 + i, "1970-05-01");
+        entries.push(json!({"request": {"method": "POST", "url": "Condition"}, "resource": {
+            "resourceType": "Condition",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11.9"}]},
+            "subject": {"reference": p}, "onsetDateTime": "2019-01-01"}}));
+        let follow_ups: &[&str] = if i < 5 {
+            &["01-10", "02-10", "03-10", "04-10"]
+        } else {
+            &["02-10"]
+        };
+        for d in follow_ups {
+            entries.push(enc(&p, &day(d), Some("diabetes-follow-up"), None));
+        }
+        let glucose = if i < 5 { 6.1 } else { 8.4 };
+        for (d, v) in [("01-10", 9.0), ("04-20", glucose)] {
+            entries.push(json!({"request": {"method": "POST", "url": "Observation"}, "resource": {
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "1558-6"}]},
+                "subject": {"reference": p}, "effectiveDateTime": format!("{}T08:00:00+08:00", day(d)),
+                "valueQuantity": {"value": v, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}}}));
+        }
+        let booked = (i < 5).then(|| format!("Appointment/y{i}"));
+        entries.push(enc(&p, &day("05-10"), None, booked.as_deref()));
+        if i < 11 {
+            let status = if i < 6 { "fulfilled" } else { "noshow" };
+            entries.push(json!({"request": {"method": "POST", "url": "Appointment"}, "resource": {
+                "resourceType": "Appointment", "status": status,
+                "start": format!("{}T09:00:00+08:00", day("06-10")), "end": format!("{}T09:30:00+08:00", day("06-10")),
+                "created": format!("{}T09:00:00+08:00", day("06-07")),
+                "participant": [{"actor": {"reference": p}, "status": "accepted"}]}}));
+        }
+    }
+    // An eleventh Appointment, missed, of the first elderly woman: five no-shows of eleven.
+    entries.push(json!({"request": {"method": "POST", "url": "Appointment"}, "resource": {
+        "resourceType": "Appointment", "status": "noshow",
+        "start": format!("{}T09:00:00+08:00", day("06-10")), "end": format!("{}T09:30:00+08:00", day("06-10")),
+        "created": format!("{}T09:00:00+08:00", day("06-07")),
+        "participant": [{"actor": {"reference": "urn:uuid:00000000-0000-4000-8000-000000000500"}, "status": "accepted"}]}}));
+    // Five encounters that ended an hour ago arrive in time; all of last year's are late.
+    let recent = huimin::clock::now_millis() - 3_600_000;
+    for i in 0..5u32 {
+        let p = format!("urn:uuid:00000000-0000-4000-8000-{:012}", 540 + i);
+        entries.push(json!({"request": {"method": "POST", "url": "Encounter"}, "resource": {
+            "resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "subject": {"reference": p},
+            "period": {"start": huimin::clock::instant(recent - 3_600_000), "end": huimin::clock::instant(recent)},
+            "serviceProvider": {"reference": "Organization/a"}}}));
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let r = crate::workflow::call(&app, &app.his_of("a"), "POST", "/fhir", &bundle).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut pop = String::from("area,year,sex,age_from,age_to,population\n");
+    for y in [last, this] {
+        pop.push_str(&format!(
+            "510104001,{y},female,0,6,10\n510104001,{y},female,7,17,10\n\
+             510104001,{y},female,18,64,40\n510104001,{y},female,65,150,10\n"
+        ));
+    }
+    assert!(load_population(&app, &pop).status.success());
+
+    let tok = admin(&app);
+    let last_year = format!("periodStart={last}-01-01&periodEnd={last}-12-31&stratifier=sex");
+    let get = |m: &'static str, q: String| {
+        let app = &app;
+        let tok = tok.clone();
+        async move {
+            let r = evaluate(app, &tok, &format!("{m}/$evaluate-measure?{q}")).await;
+            assert_eq!(r.status, 200, "{m}: {}", r.text());
+            r.json()
+        }
+    };
+    let r = get("elderly-health-management", last_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (6, 10));
+    let r = get("child-health-management", last_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (5, 10));
+    let r = get("family-doctor-signing", last_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (5, 70));
+    let r = get("ehr-use", last_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (23, 23));
+    // Expected diabetes patients: 50 adults x 8.2 % = 4.1.
+    let r = get("diabetes-management", last_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (10, 4));
+    let r = get("diabetes-standard-management", last_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (5, 10));
+    let r = get("diabetes-control", last_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (5, 10));
+    // Outpatient visits: 7 + 1 + 10, ten booked.
+    let r = get("booking-rate", last_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (10, 18));
+    let r = get("no-show-rate", last_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (5, 11));
+    let r = get("booking-lead-time", last_year.clone()).await;
+    assert_eq!(whole(&r, "measure-population"), 11);
+    assert_eq!(score(&r), Some(3.0));
+    assert_eq!(r["group"][0]["measureScore"]["unit"], "d");
+    // Every encounter of last year arrived late; the five of an hour ago in time.
+    let both = format!("periodStart={last}-01-01&periodEnd={this}-12-31&stratifier=sex");
+    let r = get("data-timeliness", both).await;
+    // Checks 6 + 5, visits 7 + 1 + 10, follow-ups 5 x 4 + 5, and the five of an hour ago.
+    let encounters = 6 + 5 + 7 + 1 + 10 + 25 + 5;
+    assert_eq!(
+        (whole(&r, "numerator"), whole(&r, "denominator")),
+        (5, encounters)
+    );
+
+    // Referrals: six up from the clinic to the hospital; one cancelled, five accepted and
+    // completed with their return slips.
+    let c = crate::workflow::city(&app, 61).await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let sr = crate::workflow::request(&c, "referral-up", "Organization/hospital");
+        tasks.push(crate::workflow::task_of(
+            &crate::workflow::refer(&app, &c.clinic, &sr, 86_400_000).await,
+        ));
+    }
+    let h = &c.hospital;
+    for (i, task) in tasks.iter().enumerate() {
+        if i == 5 {
+            let r = crate::workflow::move_task(&app, &c.clinic, task, "cancelled", |_| {}).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            continue;
+        }
+        let mut t = task.clone();
+        for to in ["received", "accepted", "in-progress"] {
+            t = crate::workflow::move_task(&app, h, &t, to, |_| {})
+                .await
+                .json();
+        }
+        let slip = crate::workflow::return_slip(&app, h, &c.pid).await;
+        let done = crate::workflow::move_task(&app, h, &t, "completed", |t| {
+            t["output"] = json!([{"type": {"text": "回转单"}, "valueReference": {"reference": format!("DocumentReference/{slip}")}}]);
+        })
+        .await;
+        assert_eq!(done.status, 200, "{}", done.text());
+    }
+    let this_year =
+        format!("periodStart={this}-01-01&periodEnd={this}-12-31&stratifier=organization");
+    let r = get("referral-up", this_year.clone()).await;
+    assert_eq!(whole(&r, "initial-population"), 6);
+    assert_eq!(
+        strata(&r, "organization", "initial-population"),
+        [s("Organization/clinic", "6", false)]
+    );
+    let r = get("referral-down", this_year.clone()).await;
+    assert_eq!(whole(&r, "initial-population"), 0);
+    let r = get("referral-acceptance", this_year.clone()).await;
+    assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (5, 5));
+    assert_eq!(
+        strata(&r, "organization", "numerator"),
+        [s("Organization/hospital", "5", true)]
+    );
+    let r = get("referral-completion-time", this_year).await;
+    assert_eq!(whole(&r, "measure-population"), 5);
+    assert!(score(&r).is_some_and(|d| (0.0..0.01).contains(&d)), "{r}");
+}

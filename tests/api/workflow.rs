@@ -173,7 +173,7 @@ pub(crate) async fn move_task(
 }
 
 /// A document of the resident written by `token`'s institution: a return slip.
-async fn return_slip(app: &TestApp, token: &str, pid: &str) -> String {
+pub(crate) async fn return_slip(app: &TestApp, token: &str, pid: &str) -> String {
     app.create_as(
         token,
         &json!({"resourceType": "DocumentReference", "status": "current",

@@ -50,5 +50,5 @@ CREATE TABLE stat_facts (
     PRIMARY KEY (res_type, res_id, kind)
 );
 CREATE INDEX stat_facts_kind_at ON stat_facts (kind, at);
+-- A resident's facts of one kind (a merge moves them kind by kind, through this index).
 CREATE INDEX stat_facts_kind_resident ON stat_facts (kind, resident);
-CREATE INDEX stat_facts_resident ON stat_facts (resident);

@@ -46,6 +46,13 @@ pub const GLUCOSE: &str = "glu";
 pub const APPOINTMENT: &str = "appt";
 /// A family-doctor contract in force from `at` until `until_at`.
 pub const SIGNED: &str = "signed";
+/// A referral up or down, at its authoring, for the referring institution.
+pub const REFERRAL_UP: &str = "ref-up";
+pub const REFERRAL_DOWN: &str = "ref-down";
+/// A referral not cancelled, for the receiving institution; flag: accepted.
+pub const REFERRAL_RECEIVED: &str = "ref-recv";
+/// A completed referral, at its completion; value: days from authoring.
+pub const REFERRAL_DONE: &str = "ref-done";
 
 /// Keep the statistics of resource `t/id` in step with its new version `tree`: `golden` is
 /// the golden resident of a Patient (itself for a golden record), `resident` the resident
@@ -199,7 +206,55 @@ pub fn written(
         }
         _ => return Ok(()),
     }
-    rows::put_facts(tx.conn(), t, id, &facts, is_new)?;
+    rows::put_facts(tx, t, id, facts, is_new)?;
+    Ok(())
+}
+
+/// A referral Task's row was written (see [`crate::services::workflow`]): what it counts for.
+/// Consultations are not referrals and count for nothing here.
+pub fn referral(
+    tx: &mut Tx<'_>,
+    row: &crate::store::workflow::TaskRow,
+    content: &str,
+) -> Result<(), ApiError> {
+    let sent = match row.kind.as_str() {
+        "referral-up" => REFERRAL_UP,
+        "referral-down" => REFERRAL_DOWN,
+        _ => return Ok(()),
+    };
+    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
+    let authored = time_of(tree.get_str("authoredOn")).unwrap_or(row.opened);
+    let fact = |kind: &'static str, org: &str, at: i64| Fact {
+        res_type: "Task".to_owned(),
+        res_id: row.task_id.clone(),
+        kind,
+        resident: Some(row.resident.clone()),
+        org: Some(org.to_owned()),
+        at,
+        until_at: None,
+        value: None,
+        flag: 0,
+    };
+    let mut facts = vec![fact(sent, &row.requester, authored)];
+    if row.status != "cancelled" {
+        let mut f = fact(REFERRAL_RECEIVED, &row.owner, authored);
+        f.flag = i32::from(matches!(
+            row.status.as_str(),
+            "accepted" | "in-progress" | "completed"
+        ));
+        facts.push(f);
+    }
+    if row.status == "completed" {
+        let end = tree
+            .get("executionPeriod")
+            .and_then(|p| time_of(p.get_str("end")))
+            .or(row.closes)
+            .unwrap_or(authored);
+        let mut f = fact(REFERRAL_DONE, &row.owner, end);
+        f.value = Some(((end - authored).max(0) as f64) / DAY);
+        facts.push(f);
+    }
+    rows::put_facts(tx, "Task", &row.task_id, facts, false)?;
     Ok(())
 }
 
@@ -208,7 +263,7 @@ pub fn removed(tx: &mut Tx<'_>, t: &str, id: &str) -> Result<(), ApiError> {
     if t == "Patient" {
         rows::golden_written(tx.conn(), id, &Strata::default(), false, 0)?;
     }
-    rows::put_facts(tx.conn(), t, id, &[], false)?;
+    rows::put_facts(tx, t, id, Vec::new(), false)?;
     Ok(())
 }
 
@@ -385,5 +440,35 @@ fn glucose_mmol(q: Option<&Json>) -> Option<f64> {
     match unit {
         "mg/dL" => Some(v / 18.0),
         _ => Some(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_one_a_merge_moves() {
+        for kind in [
+            HYPERTENSION,
+            DIABETES,
+            HYPERTENSION_FOLLOW_UP,
+            DIABETES_FOLLOW_UP,
+            ELDERLY_CHECK,
+            CHILD_CHECK,
+            ENCOUNTER,
+            ENCOUNTER_END,
+            VISIT,
+            BLOOD_PRESSURE,
+            GLUCOSE,
+            APPOINTMENT,
+            SIGNED,
+            REFERRAL_UP,
+            REFERRAL_DOWN,
+            REFERRAL_RECEIVED,
+            REFERRAL_DONE,
+        ] {
+            assert!(rows::KINDS.contains(&kind), "{kind}");
+        }
     }
 }

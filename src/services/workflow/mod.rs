@@ -372,6 +372,7 @@ pub fn created(conn: &mut Tx<'_>, task: NewTask, rec: &Record) -> Result<(), Api
     let mut row = task.row;
     row.task_id = rec.id.clone();
     rows::put(conn.conn(), &row)?;
+    crate::services::stats::facts::referral(conn, &row, &rec.content)?;
     let agreement = agreement(&row, &task.patient, &rec.id);
     record::create_with_id_held_in(
         conn,
@@ -556,6 +557,7 @@ pub fn update_task(
     };
     row.status = to;
     rows::put(conn.conn(), &row)?;
+    crate::services::stats::facts::referral(conn, &row, &rec.content)?;
     conn.note(Signal::Workflow);
     Ok(rec)
 }

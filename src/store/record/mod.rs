@@ -443,7 +443,7 @@ pub fn set_resident(tx: &mut Tx<'_>, t: &str, id: &str, golden: &str) -> QueryRe
         .set(resources::resident.eq(golden));
         native!(conn, c => q.execute(c))?;
     }
-    crate::store::stats::set_resident(tx.conn(), t, id, golden)
+    crate::store::stats::set_resident(tx, t, id, golden)
 }
 
 /// What a history request covers.
