@@ -385,30 +385,26 @@ pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult
     };
     let sql = match members {
         Members::Residents(yes) => {
-            let (join, flag) = match yes {
-                Yes::All => (String::new(), "1".to_owned()),
-                Yes::Card => (String::new(), "p.card".to_owned()),
-                Yes::Fact(kind) => (
-                    format!(
-                        "LEFT JOIN (SELECT DISTINCT resident FROM stat_facts WHERE kind = '{kind}' \
-                         AND at >= {start} AND at < {end} AND resident IS NOT NULL) y \
-                         ON y.resident = p.resident"
-                    ),
-                    "CASE WHEN y.resident IS NULL THEN 0 ELSE 1 END".to_owned(),
+            let flag = match yes {
+                Yes::All => "1".to_owned(),
+                Yes::Card => "p.card".to_owned(),
+                // One seek per resident in (kind, resident, at): a join to a derived table
+                // is a scan of it per resident on SQLite, which builds no index for it.
+                Yes::Fact(kind) => format!(
+                    "CASE WHEN EXISTS (SELECT 1 FROM stat_facts y WHERE y.kind = '{kind}' \
+                         AND y.resident = p.resident AND y.at >= {start} AND y.at < {end}) \
+                         THEN 1 ELSE 0 END"
                 ),
-                Yes::InForce(kind) => (
-                    format!(
-                        "LEFT JOIN (SELECT DISTINCT resident FROM stat_facts WHERE kind = '{kind}' \
-                         AND at < {end} AND (until_at IS NULL OR until_at >= {start}) \
-                         AND resident IS NOT NULL) y ON y.resident = p.resident"
-                    ),
-                    "CASE WHEN y.resident IS NULL THEN 0 ELSE 1 END".to_owned(),
+                Yes::InForce(kind) => format!(
+                    "CASE WHEN EXISTS (SELECT 1 FROM stat_facts y WHERE y.kind = '{kind}' \
+                         AND y.resident = p.resident AND y.at < {end} \
+                         AND (y.until_at IS NULL OR y.until_at >= {start})) THEN 1 ELSE 0 END"
                 ),
             };
             format!(
                 "SELECT p.area AS area, p.sex AS sex, {band} AS band, p.org AS org, \
                  {flag} AS flag, COUNT(*) AS n, CAST(NULL AS DOUBLE PRECISION) AS total \
-                 FROM stat_residents p {join} \
+                 FROM stat_residents p \
                  WHERE p.golden = 1 AND {area}{filter} \
                  GROUP BY 1, 2, 3, 4, 5"
             )
@@ -418,19 +414,13 @@ pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult
             follow_up,
             yes,
         } => {
-            let (join, flag) = match yes {
-                Managed::All => (String::new(), "1".to_owned()),
-                Managed::AtLeast(k) => (
-                    String::new(),
-                    format!("CASE WHEN m.n >= {k} THEN 1 ELSE 0 END"),
-                ),
-                Managed::LatestOnTarget(kind) => (
-                    format!(
-                        "LEFT JOIN (SELECT resident, MAX(at * 2 + flag) AS latest FROM stat_facts \
-                         WHERE kind = '{kind}' AND at >= {start} AND at < {end} \
-                         AND resident IS NOT NULL GROUP BY resident) b ON b.resident = m.resident"
-                    ),
-                    "CASE WHEN b.latest % 2 = 1 THEN 1 ELSE 0 END".to_owned(),
+            let flag = match yes {
+                Managed::All => "1".to_owned(),
+                Managed::AtLeast(k) => format!("CASE WHEN m.n >= {k} THEN 1 ELSE 0 END"),
+                Managed::LatestOnTarget(kind) => format!(
+                    "CASE WHEN (SELECT MAX(b.at * 2 + b.flag) FROM stat_facts b \
+                         WHERE b.kind = '{kind}' AND b.resident = m.resident \
+                         AND b.at >= {start} AND b.at < {end}) % 2 = 1 THEN 1 ELSE 0 END"
                 ),
             };
             format!(
@@ -438,7 +428,7 @@ pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult
                  {flag} AS flag, COUNT(*) AS n, CAST(NULL AS DOUBLE PRECISION) AS total \
                  FROM (SELECT resident, COUNT(*) AS n FROM stat_facts WHERE kind = '{follow_up}' \
                  AND at >= {start} AND at < {end} AND resident IS NOT NULL GROUP BY resident) m \
-                 JOIN stat_residents p ON p.resident = m.resident {join} \
+                 JOIN stat_residents p ON p.resident = m.resident \
                  WHERE p.golden = 1 AND {area}{filter} AND EXISTS (SELECT 1 FROM stat_facts c \
                  WHERE c.kind = '{condition}' AND c.resident = m.resident AND c.at < {end}) \
                  GROUP BY 1, 2, 3, 4, 5"
