@@ -227,14 +227,7 @@ pub fn run() -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let rows = crate::services::stats::population::parse_csv(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let db = settings.database()?;
-            store::migrate(&db)?;
-            let store = store::Store::open(
-                &db,
-                settings.db_pool_size,
-                settings.protection()?,
-                crate::startup::thresholds(&settings),
-            )?;
+            let store = open_store(&settings, settings.db_pool_size)?;
             let n = crate::services::stats::population::load(&store, rows)
                 .map_err(|e| anyhow::anyhow!("loading the populations failed: {e}"))?;
             println!("loaded {n} population row(s) from {}", file.display());
@@ -243,14 +236,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Residents {
             action: ResidentsAction::Relink,
         } => {
-            let db = settings.database()?;
-            store::migrate(&db)?;
-            let store = store::Store::open(
-                &db,
-                settings.db_pool_size,
-                settings.protection()?,
-                crate::startup::thresholds(&settings),
-            )?;
+            let store = open_store(&settings, settings.db_pool_size)?;
             let (patients, resources) = crate::services::residents::relink::relink_existing(&store)
                 .map_err(|e| anyhow::anyhow!("relinking failed: {e}"))?;
             println!("linked {patients} Patient(s) and {resources} other resource(s)");
@@ -269,14 +255,7 @@ pub fn run() -> anyhow::Result<()> {
                     Some((seq, hash))
                 }
             };
-            let db = settings.database()?;
-            store::migrate(&db)?;
-            let store = store::Store::open(
-                &db,
-                2,
-                settings.protection()?,
-                crate::startup::thresholds(&settings),
-            )?;
+            let store = open_store(&settings, 2)?;
             if seal {
                 let waiting = crate::services::audit::seal_committed(
                     &store,
@@ -386,14 +365,7 @@ fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<()> {
             Ok(())
         }
         KeysAction::Reencrypt => {
-            let db = settings.database()?;
-            store::migrate(&db)?;
-            let store = store::Store::open(
-                &db,
-                2,
-                settings.protection()?,
-                crate::startup::thresholds(settings),
-            )?;
+            let store = open_store(settings, 2)?;
             let r = crate::services::rekey::reencrypt(&store)
                 .map_err(|e| anyhow::anyhow!("re-encryption failed: {e}"))?;
             println!(
@@ -410,14 +382,7 @@ fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<()> {
             if at == file.keys.len() - 1 {
                 anyhow::bail!("{id} is the active key: rotate first");
             }
-            let db = settings.database()?;
-            store::migrate(&db)?;
-            let store = store::Store::open(
-                &db,
-                2,
-                settings.protection()?,
-                crate::startup::thresholds(settings),
-            )?;
+            let store = open_store(settings, 2)?;
             let left = crate::services::rekey::rows_under(&store, &id)
                 .map_err(|e| anyhow::anyhow!("checking the key's use failed: {e}"))?;
             if left > 0 {
@@ -440,4 +405,17 @@ fn keys(settings: &Settings, action: KeysAction) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The database of `settings`, migrated and opened, for a command that works on it beside or
+/// instead of a running server.
+fn open_store(settings: &Settings, pool_size: u32) -> anyhow::Result<store::Store> {
+    let db = settings.database()?;
+    store::migrate(&db)?;
+    store::Store::open(
+        &db,
+        pool_size,
+        settings.protection()?,
+        crate::startup::thresholds(settings),
+    )
 }

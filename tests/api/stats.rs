@@ -911,3 +911,44 @@ async fn the_other_indicators_as_hand_counted() {
     assert_eq!(whole(&r, "measure-population"), 5);
     assert!(score(&r).is_some_and(|d| (0.0..0.01).contains(&d)), "{r}");
 }
+
+#[actix_web::test]
+async fn published_counts_are_rounded_to_the_configured_base() {
+    // The defaults: cells below 10 masked, counts rounded to a multiple of 5.
+    let app = spawn_app_with(|s| s.stats_min_cell = 10).await;
+    assert_eq!(app.settings.stats_rounding, 5);
+    coverage_city(&app).await;
+    let district = official(&app, "510104");
+    let r = evaluate(
+        &app,
+        &district,
+        &format!("ehr-coverage/$evaluate-measure?{YEAR}&stratifier=sex,township"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let report = r.json();
+    // 35 residents of 50; women 23 (8 + 15) shown as 25, men 12 as 10; townships 20 and 15.
+    assert_eq!(
+        count(&report["group"][0], "numerator").as_deref(),
+        Some("35")
+    );
+    assert_eq!(
+        strata(&report, "sex", "numerator"),
+        [s("female", "25", true), s("male", "10", true)]
+    );
+    assert_eq!(
+        strata(&report, "township", "numerator"),
+        [s("510104001", "20", true), s("510104002", "15", true)]
+    );
+    // The score is the shown counts': 25 of the 30 women of the population.
+    let female = &report["group"][0]["stratifier"][0]["stratum"][0];
+    assert_eq!(female["measureScore"]["value"].as_f64(), Some(0.8333));
+    let suppression = report["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:huimin:StructureDefinition:suppression")
+        .unwrap()
+        .clone();
+    assert_eq!(suppression["extension"][1]["valueInteger"], 5);
+}
