@@ -1,5 +1,5 @@
 //! The `huimin` command line: `serve` (default), `migrate`, `token`, `fixtures generate`,
-//! `residents relink`, `audit verify`, `keys list|rotate|reencrypt|retire`, `stats population`.
+//! `residents relink`, `audit verify`, `keys list|rotate|reencrypt|retire`, `stats population|rebuild`.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -91,6 +91,9 @@ enum StatsAction {
         /// The CSV file.
         file: std::path::PathBuf,
     },
+    /// Write what the indicators count again from the stored record (for records stored
+    /// before the statistics existed). The statistics are partial while it runs.
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -231,6 +234,15 @@ pub fn run() -> anyhow::Result<()> {
             let n = crate::services::stats::population::load(&store, rows)
                 .map_err(|e| anyhow::anyhow!("loading the populations failed: {e}"))?;
             println!("loaded {n} population row(s) from {}", file.display());
+            Ok(())
+        }
+        Command::Stats {
+            action: StatsAction::Rebuild,
+        } => {
+            let store = open_store(&settings, settings.db_pool_size)?;
+            let n = crate::services::stats::rebuild(&store)
+                .map_err(|e| anyhow::anyhow!("rebuilding the statistics failed: {e}"))?;
+            println!("counted {n} stored resource(s) again");
             Ok(())
         }
         Command::Residents {

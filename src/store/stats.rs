@@ -271,6 +271,40 @@ pub fn population(conn: &mut DbConn, year: i32, prefix: &str) -> QueryResult<Vec
     native!(conn, c => q.load(c))
 }
 
+/// A page of live resources of type `t` after id `after` (at most `limit`), as a rebuild of
+/// the facts reads them: id, JSON (revealed), golden resident, custodian.
+pub type Stored = (String, String, Option<String>, Option<String>);
+
+pub fn live_page(tx: &mut Tx<'_>, t: &str, after: &str, limit: i64) -> QueryResult<Vec<Stored>> {
+    use crate::store::schema::resources as res;
+    let (protection, conn) = (tx.protection(), tx.conn());
+    let q = res::table
+        .filter(res::res_type.eq(t))
+        .filter(res::deleted.eq(false))
+        .filter(res::res_id.gt(after))
+        .order(res::res_id)
+        .limit(limit)
+        .select((res::res_id, res::content, res::resident, res::custodian));
+    let rows: Vec<Stored> = native!(conn, c => q.load(c))?;
+    rows.into_iter()
+        .map(|(id, content, resident, custodian)| {
+            Ok((
+                id,
+                crate::protect::reveal(protection, content)?,
+                resident,
+                custodian,
+            ))
+        })
+        .collect()
+}
+
+/// Forget every fact and resident row (a rebuild writes them again).
+pub fn clear(conn: &mut DbConn) -> QueryResult<()> {
+    native!(conn, c => diesel::delete(f::table).execute(c))?;
+    native!(conn, c => diesel::sql_query("DELETE FROM stat_residents").execute(c))?;
+    Ok(())
+}
+
 /// Every live Organization: (id, JSON). Institutions are few (hundreds in a city), and their
 /// categories are read from the registry as it stands.
 pub fn organizations(conn: &mut DbConn) -> QueryResult<Vec<(String, String)>> {

@@ -952,3 +952,37 @@ async fn published_counts_are_rounded_to_the_configured_base() {
         .clone();
     assert_eq!(suppression["extension"][1]["valueInteger"], 5);
 }
+
+#[actix_web::test]
+async fn a_rebuild_counts_the_stored_record_again() {
+    let app = spawn_app_with(|s| {
+        s.stats_rounding = 1;
+        s.stats_min_cell = 5;
+    })
+    .await;
+    hypertension_city(&app).await;
+    let tok = admin(&app);
+    let paths = [
+        format!("ehr-coverage/$evaluate-measure?{YEAR}&stratifier=sex,organization"),
+        format!("hypertension-control/$evaluate-measure?{YEAR}&stratifier=sex,age-band"),
+        format!("hypertension-standard-management/$evaluate-measure?{YEAR}"),
+    ];
+    let mut before = Vec::new();
+    for p in &paths {
+        before.push(evaluate(&app, &tok, p).await.json()["group"].clone());
+    }
+    let out = app.cli(&["stats", "rebuild"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("counted"));
+    for (p, b) in paths.iter().zip(&before) {
+        let after = evaluate(&app, &tok, p).await.json();
+        assert_eq!(&after["group"], b, "{p}");
+    }
+    let r = evaluate(&app, &tok, &paths[1]).await.json();
+    assert_eq!(count(&r["group"][0], "numerator").as_deref(), Some("6"));
+    assert_eq!(count(&r["group"][0], "denominator").as_deref(), Some("12"));
+}

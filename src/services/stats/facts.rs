@@ -290,6 +290,13 @@ fn patient(
     Ok(())
 }
 
+/// When a stored version was written (`meta.lastUpdated`), for facts written again later.
+pub fn recorded_at(tree: &Json) -> i64 {
+    tree.get("meta")
+        .and_then(|m| time_of(m.get_str("lastUpdated")))
+        .unwrap_or_else(crate::clock::now_millis)
+}
+
 /// A golden record's strata: the home address's area code, sex, birth date.
 pub fn strata(tree: &Json) -> Strata {
     let area = match tree.get("address") {

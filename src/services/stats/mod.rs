@@ -772,6 +772,81 @@ impl<'a> Populations<'a> {
     }
 }
 
+/// The types whose resources count for the indicators (see [`facts::written`]); golden
+/// residents after the institutions' Patients.
+const COUNTED: &[&str] = &[
+    "Patient",
+    "Condition",
+    "Encounter",
+    "Observation",
+    "Appointment",
+    "CareTeam",
+    "DocumentReference",
+];
+
+/// Write the statistics' facts again from the stored record (`huimin stats rebuild`): every
+/// fact and resident row is forgotten, then each counted resource's are written from its
+/// live version, a page per write; referral Tasks from their workflow rows. For a database
+/// that holds records written before the statistics existed. The statistics are partial while
+/// it runs. Returns the resources read.
+pub fn rebuild(store: &Store) -> Result<usize, ApiError> {
+    let platform = Caller::platform("huimin:stats-rebuild");
+    let draft = || {
+        crate::services::audit::Draft::new(
+            std::sync::Arc::new(crate::services::audit::Actor::new(&platform, None)),
+            "stats-rebuild",
+            'U',
+            "stat_facts".to_owned(),
+        )
+    };
+    crate::services::record::write(store, draft(), |tx| Ok(rows::clear(tx.conn())?))?;
+    let mut read = 0;
+    for t in COUNTED.iter().copied().chain(["Task"]) {
+        let mut after = String::new();
+        loop {
+            let from = after.clone();
+            let n = crate::services::record::write(store, draft(), move |tx| {
+                let page = rows::live_page(tx, t, &from, 500)?;
+                let last = page.last().map(|(id, ..)| id.clone());
+                for (id, content, resident, custodian) in &page {
+                    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
+                    if t == "Task" {
+                        if let Some(row) = crate::store::workflow::get(tx.conn(), id)? {
+                            facts::referral(tx, &row, content)?;
+                        }
+                        continue;
+                    }
+                    let golden =
+                        if t == "Patient" && crate::services::residents::mpi::is_golden(&tree) {
+                            Some(id.as_str())
+                        } else {
+                            resident.as_deref()
+                        };
+                    let at = facts::recorded_at(&tree);
+                    facts::written(
+                        tx,
+                        t,
+                        id,
+                        &tree,
+                        golden,
+                        resident.as_deref(),
+                        custodian.as_deref(),
+                        true,
+                        at,
+                    )?;
+                }
+                Ok((page.len(), last))
+            })?;
+            read += n.0;
+            match n.1 {
+                Some(last) if n.0 == 500 => after = last,
+                _ => break,
+            }
+        }
+    }
+    Ok(read)
+}
+
 /// Shipped Measure `id` as a record (version 1): the definitions are part of the platform,
 /// read like a stored conformance resource where none of that id is stored.
 pub fn shipped_record(id: &str) -> Option<crate::services::record::Record> {
