@@ -156,6 +156,16 @@ async fn push(app: &TestApp, org: &str, people: &[Person], first_seq: u32) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// Load `csv` as the populations, which must succeed.
+fn populate(app: &TestApp, csv: &str) {
+    let out = load_population(app, csv);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn load_population(app: &TestApp, csv: &str) -> std::process::Output {
     let path = app.settings.data_dir.join("population.csv");
     std::fs::write(&path, csv).unwrap();
@@ -228,18 +238,13 @@ async fn coverage_city(app: &TestApp) {
         .map(|_| person("510121001", true, "1990-01-01"))
         .collect();
     push(app, "c", &c, 300).await;
-    let out = load_population(
+    populate(
         app,
         "area,year,sex,age_from,age_to,population\n\
          510104001,2026,male,18,44,20\n\
          510104001,2026,female,65,150,10\n\
          510104002,2026,female,0,6,20\n\
          510121001,2026,male,18,44,10\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -488,14 +493,9 @@ async fn the_population_loader_checks_every_line_and_replaces_an_areas_year() {
         assert!(err.contains(named), "{named}: {err}");
     }
     // Township 510121001's year again, now 30: the running server uses it at once.
-    let out = load_population(
+    populate(
         &app,
         "\u{feff}area,year,sex,age_from,age_to,population\n510121001,2026,male,18,44,30\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let r = evaluate(
         &app,
@@ -546,17 +546,12 @@ async fn hypertension_city(app: &TestApp) {
     last_year.follow_ups = vec!["2025-06-01"];
     people.push(last_year);
     push(app, "a", &people, 400).await;
-    let out = load_population(
+    populate(
         app,
         "area,year,sex,age_from,age_to,population\n\
          510104001,2026,male,0,17,40\n\
          510104001,2026,male,18,150,50\n\
          510104001,2026,female,18,150,50\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -814,7 +809,7 @@ async fn the_other_indicators_as_hand_counted() {
              510104001,{y},female,18,64,40\n510104001,{y},female,65,150,10\n"
         ));
     }
-    assert!(load_population(&app, &pop).status.success());
+    populate(&app, &pop);
 
     let tok = admin(&app);
     let last_year = format!("periodStart={last}-01-01&periodEnd={last}-12-31&stratifier=sex");
