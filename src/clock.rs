@@ -82,6 +82,14 @@ pub fn today_digits() -> String {
     )
 }
 
+/// The days of month `month` (1–12) of `year` (0 for a month that does not exist).
+pub fn days_in_month(year: i32, month: u32) -> u32 {
+    u8::try_from(month)
+        .ok()
+        .and_then(|m| Month::try_from(m).ok())
+        .map_or(0, |m| u32::from(m.length(year)))
+}
+
 /// The offset applied to dates and times written without a zone: China Standard Time
 /// (UTC+8, no daylight saving), the local time of every institution the platform serves.
 pub const LOCAL_OFFSET_SECS: i32 = 8 * 3600;

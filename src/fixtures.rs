@@ -26,6 +26,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use crate::clock::days_in_month;
+
 /// Identifier systems (national OIDs, see the domain notes).
 pub const ID_CARD: &str = "urn:oid:2.16.156.10011.1.3";
 pub const HEALTH_CARD: &str = "urn:oid:2.16.156.10011.1.19";
@@ -318,15 +320,6 @@ pub fn uscc(rng: &mut Rng, area: &str) -> String {
     }
     let check = CHARSET[((31 - sum % 31) % 31) as usize] as char;
     format!("{body}{check}")
-}
-
-fn days_in_month(y: i32, m: u32) -> u32 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 /// The region's institutions and their practitioners.

@@ -14,6 +14,7 @@ use super::format;
 use crate::auth::{Perm, Role};
 use crate::clock;
 use crate::error::ApiError;
+use crate::fhir::bundle::{obj, s};
 use crate::fhir::json::Json;
 use crate::services::stats::{self, Period, Publication, Request, report};
 
@@ -127,28 +128,25 @@ async fn evaluate(ctx: Ctx, id: Option<String>) -> Result<HttpResponse, ApiError
         let series = get("period").is_some();
         let publication = Publication::of(&ctx.state.settings)?;
         let p = publication.clone();
+        let mut req = Request {
+            indicator: indicator.clone(),
+            period,
+            stratifiers,
+            area,
+        };
         let published = ctx
             .db(false, move |store| {
                 let mut out = Vec::with_capacity(periods.len());
                 for period in periods {
-                    let req = Request {
-                        indicator: indicator.clone(),
-                        period,
-                        stratifiers: stratifiers.clone(),
-                        area: area.clone(),
-                    };
+                    req.period = period;
                     let e = stats::evaluate(store, &req, &p)?;
-                    out.push((
-                        indicator.clone(),
-                        report::publish(&indicator, period, &area, &e, &p),
-                    ));
+                    out.push(report::publish(&req.indicator, period, &req.area, &e, &p));
                 }
                 Ok(out)
             })
             .await?;
         let Some(neg) = neg else {
-            let reports: Vec<report::Published> = published.into_iter().map(|(_, r)| r).collect();
-            let body = report::csv(&reports);
+            let body = report::csv(&published);
             let resp = HttpResponse::Ok()
                 .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
                 .insert_header((
@@ -161,18 +159,15 @@ async fn evaluate(ctx: Ctx, id: Option<String>) -> Result<HttpResponse, ApiError
         let now = clock::now_millis();
         let mut docs: Vec<Json> = published
             .iter()
-            .map(|(ind, r)| report::measure_report(ind, r, &publication, now))
+            .map(|r| report::measure_report(&indicator, r, &publication, now))
             .collect();
         let doc = if series {
-            let entries = docs
-                .drain(..)
-                .map(|d| Json::Object(vec![("resource".to_owned(), d)]))
-                .collect();
-            Json::Object(vec![
-                ("resourceType".to_owned(), Json::String("Bundle".to_owned())),
-                ("type".to_owned(), Json::String("collection".to_owned())),
-                ("timestamp".to_owned(), Json::String(clock::instant(now))),
-                ("entry".to_owned(), Json::Array(entries)),
+            let entries = docs.drain(..).map(|d| obj(vec![("resource", d)])).collect();
+            obj(vec![
+                ("resourceType", s("Bundle")),
+                ("type", s("collection")),
+                ("timestamp", s(clock::instant(now))),
+                ("entry", Json::Array(entries)),
             ])
         } else {
             docs.pop().ok_or_else(|| ApiError::internal("no report"))?

@@ -11,6 +11,60 @@ use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
 use crate::store::schema::{stat_facts as f, stat_population as pop};
 use crate::store::{DbConn, Tx};
 
+/// What a fact counts (`stat_facts.kind`).
+pub mod kind {
+    /// Diagnoses: hypertension, type-2 diabetes.
+    pub const HYPERTENSION: &str = "htn";
+    pub const DIABETES: &str = "dm";
+    /// Follow-ups of the two programmes.
+    pub const HYPERTENSION_FOLLOW_UP: &str = "fu-htn";
+    pub const DIABETES_FOLLOW_UP: &str = "fu-dm";
+    /// Health checks of the elderly (65+) and of children (0–6).
+    pub const ELDERLY_CHECK: &str = "chk-elderly";
+    pub const CHILD_CHECK: &str = "chk-child";
+    /// Any encounter (a dynamic entry of the record), at its start.
+    pub const ENCOUNTER: &str = "enc";
+    /// An encounter's end; flag: it reached the platform within a day of it.
+    pub const ENCOUNTER_END: &str = "enc-end";
+    /// An outpatient visit (not a follow-up or check); flag: booked.
+    pub const VISIT: &str = "visit";
+    /// Blood pressure (flag: below 140/90) and fasting glucose (flag: below 7.0 mmol/L).
+    pub const BLOOD_PRESSURE: &str = "bp";
+    pub const GLUCOSE: &str = "glu";
+    /// A booked appointment, at its start; value: days booked ahead; flag: no-show.
+    pub const APPOINTMENT: &str = "appt";
+    /// A family-doctor contract in force from `at` until `until_at`.
+    pub const SIGNED: &str = "signed";
+    /// A referral up or down, at its authoring, for the referring institution.
+    pub const REFERRAL_UP: &str = "ref-up";
+    pub const REFERRAL_DOWN: &str = "ref-down";
+    /// A referral not cancelled, for the receiving institution; flag: accepted.
+    pub const REFERRAL_RECEIVED: &str = "ref-recv";
+    /// A completed referral, at its completion; value: days from authoring.
+    pub const REFERRAL_DONE: &str = "ref-done";
+
+    /// Every kind.
+    pub const ALL: &[&str] = &[
+        HYPERTENSION,
+        DIABETES,
+        HYPERTENSION_FOLLOW_UP,
+        DIABETES_FOLLOW_UP,
+        ELDERLY_CHECK,
+        CHILD_CHECK,
+        ENCOUNTER,
+        ENCOUNTER_END,
+        VISIT,
+        BLOOD_PRESSURE,
+        GLUCOSE,
+        APPOINTMENT,
+        SIGNED,
+        REFERRAL_UP,
+        REFERRAL_DOWN,
+        REFERRAL_RECEIVED,
+        REFERRAL_DONE,
+    ];
+}
+
 /// What one resource counts for (one row per kind).
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = crate::store::schema::stat_facts)]
@@ -24,6 +78,30 @@ pub struct Fact {
     pub until_at: Option<i64>,
     pub value: Option<f64>,
     pub flag: i32,
+}
+
+impl Fact {
+    /// A fact of `kind` of resource `t/id`, at `at`, with no end, value or flag yet.
+    pub fn new(
+        t: &str,
+        id: &str,
+        kind: &'static str,
+        resident: Option<&str>,
+        org: Option<String>,
+        at: i64,
+    ) -> Fact {
+        Fact {
+            res_type: t.to_owned(),
+            res_id: id.to_owned(),
+            kind,
+            resident: resident.map(str::to_owned),
+            org,
+            at,
+            until_at: None,
+            value: None,
+            flag: 0,
+        }
+    }
 }
 
 /// Replace what resource `t/id` counts for (`is_new`: it has no rows yet). While the
@@ -113,27 +191,6 @@ pub fn set_resident(tx: &mut Tx<'_>, t: &str, id: &str, golden: &str) -> QueryRe
     native!(tx.conn(), c => q.execute(c)).map(|_| ())
 }
 
-/// Every kind of fact (see [`crate::services::stats::facts`]).
-pub const KINDS: &[&str] = &[
-    "htn",
-    "dm",
-    "fu-htn",
-    "fu-dm",
-    "chk-elderly",
-    "chk-child",
-    "enc",
-    "enc-end",
-    "visit",
-    "bp",
-    "glu",
-    "appt",
-    "signed",
-    "ref-up",
-    "ref-down",
-    "ref-recv",
-    "ref-done",
-];
-
 /// Move what golden resident `from` counts for to `to` (a merge), or only the given
 /// resources' (an unmerge).
 pub fn repoint(
@@ -147,7 +204,7 @@ pub fn repoint(
             // Kind by kind: the (kind, resident) index finds them.
             let q = diesel::update(
                 f::table
-                    .filter(f::kind.eq_any(KINDS))
+                    .filter(f::kind.eq_any(kind::ALL))
                     .filter(f::resident.eq(from)),
             )
             .set(f::resident.eq(to));
@@ -194,6 +251,13 @@ pub fn source_written(
     .bind::<Nullable<Text>, _>(org)
     .bind::<BigInt, _>(now)
     .bind::<Integer, _>(i32::from(card));
+    native!(conn, c => q.execute(c)).map(|_| ())
+}
+
+/// A golden resident no longer counts (its record was deleted).
+pub fn retire(conn: &mut DbConn, resident: &str) -> QueryResult<()> {
+    use crate::store::schema::stat_residents as r;
+    let q = diesel::update(r::table.filter(r::resident.eq(resident))).set(r::golden.eq(0));
     native!(conn, c => q.execute(c)).map(|_| ())
 }
 
@@ -301,7 +365,7 @@ pub fn live_page(tx: &mut Tx<'_>, t: &str, after: &str, limit: i64) -> QueryResu
 /// Forget every fact and resident row (a rebuild writes them again).
 pub fn clear(conn: &mut DbConn) -> QueryResult<()> {
     native!(conn, c => diesel::delete(f::table).execute(c))?;
-    native!(conn, c => diesel::sql_query("DELETE FROM stat_residents").execute(c))?;
+    native!(conn, c => diesel::delete(crate::store::schema::stat_residents::table).execute(c))?;
     Ok(())
 }
 

@@ -288,11 +288,7 @@ fn put_version_over(
     let old_blinded = protect::blinded(conn.protection(), t, old).map_err(guard_error)?;
     let old_entries = index_entries(t, old_blinded.as_ref().unwrap_or(old));
     index::update(conn, t, id, &old_entries, &entries)?;
-    // A golden resident gaining a link mostly keeps its strata (home area, sex, birth date).
-    if crate::services::stats::facts::strata(old) == crate::services::stats::facts::strata(&tree) {
-        return Ok(());
-    }
-    crate::services::stats::facts::written(conn, t, id, &tree, Some(id), Some(id), None, false, now)
+    crate::services::stats::facts::golden_relinked(conn, id, old, &tree, now)
 }
 
 /// Run `f` inside the caller's transaction with its resident-index work: linking starts

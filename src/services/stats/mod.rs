@@ -388,17 +388,16 @@ impl Period {
 
     /// The months `y1-m1` to `y2-m2`, both included.
     pub fn months(y1: i32, m1: i32, y2: i32, m2: i32) -> Result<Period, ApiError> {
-        let local = |y: i32, m: i32| {
+        // A month's span in local time, its last millisecond included.
+        let month = |y: i32, m: i32| {
             crate::clock::period_of(&format!("{y:04}-{m:02}"))
-                .map(|(low, _)| low)
                 .ok_or_else(|| ApiError::bad_request(format!("{y:04}-{m:02}: not a month")))
         };
-        let (ny, nm) = if m2 == 12 { (y2 + 1, 1) } else { (y2, m2 + 1) };
         Ok(Period {
             first: y1 * 10_000 + m1 * 100 + 1,
             last: y2 * 10_000 + m2 * 100 + days_in(y2, m2),
-            start: local(y1, m1)?,
-            end: local(ny, nm)?,
+            start: month(y1, m1)?.0,
+            end: month(y2, m2)?.1 + 1,
         })
     }
 
@@ -458,12 +457,8 @@ fn ymd(s: &str) -> Option<(i32, i32, i32)> {
 }
 
 fn days_in(y: i32, m: i32) -> i32 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    let days = u32::try_from(m).map_or(0, |m| crate::clock::days_in_month(y, m));
+    i32::try_from(days).unwrap_or(0)
 }
 
 /// What an evaluation asks for.
@@ -585,7 +580,7 @@ pub fn evaluate(store: &Store, req: &Request, p: &Publication) -> Result<Evaluat
         },
         _ => 1.0,
     };
-    let pops = Populations::new(&pop, &req.area);
+    let pops = Populations { rows: &pop };
     let (pop_from, pop_to) = match ind.denominator {
         Some(Denominator::Population {
             from_age, to_age, ..
@@ -689,22 +684,10 @@ fn stratum_of(s: &str, c: &Cell, categories: &HashMap<String, String>) -> String
 
 /// An institution's WS 218 category, as its Organization's `type` codes it.
 fn org_category(tree: &Json) -> Option<String> {
-    let Some(Json::Array(types)) = tree.get("type") else {
-        return None;
-    };
-    types.iter().find_map(|t| {
-        let Some(Json::Array(codings)) = t.get("coding") else {
-            return None;
-        };
-        codings
-            .iter()
-            .find(|c| {
-                c.get_str("system")
-                    == Some(crate::services::scheduling::referral::INSTITUTION_CATEGORY)
-            })
-            .and_then(|c| c.get_str("code"))
-            .map(str::to_owned)
-    })
+    let category = crate::services::scheduling::referral::INSTITUTION_CATEGORY;
+    facts::codes(tree.get("type"), category)
+        .first()
+        .map(|c| (*c).to_owned())
 }
 
 fn within(r: &Population, from: Option<i32>, to: Option<i32>) -> bool {
@@ -718,10 +701,6 @@ struct Populations<'a> {
 }
 
 impl<'a> Populations<'a> {
-    fn new(rows: &'a [Population], _area: &str) -> Populations<'a> {
-        Populations { rows }
-    }
-
     /// The rows for area prefix `area` (the topmost under it: an area with rows of its own
     /// and of its townships counts its own).
     fn topmost(&self, area: &str) -> Vec<&'a Population> {
@@ -809,13 +788,13 @@ pub fn rebuild(store: &Store) -> Result<usize, ApiError> {
                 let page = rows::live_page(tx, t, &from, 500)?;
                 let last = page.last().map(|(id, ..)| id.clone());
                 for (id, content, resident, custodian) in &page {
-                    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
                     if t == "Task" {
                         if let Some(row) = crate::store::workflow::get(tx.conn(), id)? {
                             facts::referral(tx, &row, content)?;
                         }
                         continue;
                     }
+                    let tree = Json::parse(content.as_bytes()).map_err(ApiError::internal)?;
                     let golden =
                         if t == "Patient" && crate::services::residents::mpi::is_golden(&tree) {
                             Some(id.as_str())

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use super::suppress::{Cell, suppress};
 use super::{Counts, Denominator, Evaluation, Indicator, Period, Publication, Scoring, UNKNOWN};
+use crate::fhir::bundle::{obj, s};
 use crate::fhir::json::Json;
 
 const POPULATION: &str = "http://terminology.hl7.org/CodeSystem/measure-population";
@@ -164,14 +165,6 @@ pub fn publish(
     }
 }
 
-fn s(v: &str) -> Json {
-    Json::String(v.to_owned())
-}
-
-fn obj(fields: Vec<(&str, Json)>) -> Json {
-    Json::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
 fn coding(system: &str, code: &str) -> Json {
     obj(vec![(
         "coding",
@@ -317,8 +310,8 @@ pub fn measure_report(ind: &Indicator, r: &Published, p: &Publication, now: i64)
         ("extension", Json::Array(ext)),
         ("status", s("complete")),
         ("type", s("summary")),
-        ("measure", s(&super::url_of(ind.name))),
-        ("date", s(&crate::clock::instant(now))),
+        ("measure", s(super::url_of(ind.name))),
+        ("date", s(crate::clock::instant(now))),
         ("period", obj(vec![("start", s(&start)), ("end", s(&end))])),
         ("group", Json::Array(vec![obj(group)])),
     ])
