@@ -76,16 +76,7 @@ async fn registry(app: &TestApp) {
         let org = json!({"resourceType": "Organization", "id": id, "name": format!("机构{id}"),
             "type": [{"coding": [{"system": "urn:huimin:institution-category", "code": category}]}],
             "address": [{"extension": [{"url": AREA_CODE, "valueCode": area}]}]});
-        let r = app
-            .send(
-                "PUT",
-                &format!("/fhir/Organization/{id}"),
-                &[
-                    ("Authorization", &format!("Bearer {tok}")),
-                    ("Content-Type", "application/fhir+json"),
-                ],
-                Some(org.to_string().as_bytes()),
-            )
+        let r = crate::workflow::call(app, &tok, "PUT", &format!("/fhir/Organization/{id}"), &org)
             .await;
         assert!(r.status.is_success(), "{}", r.text());
     }
@@ -141,18 +132,7 @@ async fn push(app: &TestApp, org: &str, people: &[Person], first_seq: u32) {
         }
     }
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let tok = app.his_of(org);
-    let r = app
-        .send(
-            "POST",
-            "/fhir",
-            &[
-                ("Authorization", &format!("Bearer {tok}")),
-                ("Content-Type", "application/fhir+json"),
-            ],
-            Some(bundle.to_string().as_bytes()),
-        )
-        .await;
+    let r = crate::workflow::call(app, &app.his_of(org), "POST", "/fhir", &bundle).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -174,6 +154,13 @@ fn load_population(app: &TestApp, csv: &str) -> std::process::Output {
 
 async fn evaluate(app: &TestApp, token: &str, query: &str) -> crate::helpers::Reply {
     app.get_as(token, &format!("/fhir/Measure/{query}")).await
+}
+
+/// The report (or Bundle of reports) `query` answers, which must be a 200.
+async fn evaluated(app: &TestApp, token: &str, query: &str) -> Value {
+    let r = evaluate(app, token, query).await;
+    assert_eq!(r.status, 200, "{query}: {}", r.text());
+    r.json()
 }
 
 const YEAR: &str = "periodStart=2026-01-01&periodEnd=2026-12-31";
@@ -253,14 +240,12 @@ async fn coverage_by_every_stratifier_with_small_cells_and_their_complements_mas
     let app = app().await;
     coverage_city(&app).await;
     let tok = admin(&app);
-    let r = evaluate(
+    let report = evaluated(
         &app,
         &tok,
         &format!("ehr-coverage/$evaluate-measure?{YEAR}"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let report = r.json();
     assert_eq!(report["resourceType"], "MeasureReport");
     assert_eq!(report["status"], "complete");
     assert_eq!(report["type"], "summary");
@@ -316,14 +301,12 @@ async fn coverage_by_every_stratifier_with_small_cells_and_their_complements_mas
 
     // The district's official sees its own district only, where nothing is small.
     let district = official(&app, "510104");
-    let r = evaluate(
+    let report = evaluated(
         &app,
         &district,
         &format!("ehr-coverage/$evaluate-measure?{YEAR}"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let report = r.json();
     assert_eq!(
         count(&report["group"][0], "numerator").as_deref(),
         Some("35")
@@ -341,14 +324,12 @@ async fn coverage_by_every_stratifier_with_small_cells_and_their_complements_mas
         [s("510104001", "20", true), s("510104002", "15", true)]
     );
     // Health cards: the 12 men of centre a.
-    let r = evaluate(
+    let report = evaluated(
         &app,
         &district,
         &format!("$evaluate-measure?measure=urn:huimin:Measure:health-card-issuance&{YEAR}&stratifier=sex"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let report = r.json();
     assert_eq!(
         count(&report["group"][0], "numerator").as_deref(),
         Some("12")
@@ -373,10 +354,9 @@ async fn an_official_reads_statistics_of_its_area_and_nothing_personal() {
     evaluate(&app, &district, &format!("{path}&area=510121"))
         .await
         .outcome(403);
-    let r = evaluate(&app, &district, &format!("{path}&area=510104001")).await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    let r = evaluated(&app, &district, &format!("{path}&area=510104001")).await;
     assert_eq!(
-        strata(&r.json(), "township", "numerator"),
+        strata(&r, "township", "numerator"),
         [s("510104001", "20", true)]
     );
     for q in [
@@ -497,13 +477,12 @@ async fn the_population_loader_checks_every_line_and_replaces_an_areas_year() {
         &app,
         "\u{feff}area,year,sex,age_from,age_to,population\n510121001,2026,male,18,44,30\n",
     );
-    let r = evaluate(
+    let r = evaluated(
         &app,
         &admin(&app),
         &format!("ehr-coverage/$evaluate-measure?{YEAR}&stratifier=district"),
     )
-    .await
-    .json();
+    .await;
     assert_eq!(count(&r["group"][0], "denominator").as_deref(), Some("80"));
 }
 
@@ -568,14 +547,12 @@ async fn hypertension_management_standard_management_and_control_as_hand_counted
         let app = &app;
         let tok = tok.clone();
         async move {
-            let r = evaluate(
+            evaluated(
                 app,
                 &tok,
                 &format!("{m}/$evaluate-measure?{YEAR}&stratifier=sex"),
             )
-            .await;
-            assert_eq!(r.status, 200, "{m}: {}", r.text());
-            r.json()
+            .await
         }
     };
     // Managed: 12; expected: 100 adults x 18.8 % = 18.8, shown as 19.
@@ -613,14 +590,12 @@ async fn hypertension_management_standard_management_and_control_as_hand_counted
     );
 
     // A series by quarter: each quarter's follow-ups.
-    let r = evaluate(
+    let b = evaluated(
         &app,
         &tok,
         &format!("hypertension-management/$evaluate-measure?{YEAR}&period=quarter&stratifier=sex"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let b = r.json();
     assert_eq!(b["resourceType"], "Bundle");
     let counts: Vec<String> = b["entry"]
         .as_array()
@@ -816,11 +791,7 @@ async fn the_other_indicators_as_hand_counted() {
     let get = |m: &'static str, q: String| {
         let app = &app;
         let tok = tok.clone();
-        async move {
-            let r = evaluate(app, &tok, &format!("{m}/$evaluate-measure?{q}")).await;
-            assert_eq!(r.status, 200, "{m}: {}", r.text());
-            r.json()
-        }
+        async move { evaluated(app, &tok, &format!("{m}/$evaluate-measure?{q}")).await }
     };
     let r = get("elderly-health-management", last_year.clone()).await;
     assert_eq!((whole(&r, "numerator"), whole(&r, "denominator")), (6, 10));
@@ -914,14 +885,12 @@ async fn published_counts_are_rounded_to_the_configured_base() {
     assert_eq!(app.settings.stats_rounding, 5);
     coverage_city(&app).await;
     let district = official(&app, "510104");
-    let r = evaluate(
+    let report = evaluated(
         &app,
         &district,
         &format!("ehr-coverage/$evaluate-measure?{YEAR}&stratifier=sex,township"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let report = r.json();
     // 35 residents of 50; women 23 (8 + 15) shown as 25, men 12 as 10; townships 20 and 15.
     assert_eq!(
         count(&report["group"][0], "numerator").as_deref(),
@@ -964,7 +933,7 @@ async fn a_rebuild_counts_the_stored_record_again() {
     ];
     let mut before = Vec::new();
     for p in &paths {
-        before.push(evaluate(&app, &tok, p).await.json()["group"].clone());
+        before.push(evaluated(&app, &tok, p).await["group"].clone());
     }
     let out = app.cli(&["stats", "rebuild"]);
     assert!(
@@ -974,10 +943,10 @@ async fn a_rebuild_counts_the_stored_record_again() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("counted"));
     for (p, b) in paths.iter().zip(&before) {
-        let after = evaluate(&app, &tok, p).await.json();
+        let after = evaluated(&app, &tok, p).await;
         assert_eq!(&after["group"], b, "{p}");
     }
-    let r = evaluate(&app, &tok, &paths[1]).await.json();
+    let r = evaluated(&app, &tok, &paths[1]).await;
     assert_eq!(count(&r["group"][0], "numerator").as_deref(), Some("6"));
     assert_eq!(count(&r["group"][0], "denominator").as_deref(), Some("12"));
 }
