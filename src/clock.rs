@@ -183,6 +183,13 @@ pub fn local_day(ms: i64) -> String {
     format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
 }
 
+/// The local month ([`LOCAL_OFFSET_SECS`]) of instant `ms`, as (year, month 1–12).
+pub fn local_month(ms: i64) -> (i32, u32) {
+    let local = UtcOffset::from_whole_seconds(LOCAL_OFFSET_SECS).unwrap_or(UtcOffset::UTC);
+    let t = at(ms).to_offset(local);
+    (t.year(), u32::from(u8::from(t.month())))
+}
+
 /// The first millisecond of the local day of instant `ms`.
 pub fn local_midnight(ms: i64) -> i64 {
     period_of(&local_day(ms)).map_or(ms, |(low, _)| low)

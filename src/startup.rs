@@ -51,6 +51,11 @@ impl Application {
             thresholds(&settings),
         )?;
         store.start_maintenance();
+        if let Some(n) = crate::services::stats::backfill(&store)
+            .map_err(|e| anyhow::anyhow!("summing the statistics: {e}"))?
+        {
+            tracing::info!(residents = n, "statistics summed from the stored facts");
+        }
         let consent = Arc::new(crate::services::access::consent::Engine::with_recheck(
             if settings.consent_default == crate::config::ConsentDefault::OptIn {
                 crate::services::access::consent::Default::OptIn

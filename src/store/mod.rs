@@ -729,7 +729,13 @@ where
         let mut noted = 0;
         let mut once = |c: &mut DbConn| {
             let mut tx = Tx::new(c, &ctx);
-            let out = f(&mut tx);
+            let mut out = f(&mut tx);
+            // The statistics' cells take the difference the write made (see `stats::cells`).
+            if out.is_ok()
+                && let Err(e) = stats::cells::settle(&mut tx)
+            {
+                out = Err(E::from(e));
+            }
             noted = tx.noted();
             out
         };

@@ -336,3 +336,17 @@ diesel::table! {
         flag -> Integer,
     }
 }
+
+diesel::table! {
+    stat_cells (ind, period, area, sex, age, org, flag) {
+        ind -> Text,
+        period -> Integer,
+        area -> Text,
+        sex -> Text,
+        age -> Integer,
+        org -> Text,
+        flag -> Integer,
+        n -> BigInt,
+        total -> Double,
+    }
+}

@@ -287,6 +287,18 @@ impl TestApp {
             .map(|(server, name)| format!("{server}/{name}?sslmode=disable&gssencmode=disable"))
     }
 
+    /// The statistics' cells, kept by the writes, are what the stored facts make them.
+    pub fn assert_stat_cells_exact(&self) {
+        let diffs = self
+            .app_store
+            .read(|tx| {
+                huimin::store::stats::cells::differences(tx.conn())
+                    .map_err(huimin::error::ApiError::from)
+            })
+            .unwrap();
+        assert!(diffs.is_empty(), "{diffs:#?}");
+    }
+
     pub fn store(&self) -> huimin::store::Store {
         huimin::store::Store::open(
             &self.settings.database().unwrap(),

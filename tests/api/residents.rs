@@ -253,6 +253,7 @@ async fn institution_patients_link_to_one_golden_resident() {
     let r = app.put_json(&path, &a2).await;
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     assert_eq!(golden_of(&r.json()), g);
+    app.assert_stat_cells_exact();
 }
 
 /// A transaction from institution `inst` for the resident with ID number `number`.
@@ -745,6 +746,7 @@ async fn merge_and_unmerge_golden_residents() {
     as_admin("/fhir/Patient/$unmerge", params("again"))
         .await
         .outcome(422);
+    app.assert_stat_cells_exact();
 }
 
 #[actix_web::test]
@@ -1005,6 +1007,7 @@ async fn a_resource_follows_its_patient_across_updates_and_leaves_on_delete() {
     let r = app.delete(&format!("/fhir/Observation/{oid}")).await;
     assert!(r.status.is_success(), "{}", r.text());
     assert_eq!(entries_of(&pages(&app, &observations(b_id)).await).len(), 0);
+    app.assert_stat_cells_exact();
 }
 
 #[actix_web::test]
@@ -1085,6 +1088,7 @@ async fn data_stored_before_the_resident_index_is_linked_by_a_command() {
         String::from_utf8_lossy(&out.stdout)
             .contains("linked 0 Patient(s) and 0 other resource(s)")
     );
+    app.assert_stat_cells_exact();
 }
 
 /// Two applications in one process, each with its own match thresholds, interleaving their

@@ -342,6 +342,7 @@ async fn coverage_by_every_stratifier_with_small_cells_and_their_complements_mas
         report["group"][0]["stratifier"].as_array().unwrap().len(),
         1
     );
+    app.assert_stat_cells_exact();
 }
 
 #[actix_web::test]
@@ -634,6 +635,7 @@ async fn hypertension_management_standard_management_and_control_as_hand_counted
         "urn:huimin:Measure:hypertension-control,2026-01-01,2026-12-31,510104,all,,6,12,0.5000"
     );
     assert_eq!(lines.len(), 4, "{text}");
+    app.assert_stat_cells_exact();
 }
 
 /// The whole of a population of a report's group, as a number ("masked" panics).
@@ -876,6 +878,7 @@ async fn the_other_indicators_as_hand_counted() {
     let r = get("referral-completion-time", this_year).await;
     assert_eq!(whole(&r, "measure-population"), 5);
     assert!(score(&r).is_some_and(|d| (0.0..0.01).contains(&d)), "{r}");
+    app.assert_stat_cells_exact();
 }
 
 #[actix_web::test]
@@ -949,4 +952,101 @@ async fn a_rebuild_counts_the_stored_record_again() {
     let r = evaluated(&app, &tok, &paths[1]).await;
     assert_eq!(count(&r["group"][0], "numerator").as_deref(), Some("6"));
     assert_eq!(count(&r["group"][0], "denominator").as_deref(), Some("12"));
+    // A database that kept facts before the aggregates existed has them summed at start-up.
+    let store = app.store();
+    let wiped: Result<usize, huimin::error::ApiError> = store.write(|tx| {
+        use diesel::RunQueryDsl;
+        Ok(diesel::sql_query("DELETE FROM stat_cells").execute(tx.conn())?)
+    });
+    assert!(wiped.unwrap() > 0);
+    assert_eq!(
+        huimin::services::stats::backfill(&store).unwrap(),
+        Some(15),
+        "the residents counted"
+    );
+    assert_eq!(huimin::services::stats::backfill(&store).unwrap(), None);
+    store.close();
+    for (p, b) in paths.iter().zip(&before) {
+        assert_eq!(&evaluated(&app, &tok, p).await["group"], b, "{p}");
+    }
+    app.assert_stat_cells_exact();
+}
+
+/// A calendar month, quarter or year is counted from the aggregates the writes keep; any
+/// other run of whole months from the members' own facts. Both count alike.
+#[actix_web::test]
+async fn the_aggregates_and_the_members_facts_count_alike() {
+    let app = spawn_app_with(|s| {
+        s.stats_rounding = 1;
+        s.stats_min_cell = 5;
+    })
+    .await;
+    hypertension_city(&app).await;
+    let tok = admin(&app);
+    // Nothing happened in December 2025: the thirteen months count as the year does.
+    for name in [
+        "ehr-coverage",
+        "ehr-use",
+        "health-card-issuance",
+        "hypertension-management",
+        "hypertension-standard-management",
+        "hypertension-control",
+        "elderly-health-management",
+        "family-doctor-signing",
+    ] {
+        let year = evaluated(&app, &tok, &format!("{name}/$evaluate-measure?{YEAR}")).await;
+        let longer = evaluated(
+            &app,
+            &tok,
+            &format!("{name}/$evaluate-measure?periodStart=2025-12-01&periodEnd=2026-12-31"),
+        )
+        .await;
+        assert_eq!(year["group"], longer["group"], "{name}");
+    }
+    // The second quarter (aggregates): the twelve patients followed up in May or June, none
+    // four times, no reading; April and May (members): the seven followed up in May.
+    let managed = |from: &str, to: &str, name: &str| {
+        format!("{name}/$evaluate-measure?periodStart={from}&periodEnd={to}&stratifier=sex")
+    };
+    let q2 = evaluated(
+        &app,
+        &tok,
+        &managed("2026-04-01", "2026-06-30", "hypertension-control"),
+    )
+    .await;
+    assert_eq!(whole(&q2, "denominator"), 12);
+    assert_eq!(whole(&q2, "numerator"), 0);
+    let q2 = evaluated(
+        &app,
+        &tok,
+        &managed(
+            "2026-04-01",
+            "2026-06-30",
+            "hypertension-standard-management",
+        ),
+    )
+    .await;
+    assert_eq!(whole(&q2, "denominator"), 12);
+    assert_eq!(whole(&q2, "numerator"), 0);
+    let spring = evaluated(
+        &app,
+        &tok,
+        &managed("2026-04-01", "2026-05-31", "hypertension-control"),
+    )
+    .await;
+    assert_eq!(whole(&spring, "denominator"), 7);
+    // November (aggregates): the seven followed up, six of them on target (the one who is
+    // not would be recovered from the six: masked).
+    let nov = evaluated(
+        &app,
+        &tok,
+        &managed("2026-11-01", "2026-11-30", "hypertension-control"),
+    )
+    .await;
+    assert_eq!(whole(&nov, "denominator"), 7);
+    assert_eq!(
+        count(&nov["group"][0], "numerator").as_deref(),
+        Some("masked")
+    );
+    app.assert_stat_cells_exact();
 }

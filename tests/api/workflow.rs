@@ -438,6 +438,7 @@ async fn each_move_of_the_task_is_its_sides_and_others_are_409() {
     // The Task stays the clinic's record: the clinic reads it and may still change its notes.
     let stored = app.get_as(clinic, &format!("/fhir/Task/{id}")).await;
     assert_eq!(stored.json()["status"], "completed");
+    app.assert_stat_cells_exact();
 }
 
 #[actix_rt::test]
@@ -778,4 +779,5 @@ async fn refer_books_a_referral_place_in_the_same_step_or_nothing() {
         .json()["total"]
         .clone();
     assert_eq!(before, after);
+    app.assert_stat_cells_exact();
 }

@@ -21,6 +21,8 @@ const HEALTH_CARD: &str = "urn:oid:2.16.156.10011.1.19";
 const AREA_CODE: &str = "urn:huimin:StructureDefinition:area-code";
 /// A day in ms.
 const DAY: f64 = 86_400_000.0;
+/// A year of a contract in ms.
+const YEAR_MS: i64 = 365 * 86_400_000;
 /// How soon after its end an encounter is to reach the platform (data timeliness).
 const TIMELY_MS: i64 = 24 * 3_600_000;
 
@@ -151,7 +153,10 @@ pub fn written(
                     .and_then(|p| time_of(p.get_str("start")))
                     .unwrap_or(now);
                 let mut f = fact(SIGNED, own("managingOrganization"), start);
-                f.until_at = period.and_then(|p| time_of(p.get_str("end")));
+                // A contract runs a year unless its period says otherwise (签约服务一年一签),
+                // and at most five.
+                let end = period.and_then(|p| time_of(p.get_str("end")));
+                f.until_at = Some(end.unwrap_or(start + YEAR_MS).min(start + 5 * YEAR_MS));
                 facts.push(f);
             }
         }
@@ -222,7 +227,7 @@ pub fn referral(
 /// Resource `t/id` was deleted: it counts for nothing (a golden resident no longer counts).
 pub fn removed(tx: &mut Tx<'_>, t: &str, id: &str) -> Result<(), ApiError> {
     if t == "Patient" {
-        rows::retire(tx.conn(), id)?;
+        rows::retire(tx, id)?;
     }
     rows::put_facts(tx, t, id, Vec::new(), false)?;
     Ok(())
@@ -245,7 +250,7 @@ fn patient(
             Some(Json::Array(ids)) => ids.iter().any(|i| i.get_str("system") == Some(HEALTH_CARD)),
             _ => false,
         };
-        rows::source_written(tx.conn(), golden, org.as_deref(), now, card)?;
+        rows::source_written(tx, golden, org.as_deref(), now, card)?;
     }
     Ok(())
 }
@@ -275,7 +280,7 @@ fn golden_written(
 ) -> Result<(), ApiError> {
     // A resident retired by a merge no longer counts.
     let live = tree.get("active") != Some(&Json::Bool(false));
-    rows::golden_written(tx.conn(), id, strata, live, now)?;
+    rows::golden_written(tx, id, strata, live, now)?;
     Ok(())
 }
 

@@ -139,7 +139,7 @@ pub struct Indicator {
     pub scoring: Scoring,
     pub members: Members,
     pub denominator: Option<Denominator>,
-    /// The members' ages at the period's end, inclusive.
+    /// The members' ages (reached in the year of the period's end), inclusive.
     pub from_age: Option<i32>,
     pub to_age: Option<i32>,
 }
@@ -202,7 +202,7 @@ pub fn indicator(name: &str) -> Option<Indicator> {
                 Members::Managed {
                     condition,
                     follow_up,
-                    yes: Managed::AtLeast(4),
+                    yes: Managed::Standard,
                 },
                 Some(Denominator::Members),
                 None,
@@ -343,8 +343,9 @@ pub const STRATIFIERS: [&str; 6] = [
     "age-band",
 ];
 
-/// The age bands: lower ages after the first band's (0–6, 7–17, 18–44, 45–64, 65+).
-const BANDS: [i32; 4] = [7, 18, 45, 65];
+/// The age bands (see [`rows::cells::AGE_BANDS`]): ages reached in the year of the period's
+/// end, or of the event for indicators that count events.
+const BANDS: [i32; 4] = rows::cells::AGE_BANDS;
 const BAND_NAMES: [&str; 5] = ["0-6", "7-17", "18-44", "45-64", "65+"];
 
 /// A whole-month period: the first day of its first month to the last of its last (dates as
@@ -403,6 +404,25 @@ impl Period {
 
     pub fn year(&self) -> i32 {
         self.last / 10_000
+    }
+
+    /// The aggregates' code of this period when it is a calendar month, quarter or year.
+    pub fn calendar(&self) -> Option<i32> {
+        use rows::cells;
+        let (y, m1, m2) = (
+            self.first / 10_000,
+            self.first / 100 % 100,
+            self.last / 100 % 100,
+        );
+        if self.last / 10_000 != y {
+            return None;
+        }
+        match (m1, m2) {
+            (1, 12) => Some(cells::year(y)),
+            (a, b) if a == b => Some(cells::month(y, a)),
+            (a, b) if a % 3 == 1 && b == a + 2 => Some(cells::quarter(y, (a - 1) / 3 + 1)),
+            _ => None,
+        }
     }
 
     pub fn dates(&self) -> (String, String) {
@@ -532,16 +552,15 @@ pub struct Evaluation {
 /// Evaluate `req` as the data stands now.
 pub fn evaluate(store: &Store, req: &Request, p: &Publication) -> Result<Evaluation, ApiError> {
     let ind = &req.indicator;
-    let on = req.period.last;
     let scope = Scope {
         start: req.period.start,
         end: req.period.end,
-        on,
-        bands: BANDS.to_vec(),
+        months: (req.period.first / 100, req.period.last / 100),
+        calendar: req.period.calendar(),
+        year: req.period.year(),
         area: req.area.clone(),
-        // Ages at the period's end: born after `on - (to + 1) years`, by `on - from years`.
-        born_after: ind.to_age.map(|a| on - (a + 1) * 10_000),
-        born_by: ind.from_age.map(|a| on - a * 10_000),
+        from_age: ind.from_age,
+        to_age: ind.to_age,
     };
     let members = ind.members.clone();
     let needs_population = matches!(ind.denominator, Some(Denominator::Population { .. }));
@@ -824,6 +843,27 @@ pub fn rebuild(store: &Store) -> Result<usize, ApiError> {
         }
     }
     Ok(read)
+}
+
+/// Sum the aggregates from the facts when a database kept facts before the aggregates
+/// existed (at start-up, once). Returns the residents counted, if it had to.
+pub fn backfill(store: &Store) -> Result<Option<usize>, ApiError> {
+    if !store.read(|tx| Ok::<_, ApiError>(rows::cells::missing(tx.conn())?))? {
+        return Ok(None);
+    }
+    let platform = Caller::platform("huimin:stats-backfill");
+    let draft = crate::services::audit::Draft::new(
+        std::sync::Arc::new(crate::services::audit::Actor::new(&platform, None)),
+        "stats-backfill",
+        'U',
+        "stat_cells".to_owned(),
+    );
+    crate::services::record::write(store, draft, |tx| {
+        if !rows::cells::missing(tx.conn())? {
+            return Ok(None);
+        }
+        Ok(Some(rows::cells::rebuild(tx.conn())?))
+    })
 }
 
 /// Shipped Measure `id` as a record (version 1): the definitions are part of the platform,

@@ -53,12 +53,13 @@ pub fn reviews(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<Review>> {
 /// Move every resource of golden resident `from` to `to` (a merge), or only the given
 /// resources (an unmerge). Returns the resources moved.
 pub fn repoint(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     from: &str,
     to: &str,
     only: Option<&[(String, String)]>,
 ) -> QueryResult<usize> {
     let mut moved = 0;
+    let conn = tx.conn();
     match only {
         None => {
             let q = diesel::update(resources::table.filter(resources::resident.eq(from)))
@@ -78,7 +79,7 @@ pub fn repoint(
             }
         }
     }
-    crate::store::stats::repoint(conn, from, to, only)?;
+    crate::store::stats::repoint(tx, from, to, only)?;
     Ok(moved)
 }
 

@@ -11,6 +11,9 @@ use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
 use crate::store::schema::{stat_facts as f, stat_population as pop};
 use crate::store::{DbConn, Tx};
 
+pub mod cells;
+pub use cells::touch;
+
 /// What a fact counts (`stat_facts.kind`).
 pub mod kind {
     /// Diagnoses: hypertension, type-2 diabetes.
@@ -114,6 +117,7 @@ pub fn put_facts(
     is_new: bool,
 ) -> QueryResult<()> {
     if !is_new {
+        touch_holders(tx, t, id)?;
         if let Some(held) = tx.held.as_mut() {
             held.facts.retain(|f| f.res_type != t || f.res_id != id);
         }
@@ -123,11 +127,41 @@ pub fn put_facts(
     if facts.is_empty() {
         return Ok(());
     }
+    let mut last: Option<Option<&str>> = None;
+    for fact in &facts {
+        let who = fact.resident.as_deref();
+        if last != Some(who) {
+            touch_one(tx, t, id, who)?;
+            last = Some(who);
+        }
+    }
     if let Some(held) = tx.held.as_mut() {
         held.facts.extend(facts);
         return Ok(());
     }
     insert(tx.conn(), &facts)
+}
+
+/// The residents the stored facts of `t/id` count for are about to change: see
+/// [`cells::touch`]. Those held back were touched when they were written.
+fn touch_holders(tx: &mut Tx<'_>, t: &str, id: &str) -> QueryResult<()> {
+    let q = f::table
+        .filter(f::res_type.eq(t))
+        .filter(f::res_id.eq(id))
+        .select(f::resident)
+        .distinct();
+    let holders: Vec<Option<String>> = native!(tx.conn(), c => q.load(c))?;
+    for who in holders {
+        touch_one(tx, t, id, who.as_deref())?;
+    }
+    Ok(())
+}
+
+fn touch_one(tx: &mut Tx<'_>, t: &str, id: &str, who: Option<&str>) -> QueryResult<()> {
+    match who {
+        Some(r) => touch(tx, r),
+        None => touch(tx, &cells::unlinked(t, id)),
+    }
 }
 
 /// Insert facts: one binary COPY on PostgreSQL, cached single-row statements on SQLite (as
@@ -177,6 +211,8 @@ pub fn fact_time(conn: &mut DbConn, t: &str, id: &str, kind: &str) -> QueryResul
 
 /// The golden resident of resource `t/id` is now `golden` (linked after it was written).
 pub fn set_resident(tx: &mut Tx<'_>, t: &str, id: &str, golden: &str) -> QueryResult<()> {
+    touch_holders(tx, t, id)?;
+    touch(tx, golden)?;
     if let Some(held) = tx.held.as_mut() {
         for fact in held
             .facts
@@ -194,11 +230,14 @@ pub fn set_resident(tx: &mut Tx<'_>, t: &str, id: &str, golden: &str) -> QueryRe
 /// Move what golden resident `from` counts for to `to` (a merge), or only the given
 /// resources' (an unmerge).
 pub fn repoint(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     from: &str,
     to: &str,
     only: Option<&[(String, String)]>,
 ) -> QueryResult<()> {
+    touch(tx, from)?;
+    touch(tx, to)?;
+    let conn = tx.conn();
     match only {
         None => {
             // Kind by kind: the (kind, resident) index finds them.
@@ -230,12 +269,14 @@ pub fn repoint(
 /// to record the resident is kept (建档机构), and whether any holds a health card number.
 /// One statement whose text never changes, so both backends keep it prepared.
 pub fn source_written(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     resident: &str,
     org: Option<&str>,
     now: i64,
     card: bool,
 ) -> QueryResult<()> {
+    touch(tx, resident)?;
+    let conn = tx.conn();
     let (least, greatest) = match conn {
         DbConn::Postgres(_) => ("LEAST", "GREATEST"),
         DbConn::Sqlite(_) => ("MIN", "MAX"),
@@ -255,8 +296,10 @@ pub fn source_written(
 }
 
 /// A golden resident no longer counts (its record was deleted).
-pub fn retire(conn: &mut DbConn, resident: &str) -> QueryResult<()> {
+pub fn retire(tx: &mut Tx<'_>, resident: &str) -> QueryResult<()> {
     use crate::store::schema::stat_residents as r;
+    touch(tx, resident)?;
+    let conn = tx.conn();
     let q = diesel::update(r::table.filter(r::resident.eq(resident))).set(r::golden.eq(0));
     native!(conn, c => q.execute(c)).map(|_| ())
 }
@@ -264,12 +307,14 @@ pub fn retire(conn: &mut DbConn, resident: &str) -> QueryResult<()> {
 /// A golden resident's strata as its record now shows them (`live`: false once it is
 /// retired by a merge or deleted, and it no longer counts).
 pub fn golden_written(
-    conn: &mut DbConn,
+    tx: &mut Tx<'_>,
     resident: &str,
     strata: &Strata,
     live: bool,
     now: i64,
 ) -> QueryResult<()> {
+    touch(tx, resident)?;
+    let conn = tx.conn();
     let q = diesel::sql_query(
         "INSERT INTO stat_residents (resident, area, sex, birth, since, golden) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (resident) DO UPDATE SET \
@@ -366,6 +411,7 @@ pub fn live_page(tx: &mut Tx<'_>, t: &str, after: &str, limit: i64) -> QueryResu
 pub fn clear(conn: &mut DbConn) -> QueryResult<()> {
     native!(conn, c => diesel::delete(f::table).execute(c))?;
     native!(conn, c => diesel::delete(crate::store::schema::stat_residents::table).execute(c))?;
+    native!(conn, c => diesel::delete(crate::store::schema::stat_cells::table).execute(c))?;
     Ok(())
 }
 
@@ -436,45 +482,174 @@ pub enum Yes {
 #[derive(Debug, Clone)]
 pub enum Managed {
     All,
-    /// At least this many follow-ups in the period.
-    AtLeast(i64),
+    /// At least [`cells::STANDARD_FOLLOW_UPS`] follow-ups in the period.
+    Standard,
     /// The latest fact of this kind in the period is on target (its flag).
     LatestOnTarget(&'static str),
 }
 
-/// What an evaluation covers: the period `[start, end)` in ms, the date the age bands are
-/// reckoned at (YYYYMMDD), the lower ages of the bands after the first, the home areas (a
-/// code prefix; empty: every area, and members with no known area too), and the members'
-/// ages (a birth date after `born_after` and not after `born_by`, YYYYMMDD).
+/// What an evaluation covers: the period `[start, end)` in ms and its first and last months
+/// (`YYYYMM`), its code when it is a calendar month, quarter or year (see [`cells::month`]),
+/// the year ages are reckoned in (years reached in it: the year of the period's end), the
+/// home areas (a code prefix; empty: every area, and members with no known area too), and
+/// the members' ages in that year.
 #[derive(Debug, Clone)]
 pub struct Scope {
     pub start: i64,
     pub end: i64,
-    pub on: i32,
-    pub bands: Vec<i32>,
+    pub months: (i32, i32),
+    pub calendar: Option<i32>,
+    pub year: i32,
     pub area: String,
-    pub born_after: Option<i32>,
-    pub born_by: Option<i32>,
+    pub from_age: Option<i32>,
+    pub to_age: Option<i32>,
 }
 
-/// Count `members` in `scope`, by the finest cells.
+impl Scope {
+    /// Whether every age of band `b` is within the members' ages (the indicators' age limits
+    /// are band limits).
+    fn band_within(&self, b: i32) -> bool {
+        let Ok(i) = usize::try_from(b) else {
+            return self.from_age.is_none() && self.to_age.is_none();
+        };
+        let lo = if i == 0 {
+            i32::MIN
+        } else {
+            cells::AGE_BANDS[i - 1]
+        };
+        let hi = cells::AGE_BANDS.get(i).map_or(i32::MAX, |a| a - 1);
+        self.from_age.is_none_or(|f| lo >= f) && self.to_age.is_none_or(|t| hi <= t)
+    }
+
+    /// Whether a member born in year `born` (-1: unknown) is within the members' ages.
+    fn born_within(&self, born: i32) -> bool {
+        if self.from_age.is_none() && self.to_age.is_none() {
+            return true;
+        }
+        born >= 0
+            && self.from_age.is_none_or(|f| self.year - born >= f)
+            && self.to_age.is_none_or(|t| self.year - born <= t)
+    }
+}
+
+/// Count `members` in `scope`, by the finest cells: from the aggregates ([`cells`]) where
+/// they hold the period (events always, residents for calendar periods), else from the
+/// members themselves.
 pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult<Vec<Cell>> {
-    let (start, end) = (scope.start, scope.end);
-    // The age band of a birth date B at date D: age >= a  <=>  B <= D - a * 10000.
+    let area = scope.area.as_str();
+    let strata = |r: &cells::Row, band: i32, flag: i32| Cell {
+        area: Some(r.area.clone()).filter(|a| !a.is_empty()),
+        sex: Some(r.sex.clone()).filter(|a| !a.is_empty()),
+        band,
+        org: Some(r.org.clone()).filter(|a| !a.is_empty()),
+        flag,
+        n: r.n,
+        total: Some(r.total),
+    };
+    match (members, scope.calendar) {
+        (Members::Events(kind), _) => {
+            let rows = cells::read(conn, kind, scope.months.0, scope.months.1, area)?;
+            Ok(rows.iter().map(|r| strata(r, r.age, r.flag)).collect())
+        }
+        (Members::Residents(yes), calendar) => {
+            let flagged = match yes {
+                Yes::All | Yes::Card => None,
+                Yes::Fact(kind) | Yes::InForce(kind) => match calendar {
+                    Some(code) => Some(cells::read(conn, kind, code, code, area)?),
+                    None => return members_counted(conn, members, scope),
+                },
+            };
+            let band = |born: i32| {
+                if born < 0 {
+                    -1
+                } else {
+                    cells::band(scope.year - born)
+                }
+            };
+            let mut out = Vec::new();
+            let mut all: std::collections::BTreeMap<(String, String, i32, String), i64> =
+                Default::default();
+            for r in cells::read(conn, cells::RESIDENTS, 0, 0, area)? {
+                if !scope.born_within(r.age) {
+                    continue;
+                }
+                match yes {
+                    Yes::All => out.push(strata(&r, band(r.age), 1)),
+                    Yes::Card => out.push(strata(&r, band(r.age), r.flag)),
+                    _ => {
+                        let key = (r.area, r.sex, band(r.age), r.org);
+                        *all.entry(key).or_default() += r.n;
+                    }
+                }
+            }
+            for r in flagged.unwrap_or_default() {
+                if !scope.band_within(r.age) {
+                    continue;
+                }
+                let key = (r.area.clone(), r.sex.clone(), r.age, r.org.clone());
+                if let Some(n) = all.get_mut(&key) {
+                    *n -= r.n;
+                }
+                out.push(strata(&r, r.age, 1));
+            }
+            for ((area, sex, band, org), n) in all {
+                if n > 0 {
+                    let row = cells::Row {
+                        period: 0,
+                        area,
+                        sex,
+                        age: band,
+                        org,
+                        flag: 0,
+                        n,
+                        total: 0.0,
+                    };
+                    out.push(strata(&row, band, 0));
+                }
+            }
+            Ok(out)
+        }
+        (Members::Managed { condition, yes, .. }, Some(code)) => {
+            let rows = cells::read(conn, condition, code, code, area)?;
+            Ok(rows
+                .iter()
+                .filter(|r| scope.band_within(r.age))
+                .map(|r| {
+                    let flag = match yes {
+                        Managed::All => 1,
+                        Managed::Standard => i32::from(r.flag & cells::STANDARD != 0),
+                        Managed::LatestOnTarget(_) => i32::from(r.flag & cells::ON_TARGET != 0),
+                    };
+                    strata(r, r.age, flag)
+                })
+                .collect())
+        }
+        (Members::Managed { .. }, None) => members_counted(conn, members, scope),
+    }
+}
+
+/// Count `members` in `scope` from the facts of each member (a period the aggregates do not
+/// hold: not a calendar month, quarter or year).
+fn members_counted(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult<Vec<Cell>> {
+    let (start, end, year) = (scope.start, scope.end, scope.year);
+    // The age band of a birth date B in year Y: the age reached is Y - B / 10000.
     let mut band = String::from("CASE WHEN p.birth IS NULL THEN -1");
-    for (i, age) in scope.bands.iter().enumerate() {
+    for (i, age) in cells::AGE_BANDS.iter().enumerate() {
         let _ = std::fmt::Write::write_fmt(
             &mut band,
-            format_args!(" WHEN p.birth > {} THEN {i}", scope.on - age * 10_000),
+            format_args!(" WHEN {year} - p.birth / 10000 < {age} THEN {i}"),
         );
     }
-    let _ = std::fmt::Write::write_fmt(&mut band, format_args!(" ELSE {} END", scope.bands.len()));
+    let _ = std::fmt::Write::write_fmt(
+        &mut band,
+        format_args!(" ELSE {} END", cells::AGE_BANDS.len()),
+    );
     let mut filter = String::new();
-    if let Some(b) = scope.born_after {
-        filter.push_str(&format!(" AND p.birth > {b}"));
+    if let Some(a) = scope.from_age {
+        filter.push_str(&format!(" AND p.birth / 10000 <= {}", year - a));
     }
-    if let Some(b) = scope.born_by {
-        filter.push_str(&format!(" AND p.birth <= {b}"));
+    if let Some(a) = scope.to_age {
+        filter.push_str(&format!(" AND p.birth / 10000 >= {}", year - a));
     }
     let area = if scope.area.is_empty() {
         "1 = 1".to_owned()
@@ -514,7 +689,10 @@ pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult
         } => {
             let flag = match yes {
                 Managed::All => "1".to_owned(),
-                Managed::AtLeast(k) => format!("CASE WHEN m.n >= {k} THEN 1 ELSE 0 END"),
+                Managed::Standard => format!(
+                    "CASE WHEN m.n >= {} THEN 1 ELSE 0 END",
+                    cells::STANDARD_FOLLOW_UPS
+                ),
                 Managed::LatestOnTarget(kind) => format!(
                     "CASE WHEN (SELECT MAX(b.at * 2 + b.flag) FROM stat_facts b \
                          WHERE b.kind = '{kind}' AND b.resident = m.resident \
@@ -532,20 +710,8 @@ pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult
                  GROUP BY 1, 2, 3, 4, 5"
             )
         }
-        Members::Events(kind) => {
-            let area = if scope.area.is_empty() {
-                "1 = 1".to_owned()
-            } else {
-                "p.golden = 1 AND p.area LIKE $1".to_owned()
-            };
-            format!(
-                "SELECT p.area AS area, p.sex AS sex, {band} AS band, e.org AS org, \
-                 e.flag AS flag, COUNT(*) AS n, SUM(e.value) AS total \
-                 FROM stat_facts e LEFT JOIN stat_residents p ON p.resident = e.resident \
-                 WHERE e.kind = '{kind}' AND e.at >= {start} AND e.at < {end} AND {area}{filter} \
-                 GROUP BY 1, 2, 3, 4, 5"
-            )
-        }
+        // Events are always counted from the aggregates.
+        Members::Events(_) => return cells(conn, members, scope),
     };
     let like = format!("{}%", scope.area);
     if scope.area.is_empty() {
