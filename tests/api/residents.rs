@@ -458,6 +458,7 @@ async fn two_institutions_pushing_the_same_new_resident_at_once_make_one_golden_
         .await,
     );
     assert_eq!(all.len(), 16, "every Observation carries the resident");
+    app.assert_stat_cells_exact();
 }
 
 #[actix_web::test]

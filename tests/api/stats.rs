@@ -1050,3 +1050,37 @@ async fn the_aggregates_and_the_members_facts_count_alike() {
     );
     app.assert_stat_cells_exact();
 }
+
+/// Twelve institutions' transactions at once, each a hypertension patient of the same
+/// township, sex and age with four follow-ups: every one lands in the same cells, and the
+/// cells count each exactly once.
+#[actix_web::test]
+async fn a_rush_of_pushes_into_the_same_cells_counts_each_once() {
+    let app = spawn_app_with(|s| {
+        s.stats_rounding = 1;
+        s.stats_min_cell = 5;
+    })
+    .await;
+    registry(&app).await;
+    let pushes = (0..12u32).map(|i| {
+        let mut p = person("510104001", true, "1960-03-01");
+        p.hypertension = Some("active");
+        p.follow_ups = vec!["2026-02-10", "2026-05-10", "2026-08-10", "2026-11-10"];
+        p.pressures = vec![("2026-11-10", 128, 82)];
+        let app = &app;
+        async move { push(app, if i % 2 == 0 { "a" } else { "b" }, &[p], 300 + i).await }
+    });
+    futures_util::future::join_all(pushes).await;
+    let tok = admin(&app);
+    let r = evaluated(
+        &app,
+        &tok,
+        &format!("hypertension-standard-management/$evaluate-measure?{YEAR}&stratifier=sex"),
+    )
+    .await;
+    assert_eq!(whole(&r, "denominator"), 12);
+    assert_eq!(whole(&r, "numerator"), 12);
+    let r = evaluated(&app, &tok, &format!("ehr-use/$evaluate-measure?{YEAR}")).await;
+    assert_eq!(whole(&r, "numerator"), 12);
+    app.assert_stat_cells_exact();
+}
