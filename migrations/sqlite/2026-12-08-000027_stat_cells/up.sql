@@ -18,4 +18,4 @@ CREATE TABLE stat_cells (
     n BIGINT NOT NULL,
     total DOUBLE NOT NULL,
     PRIMARY KEY (ind, period, area, sex, age, org, flag)
-);
+) WITHOUT ROWID;

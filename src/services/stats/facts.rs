@@ -45,7 +45,7 @@ pub fn written(
     now: i64,
 ) -> Result<(), ApiError> {
     if t == "Patient" {
-        return patient(tx, id, tree, golden, custodian, now);
+        return patient(tx, id, tree, golden, custodian, is_new, now);
     }
     let mut facts: Vec<Fact> = Vec::new();
     let fact = |kind, org, at| Fact::new(t, id, kind, resident, org, at);
@@ -239,11 +239,13 @@ fn patient(
     tree: &Json,
     golden: Option<&str>,
     custodian: Option<&str>,
+    is_new: bool,
     now: i64,
 ) -> Result<(), ApiError> {
     let Some(golden) = golden else { return Ok(()) };
     if golden == id {
-        golden_written(tx, id, tree, &strata(tree), now)?;
+        // Golden residents are made by the resident index alone, each under a new id.
+        golden_written(tx, id, tree, &strata(tree), is_new, now)?;
     } else {
         let org = org_of(tree, "managingOrganization").or_else(|| custodian.map(str::to_owned));
         let card = match tree.get("identifier") {
@@ -268,7 +270,7 @@ pub fn golden_relinked(
     if strata(old) == new {
         return Ok(());
     }
-    golden_written(tx, id, tree, &new, now)
+    golden_written(tx, id, tree, &new, false, now)
 }
 
 fn golden_written(
@@ -276,11 +278,12 @@ fn golden_written(
     id: &str,
     tree: &Json,
     strata: &Strata,
+    is_new: bool,
     now: i64,
 ) -> Result<(), ApiError> {
     // A resident retired by a merge no longer counts.
     let live = tree.get("active") != Some(&Json::Bool(false));
-    rows::golden_written(tx, id, strata, live, now)?;
+    rows::golden_written(tx, id, strata, live, is_new, now)?;
     Ok(())
 }
 

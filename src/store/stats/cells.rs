@@ -336,6 +336,14 @@ pub fn touch(tx: &mut Tx<'_>, resident: &str) -> QueryResult<()> {
     Ok(())
 }
 
+/// Like [`touch`], for a golden resident this write creates: it counted for nothing before.
+pub fn touch_new(tx: &mut Tx<'_>, resident: &str) {
+    tx.work::<Touched>()
+        .before
+        .entry(resident.to_owned())
+        .or_default();
+}
+
 /// The write's work is done: add the difference its touched residents' parts make to the
 /// cells. Called by the store once the write's function returns.
 pub fn settle(tx: &mut Tx<'_>) -> QueryResult<()> {
@@ -366,26 +374,43 @@ pub fn settle(tx: &mut Tx<'_>) -> QueryResult<()> {
 /// Add `delta` to the cells, in key order. One statement whose text never changes, so both
 /// backends keep it prepared.
 fn add(conn: &mut DbConn, delta: &Contribution) -> QueryResult<()> {
-    for (key, s) in delta {
-        if s.n == 0 && s.total == 0.0 {
-            continue;
-        }
-        let q = diesel::sql_query(
-            "INSERT INTO stat_cells (ind, period, area, sex, age, org, flag, n, total) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (ind, period, area, sex, age, org, flag) DO UPDATE SET \
-             n = stat_cells.n + excluded.n, total = stat_cells.total + excluded.total",
-        )
-        .bind::<Text, _>(key.ind)
-        .bind::<Integer, _>(key.period)
-        .bind::<Text, _>(&key.area)
-        .bind::<Text, _>(&key.sex)
-        .bind::<Integer, _>(key.age)
-        .bind::<Text, _>(&key.org)
-        .bind::<Integer, _>(key.flag)
-        .bind::<BigInt, _>(s.n)
-        .bind::<Double, _>(s.total);
-        native!(conn, c => q.execute(c))?;
+    use crate::store::schema::stat_cells as c;
+    use diesel::upsert::excluded;
+    let rows: Vec<_> = delta
+        .iter()
+        .filter(|(_, s)| s.n != 0 || s.total != 0.0)
+        .map(|(k, s)| {
+            (
+                c::ind.eq(k.ind),
+                c::period.eq(k.period),
+                c::area.eq(k.area.as_str()),
+                c::sex.eq(k.sex.as_str()),
+                c::age.eq(k.age),
+                c::org.eq(k.org.as_str()),
+                c::flag.eq(k.flag),
+                c::n.eq(s.n),
+                c::total.eq(s.total),
+            )
+        })
+        .collect();
+    // Chunks of a few fixed sizes, so that each statement's text recurs and stays prepared.
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        let size = [64, 16, 4, 1]
+            .into_iter()
+            .find(|n| *n <= rest.len())
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let q = diesel::insert_into(c::table)
+            .values(chunk)
+            .on_conflict((c::ind, c::period, c::area, c::sex, c::age, c::org, c::flag))
+            .do_update()
+            .set((
+                c::n.eq(c::n + excluded(c::n)),
+                c::total.eq(c::total + excluded(c::total)),
+            ));
+        native!(conn, x => q.execute(x))?;
     }
     Ok(())
 }

@@ -306,14 +306,20 @@ pub fn retire(tx: &mut Tx<'_>, resident: &str) -> QueryResult<()> {
 
 /// A golden resident's strata as its record now shows them (`live`: false once it is
 /// retired by a merge or deleted, and it no longer counts).
+/// `is_new`: this write creates the golden resident.
 pub fn golden_written(
     tx: &mut Tx<'_>,
     resident: &str,
     strata: &Strata,
     live: bool,
+    is_new: bool,
     now: i64,
 ) -> QueryResult<()> {
-    touch(tx, resident)?;
+    if is_new {
+        cells::touch_new(tx, resident);
+    } else {
+        touch(tx, resident)?;
+    }
     let conn = tx.conn();
     let q = diesel::sql_query(
         "INSERT INTO stat_residents (resident, area, sex, birth, since, golden) \
