@@ -41,33 +41,7 @@ if [ "$loaded" != 200 ]; then
   "$bin" stats population "$city/population.csv"
 fi
 echo "== $backend: $residents residents, $rounds evaluations per indicator, all stratifiers"
-python3 - "$base" "$OFFICIAL" "$rounds" <<'PY'
-import json, sys, time, urllib.request
-base, token, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-names = ["ehr-coverage", "ehr-use", "health-card-issuance", "hypertension-management",
-         "hypertension-standard-management", "hypertension-control", "diabetes-management",
-         "diabetes-standard-management", "diabetes-control", "elderly-health-management",
-         "child-health-management", "family-doctor-signing", "booking-rate", "booking-lead-time",
-         "no-show-rate", "data-timeliness"]
-worst = 0.0
-for name in names:
-    times, report = [], None
-    for _ in range(rounds):
-        req = urllib.request.Request(
-            f"{base}/fhir/Measure/{name}/$evaluate-measure?periodStart=2026-01-01&periodEnd=2026-12-31",
-            headers={"Authorization": "Bearer " + token})
-        t0 = time.perf_counter()
-        with urllib.request.urlopen(req, timeout=120) as r:
-            report = json.load(r)
-        times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
-    pct = lambda p: times[min(len(times) - 1, int(p * len(times)))]
-    worst = max(worst, pct(0.99))
-    pops = {p["code"]["coding"][0]["code"]: p.get("count", "masked") for p in report["group"][0]["population"]}
-    score = report["group"][0].get("measureScore", {}).get("value")
-    print(f"{name:34} p50 {pct(0.5):7.1f}  p99 {pct(0.99):7.1f}  max {times[-1]:7.1f} ms   {pops} score {score}")
-print(f"worst p99: {worst:.1f} ms")
-PY
+python3 scripts/load/evaluate.py "$base" "$OFFICIAL" "$rounds"
 # A bundle of follow-ups pushed now: how long until the city's report counts it.
 python3 - "$base" "$OFFICIAL" "$("$bin" token --role his --org Organization/org-2 --scope 'system/*.cruds' 2>/dev/null)" <<'PY'
 import json, sys, time, urllib.request

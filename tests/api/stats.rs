@@ -43,6 +43,15 @@ async fn app() -> TestApp {
     .await
 }
 
+/// Counts unrounded, the smallest minimum cell.
+async fn exact_app() -> TestApp {
+    spawn_app_with(|s| {
+        s.stats_rounding = 1;
+        s.stats_min_cell = 5;
+    })
+    .await
+}
+
 fn official(app: &TestApp, area: &str) -> String {
     dev_token(
         &app.settings,
@@ -537,11 +546,7 @@ async fn hypertension_city(app: &TestApp) {
 
 #[actix_web::test]
 async fn hypertension_management_standard_management_and_control_as_hand_counted() {
-    let app = spawn_app_with(|s| {
-        s.stats_rounding = 1;
-        s.stats_min_cell = 5;
-    })
-    .await;
+    let app = exact_app().await;
     hypertension_city(&app).await;
     let tok = official(&app, "510104");
     let get = |m: &'static str| {
@@ -661,11 +666,7 @@ fn years() -> (i32, i32) {
 
 #[actix_web::test]
 async fn the_other_indicators_as_hand_counted() {
-    let app = spawn_app_with(|s| {
-        s.stats_rounding = 1;
-        s.stats_min_cell = 5;
-    })
-    .await;
+    let app = exact_app().await;
     registry(&app).await;
     let (this, last) = years();
     let enc = |full: &str, day: &str, code: Option<&str>, booked: Option<&str>| {
@@ -922,11 +923,7 @@ async fn published_counts_are_rounded_to_the_configured_base() {
 
 #[actix_web::test]
 async fn a_rebuild_counts_the_stored_record_again() {
-    let app = spawn_app_with(|s| {
-        s.stats_rounding = 1;
-        s.stats_min_cell = 5;
-    })
-    .await;
+    let app = exact_app().await;
     hypertension_city(&app).await;
     let tok = admin(&app);
     let paths = [
@@ -976,11 +973,7 @@ async fn a_rebuild_counts_the_stored_record_again() {
 /// other run of whole months from the members' own facts. Both count alike.
 #[actix_web::test]
 async fn the_aggregates_and_the_members_facts_count_alike() {
-    let app = spawn_app_with(|s| {
-        s.stats_rounding = 1;
-        s.stats_min_cell = 5;
-    })
-    .await;
+    let app = exact_app().await;
     hypertension_city(&app).await;
     let tok = admin(&app);
     // Nothing happened in December 2025: the thirteen months count as the year does.
@@ -1056,11 +1049,7 @@ async fn the_aggregates_and_the_members_facts_count_alike() {
 /// cells count each exactly once.
 #[actix_web::test]
 async fn a_rush_of_pushes_into_the_same_cells_counts_each_once() {
-    let app = spawn_app_with(|s| {
-        s.stats_rounding = 1;
-        s.stats_min_cell = 5;
-    })
-    .await;
+    let app = exact_app().await;
     registry(&app).await;
     let pushes = (0..12u32).map(|i| {
         let mut p = person("510104001", true, "1960-03-01");

@@ -894,3 +894,51 @@ pub fn shipped_record(id: &str) -> Option<crate::services::record::Record> {
 
 /// When the shipped definitions were written (2026-12-04T00:00:00Z).
 const SHIPPED_AT: i64 = 1_796_342_400_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::stats::cells;
+
+    /// Every indicator counts kinds the aggregates keep as it reads them: a kind kept another
+    /// way would read as nobody.
+    #[test]
+    fn every_indicator_reads_kinds_the_aggregates_keep() {
+        for m in shipped() {
+            let name = m.get_str("id").unwrap();
+            let ind = indicator(name).unwrap_or_else(|| panic!("{name} is not computed"));
+            match ind.members {
+                Members::Residents(Yes::Fact(k)) => assert!(cells::PRESENCE.contains(&k), "{name}"),
+                Members::Residents(Yes::InForce(k)) => assert_eq!(k, facts::SIGNED, "{name}"),
+                Members::Residents(_) => {}
+                Members::Managed {
+                    condition,
+                    follow_up,
+                    yes,
+                } => {
+                    let (c, f, reading) = cells::PROGRAMMES
+                        .into_iter()
+                        .find(|p| p.0 == condition)
+                        .unwrap_or_else(|| panic!("{name}"));
+                    assert_eq!((c, f), (condition, follow_up), "{name}");
+                    if let Managed::LatestOnTarget(k) = yes {
+                        assert_eq!(k, reading, "{name}");
+                    }
+                }
+                Members::Events(k) => assert!(cells::EVENTS.contains(&k), "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn calendar_periods_have_codes() {
+        let p = |a: &str, b: &str| Period::parse(a, b).unwrap().calendar();
+        assert_eq!(p("2026-01-01", "2026-12-31"), Some(202_600));
+        assert_eq!(p("2026-04-01", "2026-06-30"), Some(202_614));
+        assert_eq!(p("2026-05-01", "2026-05-31"), Some(202_605));
+        assert_eq!(p("2026-04-01", "2026-05-31"), None);
+        assert_eq!(p("2026-02-01", "2026-04-30"), None);
+        assert_eq!(p("2025-12-01", "2026-12-31"), None);
+        assert_eq!(p("2025-01-01", "2026-12-31"), None);
+    }
+}
