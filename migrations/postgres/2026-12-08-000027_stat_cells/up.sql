@@ -18,4 +18,7 @@ CREATE TABLE stat_cells (
     n BIGINT NOT NULL,
     total DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (ind, period, area, sex, age, org, flag)
-);
+)
+-- Room on each page, so that an upsert's new row version stays on its page (heap-only: no
+-- new index entry).
+WITH (fillfactor = 50);
