@@ -188,6 +188,7 @@ impl<'c> Tx<'c> {
         use diesel::connection::{Connection, TransactionManager};
         type Manager = <DbConn as Connection>::TransactionManager;
         Manager::begin_transaction(self.conn)?;
+        let touched = super::stats::cells::mark(self);
         match f(self) {
             Ok(v) => {
                 Manager::commit_transaction(self.conn)?;
@@ -195,6 +196,7 @@ impl<'c> Tx<'c> {
             }
             Err(e) => {
                 Manager::rollback_transaction(self.conn)?;
+                super::stats::cells::forget_since(self, touched);
                 Err(e)
             }
         }

@@ -416,6 +416,7 @@ async fn a_batch_answers_each_entry_on_its_own() {
     let now = app.get(&format!("/fhir/Patient/{pid}")).await.json();
     assert_eq!(now["gender"], "male");
     assert_eq!(now["meta"]["versionId"], "2");
+    app.assert_stat_cells_exact();
 }
 
 #[actix_web::test]
@@ -772,4 +773,5 @@ async fn an_invalid_resource_fails_its_batch_entry_alone_and_refuses_a_transacti
         count(&app, &format!("Patient?identifier=BATCH-OK&{NOT_GOLDEN}")).await,
         1
     );
+    app.assert_stat_cells_exact();
 }

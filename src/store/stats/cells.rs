@@ -354,6 +354,23 @@ pub fn unlinked(t: &str, id: &str) -> String {
 #[derive(Default)]
 struct Touched {
     before: HashMap<String, Contribution>,
+    /// The residents in the order they were touched (see [`forget_since`]).
+    order: Vec<String>,
+}
+
+/// How many residents this write has touched so far (before a savepoint).
+pub(crate) fn mark(tx: &mut Tx<'_>) -> usize {
+    tx.work::<Touched>().order.len()
+}
+
+/// A savepoint begun at `mark` was rolled back: the residents first touched inside it are
+/// as they were (and, on PostgreSQL, no longer locked), so they are forgotten; a later
+/// change touches them again.
+pub(crate) fn forget_since(tx: &mut Tx<'_>, mark: usize) {
+    let touched = tx.work::<Touched>();
+    for id in touched.order.split_off(mark.min(touched.order.len())) {
+        touched.before.remove(&id);
+    }
 }
 
 /// This write is about to change what `resident` (a golden resident, or [`unlinked`]) counts
@@ -363,18 +380,21 @@ pub fn touch(tx: &mut Tx<'_>, resident: &str) -> QueryResult<()> {
         return Ok(());
     }
     let before = current(tx.conn(), resident, true)?;
-    tx.work::<Touched>()
-        .before
-        .insert(resident.to_owned(), before);
+    let touched = tx.work::<Touched>();
+    touched.before.insert(resident.to_owned(), before);
+    touched.order.push(resident.to_owned());
     Ok(())
 }
 
 /// Like [`touch`], for a golden resident this write creates: it counted for nothing before.
 pub fn touch_new(tx: &mut Tx<'_>, resident: &str) {
-    tx.work::<Touched>()
-        .before
-        .entry(resident.to_owned())
-        .or_default();
+    let touched = tx.work::<Touched>();
+    if !touched.before.contains_key(resident) {
+        touched
+            .before
+            .insert(resident.to_owned(), Contribution::new());
+        touched.order.push(resident.to_owned());
+    }
 }
 
 /// The write's work is done: add the difference its touched residents' parts make to the
