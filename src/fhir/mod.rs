@@ -2,6 +2,7 @@
 //! validation, OperationOutcome and Bundle building.
 
 pub mod bundle;
+pub mod cda;
 pub mod definitions;
 pub mod fhirpath;
 pub mod index;
