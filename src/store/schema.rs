@@ -350,3 +350,5 @@ diesel::table! {
         total -> Double,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(stat_facts, stat_residents);

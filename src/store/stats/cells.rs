@@ -138,6 +138,24 @@ pub struct Sum {
 /// What one resident counts for.
 pub type Contribution = BTreeMap<Key, Sum>;
 
+/// Add `part` to `into`, or take it away (`sign` -1).
+fn merge(into: &mut Contribution, part: Contribution, sign: i64) {
+    for (key, s) in part {
+        let d = into.entry(key).or_default();
+        d.n += sign * s.n;
+        d.total += sign as f64 * s.total;
+    }
+}
+
+/// The columns a [`Resident`] and a [`FactRow`] are read from.
+fn resident_columns() -> (r::area, r::sex, r::birth, r::org, r::card, r::golden) {
+    (r::area, r::sex, r::birth, r::org, r::card, r::golden)
+}
+
+fn fact_columns() -> (f::kind, f::org, f::at, f::until_at, f::value, f::flag) {
+    (f::kind, f::org, f::at, f::until_at, f::value, f::flag)
+}
+
 /// A golden resident's row, as the cells read it.
 #[derive(Debug, Clone, Default, PartialEq, Queryable)]
 pub struct Resident {
@@ -283,18 +301,13 @@ fn current(conn: &mut DbConn, resident: &str, lock: bool) -> QueryResult<Contrib
             .filter(f::res_type.eq(t))
             .filter(f::res_id.eq(id))
             .filter(f::resident.is_null())
-            .select((f::kind, f::org, f::at, f::until_at, f::value, f::flag));
+            .select(fact_columns());
         let facts: Vec<FactRow> = native!(conn, c => q.load(c))?;
         return Ok(contribution(None, &facts));
     }
-    let q = r::table.filter(r::resident.eq(resident)).select((
-        r::area,
-        r::sex,
-        r::birth,
-        r::org,
-        r::card,
-        r::golden,
-    ));
+    let q = r::table
+        .filter(r::resident.eq(resident))
+        .select(resident_columns());
     let row: Option<Resident> = match conn {
         DbConn::Postgres(c) if lock => q.for_update().first(c).optional()?,
         DbConn::Postgres(c) => q.first(c).optional()?,
@@ -303,7 +316,7 @@ fn current(conn: &mut DbConn, resident: &str, lock: bool) -> QueryResult<Contrib
     let q = f::table
         .filter(f::kind.eq_any(ALL))
         .filter(f::resident.eq(resident))
-        .select((f::kind, f::org, f::at, f::until_at, f::value, f::flag));
+        .select(fact_columns());
     let facts: Vec<FactRow> = native!(conn, c => q.load(c))?;
     Ok(contribution(row.as_ref(), &facts))
 }
@@ -316,19 +329,15 @@ fn currents(
 ) -> QueryResult<HashMap<String, Contribution>> {
     let mut out = HashMap::new();
     for page in ids.chunks(500) {
-        let q = r::table.filter(r::resident.eq_any(page)).select((
-            r::resident,
-            (r::area, r::sex, r::birth, r::org, r::card, r::golden),
-        ));
+        let q = r::table
+            .filter(r::resident.eq_any(page))
+            .select((r::resident, resident_columns()));
         let rows: HashMap<String, Resident> =
             q.load::<(String, Resident)>(c)?.into_iter().collect();
         let q = f::table
             .filter(f::kind.eq_any(ALL))
             .filter(f::resident.eq_any(page))
-            .select((
-                f::resident.assume_not_null(),
-                (f::kind, f::org, f::at, f::until_at, f::value, f::flag),
-            ));
+            .select((f::resident.assume_not_null(), fact_columns()));
         let mut facts: HashMap<String, Vec<FactRow>> = HashMap::new();
         for (who, fact) in q.load::<(String, FactRow)>(c)? {
             facts.entry(who).or_default().push(fact);
@@ -427,16 +436,8 @@ pub fn settle(tx: &mut Tx<'_>) -> QueryResult<()> {
             Some(after) => after,
             None => current(tx.conn(), &resident, false)?,
         };
-        for (key, s) in after {
-            let d = delta.entry(key).or_default();
-            d.n += s.n;
-            d.total += s.total;
-        }
-        for (key, s) in before {
-            let d = delta.entry(key).or_default();
-            d.n -= s.n;
-            d.total -= s.total;
-        }
+        merge(&mut delta, after, 1);
+        merge(&mut delta, before, -1);
     }
     add(tx.conn(), &delta)
 }
@@ -537,13 +538,6 @@ pub fn rebuild(conn: &mut DbConn) -> QueryResult<usize> {
 /// The cells as the facts and residents' rows make them, and the residents counted.
 fn summed(conn: &mut DbConn) -> QueryResult<(Contribution, usize)> {
     let mut total = Contribution::new();
-    let mut sum = |part: Contribution| {
-        for (key, s) in part {
-            let d = total.entry(key).or_default();
-            d.n += s.n;
-            d.total += s.total;
-        }
-    };
     let mut after = String::new();
     let mut residents = 0;
     loop {
@@ -554,7 +548,7 @@ fn summed(conn: &mut DbConn) -> QueryResult<(Contribution, usize)> {
             .select(r::resident);
         let page: Vec<String> = native!(conn, c => q.load(c))?;
         for id in &page {
-            sum(current(conn, id, false)?);
+            merge(&mut total, current(conn, id, false)?, 1);
         }
         residents += page.len();
         match page.last() {
@@ -562,25 +556,16 @@ fn summed(conn: &mut DbConn) -> QueryResult<(Contribution, usize)> {
             _ => break,
         }
     }
-    // Facts of residents without a row, and of no resident.
-    let q = f::table.filter(f::kind.eq_any(EVENTS)).select((
-        f::resident,
-        (f::kind, f::org, f::at, f::until_at, f::value, f::flag),
+    // Events of no resident, or of one without a row: unknown strata, whoever they are.
+    let rowless = diesel::dsl::not(diesel::dsl::exists(
+        r::table.filter(r::resident.nullable().eq(f::resident)),
     ));
-    let mut orphans: BTreeMap<Option<String>, Vec<FactRow>> = BTreeMap::new();
-    for (who, fact) in native!(conn, c => q.load::<(Option<String>, FactRow)>(c))? {
-        orphans.entry(who).or_default().push(fact);
-    }
-    for (who, facts) in orphans {
-        if let Some(id) = &who {
-            let q = r::table.filter(r::resident.eq(id)).count();
-            let n: i64 = native!(conn, c => q.get_result(c))?;
-            if n > 0 {
-                continue;
-            }
-        }
-        sum(contribution(None, &facts));
-    }
+    let q = f::table
+        .filter(f::kind.eq_any(EVENTS))
+        .filter(f::resident.is_null().or(rowless))
+        .select(fact_columns());
+    let orphans: Vec<FactRow> = native!(conn, c => q.load(c))?;
+    merge(&mut total, contribution(None, &orphans), 1);
     total.retain(|_, s| s.n != 0 || s.total != 0.0);
     Ok((total, residents))
 }
@@ -603,17 +588,19 @@ pub fn differences(conn: &mut DbConn) -> QueryResult<Vec<String>> {
     ));
     type Stored = (String, i32, String, String, i32, String, i32, i64, f64);
     let stored: Vec<Stored> = native!(conn, x => q.load(x))?;
+    let label = |ind: &str, period, area: &str, sex: &str, age, org: &str, flag| {
+        format!("{ind} {period} {area} {sex} {age} {org} {flag}")
+    };
     let mut kept: BTreeMap<String, (i64, f64)> = BTreeMap::new();
     for (ind, period, area, sex, age, org, flag, n, total) in stored {
-        let key = format!("{ind} {period} {area} {sex} {age} {org} {flag}");
-        kept.insert(key, (n, total));
+        kept.insert(
+            label(&ind, period, &area, &sex, age, &org, flag),
+            (n, total),
+        );
     }
     let mut out = Vec::new();
     for (k, s) in expected {
-        let key = format!(
-            "{} {} {} {} {} {} {}",
-            k.ind, k.period, k.area, k.sex, k.age, k.org, k.flag
-        );
+        let key = label(k.ind, k.period, &k.area, &k.sex, k.age, &k.org, k.flag);
         match kept.remove(&key) {
             Some((n, t)) if n == s.n && (t - s.total).abs() < 1e-6 => {}
             got => out.push(format!(

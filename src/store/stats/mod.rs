@@ -1,8 +1,8 @@
 //! The statistics tables (see [`crate::services::stats`]): `stat_residents` (a golden
 //! resident's strata), `stat_facts` (what one resource counts for), kept in step with the
-//! record in the writes' transactions, and `stat_population` (the denominators). An
-//! evaluation is one grouped read: counts by the finest cells (home area, sex, age band,
-//! institution, yes or no), which the service rolls up into strata.
+//! record in the writes' transactions, the aggregates summed from them ([`cells`]), and
+//! `stat_population` (the denominators). An evaluation reads counts by the finest cells (home
+//! area, sex, age band, institution, yes or no), which the service rolls up into strata.
 
 use diesel::prelude::*;
 use diesel::result::QueryResult;
@@ -543,11 +543,13 @@ impl Scope {
 /// members themselves.
 pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult<Vec<Cell>> {
     let area = scope.area.as_str();
-    let strata = |r: &cells::Row, band: i32, flag: i32| Cell {
-        area: Some(r.area.clone()).filter(|a| !a.is_empty()),
-        sex: Some(r.sex.clone()).filter(|a| !a.is_empty()),
-        band,
-        org: Some(r.org.clone()).filter(|a| !a.is_empty()),
+    let known = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    // A cell's row as an evaluation's cell; its `age` is a band by now.
+    let cell = |r: &cells::Row, flag: i32| Cell {
+        area: known(&r.area),
+        sex: known(&r.sex),
+        band: r.age,
+        org: known(&r.org),
         flag,
         n: r.n,
         total: Some(r.total),
@@ -555,64 +557,50 @@ pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult
     match (members, scope.calendar) {
         (Members::Events(kind), _) => {
             let rows = cells::read(conn, kind, scope.months.0, scope.months.1, area)?;
-            Ok(rows.iter().map(|r| strata(r, r.age, r.flag)).collect())
+            Ok(rows.iter().map(|r| cell(r, r.flag)).collect())
         }
         (Members::Residents(yes), calendar) => {
             let flagged = match yes {
-                Yes::All | Yes::Card => None,
+                Yes::All | Yes::Card => Vec::new(),
                 Yes::Fact(kind) | Yes::InForce(kind) => match calendar {
-                    Some(code) => Some(cells::read(conn, kind, code, code, area)?),
+                    Some(code) => cells::read(conn, kind, code, code, area)?,
                     None => return members_counted(conn, members, scope),
                 },
             };
-            let band = |born: i32| {
-                if born < 0 {
+            // Residents' rows hold birth years: their bands in the year reckoned at.
+            let mut residents = cells::read(conn, cells::RESIDENTS, 0, 0, area)?;
+            residents.retain(|r| scope.born_within(r.age));
+            for r in &mut residents {
+                r.age = if r.age < 0 {
                     -1
                 } else {
-                    cells::band(scope.year - born)
-                }
-            };
+                    cells::band(scope.year - r.age)
+                };
+            }
+            match yes {
+                Yes::All => return Ok(residents.iter().map(|r| cell(r, 1)).collect()),
+                Yes::Card => return Ok(residents.iter().map(|r| cell(r, r.flag)).collect()),
+                Yes::Fact(_) | Yes::InForce(_) => {}
+            }
+            // The members of each stratum less its yes are its no.
+            let stratum = |r: &cells::Row| (r.area.clone(), r.sex.clone(), r.age, r.org.clone());
+            let mut no: std::collections::BTreeMap<_, cells::Row> = Default::default();
+            for r in residents {
+                let entry = no.entry(stratum(&r)).or_insert(cells::Row {
+                    n: 0,
+                    flag: 0,
+                    ..r.clone()
+                });
+                entry.n += r.n;
+            }
             let mut out = Vec::new();
-            let mut all: std::collections::BTreeMap<(String, String, i32, String), i64> =
-                Default::default();
-            for r in cells::read(conn, cells::RESIDENTS, 0, 0, area)? {
-                if !scope.born_within(r.age) {
-                    continue;
+            for r in flagged.iter().filter(|r| scope.band_within(r.age)) {
+                if let Some(members) = no.get_mut(&stratum(r)) {
+                    members.n -= r.n;
                 }
-                match yes {
-                    Yes::All => out.push(strata(&r, band(r.age), 1)),
-                    Yes::Card => out.push(strata(&r, band(r.age), r.flag)),
-                    _ => {
-                        let key = (r.area, r.sex, band(r.age), r.org);
-                        *all.entry(key).or_default() += r.n;
-                    }
-                }
+                out.push(cell(r, 1));
             }
-            for r in flagged.unwrap_or_default() {
-                if !scope.band_within(r.age) {
-                    continue;
-                }
-                let key = (r.area.clone(), r.sex.clone(), r.age, r.org.clone());
-                if let Some(n) = all.get_mut(&key) {
-                    *n -= r.n;
-                }
-                out.push(strata(&r, r.age, 1));
-            }
-            for ((area, sex, band, org), n) in all {
-                if n > 0 {
-                    let row = cells::Row {
-                        period: 0,
-                        area,
-                        sex,
-                        age: band,
-                        org,
-                        flag: 0,
-                        n,
-                        total: 0.0,
-                    };
-                    out.push(strata(&row, band, 0));
-                }
-            }
+            out.extend(no.values().filter(|r| r.n > 0).map(|r| cell(r, 0)));
             Ok(out)
         }
         (Members::Managed { condition, yes, .. }, Some(code)) => {
@@ -626,7 +614,7 @@ pub fn cells(conn: &mut DbConn, members: &Members, scope: &Scope) -> QueryResult
                         Managed::Standard => i32::from(r.flag & cells::STANDARD != 0),
                         Managed::LatestOnTarget(_) => i32::from(r.flag & cells::ON_TARGET != 0),
                     };
-                    strata(r, r.age, flag)
+                    cell(r, flag)
                 })
                 .collect())
         }
