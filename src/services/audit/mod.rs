@@ -120,6 +120,18 @@ impl Draft {
         }
     }
 
+    /// The draft of an update the platform makes by itself (a sweep, a load, a rebuild):
+    /// `sub` names the platform's part (`huimin:…`), `what` the type or table it writes.
+    pub fn platform(sub: &str, subtype: &str, what: &str) -> Draft {
+        let caller = crate::auth::Caller::platform(sub);
+        Draft::new(
+            Arc::new(Actor::new(&caller, None)),
+            subtype,
+            'U',
+            what.to_owned(),
+        )
+    }
+
     /// The events of an interaction that touched `resources` (`Type/id`, each with its
     /// resident): one per resident, or one without a patient when no resident's data was
     /// touched.

@@ -407,13 +407,7 @@ async fn settle(
         // Only the outbox moved: nothing of the record, nothing for the audit trail.
         store.write(rows_done)?;
     } else {
-        let platform = Caller::platform("huimin:notify");
-        let draft = Draft::new(
-            Arc::new(Actor::new(&platform, None)),
-            "subscription-delivery",
-            'U',
-            "Subscription".to_owned(),
-        );
+        let draft = Draft::platform("huimin:notify", "subscription-delivery", "Subscription");
         record::write(store, draft, move |tx| {
             rows_done(tx)?;
             for (id, failures, retry_at, error, status) in &changes {

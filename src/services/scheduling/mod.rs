@@ -10,14 +10,12 @@ pub mod find;
 pub mod publish;
 pub mod referral;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::Caller;
 use crate::clock;
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::services::audit::{Actor, Draft};
+use crate::services::audit::Draft;
 use crate::services::record;
 use crate::store::Store;
 
@@ -96,13 +94,7 @@ pub fn expire_due(store: &Store) -> Result<usize, ApiError> {
     {
         return Ok(0);
     }
-    let platform = Caller::platform("huimin:hold-expiry");
-    let draft = Draft::new(
-        Arc::new(Actor::new(&platform, None)),
-        "hold-expiry",
-        'U',
-        "Appointment".to_owned(),
-    );
+    let draft = Draft::platform("huimin:hold-expiry", "hold-expiry", "Appointment");
     record::write(store, draft, |conn| {
         conn.work::<Booking>().0 = true;
         book::expire_in(conn, None, clock::now_millis())

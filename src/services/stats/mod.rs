@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::fhir::json::Json;
+use crate::services::audit::Draft;
 use crate::store::Store;
 use crate::store::stats::{self as rows, Cell, Managed, Members, Population, Scope, Yes};
 
@@ -788,15 +789,7 @@ const COUNTED: &[&str] = &[
 /// that holds records written before the statistics existed. The statistics are partial while
 /// it runs. Returns the resources read.
 pub fn rebuild(store: &Store) -> Result<usize, ApiError> {
-    let platform = Caller::platform("huimin:stats-rebuild");
-    let draft = || {
-        crate::services::audit::Draft::new(
-            std::sync::Arc::new(crate::services::audit::Actor::new(&platform, None)),
-            "stats-rebuild",
-            'U',
-            "stat_facts".to_owned(),
-        )
-    };
+    let draft = || Draft::platform("huimin:stats-rebuild", "stats-rebuild", "stat_facts");
     crate::services::record::write(store, draft(), |tx| Ok(rows::clear(tx.conn())?))?;
     let mut read = 0;
     for t in COUNTED.iter().copied().chain(["Task"]) {
@@ -851,13 +844,7 @@ pub fn backfill(store: &Store) -> Result<Option<usize>, ApiError> {
     if !store.read(|tx| Ok::<_, ApiError>(rows::cells::missing(tx.conn())?))? {
         return Ok(None);
     }
-    let platform = Caller::platform("huimin:stats-backfill");
-    let draft = crate::services::audit::Draft::new(
-        std::sync::Arc::new(crate::services::audit::Actor::new(&platform, None)),
-        "stats-backfill",
-        'U',
-        "stat_cells".to_owned(),
-    );
+    let draft = Draft::platform("huimin:stats-backfill", "stats-backfill", "stat_cells");
     crate::services::record::write(store, draft, |tx| {
         if !rows::cells::missing(tx.conn())? {
             return Ok(None);

@@ -1,11 +1,8 @@
 //! Area populations, the indicators' denominators: read from CSV (`huimin stats population`)
 //! with every line checked, and loaded in one write.
 
-use std::sync::Arc;
-
-use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::services::audit::{Actor, Draft};
+use crate::services::audit::Draft;
 use crate::store::Store;
 use crate::store::stats::{self as rows, Population};
 
@@ -86,12 +83,10 @@ pub fn parse_csv(text: &str) -> Result<Vec<Population>, String> {
 /// Load `rows`: those of each (area, year) they hold replace what was loaded before, in one
 /// audited write.
 pub fn load(store: &Store, rows: Vec<Population>) -> Result<usize, ApiError> {
-    let platform = Caller::platform("huimin:stats-population");
-    let draft = Draft::new(
-        Arc::new(Actor::new(&platform, None)),
+    let draft = Draft::platform(
+        "huimin:stats-population",
         "population-load",
-        'U',
-        "stat_population".to_owned(),
+        "stat_population",
     );
     crate::services::record::write(store, draft, move |tx| {
         Ok(rows::put_population(tx.conn(), &rows)?)

@@ -32,16 +32,14 @@
 pub mod access;
 pub mod refer;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::Caller;
 use crate::clock;
 use crate::error::{ApiError, RecordError, WorkflowError};
 use crate::fhir::json::Json;
 use crate::services::access::consent;
 use crate::services::access::{Guard, Writer};
-use crate::services::audit::{Actor, Draft};
+use crate::services::audit::Draft;
 use crate::services::record::{self, Record};
 use crate::services::{has_coding, referenced, stored};
 use crate::store::record as repo;
@@ -678,13 +676,7 @@ pub fn sweep_due(store: &Store) -> Result<usize, ApiError> {
     {
         return Ok(0);
     }
-    let platform = Caller::platform("huimin:referral-sweep");
-    let draft = Draft::new(
-        Arc::new(Actor::new(&platform, None)),
-        "referral-overdue",
-        'U',
-        "Task".to_owned(),
-    );
+    let draft = Draft::platform("huimin:referral-sweep", "referral-overdue", "Task");
     record::write(store, draft, move |conn| {
         let due = rows::due(conn.conn(), now, SWEEP_BATCH)?;
         for id in &due {
